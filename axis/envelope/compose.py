@@ -142,9 +142,7 @@ def new_document(
     atts: list[Attachment] = [a if isinstance(a, Attachment) else attachment_from_file(a) for a in attachments]
     if len({a.content_id for a in atts}) != len(atts):
         raise ValueError("attachments must have distinct content ids")
-    replacement = (
-        (ReplacementInfo(related_document_id or "", tuple(t.organ_id for t in tos)),) if kind == 3 else ()
-    )
+    replacement = (ReplacementInfo(related_document_id or "", tuple(t.organ_id for t in tos)),) if kind == 3 else ()
     return DocumentMessage(
         sender=frm,
         recipients=tos,

@@ -39,10 +39,12 @@ def _q(name: str) -> str:
     return _P + name
 
 
-ROOT, ENVELOPE, HEADER, BODY, MANIFEST = (_q(n) for n in ("edXML", "edXMLEnvelope", "edXMLHeader", "edXMLBody",
-                                                          "edXMLManifest"))
-MESSAGE_HEADER, TRACE_LIST, TRACE, BUSINESS = (_q(n) for n in ("MessageHeader", "TraceHeaderList", "TraceHeader",
-                                                               "Bussiness"))
+ROOT, ENVELOPE, HEADER, BODY, MANIFEST = (
+    _q(n) for n in ("edXML", "edXMLEnvelope", "edXMLHeader", "edXMLBody", "edXMLManifest")
+)
+MESSAGE_HEADER, TRACE_LIST, TRACE, BUSINESS = (
+    _q(n) for n in ("MessageHeader", "TraceHeaderList", "TraceHeader", "Bussiness")
+)
 FROM, TO, STATUS_CODE = _q("From"), _q("To"), _q("StatusCode")
 ATTACHMENT_ENCODED, ATTACHMENT, REFERENCE = _q("AttachmentEncoded"), _q("Attachment"), _q("Reference")
 
@@ -58,16 +60,18 @@ _ORG_FIELDS = tuple(
         ("website", "Website"),
     )
 )
-_Q = {n: _q(n) for n in (
-    "OrganId", "DocumentId", "Code", "CodeNumber", "CodeNotation", "PromulgationInfo", "Place", "PromulgationDate",
-    "DocumentType", "Type", "TypeDetail", "TypeName", "Subject", "Content", "SignerInfo", "Competence", "Position",
-    "FullName", "DueDate", "OtherInfo", "Priority", "SphereOfPromulgation", "TyperNotation", "PromulgationAmount",
-    "PageAmount", "Direction", "Appendixes", "Appendix", "SteeringType", "ToPlaces", "ResponseFor",
-    "ApplicationType", "Timestamp", "BussinessDocType", "BussinessDocReason", "Paper", "ReplacementInfoList",
-    "ReplacementInfo", "OrganIdList", "BussinessDocumentInfo", "DocumentInfo", "DocumentReceiver", "ReceiverList",
-    "Receiver", "ReceiverType", "StaffInfo", "Department", "Staff", "Email", "Mobile", "Description",
-    "ContentId", "ContentType", "AttachmentName", "ContentTransferEncoded",
-)}
+_Q = {
+    n: _q(n)
+    for n in """
+    OrganId DocumentId Code CodeNumber CodeNotation PromulgationInfo Place PromulgationDate DocumentType Type
+    TypeDetail TypeName Subject Content SignerInfo Competence Position FullName DueDate OtherInfo Priority
+    SphereOfPromulgation TyperNotation PromulgationAmount PageAmount Direction Appendixes Appendix
+    SteeringType ToPlaces ResponseFor ApplicationType Timestamp BussinessDocType BussinessDocReason Paper
+    ReplacementInfoList ReplacementInfo OrganIdList BussinessDocumentInfo DocumentInfo DocumentReceiver
+    ReceiverList Receiver ReceiverType StaffInfo Department Staff Email Mobile Description ContentId
+    ContentType AttachmentName ContentTransferEncoded
+""".split()  # noqa: SIM905
+}
 _WS = b" \t\r\n"
 
 
@@ -110,8 +114,9 @@ def _staff(el: Any | None) -> StaffInfo:
     if el is None:
         return StaffInfo()
     t = _texts(el)
-    return StaffInfo(t.get(_Q["Department"], ""), t.get(_Q["Staff"], ""), t.get(_Q["Email"], ""),
-                     t.get(_Q["Mobile"], ""))
+    return StaffInfo(
+        t.get(_Q["Department"], ""), t.get(_Q["Staff"], ""), t.get(_Q["Email"], ""), t.get(_Q["Mobile"], "")
+    )
 
 
 def _response_for(el: Any) -> ResponseFor:
