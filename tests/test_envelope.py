@@ -44,9 +44,9 @@ small = st.lists(text, max_size=3).map(tuple)
 orgs = st.builds(Organization, code, text, text, text, text, text, text, text)
 staff = st.builds(StaffInfo, text, text, text, text)
 response_for = st.builds(ResponseFor, code, text.filter(bool), text, text)
-attachments = st.lists(
-    st.builds(Attachment, st.just(""), text, st.binary(max_size=200), text, text), max_size=3
-).map(lambda xs: tuple(Attachment(f"cid:{i}", a.name, a.data, a.content_type, a.description) for i, a in enumerate(xs)))
+attachments = st.lists(st.builds(Attachment, st.just(""), text, st.binary(max_size=200), text, text), max_size=3).map(
+    lambda xs: tuple(Attachment(f"cid:{i}", a.name, a.data, a.content_type, a.description) for i, a in enumerate(xs))
+)
 business = st.builds(
     Business,
     st.integers(0, 3),
@@ -80,9 +80,7 @@ documents = st.builds(
     business=business,
     attachments=attachments,
 )
-statuses = st.builds(
-    StatusMessage, orgs, response_for, st.sampled_from(sorted(env.STATUS_CODES)), text, text, staff
-)
+statuses = st.builds(StatusMessage, orgs, response_for, st.sampled_from(sorted(env.STATUS_CODES)), text, text, staff)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -100,10 +98,18 @@ def test_status_round_trip(msg: StatusMessage) -> None:
 
 
 def test_build_layout_matches_samples() -> None:
-    msg = env.new_document("000.00.00.G22", ["000.00.00.H41"], "Thử", date="2024/01/02", timestamp="2024/01/02 03:04:05",
-                           attachments=[Attachment("cid:1", "a.txt", b"hi", "text/plain")])
+    msg = env.new_document(
+        "000.00.00.G22",
+        ["000.00.00.H41"],
+        "Thử",
+        date="2024/01/02",
+        timestamp="2024/01/02 03:04:05",
+        attachments=[Attachment("cid:1", "a.txt", b"hi", "text/plain")],
+    )
     data = env.build(msg).decode()
-    assert data.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">')
+    assert data.startswith(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">'
+    )
     assert '<edXML:edXMLEnvelope xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">' in data
     assert "<edXML:ContentId>cid:1</edXML:ContentId>" in data  # manifest
     assert "<AttachmentEncoded>" in data and "<ContentTransferEncoded>aGk=</ContentTransferEncoded>" in data
@@ -117,8 +123,14 @@ def test_build_refuses_text_xml_cannot_carry() -> None:
 
 
 def test_new_document_defaults() -> None:
-    msg = env.new_document("000.00.00.G22", ["000.00.00.H41", "H55.242"], "V/v kết nối", number="7816",
-                           notation="VPCP-TTĐT", date="2015/09/30")
+    msg = env.new_document(
+        "000.00.00.G22",
+        ["000.00.00.H41", "H55.242"],
+        "V/v kết nối",
+        number="7816",
+        notation="VPCP-TTĐT",
+        date="2015/09/30",
+    )
     assert msg.document_id == "000.00.00.G22,2015/09/30,7816/VPCP-TTĐT"
     assert msg.sender.organ_id == "000.00.00.G22"
     assert [r.organ_id for r in msg.recipients] == ["000.00.00.H41", "H55.242"]
@@ -201,8 +213,12 @@ def _doc_bytes(**kw) -> bytes:
         (b"<edXML:BussinessDocType>0<", b"<edXML:BussinessDocType>9<", Reason.SCHEMA_INVALID, "BussinessDocType"),
         (b"aGVsbG8=", b"aGVsbG8=!!", Reason.XML_MALFORMED, "not valid base64"),
         (b"<ContentId>cid:1</ContentId>", b"<ContentId>cid:2</ContentId>", Reason.SCHEMA_INVALID, "not listed"),
-        (b"<edXML:ContentId>cid:1</edXML:ContentId>", b"<edXML:ContentId>cid:9</edXML:ContentId>",
-         Reason.SCHEMA_INVALID, "not listed"),
+        (
+            b"<edXML:ContentId>cid:1</edXML:ContentId>",
+            b"<edXML:ContentId>cid:9</edXML:ContentId>",
+            Reason.SCHEMA_INVALID,
+            "not listed",
+        ),
     ],
 )
 def test_unusable_input_is_refused(old: bytes, new: bytes, reason: Reason, fragment: str) -> None:
