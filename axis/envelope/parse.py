@@ -73,6 +73,8 @@ _Q = {
 """.split()  # noqa: SIM905
 }
 _WS = b" \t\r\n"
+_ORGAN_ID = _Q["OrganId"]
+_ORG_Q = tuple(q for _, q in _ORG_FIELDS)
 
 
 def _bad(detail: str) -> Refusal:
@@ -90,12 +92,8 @@ def _children(el: Any) -> dict[str, Any]:
 
 
 def _texts(el: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for c in el:
-        t = c.tag
-        if isinstance(t, str) and t not in out:
-            out[t] = c.text or ""
-    return out
+    """Direct children's text by tag (for flat records; values may be None, read them with ``or ""``)."""
+    return {c.tag: c.text for c in el}
 
 
 def _text_list(el: Any, tag: str) -> tuple[str, ...]:
@@ -104,10 +102,20 @@ def _text_list(el: Any, tag: str) -> tuple[str, ...]:
 
 def _organization(el: Any, where: str) -> Organization:
     t = _texts(el)
-    organ_id = t.get(_Q["OrganId"], "")
+    g = t.get
+    organ_id = g(_ORGAN_ID) or ""
     if not organ_id:
         raise _bad(f"line {el.sourceline}: {where} has no OrganId")
-    return Organization(organ_id, *(t.get(q, "") for _, q in _ORG_FIELDS))
+    return Organization(
+        organ_id,
+        g(_ORG_Q[0]) or "",
+        g(_ORG_Q[1]) or "",
+        g(_ORG_Q[2]) or "",
+        g(_ORG_Q[3]) or "",
+        g(_ORG_Q[4]) or "",
+        g(_ORG_Q[5]) or "",
+        g(_ORG_Q[6]) or "",
+    )
 
 
 def _staff(el: Any | None) -> StaffInfo:
@@ -115,17 +123,20 @@ def _staff(el: Any | None) -> StaffInfo:
         return StaffInfo()
     t = _texts(el)
     return StaffInfo(
-        t.get(_Q["Department"], ""), t.get(_Q["Staff"], ""), t.get(_Q["Email"], ""), t.get(_Q["Mobile"], "")
+        (t.get(_Q["Department"]) or ""),
+        (t.get(_Q["Staff"]) or ""),
+        (t.get(_Q["Email"]) or ""),
+        (t.get(_Q["Mobile"]) or ""),
     )
 
 
 def _response_for(el: Any) -> ResponseFor:
     t = _texts(el)
     return ResponseFor(
-        organ_id=t.get(_Q["OrganId"], ""),
-        document_id=t.get(_Q["DocumentId"], ""),
-        code=t.get(_Q["Code"], ""),
-        promulgation_date=t.get(_Q["PromulgationDate"], ""),
+        organ_id=(t.get(_Q["OrganId"]) or ""),
+        document_id=(t.get(_Q["DocumentId"]) or ""),
+        code=(t.get(_Q["Code"]) or ""),
+        promulgation_date=(t.get(_Q["PromulgationDate"]) or ""),
     )
 
 
@@ -161,7 +172,7 @@ def _business(el: Any | None) -> Business:
             for r in rl2:
                 if r.tag == _Q["Receiver"]:
                     rt = _texts(r)
-                    recs.append(Receiver(rt.get(_Q["OrganId"], ""), rt.get(_Q["ReceiverType"], "")))
+                    recs.append(Receiver((rt.get(_Q["OrganId"]) or ""), (rt.get(_Q["ReceiverType"]) or "")))
             receivers = tuple(recs)
         d_info = dc.get(_Q["DocumentInfo"])
         d_recv = dc.get(_Q["DocumentReceiver"])
@@ -172,9 +183,9 @@ def _business(el: Any | None) -> Business:
         )
     return Business(
         doc_type=int(raw),
-        document_id=t.get(_Q["DocumentId"], ""),
-        reason=t.get(_Q["BussinessDocReason"], ""),
-        paper=t.get(_Q["Paper"], ""),
+        document_id=(t.get(_Q["DocumentId"]) or ""),
+        reason=(t.get(_Q["BussinessDocReason"]) or ""),
+        paper=(t.get(_Q["Paper"]) or ""),
         replacement_info=replacement,
         document_info=info,
         staff_info=_staff(c.get(_Q["StaffInfo"])),
@@ -198,7 +209,7 @@ def _attachments(root: Any, envelope_children: dict[str, Any]) -> tuple[Attachme
             if r.tag != REFERENCE:
                 continue
             t = _texts(r)
-            cid = t.get(_Q["ContentId"], "")
+            cid = t.get(_Q["ContentId"]) or ""
             if not cid:
                 raise _bad(f"line {r.sourceline}: manifest Reference has no ContentId")
             if cid in refs:
@@ -213,7 +224,7 @@ def _attachments(root: Any, envelope_children: dict[str, Any]) -> tuple[Attachme
             if a.tag != ATTACHMENT:
                 continue
             t = _texts(a)
-            cid = t.get(_Q["ContentId"], "")
+            cid = t.get(_Q["ContentId"]) or ""
             if not cid:
                 raise _bad(f"line {a.sourceline}: Attachment has no ContentId")
             if cid in seen:
@@ -227,10 +238,10 @@ def _attachments(root: Any, envelope_children: dict[str, Any]) -> tuple[Attachme
             out.append(
                 Attachment(
                     content_id=cid,
-                    name=t.get(_Q["AttachmentName"]) or ref.get(_Q["AttachmentName"], ""),
-                    data=_decode(t[_Q["ContentTransferEncoded"]], cid, a.sourceline),
-                    content_type=t.get(_Q["ContentType"]) or ref.get(_Q["ContentType"], ""),
-                    description=t.get(_Q["Description"]) or ref.get(_Q["Description"], ""),
+                    name=t.get(_Q["AttachmentName"]) or (ref.get(_Q["AttachmentName"]) or ""),
+                    data=_decode(t[_Q["ContentTransferEncoded"]] or "", cid, a.sourceline),
+                    content_type=t.get(_Q["ContentType"]) or (ref.get(_Q["ContentType"]) or ""),
+                    description=t.get(_Q["Description"]) or (ref.get(_Q["Description"]) or ""),
                 )
             )
     missing = [cid for cid in refs if cid not in seen]
@@ -277,12 +288,12 @@ def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any) -
         ot = {k: v.text or "" for k, v in oc.items()}
         app = oc.get(_Q["Appendixes"])
         other = OtherInfo(
-            ot.get(_Q["Priority"], ""),
-            ot.get(_Q["SphereOfPromulgation"], ""),
-            ot.get(_Q["TyperNotation"], ""),
-            ot.get(_Q["PromulgationAmount"], ""),
-            ot.get(_Q["PageAmount"], ""),
-            ot.get(_Q["Direction"], ""),
+            (ot.get(_Q["Priority"]) or ""),
+            (ot.get(_Q["SphereOfPromulgation"]) or ""),
+            (ot.get(_Q["TyperNotation"]) or ""),
+            (ot.get(_Q["PromulgationAmount"]) or ""),
+            (ot.get(_Q["PageAmount"]) or ""),
+            (ot.get(_Q["Direction"]) or ""),
             _text_list(app, _Q["Appendix"]) if app is not None else (),
         )
     places = c.get(_Q["ToPlaces"])
@@ -295,7 +306,7 @@ def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any) -
         for el in tl:
             if el.tag == TRACE:
                 t = _texts(el)
-                traces.append(TraceHeader(t.get(_Q["OrganId"], ""), t.get(_Q["Timestamp"], "")))
+                traces.append(TraceHeader((t.get(_Q["OrganId"]) or ""), (t.get(_Q["Timestamp"]) or "")))
             elif el.tag == BUSINESS and business_el is None:
                 business_el = el
 
@@ -305,12 +316,16 @@ def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any) -
         document_id=document_id,
         subject=text("Subject"),
         content=text("Content"),
-        code_number=code.get(_Q["CodeNumber"], ""),
-        code_notation=code.get(_Q["CodeNotation"], ""),
-        promulgation_place=prom.get(_Q["Place"], ""),
-        promulgation_date=prom.get(_Q["PromulgationDate"], ""),
-        document_type=DocumentType(dt.get(_Q["Type"], ""), dt.get(_Q["TypeDetail"], ""), dt.get(_Q["TypeName"], "")),
-        signer_info=SignerInfo(si.get(_Q["Competence"], ""), si.get(_Q["Position"], ""), si.get(_Q["FullName"], "")),
+        code_number=(code.get(_Q["CodeNumber"]) or ""),
+        code_notation=(code.get(_Q["CodeNotation"]) or ""),
+        promulgation_place=(prom.get(_Q["Place"]) or ""),
+        promulgation_date=(prom.get(_Q["PromulgationDate"]) or ""),
+        document_type=DocumentType(
+            (dt.get(_Q["Type"]) or ""), (dt.get(_Q["TypeDetail"]) or ""), (dt.get(_Q["TypeName"]) or "")
+        ),
+        signer_info=SignerInfo(
+            (si.get(_Q["Competence"]) or ""), (si.get(_Q["Position"]) or ""), (si.get(_Q["FullName"]) or "")
+        ),
         due_date=text("DueDate"),
         other_info=other,
         steering_type=text("SteeringType"),
