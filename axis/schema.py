@@ -19,8 +19,8 @@ from lxml import etree
 from axis.envelope.parse import is_status
 from axis.reasons import Reason, Refusal
 
-#: Where the XSD files live (repository root ``schemas/``).
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+#: Where the XSD files live: repository root ``schemas/``, linked into the package as ``axis/schemas``.
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 DOCUMENT_XSD = "edxml-document.xsd"
 STATUS_XSD = "edxml-status.xsd"
 
