@@ -213,11 +213,15 @@ class Corpus:
 
     @property
     def ca_pem(self) -> Path:
-        return self.pki_dir / "ca.pem"
+        from axis.pki import CertificateAuthority
+
+        return CertificateAuthority(self.pki_dir).ca_path
 
     @property
     def crl_pem(self) -> Path:
-        return self.pki_dir / "crl.pem"
+        from axis.pki import CertificateAuthority
+
+        return CertificateAuthority(self.pki_dir).crl_path
 
     @property
     def data_file(self) -> Path:
@@ -232,7 +236,13 @@ class Corpus:
                 yield server_id(i % SERVERS), plan(i)[2], body
 
     def mean_size(self) -> float:
-        return (self.data_file.stat().st_size - 4 * self.count) / self.count
+        total = 0
+        with self.data_file.open("rb") as f:
+            for _ in range(self.count):
+                (length,) = struct.unpack(">I", f.read(4))
+                total += length
+                f.seek(length, os.SEEK_CUR)
+        return total / self.count
 
 
 def _sign_chunk(args: tuple[str, int, int, int]) -> list[bytes]:
