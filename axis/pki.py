@@ -63,7 +63,9 @@ def new_key(algorithm: Algorithm = "rsa") -> PrivateKey:
 
 
 def key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
@@ -95,7 +97,9 @@ def make_ca(
     """A self-signed root CA: CA:TRUE (path length 0), keyCertSign + cRLSign."""
     now = now or _now()
     key = new_key(algorithm)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis")])
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis")
+    ])
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)

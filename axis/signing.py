@@ -22,7 +22,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from lxml import etree
 
-from axis.dsig import DSIG, ECDSA_SHA256, EXC_C14N, PROFILE_TRANSFORMS, RSA_SHA256, SHA256, e, enveloped_c14n, exc_c14n, q
+from axis.dsig import (
+    DSIG,
+    ECDSA_SHA256,
+    EXC_C14N,
+    PROFILE_TRANSFORMS,
+    RSA_SHA256,
+    SHA256,
+    e,
+    enveloped_c14n,
+    exc_c14n,
+    q,
+)
 from axis.reasons import Reason, Refusal
 from axis.xmlsafe import DEFAULT_MAX_BYTES, parse_untrusted
 

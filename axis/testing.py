@@ -320,7 +320,7 @@ def hostile_corpus(pki: TestPKI, *, max_bytes: int | None = None) -> list[tuple[
     add("rsa_1024_key", sign(unsigned, wk, wc), Reason.WEAK_ALGORITHM)
 
     # Tampering
-    add("tampered_header", _replace_bytes(good, "Về việc".encode(), "Ve viec".encode()), Reason.SIGNATURE_INVALID)
+    add("tampered_header", _replace_bytes(good, "Về việc".encode(), b"Ve viec"), Reason.SIGNATURE_INVALID)
     add("tampered_recipient", _edit(good, lambda r: setattr(_first(_first(r, "To"), "OrganId"), "text", a)),
         Reason.SIGNATURE_INVALID)
     add("tampered_body", _edit(good, lambda r: setattr(_first(r, "Description"), "text", "khác")),

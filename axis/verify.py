@@ -143,27 +143,26 @@ def _text_b64(el: etree._Element, what: str) -> bytes:
 
 def _children(el: etree._Element) -> list[etree._Element]:
     """Element children; comments and PIs are ignored (they are not part of the canonical form)."""
-    return [c for c in el if isinstance(c.tag, str)]
+    return list(el.iterchildren("*"))
 
 
-def _expect(children: list[etree._Element], names: Sequence[str], where: str) -> None:
+@functools.cache
+def _qs(names: tuple[str, ...]) -> list[str]:
+    return [q(n) for n in names]
+
+
+def _expect(children: list[etree._Element], names: tuple[str, ...], where: str) -> None:
     got = [c.tag for c in children]
-    if got != [q(n) for n in names]:
+    if got != _qs(names):
         shown = ", ".join(etree.QName(t).localname for t in got)
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{where} must contain {', '.join(names)}; found: {shown or 'nothing'}")
 
 
 def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     """Steps 2-5 of the module docstring: find the one Signature and enforce the profile. None = unsigned."""
-    candidates = []
-    dsig_outside: etree._Element | None = None
-    for el in root.iter("*"):
-        tag = el.tag
-        if tag == q("Signature") or (tag.endswith("}Signature") or tag == "Signature"):
-            candidates.append(el)
-        elif tag.startswith("{" + DSIG + "}") and dsig_outside is None:
-            dsig_outside = el
-    if not candidates and dsig_outside is None:
+    candidates = list(root.iter("{*}Signature"))  # any namespace, or none
+    dsig_count = sum(1 for _ in root.iter("{" + DSIG + "}*"))
+    if not candidates and not dsig_count:
         if policy.require_signature:
             raise Refusal(Reason.SIGNATURE_MISSING, "the document carries no signature")
         return None
@@ -172,11 +171,10 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
             ns = etree.QName(el).namespace or "no namespace"
             raise Refusal(Reason.SIGNATURE_PROFILE, f"Signature is in {ns}, not the XML-DSig namespace")
     if len(candidates) != 1:
-        raise Refusal(Reason.SIGNATURE_PROFILE, f"{len(candidates)} Signature elements; exactly one is allowed")
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"{len(candidates) or 'no'} Signature elements; exactly one is allowed")
     signature = candidates[0]
-    for el in root.iter("{" + DSIG + "}*"):
-        if el is not signature and signature not in el.iterancestors():
-            raise Refusal(Reason.SIGNATURE_PROFILE, f"XML-DSig element {etree.QName(el).localname} outside the Signature")
+    if sum(1 for _ in signature.iter("{" + DSIG + "}*")) != dsig_count:
+        raise Refusal(Reason.SIGNATURE_PROFILE, "XML-DSig elements outside the Signature")
     header = signature.getparent()
     envelope = header.getparent() if header is not None else None
     if (header is None or header.tag != e("edXMLHeader") or envelope is None or envelope.tag != e("edXMLEnvelope")
@@ -210,7 +208,8 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     # 5. canonicalization, transforms, key info
     if c14n_el.get("Algorithm") != EXC_C14N or _children(c14n_el) or len(c14n_el.attrib) != 1:
         raise Refusal(Reason.SIGNATURE_PROFILE, f"SignedInfo canonicalization must be {EXC_C14N} without parameters")
-    if _children(method_el) or _children(digest_method_el) or len(method_el.attrib) != 1 or len(digest_method_el.attrib) != 1:
+    if (_children(method_el) or _children(digest_method_el)
+            or len(method_el.attrib) != 1 or len(digest_method_el.attrib) != 1):
         raise Refusal(Reason.SIGNATURE_PROFILE, "SignatureMethod/DigestMethod take no parameters")
     transforms = _children(transforms_el)
     algs = tuple(t.get("Algorithm") for t in transforms)
@@ -243,6 +242,8 @@ class CertFacts:
     path: tuple[x509.Certificate, ...]  # signer, intermediates used, anchor
     uid: str | None
     usage_problem: str | None
+    #: (not before, not after, issuer name DER, serial) of each certificate of ``path`` (precomputed for speed)
+    windows: tuple[tuple[dt.datetime, dt.datetime, bytes, int], ...] = ()
 
 
 def load_chain(certs_der: tuple[bytes, ...]) -> list[x509.Certificate]:
@@ -335,7 +336,10 @@ def cert_facts(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certifi
         usage_problem = "the certificate has no key usage extension (digitalSignature required)"
     if usage_problem is None and _is_ca(signer):
         usage_problem = "a CA certificate may not sign envelopes"
-    return CertFacts(certificate=signer, path=tuple(path), uid=cert_uid(signer), usage_problem=usage_problem)
+    windows = tuple((c.not_valid_before_utc, c.not_valid_after_utc, c.issuer.public_bytes(), c.serial_number)
+                    for c in path)
+    return CertFacts(certificate=signer, path=tuple(path), uid=cert_uid(signer), usage_problem=usage_problem,
+                     windows=windows)
 
 
 def revoked_index(policy: VerifyPolicy) -> frozenset[tuple[bytes, int]]:
@@ -351,25 +355,35 @@ def revoked_index(policy: VerifyPolicy) -> frozenset[tuple[bytes, int]]:
 
 
 def check_time_revocation_usage(facts: CertFacts, now: dt.datetime, revoked: frozenset[tuple[bytes, int]]) -> None:
-    """Steps 8-10: validity of signer and intermediates at ``now``, CRL membership, key usage."""
-    for cert in facts.path[:-1]:
-        if now < cert.not_valid_before_utc:
-            raise Refusal(Reason.CERT_EXPIRED, f"certificate not valid before {cert.not_valid_before_utc.isoformat()}")
-        if now > cert.not_valid_after_utc:
-            raise Refusal(Reason.CERT_EXPIRED, f"certificate expired at {cert.not_valid_after_utc.isoformat()}")
-    anchor = facts.path[-1]
-    if not anchor.not_valid_before_utc <= now <= anchor.not_valid_after_utc:
+    """Steps 8-10: validity of signer and intermediates (and the anchor) at ``now``, CRL membership, key usage."""
+    *certs, anchor = facts.windows
+    for not_before, not_after, _, _ in certs:
+        if now < not_before:
+            raise Refusal(Reason.CERT_EXPIRED, f"certificate not valid before {not_before.isoformat()}")
+        if now > not_after:
+            raise Refusal(Reason.CERT_EXPIRED, f"certificate expired at {not_after.isoformat()}")
+    if not anchor[0] <= now <= anchor[1]:
         raise Refusal(Reason.CERT_EXPIRED, "the trust anchor is not valid now")
-    for cert in facts.path[:-1]:
-        if (cert.issuer.public_bytes(), cert.serial_number) in revoked:
-            raise Refusal(Reason.CERT_REVOKED, f"certificate {cert.serial_number:x} is revoked")
+    for _, _, issuer, serial in certs:
+        if (issuer, serial) in revoked:
+            raise Refusal(Reason.CERT_REVOKED, f"certificate {serial:x} is revoked")
     if facts.usage_problem:
         raise Refusal(Reason.CERT_USAGE, facts.usage_problem)
 
 
+_MH, _FROM, _ORGAN = e("MessageHeader"), e("From"), e("OrganId")
+
+
 def check_signer(root: etree._Element, uid: str | None) -> str:
     """Step 11: the certificate UID equals MessageHeader/From/OrganId (read from the verified root)."""
-    organ_ids = root.findall(f"{e('edXMLEnvelope')}/{e('edXMLHeader')}/{e('MessageHeader')}/{e('From')}/{e('OrganId')}")
+    organ_ids = [
+        oid
+        for env in root.iterchildren(e("edXMLEnvelope"))
+        for header in env.iterchildren(e("edXMLHeader"))
+        for mh in header.iterchildren(_MH)
+        for frm in mh.iterchildren(_FROM)
+        for oid in frm.iterchildren(_ORGAN)
+    ]
     if len(organ_ids) != 1:
         raise Refusal(Reason.SIGNER_MISMATCH, "the document has no single MessageHeader/From/OrganId")
     sender = (organ_ids[0].text or "").strip()
