@@ -87,7 +87,7 @@ def sign(
         el.tag == q("Signature") or etree.QName(el).localname == "Signature")]
     if existing:
         if not replace:
-            raise Refusal(Reason.SIGNATURE_PROFILE, "the document is already signed (use replace to re-sign)")
+            raise Refusal(Reason.SIGNATURE_PROFILE, "already signed (re-sign: --replace)")
         for old in existing:
             parent = old.getparent()
             if parent is not None:
