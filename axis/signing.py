@@ -113,11 +113,8 @@ def sign(
         der = c.public_bytes(serialization.Encoding.DER)
         _sub(x509_data, "X509Certificate", base64.b64encode(der).decode())
 
-    # Last child of edXMLHeader, indented like its siblings.
-    last = header[-1] if len(header) else None
-    if last is not None and last.tail and last.tail.strip() == "":
-        signature.tail = last.tail
-        last.tail = last.tail + "  "
+    # Last child of edXMLHeader. No whitespace is added anywhere: the signed document is the input plus the
+    # Signature element, so a signature never changes what the document says.
     header.append(signature)
 
     digest_value.text = base64.b64encode(hashlib.sha256(enveloped_c14n(root, signature)).digest()).decode()
