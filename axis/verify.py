@@ -133,8 +133,8 @@ class Located:
 
 def _text_b64(el: etree._Element, what: str) -> bytes:
     text = "".join((el.text or "").split())
-    if len(el):
-        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} has child elements")
+    if len(el):  # elements, comments or processing instructions
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} has child nodes other than text")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "edxml-samples"
+SAMPLES = Path(os.environ.get("AXIS_SAMPLES") or ROOT.parent / "shared" / "edxml-samples")
 
 RABBIT_HOST = os.environ.get("AXIS_TEST_RABBIT_HOST", "127.0.0.1")
 RABBIT_MGMT = os.environ.get("AXIS_TEST_RABBIT_MGMT", f"http://{RABBIT_HOST}:15672")
