@@ -80,8 +80,11 @@ async def test_record_is_idempotent(store_url: str) -> None:
         await store.record(delivered=[dlv(1)], accepted=[acc(1), acc(3)])  # a redelivery plus one new document
         assert await counts(store) == (3, 3, 1)
         # repeats inside one batch count once too
-        await store.record(accepted=[acc(4), acc(4)], delivered=[dlv(4), dlv(4)], refused=[
-            Refused("m2", "X", "TOO_LARGE", 1, AT), Refused("m2", "X", "TOO_LARGE", 1, AT)])
+        await store.record(
+            accepted=[acc(4), acc(4)],
+            delivered=[dlv(4), dlv(4)],
+            refused=[Refused("m2", "X", "TOO_LARGE", 1, AT), Refused("m2", "X", "TOO_LARGE", 1, AT)],
+        )
         assert await counts(store) == (4, 4, 2)
         await store.record()  # nothing to do
     finally:
@@ -115,7 +118,13 @@ async def test_naive_datetimes_are_utc(store_url: str) -> None:
 async def _run_writer(url: str, prefix: str, start: int, count: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(WRITER), url, prefix, str(start), str(count), env=env,
+        sys.executable,
+        str(WRITER),
+        url,
+        prefix,
+        str(start),
+        str(count),
+        env=env,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await proc.communicate()

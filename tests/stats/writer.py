@@ -21,8 +21,17 @@ def batch(prefix: str, start: int, count: int) -> tuple[list[Accepted], list[Del
         key = f"000.00.00.G01|{prefix}-{i}|1"
         at = T0 + timedelta(minutes=i)
         acc.append(
-            Accepted(key, "000.00.00.G01", "dedicated", f"{prefix}-{i}", 1, 1000 + i,
-                     (("000.00.00.H01", "shared"), ("000.00.00.H02", "dedicated")), 5.0, at)
+            Accepted(
+                key,
+                "000.00.00.G01",
+                "dedicated",
+                f"{prefix}-{i}",
+                1,
+                1000 + i,
+                (("000.00.00.H01", "shared"), ("000.00.00.H02", "dedicated")),
+                5.0,
+                at,
+            )
         )
         dl.append(Delivered(key, "000.00.00.G01", "dedicated", "000.00.00.H01", "shared", f"{prefix}-{i}", at))
         dl.append(Delivered(key, "000.00.00.G01", "dedicated", "000.00.00.H02", "dedicated", f"{prefix}-{i}", at))
