@@ -23,7 +23,7 @@ from axis.stats.store import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-WRITER = Path(__file__).with_name("writer.py")
+WRITER = Path(__file__).with_name("stats_writer.py")
 AT = datetime(2019, 3, 12, 9, 30, tzinfo=UTC)
 
 

@@ -1,6 +1,6 @@
 """A separate writer process for the concurrency tests: records a deterministic batch series into a store.
 
-Usage: python writer.py URL PREFIX START COUNT — documents PREFIX-START..PREFIX-(START+COUNT-1), each with two
+Usage: python stats_writer.py URL PREFIX START COUNT — documents PREFIX-START..PREFIX-(START+COUNT-1), each with two
 deliveries, plus one refusal per document, in batches of 50.
 """
 
