@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_SQLITE_PATH = "axis-stats.sqlite3"
-"""File used when no URL is given (relative to the working directory; ``AXIS_STATS_DB`` overrides the URL)."""
+"""File used when no URL is given (relative to the working directory; ``AXIS_STATS_URL`` overrides the URL)."""
 
 metadata = sa.MetaData()
 
@@ -129,7 +129,7 @@ def _hour(ts: float) -> int:
 def normalize_url(url: str | None) -> str:
     """Map the accepted URL spellings to SQLAlchemy async drivers (aiosqlite, asyncpg)."""
     if not url:
-        url = os.environ.get("AXIS_STATS_DB") or f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"
+        url = os.environ.get("AXIS_STATS_URL") or f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"
     for prefix in ("postgresql+asyncpg://", "sqlite+aiosqlite://"):
         if url.startswith(prefix):
             return url

@@ -54,7 +54,7 @@ def test_normalize_url() -> None:
 
 
 async def test_default_url_is_a_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AXIS_STATS_DB", raising=False)
+    monkeypatch.delenv("AXIS_STATS_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     store = await StatsStore.open(None)
     try:
