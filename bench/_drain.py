@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -165,16 +167,29 @@ def spawn(cmd: Sequence[str], k: int, env: dict[str, str] | None = None) -> list
 
 
 async def drain(url: str, c: Corpus, n: int, cmd: Sequence[str], k: int, *, timeout: float = 600,
-                env: dict[str, str] | None = None) -> Drain:
-    """Pre-fill ``n`` envelopes, start ``k`` workers running ``cmd`` and measure the drain."""
+                env: dict[str, str] | None = None, profile: Path | None = None) -> Drain:
+    """Pre-fill ``n`` envelopes, start ``k`` workers running ``cmd`` and measure the drain.
+
+    With ``profile`` (a directory), py-spy samples every worker for the whole drain and writes collapsed stacks
+    (``<pid>.txt``, flamegraph.pl / speedscope input) there; sampling costs a little throughput.
+    """
     expected = await prefill(url, c, n)
     procs = spawn(cmd, k, env)
+    spies: list[subprocess.Popen[bytes]] = []
     try:
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            spies = [subprocess.Popen([spy, "record", "--nonblocking", "--format", "raw", "-r", "200",
+                                       "-o", str(profile / f"{p.pid}.txt"), "--pid", str(p.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in procs]
         t5, t100, total = await watch(url, expected, procs, timeout=timeout)
         cpu = [_cpu_seconds(p.pid) for p in procs]
         rss = [rss_kb(p.pid) for p in procs]
     finally:
         stop(procs)
+        for s in spies:
+            s.wait(30)
     dead = await _dead(url)
     if t5 is None or t100 is None or t100 <= t5:
         return Drain(k, n, total, 0.0, 0.0, 0.0, dead, complete=False)

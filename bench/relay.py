@@ -29,8 +29,9 @@ from bench._drain import Q_SUBMISSIONS, drain
 EX_DELIVER = "axis.deliver"
 
 
-async def relay(url: str, *, prefetch: int = 64, batch: int = 32) -> None:
-    """Relay until SIGTERM: batches of up to ``batch`` messages, confirms awaited together, one multiple-ack."""
+async def relay(url: str, *, prefetch: int = 128, batch: int = 32, inflight: int = 4) -> None:
+    """Relay until SIGTERM: batches of up to ``batch`` messages, up to ``inflight`` batches awaiting their
+    confirms at once (the broker's confirm latency is hidden, as a well-built router would), then each acked."""
     conn = await aio_pika.connect(url)
     pub = await conn.channel(publisher_confirms=True)
     deliver = await pub.get_exchange(EX_DELIVER)
@@ -42,12 +43,10 @@ async def relay(url: str, *, prefetch: int = 64, batch: int = 32) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    slots = asyncio.Semaphore(inflight)
 
-    async def work() -> None:
-        while True:
-            batch_msgs = [await inbox.get()]
-            while len(batch_msgs) < batch and not inbox.empty():
-                batch_msgs.append(inbox.get_nowait())
+    async def handle(batch_msgs: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
+        try:
             publishes = []
             for m in batch_msgs:
                 targets = (m.headers or {}).get(H_TARGETS, b"")
@@ -58,7 +57,21 @@ async def relay(url: str, *, prefetch: int = 64, batch: int = 32) -> None:
                                            headers={"x-axis-kind": "document", "x-axis-recipients": [t]})
                     publishes.append(deliver.publish(out, routing_key=t, mandatory=True))
             await asyncio.gather(*publishes)
-            await batch_msgs[-1].ack(multiple=True)
+            for m in batch_msgs:
+                await m.ack()
+        finally:
+            slots.release()
+
+    async def work() -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        while True:
+            batch_msgs = [await inbox.get()]
+            while len(batch_msgs) < batch and not inbox.empty():
+                batch_msgs.append(inbox.get_nowait())
+            await slots.acquire()
+            t = asyncio.create_task(handle(batch_msgs))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
 
     task = asyncio.create_task(work())
     await stopping.wait()
@@ -68,9 +81,9 @@ async def relay(url: str, *, prefetch: int = 64, batch: int = 32) -> None:
     await conn.close()
 
 
-def worker_cmd(url: str, *, prefetch: int = 64, batch: int = 32) -> list[str]:
+def worker_cmd(url: str, *, prefetch: int = 128, batch: int = 32, inflight: int = 4) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--amqp", url, "--prefetch", str(prefetch),
-            "--batch", str(batch)]
+            "--batch", str(batch), "--inflight", str(inflight)]
 
 
 async def measure(url: str, n: int, workers: int, **kw: int) -> dict[str, object]:
@@ -81,8 +94,9 @@ async def measure(url: str, n: int, workers: int, **kw: int) -> dict[str, object
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--amqp", help="run as a relay worker on this AMQP URL")
-    ap.add_argument("--prefetch", type=int, default=64)
+    ap.add_argument("--prefetch", type=int, default=128)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--inflight", type=int, default=4, help="batches awaiting confirms at once")
     ap.add_argument("--envelopes", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
@@ -93,10 +107,11 @@ def main() -> None:
     except ImportError:
         pass
     if a.amqp:
-        asyncio.run(relay(a.amqp, prefetch=a.prefetch, batch=a.batch))
+        asyncio.run(relay(a.amqp, prefetch=a.prefetch, batch=a.batch, inflight=a.inflight))
         return
     with temp_vhost("axis-bench-relay") as url:
-        print(asyncio.run(measure(url, a.envelopes, a.workers, prefetch=a.prefetch, batch=a.batch)))
+        print(asyncio.run(measure(url, a.envelopes, a.workers, prefetch=a.prefetch, batch=a.batch,
+                                  inflight=a.inflight)))
 
 
 if __name__ == "__main__":

@@ -50,11 +50,11 @@ async def run_worker(config_path: str) -> None:
         await service.stop()
 
 
-async def drain_router(c: Corpus, n: int, workers: int) -> Drain:
+async def drain_router(c: Corpus, n: int, workers: int, profile: Path | None = None) -> Drain:
     with temp_vhost("axis-bench-router") as url, tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:
         cfg = Path(tmp) / "config.json"
         cfg.write_text(json.dumps(router_config_dict(c, url, Path(tmp))))
-        return await drain(url, c, n, worker_cmd(cfg), workers)
+        return await drain(url, c, n, worker_cmd(cfg), workers, profile=profile)
 
 
 async def drain_relay(c: Corpus, n: int, workers: int) -> Drain:
@@ -95,6 +95,32 @@ async def measure(n: int = DEFAULT_ENVELOPES, *, workers: int = 2, scaling: bool
     return results, raw
 
 
+def summarize(profile_dir: Path, top: int = 25) -> str:
+    """Own time and inclusive time per function over every collapsed-stack file in ``profile_dir``."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for f in profile_dir.glob("*.txt"):
+        for line in f.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            frames = [fr.split(" (")[0] + " (" + fr.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                      if " (" in fr else fr for fr in stack.split(";")]
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for fr in set(frames):
+                incl[fr] = incl.get(fr, 0) + n
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples; own time:"]
+    lines += [f"  {100 * v / total:5.1f}%  {k}" for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top]]
+    lines.append("inclusive time:")
+    lines += [f"  {100 * v / total:5.1f}%  {k}" for k, v in sorted(incl.items(), key=lambda kv: -kv[1])[:top]]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", metavar="CONFIG", help="run one router process on this config (JSON)")
@@ -102,6 +128,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-scaling", action="store_true", help="skip the one-process run")
     ap.add_argument("--json", help="write the raw figures here")
+    ap.add_argument("--profile", metavar="DIR", type=Path,
+                    help="only drain with the routers, sampled by py-spy; collapsed stacks and a summary in DIR")
     a = ap.parse_args()
     try:
         import uvloop
@@ -113,6 +141,13 @@ def main() -> None:
         asyncio.run(run_worker(a.worker))
         return
     from bench._common import table
+
+    if a.profile:
+        c = corpus(a.envelopes)
+        d = asyncio.run(drain_router(c, a.envelopes, a.workers, a.profile))
+        print(json.dumps(d.as_dict()))
+        print(summarize(a.profile))
+        return
 
     results, raw = asyncio.run(measure(a.envelopes, workers=a.workers, scaling=not a.no_scaling))
     print(table(results))
