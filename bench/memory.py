@@ -36,7 +36,7 @@ WARM = 10_000
 
 async def run(n: int, *, warm: int = WARM, checkpoints: int = 8, corpus_size: int = 4000, log: Any = print,
               timeout: float = 7200) -> dict[str, Any]:
-    c = corpus(corpus_size, log=log)
+    c = corpus(min(corpus_size, n), log=log)
     records = list(c.records())
     per_cycle = sum(len(t) for _, t, _ in records) / len(records)  # exact mean fan-out of the corpus
     marks = sorted({warm, *(warm + (n - warm) * (i + 1) // checkpoints for i in range(checkpoints))})
