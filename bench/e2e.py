@@ -177,20 +177,28 @@ async def sustained(ax: Axis, docs: list[tuple[str, list[str], bytes]], concurre
     expected = sum(len(r) for _, r, _ in docs)
     before = len(_inbox_rows(ax.config))
     it = iter(docs)
+    errors: list[str] = []
     async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
         t0 = time.time()
 
         async def lane() -> None:
-            for sender, _r, body in it:
-                await _submit(client, ax, sender, body)
+            for sender, r, body in it:
+                try:
+                    await _submit(client, ax, sender, body)
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    nonlocal expected
+                    expected -= len(r)
 
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         t_sent = time.time()
     rows = await _wait_stored(ax.config, before + expected, timeout=600)
     last = max(rows.values())
     done = len(rows) - before
-    return {"documents": len(docs), "deliveries": done, "expected": expected, "submit_rate": len(docs) / (t_sent - t0),
-            "rate": len(docs) / (last - t0) if done >= expected else None}
+    ok = len(docs) - len(errors)
+    return {"documents": len(docs), "deliveries": done, "expected": expected, "submit_errors": len(errors),
+            "first_errors": errors[:3], "submit_rate": ok / (t_sent - t0),
+            "rate": ok / (last - t0) if done >= expected and not errors else None}
 
 
 async def open_loop(ax: Axis, docs: list[tuple[str, list[str], bytes]], rate: float) -> dict[str, Any]:
