@@ -1,0 +1,98 @@
+"""What the router counts, and the small protocol of the store it counts into.
+
+The records are the statistics store's own (``axis.stats.store``): the router records ``Accepted`` per routed
+document, ``Refused`` per refused message and ``Delivered`` when it routes the status 01 a recipient's server
+sends after committing the inbox row — all idempotent in the store, all recorded before the ack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+try:
+    from axis.stats.store import Accepted, Delivered, Refused, StatsStore
+
+    HAVE_STATS = True
+except ImportError:  # TODO(core): remove once axis.stats is merged; mirrors its record types exactly
+    HAVE_STATS = False
+    StatsStore: Any = None
+
+    @dataclass(frozen=True, slots=True)
+    class Accepted:  # type: ignore[no-redef]
+        key: str
+        sender: str
+        sender_kind: str
+        document_id: str
+        doc_type: int
+        size: int
+        recipients: tuple[tuple[str, str], ...]
+        latency_ms: float
+        at: datetime
+
+    @dataclass(frozen=True, slots=True)
+    class Delivered:  # type: ignore[no-redef]
+        key: str
+        sender: str
+        sender_kind: str
+        recipient: str
+        recipient_kind: str
+        document_id: str
+        at: datetime
+
+    @dataclass(frozen=True, slots=True)
+    class Refused:  # type: ignore[no-redef]
+        message_id: str
+        sender: str | None
+        reason: str
+        size: int
+        at: datetime
+
+__all__ = ["Accepted", "Counter", "Delivered", "MemoryCounter", "Refused", "open_counter"]
+
+
+class Counter(Protocol):
+    async def record(
+        self,
+        *,
+        accepted: Sequence[Accepted] = (),
+        delivered: Sequence[Delivered] = (),
+        refused: Sequence[Refused] = (),
+    ) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryCounter:
+    """An in-process counter with the store's idempotency rules (for unit tests of the router core)."""
+
+    def __init__(self) -> None:
+        self.accepted: dict[str, Accepted] = {}
+        self.delivered: dict[tuple[str, str], Delivered] = {}
+        self.refused: dict[str, Refused] = {}
+
+    async def record(
+        self,
+        *,
+        accepted: Sequence[Accepted] = (),
+        delivered: Sequence[Delivered] = (),
+        refused: Sequence[Refused] = (),
+    ) -> None:
+        for a in accepted:
+            self.accepted.setdefault(a.key, a)
+        for d in delivered:
+            self.delivered.setdefault((d.key, d.recipient), d)
+        for r in refused:
+            self.refused.setdefault(r.message_id, r)
+
+    async def close(self) -> None:
+        return None
+
+
+async def open_counter(url: str) -> Counter:
+    """The real statistics store at ``url`` (an in-memory counter only while axis.stats is not merged)."""
+    if not HAVE_STATS:  # TODO(core): remove with the fallback above
+        return MemoryCounter()
+    return await StatsStore.open(url)  # type: ignore[no-any-return]
