@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from axis import envelope
@@ -15,6 +17,11 @@ pytestmark = pytest.mark.rabbitmq
 
 def unsigned(sender: str, recipients: list[str], subject: str = "V/v kết nối liên thông", **kw) -> bytes:  # type: ignore[no-untyped-def]
     return envelope.build(envelope.new_document(sender, recipients, subject, **kw))
+
+
+def sign_as(env: Axis, code: str, data: bytes) -> bytes:
+    a = env.agency(code)
+    return sign(data, load_key(Path(a["key"]).read_bytes()), load_certs(Path(a["cert"]).read_bytes())[0])
 
 
 async def inbox(env: Axis, code: str) -> list[dict]:  # type: ignore[type-arg]
@@ -86,9 +93,7 @@ async def _codes(env: Axis, rid: str, code: str, n: int) -> list[dict] | None:  
 
 async def test_duplicates_are_delivered_and_counted_once(axis_env: Axis) -> None:
     env = axis_env
-    key = load_key((env.agency(G01)["key"] and open(env.agency(G01)["key"], "rb").read()))
-    cert = load_certs(open(env.agency(G01)["cert"], "rb").read())[0]
-    data = sign(unsigned(G01, [H53, H41]), key, cert)
+    data = sign_as(env, G01, unsigned(G01, [H53, H41]))
     c = env.client(G01)
     ids = set()
     for _ in range(3):
@@ -99,15 +104,16 @@ async def test_duplicates_are_delivered_and_counted_once(axis_env: Axis) -> None
     for code in (H53, H41):
         await wait_for(lambda code=code: inbox(env, code), what=f"{code} inbox")
     await wait_for(lambda: _n_delivered(env, 2), what="two deliveries counted")
-    await env.router_idle() if hasattr(env, "router_idle") else None
-    import asyncio
-
-    await asyncio.sleep(1.0)  # let the duplicates pass through too
+    await wait_for(lambda: _processed(env, 3 + 3 * 2), what="all submissions and statuses routed")
     for code in (H53, H41):
         assert len(await inbox(env, code)) == 1
     assert len(env.counter.mem.accepted) == 1 and len(env.counter.mem.delivered) == 2
     sts = await statuses(env, G01, next(iter(ids)))
     assert sorted(s["from"] for s in sts if s["code"] == "01") == sorted([H53, H41])
+
+
+async def _processed(env: Axis, n: int) -> bool:
+    return env.router.processed >= n
 
 
 async def _n_delivered(env: Axis, n: int) -> bool:
