@@ -2,8 +2,8 @@
 
 Tokens are stored only as SHA-256 hex digests (config). The presented token is hashed, looked up by digest,
 and compared with ``hmac.compare_digest`` against the stored digests sharing its first 4 hex digits (the
-bucket lookup reveals nothing usable; the full comparison is constant-time). Only the agencies of this server are accepted:
-a valid token of an agency on another server is UNAUTHORIZED here.
+bucket lookup reveals nothing usable; the full comparison is constant-time). Only the agencies of this server
+are accepted: a valid token of an agency on another server is UNAUTHORIZED here.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ timestamp) so a re-sent status 01 is stored once.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -118,12 +119,15 @@ class InboxStore:
         else:
             engine = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
         store = cls(engine)
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all, checkfirst=True)
-        except sa.exc.IntegrityError:  # PostgreSQL: several servers created the schema at once
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all, checkfirst=True)
+        for attempt in range(5):  # several servers may create the schema in one database at the same moment
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(metadata.create_all, checkfirst=True)
+                break
+            except sa.exc.DBAPIError as exc:
+                if attempt == 4 or ("exist" not in str(exc).lower() and "duplicate" not in str(exc).lower()):
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
         return store
 
     async def close(self) -> None:

@@ -3,9 +3,10 @@
 ``RouterCore.process(body, headers, message_id)`` returns an :class:`Outcome`; the aio-pika shell
 (:mod:`axis.router.service`) publishes ``outcome.outgoing`` (confirmed), records the counts, then acks.
 
-Documents: hardened parse and signature (one shared Verifier, one parse) → schema → directory (sender known, signer is the
-sender) → one delivery per recipient server carrying the ORIGINAL bytes. Unknown recipients do not block the
-others; the sender's server gets a refusal (status 02, UNKNOWN_RECIPIENT) naming them.
+Documents: hardened parse and signature (one shared Verifier, one parse) → schema → directory (sender known,
+signer is the sender) → one delivery per recipient server carrying the ORIGINAL bytes.
+Unknown recipients do not block the others; the sender's server gets a refusal (status 02, UNKNOWN_RECIPIENT)
+naming them.
 
 Statuses: hardened parse → schema → the publishing server must host the reporting agency (``x-axis-server``) →
 back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient server's proof that the inbox row
@@ -37,8 +38,8 @@ from axis.transport import (
     H_DOC_TYPE,
     H_DOCUMENT_ID,
     H_KIND,
-    H_RECIPIENTS,
     H_REASON,
+    H_RECIPIENTS,
     H_SENDER,
     H_SERVER,
     H_UNKNOWN,
@@ -65,7 +66,8 @@ def refusal_body(reason: Reason, detail: str, *, sender: str | None, document_id
                  unknown: tuple[str, ...] = ()) -> bytes:
     """The JSON body of a refusal (status 02 from the axis) delivered to the sender's server."""
     return orjson.dumps({"code": "02", "reason": reason.value, "detail": detail, "sender": sender,
-                         "document_id": document_id, "unknown": list(unknown)})
+                         "document_id": document_id, "unknown": list(unknown),
+                         "timestamp": envelope.format_timestamp(datetime.now(UTC))})
 
 
 def _claimed(root: Any) -> tuple[str | None, str | None]:

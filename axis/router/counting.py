@@ -7,6 +7,7 @@ sends after committing the inbox row — all idempotent in the store, all record
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -95,4 +96,11 @@ async def open_counter(url: str) -> Counter:
     """The real statistics store at ``url`` (an in-memory counter only while axis.stats is not merged)."""
     if not HAVE_STATS:  # TODO(core): remove with the fallback above
         return MemoryCounter()
-    return await StatsStore.open(url)  # type: ignore[no-any-return]
+    for attempt in range(5):  # several processes may create the schema at the same moment
+        try:
+            return await StatsStore.open(url)  # type: ignore[no-any-return]
+        except Exception as exc:  # sqlite "table already exists" race, PostgreSQL catalog races
+            if attempt == 4 or "exist" not in str(exc).lower():
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")

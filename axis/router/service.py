@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from axis.config import Config
 from axis.router.core import Outcome, RouterCore
 from axis.router.counting import Counter, open_counter
-from axis.transport import Publisher, Q_SUBMISSIONS, connect, declare_topology, open_channel
+from axis.transport import Q_SUBMISSIONS, Publisher, connect, declare_topology, open_channel
 
 log = logging.getLogger("axis.router")
 
