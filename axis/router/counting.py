@@ -9,47 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-try:
-    from axis.stats.store import Accepted, Delivered, Refused, StatsStore
-
-    HAVE_STATS = True
-except ImportError:  # TODO(core): remove once axis.stats is merged; mirrors its record types exactly
-    HAVE_STATS = False
-    StatsStore: Any = None
-
-    @dataclass(frozen=True, slots=True)
-    class Accepted:  # type: ignore[no-redef]
-        key: str
-        sender: str
-        sender_kind: str
-        document_id: str
-        doc_type: int
-        size: int
-        recipients: tuple[tuple[str, str], ...]
-        latency_ms: float
-        at: datetime
-
-    @dataclass(frozen=True, slots=True)
-    class Delivered:  # type: ignore[no-redef]
-        key: str
-        sender: str
-        sender_kind: str
-        recipient: str
-        recipient_kind: str
-        document_id: str
-        at: datetime
-
-    @dataclass(frozen=True, slots=True)
-    class Refused:  # type: ignore[no-redef]
-        message_id: str
-        sender: str | None
-        reason: str
-        size: int
-        at: datetime
+from axis.stats.store import Accepted, Delivered, Refused, StatsStore
 
 __all__ = ["Accepted", "Counter", "Delivered", "MemoryCounter", "Refused", "open_counter"]
 
@@ -93,9 +55,7 @@ class MemoryCounter:
 
 
 async def open_counter(url: str) -> Counter:
-    """The real statistics store at ``url`` (an in-memory counter only while axis.stats is not merged)."""
-    if not HAVE_STATS:  # TODO(core): remove with the fallback above
-        return MemoryCounter()
+    """The real statistics store at ``url``."""
     for attempt in range(5):  # several processes may create the schema at the same moment
         try:
             return await StatsStore.open(url)  # type: ignore[no-any-return]
