@@ -25,6 +25,7 @@ from axis import envelope, schema
 from axis.reasons import Reason, Refusal
 from axis.router.core import H_SUBMITTED_AT, now_ms
 from axis.transport import (
+    EX_DELIVER,
     EX_DLX,
     H_DETAIL,
     H_DOC_TYPE,
@@ -92,8 +93,27 @@ class DeliveryConsumer:
             return
         await message.ack()
 
+    async def _forward(self, body: bytes, headers: Any, codes: list[str]) -> list[str]:
+        """Re-route deliveries for agencies that moved to another server (config change); returns the rest."""
+        directory = self.s.config.directory
+        moved: dict[str, list[str]] = {}
+        rest = []
+        for c in codes:
+            srv = directory.server_of(c)
+            if c in self.s.local_agencies or srv is None or srv.id == self.s.id:
+                rest.append(c)
+            else:
+                moved.setdefault(srv.id, []).append(c)
+        if moved:
+            await self.s.publisher.publish_all([
+                Outgoing(EX_DELIVER, sid, body, {**{k: v for k, v in headers.items()}, H_RECIPIENTS: cs})
+                for sid, cs in moved.items()])
+            log.info("server %s forwarded a delivery to %s", self.s.id, sorted(moved))
+        return rest
+
     async def _document(self, body: bytes, headers: Any) -> None:
-        mine = [c for c in _codes(headers.get(H_RECIPIENTS)) if c in self.s.local_agencies]
+        codes = await self._forward(body, headers, _codes(headers.get(H_RECIPIENTS)))
+        mine = [c for c in codes if c in self.s.local_agencies]
         verified = self.s.verifier.verify(body)
         schema.validate(verified.root)
         msg = envelope.from_element(verified.root)
@@ -124,6 +144,8 @@ class DeliveryConsumer:
         if not isinstance(st, envelope.StatusMessage):
             raise Refusal(Reason.SCHEMA_INVALID, "a document was delivered as a status")
         owner = st.response_for.organ_id
+        if not await self._forward(body, {H_KIND: KIND_STATUS}, [owner]):
+            return
         if owner not in self.s.local_agencies:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner} is not on server {self.s.id}")
         await self.s.store.store_status(owner, document_id=st.response_for.document_id, from_code=st.sender.organ_id,
@@ -136,6 +158,8 @@ class DeliveryConsumer:
         except orjson.JSONDecodeError:
             raise Refusal(Reason.XML_MALFORMED, "refusal body is not JSON") from None
         owner = str(info.get("sender") or "")
+        if not await self._forward(body, {H_KIND: KIND_REFUSAL}, [owner]):
+            return
         if owner not in self.s.local_agencies:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner!r} is not on server {self.s.id}")
         reason = str(info.get("reason") or "")

@@ -118,3 +118,24 @@ async def _processed(env: Axis, n: int) -> bool:
 
 async def _n_delivered(env: Axis, n: int) -> bool:
     return len(env.counter.mem.delivered) >= n
+
+
+async def test_delivery_queued_for_an_old_server_is_forwarded(axis_env: Axis) -> None:
+    """An agency moved to another server: deliveries still queued for the old one reach it (never lost)."""
+    import aio_pika
+
+    from axis.transport import EX_DELIVER, H_KIND, H_RECIPIENTS
+
+    env = axis_env
+    data = sign_as(env, G22, unsigned(G22, [H53]))
+    conn = await aio_pika.connect(env.config.amqp_url)
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.get_exchange(EX_DELIVER)
+        # as if H53 had been on the shared server when the router routed it
+        await ex.publish(aio_pika.Message(data, headers={H_KIND: "document", H_RECIPIENTS: [H53]}), routing_key="sh")
+    finally:
+        await conn.close()
+    [item] = await wait_for(lambda: inbox(env, H53), what="forwarded delivery")
+    assert item["from"] == G22
+    await wait_for(lambda: _n_delivered(env, 1), what="delivery counted")
