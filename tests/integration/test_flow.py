@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from axis import envelope
 from axis.pki import load_certs, load_key
 from axis.signing import sign
 from axis.verify import Verifier, VerifyPolicy
-
-from axis import envelope
 from tests.integration.conftest import G01, G03, G22, H41, H53, Axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
