@@ -16,7 +16,8 @@ Order of checks — the first failing check gives the one reason:
    ``signer=None``).
 3. ``SIGNATURE_PROFILE`` (structure) — a ``Signature`` in the wrong namespace (the real samples put it in the
    edXML namespace), more than one Signature or any XML-DSig element outside it (wrapping), the Signature not the
-   last element child of ``edXML/edXMLEnvelope/edXMLHeader``, children other than SignedInfo, SignatureValue,
+   last element child of ``edXML/edXMLEnvelope/edXMLHeader``, attributes other than Signature/@Id,
+   Reference/@URI and @Algorithm on the method and transform elements, children other than SignedInfo, SignatureValue,
    KeyInfo (no ds:Object), not exactly one ``Reference``, ``URI`` other than ``""`` (no Id references).
 4. ``WEAK_ALGORITHM`` — SignatureMethod or DigestMethod not in the policy's allowed sets (SHA-1, MD5, HMAC,
    unknown URIs), an RSA key under 2048 bits, an EC curve other than P-256/384/521.
@@ -146,6 +147,17 @@ def _children(el: etree._Element) -> list[etree._Element]:
     return list(el.iterchildren("*"))
 
 
+#: The only attributes the profile allows inside the Signature (XML-DSig allows more; axis needs none of them).
+_ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
+    q("Signature"): frozenset({"Id"}),
+    q("Reference"): frozenset({"URI"}),
+    q("CanonicalizationMethod"): frozenset({"Algorithm"}),
+    q("SignatureMethod"): frozenset({"Algorithm"}),
+    q("DigestMethod"): frozenset({"Algorithm"}),
+    q("Transform"): frozenset({"Algorithm"}),
+}
+
+
 @functools.cache
 def _qs(names: tuple[str, ...]) -> list[str]:
     return [q(n) for n in names]
@@ -182,8 +194,9 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be a child of edXML/edXMLEnvelope/edXMLHeader")
     if _children(header)[-1] is not signature:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be the last child of edXMLHeader")
-    if any(attr for attr in signature.attrib if attr != "Id"):
-        raise Refusal(Reason.SIGNATURE_PROFILE, "unexpected attributes on Signature")
+    for el in signature.iter("*"):
+        if el.attrib and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(el.attrib):
+            raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
 
     kids = _children(signature)
     _expect(kids, ("SignedInfo", "SignatureValue", "KeyInfo"), "Signature")
