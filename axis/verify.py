@@ -257,6 +257,7 @@ class CertFacts:
     usage_problem: str | None
     #: (not before, not after, issuer name DER, serial) of each certificate of ``path`` (precomputed for speed)
     windows: tuple[tuple[dt.datetime, dt.datetime, bytes, int], ...] = ()
+    public_key: object = None  # the signer's public key, loaded once
 
 
 def load_chain(certs_der: tuple[bytes, ...]) -> list[x509.Certificate]:
@@ -278,10 +279,9 @@ def check_key_strength(cert: x509.Certificate) -> None:
         raise Refusal(Reason.WEAK_ALGORITHM, f"{type(key).__name__} keys are not allowed")
 
 
-def check_signature_value(cert: x509.Certificate, method: str, signed_info_c14n: bytes, value: bytes) -> None:
+def check_signature_value(key: object, method: str, signed_info_c14n: bytes, value: bytes) -> None:
     kind, hash_name = SIGNATURES[method]
     algorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[hash_name]
-    key = cert.public_key()
     try:
         if kind == "rsa" and isinstance(key, rsa.RSAPublicKey):
             key.verify(value, signed_info_c14n, padding.PKCS1v15(), algorithm)
@@ -352,7 +352,7 @@ def cert_facts(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certifi
     windows = tuple((c.not_valid_before_utc, c.not_valid_after_utc, c.issuer.public_bytes(), c.serial_number)
                     for c in path)
     return CertFacts(certificate=signer, path=tuple(path), uid=cert_uid(signer), usage_problem=usage_problem,
-                     windows=windows)
+                     windows=windows, public_key=signer.public_key())
 
 
 def revoked_index(policy: VerifyPolicy) -> frozenset[tuple[bytes, int]]:
@@ -444,7 +444,8 @@ class Verifier:
         signer = facts.certificate if isinstance(facts, CertFacts) else load_chain(located.certs_der[:1])[0]
         if not isinstance(facts, CertFacts):
             check_key_strength(signer)
-        check_signature_value(signer, located.signature_method, exc_c14n(located.signed_info), located.signature_value)
+        key = facts.public_key if isinstance(facts, CertFacts) else signer.public_key()
+        check_signature_value(key, located.signature_method, exc_c14n(located.signed_info), located.signature_value)
         digest = _HASHLIB[DIGESTS[located.digest_method]](enveloped_c14n(root, located.signature)).digest()
         if digest != located.digest_value:
             raise Refusal(Reason.SIGNATURE_INVALID, "the document does not match its digest: it was altered")
