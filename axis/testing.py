@@ -260,6 +260,8 @@ def hostile_corpus(pki: TestPKI, *, max_bytes: int | None = None) -> list[tuple[
         for el in sig.iter():
             el.tag = f"{{{EDXML}}}{etree.QName(el).localname}"
     add("signature_in_edxml_namespace", _edit(good, wrong_ns), Reason.SIGNATURE_PROFILE)
+    add("pi_outside_root", _replace_bytes(good, b"?>", b'?><?xml-stylesheet href="http://127.0.0.1:9/x"?>'),
+        Reason.SIGNATURE_PROFILE)
     add("second_signature", _edit(good, lambda r: _first(r, "edXMLBody").append(copy.deepcopy(_sig(r)))),
         Reason.SIGNATURE_PROFILE)
     add("signature_not_last", _edit(good, lambda r: _first(r, "edXMLHeader").insert(0, _sig(r))),

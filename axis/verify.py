@@ -15,15 +15,18 @@ Order of checks — the first failing check gives the one reason:
    namespace (only when ``policy.require_signature``; otherwise the unsigned document is returned with
    ``signer=None``).
 3. ``SIGNATURE_PROFILE`` (structure) — a ``Signature`` in the wrong namespace (the real samples put it in the
-   edXML namespace), more than one Signature or any XML-DSig element outside it (wrapping), the Signature not the
-   last element child of ``edXML/edXMLEnvelope/edXMLHeader``, attributes other than Signature/@Id,
-   Reference/@URI and @Algorithm on the method and transform elements, children other than SignedInfo, SignatureValue,
-   KeyInfo (no ds:Object), not exactly one ``Reference``, ``URI`` other than ``""`` (no Id references).
+   edXML namespace); more than one Signature, or any XML-DSig element outside it (wrapping); a processing
+   instruction outside the root element (not covered by what signers sign); the Signature not the last element
+   child of ``edXML/edXMLEnvelope/edXMLHeader``; attributes other than Signature/@Id, Reference/@URI and
+   @Algorithm on the method and transform elements; children other than SignedInfo, SignatureValue, KeyInfo
+   (no ds:Object); not exactly one ``Reference``; ``URI`` other than ``""`` (no Id references).
 4. ``WEAK_ALGORITHM`` — SignatureMethod or DigestMethod not in the policy's allowed sets (SHA-1, MD5, HMAC,
-   unknown URIs), an RSA key under 2048 bits, an EC curve other than P-256/384/521.
-5. ``SIGNATURE_PROFILE`` (transforms) — CanonicalizationMethod not exclusive C14N, transforms not exactly
+   unknown URIs).
+5. ``SIGNATURE_PROFILE`` (details) — CanonicalizationMethod not exclusive C14N, transforms not exactly
    enveloped-signature then exclusive C14N, any parameter child (InclusiveNamespaces, XPath), KeyInfo without
-   exactly one X509Data carrying decodable certificates.
+   exactly one X509Data of X509Certificate elements, base64 values that are not plain base64 text, a signer
+   certificate that cannot be decoded. Then ``WEAK_ALGORITHM`` again for the signer's key: RSA under 2048 bits,
+   an EC curve other than P-256/384/521.
 6. ``SIGNATURE_INVALID`` — the SignatureValue does not verify over exc-C14N(SignedInfo) with the certificate's key
    (or is malformed, or the key type does not fit the method), or the DigestValue does not match
    exc-C14N(document minus Signature).
@@ -187,6 +190,10 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     signature = candidates[0]
     if sum(1 for _ in signature.iter("{" + DSIG + "}*")) != dsig_count:
         raise Refusal(Reason.SIGNATURE_PROFILE, "XML-DSig elements outside the Signature")
+    for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
+        if isinstance(sibling, etree._ProcessingInstruction):
+            # URI="" would cover it, but signers (signxml, axis) sign the root element only: refuse, not ignore.
+            raise Refusal(Reason.SIGNATURE_PROFILE, "a processing instruction outside the root element is not signed")
     header = signature.getparent()
     envelope = header.getparent() if header is not None else None
     if (header is None or header.tag != e("edXMLHeader") or envelope is None or envelope.tag != e("edXMLEnvelope")

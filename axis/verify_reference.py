@@ -72,6 +72,8 @@ def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[str, list[byte
         raise Refusal(Reason.SIGNATURE_PROFILE, "XML-DSig elements outside the Signature")
     if not _x(sig, "self::*[parent::x:edXMLHeader[parent::x:edXMLEnvelope[parent::x:edXML[not(parent::*)]]]]"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature misplaced")
+    if root.xpath("/processing-instruction()"):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "processing instruction outside the root")
     if _x(sig, "following-sibling::*"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature not last")
     for attr in _x(sig, "descendant-or-self::*/@*"):

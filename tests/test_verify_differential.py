@@ -154,8 +154,16 @@ def m_pi(root: etree._Element, draw: Any) -> None:
     el.insert(draw(st.integers(0, len(el))), etree.ProcessingInstruction("p", "x"))
 
 
+def m_top_level_pi(root: etree._Element, draw: Any) -> None:
+    pi = etree.ProcessingInstruction("xml-stylesheet", 'href="x"')
+    if draw(st.booleans()):
+        root.addprevious(pi)
+    else:
+        root.addnext(pi)
+
+
 MUTATIONS = [m_text, m_attr_set, m_attr_delete, m_delete, m_duplicate, m_rename, m_move_signature, m_algorithm,
-             m_transforms, m_whitespace, m_comment, m_pi]
+             m_transforms, m_whitespace, m_comment, m_pi, m_top_level_pi]
 
 
 @st.composite
@@ -170,7 +178,7 @@ def mutated(draw: Any, bases: list[bytes]) -> bytes:
     for _ in range(draw(st.integers(0, 3))):
         with contextlib.suppress(_Nothing):
             draw(st.sampled_from(MUTATIONS))(root, draw)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
 
 
 DISAGREEMENTS: list[tuple[str, str, bytes]] = []
