@@ -70,6 +70,7 @@ from axis.dsig import (
     exc_c14n,
     q,
 )
+from axis.envelope import Message, from_element
 from axis.pki import cert_uid, load_trust
 from axis.reasons import Reason, Refusal
 from axis.xmlsafe import DEFAULT_MAX_BYTES, parse_untrusted
@@ -111,12 +112,18 @@ class VerifyPolicy:
 
 @dataclass(frozen=True)
 class Verified:
-    """A document whose signature, certificate and signer all checked out. Read the document only from ``root``."""
+    """A document whose signature, certificate and signer all checked out. Read the document only from ``root``
+    (or ``message``, parsed from it); ``data`` are the exact bytes that were verified."""
 
     root: etree._Element
     signer: str | None
     certificate: x509.Certificate | None
     data: bytes = field(repr=False)
+
+    @functools.cached_property
+    def message(self) -> Message:
+        """The parsed DocumentMessage / StatusMessage, read from ``root`` (computed on first use)."""
+        return from_element(self.root)
 
 
 # ---- the parts shared with axis.verify_reference -----------------------------------------------------------------
