@@ -184,8 +184,8 @@ def make_pki(tmp_dir: Path | str, agencies: Sequence[str], algorithm: pkimod.Alg
     d = Path(tmp_dir)
     ca = pkimod.CertificateAuthority.init(d, algorithm=algorithm)
     t = TestPKI(dir=d, ca=ca, algorithm=algorithm, codes=list(agencies))
-    for code in agencies:
-        issued = ca.issue(code, name=f"Agency {code}", algorithm=algorithm)
+    for issued in ca.issue_many([(code, f"Agency {code}") for code in agencies], algorithm=algorithm):
+        code = issued.code
         t._keys[code] = pkimod.load_key(issued.key_path.read_bytes())
         t._certs[code] = pkimod.load_certs(issued.cert_path.read_bytes())[0]
     return t
