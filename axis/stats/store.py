@@ -46,7 +46,7 @@ accepted_table = sa.Table(
     sa.Column("hour", sa.BigInteger, nullable=False),  # UTC epoch hours
 )
 sa.Index("ix_axis_accepted_hour", accepted_table.c.hour)
-sa.Index("ix_axis_accepted_sender", accepted_table.c.sender)
+sa.Index("ix_axis_accepted_sender_kind", accepted_table.c.sender, accepted_table.c.sender_kind)
 
 delivered_table = sa.Table(
     "axis_delivered",
@@ -61,7 +61,8 @@ delivered_table = sa.Table(
     sa.Column("hour", sa.BigInteger, nullable=False),
 )
 sa.Index("ix_axis_delivered_hour", delivered_table.c.hour)
-sa.Index("ix_axis_delivered_recipient", delivered_table.c.recipient)
+sa.Index("ix_axis_delivered_recipient_kind", delivered_table.c.recipient, delivered_table.c.recipient_kind)
+sa.Index("ix_axis_delivered_route", delivered_table.c.sender_kind, delivered_table.c.recipient_kind)
 
 refused_table = sa.Table(
     "axis_refused",
