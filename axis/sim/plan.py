@@ -289,9 +289,7 @@ def _fanout(rng: random.Random, sc: Scenario, n_good: int, kinds: list[int], rel
     fixed = sum(counts[i] * (1 + dependents[i]) for i in range(n_good) if kinds[i] == 0 and dependents[i])
     lo, hi = fixed + len(adjustable), fixed + len(adjustable) * cap
     if not lo <= sc.deliveries <= hi:
-        raise ScenarioError(
-            f"deliveries: {sc.deliveries} not reachable with this mix (between {lo} and {hi} for seed)"
-        )
+        raise ScenarioError(f"deliveries: {sc.deliveries} not reachable with this mix (between {lo} and {hi} for seed)")
     diff = sc.deliveries - (fixed + sum(counts[i] for i in adjustable))
     step = 1 if diff > 0 else -1
     while diff:
@@ -422,7 +420,6 @@ def plan(sc: Scenario, seed: int) -> Iterator[Planned]:
         m = sc.moves[move_at[mi][1]]
         yield PlannedMove(seq=total, agency=m.agency, to=m.to, at=times[-1])
         mi += 1
-
 
 
 def _bad(rng: random.Random, sc: Scenario, slot: int, at: dt.datetime, senders: _Picker, everyone: _Picker,
