@@ -178,3 +178,20 @@ def national(total: int) -> list[Agency]:
         locals_ = share - departments - units
         out.extend(_lower_levels(parent, departments, units, locals_))
     return out
+
+
+def classify(code: str) -> str:
+    """An agency class from the shape of its code (for directories read from a running axis)."""
+    parts = code.split(".")
+    if len(parts) != 4:
+        return LOCAL
+    if parts[:3] == ["000", "00", "00"]:
+        return {"G": MINISTRY, "H": PROVINCE}.get(parts[3][:1], PARTY)
+    if parts[:2] == ["000", "00"]:
+        return DEPARTMENT
+    return UNIT if parts[0] == "000" else LOCAL
+
+
+def from_directory(code: str, name: str) -> Agency:
+    parts = code.split(".")
+    return Agency(code, name, classify(code), parts[-1] if len(parts) == 4 else parts[0])

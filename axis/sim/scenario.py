@@ -420,3 +420,20 @@ def scale(sc: Scenario, *, agencies: int | None = None, documents: int | None = 
         out = replace(out, deliveries=out.documents * (n - 1))
     validate(out)
     return out
+
+
+def on_directory(sc: Scenario, directory: list[tuple[str, str, str, str]]) -> Scenario:
+    """The same traffic over another directory — a running axis's ``[(code, name, server, kind)]`` — keeping
+    documents, deliveries and the mix (deliveries capped by what the directory can reach)."""
+    agencies = [ag.from_directory(code, name) for code, name, _, _ in directory]
+    servers: dict[str, Server] = {}
+    for _, _, sid, kind in directory:
+        servers.setdefault(sid, Server(sid, kind))
+    placement = {code: sid for code, _, sid, _ in directory}
+    out = replace(sc, agencies=tuple(agencies), servers=tuple(servers.values()), placement=placement,
+                  moves=tuple(m for m in sc.moves if m.agency in placement))  # fmt: skip
+    cap = out.documents * (len(agencies) - 1)
+    if out.deliveries > cap:
+        out = replace(out, deliveries=cap)
+    validate(out)
+    return out
