@@ -108,9 +108,8 @@ def register(app: typer.Typer) -> None:
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             log.print("starting the axis (router, endpoint servers, admin)…")
-            axis.start()
             try:
-                conns = axis.wait_ready(conns_raw)
+                conns = axis.start(conns_raw)
             except demo.DemoError as exc:
                 log.print(f"[bold red]error:[/] {exc}")
                 raise typer.Exit(EXIT_REFUSED) from None
@@ -122,8 +121,10 @@ def register(app: typer.Typer) -> None:
                 log.print(f"[bold]dashboard:[/] {conns.admin_url}/  (admin token in {work_dir / 'connections.json'})"
                           " — Ctrl-C to stop")  # fmt: skip
                 try:
-                    while not stop.wait(0.5) and axis.proc is not None and axis.proc.poll() is None:
+                    while not stop.wait(0.5) and axis.alive():
                         pass
+                    if not stop.is_set() and not axis.alive():
+                        log.print(f"[bold red]a process of the axis exited:[/] {axis.failures()}")
                 except KeyboardInterrupt:
                     pass
         except KeyboardInterrupt:

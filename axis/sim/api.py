@@ -79,7 +79,7 @@ class Api:
             "POST", f"{endpoint}/v1/documents", token, content=data, headers={"Content-Type": "application/xml"}
         )
 
-    async def inbox(self, endpoint: str, token: str, *, page: int = 500) -> list[dict[str, Any]]:
+    async def inbox(self, endpoint: str, token: str, *, page: int = 1000) -> list[dict[str, Any]]:
         """Every document in the caller's inbox, paging with ``limit``/``offset`` until a short page."""
         out: list[dict[str, Any]] = []
         offset = 0
@@ -89,7 +89,7 @@ class Api:
                 raise RuntimeError(f"GET {endpoint}/v1/inbox: HTTP {a.status}: {a.body}")
             items = _items(a.body)
             out.extend(items)
-            nxt = a.body.get("next") if isinstance(a.body, dict) else None
+            nxt = a.body.get("next_offset", a.body.get("next")) if isinstance(a.body, dict) else None
             if nxt is None and isinstance(a.body, dict) and "total" in a.body:
                 nxt = offset + len(items) if offset + len(items) < int(a.body["total"]) else None
             if not items or (len(items) < page and nxt is None):

@@ -59,15 +59,64 @@ def prepare(
 
 
 class AxisProcess:
-    """``axis up`` as a child process in its own session (Ctrl-C reaches the demo, which stops it cleanly)."""
+    """The axis brought up with core's ``axis.up.start`` (the machinery of ``axis up``: routers, endpoint-server
+    hosts and the admin app as child processes in their own sessions, so Ctrl-C reaches the demo, which stops
+    them cleanly). Falls back to running ``python -m axis up`` as one child when ``axis.up`` is missing."""
 
-    def __init__(self, config: Path, work_dir: Path) -> None:
+    def __init__(self, config: Path, work_dir: Path, *, timeout: float = 240.0) -> None:
         self.config = config
         self.work_dir = work_dir
+        self.timeout = timeout
         self.log_path = work_dir / "axis-up.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.running: Any = None
 
-    def start(self) -> None:
+    def start(self, connections: dict[str, Any]) -> Connections:
+        """Start everything; return once every server answers and connections.json is written."""
+        try:
+            from axis import up
+        except ImportError:
+            up = None  # type: ignore[assignment]
+        if up is not None:
+            try:
+                self.running = up.start(self.config, self.work_dir, connections, timeout=self.timeout)
+            except up.StartError as exc:
+                raise DemoError(str(exc)) from None
+            path = self.running.connections_path or self.work_dir / "connections.json"
+            return _with_tokens(self.work_dir, path, connections)
+        self._spawn()
+        return self._wait_ready(connections)
+
+    def alive(self) -> bool:
+        if self.running is not None:
+            return not self.running.failed()
+        return self.proc is not None and self.proc.poll() is None
+
+    def failures(self) -> str:
+        if self.running is not None:
+            return "; ".join(self.running.failed())
+        return self._tail()
+
+    def stop(self, grace: float = 20.0) -> None:
+        if self.running is not None:
+            self.running.stop(grace)
+            self.running = None
+            return
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.proc.pid, sig)  # the child's own session: only what we started
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    # -- fallback: `python -m axis up` as one child process ------------------------------------------------------
+    def _spawn(self) -> None:
         (self.work_dir / "connections.json").unlink(missing_ok=True)
         log = self.log_path.open("ab")
         cmd = [sys.executable, "-m", "axis", "up", "--config", str(self.config), "--work-dir", str(self.work_dir)]
@@ -85,13 +134,11 @@ class AxisProcess:
         except OSError:
             return ""
 
-    def wait_ready(self, connections: dict[str, Any], timeout: float = 180.0) -> Connections:
-        """Wait for connections.json and every server's /healthz; returns connections (tokens from ours)."""
+    def _wait_ready(self, connections: dict[str, Any]) -> Connections:
         assert self.proc is not None
         path = self.work_dir / "connections.json"
-        deadline = time.monotonic() + timeout
-        urls = sorted({a["endpoint"] for a in connections["agencies"]} | {connections["admin"]["url"]})
-        pending = list(urls)
+        deadline = time.monotonic() + self.timeout
+        pending = sorted({a["endpoint"] for a in connections["agencies"]} | {connections["admin"]["url"]})
         with httpx.Client(timeout=2.0) as http:
             while True:
                 if self.proc.poll() is not None:
@@ -102,37 +149,22 @@ class AxisProcess:
                         break
                 if time.monotonic() > deadline:
                     what = "connections.json" if not path.exists() else f"{len(pending)} servers ({pending[0]}…)"
-                    raise DemoError(f"the axis did not come up within {timeout:.0f}s: waiting for {what}\n"
+                    raise DemoError(f"the axis did not come up within {self.timeout:.0f}s: waiting for {what}\n"
                                     f"{self._tail()}")  # fmt: skip
                 time.sleep(0.3)
-        written = orjson.loads(path.read_bytes())
-        if not all(a.get("token") for a in written.get("agencies", [])) or not written.get("admin", {}).get("token"):
-            from axis.config import write_connections  # the file must let a new user act as any agency
+        return _with_tokens(self.work_dir, path, connections)
 
-            write_connections(self.work_dir, connections)
-            written = connections
-        return connections_from_dict(written, path=path)
 
-    def stop(self, grace: float = 20.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                return self.proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-        return self.proc.poll()
+def _with_tokens(work_dir: Path, path: Path, connections: dict[str, Any]) -> Connections:
+    """connections.json must let a new user act as any agency: if the written file lacks tokens, write ours."""
+    written = orjson.loads(path.read_bytes()) if path.exists() else {}
+    agencies = written.get("agencies") or []
+    if not agencies or not all(a.get("token") for a in agencies) or not (written.get("admin") or {}).get("token"):
+        from axis.config import write_connections
 
-    def __enter__(self) -> AxisProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        path = write_connections(work_dir, connections)
+        written = connections
+    return connections_from_dict(written, path=path)
 
 
 def _healthy(http: httpx.Client, url: str) -> bool:

@@ -228,6 +228,7 @@ class Driver:
     async def drain(self, base: dict[str, Any]) -> dict[str, Any]:
         want_sent = self.report.accepted
         want_recv = self.report.planned_deliveries
+        want_refused = sum(1 for s in self.sent.values() if s.p.kind == "bad")  # accepted, the router refuses
         self.rep.phase("drain", want_recv)
         last, last_change = None, time.monotonic()
         while True:
@@ -236,7 +237,7 @@ class Driver:
             recv = int(s.get("received", 0)) - int(base.get("received", 0))
             refused = int(s.get("refused", 0)) - int(base.get("refused", 0))
             self.rep.update(recv, f"sent {sent:,} delivered {recv:,} refused {refused:,}")
-            if sent >= want_sent and recv >= want_recv and refused >= self.report.planned_bad:
+            if sent >= want_sent and recv >= want_recv and refused >= want_refused:
                 return s
             now = (sent, recv, refused)
             if now != last:
@@ -322,6 +323,15 @@ class Driver:
         a = self.agencies[s.p.submit_as or s.p.sender]
         return await self.api.statuses(a.endpoint, a.token, s.rid or "")
 
+    async def _gather_statuses(self, sents: Sequence[_Sent]) -> list[list[dict[str, Any]]]:
+        sem = asyncio.Semaphore(16)
+
+        async def one(s: _Sent) -> list[dict[str, Any]]:
+            async with sem:
+                return await self._sender_statuses(s)
+
+        return list(await asyncio.gather(*(one(s) for s in sents)))
+
     async def check_refusals(self) -> None:
         """Bad envelopes the endpoints accepted must come back refused (status 02) with a reason."""
         pending = [s for s in self.sent.values() if s.p.kind == "bad"]
@@ -331,8 +341,9 @@ class Driver:
         last_change = time.monotonic()
         while pending and time.monotonic() - last_change < self.opts.stall_timeout:
             left = []
-            for s in pending:
-                got = [x for x in await self._sender_statuses(s) if str(x.get("code")) == "02"]
+            answers = await self._gather_statuses(pending)
+            for s, items in zip(pending, answers, strict=True):
+                got = [x for x in items if str(x.get("code")) == "02"]
                 if not got:
                     left.append(s)
                     continue
@@ -365,8 +376,9 @@ class Driver:
         pending = list(sample)
         while pending and time.monotonic() - last_change < self.opts.stall_timeout:
             left = []
-            for s in pending:
-                got = {(str(x.get("from")), str(x.get("code"))) for x in await self._sender_statuses(s)}
+            answers = await self._gather_statuses(pending)
+            for s, items in zip(pending, answers, strict=True):
+                got = {(str(x.get("from")), str(x.get("code"))) for x in items}
                 before = len(seen[s.p.seq])
                 seen[s.p.seq] = got & want[s.p.seq]
                 if len(seen[s.p.seq]) > before:

@@ -28,6 +28,7 @@ from axis.sim import agencies as ag
 from axis.sim.scenario import Scenario, ScenarioError
 
 UNKNOWN_CODE = "000.00.00.G99"  # a well-formed code that no directory holds
+UNKNOWN_CODES = (UNKNOWN_CODE, "000.00.00.H99", "000.00.00.H98")
 STATUS_CHAIN = ("03", "04", "05", "06")
 DOC_TYPE_NAMES = {0: "new", 1: "revocation", 2: "update", 3: "replacement"}
 
@@ -431,7 +432,9 @@ def _bad(rng: random.Random, sc: Scenario, slot: int, at: dt.datetime, senders: 
     recips = everyone.distinct(rng, min(k, len(codes) - 1), sender)
     signer = submit_as = None
     if reason == "UNKNOWN_RECIPIENT":
-        recips = [*recips[:-1], UNKNOWN_CODE]
+        # every recipient unknown: nothing can be delivered, the whole envelope is refused (a document with
+        # some known recipients would be delivered to those and only partly refused)
+        recips = list(UNKNOWN_CODES[: len(recips)])
     elif reason == "SIGNER_MISMATCH":
         signer = everyone.distinct(rng, 1, sender)[0]
     elif reason == "FORBIDDEN":
