@@ -47,6 +47,7 @@ import binascii
 import datetime as dt
 import functools
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -157,6 +158,9 @@ def _children(el: etree._Element) -> list[etree._Element]:
     return list(el.iterchildren("*"))
 
 
+#: An XML ID must be an NCName (XML-DSig types Signature/@Id as xs:ID); the reference refuses others too.
+_NCNAME = re.compile(r"[^\W\d][\w.\-]*")
+
 #: The only attributes the profile allows inside the Signature (XML-DSig allows more; axis needs none of them).
 _ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
     q("Signature"): frozenset({"Id"}),
@@ -211,6 +215,9 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     for el in signature.iter("*"):
         if el.attrib and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(el.attrib):
             raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
+    sig_id = signature.get("Id")
+    if sig_id is not None and not _NCNAME.fullmatch(sig_id):
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"Signature/@Id {sig_id!r} is not a valid XML name")
 
     kids = _children(signature)
     _expect(kids, ("SignedInfo", "SignatureValue", "KeyInfo"), "Signature")
