@@ -8,11 +8,14 @@ namespace, the samples' rsa-sha1/sha1 gives WEAK_ALGORITHM.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from lxml import etree
+from typer.testing import CliRunner
 
+from axis.cli import app
 from axis.dsig import DSIG, EDXML
 from axis.reasons import Reason, Refusal
 from axis.testing import TestPKI, make_pki
@@ -79,3 +82,10 @@ def test_unsigned_status_messages_pass_when_signatures_are_optional(samples_dir:
     for path in sorted(samples_dir.glob("status*.edxml")):
         verified = verifier.verify(path.read_bytes())
         assert verified.signer is None and etree.QName(verified.root).localname == "edXML"
+
+
+def test_cli_verify_reports_each_sample(samples_dir: Path, kit: TestPKI) -> None:
+    result = CliRunner().invoke(app, ["envelope", "verify", str(samples_dir), "--ca", str(kit.ca_pem), "--json"])
+    assert result.exit_code == 1
+    got = {Path(row["file"]).name: row["reason"] for row in map(json.loads, result.stdout.splitlines())}
+    assert got == {name: reason.value for name, reason in EXPECTED.items()}

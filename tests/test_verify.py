@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from axis import pki
 from axis.cli import app
 from axis.dsig import EXC_C14N, e, exc_c14n, q
+from axis.envelope import DocumentMessage
 from axis.reasons import Reason, Refusal
 from axis.signing import sign
 from axis.testing import TestPKI, make_edxml, make_pki
@@ -44,6 +45,10 @@ def test_accepts_and_returns_the_verified_document(kit: TestPKI) -> None:
     header = verified.root.find(f"{e('edXMLEnvelope')}/{e('edXMLHeader')}")
     assert header is not None and header[-1].tag == q("Signature")
     assert [t.text for t in verified.root.iter(e("OrganId"))][:3] == [A, B, C]
+    message = verified.message
+    assert isinstance(message, DocumentMessage)
+    assert message.sender.organ_id == A and [r.organ_id for r in message.recipients] == [B, C]
+    assert verified.message is message  # parsed once
     with pytest.raises(dataclasses.FrozenInstanceError):
         verified.signer = B  # type: ignore[misc]
 
