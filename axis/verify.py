@@ -157,6 +157,9 @@ def _children(el: etree._Element) -> list[etree._Element]:
     return list(el.iterchildren("*"))
 
 
+_DSIG_ANY = "{" + DSIG + "}*"
+_DSIG_OPEN = "{" + DSIG + "}"
+
 #: The only attributes the profile allows inside the Signature (XML-DSig allows more; axis needs none of them).
 _ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
     q("Signature"): frozenset({"Id"}),
@@ -182,8 +185,13 @@ def _expect(children: list[etree._Element], names: tuple[str, ...], where: str) 
 
 def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     """Steps 2-5 of the module docstring: find the one Signature and enforce the profile. None = unsigned."""
-    candidates = list(root.iter("{*}Signature"))  # any namespace, or none
-    dsig_count = sum(1 for _ in root.iter("{" + DSIG + "}*"))
+    candidates = []
+    dsig_count = 0
+    for el in root.iter("{*}Signature", _DSIG_ANY):  # one walk: Signature in any namespace (or none), all of ds:*
+        if el.tag.startswith(_DSIG_OPEN):
+            dsig_count += 1
+        if el.tag.endswith("}Signature") or el.tag == "Signature":
+            candidates.append(el)
     if not candidates and not dsig_count:
         if policy.require_signature:
             raise Refusal(Reason.SIGNATURE_MISSING, "the document carries no signature")
@@ -195,7 +203,7 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     if len(candidates) != 1:
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{len(candidates) or 'no'} Signature elements; exactly one is allowed")
     signature = candidates[0]
-    if sum(1 for _ in signature.iter("{" + DSIG + "}*")) != dsig_count:
+    if sum(1 for _ in signature.iter(_DSIG_ANY)) != dsig_count:
         raise Refusal(Reason.SIGNATURE_PROFILE, "XML-DSig elements outside the Signature")
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         if isinstance(sibling, etree._ProcessingInstruction):
@@ -209,7 +217,8 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     if _children(header)[-1] is not signature:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be the last child of edXMLHeader")
     for el in signature.iter("*"):
-        if el.attrib and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(el.attrib):
+        keys = el.keys()
+        if keys and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(keys):
             raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
 
     kids = _children(signature)
