@@ -305,6 +305,10 @@ def hostile_corpus(pki: TestPKI, *, max_bytes: int | None = None) -> list[tuple[
         _first(r, "Transform", DSIG).getnext())), Reason.SIGNATURE_PROFILE)
     add("inclusive_c14n", _edit(good, lambda r: _first(r, "CanonicalizationMethod", DSIG).set(
         "Algorithm", "http://www.w3.org/TR/2001/REC-xml-c14n-20010315")), Reason.SIGNATURE_PROFILE)
+    add("text_inside_signature", _edit(good, lambda r: setattr(_first(r, "X509Data", DSIG), "text", "junk")),
+        Reason.SIGNATURE_PROFILE)
+    add("attribute_on_digest_value", _edit(good, lambda r: _first(r, "DigestValue", DSIG).set("Id", "d")),
+        Reason.SIGNATURE_PROFILE)
     add("no_certificate", _edit(good, lambda r: _first(r, "KeyInfo", DSIG).remove(_first(r, "X509Data", DSIG))),
         Reason.SIGNATURE_PROFILE)
     add("truncated_certificate", _edit(good, lambda r: setattr(_first(r, "X509Certificate", DSIG), "text",

@@ -74,8 +74,14 @@ def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[str, list[byte
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature misplaced")
     if root.xpath("/processing-instruction()"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "processing instruction outside the root")
+    if _x(sig, "following-sibling::text()[normalize-space()]"):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "text after the Signature")
     if _x(sig, "following-sibling::*"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature not last")
+    text = _x(sig, "descendant-or-self::*[not(self::ds:DigestValue or self::ds:SignatureValue"
+                   " or self::ds:X509Certificate)]/text()[normalize-space()]")
+    if text:
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"character content {str(text[0])[:20]!r} in the Signature")
     for attr in _x(sig, "descendant-or-self::*/@*"):
         owner = etree.QName(attr.getparent())  # type: ignore[attr-defined]
         allowed = _ATTRIBUTES.get(owner.localname, "") if owner.namespace == DSIG else ""
@@ -160,7 +166,7 @@ class ReferenceVerifier:
             )
         except SignxmlInvalidSignature as exc:
             raise Refusal(Reason.SIGNATURE_INVALID, f"signxml: {exc}") from None
-        except (InvalidInput, SignXMLException, ValueError, etree.DocumentInvalid) as exc:
+        except (InvalidInput, SignXMLException, ValueError, etree.LxmlError) as exc:
             raise Refusal(Reason.SIGNATURE_PROFILE, f"signxml: {exc}") from None
         facts = cert_facts(chain, self.policy.trust_anchors)
         check_time_revocation_usage(facts, self.policy.clock(), self._revoked)

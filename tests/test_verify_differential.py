@@ -87,6 +87,16 @@ def m_text(root: etree._Element, draw: Any) -> None:
     el.text = text[:i] + draw(st.sampled_from(["A", "0", "=", " ", "\n", "đ", ""])) + text[i + 1 :]
 
 
+def m_text_anywhere(root: etree._Element, draw: Any) -> None:
+    """Text where there was none or only whitespace: element content or tails, inside the Signature too."""
+    el = _pick(draw, [el for el in root.iter("*") if el is not root])
+    junk = draw(st.sampled_from(["x", " junk ", "\u00a0", "A=="]))
+    if draw(st.booleans()):
+        el.text = (el.text or "") + junk
+    else:
+        el.tail = (el.tail or "") + junk
+
+
 def m_attr_set(root: etree._Element, draw: Any) -> None:
     el = _pick(draw, list(root.iter("*")))
     el.set(draw(st.sampled_from(ATTRS)), draw(st.sampled_from(["", "#x", "x", *ALGORITHMS[:4]])))
@@ -162,8 +172,8 @@ def m_top_level_pi(root: etree._Element, draw: Any) -> None:
         root.addnext(pi)
 
 
-MUTATIONS = [m_text, m_attr_set, m_attr_delete, m_delete, m_duplicate, m_rename, m_move_signature, m_algorithm,
-             m_transforms, m_whitespace, m_comment, m_pi, m_top_level_pi]
+MUTATIONS = [m_text, m_text_anywhere, m_attr_set, m_attr_delete, m_delete, m_duplicate, m_rename, m_move_signature,
+             m_algorithm, m_transforms, m_whitespace, m_comment, m_pi, m_top_level_pi]
 
 
 @st.composite
