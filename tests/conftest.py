@@ -17,8 +17,14 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# AXIS_SAMPLES overrides the location (git worktrees do not have ../shared beside them).
-SAMPLES = Path(os.environ.get("AXIS_SAMPLES", ROOT.parent / "shared" / "edxml-samples"))
+# AXIS_SAMPLES overrides the location; otherwise ../shared beside the clone (or one level up, for git worktrees).
+SAMPLES = Path(
+    os.environ.get("AXIS_SAMPLES")
+    or next(
+        (p / "shared" / "edxml-samples" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared").is_dir()),
+        ROOT.parent / "shared" / "edxml-samples",
+    )
+)
 
 RABBIT_HOST = os.environ.get("AXIS_TEST_RABBIT_HOST", "127.0.0.1")
 RABBIT_MGMT = os.environ.get("AXIS_TEST_RABBIT_MGMT", f"http://{RABBIT_HOST}:15672")

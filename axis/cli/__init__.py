@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from axis.cli import envelope, pki, run, sim, stats
+from axis.cli import envelope, pki, run, sim, stats, trust
 
 app = typer.Typer(
     name="axis",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(pki.app, name="pki")
 app.add_typer(envelope.app, name="envelope")
+trust.register(envelope.app)
 run.register(app)
 stats.register(app)
 sim.register(app)

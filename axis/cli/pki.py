@@ -1,7 +1,100 @@
-"""`axis pki` commands."""
+"""`axis pki` commands: a root CA, agency signing certificates, revocation (contract section 3).
+
+Exit status: 0 done; 1 refused (a CA already exists, revoking an agency that has no certificate);
+2 usage error (no CA in --dir, malformed agency code, bad option values).
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="pki commands", no_args_is_help=True)
+from axis import pki as core
+from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, usage_error
+from axis.reasons import Refusal
+
+app = typer.Typer(help="The axis PKI: root CA, agency signing certificates, CRL.", no_args_is_help=True)
+
+DirOpt = Annotated[Path, typer.Option("--dir", help="PKI directory (ca.cert.pem, crl.pem, agencies/<CODE>/...)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+
+
+class KeyAlgorithm(StrEnum):
+    rsa = "rsa"
+    ec = "ec"
+
+
+def _open(directory: Path) -> core.CertificateAuthority:
+    try:
+        return core.CertificateAuthority(directory)
+    except core.PkiError as exc:
+        usage_error(str(exc))
+
+
+@app.command()
+def init(
+    dir: DirOpt,
+    algorithm: Annotated[KeyAlgorithm, typer.Option("--algorithm", help="CA key type")] = KeyAlgorithm.rsa,
+    days: Annotated[int, typer.Option("--days", min=1, help="CA validity in days")] = 3650,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create the axis root CA (key, certificate, empty CRL) in DIR."""
+    try:
+        ca = core.CertificateAuthority.init(dir, algorithm=algorithm.value, days=days)
+    except FileExistsError as exc:
+        if as_json:
+            print_json({"ok": False, "reason": None, "detail": str(exc)})
+        else:
+            err_console.print(f"[bold red]refused:[/] {exc}")
+        raise typer.Exit(EXIT_REFUSED) from None
+    result = {"ok": True, "ca": str(ca.ca_path), "crl": str(ca.crl_path), "key": str(ca.dir / core.CA_KEY)}
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"CA certificate: {ca.ca_path}\nCRL:            {ca.crl_path}")
+
+
+@app.command()
+def issue(
+    code: Annotated[str, typer.Argument(help="agency code (subject UID), e.g. 000.00.00.G22")],
+    dir: DirOpt,
+    name: Annotated[str | None, typer.Option("--name", help="agency name (subject CN)")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="validity in days")] = 365,
+    algorithm: Annotated[KeyAlgorithm, typer.Option("--algorithm", help="key type: rsa (2048) or ec (P-256)")] = (
+        KeyAlgorithm.rsa
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue an agency signing certificate (subject UID = CODE); prints the key and cert paths."""
+    ca = _open(dir)
+    try:
+        issued = ca.issue(code, name=name, days=days, algorithm=algorithm.value)
+    except core.PkiError as exc:
+        usage_error(str(exc))
+    if as_json:
+        print_json({"ok": True, **issued.as_dict()})
+    else:
+        console.print(f"key:  {issued.key_path}\ncert: {issued.cert_path}")
+
+
+@app.command()
+def revoke(
+    code: Annotated[str, typer.Argument(help="agency code whose current certificate is revoked")],
+    dir: DirOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke the agency's current certificate and re-issue the CRL."""
+    ca = _open(dir)
+    try:
+        serial = ca.revoke(code)
+    except core.PkiError as exc:
+        usage_error(str(exc))
+    except Refusal as refusal:
+        fail(refusal, as_json=as_json)
+    if as_json:
+        print_json({"ok": True, "code": code, "serial": format(serial, "x"), "crl": str(ca.crl_path)})
+    else:
+        console.print(f"revoked {code} (serial {serial:x}); CRL: {ca.crl_path}")

@@ -1,0 +1,1 @@
+"""Traffic statistics: the store (SQLite or PostgreSQL), queries, Prometheus metrics, the admin app."""

@@ -1,0 +1,352 @@
+"""The admin app: statistics API, Prometheus metrics and the live dashboard (FastAPI shell).
+
+Authentication is the admin token (contract section 4), checked in constant time against its SHA-256:
+
+- API clients send ``Authorization: Bearer <token>`` on every request;
+- a person opens ``<admin url>/?token=<token>`` once (the URL ``axis up`` prints): the app answers with a
+  redirect to ``/`` that sets an HttpOnly, SameSite=Strict session cookie (an HMAC derived from the token hash,
+  never the token itself), so the token leaves the address bar and the dashboard's own requests
+  (``/admin/stats``, ``/admin/servers``, ``/admin/events``) are authenticated by the cookie. Opening ``/``
+  without it shows a small form asking for the token.
+
+Without valid credentials every protected path answers 401 ``application/problem+json`` with reason
+``UNAUTHORIZED`` (the dashboard page answers 401 with the HTML form instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from axis.reasons import Reason
+from axis.stats.metrics import render, snapshot_registry
+from axis.stats.probe import DEFAULT_RABBIT_MGMT, Prober
+from axis.stats.query import BY_CHOICES, StatsFilter, iso, parse_when, query_stats
+from axis.stats.store import StatsStore
+
+STATIC_DIR = Path(__file__).with_name("static")
+COOKIE = "axis_admin"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1/"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """What the admin app needs. ``token`` (cleartext) or ``token_sha256`` must be set."""
+
+    stats_url: str | None = None
+    token_sha256: str = ""
+    token: str = ""
+    directory: Any = None  # .agencies {code: Agency(code, name, server)}, .servers {id: Server(id, kind[, url])}
+    amqp_url: str = DEFAULT_AMQP_URL
+    rabbit_mgmt_url: str = DEFAULT_RABBIT_MGMT
+    endpoints: Mapping[str, str] = field(default_factory=dict)  # server id → base URL (default: directory urls)
+    poll_seconds: float = 2.0
+    cache_seconds: float = 0.75
+    events_seconds: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> AdminSettings:
+        """From ``axis.config.Config`` (duck-typed: stats_url, admin.token_sha256, directory, amqp_url, servers)."""
+        endpoints = {s.id: s.url for s in getattr(config, "servers", ()) if getattr(s, "url", None)}
+        values: dict[str, Any] = {
+            "stats_url": getattr(config, "stats_url", None),
+            "token_sha256": getattr(getattr(config, "admin", None), "token_sha256", "") or "",
+            "directory": getattr(config, "directory", None),
+            "amqp_url": getattr(config, "amqp_url", None) or DEFAULT_AMQP_URL,
+            "endpoints": endpoints,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+    def token_digest(self) -> str:
+        digest = self.token_sha256.strip().lower() or (
+            hashlib.sha256(self.token.encode()).hexdigest() if self.token else ""
+        )
+        if len(digest) != 64:
+            raise ValueError("the admin app needs an admin token (token or token_sha256)")
+        return digest
+
+
+def problem(status: int, title: str, detail: str, reason: Reason | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if reason is not None:
+        body["reason"] = reason.value
+    headers = {"WWW-Authenticate": 'Bearer realm="axis-admin"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def _json(obj: Any) -> Response:
+    return Response(orjson.dumps(obj), media_type="application/json")
+
+
+class _Auth:
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+        self.cookie_value = hmac.new(bytes.fromhex(digest), b"axis-admin-dashboard", hashlib.sha256).hexdigest()
+
+    def token_ok(self, token: str | None) -> bool:
+        if not token:
+            return False
+        return hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), self.digest)
+
+    def request_ok(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and self.token_ok(value.strip()):
+            return True
+        cookie = request.cookies.get(COOKIE)
+        return bool(cookie) and hmac.compare_digest(cookie, self.cookie_value)
+
+
+class _Cache:
+    """Memoizes query results, one computation at a time per key, for ``ttl`` seconds or twice as long as the
+    query took (whichever is longer), so that live viewers never keep the database more than half busy."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.entries: dict[Any, tuple[float, dict[str, Any]]] = {}  # key → (expires at, value)
+        self.locks: dict[Any, asyncio.Lock] = {}
+
+    async def get(self, key: Any, compute: Any) -> dict[str, Any]:
+        hit = self.entries.get(key)
+        if hit and time.monotonic() < hit[0]:
+            return hit[1]
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self.entries.get(key)
+            if hit and time.monotonic() < hit[0]:
+                return hit[1]
+            started = time.monotonic()
+            value = await compute()
+            done = time.monotonic()
+            if len(self.entries) > 256:
+                self.entries.clear()
+                self.locks = {key: lock}
+            self.entries[key] = (done + max(self.ttl, 2 * (done - started)), value)
+            return value
+
+
+def _login_page(message: str) -> str:
+    return f"""<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>axis admin</title>
+<link rel="stylesheet" href="/static/dashboard.css"></head><body class="login"><main class="card">
+<h1>axis — Trục liên thông văn bản</h1><p>{escape(message)}</p>
+<form method="get" action="/"><label>Admin token <input name="token" type="password" autofocus></label>
+<button type="submit">Open the dashboard</button></form>
+<p class="hint">Open the admin URL printed by <code>axis up</code> (it ends in <code>/?token=…</code>) or paste
+the <code>admin.token</code> from <code>connections.json</code>.</p></main></body></html>"""
+
+
+def create_app(config_or_settings: Any) -> FastAPI:
+    """The admin FastAPI app, from :class:`AdminSettings` or an ``axis.config.Config``."""
+    settings = (
+        config_or_settings
+        if isinstance(config_or_settings, AdminSettings)
+        else AdminSettings.from_config(config_or_settings)
+    )
+    auth = _Auth(settings.token_digest())
+    directory = settings.directory
+    endpoints = dict(settings.endpoints)
+    if not endpoints and directory is not None:
+        endpoints = {sid: s.url for sid, s in directory.servers.items() if getattr(s, "url", None)}
+    prober = Prober(
+        endpoints, amqp_url=settings.amqp_url, rabbit_mgmt_url=settings.rabbit_mgmt_url, interval=settings.poll_seconds
+    )
+    cache = _Cache(settings.cache_seconds)
+    state: dict[str, Any] = {"store": None}
+    store_lock = asyncio.Lock()
+
+    async def store() -> StatsStore:
+        if state["store"] is None:
+            async with store_lock:
+                if state["store"] is None:
+                    state["store"] = await StatsStore.open(settings.stats_url)
+        return state["store"]
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await store()
+        prober.start()
+        try:
+            yield
+        finally:
+            await prober.stop()
+            if state["store"] is not None:
+                await state["store"].close()
+                state["store"] = None
+
+    app = FastAPI(title="axis admin", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.prober = prober
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    async def stats(flt: StatsFilter, by: str = "agency", top: int = 20, limit: int = 1000) -> dict[str, Any]:
+        s = await store()
+        return await cache.get(
+            (flt, by, top, limit), lambda: query_stats(s, directory, flt, by=by, top=top, limit=limit)
+        )
+
+    def servers_view(agency_stats: dict[str, Any] | None) -> list[dict[str, Any]]:
+        now = time.time()
+        st = prober.state
+        per_server: dict[str, list[str]] = {}
+        if directory is not None:
+            for code, agency in directory.agencies.items():
+                per_server.setdefault(agency.server, []).append(code)
+        traffic: dict[str, dict[str, int]] = {}
+        for row in (agency_stats or {}).get("breakdown", ()):
+            traffic[row["key"]] = row
+        out = []
+        server_ids = list(directory.servers) if directory is not None else sorted(endpoints)
+        for sid in server_ids:
+            server = directory.servers.get(sid) if directory is not None else None
+            queue = f"axis.server.{sid}"
+            seen = st.last_seen.get(sid)
+            row = traffic.get(sid, {})
+            out.append(
+                {
+                    "id": sid,
+                    "kind": getattr(server, "kind", None),
+                    "url": endpoints.get(sid),
+                    "agencies": sorted(per_server.get(sid, ())),
+                    "last_seen": iso(seen) if seen else None,
+                    "seconds_since_seen": round(now - seen, 1) if seen else None,
+                    "up": bool(seen and now - seen <= max(3 * settings.poll_seconds, 5.0)),
+                    "error": st.last_error.get(sid),
+                    "queue": queue,
+                    "queue_depth": st.queues.get(queue),
+                    "sent": row.get("sent", 0),
+                    "received": row.get("received", 0),
+                }
+            )
+        return out
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        if path == "/healthz" or path.startswith("/static/") or path == "/" or auth.request_ok(request):
+            return await call_next(request)
+        return problem(401, "Unauthorized", "missing or wrong admin token", Reason.UNAUTHORIZED)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "service": "admin"}
+
+    @app.get("/", response_model=None)
+    async def dashboard(request: Request, token: str | None = None) -> Response:
+        if token is not None:
+            if not auth.token_ok(token):
+                return HTMLResponse(_login_page("That token is not the admin token."), status_code=401)
+            response = RedirectResponse("/", status_code=303)
+            response.set_cookie(COOKIE, auth.cookie_value, httponly=True, samesite="strict", path="/")
+            return response
+        if not auth.request_ok(request):
+            return HTMLResponse(_login_page("This dashboard needs the admin token."), status_code=401)
+        html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    def parse_filters(request: Request) -> tuple[StatsFilter, str] | JSONResponse:
+        q = request.query_params
+        by = q.get("by") or "agency"
+        if by not in BY_CHOICES:
+            return problem(400, "Bad Request", f"by must be one of {', '.join(BY_CHOICES)}")
+        try:
+            start = parse_when(q.get("from"))
+            end = parse_when(q.get("to"), end=True)
+        except ValueError as exc:
+            return problem(400, "Bad Request", f"from/to must be ISO dates or datetimes: {exc}")
+        return StatsFilter(start, end, q.get("agency") or None), by
+
+    @app.get("/admin/stats", response_model=None)
+    async def admin_stats(request: Request) -> Response:
+        parsed = parse_filters(request)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        flt, by = parsed
+        try:
+            top = min(max(int(request.query_params.get("top", 20)), 1), 1000)
+            limit = min(max(int(request.query_params.get("limit", 1000)), 1), 200_000)
+        except ValueError:
+            return problem(400, "Bad Request", "top and limit must be integers")
+        return _json(await stats(flt, by, top, limit))
+
+    @app.get("/admin/agencies", response_model=None)
+    async def admin_agencies() -> Response:
+        s = await stats(StatsFilter(), "agency", 20, 1_000_000)
+        rows = {r["key"]: r for r in s["breakdown"]}
+        out = []
+        codes = list(directory.agencies) if directory is not None else sorted(rows)
+        for code in codes:
+            agency = directory.agencies.get(code) if directory is not None else None
+            server = directory.servers.get(agency.server) if agency is not None else None
+            row = rows.get(code, {})
+            out.append(
+                {
+                    "code": code,
+                    "name": getattr(agency, "name", row.get("name", "")),
+                    "server": getattr(agency, "server", row.get("server", "")),
+                    "kind": getattr(server, "kind", row.get("kind", "")),
+                    "sent": row.get("sent", 0),
+                    "received": row.get("received", 0),
+                    "refused": row.get("refused", 0),
+                }
+            )
+        return _json(out)
+
+    @app.get("/admin/servers", response_model=None)
+    async def admin_servers() -> Response:
+        by_server = await stats(StatsFilter(), "server", 20, 1_000_000)
+        return _json(servers_view(by_server))
+
+    @app.get("/metrics", response_model=None)
+    async def metrics() -> Response:
+        s = dict(await stats(StatsFilter(), "agency", 20, 1_000_000))
+        s["breakdown_agencies"] = s["breakdown"]
+        queues = {q: n for q, n in prober.state.queues.items() if q.startswith("axis.")}
+        body, content_type = render(snapshot_registry(s, queues))
+        return Response(body, media_type=content_type)
+
+    @app.get("/admin/events", response_model=None)
+    async def events(request: Request) -> StreamingResponse:
+        """Server-Sent Events: ``stats`` (the /admin/stats object, unfiltered) and ``servers`` on change."""
+
+        async def stream() -> AsyncIterator[bytes]:
+            last: dict[str, bytes] = {}
+            quiet = 0
+            yield b"retry: 2000\n\n"
+            while not await request.is_disconnected():
+                payloads = {
+                    "stats": orjson.dumps(await stats(StatsFilter())),
+                    "servers": orjson.dumps(servers_view(await stats(StatsFilter(), "server", 20, 1_000_000))),
+                }
+                sent_any = False
+                for name, data in payloads.items():
+                    if last.get(name) != data:
+                        last[name] = data
+                        sent_any = True
+                        yield b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+                quiet = 0 if sent_any else quiet + 1
+                if quiet * settings.events_seconds >= 15:
+                    quiet = 0
+                    yield b": keep-alive\n\n"
+                await asyncio.sleep(settings.events_seconds)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return app

@@ -1,0 +1,292 @@
+"""The statistics store: exact traffic counts in SQL (SQLite by default, PostgreSQL by URL).
+
+Writers (router processes) call :meth:`StatsStore.record` with batches of rows; each call is ONE transaction of
+multi-row ``INSERT ... ON CONFLICT DO NOTHING`` statements, so replays and redeliveries never count twice and
+several writers on the same database add up:
+
+- ``accepted``  one row per routed document, unique ``key`` ("sender|DocumentId|BussinessDocType");
+- ``delivered`` one row per delivery stored in a recipient's inbox, unique ``(key, recipient)``;
+- ``refused``   one row per refused message, unique ``message_id``.
+
+Times are stored as UTC epoch seconds plus an integer epoch-hour column, which makes per-hour and per-day
+grouping portable between SQLite and PostgreSQL. Read queries live in :mod:`axis.stats.query`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEFAULT_SQLITE_PATH = "axis-stats.sqlite3"
+"""File used when no URL is given (relative to the working directory; ``AXIS_STATS_URL`` overrides the URL)."""
+
+metadata = sa.MetaData()
+
+accepted_table = sa.Table(
+    "axis_accepted",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("sender", sa.String, nullable=False),
+    sa.Column("sender_kind", sa.String(16), nullable=False),
+    sa.Column("document_id", sa.String, nullable=False),
+    sa.Column("doc_type", sa.Integer, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("n_recipients", sa.Integer, nullable=False),
+    sa.Column("recipients", sa.Text, nullable=False),  # "code:kind,code:kind"
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),  # UTC epoch seconds
+    sa.Column("hour", sa.BigInteger, nullable=False),  # UTC epoch hours
+)
+sa.Index("ix_axis_accepted_hour", accepted_table.c.hour)
+sa.Index("ix_axis_accepted_sender_kind", accepted_table.c.sender, accepted_table.c.sender_kind)
+
+delivered_table = sa.Table(
+    "axis_delivered",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("recipient", sa.String, primary_key=True),
+    sa.Column("sender", sa.String, nullable=False),
+    sa.Column("sender_kind", sa.String(16), nullable=False),
+    sa.Column("recipient_kind", sa.String(16), nullable=False),
+    sa.Column("document_id", sa.String, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("hour", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_axis_delivered_hour", delivered_table.c.hour)
+sa.Index("ix_axis_delivered_recipient_kind", delivered_table.c.recipient, delivered_table.c.recipient_kind)
+sa.Index("ix_axis_delivered_route", delivered_table.c.sender_kind, delivered_table.c.recipient_kind)
+
+refused_table = sa.Table(
+    "axis_refused",
+    metadata,
+    sa.Column("message_id", sa.String, primary_key=True),
+    sa.Column("sender", sa.String, nullable=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("hour", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_axis_refused_hour", refused_table.c.hour)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A document the router accepted and routed (counted once per key)."""
+
+    key: str  # "sender|DocumentId|BussinessDocType"
+    sender: str
+    sender_kind: str  # "dedicated" | "shared"
+    document_id: str
+    doc_type: int
+    size: int
+    recipients: tuple[tuple[str, str], ...]  # (agency code, server kind) of the known recipients
+    latency_ms: float
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A delivery stored in a recipient's inbox (its status 01 passed the router); once per (key, recipient)."""
+
+    key: str
+    sender: str
+    sender_kind: str
+    recipient: str
+    recipient_kind: str
+    document_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A message the axis refused, with its contract reason code (counted once per message_id)."""
+
+    message_id: str
+    sender: str | None
+    reason: str
+    size: int
+    at: datetime
+
+
+def epoch(at: datetime) -> float:
+    """UTC epoch seconds; a naive datetime is taken as UTC."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp()
+
+
+def _hour(ts: float) -> int:
+    return int(ts // 3600)
+
+
+def normalize_url(url: str | None) -> str:
+    """Map the accepted URL spellings to SQLAlchemy async drivers (aiosqlite, asyncpg)."""
+    if not url:
+        url = os.environ.get("AXIS_STATS_URL") or f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"
+    for prefix in ("postgresql+asyncpg://", "sqlite+aiosqlite://"):
+        if url.startswith(prefix):
+            return url
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql+psycopg://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    if "://" not in url:  # a bare file path
+        return f"sqlite+aiosqlite:///{url}"
+    raise ValueError(f"unsupported statistics store URL: {url!r} (use sqlite:///PATH or postgresql://...)")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _accepted_rows(items: Iterable[Accepted]) -> list[dict[str, Any]]:
+    rows = []
+    for a in items:
+        ts = epoch(a.at)
+        rows.append(
+            {
+                "key": a.key,
+                "sender": a.sender,
+                "sender_kind": a.sender_kind,
+                "document_id": a.document_id,
+                "doc_type": int(a.doc_type),
+                "size": int(a.size),
+                "n_recipients": len(a.recipients),
+                "recipients": ",".join(f"{code}:{kind}" for code, kind in a.recipients),
+                "latency_ms": float(a.latency_ms),
+                "at": ts,
+                "hour": _hour(ts),
+            }
+        )
+    return rows
+
+
+def _delivered_rows(items: Iterable[Delivered]) -> list[dict[str, Any]]:
+    rows = []
+    for d in items:
+        ts = epoch(d.at)
+        rows.append(
+            {
+                "key": d.key,
+                "recipient": d.recipient,
+                "sender": d.sender,
+                "sender_kind": d.sender_kind,
+                "recipient_kind": d.recipient_kind,
+                "document_id": d.document_id,
+                "at": ts,
+                "hour": _hour(ts),
+            }
+        )
+    return rows
+
+
+def _refused_rows(items: Iterable[Refused]) -> list[dict[str, Any]]:
+    rows = []
+    for r in items:
+        ts = epoch(r.at)
+        rows.append(
+            {
+                "message_id": r.message_id,
+                "sender": r.sender,
+                "reason": str(r.reason),
+                "size": int(r.size),
+                "at": ts,
+                "hour": _hour(ts),
+            }
+        )
+    return rows
+
+
+def _dedupe(rows: list[dict[str, Any]], *cols: str) -> list[dict[str, Any]]:
+    """Drop repeats inside one batch (PostgreSQL refuses a multi-row upsert touching a row twice)."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for row in rows:
+        k = tuple(row[c] for c in cols)
+        if k not in seen:
+            seen.add(k)
+            out.append(row)
+    return out
+
+
+class StatsStore:
+    """Async handle on the statistics store. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+
+    @classmethod
+    async def open(cls, url: str | None = None, *, create: bool = True) -> StatsStore:
+        """Connect (``None`` → the SQLite file default) and create the schema if missing (idempotent)."""
+        url = normalize_url(url)
+        if url.startswith("sqlite"):
+            path = url.split(":///", 1)[1] if ":///" in url else ""
+            if path and path != ":memory:":
+                parent = os.path.dirname(os.path.abspath(path))
+                os.makedirs(parent, exist_ok=True)
+            engine = create_async_engine(url, connect_args={"timeout": 30})
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        store = cls(engine, url)
+        if create:
+            await store.create_schema()
+        return store
+
+    async def create_schema(self) -> None:
+        """CREATE TABLE/INDEX IF NOT EXISTS; safe when several processes open the store at once."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all, checkfirst=True)
+        except sa.exc.IntegrityError:  # PostgreSQL: another process created the same type/table concurrently
+            async with self.engine.begin() as conn:
+                await conn.run_sync(metadata.create_all, checkfirst=True)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> StatsStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def record(
+        self,
+        *,
+        accepted: Sequence[Accepted] = (),
+        delivered: Sequence[Delivered] = (),
+        refused: Sequence[Refused] = (),
+    ) -> None:
+        """Store a batch in ONE transaction; rows already present (same unique key) are ignored."""
+        batches = [
+            (accepted_table, _dedupe(_accepted_rows(accepted), "key"), ("key",)),
+            (delivered_table, _dedupe(_delivered_rows(delivered), "key", "recipient"), ("key", "recipient")),
+            (refused_table, _dedupe(_refused_rows(refused), "message_id"), ("message_id",)),
+        ]
+        if not any(rows for _, rows, _ in batches):
+            return
+        async with self.engine.begin() as conn:
+            for table, rows, keys in batches:
+                if rows:  # executemany: one prepared statement, cached; the driver batches the rows
+                    stmt = self._insert(table).on_conflict_do_nothing(index_elements=list(keys))
+                    await conn.execute(stmt, rows)

@@ -1,0 +1,145 @@
+"""The statistics store: schema on open, exact idempotent counting, concurrent writers adding up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from axis.stats.store import (
+    Accepted,
+    Delivered,
+    Refused,
+    StatsStore,
+    accepted_table,
+    delivered_table,
+    normalize_url,
+    refused_table,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+WRITER = Path(__file__).with_name("stats_writer.py")
+AT = datetime(2019, 3, 12, 9, 30, tzinfo=UTC)
+
+
+async def counts(store: StatsStore) -> tuple[int, int, int]:
+    async with store.engine.connect() as conn:
+        out = []
+        for table in (accepted_table, delivered_table, refused_table):
+            out.append((await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+    return out[0], out[1], out[2]
+
+
+def acc(n: int, sender: str = "000.00.00.G01") -> Accepted:
+    return Accepted(f"{sender}|D{n}|1", sender, "dedicated", f"D{n}", 1, 100, (("000.00.00.H01", "shared"),), 2.0, AT)
+
+
+def dlv(n: int, recipient: str = "000.00.00.H01", sender: str = "000.00.00.G01") -> Delivered:
+    return Delivered(f"{sender}|D{n}|1", sender, "dedicated", recipient, "shared", f"D{n}", AT)
+
+
+def test_normalize_url() -> None:
+    assert normalize_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert normalize_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert normalize_url("postgresql://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert normalize_url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert normalize_url("/tmp/a.sqlite3") == "sqlite+aiosqlite:////tmp/a.sqlite3"
+    with pytest.raises(ValueError):
+        normalize_url("mysql://h/db")
+
+
+async def test_default_url_is_a_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AXIS_STATS_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    store = await StatsStore.open(None)
+    try:
+        await store.record(accepted=[acc(1)])
+        assert await counts(store) == (1, 0, 0)
+    finally:
+        await store.close()
+    assert (tmp_path / "axis-stats.sqlite3").is_file()
+
+
+async def test_record_is_idempotent(store_url: str) -> None:
+    store = await StatsStore.open(store_url)
+    try:
+        assert await counts(store) == (0, 0, 0)
+        batch = dict(
+            accepted=[acc(1), acc(2)],
+            delivered=[dlv(1), dlv(1, "000.00.00.H02"), dlv(2)],
+            refused=[Refused("m1", None, "XML_MALFORMED", 5, AT)],
+        )
+        await store.record(**batch)
+        assert await counts(store) == (2, 3, 1)
+        await store.record(**batch)  # a replay of the whole batch
+        await store.record(delivered=[dlv(1)], accepted=[acc(1), acc(3)])  # a redelivery plus one new document
+        assert await counts(store) == (3, 3, 1)
+        # repeats inside one batch count once too
+        await store.record(
+            accepted=[acc(4), acc(4)],
+            delivered=[dlv(4), dlv(4)],
+            refused=[Refused("m2", "X", "TOO_LARGE", 1, AT), Refused("m2", "X", "TOO_LARGE", 1, AT)],
+        )
+        assert await counts(store) == (4, 4, 2)
+        await store.record()  # nothing to do
+    finally:
+        await store.close()
+
+
+async def test_schema_creation_is_idempotent(store_url: str) -> None:
+    first = await StatsStore.open(store_url)
+    await first.record(accepted=[acc(1)])
+    second = await StatsStore.open(store_url)  # schema exists already; the rows stay
+    try:
+        assert await counts(second) == (1, 0, 0)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_naive_datetimes_are_utc(store_url: str) -> None:
+    store = await StatsStore.open(store_url)
+    try:
+        naive = Accepted("k|1|1", "k", "shared", "1", 1, 1, (), 1.0, datetime(2019, 3, 12, 9, 30))
+        await store.record(accepted=[naive])
+        async with store.engine.connect() as conn:
+            row = (await conn.execute(sa.select(accepted_table.c.at, accepted_table.c.hour))).one()
+        assert row.at == AT.timestamp()
+        assert row.hour == int(AT.timestamp() // 3600)
+    finally:
+        await store.close()
+
+
+async def _run_writer(url: str, prefix: str, start: int, count: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(WRITER),
+        url,
+        prefix,
+        str(start),
+        str(count),
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+
+
+async def test_concurrent_writers_add_up(store_url: str) -> None:
+    """Two writer processes at once: disjoint documents add up, overlapping ones (a replay) count once."""
+    store = await StatsStore.open(store_url)  # schema first, as the router does at startup
+    try:
+        await asyncio.gather(
+            _run_writer(store_url, "a", 0, 400),
+            _run_writer(store_url, "b", 0, 400),
+            _run_writer(store_url, "a", 200, 400),  # overlaps a-200..a-399, adds a-400..a-599
+        )
+        assert await counts(store) == (1000, 2000, 1000)
+    finally:
+        await store.close()
