@@ -29,18 +29,20 @@ from bench._drain import Drain, drain
 DEFAULT_ENVELOPES = 4000
 
 
-def worker_cmd(config_path: Path) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--worker", str(config_path)]
+def worker_cmd(config_path: Path, **service: int) -> list[str]:
+    """A router process; ``service`` overrides RouterService keyword arguments (e.g. prefetch, batch)."""
+    return [sys.executable, str(Path(__file__).resolve()), "--worker", str(config_path),
+            "--service", json.dumps(service)]
 
 
-async def run_worker(config_path: str) -> None:
+async def run_worker(config_path: str, service_kw: dict[str, int] | None = None) -> None:
     """One router process: the project's RouterService on the given config, until SIGTERM."""
     from axis.config import config_from_dict
     from axis.router import RouterService
 
     raw = json.loads(Path(config_path).read_text())
     config = config_from_dict(raw, base=Path(config_path).parent)
-    service = RouterService(config)
+    service = RouterService(config, **(service_kw or {}))
     await service.start()
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
@@ -50,11 +52,11 @@ async def run_worker(config_path: str) -> None:
         await service.stop()
 
 
-async def drain_router(c: Corpus, n: int, workers: int, profile: Path | None = None) -> Drain:
+async def drain_router(c: Corpus, n: int, workers: int, profile: Path | None = None, **service: int) -> Drain:
     with temp_vhost("axis-bench-router") as url, tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:
         cfg = Path(tmp) / "config.json"
         cfg.write_text(json.dumps(router_config_dict(c, url, Path(tmp))))
-        return await drain(url, c, n, worker_cmd(cfg), workers, profile=profile)
+        return await drain(url, c, n, worker_cmd(cfg, **service), workers, profile=profile)
 
 
 async def drain_relay(c: Corpus, n: int, workers: int) -> Drain:
@@ -124,6 +126,7 @@ def summarize(profile_dir: Path, top: int = 25) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", metavar="CONFIG", help="run one router process on this config (JSON)")
+    ap.add_argument("--service", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("--envelopes", type=int, default=DEFAULT_ENVELOPES)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-scaling", action="store_true", help="skip the one-process run")
@@ -138,7 +141,7 @@ def main() -> None:
     except ImportError:
         pass
     if a.worker:
-        asyncio.run(run_worker(a.worker))
+        asyncio.run(run_worker(a.worker, json.loads(a.service)))
         return
     from bench._common import table
 
