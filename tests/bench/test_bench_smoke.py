@@ -22,7 +22,7 @@ def _run(tmp_path: Path, only: str) -> dict:
     out = tmp_path / "bench.json"
     env = {**os.environ, "AXIS_BENCH_CACHE": str(tmp_path / "cache")}
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--only", only, "--json", str(out)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "| figure" in p.stdout
     return json.loads(out.read_text())
