@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -299,10 +299,25 @@ class CertFacts:
 
 
 def load_chain(certs_der: tuple[bytes, ...]) -> list[x509.Certificate]:
-    try:
-        return [x509.load_der_x509_certificate(der) for der in certs_der]
-    except ValueError as exc:
-        raise Refusal(Reason.SIGNATURE_PROFILE, f"X509Certificate cannot be decoded: {exc}") from None
+    """Decode the X509Certificate values. ``cryptography`` parses lazily, so every field the checks read is
+    touched here: a corrupt certificate is refused now (SIGNATURE_PROFILE; an unknown key algorithm or curve
+    WEAK_ALGORITHM) instead of failing later with an exception that is not a Refusal."""
+    chain = []
+    for der in certs_der:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            cert.public_key()
+            _ = (cert.subject, cert.issuer, cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc,
+                 cert.signature_hash_algorithm, cert.tbs_certificate_bytes, cert.signature)
+            for ext in cert.extensions:
+                _ = ext.value
+            cert_uid(cert)
+        except UnsupportedAlgorithm as exc:
+            raise Refusal(Reason.WEAK_ALGORITHM, f"certificate uses an unsupported algorithm: {exc}") from None
+        except Exception as exc:  # untrusted DER: ValueError, x509.InvalidVersion, DuplicateExtension, ...
+            raise Refusal(Reason.SIGNATURE_PROFILE, f"X509Certificate cannot be decoded: {exc}") from None
+        chain.append(cert)
+    return chain
 
 
 def check_key_strength(cert: x509.Certificate) -> None:
@@ -341,7 +356,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 

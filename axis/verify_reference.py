@@ -18,7 +18,6 @@ import base64
 import binascii
 import dataclasses
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from signxml import SignatureConfiguration, XMLVerifier
@@ -36,6 +35,7 @@ from axis.verify import (
     check_key_strength,
     check_signer,
     check_time_revocation_usage,
+    load_chain,
     revoked_index,
 )
 
@@ -149,10 +149,7 @@ class ReferenceVerifier:
         if found is None:
             return Verified(root=root, signer=None, certificate=None, data=bytes(data))
         method, ders = found
-        try:
-            chain = [x509.load_der_x509_certificate(d) for d in ders]
-        except ValueError as exc:
-            raise Refusal(Reason.SIGNATURE_PROFILE, f"certificate: {exc}") from None
+        chain = load_chain(tuple(ders))  # shared: certificate decoding is not what this module cross-checks
         check_key_strength(chain[0])
         if (SIGNATURES[method][0] == "rsa") != isinstance(chain[0].public_key(), rsa.RSAPublicKey):
             raise Refusal(Reason.SIGNATURE_INVALID, f"the certificate's key cannot make a {method} signature")
