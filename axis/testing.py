@@ -309,6 +309,8 @@ def hostile_corpus(pki: TestPKI, *, max_bytes: int | None = None) -> list[tuple[
         Reason.SIGNATURE_PROFILE)
     add("attribute_on_digest_value", _edit(good, lambda r: _first(r, "DigestValue", DSIG).set("Id", "d")),
         Reason.SIGNATURE_PROFILE)
+    add("relative_namespace_uri", _replace_bytes(good, b"<Subject>", b'<Subject xmlns:zz="relative/uri">'),
+        Reason.SIGNATURE_PROFILE)
     add("no_certificate", _edit(good, lambda r: _first(r, "KeyInfo", DSIG).remove(_first(r, "X509Data", DSIG))),
         Reason.SIGNATURE_PROFILE)
     add("truncated_certificate", _edit(good, lambda r: setattr(_first(r, "X509Certificate", DSIG), "text",

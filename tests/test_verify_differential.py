@@ -191,7 +191,7 @@ def mutated(draw: Any, bases: list[bytes]) -> bytes:
         where = draw(st.sampled_from([b"<edXML ", b"<edXMLHeader>", b"<ds:Signature ", b"<ds:SignedInfo>",
                                       b"<ds:KeyInfo>", b"<Subject>"]))
         extra = draw(st.sampled_from([b' xmlns:zz="urn:zz"', b' xml:lang="vi"', b' xmlns:ds="http://www.w3.org/2000/09/xmldsig#"',
-                                      b' xmlns="urn:other"', b' xml:space="preserve"']))
+                                      b' xmlns="urn:other"', b' xml:space="preserve"', b' xmlns:rel="relative"']))
         tail = b" " if where.endswith(b" ") else b">"
         data = data.replace(where, where[:-1] + extra + tail, 1)
     try:
