@@ -17,7 +17,8 @@ Order of checks — the first failing check gives the one reason:
 3. ``SIGNATURE_PROFILE`` (structure) — a ``Signature`` in the wrong namespace (the real samples put it in the
    edXML namespace); more than one Signature, or any XML-DSig element outside it (wrapping); a processing
    instruction outside the root element (not covered by what signers sign); the Signature not the last element
-   child of ``edXML/edXMLEnvelope/edXMLHeader`` (followed by nothing but whitespace); non-whitespace text
+   child of ``edXML/edXMLEnvelope/edXMLHeader`` (followed by nothing but whitespace; an ``Id``, if any, an ASCII
+   XML name); non-whitespace text
    anywhere in the Signature except in
    DigestValue, SignatureValue and X509Certificate; attributes other than Signature/@Id, Reference/@URI and
    @Algorithm on the method and transform elements; children other than SignedInfo, SignatureValue, KeyInfo
@@ -49,6 +50,7 @@ import binascii
 import datetime as dt
 import functools
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -144,14 +146,22 @@ class Located:
     certs_der: tuple[bytes, ...]
 
 
+_DROP_XML_SPACE = str.maketrans("", "", " \t\r\n")
+
+
 def _text_b64(el: etree._Element, what: str) -> bytes:
-    text = "".join((el.text or "").split())
+    """The base64 value of a DigestValue/SignatureValue/X509Certificate: only XML whitespace is ignored, and the
+    encoding must be canonical (no stray bits in the last character), as xsd:base64Binary requires."""
     if len(el):  # elements, comments or processing instructions
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} has child nodes other than text")
+    text = (el.text or "").translate(_DROP_XML_SPACE)
     try:
-        return base64.b64decode(text, validate=True)
+        value = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not valid base64") from None
+    if base64.b64encode(value).decode() != text:
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not canonical base64")
+    return value
 
 
 def _children(el: etree._Element) -> list[etree._Element]:
@@ -161,6 +171,7 @@ def _children(el: etree._Element) -> list[etree._Element]:
 
 _DSIG_ANY = "{" + DSIG + "}*"
 _XML_SPACE = " \t\r\n"
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 #: The only elements of the Signature with character content (base64); everywhere else only whitespace.
 _VALUE_ELEMENTS = frozenset({q("DigestValue"), q("SignatureValue"), q("X509Certificate")})
 _DSIG_OPEN = "{" + DSIG + "}"
@@ -223,6 +234,9 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be the last child of edXMLHeader")
     if signature.tail and signature.tail.strip(_XML_SPACE):
         raise Refusal(Reason.SIGNATURE_PROFILE, "text after the Signature")
+    sig_id = signature.get("Id")
+    if sig_id is not None and not _ID.fullmatch(sig_id):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "Signature/@Id must be an ASCII XML name")
     for el in signature.iter():  # elements, comments, PIs
         if el.tag in _VALUE_ELEMENTS:
             pass
