@@ -169,6 +169,8 @@ def _children(el: etree._Element) -> list[etree._Element]:
     return list(el.iterchildren("*"))
 
 
+#: An XML ID must be an NCName (XML-DSig types Signature/@Id as xs:ID); the reference refuses others too.
+_NCNAME = re.compile(r"[^\W\d][\w.\-]*")
 _DSIG_ANY = "{" + DSIG + "}*"
 _XML_SPACE = " \t\r\n"
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -249,6 +251,9 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
         keys = el.keys()
         if keys and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(keys):
             raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
+    sig_id = signature.get("Id")
+    if sig_id is not None and not _NCNAME.fullmatch(sig_id):
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"Signature/@Id {sig_id!r} is not a valid XML name")
 
     kids = _children(signature)
     _expect(kids, ("SignedInfo", "SignatureValue", "KeyInfo"), "Signature")

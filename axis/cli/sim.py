@@ -1,9 +1,136 @@
-"""Top-level `axis` commands of the sim group."""
+"""`axis simulate` and `axis demo`: national traffic through a running axis, and the one-command demo."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import threading
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+from axis.cli._common import EXIT_OK, EXIT_REFUSED, err_console, print_json, usage_error
+from axis.sim import connections as conn_mod
+from axis.sim import scenario as scn
+from axis.sim.driver import Options, simulate
+from axis.sim.report import Report, Reporter
+
+QUICK_DOCUMENTS = 500
+
+
+def _scenario(name: str, documents: int | None, agencies: int | None) -> scn.Scenario:
+    try:
+        sc = scn.load(name)
+        if documents is not None or agencies is not None:
+            sc = scn.scale(sc, documents=documents, agencies=agencies)
+    except scn.ScenarioError as exc:
+        usage_error(f"scenario: {exc}")
+    return sc
+
+
+def _run(sc: scn.Scenario, seed: int, conns: conn_mod.Connections, opts: Options, quiet: bool) -> Report:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional on some platforms
+        pass
+    with Reporter(quiet=quiet) as rep:
+        return asyncio.run(simulate(sc, seed, conns, opts, rep))
+
+
+def _finish(report: Report, as_json: bool) -> None:
+    report.render(err_console if as_json else Console())
+    if as_json:
+        print_json(report.as_json())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add `simulate` and `demo` to the root app."""
+
+    @app.command("simulate")
+    def simulate_cmd(
+        scenario: str = typer.Option("seed-2019", "--scenario", help="bundled scenario name or a YAML file"),
+        documents: int | None = typer.Option(None, "--documents", min=1, help="scale to N good documents"),
+        agencies: int | None = typer.Option(None, "--agencies", min=2, help="scale the scenario's directory"),
+        rate: float | None = typer.Option(None, "--rate", min=0.1, help="target documents/s (default: flat out)"),
+        seed: int = typer.Option(2019, "--seed", help="seed of the traffic plan (same seed, same traffic)"),
+        as_json: bool = typer.Option(False, "--json", help="print the final report object on stdout"),
+        connections: Path = typer.Option(conn_mod.DEFAULT_PATH, "--connections", help="the running axis's file"),
+        concurrency: int = typer.Option(48, "--concurrency", min=1, help="requests in flight"),
+        workers: int = typer.Option(1, "--workers", min=0, help="signing processes (0: in-process)"),
+        unsigned: bool = typer.Option(False, "--unsigned", help="let the endpoint servers sign (they hold keys)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
+    ) -> None:
+        """Drive simulated agency traffic through a running axis, then compare the axis's counters, the
+        simulator's tally and the inboxes (exit 1 unless all agree)."""
+        sc = _scenario(scenario, documents, agencies)
+        try:
+            conns = conn_mod.load(connections)
+        except conn_mod.ConnectionsError as exc:
+            usage_error(str(exc))
+        opts = Options(rate=rate, concurrency=concurrency, workers=workers, sign=not unsigned)
+        report = _run(sc, seed, conns, opts, quiet)
+        _finish(report, as_json)
+        raise typer.Exit(EXIT_OK if report.agree else EXIT_REFUSED)
+
+    @app.command("demo")
+    def demo_cmd(
+        quick: bool = typer.Option(False, "--quick", help=f"a small run: {QUICK_DOCUMENTS} documents, same mix"),
+        exit_after: bool = typer.Option(False, "--exit", help="shut down after the report"),
+        as_json: bool = typer.Option(False, "--json", help="print the final report object on stdout"),
+        work_dir: Path = typer.Option(Path("axis-work"), "--work-dir", help="PKI, config, stores, connections"),
+        scenario: str = typer.Option("seed-2019", "--scenario", help="bundled scenario name or a YAML file"),
+        documents: int | None = typer.Option(None, "--documents", min=1, help="scale to N good documents"),
+        seed: int = typer.Option(2019, "--seed"),
+        base_port: int = typer.Option(8701, "--base-port", help="first endpoint port (admin: one below)"),
+        workers: int = typer.Option(1, "--workers", min=0, help="signing processes (0: in-process)"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
+    ) -> None:
+        """The main job: PKI and configuration for seed-2019, the axis up, the scenario replayed in full
+        (--quick: a small run), the traffic report, then the dashboard until Ctrl-C (--exit: stop)."""
+        from axis.sim import demo
+
+        sc = _scenario(scenario, QUICK_DOCUMENTS if quick and documents is None else documents, None)
+        work_dir = work_dir.expanduser().resolve()
+        log = err_console
+        try:
+            log.print(f"[bold]axis demo[/]: {sc.name} — {len(sc.agencies)} agencies "
+                      f"({sc.dedicated} dedicated, {sc.shared} shared), {sc.documents:,} documents → "
+                      f"{sc.deliveries:,} deliveries; work dir {work_dir}")  # fmt: skip
+            log.print("generating PKI (one EC P-256 key per agency) and configuration…")
+            config, conns_raw = demo.prepare(sc, work_dir, base_port=base_port)
+        except (demo.DemoError, ValueError) as exc:
+            usage_error(str(exc))
+        axis = demo.AxisProcess(config, work_dir)
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            log.print("starting the axis (router, endpoint servers, admin)…")
+            try:
+                conns = axis.start(conns_raw)
+            except demo.DemoError as exc:
+                log.print(f"[bold red]error:[/] {exc}")
+                raise typer.Exit(EXIT_REFUSED) from None
+            log.print(f"axis up; connections: {work_dir / 'connections.json'}")
+            report = _run(sc, seed, conns, Options(workers=workers), quiet)
+            _finish(report, as_json)
+            code = EXIT_OK if report.agree else EXIT_REFUSED
+            if not exit_after:
+                log.print(f"[bold]dashboard:[/] {conns.admin_url}/  (admin token in {work_dir / 'connections.json'})"
+                          " — Ctrl-C to stop")  # fmt: skip
+                try:
+                    while not stop.wait(0.5) and axis.alive():
+                        pass
+                    if not stop.is_set() and not axis.alive():
+                        log.print(f"[bold red]a process of the axis exited:[/] {axis.failures()}")
+                except KeyboardInterrupt:
+                    pass
+        except KeyboardInterrupt:
+            code = 130
+        finally:
+            log.print("stopping the axis…")
+            axis.stop()
+            signal.signal(signal.SIGTERM, previous)
+        raise typer.Exit(code)

@@ -1,0 +1,1 @@
+"""The national traffic simulator: scenarios, the pure traffic plan, the HTTP driver and the report."""

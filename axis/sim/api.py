@@ -1,0 +1,123 @@
+"""The REST calls the simulator makes (contract section 4), on one shared ``httpx.AsyncClient`` (keep-alive).
+
+A thin adapter, tolerant where the contract allows variants (a JSON list or ``{"items": [...]}``), strict
+elsewhere. Transient failures (connection refused/reset, 429, 502/503/504) are retried with a bounded backoff;
+anything else is returned to the caller to judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+TRANSIENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: Any  # parsed JSON, or the text when not JSON
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def reason(self) -> str | None:
+        """The reason code of a problem+json answer (contract section 4)."""
+        return self.body.get("reason") if isinstance(self.body, dict) else None
+
+
+def new_client(concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0, connect=10.0))
+
+
+def _items(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        for key in ("items", "documents", "statuses"):
+            if isinstance(body.get(key), list):
+                return body[key]
+    return []
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient, *, retries: int = 8) -> None:
+        self.client = client
+        self.retries = retries
+
+    async def call(self, method: str, url: str, token: str | None, **kw: Any) -> Answer:
+        headers = dict(kw.pop("headers", {}) or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        delay = 0.1
+        for attempt in range(self.retries + 1):
+            try:
+                r = await self.client.request(method, url, headers=headers, **kw)
+            except TRANSIENT:
+                if attempt == self.retries:
+                    raise
+            else:
+                if r.status_code not in RETRY_STATUS or attempt == self.retries:
+                    try:
+                        body: Any = r.json()
+                    except ValueError:
+                        body = r.text
+                    return Answer(r.status_code, body)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+        raise AssertionError("unreachable")
+
+    async def submit(self, endpoint: str, token: str, data: bytes) -> Answer:
+        return await self.call(
+            "POST", f"{endpoint}/v1/documents", token, content=data, headers={"Content-Type": "application/xml"}
+        )
+
+    async def inbox(self, endpoint: str, token: str, *, page: int = 1000) -> list[dict[str, Any]]:
+        """Every document in the caller's inbox, paging with ``limit``/``offset`` until a short page."""
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            a = await self.call("GET", f"{endpoint}/v1/inbox", token, params={"limit": page, "offset": offset})
+            if not a.ok:
+                raise RuntimeError(f"GET {endpoint}/v1/inbox: HTTP {a.status}: {a.body}")
+            items = _items(a.body)
+            out.extend(items)
+            nxt = a.body.get("next_offset", a.body.get("next")) if isinstance(a.body, dict) else None
+            if nxt is None and isinstance(a.body, dict) and "total" in a.body:
+                nxt = offset + len(items) if offset + len(items) < int(a.body["total"]) else None
+            if not items or (len(items) < page and nxt is None):
+                return out
+            offset += len(items)
+
+    async def post_status(self, endpoint: str, token: str, rid: str, code: str, description: str) -> Answer:
+        return await self.call(
+            "POST", f"{endpoint}/v1/documents/{rid}/status", token, json={"code": code, "description": description}
+        )
+
+    async def statuses(self, endpoint: str, token: str, rid: str) -> list[dict[str, Any]]:
+        a = await self.call("GET", f"{endpoint}/v1/documents/{rid}/status", token)
+        return _items(a.body) if a.ok else []
+
+    async def stats(self, admin_url: str, token: str | None) -> dict[str, Any]:
+        a = await self.call("GET", f"{admin_url}/admin/stats", token)
+        if not a.ok or not isinstance(a.body, dict):
+            raise RuntimeError(f"GET {admin_url}/admin/stats: HTTP {a.status}: {a.body}")
+        return a.body
+
+    async def healthy(self, url: str) -> bool:
+        try:
+            r = await self.client.get(f"{url}/healthz", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    async def move(self, admin_url: str, token: str | None, code: str, server: str) -> Answer:
+        """Migration: ask the axis to re-point ``code`` to ``server`` (needs core's admin move endpoint)."""
+        return await self.call("POST", f"{admin_url}/admin/agencies/{code}/move", token, json={"server": server})

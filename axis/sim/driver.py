@@ -1,0 +1,437 @@
+"""The async driver: replays a traffic plan through a RUNNING axis over its REST API, then checks the result.
+
+Phases (each shown with progress on stderr):
+
+1. **submit** — planned messages are built and signed in a worker process (a pipeline of batches kept a few
+   steps ahead), then POSTed to the sending agency's endpoint server with its own token, bounded concurrency,
+   HTTP keep-alive, optionally at a target rate. Bad envelopes must be refused, at submission (4xx with a
+   reason) or later by the router (status 02 back to the sender).
+2. **drain** — wait (bounded: it gives up when the counters stop moving) until the axis's counters show every
+   document sent and every delivery received.
+3. **inbox** — page through ``GET /v1/inbox`` of every agency: this run's deliveries, duplicates, per agency.
+4. **statuses** — recipients send the planned statuses (03 → 04 → 05 → 06, 15 for recalls) back; a sample is
+   checked at the senders, as are the router's refusals.
+
+Document ids carry a per-run tag, so runs against the same axis never collide with each other; counters are
+read before the run and the report shows this run's share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import dataclasses
+import multiprocessing
+import random
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from axis.sim import build, plan
+from axis.sim.api import Api, new_client
+from axis.sim.connections import AgencyConn, Connections
+from axis.sim.report import Report, Reporter
+from axis.sim.scenario import Scenario, on_directory
+
+STATUS_TEXT = {
+    "03": "Đã tiếp nhận, vào sổ",
+    "04": "Đã phân công xử lý",
+    "05": "Đang xử lý",
+    "06": "Đã hoàn thành",
+    "15": "Đồng ý thu hồi",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    rate: float | None = None  # documents per second; None: as fast as the axis takes them
+    concurrency: int = 48
+    workers: int = 1  # signing processes (0: sign in the driver's own process, in a thread)
+    batch: int = 64
+    sign: bool = True  # False: submit unsigned, the endpoint server signs with the key it holds
+    stall_timeout: float = 60.0  # drain/refusal waits give up after this long without progress
+    status_sample: int = 300  # documents whose statuses are checked at the sender
+    tag: str | None = None  # document-number tag; default: random per run
+
+
+@dataclass
+class _Sent:
+    p: plan.PlannedMessage
+    rid: str | None = None  # id returned by the submission (sender side)
+
+
+class Driver:
+    def __init__(self, scenario: Scenario, seed: int, conns: Connections, opts: Options, reporter: Reporter) -> None:
+        if not set(a.code for a in scenario.agencies) <= set(conns.agencies):
+            scenario = on_directory(scenario, [(a.code, a.name, a.server, a.kind) for a in conns.agencies.values()])
+        self.sc = scenario
+        self.seed = seed
+        self.conns = conns
+        self.agencies: dict[str, AgencyConn] = dict(conns.agencies)
+        self.opts = opts
+        self.rep = reporter
+        self.tag = opts.tag or secrets.token_hex(3).upper()
+        self.report = Report(scenario=scenario.name, seed=seed)
+        self.sent: dict[int, _Sent] = {}
+        self._api: Api | None = None
+
+    @property
+    def api(self) -> Api:
+        assert self._api is not None
+        return self._api
+
+    # ---------------------------------------------------------------- helpers
+
+    def _tagged(self, p: plan.PlannedMessage) -> plan.PlannedMessage:
+        rel = p.related_document_id
+        return dataclasses.replace(
+            p,
+            notation=f"{p.notation}-S{self.tag}",
+            related_document_id=f"{rel}-S{self.tag}" if rel else None,
+        )
+
+    async def _counters(self) -> dict[str, Any]:
+        return await self.api.stats(self.conns.admin_url, self.conns.admin_token)
+
+    def _builds(self, items: Sequence[plan.PlannedMessage]) -> Iterator[cf.Future[list[bytes]]]:
+        keys = {
+            c: build.KeyPaths(a.key or "", a.cert or "", a.name) for c, a in self.agencies.items() if a.key and a.cert
+        }
+        size = self.opts.batch
+        batches = [items[i : i + size] for i in range(0, len(items), size)]
+        if self.opts.workers > 0:
+            ctx = multiprocessing.get_context("spawn")  # a clean child: no event loop, no sockets
+            pool: cf.Executor = cf.ProcessPoolExecutor(
+                self.opts.workers, mp_context=ctx, initializer=build.init_worker, initargs=(keys, self.opts.sign)
+            )
+            fn = build.build_batch
+        else:
+            b = build.Builder(keys, sign=self.opts.sign)
+            pool = cf.ThreadPoolExecutor(1)
+
+            def fn(batch: Sequence[plan.PlannedMessage]) -> list[bytes]:
+                return [b.build(p) for p in batch]
+
+        ahead = max(4, 4 * max(self.opts.workers, 1))
+        with pool:
+            futures: list[cf.Future[list[bytes]]] = []
+            it = iter(batches)
+            for batch in it:
+                futures.append(pool.submit(fn, batch))
+                if len(futures) >= ahead:
+                    break
+            while futures:
+                f = futures.pop(0)
+                nxt = next(it, None)
+                if nxt is not None:
+                    futures.append(pool.submit(fn, nxt))
+                yield f
+
+    # ---------------------------------------------------------------- phase 1: submit
+
+    async def _submit_one(self, p: plan.PlannedMessage, data: bytes) -> None:
+        who = self.agencies[p.submit_as or p.sender]
+        a = await self.api.submit(who.endpoint, who.token, data)
+        r = self.report
+        if p.kind == "good":
+            if a.status == 202 or a.ok:
+                r.accepted += 1
+                body = a.body if isinstance(a.body, dict) else {}
+                self.sent[p.seq] = _Sent(p, str(body.get("id")) if body.get("id") is not None else None)
+            else:
+                r.unexpected.append(f"good document {p.document_id} refused: HTTP {a.status} {a.reason or a.body}")
+            return
+        if a.ok:  # the router must refuse it later (status 02)
+            body = a.body if isinstance(a.body, dict) else {}
+            self.sent[p.seq] = _Sent(p, str(body.get("id")) if body.get("id") is not None else None)
+        elif 400 <= a.status < 500 and a.reason:
+            r.refused_sync[a.reason] = r.refused_sync.get(a.reason, 0) + 1
+            if a.reason != p.expect:
+                r.unexpected.append(f"bad envelope ({p.expect}) refused with {a.reason}")
+        else:
+            r.unexpected.append(f"bad envelope ({p.expect}): HTTP {a.status} without a reason: {a.body!r:.200}")
+
+    async def _move(self, m: plan.PlannedMove) -> None:
+        a = await self.api.move(self.conns.admin_url, self.conns.admin_token, m.agency, m.to)
+        entry: dict[str, Any] = {"agency": m.agency, "to": m.to, "http": a.status}
+        if a.ok:
+            body = a.body if isinstance(a.body, dict) else {}
+            endpoint = body.get("endpoint")
+            if endpoint:
+                old = self.agencies[m.agency]
+                self.agencies[m.agency] = dataclasses.replace(old, endpoint=str(endpoint).rstrip("/"), server=m.to)
+            entry["result"] = "moved"
+        else:
+            entry["result"] = "not supported by this axis" if a.status in (404, 405, 501) else f"refused: {a.body}"
+        self.report.moves.append(entry)
+        self.rep.log(f"migration {m.agency} → {m.to}: {entry['result']}")
+
+    async def submit(self, items: list[plan.Planned]) -> None:
+        msgs = [self._tagged(p) for p in items if isinstance(p, plan.PlannedMessage)]
+        moves_at: dict[int, list[plan.PlannedMove]] = {}
+        idx = 0
+        for p in items:  # a move happens before the message at its position
+            if isinstance(p, plan.PlannedMove):
+                moves_at.setdefault(idx, []).append(p)
+            else:
+                idx += 1
+        self.rep.phase("submit", len(msgs))
+        sem = asyncio.Semaphore(self.opts.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        done = 0
+        t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+
+        async def one(p: plan.PlannedMessage, data: bytes) -> None:
+            nonlocal done
+            try:
+                await self._submit_one(p, data)
+            except Exception as exc:  # report it, never lose it silently
+                self.report.unexpected.append(f"{p.kind} {p.document_id}: {type(exc).__name__}: {exc}")
+            finally:
+                done += 1
+                sem.release()
+
+        pos = 0
+        for fut in self._builds(msgs):
+            datas = await asyncio.wrap_future(fut, loop=loop)
+            for data in datas:
+                p = msgs[pos]
+                for m in moves_at.pop(pos, []):
+                    if tasks:
+                        await asyncio.wait(set(tasks))  # documents already submitted reach the old home first
+                    await self._move(m)
+                pos += 1
+                if self.opts.rate:
+                    delay = t0 + pos / self.opts.rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await sem.acquire()
+                t = asyncio.create_task(one(p, data))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+                if pos % 50 == 0:
+                    rate = done / max(time.monotonic() - t0, 1e-6)
+                    self.rep.update(done, f"{self.rep.info} {rate:,.0f} docs/s")
+        if tasks:
+            await asyncio.wait(set(tasks))
+        for ms in moves_at.values():
+            for m in ms:
+                await self._move(m)
+        self.rep.update(done)
+
+    # ---------------------------------------------------------------- phase 2: drain
+
+    async def drain(self, base: dict[str, Any]) -> dict[str, Any]:
+        want_sent = self.report.accepted
+        want_recv = self.report.planned_deliveries
+        want_refused = sum(1 for s in self.sent.values() if s.p.kind == "bad")  # accepted, the router refuses
+        self.rep.phase("drain", want_recv)
+        last, last_change = None, time.monotonic()
+        while True:
+            s = await self._counters()
+            sent = int(s.get("sent", 0)) - int(base.get("sent", 0))
+            recv = int(s.get("received", 0)) - int(base.get("received", 0))
+            refused = int(s.get("refused", 0)) - int(base.get("refused", 0))
+            self.rep.update(recv, f"sent {sent:,} delivered {recv:,} refused {refused:,}")
+            if sent >= want_sent and recv >= want_recv and refused >= want_refused:
+                return s
+            now = (sent, recv, refused)
+            if now != last:
+                last, last_change = now, time.monotonic()
+            elif time.monotonic() - last_change > self.opts.stall_timeout:
+                if sent >= want_sent and recv >= want_recv:
+                    return s  # documents all through; the refusal counter is judged in the report
+                self.rep.log(f"[yellow]drain: counters stopped moving for {self.opts.stall_timeout:.0f}s[/]")
+                return s
+            await asyncio.sleep(0.25)
+
+    # ---------------------------------------------------------------- phase 3: inboxes
+
+    async def inboxes(self) -> dict[tuple[str, str, str], str]:
+        """(recipient, sender, document_id) → inbox id for this run's deliveries; checks counts per agency."""
+        expected: Counter[str] = Counter()
+        for s in self.sent.values():
+            if s.p.kind == "good":
+                expected.update(s.p.recipients)
+        codes = list(self.agencies)
+        self.rep.phase("inboxes", len(codes))
+        sem = asyncio.Semaphore(16)
+        found: dict[tuple[str, str, str], str] = {}
+        dupes = 0
+        mismatched: list[str] = []
+        done = 0
+        marker = f"-S{self.tag}"
+
+        async def one(code: str) -> None:
+            nonlocal dupes, done
+            a = self.agencies[code]
+            async with sem:
+                items = await self.api.inbox(a.endpoint, a.token)
+            mine = 0
+            for it in items:
+                docid = str(it.get("document_id", ""))
+                if not docid.endswith(marker):
+                    continue
+                mine += 1
+                key = (code, str(it.get("from", docid.split(",", 1)[0])), docid)
+                if key in found:
+                    dupes += 1
+                found[key] = str(it.get("id"))
+            if mine != expected.get(code, 0):
+                mismatched.append(f"{code}: inbox holds {mine}, expected {expected.get(code, 0)}")
+            done += 1
+            self.rep.update(done, f"{len(found):,} deliveries found")
+
+        await asyncio.gather(*(one(c) for c in codes))
+        self.report.inbox = len(found) + dupes
+        self.report.inbox_duplicates = dupes
+        self.report.inbox_mismatched_agencies = len(mismatched)
+        self.report.unexpected.extend(mismatched[:20])
+        return found
+
+    # ---------------------------------------------------------------- phase 4: statuses and refusals
+
+    async def statuses(self, found: dict[tuple[str, str, str], str]) -> None:
+        jobs = [(r, s.p, codes) for s in self.sent.values() if s.p.kind == "good" for r, codes in s.p.statuses]
+        total = sum(len(c) for _, _, c in jobs)
+        self.rep.phase("statuses", total)
+        sem = asyncio.Semaphore(self.opts.concurrency)
+
+        async def one(r: str, p: plan.PlannedMessage, codes: tuple[str, ...]) -> None:
+            rid = found.get((r, p.sender, p.document_id))
+            a = self.agencies[r]
+            if rid is None:
+                self.report.statuses_failed += len(codes)
+                return
+            async with sem:
+                for c in codes:  # in order: a recipient registers before it assigns, handles, finishes
+                    ans = await self.api.post_status(a.endpoint, a.token, rid, c, STATUS_TEXT.get(c, c))
+                    if ans.ok:
+                        self.report.statuses_sent += 1
+                    else:
+                        self.report.statuses_failed += 1
+                        self.report.unexpected.append(f"status {c} from {r}: HTTP {ans.status} {ans.body!r:.120}")
+                    self.rep.update(self.report.statuses_sent + self.report.statuses_failed)
+
+        await asyncio.gather(*(one(*j) for j in jobs))
+
+    async def _sender_statuses(self, s: _Sent) -> list[dict[str, Any]]:
+        a = self.agencies[s.p.submit_as or s.p.sender]
+        return await self.api.statuses(a.endpoint, a.token, s.rid or "")
+
+    async def _gather_statuses(self, sents: Sequence[_Sent]) -> list[list[dict[str, Any]]]:
+        sem = asyncio.Semaphore(16)
+
+        async def one(s: _Sent) -> list[dict[str, Any]]:
+            async with sem:
+                return await self._sender_statuses(s)
+
+        return list(await asyncio.gather(*(one(s) for s in sents)))
+
+    async def check_refusals(self) -> None:
+        """Bad envelopes the endpoints accepted must come back refused (status 02) with a reason."""
+        pending = [s for s in self.sent.values() if s.p.kind == "bad"]
+        if not pending:
+            return
+        self.rep.phase("router refusals", len(pending))
+        last_change = time.monotonic()
+        while pending and time.monotonic() - last_change < self.opts.stall_timeout:
+            left = []
+            answers = await self._gather_statuses(pending)
+            for s, items in zip(pending, answers, strict=True):
+                got = [x for x in items if str(x.get("code")) == "02"]
+                if not got:
+                    left.append(s)
+                    continue
+                reason = str(got[0].get("reason") or got[0].get("description") or "?")
+                code = next((c for c in (s.p.expect or "",) if c and c in reason), reason.split(":")[0].strip())
+                self.report.refused_async[code] = self.report.refused_async.get(code, 0) + 1
+                if s.p.expect and s.p.expect not in reason:
+                    self.report.unexpected.append(f"bad envelope ({s.p.expect}) refused by router with {reason}")
+            if len(left) < len(pending):
+                last_change = time.monotonic()
+            pending = left
+            self.rep.update(self.report.planned_bad - len(pending))
+            if pending:
+                await asyncio.sleep(0.5)
+        for s in pending:
+            self.report.unexpected.append(f"bad envelope ({s.p.expect}) {s.p.document_id} accepted, never refused")
+
+    async def check_statuses(self) -> None:
+        """A sample of senders must see the statuses their recipients sent."""
+        with_statuses = [s for s in self.sent.values() if s.p.kind == "good" and s.p.statuses and s.rid]
+        rng = random.Random(self.seed)
+        sample = rng.sample(with_statuses, min(self.opts.status_sample, len(with_statuses)))
+        if not sample:
+            return
+        want = {s.p.seq: {(r, c) for r, cs in s.p.statuses for c in cs} for s in sample}
+        self.rep.phase("status check", sum(len(w) for w in want.values()))
+        self.report.statuses_checked = sum(len(w) for w in want.values())
+        seen: dict[int, set[tuple[str, str]]] = {s.p.seq: set() for s in sample}
+        last_change = time.monotonic()
+        pending = list(sample)
+        while pending and time.monotonic() - last_change < self.opts.stall_timeout:
+            left = []
+            answers = await self._gather_statuses(pending)
+            for s, items in zip(pending, answers, strict=True):
+                got = {(str(x.get("from")), str(x.get("code"))) for x in items}
+                before = len(seen[s.p.seq])
+                seen[s.p.seq] = got & want[s.p.seq]
+                if len(seen[s.p.seq]) > before:
+                    last_change = time.monotonic()
+                if seen[s.p.seq] != want[s.p.seq]:
+                    left.append(s)
+            pending = left
+            self.report.statuses_seen = sum(len(v) for v in seen.values())
+            self.rep.update(self.report.statuses_seen)
+            if pending:
+                await asyncio.sleep(0.5)
+        if pending:
+            self.report.unexpected.append(f"{len(pending)} sampled documents lack statuses their recipients sent")
+
+    # ---------------------------------------------------------------- the run
+
+    async def run(self) -> Report:
+        t0 = time.monotonic()
+        r = self.report
+        kinds = {s.id: s.kind for s in self.sc.servers}
+        r.agencies = len(self.sc.agencies)
+        r.dedicated = sum(1 for a in self.sc.agencies if kinds[self.sc.placement[a.code]] == "dedicated")
+        r.shared = r.agencies - r.dedicated
+        r.dashboard = f"{self.conns.admin_url}/"
+        items = list(plan.plan(self.sc, self.seed))
+        tot = plan.totals(items)
+        r.planned_documents, r.planned_deliveries = tot.documents, tot.deliveries
+        r.planned_bad, r.planned_statuses = tot.bad, tot.statuses
+        async with new_client(self.opts.concurrency) as client:
+            self._api = Api(client)
+            base = await self._counters()
+            phase_t = time.monotonic()
+            await self.submit(items)
+            r.phases["submit"] = time.monotonic() - phase_t
+            phase_t = time.monotonic()
+            final = await self.drain(base)
+            r.phases["drain"] = time.monotonic() - phase_t
+            phase_t = time.monotonic()
+            found = await self.inboxes()
+            r.phases["inbox"] = time.monotonic() - phase_t
+            phase_t = time.monotonic()
+            await self.statuses(found)
+            await self.check_refusals()
+            await self.check_statuses()
+            r.phases["statuses"] = time.monotonic() - phase_t
+            final = await self._counters()
+            r.stats_raw = final
+            r.sent = int(final.get("sent", 0)) - int(base.get("sent", 0))
+            r.received = int(final.get("received", 0)) - int(base.get("received", 0))
+            r.refused = int(final.get("refused", 0)) - int(base.get("refused", 0))
+        r.seconds = time.monotonic() - t0
+        return r
+
+
+async def simulate(scenario: Scenario, seed: int, conns: Connections, opts: Options, reporter: Reporter) -> Report:
+    return await Driver(scenario, seed, conns, opts, reporter).run()

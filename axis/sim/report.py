@@ -1,0 +1,203 @@
+"""The simulator's report: the axis's own counters beside what the simulator sent and what the inboxes hold.
+
+``Report.as_json()`` is the contract's final object (section 3): ``{"scenario", "sent", "received", "refused",
+"inbox", "agree", "seconds", ...}`` where ``sent``/``received``/``refused`` are the axis's counters (this run's
+share: the counters read before the run are subtracted), ``inbox`` the deliveries found in the recipients'
+inboxes, and ``agree`` whether the simulator's tally, the counters and the inboxes all match.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+
+@dataclass
+class Report:
+    scenario: str
+    seed: int
+    agencies: int = 0
+    dedicated: int = 0
+    shared: int = 0
+    planned_documents: int = 0
+    planned_deliveries: int = 0
+    planned_bad: int = 0
+    planned_statuses: int = 0
+    accepted: int = 0  # good documents the endpoints took (202)
+    refused_sync: dict[str, int] = field(default_factory=dict)  # bad envelopes refused at submission, by reason
+    refused_async: dict[str, int] = field(default_factory=dict)  # bad envelopes refused later (status 02)
+    unexpected: list[str] = field(default_factory=list)  # good refused, bad accepted and never refused, ...
+    sent: int | None = None  # axis counters, this run's share
+    received: int | None = None
+    refused: int | None = None
+    inbox: int = 0
+    inbox_duplicates: int = 0
+    inbox_mismatched_agencies: int = 0
+    statuses_sent: int = 0
+    statuses_failed: int = 0
+    statuses_checked: int = 0
+    statuses_seen: int = 0
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    dashboard: str | None = None
+    stats_raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def refused_seen(self) -> int:
+        return sum(self.refused_sync.values()) + sum(self.refused_async.values())
+
+    @property
+    def agree(self) -> bool:
+        """Simulator tally == axis counters == inboxes, for documents and deliveries; every bad envelope
+        refused; no delivery duplicated; every planned status taken."""
+        return (
+            self.accepted == self.planned_documents == self.sent
+            and self.planned_deliveries == self.received == self.inbox
+            and self.inbox_duplicates == 0
+            and self.inbox_mismatched_agencies == 0
+            and self.refused_seen == self.planned_bad
+            and self.statuses_failed == 0
+            and not self.unexpected
+        )
+
+    @property
+    def refused_agree(self) -> bool:
+        return self.refused == self.planned_bad
+
+    def as_json(self) -> dict[str, Any]:
+        rate = self.planned_documents / self.phases["submit"] if self.phases.get("submit") else None
+        return {
+            "scenario": self.scenario,
+            "sent": self.sent,
+            "received": self.received,
+            "refused": self.refused,
+            "inbox": self.inbox,
+            "agree": self.agree,
+            "seconds": round(self.seconds, 2),
+            "seed": self.seed,
+            "agencies": self.agencies,
+            "dedicated": self.dedicated,
+            "shared": self.shared,
+            "simulator": {
+                "documents": self.planned_documents,
+                "accepted": self.accepted,
+                "deliveries": self.planned_deliveries,
+                "bad": self.planned_bad,
+                "refused_at_submission": self.refused_sync,
+                "refused_by_router": self.refused_async,
+                "statuses_planned": self.planned_statuses,
+                "statuses_sent": self.statuses_sent,
+                "statuses_failed": self.statuses_failed,
+            },
+            "refused_agree": self.refused_agree,
+            "inbox_duplicates": self.inbox_duplicates,
+            "inbox_mismatched_agencies": self.inbox_mismatched_agencies,
+            "statuses_checked": self.statuses_checked,
+            "statuses_seen": self.statuses_seen,
+            "moves": self.moves,
+            "unexpected": self.unexpected[:50],
+            "phases": {k: round(v, 2) for k, v in self.phases.items()},
+            "documents_per_second": round(rate, 1) if rate else None,
+            "dashboard": self.dashboard,
+        }
+
+    def render(self, console: Console) -> None:
+        t = Table(title=f"axis traffic report — {self.scenario} (seed {self.seed})", show_lines=False)
+        t.add_column("")
+        t.add_column("simulator", justify="right")
+        t.add_column("axis counters", justify="right")
+        t.add_column("inboxes", justify="right")
+        t.add_column("", justify="center")
+
+        def mark(ok: bool) -> str:
+            return "[green]✓[/]" if ok else "[bold red]✗[/]"
+
+        def n(x: int | None) -> str:
+            return "—" if x is None else f"{x:,}"
+
+        t.add_row("agencies", f"{self.agencies:,}", "", "", "")
+        t.add_row("  dedicated / shared", f"{self.dedicated:,} / {self.shared:,}", "", "", "")
+        t.add_row("documents sent", n(self.accepted), n(self.sent), "", mark(self.accepted == self.sent ==
+                                                                              self.planned_documents))  # fmt: skip
+        t.add_row(
+            "deliveries received",
+            n(self.planned_deliveries),
+            n(self.received),
+            n(self.inbox),
+            mark(self.planned_deliveries == self.received == self.inbox and self.inbox_duplicates == 0),
+        )
+        t.add_row("refused (bad envelopes)", n(self.refused_seen), n(self.refused), "",
+                  mark(self.refused_seen == self.planned_bad and self.refused_agree))  # fmt: skip
+        t.add_row("statuses sent back", n(self.statuses_sent), "", "", mark(self.statuses_failed == 0))
+        console.print(t)
+        reasons = {**self.refused_sync}
+        for k, v in self.refused_async.items():
+            reasons[k] = reasons.get(k, 0) + v
+        if reasons:
+            console.print("refusals by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+        if self.statuses_checked:
+            console.print(f"statuses checked at senders: {self.statuses_seen}/{self.statuses_checked} arrived")
+        for m in self.moves:
+            console.print(f"migration {m.get('agency')} → {m.get('to')}: {m.get('result')}")
+        phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items())
+        rate = self.as_json()["documents_per_second"]
+        console.print(f"time {self.seconds:.1f}s ({phases}); {rate or '—'} documents/s submitted")
+        for u in self.unexpected[:10]:
+            console.print(f"[yellow]unexpected:[/] {u}")
+        verdict = "[bold green]AGREE[/]" if self.agree else "[bold red]DISAGREE[/]"
+        console.print(f"{verdict}: simulator, axis counters and inboxes")
+        if self.dashboard:
+            console.print(f"dashboard: {self.dashboard}")
+
+
+class Reporter:
+    """Progress on stderr: a Rich progress bar per phase plus live sent/delivered/refused/documents-per-second.
+    ``quiet`` turns it into a no-op."""
+
+    def __init__(self, *, quiet: bool = False, console: Console | None = None) -> None:
+        self.quiet = quiet
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._t0 = time.monotonic()
+        self.info = ""
+
+    def __enter__(self) -> Reporter:
+        if not self.quiet:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=self.console,
+                transient=False,
+                refresh_per_second=4,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+    def phase(self, name: str, total: int) -> None:
+        if self._progress is None:
+            return
+        if self._task is not None:
+            self._progress.update(self._task, visible=True)
+        self._task = self._progress.add_task(name, total=max(total, 1), info="")
+
+    def update(self, completed: int, info: str | None = None) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=completed, info=self.info if info is None else info)
+
+    def log(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text)
