@@ -281,20 +281,30 @@ class CertificateAuthority:
         _write_public(self.dir / INDEX, json.dumps({"certs": certs}, indent=1).encode())
 
     def issue(self, code: str, *, name: str | None = None, days: int = 365, algorithm: Algorithm = "rsa") -> Issued:
-        if not valid_code(code):
-            raise PkiError(f"malformed agency code {code!r} (e.g. 000.00.00.G22 or H55.242)")
+        """Issue (or re-issue) one agency's key and certificate."""
+        return self.issue_many([(code, name)], days=days, algorithm=algorithm)[0]
+
+    def issue_many(self, agencies: list[tuple[str, str | None]], *, days: int = 365, algorithm: Algorithm = "rsa"
+                   ) -> list[Issued]:
+        """Issue certificates to many (code, name) at once, writing the index once (use "ec" for thousands)."""
+        for code, _ in agencies:
+            if not valid_code(code):
+                raise PkiError(f"malformed agency code {code!r} (e.g. 000.00.00.G22 or H55.242)")
         if days < 1:
             raise PkiError("--days must be at least 1")
-        key = new_key(algorithm)
-        cert = issue_cert(self.key, self.cert, code, key.public_key(), name=name, days=days)
-        d = self.agency_dir(code)
-        _write_private(d / "key.pem", key_pem(key))
-        _write_public(d / "cert.pem", cert_pem(cert))
         certs = self._index()
-        certs.append({"code": code, "serial": format(cert.serial_number, "x"),
-                      "not_after": cert.not_valid_after_utc.isoformat(), "revoked_at": None})
+        out = []
+        for code, name in agencies:
+            key = new_key(algorithm)
+            cert = issue_cert(self.key, self.cert, code, key.public_key(), name=name, days=days)
+            d = self.agency_dir(code)
+            _write_private(d / "key.pem", key_pem(key))
+            _write_public(d / "cert.pem", cert_pem(cert))
+            certs.append({"code": code, "serial": format(cert.serial_number, "x"),
+                          "not_after": cert.not_valid_after_utc.isoformat(), "revoked_at": None})
+            out.append(Issued(code, d / "key.pem", d / "cert.pem", cert.serial_number, cert.not_valid_after_utc))
         self._save_index(certs)
-        return Issued(code, d / "key.pem", d / "cert.pem", cert.serial_number, cert.not_valid_after_utc)
+        return out
 
     def revoke(self, code: str) -> int:
         """Revoke the agency's current certificate and re-issue the CRL; returns the revoked serial.

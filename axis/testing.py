@@ -184,8 +184,8 @@ def make_pki(tmp_dir: Path | str, agencies: Sequence[str], algorithm: pkimod.Alg
     d = Path(tmp_dir)
     ca = pkimod.CertificateAuthority.init(d, algorithm=algorithm)
     t = TestPKI(dir=d, ca=ca, algorithm=algorithm, codes=list(agencies))
-    for code in agencies:
-        issued = ca.issue(code, name=f"Agency {code}", algorithm=algorithm)
+    for issued in ca.issue_many([(code, f"Agency {code}") for code in agencies], algorithm=algorithm):
+        code = issued.code
         t._keys[code] = pkimod.load_key(issued.key_path.read_bytes())
         t._certs[code] = pkimod.load_certs(issued.cert_path.read_bytes())[0]
     return t
@@ -260,6 +260,8 @@ def hostile_corpus(pki: TestPKI, *, max_bytes: int | None = None) -> list[tuple[
         for el in sig.iter():
             el.tag = f"{{{EDXML}}}{etree.QName(el).localname}"
     add("signature_in_edxml_namespace", _edit(good, wrong_ns), Reason.SIGNATURE_PROFILE)
+    add("pi_outside_root", _replace_bytes(good, b"?>", b'?><?xml-stylesheet href="http://127.0.0.1:9/x"?>'),
+        Reason.SIGNATURE_PROFILE)
     add("second_signature", _edit(good, lambda r: _first(r, "edXMLBody").append(copy.deepcopy(_sig(r)))),
         Reason.SIGNATURE_PROFILE)
     add("signature_not_last", _edit(good, lambda r: _first(r, "edXMLHeader").insert(0, _sig(r))),
@@ -303,6 +305,10 @@ def hostile_corpus(pki: TestPKI, *, max_bytes: int | None = None) -> list[tuple[
         _first(r, "Transform", DSIG).getnext())), Reason.SIGNATURE_PROFILE)
     add("inclusive_c14n", _edit(good, lambda r: _first(r, "CanonicalizationMethod", DSIG).set(
         "Algorithm", "http://www.w3.org/TR/2001/REC-xml-c14n-20010315")), Reason.SIGNATURE_PROFILE)
+    add("text_inside_signature", _edit(good, lambda r: setattr(_first(r, "X509Data", DSIG), "text", "junk")),
+        Reason.SIGNATURE_PROFILE)
+    add("attribute_on_digest_value", _edit(good, lambda r: _first(r, "DigestValue", DSIG).set("Id", "d")),
+        Reason.SIGNATURE_PROFILE)
     add("no_certificate", _edit(good, lambda r: _first(r, "KeyInfo", DSIG).remove(_first(r, "X509Data", DSIG))),
         Reason.SIGNATURE_PROFILE)
     add("truncated_certificate", _edit(good, lambda r: setattr(_first(r, "X509Certificate", DSIG), "text",

@@ -15,14 +15,20 @@ Order of checks — the first failing check gives the one reason:
    namespace (only when ``policy.require_signature``; otherwise the unsigned document is returned with
    ``signer=None``).
 3. ``SIGNATURE_PROFILE`` (structure) — a ``Signature`` in the wrong namespace (the real samples put it in the
-   edXML namespace), more than one Signature or any XML-DSig element outside it (wrapping), the Signature not the
-   last element child of ``edXML/edXMLEnvelope/edXMLHeader``, children other than SignedInfo, SignatureValue,
-   KeyInfo (no ds:Object), not exactly one ``Reference``, ``URI`` other than ``""`` (no Id references).
+   edXML namespace); more than one Signature, or any XML-DSig element outside it (wrapping); a processing
+   instruction outside the root element (not covered by what signers sign); the Signature not the last element
+   child of ``edXML/edXMLEnvelope/edXMLHeader`` (followed by nothing but whitespace); non-whitespace text
+   anywhere in the Signature except in
+   DigestValue, SignatureValue and X509Certificate; attributes other than Signature/@Id, Reference/@URI and
+   @Algorithm on the method and transform elements; children other than SignedInfo, SignatureValue, KeyInfo
+   (no ds:Object); not exactly one ``Reference``; ``URI`` other than ``""`` (no Id references).
 4. ``WEAK_ALGORITHM`` — SignatureMethod or DigestMethod not in the policy's allowed sets (SHA-1, MD5, HMAC,
-   unknown URIs), an RSA key under 2048 bits, an EC curve other than P-256/384/521.
-5. ``SIGNATURE_PROFILE`` (transforms) — CanonicalizationMethod not exclusive C14N, transforms not exactly
+   unknown URIs).
+5. ``SIGNATURE_PROFILE`` (details) — CanonicalizationMethod not exclusive C14N, transforms not exactly
    enveloped-signature then exclusive C14N, any parameter child (InclusiveNamespaces, XPath), KeyInfo without
-   exactly one X509Data carrying decodable certificates.
+   exactly one X509Data of X509Certificate elements, base64 values that are not plain base64 text, a signer
+   certificate that cannot be decoded. Then ``WEAK_ALGORITHM`` again for the signer's key: RSA under 2048 bits,
+   an EC curve other than P-256/384/521.
 6. ``SIGNATURE_INVALID`` — the SignatureValue does not verify over exc-C14N(SignedInfo) with the certificate's key
    (or is malformed, or the key type does not fit the method), or the DigestValue does not match
    exc-C14N(document minus Signature).
@@ -43,6 +49,7 @@ import binascii
 import datetime as dt
 import functools
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -66,6 +73,7 @@ from axis.dsig import (
     exc_c14n,
     q,
 )
+from axis.envelope import Message, from_element
 from axis.pki import cert_uid, load_trust
 from axis.reasons import Reason, Refusal
 from axis.xmlsafe import DEFAULT_MAX_BYTES, parse_untrusted
@@ -107,12 +115,18 @@ class VerifyPolicy:
 
 @dataclass(frozen=True)
 class Verified:
-    """A document whose signature, certificate and signer all checked out. Read the document only from ``root``."""
+    """A document whose signature, certificate and signer all checked out. Read the document only from ``root``
+    (or ``message``, parsed from it); ``data`` are the exact bytes that were verified."""
 
     root: etree._Element
     signer: str | None
     certificate: x509.Certificate | None
     data: bytes = field(repr=False)
+
+    @functools.cached_property
+    def message(self) -> Message:
+        """The parsed DocumentMessage / StatusMessage, read from ``root`` (computed on first use)."""
+        return from_element(self.root)
 
 
 # ---- the parts shared with axis.verify_reference -----------------------------------------------------------------
@@ -146,6 +160,25 @@ def _children(el: etree._Element) -> list[etree._Element]:
     return list(el.iterchildren("*"))
 
 
+#: An XML ID must be an NCName (XML-DSig types Signature/@Id as xs:ID); the reference refuses others too.
+_NCNAME = re.compile(r"[^\W\d][\w.\-]*")
+_DSIG_ANY = "{" + DSIG + "}*"
+_XML_SPACE = " \t\r\n"
+#: The only elements of the Signature with character content (base64); everywhere else only whitespace.
+_VALUE_ELEMENTS = frozenset({q("DigestValue"), q("SignatureValue"), q("X509Certificate")})
+_DSIG_OPEN = "{" + DSIG + "}"
+
+#: The only attributes the profile allows inside the Signature (XML-DSig allows more; axis needs none of them).
+_ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
+    q("Signature"): frozenset({"Id"}),
+    q("Reference"): frozenset({"URI"}),
+    q("CanonicalizationMethod"): frozenset({"Algorithm"}),
+    q("SignatureMethod"): frozenset({"Algorithm"}),
+    q("DigestMethod"): frozenset({"Algorithm"}),
+    q("Transform"): frozenset({"Algorithm"}),
+}
+
+
 @functools.cache
 def _qs(names: tuple[str, ...]) -> list[str]:
     return [q(n) for n in names]
@@ -160,8 +193,13 @@ def _expect(children: list[etree._Element], names: tuple[str, ...], where: str) 
 
 def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     """Steps 2-5 of the module docstring: find the one Signature and enforce the profile. None = unsigned."""
-    candidates = list(root.iter("{*}Signature"))  # any namespace, or none
-    dsig_count = sum(1 for _ in root.iter("{" + DSIG + "}*"))
+    candidates = []
+    dsig_count = 0
+    for el in root.iter("{*}Signature", _DSIG_ANY):  # one walk: Signature in any namespace (or none), all of ds:*
+        if el.tag.startswith(_DSIG_OPEN):
+            dsig_count += 1
+        if el.tag.endswith("}Signature") or el.tag == "Signature":
+            candidates.append(el)
     if not candidates and not dsig_count:
         if policy.require_signature:
             raise Refusal(Reason.SIGNATURE_MISSING, "the document carries no signature")
@@ -173,8 +211,12 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     if len(candidates) != 1:
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{len(candidates) or 'no'} Signature elements; exactly one is allowed")
     signature = candidates[0]
-    if sum(1 for _ in signature.iter("{" + DSIG + "}*")) != dsig_count:
+    if sum(1 for _ in signature.iter(_DSIG_ANY)) != dsig_count:
         raise Refusal(Reason.SIGNATURE_PROFILE, "XML-DSig elements outside the Signature")
+    for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
+        if isinstance(sibling, etree._ProcessingInstruction):
+            # URI="" would cover it, but signers (signxml, axis) sign the root element only: refuse, not ignore.
+            raise Refusal(Reason.SIGNATURE_PROFILE, "a processing instruction outside the root element is not signed")
     header = signature.getparent()
     envelope = header.getparent() if header is not None else None
     if (header is None or header.tag != e("edXMLHeader") or envelope is None or envelope.tag != e("edXMLEnvelope")
@@ -182,8 +224,23 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be a child of edXML/edXMLEnvelope/edXMLHeader")
     if _children(header)[-1] is not signature:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be the last child of edXMLHeader")
-    if any(attr for attr in signature.attrib if attr != "Id"):
-        raise Refusal(Reason.SIGNATURE_PROFILE, "unexpected attributes on Signature")
+    if signature.tail and signature.tail.strip(_XML_SPACE):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "text after the Signature")
+    for el in signature.iter():  # elements, comments, PIs
+        if el.tag in _VALUE_ELEMENTS:
+            pass
+        elif el.text and el.text.strip(_XML_SPACE) and isinstance(el.tag, str):
+            raise Refusal(Reason.SIGNATURE_PROFILE, f"text inside {etree.QName(el).localname}")
+        if el is not signature and el.tail and el.tail.strip(_XML_SPACE):
+            raise Refusal(Reason.SIGNATURE_PROFILE, "text between the elements of the Signature")
+        if not isinstance(el.tag, str):
+            continue
+        keys = el.keys()
+        if keys and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(keys):
+            raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
+    sig_id = signature.get("Id")
+    if sig_id is not None and not _NCNAME.fullmatch(sig_id):
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"Signature/@Id {sig_id!r} is not a valid XML name")
 
     kids = _children(signature)
     _expect(kids, ("SignedInfo", "SignatureValue", "KeyInfo"), "Signature")
@@ -244,6 +301,7 @@ class CertFacts:
     usage_problem: str | None
     #: (not before, not after, issuer name DER, serial) of each certificate of ``path`` (precomputed for speed)
     windows: tuple[tuple[dt.datetime, dt.datetime, bytes, int], ...] = ()
+    public_key: object = None  # the signer's public key, loaded once
 
 
 def load_chain(certs_der: tuple[bytes, ...]) -> list[x509.Certificate]:
@@ -265,10 +323,9 @@ def check_key_strength(cert: x509.Certificate) -> None:
         raise Refusal(Reason.WEAK_ALGORITHM, f"{type(key).__name__} keys are not allowed")
 
 
-def check_signature_value(cert: x509.Certificate, method: str, signed_info_c14n: bytes, value: bytes) -> None:
+def check_signature_value(key: object, method: str, signed_info_c14n: bytes, value: bytes) -> None:
     kind, hash_name = SIGNATURES[method]
     algorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[hash_name]
-    key = cert.public_key()
     try:
         if kind == "rsa" and isinstance(key, rsa.RSAPublicKey):
             key.verify(value, signed_info_c14n, padding.PKCS1v15(), algorithm)
@@ -339,7 +396,7 @@ def cert_facts(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certifi
     windows = tuple((c.not_valid_before_utc, c.not_valid_after_utc, c.issuer.public_bytes(), c.serial_number)
                     for c in path)
     return CertFacts(certificate=signer, path=tuple(path), uid=cert_uid(signer), usage_problem=usage_problem,
-                     windows=windows)
+                     windows=windows, public_key=signer.public_key())
 
 
 def revoked_index(policy: VerifyPolicy) -> frozenset[tuple[bytes, int]]:
@@ -431,7 +488,8 @@ class Verifier:
         signer = facts.certificate if isinstance(facts, CertFacts) else load_chain(located.certs_der[:1])[0]
         if not isinstance(facts, CertFacts):
             check_key_strength(signer)
-        check_signature_value(signer, located.signature_method, exc_c14n(located.signed_info), located.signature_value)
+        key = facts.public_key if isinstance(facts, CertFacts) else signer.public_key()
+        check_signature_value(key, located.signature_method, exc_c14n(located.signed_info), located.signature_value)
         digest = _HASHLIB[DIGESTS[located.digest_method]](enveloped_c14n(root, located.signature)).digest()
         if digest != located.digest_value:
             raise Refusal(Reason.SIGNATURE_INVALID, "the document does not match its digest: it was altered")

@@ -19,6 +19,7 @@ import binascii
 import dataclasses
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from signxml import SignatureConfiguration, XMLVerifier
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
@@ -39,6 +40,8 @@ from axis.verify import (
 )
 
 NS = {"ds": DSIG, "x": EDXML}
+_ATTRIBUTES = {"Signature": "Id", "Reference": "URI", "CanonicalizationMethod": "Algorithm",
+               "SignatureMethod": "Algorithm", "DigestMethod": "Algorithm", "Transform": "Algorithm"}
 _TRANSFORMS = ["http://www.w3.org/2000/09/xmldsig#enveloped-signature", EXC_C14N]
 
 
@@ -54,7 +57,7 @@ def _want(node: etree._Element, *names: str) -> bool:
     return _names(node) == [f"{DSIG}|{n}" for n in names]
 
 
-def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[etree._Element, list[bytes]] | None:
+def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[str, list[bytes]] | None:
     sigs = _x(root, "//*[local-name()='Signature']")
     if not sigs and not _x(root, "//ds:*"):
         if policy.require_signature:
@@ -69,10 +72,21 @@ def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[etree._Element
         raise Refusal(Reason.SIGNATURE_PROFILE, "XML-DSig elements outside the Signature")
     if not _x(sig, "self::*[parent::x:edXMLHeader[parent::x:edXMLEnvelope[parent::x:edXML[not(parent::*)]]]]"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature misplaced")
+    if root.xpath("/processing-instruction()"):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "processing instruction outside the root")
+    if _x(sig, "following-sibling::text()[normalize-space()]"):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "text after the Signature")
     if _x(sig, "following-sibling::*"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature not last")
-    if _x(sig, "@*[local-name()!='Id' or namespace-uri()!='']"):
-        raise Refusal(Reason.SIGNATURE_PROFILE, "unexpected attributes on Signature")
+    text = _x(sig, "descendant-or-self::*[not(self::ds:DigestValue or self::ds:SignatureValue"
+                   " or self::ds:X509Certificate)]/text()[normalize-space()]")
+    if text:
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"character content {str(text[0])[:20]!r} in the Signature")
+    for attr in _x(sig, "descendant-or-self::*/@*"):
+        owner = etree.QName(attr.getparent())  # type: ignore[attr-defined]
+        allowed = _ATTRIBUTES.get(owner.localname, "") if owner.namespace == DSIG else ""
+        if attr.attrname != allowed:  # type: ignore[attr-defined]
+            raise Refusal(Reason.SIGNATURE_PROFILE, f"attribute {attr.attrname} on {owner.localname}")  # type: ignore
     if not _want(sig, "SignedInfo", "SignatureValue", "KeyInfo"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature children")
     si = _x(sig, "ds:SignedInfo")[0]
@@ -112,7 +126,7 @@ def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[etree._Element
             base64.b64decode("".join((el.text or "").split()), validate=True)
         except (binascii.Error, ValueError):
             raise Refusal(Reason.SIGNATURE_PROFILE, "base64") from None
-    return sig, [base64.b64decode("".join((c.text or "").split())) for c in certs]
+    return str(sm[0]), [base64.b64decode("".join((c.text or "").split())) for c in certs]
 
 
 class ReferenceVerifier:
@@ -134,12 +148,14 @@ class ReferenceVerifier:
         found = _profile(root, self.policy)
         if found is None:
             return Verified(root=root, signer=None, certificate=None, data=bytes(data))
-        _, ders = found
+        method, ders = found
         try:
             chain = [x509.load_der_x509_certificate(d) for d in ders]
         except ValueError as exc:
             raise Refusal(Reason.SIGNATURE_PROFILE, f"certificate: {exc}") from None
         check_key_strength(chain[0])
+        if (SIGNATURES[method][0] == "rsa") != isinstance(chain[0].public_key(), rsa.RSAPublicKey):
+            raise Refusal(Reason.SIGNATURE_INVALID, f"the certificate's key cannot make a {method} signature")
         try:
             XMLVerifier().verify(
                 # signxml checks the certificate's validity window itself; validity is judged below against the
@@ -150,7 +166,7 @@ class ReferenceVerifier:
             )
         except SignxmlInvalidSignature as exc:
             raise Refusal(Reason.SIGNATURE_INVALID, f"signxml: {exc}") from None
-        except (InvalidInput, SignXMLException, ValueError) as exc:
+        except (InvalidInput, SignXMLException, ValueError, etree.LxmlError) as exc:
             raise Refusal(Reason.SIGNATURE_PROFILE, f"signxml: {exc}") from None
         facts = cert_facts(chain, self.policy.trust_anchors)
         check_time_revocation_usage(facts, self.policy.clock(), self._revoked)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The README's test command: create the environment, install, lint, run the test suite.
+# The README's test command: start the services the tests use (RabbitMQ, PostgreSQL; installed from Debian's
+# packages if missing), create .venv and install axis, lint, then run the test suite. Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/services.sh
+bash scripts/browser.sh
 bash scripts/bootstrap.sh
-.venv/bin/ruff check axis endpoints tests bench
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

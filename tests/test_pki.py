@@ -112,3 +112,14 @@ def test_cli_pki(tmp_path: Path) -> None:
     assert revoked.exit_code == 0
     crl = pki.load_crl((tmp_path / "pki" / "crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+
+
+def test_issue_many_is_one_index_write(tmp_path: Path) -> None:
+    ca = pki.CertificateAuthority.init(tmp_path, algorithm="ec")
+    codes = [f"000.00.00.H{n:02d}" for n in range(10, 60)]
+    issued = ca.issue_many([(c, None) for c in codes], algorithm="ec", days=5)
+    assert [i.code for i in issued] == codes
+    index = json.loads((tmp_path / pki.INDEX).read_text())["certs"]
+    assert [e["code"] for e in index] == codes
+    assert len({i.serial for i in issued}) == len(codes)
+    assert all(pki.cert_uid(pki.load_certs(i.cert_path.read_bytes())[0]) == i.code for i in issued)

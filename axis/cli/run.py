@@ -1,9 +1,218 @@
-"""Top-level `axis` commands of the run group."""
+"""Top-level `axis` commands of the run group: up, send, inbox (and the process entry points router, serve,
+admin, init used by `axis up` and docker-compose)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, usage_error
+from axis.reasons import Reason, Refusal
+
+
+def _config(path: Path):  # type: ignore[no-untyped-def]
+    from axis.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        usage_error(str(exc))
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def up(
+    config: Path | None = typer.Option(None, "--config", help="axis config file (default: a generated demo)"),
+    work_dir: Path = typer.Option(Path("axis-work"), "--work-dir", help="where logs, stores and connections.json go"),
+    routers: int | None = typer.Option(None, "--routers", help="router processes (default: config 'routers')"),
+) -> None:
+    """Run router(s), all endpoint servers of the config and the admin dashboard against RabbitMQ."""
+    from axis.up import StartError, prepare_demo, start
+
+    work_dir = work_dir.expanduser().resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    known = None
+    try:
+        if config is None:
+            config, known = prepare_demo(work_dir)
+            console.print(f"demo configuration: {config}")
+        else:
+            conn = work_dir / "connections.json"
+            if conn.is_file():
+                import orjson
+
+                known = orjson.loads(conn.read_bytes())
+        run = start(config.resolve(), work_dir, known, routers=routers)
+    except StartError as exc:
+        err_console.print(f"[bold red]axis up failed:[/] {exc}")
+        raise typer.Exit(EXIT_REFUSED) from None
+    import orjson
+
+    admin_token = orjson.loads(run.connections_path.read_bytes())["admin"]["token"]
+    console.print(f"[green]axis is up[/] — {len(run.config.servers)} servers, {len(run.config.agencies)} agencies")
+    console.print(f"dashboard: {run.config.admin.url}/?token={admin_token}")
+    console.print(f"connections: {run.connections_path}")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        run.wait()
+        err_console.print("[bold red]a process exited:[/] " + "; ".join(run.failed()))
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        run.stop()
+
+
+def send(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="edXML document (signed, or unsigned when "
+                                "the server holds your key)"),
+    endpoint: str = typer.Option(..., "--endpoint", help="endpoint server URL"),
+    token: str = typer.Option(..., "--token", help="your agency's token"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Submit a document through an endpoint server."""
+    from axis.client import AxisError, Client
+
+    try:
+        with Client(endpoint, token) as c:
+            result = c.submit(file.read_bytes())
+    except AxisError as exc:
+        _client_fail(exc, as_json)
+    except Exception as exc:  # connection refused, timeouts
+        usage_error(f"cannot reach {endpoint}: {exc}")
+    if as_json:
+        print_json({"ok": True, "reason": None, "detail": "", **result})
+    else:
+        console.print(f"[green]accepted[/] {result['document_id']} → {', '.join(result['recipients'])} "
+                      f"(id {result['id']})")
+
+
+def inbox(
+    endpoint: str = typer.Option(..., "--endpoint", help="endpoint server URL"),
+    token: str = typer.Option(..., "--token", help="your agency's token"),
+    unread: bool = typer.Option(False, "--unread", help="only documents not acked yet"),
+    limit: int = typer.Option(100, "--limit"),
+    offset: int = typer.Option(0, "--offset"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """List documents received by your agency."""
+    from axis.client import AxisError, Client
+
+    try:
+        with Client(endpoint, token) as c:
+            items = c.inbox(unread=unread, limit=limit, offset=offset)
+    except AxisError as exc:
+        _client_fail(exc, as_json)
+    except Exception as exc:
+        usage_error(f"cannot reach {endpoint}: {exc}")
+    if as_json:
+        print_json({"ok": True, "reason": None, "detail": "", "items": items})
+        return
+    table = Table(title=f"inbox ({len(items)})")
+    for col in ("id", "received", "from", "kind", "document id", "subject", "acked"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(i["id"][:8], i["received_at"], i["from"], i["kind"], i["document_id"], i["subject"],
+                      "yes" if i.get("acked") else "")
+    console.print(table)
+
+
+def _client_fail(exc: Exception, as_json: bool) -> None:
+    from axis.client import AxisError
+
+    assert isinstance(exc, AxisError)
+    try:
+        reason = Reason(exc.reason) if exc.reason else None
+    except ValueError:
+        reason = None
+    if reason is None:
+        usage_error(f"HTTP {exc.status}: {exc.detail}")
+    fail(Refusal(reason, exc.detail), as_json=as_json, extra={"status": exc.status})
+
+
+# -- process entry points (used by `axis up` and docker-compose) -----------------------------------------------
+
+
+def router(config: Path = typer.Option(..., "--config")) -> None:
+    """Run one router process (competing consumer of axis.submissions)."""
+    from axis.router.service import run_router
+
+    _logging()
+    cfg = _config(config)
+    _run_until_signal(run_router(cfg))
+
+
+def serve(
+    config: Path = typer.Option(..., "--config"),
+    server: list[str] = typer.Option(..., "--server", help="server id (repeat to host several)"),
+) -> None:
+    """Run endpoint server(s) of the config in this process."""
+    from endpoints.host import serve as serve_hosts
+
+    _logging()
+    cfg = _config(config)
+    for sid in server:
+        if cfg.directory.server(sid) is None:
+            usage_error(f"no server {sid!r} in {config}")
+    asyncio.run(serve_hosts(cfg, server))
+
+
+def admin(config: Path = typer.Option(..., "--config")) -> None:
+    """Run the admin app (dashboard, /admin/stats)."""
+    _logging()
+    cfg = _config(config)
+    import uvicorn
+
+    from axis.stats.admin import create_app
+
+    uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning")
+
+
+def init(
+    work_dir: Path = typer.Option(Path("axis-work"), "--work-dir"),
+    amqp_url: str | None = typer.Option(None, "--amqp-url"),
+    db_url: str | None = typer.Option(None, "--db-url", help="PostgreSQL URL for stats and inboxes"),
+    host: str = typer.Option("127.0.0.1", "--host", help="host name the servers are reached at"),
+) -> None:
+    """Generate the demo configuration (PKI, tokens, config.yaml, connections.json) without running it."""
+    from axis.config import connections_for, generate_workdir, load_config, write_connections
+    from axis.up import DEMO_AGENCIES, DEMO_SERVERS
+
+    work_dir = work_dir.expanduser().resolve()
+    if (work_dir / "config.yaml").exists():
+        console.print(f"{work_dir / 'config.yaml'} exists; keeping it")
+        return
+    path, conn = generate_workdir(work_dir, DEMO_AGENCIES, DEMO_SERVERS, amqp_url=amqp_url, stats_url=db_url,
+                                  inbox_url=db_url, host=host)
+    write_connections(work_dir, connections_for(load_config(path), conn))
+    console.print(f"wrote {path} and {work_dir / 'connections.json'}")
+
+
+def _run_until_signal(coro) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command("up")(up)
+    app.command("send")(send)
+    app.command("inbox")(inbox)
+    app.command("router", hidden=True)(router)
+    app.command("serve", hidden=True)(serve)
+    app.command("admin", hidden=True)(admin)
+    app.command("init", hidden=True)(init)

@@ -112,26 +112,30 @@ class _Auth:
 
 
 class _Cache:
-    """Memoizes query results for ``ttl`` seconds, one computation at a time per key."""
+    """Memoizes query results, one computation at a time per key, for ``ttl`` seconds or twice as long as the
+    query took (whichever is longer), so that live viewers never keep the database more than half busy."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self.entries: dict[Any, tuple[float, dict[str, Any]]] = {}
+        self.entries: dict[Any, tuple[float, dict[str, Any]]] = {}  # key → (expires at, value)
         self.locks: dict[Any, asyncio.Lock] = {}
 
     async def get(self, key: Any, compute: Any) -> dict[str, Any]:
         hit = self.entries.get(key)
-        if hit and time.monotonic() - hit[0] < self.ttl:
+        if hit and time.monotonic() < hit[0]:
             return hit[1]
         lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:
             hit = self.entries.get(key)
-            if hit and time.monotonic() - hit[0] < self.ttl:
+            if hit and time.monotonic() < hit[0]:
                 return hit[1]
+            started = time.monotonic()
             value = await compute()
+            done = time.monotonic()
             if len(self.entries) > 256:
                 self.entries.clear()
-            self.entries[key] = (time.monotonic(), value)
+                self.locks = {key: lock}
+            self.entries[key] = (done + max(self.ttl, 2 * (done - started)), value)
             return value
 
 
@@ -161,6 +165,12 @@ def create_app(config_or_settings: Any) -> FastAPI:
         endpoints, amqp_url=settings.amqp_url, rabbit_mgmt_url=settings.rabbit_mgmt_url, interval=settings.poll_seconds
     )
     cache = _Cache(settings.cache_seconds)
+    per_server: dict[str, list[str]] = {}  # the directory is immutable: group its agencies by server once
+    if directory is not None:
+        for code, agency in directory.agencies.items():
+            per_server.setdefault(agency.server, []).append(code)
+        for codes in per_server.values():
+            codes.sort()
     state: dict[str, Any] = {"store": None}
     store_lock = asyncio.Lock()
 
@@ -197,10 +207,6 @@ def create_app(config_or_settings: Any) -> FastAPI:
     def servers_view(agency_stats: dict[str, Any] | None) -> list[dict[str, Any]]:
         now = time.time()
         st = prober.state
-        per_server: dict[str, list[str]] = {}
-        if directory is not None:
-            for code, agency in directory.agencies.items():
-                per_server.setdefault(agency.server, []).append(code)
         traffic: dict[str, dict[str, int]] = {}
         for row in (agency_stats or {}).get("breakdown", ()):
             traffic[row["key"]] = row
@@ -216,7 +222,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
                     "id": sid,
                     "kind": getattr(server, "kind", None),
                     "url": endpoints.get(sid),
-                    "agencies": sorted(per_server.get(sid, ())),
+                    "agencies": per_server.get(sid, []),
                     "last_seen": iso(seen) if seen else None,
                     "seconds_since_seen": round(now - seen, 1) if seen else None,
                     "up": bool(seen and now - seen <= max(3 * settings.poll_seconds, 5.0)),

@@ -26,7 +26,7 @@ from axis.stats.store import StatsStore, accepted_table, delivered_table, refuse
 KINDS = ("dedicated", "shared")
 ROUTES = tuple(f"{a}->{b}" for a in KINDS for b in KINDS)
 LATENCY_BUCKETS_MS = (1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0)
-SERIES_STEPS = (1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+SERIES_STEPS = (1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400, 7 * 86400, 30 * 86400, 365 * 86400)
 SERIES_MAX_POINTS = 120
 By = Literal["agency", "server", "day"]
 BY_CHOICES: tuple[str, ...] = ("agency", "server", "day")

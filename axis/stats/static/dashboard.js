@@ -42,7 +42,8 @@ function renderTotals(s) {
       `${fmtVi.format(s.shared)} qua máy chủ dùng chung; ${fmtVi.format(s.sent)} văn bản gửi, ` +
       `${fmtVi.format(s.received)} văn bản nhận.`,
   );
-  const span = s.first ? `from ${s.first.replace("T", " ").replace("Z", " UTC")} to ${s.last.replace("T", " ").replace("Z", " UTC")}` : "no traffic yet";
+  const when = (iso) => iso.slice(0, 19).replace("T", " ") + " UTC";
+  const span = s.first ? `from ${when(s.first)} to ${when(s.last)}` : "no traffic yet";
   setText("headline-extra", `${n(s.refused)} refused · ${n(s.pending)} deliveries pending · ${span}`);
 }
 
@@ -52,6 +53,7 @@ function fmtTick(iso, step) {
   const pad = (x) => String(x).padStart(2, "0");
   const date = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
   const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+  if (step >= 30 * 86400) return date.slice(0, 7);
   if (step >= 86400) return date;
   if (step >= 3600) return `${date.slice(5)} ${hm}`;
   if (step >= 60) return hm;
@@ -59,6 +61,9 @@ function fmtTick(iso, step) {
 }
 
 function stepLabel(step) {
+  if (step >= 365 * 86400) return "per year";
+  if (step >= 30 * 86400) return "per 30 days";
+  if (step >= 7 * 86400) return "per week";
   if (step >= 86400) return "per day";
   if (step >= 3600) return `per ${step / 3600} h`;
   if (step >= 60) return `per ${step / 60} min`;
@@ -91,7 +96,7 @@ function renderChart(series) {
   const t0 = Date.parse(pts[0].t) / 1000, t1 = Date.parse(pts[pts.length - 1].t) / 1000;
   const byT = new Map(pts.map((p) => [Date.parse(p.t) / 1000, p]));
   const full = [];
-  for (let t = t0; t <= t1 && full.length < 2000; t += step) {
+  for (let t = t0; t <= t1 && full.length < 5000; t += step) {
     full.push(byT.get(t) || { t: new Date(t * 1000).toISOString(), sent: 0, received: 0, refused: 0 });
   }
   if (full.length === 1) full.push({ ...full[0], t: new Date((t0 + step) * 1000).toISOString(), _pad: true });

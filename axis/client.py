@@ -1,0 +1,142 @@
+"""A small Python client for agency software talking to an axis endpoint server (contract section 4).
+
+    from axis.client import Client
+    with Client("http://127.0.0.1:8701", token) as c:
+        sub = c.submit(Path("doc.edxml").read_bytes())       # {"id", "document_id", "recipients"}
+        for item in c.inbox(unread=True):
+            data = c.get(item["id"]); c.ack(item["id"]); c.send_status(item["id"], "03", "registered")
+        c.statuses(sub["id"])
+
+``AsyncClient`` has the same methods as coroutines. A refusal (problem+json) raises :class:`AxisError`
+carrying ``reason`` (contract section 2), ``status`` and ``detail``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from axis.reasons import Reason
+
+
+class AxisError(Exception):
+    """The endpoint server refused the request (or failed): HTTP status, reason code, detail."""
+
+    def __init__(self, status: int, reason: str | None, detail: str) -> None:
+        super().__init__(f"{status} {reason or 'error'}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+    @property
+    def reason_code(self) -> Reason | None:
+        try:
+            return Reason(self.reason) if self.reason else None
+        except ValueError:
+            return None
+
+
+def _check(r: httpx.Response) -> httpx.Response:
+    if r.status_code < 400:
+        return r
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    raise AxisError(r.status_code, body.get("reason"), str(body.get("detail") or r.text[:500]))
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Client:
+    def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0, **kwargs: Any) -> None:
+        self._http = httpx.Client(base_url=endpoint.rstrip("/"), headers=_headers(token), timeout=timeout, **kwargs)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit(self, data: bytes) -> dict[str, Any]:
+        r = self._http.post("/v1/documents", content=data, headers={"content-type": "application/xml"})
+        return _check(r).json()  # type: ignore[no-any-return]
+
+    def inbox(self, *, unread: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        r = self._http.get("/v1/inbox", params={"unread": str(unread).lower(), "limit": limit, "offset": offset})
+        return _check(r).json()["items"]  # type: ignore[no-any-return]
+
+    def iter_inbox(self, *, unread: bool = False, page: int = 500) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            items = self.inbox(unread=unread, limit=page, offset=offset)
+            yield from items
+            if len(items) < page:
+                return
+            offset += len(items)
+
+    def get(self, doc_id: str) -> bytes:
+        return _check(self._http.get(f"/v1/documents/{doc_id}")).content
+
+    def ack(self, doc_id: str) -> None:
+        _check(self._http.post(f"/v1/documents/{doc_id}/ack"))
+
+    def send_status(self, doc_id: str, code: str, description: str = "") -> dict[str, Any]:
+        r = self._http.post(f"/v1/documents/{doc_id}/status", json={"code": code, "description": description})
+        return _check(r).json()  # type: ignore[no-any-return]
+
+    def statuses(self, doc_id: str) -> list[dict[str, Any]]:
+        return _check(self._http.get(f"/v1/documents/{doc_id}/status")).json()["items"]  # type: ignore[no-any-return]
+
+    def health(self) -> dict[str, Any]:
+        return _check(self._http.get("/healthz")).json()  # type: ignore[no-any-return]
+
+
+class AsyncClient:
+    def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0, **kwargs: Any) -> None:
+        self._http = httpx.AsyncClient(base_url=endpoint.rstrip("/"), headers=_headers(token), timeout=timeout,
+                                       **kwargs)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def submit(self, data: bytes) -> dict[str, Any]:
+        r = await self._http.post("/v1/documents", content=data, headers={"content-type": "application/xml"})
+        return _check(r).json()  # type: ignore[no-any-return]
+
+    async def inbox(self, *, unread: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        r = await self._http.get("/v1/inbox", params={"unread": str(unread).lower(), "limit": limit,
+                                                      "offset": offset})
+        return _check(r).json()["items"]  # type: ignore[no-any-return]
+
+    async def get(self, doc_id: str) -> bytes:
+        return _check(await self._http.get(f"/v1/documents/{doc_id}")).content
+
+    async def ack(self, doc_id: str) -> None:
+        _check(await self._http.post(f"/v1/documents/{doc_id}/ack"))
+
+    async def send_status(self, doc_id: str, code: str, description: str = "") -> dict[str, Any]:
+        r = await self._http.post(f"/v1/documents/{doc_id}/status", json={"code": code, "description": description})
+        return _check(r).json()  # type: ignore[no-any-return]
+
+    async def statuses(self, doc_id: str) -> list[dict[str, Any]]:
+        r = await self._http.get(f"/v1/documents/{doc_id}/status")
+        return _check(r).json()["items"]  # type: ignore[no-any-return]
+
+    async def health(self) -> dict[str, Any]:
+        return _check(await self._http.get("/healthz")).json()  # type: ignore[no-any-return]

@@ -1,0 +1,410 @@
+"""The axis configuration: one YAML file, read once into frozen dataclasses.
+
+```yaml
+amqp_url: amqp://guest:guest@127.0.0.1/      # else env AXIS_AMQP_URL, else this default
+stats_url: sqlite+aiosqlite:///stats.db       # else env AXIS_STATS_URL, else <work dir>/stats.db
+pki: {ca: pki/ca.pem, crl: pki/crl.pem}
+admin: {host: 127.0.0.1, port: 8700, token_sha256: <hex>}
+limits: {max_envelope_bytes: 26214400}
+routers: 2                                    # router processes started by `axis up`
+servers:
+  - {id: s1, kind: dedicated, host: 127.0.0.1, port: 8701, inbox_url: sqlite+aiosqlite:///inbox-s1.db,
+     keys: [000.00.00.G22]}                    # agencies whose signing key this server holds
+agencies:
+  - {code: 000.00.00.G22, name: Government Office, server: s1, token_sha256: <hex>,
+     key: pki/agencies/000.00.00.G22/key.pem, cert: pki/agencies/000.00.00.G22/cert.pem}
+agencies_file: agencies.csv                   # optional, for very large directories (same columns)
+```
+
+Relative paths (and relative SQLite paths in URLs) are resolved against the config file's directory. Tokens are
+stored only as SHA-256 hex digests; cleartext tokens exist only in ``connections.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from axis.directory import Agency, Directory, DirectoryError, Server
+from axis.xmlsafe import DEFAULT_MAX_BYTES
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1/"
+DEFAULT_ADMIN_PORT = 8700
+AGENCY_COLUMNS = ("code", "name", "server", "token_sha256", "key", "cert")
+
+try:  # libyaml when available: ~10x faster for large directories
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or inconsistent."""
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_ADMIN_PORT
+    token_sha256: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class PkiConfig:
+    ca: Path | None = None
+    crl: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_envelope_bytes: int = DEFAULT_MAX_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    id: str
+    kind: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    inbox_url: str = ""
+    keys: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyConfig:
+    code: str
+    name: str
+    server: str
+    token_sha256: str = ""
+    key: Path | None = None
+    cert: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None
+    work_dir: Path
+    amqp_url: str
+    stats_url: str
+    pki: PkiConfig
+    admin: AdminConfig
+    limits: Limits
+    servers: tuple[ServerConfig, ...]
+    agencies: tuple[AgencyConfig, ...]
+    routers: int = 1
+    directory: Directory = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+
+    def server(self, server_id: str) -> ServerConfig:
+        for s in self.servers:
+            if s.id == server_id:
+                return s
+        raise ConfigError(f"no server {server_id!r} in the configuration")
+
+    def agencies_on(self, server_id: str) -> tuple[AgencyConfig, ...]:
+        return tuple(a for a in self.agencies if a.server == server_id)
+
+    def agency(self, code: str) -> AgencyConfig | None:
+        for a in self.agencies:
+            if a.code == code:
+                return a
+        return None
+
+
+# -- loading ---------------------------------------------------------------------------------------------------
+
+
+def _resolve(base: Path, value: Any) -> Path | None:
+    if value in (None, ""):
+        return None
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def resolve_db_url(base: Path, url: str) -> str:
+    """Make a relative SQLite path in ``url`` absolute against ``base`` (other URLs unchanged)."""
+    for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            if rest and not rest.startswith("/") and rest != ":memory:":
+                return prefix + str((base / rest).resolve())
+    return url
+
+
+def _require(entry: Mapping[str, Any], key: str, what: str) -> Any:
+    if key not in entry or entry[key] in (None, ""):
+        raise ConfigError(f"{what}: missing '{key}'")
+    return entry[key]
+
+
+def _agency(entry: Mapping[str, Any], base: Path) -> AgencyConfig:
+    what = f"agency {entry.get('code', '?')!r}"
+    return AgencyConfig(
+        code=str(_require(entry, "code", what)),
+        name=str(entry.get("name") or entry["code"]),
+        server=str(_require(entry, "server", what)),
+        token_sha256=str(entry.get("token_sha256") or ""),
+        key=_resolve(base, entry.get("key")),
+        cert=_resolve(base, entry.get("cert")),
+    )
+
+
+def _read_agencies_csv(path: Path) -> Iterable[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        yield from csv.DictReader(f)
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration file (raises :class:`ConfigError` with a clear message)."""
+    env = os.environ if env is None else env
+    path = Path(path).expanduser().resolve()
+    try:
+        raw = yaml.load(path.read_bytes(), Loader=_Loader)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return config_from_dict(raw, base=path.parent, path=path, env=env)
+
+
+def config_from_dict(
+    raw: Mapping[str, Any], *, base: Path, path: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    env = os.environ if env is None else env
+    base = base.resolve()
+    amqp_url = str(raw.get("amqp_url") or env.get("AXIS_AMQP_URL") or DEFAULT_AMQP_URL)
+    stats_url = str(raw.get("stats_url") or env.get("AXIS_STATS_URL") or "sqlite+aiosqlite:///stats.db")
+    pki_raw = raw.get("pki") or {}
+    admin_raw = raw.get("admin") or {}
+    limits_raw = raw.get("limits") or {}
+    try:
+        admin = AdminConfig(
+            host=str(admin_raw.get("host", "127.0.0.1")),
+            port=int(admin_raw.get("port", DEFAULT_ADMIN_PORT)),
+            token_sha256=str(admin_raw.get("token_sha256") or ""),
+        )
+        limits = Limits(max_envelope_bytes=int(limits_raw.get("max_envelope_bytes", DEFAULT_MAX_BYTES)))
+        routers = int(raw.get("routers", 1))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad number in admin/limits/routers: {exc}") from None
+    if limits.max_envelope_bytes <= 0 or routers < 1:
+        raise ConfigError("limits.max_envelope_bytes and routers must be positive")
+
+    servers: list[ServerConfig] = []
+    for entry in raw.get("servers") or []:
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"server entry {entry!r} is not a mapping")
+        sid = str(_require(entry, "id", "server"))
+        try:
+            port = int(entry.get("port", 0))
+        except (TypeError, ValueError):
+            raise ConfigError(f"server {sid}: port {entry.get('port')!r} is not a number") from None
+        inbox = str(entry.get("inbox_url") or env.get("AXIS_INBOX_URL") or f"sqlite+aiosqlite:///inbox-{sid}.db")
+        servers.append(
+            ServerConfig(
+                id=sid,
+                kind=str(_require(entry, "kind", f"server {sid}")),
+                host=str(entry.get("host", "127.0.0.1")),
+                port=port,
+                inbox_url=resolve_db_url(base, inbox),
+                keys=tuple(str(k) for k in entry.get("keys") or ()),
+            )
+        )
+
+    agencies: list[AgencyConfig] = []
+    for entry in raw.get("agencies") or []:
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"agency entry {entry!r} is not a mapping")
+        agencies.append(_agency(entry, base))
+    if raw.get("agencies_file"):
+        csv_path = _resolve(base, raw["agencies_file"])
+        assert csv_path is not None
+        if not csv_path.is_file():
+            raise ConfigError(f"agencies_file {csv_path} not found")
+        agencies.extend(_agency(row, base) for row in _read_agencies_csv(csv_path))
+
+    try:
+        directory = Directory(
+            (Server(s.id, s.kind, s.host, s.port) for s in servers),  # type: ignore[arg-type]
+            (Agency(a.code, a.name, a.server) for a in agencies),
+        )
+    except DirectoryError as exc:
+        raise ConfigError(str(exc)) from None
+    for s in servers:
+        for code in s.keys:
+            if directory.agency(code) is None or directory.agency(code).server != s.id:  # type: ignore[union-attr]
+                raise ConfigError(f"server {s.id}: holds the key of {code}, which is not one of its agencies")
+
+    return Config(
+        path=path,
+        work_dir=base,
+        amqp_url=amqp_url,
+        stats_url=resolve_db_url(base, stats_url),
+        pki=PkiConfig(ca=_resolve(base, pki_raw.get("ca")), crl=_resolve(base, pki_raw.get("crl"))),
+        admin=admin,
+        limits=limits,
+        servers=tuple(servers),
+        agencies=tuple(agencies),
+        routers=routers,
+        directory=directory,
+    )
+
+
+# -- generating a ready work directory ------------------------------------------------------------------------
+
+
+def generate_workdir(
+    work_dir: str | Path,
+    agencies: list[tuple[str, str, str]],
+    servers: list[tuple[str, str]],
+    base_port: int = 8701,
+    algorithm: str = "ec",
+    *,
+    amqp_url: str | None = None,
+    stats_url: str | None = None,
+    inbox_url: str | None = None,
+    admin_port: int | None = None,
+    routers: int = 2,
+    host: str = "127.0.0.1",
+    server_signs: bool = True,
+) -> tuple[Path, dict[str, Any]]:
+    """Write a complete work directory: PKI, tokens, ``config.yaml``; return ``(config_path, connections)``.
+
+    ``connections`` is the ``connections.json`` object of contract section 3 (with cleartext tokens); it is
+    written by :func:`write_connections` once the servers answer. Servers get ports ``base_port + i``, the admin
+    app ``admin_port`` (default ``base_port - 1``). With ``server_signs`` every server holds its agencies' keys
+    (so agency software may submit unsigned documents).
+    """
+    from axis.pki import CertificateAuthority
+
+    wd = Path(work_dir).expanduser().resolve()
+    wd.mkdir(parents=True, exist_ok=True)
+    # Validate before issuing anything.
+    Directory.from_records(servers, agencies)
+    pki_dir = wd / "pki"
+    ca = CertificateAuthority.init(pki_dir, algorithm=algorithm)  # type: ignore[arg-type]
+    admin_token = new_token()
+    ports = {sid: base_port + i for i, (sid, _kind) in enumerate(servers)}
+    kinds = dict(servers)
+    holds: dict[str, list[str]] = {sid: [] for sid, _ in servers}
+    agency_entries: list[dict[str, Any]] = []
+    conn_agencies: list[dict[str, Any]] = []
+    for code, name, sid in agencies:
+        issued = ca.issue(code, name=name, algorithm=algorithm)  # type: ignore[arg-type]
+        token = new_token()
+        key, cert = str(issued.key_path.relative_to(wd)), str(issued.cert_path.relative_to(wd))
+        entry: dict[str, Any] = {"code": code, "name": name, "server": sid, "token_sha256": hash_token(token)}
+        if server_signs:
+            entry |= {"key": key, "cert": cert}
+            holds[sid].append(code)
+        agency_entries.append(entry)
+        conn_agencies.append(
+            {
+                "code": code,
+                "name": name,
+                "server": sid,
+                "kind": kinds[sid],
+                "endpoint": f"http://{host}:{ports[sid]}",
+                "token": token,
+                "key": str(issued.key_path),
+                "cert": str(issued.cert_path),
+            }
+        )
+    raw: dict[str, Any] = {
+        "stats_url": stats_url or "sqlite+aiosqlite:///stats.db",
+        "pki": {"ca": str(ca.ca_path.relative_to(wd)), "crl": str(ca.crl_path.relative_to(wd))},
+        "admin": {
+            "host": host,
+            "port": admin_port if admin_port is not None else base_port - 1,
+            "token_sha256": hash_token(admin_token),
+        },
+        "limits": {"max_envelope_bytes": DEFAULT_MAX_BYTES},
+        "routers": routers,
+        "servers": [
+            {
+                "id": sid,
+                "kind": kind,
+                "host": host,
+                "port": ports[sid],
+                "inbox_url": inbox_url or f"sqlite+aiosqlite:///inbox-{sid}.db",
+                "keys": holds[sid],
+            }
+            for sid, kind in servers
+        ],
+        "agencies": agency_entries,
+    }
+    if amqp_url:
+        raw = {"amqp_url": amqp_url, **raw}
+    config_path = wd / "config.yaml"
+    config_path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    admin_port_v = raw["admin"]["port"]
+    connections = {
+        "ca": str(ca.ca_path),
+        "crl": str(ca.crl_path),
+        "admin": {"url": f"http://{host}:{admin_port_v}", "token": admin_token},
+        "agencies": conn_agencies,
+    }
+    return config_path, connections
+
+
+def connections_for(config: Config, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The connections.json object for ``config``; tokens come from ``known`` (an earlier connections object)
+    when available, else are ``null`` (the config only stores their hashes)."""
+    tokens = {a.get("code"): a.get("token") for a in (known or {}).get("agencies", [])}
+    kinds = {s.id: s for s in config.servers}
+    return {
+        "ca": str(config.pki.ca) if config.pki.ca else None,
+        "crl": str(config.pki.crl) if config.pki.crl else None,
+        "admin": {"url": config.admin.url, "token": (known or {}).get("admin", {}).get("token")},
+        "agencies": [
+            {
+                "code": a.code,
+                "name": a.name,
+                "server": a.server,
+                "kind": kinds[a.server].kind,
+                "endpoint": kinds[a.server].url,
+                "token": tokens.get(a.code),
+                "key": str(a.key) if a.key else None,
+                "cert": str(a.cert) if a.cert else None,
+            }
+            for a in config.agencies
+        ],
+    }
+
+
+def write_connections(work_dir: str | Path, connections: Mapping[str, Any]) -> Path:
+    """Write ``connections.json`` (mode 0600: it holds tokens) atomically; returns its path."""
+    path = Path(work_dir) / "connections.json"
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(connections, option=orjson.OPT_INDENT_2))
+    tmp.replace(path)
+    return path

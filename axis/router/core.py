@@ -1,0 +1,221 @@
+"""The router's decisions for one message, without I/O: what to publish and what to count.
+
+``RouterCore.process(body, headers, message_id)`` returns an :class:`Outcome`; the aio-pika shell
+(:mod:`axis.router.service`) publishes ``outcome.outgoing`` (confirmed), records the counts, then acks.
+
+Documents: hardened parse and signature (one shared Verifier, one parse) → schema → directory (sender known,
+signer is the sender) → one delivery per recipient server carrying the ORIGINAL bytes.
+Unknown recipients do not block the others; the sender's server gets a refusal (status 02, UNKNOWN_RECIPIENT)
+naming them.
+
+Statuses: hardened parse → schema → the publishing server must host the reporting agency (``x-axis-server``) →
+back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient server's proof that the inbox row
+is committed: it is counted as ``Delivered``.
+
+Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and (when the
+claimed sender is in the directory) a refusal (status 02 with the reason) goes back to the sender's server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from axis import envelope, schema
+from axis.directory import Directory
+from axis.reasons import Reason, Refusal
+from axis.router.counting import Accepted, Delivered, Refused
+from axis.routing import document_key, route_document, route_status
+from axis.transport import (
+    EX_DELIVER,
+    EX_DLX,
+    H_DETAIL,
+    H_DOC_TYPE,
+    H_DOCUMENT_ID,
+    H_KIND,
+    H_REASON,
+    H_RECIPIENTS,
+    H_SENDER,
+    H_SERVER,
+    H_UNKNOWN,
+    KIND_DOCUMENT,
+    KIND_REFUSAL,
+    KIND_STATUS,
+    Outgoing,
+)
+from axis.xmlsafe import parse_untrusted
+
+H_SUBMITTED_AT = "x-axis-submitted-at"  # epoch milliseconds when the endpoint server published the submission
+
+
+@dataclass(slots=True)
+class Outcome:
+    outgoing: list[Outgoing] = field(default_factory=list)
+    accepted: list[Accepted] = field(default_factory=list)
+    delivered: list[Delivered] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    reason: Reason | None = None  # set when the message was refused
+
+
+def refusal_body(reason: Reason, detail: str, *, sender: str | None, document_id: str | None,
+                 unknown: tuple[str, ...] = ()) -> bytes:
+    """The JSON body of a refusal (status 02 from the axis) delivered to the sender's server."""
+    return orjson.dumps({"code": "02", "reason": reason.value, "detail": detail, "sender": sender,
+                         "document_id": document_id, "unknown": list(unknown),
+                         "timestamp": envelope.format_timestamp(datetime.now(UTC))})
+
+
+def _claimed(root: Any) -> tuple[str | None, str | None]:
+    """Best-effort (sender, DocumentId) from an element that failed a check — only to address the refusal."""
+    if root is None:
+        return None, None
+    try:
+        msg = envelope.from_element(root)
+    except Exception:
+        return None, None
+    if isinstance(msg, envelope.StatusMessage):
+        return msg.sender.organ_id, msg.response_for.document_id
+    return msg.sender.organ_id, msg.document_id
+
+
+class RouterCore:
+    """Stateless per message; one instance (one Verifier, one Directory) serves every message of a process."""
+
+    def __init__(self, directory: Directory, verifier: Any, *, max_bytes: int,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.directory = directory
+        self.verifier = verifier
+        self.max_bytes = max_bytes
+        self.clock = clock
+
+    def process(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
+        kind = _text(headers.get(H_KIND)) or KIND_DOCUMENT
+        root = None
+        try:
+            if kind == KIND_STATUS:
+                root = parse_untrusted(body, max_bytes=self.max_bytes)
+                schema.validate(root)
+                return self._status(root, body, headers)
+            if kind != KIND_DOCUMENT:
+                raise Refusal(Reason.SCHEMA_INVALID, f"unknown submission kind {kind!r}")
+            return self._document(body, headers)
+        except Refusal as refusal:
+            return self._refuse(refusal, root, body, headers, message_id, notify=kind != KIND_STATUS)
+
+    # -- documents ---------------------------------------------------------------------------------------------
+    def _document(self, body: bytes, headers: Mapping[str, Any]) -> Outcome:
+        verified = self.verifier.verify(body)  # the one parse (hardened) of the bytes, then the signature
+        schema.validate(verified.root)
+        msg = envelope.from_element(verified.root)  # read only from the verified bytes
+        if not isinstance(msg, envelope.DocumentMessage):
+            raise Refusal(Reason.SCHEMA_INVALID, "a status message was submitted as a document")
+        sender = msg.sender.organ_id
+        if verified.signer != sender:
+            raise Refusal(Reason.SIGNER_MISMATCH, f"signed by {verified.signer}, sent as {sender}")
+        route = route_document(self.directory, sender, [r.organ_id for r in msg.recipients])
+        doc_type = int(msg.business.doc_type) if msg.business is not None else 0
+        now = self.clock()
+        base = {H_SENDER: sender, H_DOCUMENT_ID: msg.document_id, H_DOC_TYPE: doc_type}
+        out = Outcome()
+        for d in route.deliveries:
+            out.outgoing.append(Outgoing(EX_DELIVER, d.server.id, body,
+                                         {H_KIND: KIND_DOCUMENT, H_RECIPIENTS: list(d.recipients), **base}))
+        if route.unknown:
+            detail = "not in the directory: " + ", ".join(route.unknown)
+            out.outgoing.append(Outgoing(
+                EX_DELIVER, route.sender_server.id,
+                refusal_body(Reason.UNKNOWN_RECIPIENT, detail, sender=sender, document_id=msg.document_id,
+                             unknown=route.unknown),
+                {H_KIND: KIND_REFUSAL, H_REASON: Reason.UNKNOWN_RECIPIENT.value, H_DETAIL: detail,
+                 H_UNKNOWN: list(route.unknown), **base},
+                content_type="application/json"))
+        out.accepted.append(Accepted(
+            key=document_key(sender, msg.document_id, doc_type), sender=sender, sender_kind=route.sender_server.kind,
+            document_id=msg.document_id, doc_type=doc_type, size=len(body), recipients=route.known_recipients,
+            latency_ms=_latency_ms(headers, now), at=now))
+        return out
+
+    # -- statuses ----------------------------------------------------------------------------------------------
+    def _status(self, root: Any, body: bytes, headers: Mapping[str, Any]) -> Outcome:
+        st = envelope.from_element(root)
+        if not isinstance(st, envelope.StatusMessage):
+            raise Refusal(Reason.SCHEMA_INVALID, "a document was submitted as a status")
+        reporter, original = st.sender.organ_id, st.response_for.organ_id
+        route = route_status(self.directory, reporter, original, _text(headers.get(H_SERVER)))
+        doc_id = st.response_for.document_id
+        out = Outcome()
+        out.outgoing.append(Outgoing(EX_DELIVER, route.server.id, body,
+                                     {H_KIND: KIND_STATUS, H_SENDER: reporter, H_DOCUMENT_ID: doc_id}))
+        if st.status_code == "01":
+            doc_type = _int(headers.get(H_DOC_TYPE))
+            out.delivered.append(Delivered(
+                key=document_key(original, doc_id, doc_type), sender=original, sender_kind=route.server.kind,
+                recipient=reporter, recipient_kind=self.directory.servers[route.reporter.server].kind,
+                document_id=doc_id, at=self.clock()))
+        return out
+
+    # -- refusals ----------------------------------------------------------------------------------------------
+    def _refuse(self, refusal: Refusal, root: Any, body: bytes, headers: Mapping[str, Any], message_id: str,
+                *, notify: bool) -> Outcome:
+        if root is None:  # refused while parsing or verifying: find whom to tell, best effort
+            try:
+                root = parse_untrusted(body, max_bytes=self.max_bytes)
+            except Refusal:
+                root = None
+        sender, document_id = _claimed(root)
+        known = sender is not None and sender in self.directory
+        dead_headers = {H_REASON: refusal.reason.value, H_DETAIL: refusal.detail[:1000],
+                        H_SERVER: _text(headers.get(H_SERVER)) or "", H_KIND: _text(headers.get(H_KIND)) or ""}
+        if sender:
+            dead_headers[H_SENDER] = sender
+        if document_id:
+            dead_headers[H_DOCUMENT_ID] = document_id
+        out = Outcome(reason=refusal.reason)
+        out.outgoing.append(Outgoing(EX_DLX, "", body, dead_headers, message_id=message_id,
+                                     content_type="application/octet-stream"))
+        if notify and known:
+            server = self.directory.server_of(sender)  # type: ignore[arg-type]
+            assert server is not None
+            out.outgoing.append(Outgoing(
+                EX_DELIVER, server.id,
+                refusal_body(refusal.reason, refusal.detail, sender=sender, document_id=document_id),
+                {H_KIND: KIND_REFUSAL, H_REASON: refusal.reason.value, H_DETAIL: refusal.detail[:1000],
+                 H_SENDER: sender, H_DOCUMENT_ID: document_id or ""},
+                content_type="application/json"))
+        out.refused.append(Refused(message_id=message_id, sender=sender if known else None,
+                                   reason=refusal.reason.value, size=len(body), at=self.clock()))
+        return out
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(_text(value) or 0)
+    except ValueError:
+        return 0
+
+
+def _latency_ms(headers: Mapping[str, Any], now: datetime) -> float:
+    try:
+        submitted = float(_text(headers.get(H_SUBMITTED_AT)) or 0)
+    except ValueError:
+        return 0.0
+    if submitted <= 0:
+        return 0.0
+    return max(0.0, now.timestamp() * 1000 - submitted)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,126 @@
+"""The router process: consume ``axis.submissions``, decide (RouterCore), publish confirmed, count, then ack.
+
+Several router processes may consume the same queue (competing consumers). Messages are taken in small
+batches: the CPU work of a batch runs in a worker thread (the event loop keeps heartbeats and confirms
+flowing), all its publishes go out concurrently and are confirmed together, its counts are recorded in one
+transaction, and only then is each message acked. Any failure after the decision (broker, store) nacks the
+whole batch back to the queue: redelivery is safe because deliveries are deduplicated at the inbox and counts
+are idempotent. A message that keeps failing is dead-lettered by RabbitMQ after ``x-delivery-limit`` tries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from axis.config import Config
+from axis.router.core import Outcome, RouterCore
+from axis.router.counting import Counter, open_counter
+from axis.transport import Q_SUBMISSIONS, Publisher, connect, declare_topology, open_channel
+
+log = logging.getLogger("axis.router")
+
+
+def make_verifier(config: Config, **policy: Any) -> Any:
+    """The one Verifier of a process: trusts the configured axis CA and CRL."""
+    from axis.verify import Verifier, VerifyPolicy
+
+    if config.pki.ca is None:
+        raise ValueError("the configuration names no pki.ca: nothing could be verified")
+    return Verifier(VerifyPolicy.from_files(config.pki.ca, config.pki.crl, max_bytes=config.limits.max_envelope_bytes,
+                                            **policy))
+
+
+class RouterService:
+    def __init__(self, config: Config, *, counter: Counter | None = None, verifier: Any = None,
+                 prefetch: int = 64, batch: int = 32) -> None:
+        self.config = config
+        self.core = RouterCore(config.directory, verifier or make_verifier(config),
+                               max_bytes=config.limits.max_envelope_bytes)
+        self._counter = counter
+        self._own_counter = counter is None
+        self.prefetch = prefetch
+        self.batch = batch
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._conn: AbstractRobustConnection | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.processed = 0
+
+    async def start(self) -> None:
+        if self._counter is None:
+            self._counter = await open_counter(self.config.stats_url)
+        self._conn = await connect(self.config.amqp_url)
+        pub_channel = await open_channel(self._conn)
+        exchanges = await declare_topology(pub_channel, [s.id for s in self.config.servers])
+        self._publisher = Publisher(exchanges)
+        consume_channel = await open_channel(self._conn, prefetch=self.prefetch)
+        queue = await consume_channel.get_queue(Q_SUBMISSIONS, ensure=False)
+        self._worker = asyncio.create_task(self._work(), name="axis-router-worker")
+        await queue.consume(self._inbox.put, no_ack=False)
+        log.info("router consuming %s", Q_SUBMISSIONS)
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        if self._conn is not None:
+            await self._conn.close()
+        if self._counter is not None and self._own_counter:
+            await self._counter.close()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # -- the work loop -----------------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            messages = [await self._inbox.get()]
+            while len(messages) < self.batch and not self._inbox.empty():
+                messages.append(self._inbox.get_nowait())
+            await self._handle(messages)
+
+    def _decide(self, messages: list[AbstractIncomingMessage]) -> list[Outcome | None]:
+        outcomes: list[Outcome | None] = []
+        for m in messages:
+            try:
+                outcomes.append(self.core.process(m.body, m.headers or {}, m.message_id or f"tag-{m.delivery_tag}"))
+            except Exception:  # a bug, not a refusal: leave it to redelivery / the delivery limit
+                log.exception("router: unexpected error on message %s", m.message_id)
+                outcomes.append(None)
+        return outcomes
+
+    async def _handle(self, messages: list[AbstractIncomingMessage]) -> None:
+        outcomes = await asyncio.to_thread(self._decide, messages)
+        done = [(m, o) for m, o in zip(messages, outcomes, strict=True) if o is not None]
+        failed = [m for m, o in zip(messages, outcomes, strict=True) if o is None]
+        try:
+            await self._publisher.publish_all([x for _, o in done for x in o.outgoing])
+            assert self._counter is not None
+            await self._counter.record(
+                accepted=[a for _, o in done for a in o.accepted],
+                delivered=[d for _, o in done for d in o.delivered],
+                refused=[r for _, o in done for r in o.refused],
+            )
+        except Exception:
+            log.exception("router: publishing or counting failed; %d messages go back to the queue", len(done))
+            failed.extend(m for m, _ in done)
+            done = []
+        for m, _ in done:
+            await m.ack()
+        for m in failed:
+            with contextlib.suppress(Exception):
+                await m.nack(requeue=True)
+        self.processed += len(done)
+
+
+async def run_router(config: Config) -> None:
+    await RouterService(config).run_forever()

@@ -1,0 +1,136 @@
+"""RabbitMQ transport (aio-pika): robust connection, idempotent topology, confirmed persistent publishing.
+
+Topology (declared by every process at start, identical arguments, so declaring twice is harmless):
+
+- exchange ``axis.submit`` (fanout)  → quorum queue ``axis.submissions``  (endpoint servers publish here)
+- exchange ``axis.deliver`` (direct) → quorum queue ``axis.server.<id>``, routing key ``<id>``, one per server
+- exchange ``axis.dlx`` (fanout)     → quorum queue ``axis.dead``  (refusals with ``x-axis-reason``; poison
+  messages that exceeded ``x-delivery-limit`` land here too, with RabbitMQ's own ``x-death`` headers)
+
+Every publish is persistent (delivery_mode 2), mandatory (an unroutable message is an error, not a silent
+drop) and waits for the broker's publisher confirm. Consumers ack manually, after their work is committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+EX_SUBMIT = "axis.submit"
+Q_SUBMISSIONS = "axis.submissions"
+EX_DELIVER = "axis.deliver"
+EX_DLX = "axis.dlx"
+Q_DEAD = "axis.dead"
+#: Deliveries of one message before RabbitMQ dead-letters it as poison.
+DELIVERY_LIMIT = 5
+
+# Message headers (all ours start with x-axis-).
+H_KIND = "x-axis-kind"  # "document" | "status" | "refusal"
+H_SERVER = "x-axis-server"  # the endpoint server that published a submission
+H_RECIPIENTS = "x-axis-recipients"  # recipient agency codes on the destination server (deliveries)
+H_REASON = "x-axis-reason"  # reason code of a refusal (contract section 2)
+H_DETAIL = "x-axis-detail"  # human-readable detail of a refusal
+H_SENDER = "x-axis-sender"  # agency code a refusal is about (when known)
+H_DOCUMENT_ID = "x-axis-document-id"  # DocumentId a refusal is about (when known)
+H_DOC_TYPE = "x-axis-doc-type"  # BussinessDocType of the document a status 01 confirms
+H_UNKNOWN = "x-axis-unknown"  # unknown recipient codes named by a refusal
+
+KIND_DOCUMENT = "document"
+KIND_STATUS = "status"
+KIND_REFUSAL = "refusal"
+
+
+def server_queue(server_id: str) -> str:
+    return f"axis.server.{server_id}"
+
+
+def _queue_args(dead_letter: bool = True) -> dict[str, Any]:
+    args: dict[str, Any] = {"x-queue-type": "quorum"}
+    if dead_letter:
+        args |= {"x-delivery-limit": DELIVERY_LIMIT, "x-dead-letter-exchange": EX_DLX}
+    return args
+
+
+async def connect(url: str) -> AbstractRobustConnection:
+    """A connection that reconnects (and re-declares its channels and consumers) after broker outages."""
+    return await aio_pika.connect_robust(url, client_properties={"connection_name": "axis"})
+
+
+async def open_channel(connection: AbstractRobustConnection, *, prefetch: int = 0) -> AbstractChannel:
+    """A channel with publisher confirms on and returns raised (mandatory publishes fail loudly)."""
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    if prefetch:
+        await channel.set_qos(prefetch_count=prefetch)
+    return channel
+
+
+@dataclass(frozen=True, slots=True)
+class Exchanges:
+    submit: AbstractExchange
+    deliver: AbstractExchange
+    dlx: AbstractExchange
+
+
+async def declare_topology(channel: AbstractChannel, server_ids: Iterable[str] = ()) -> Exchanges:
+    """Declare the exchanges, the shared queues and one delivery queue per server id (idempotent)."""
+    submit = await channel.declare_exchange(EX_SUBMIT, aio_pika.ExchangeType.FANOUT, durable=True)
+    deliver = await channel.declare_exchange(EX_DELIVER, aio_pika.ExchangeType.DIRECT, durable=True)
+    dlx = await channel.declare_exchange(EX_DLX, aio_pika.ExchangeType.FANOUT, durable=True)
+    dead = await channel.declare_queue(Q_DEAD, durable=True, arguments=_queue_args(dead_letter=False))
+    await dead.bind(dlx)
+    subs = await channel.declare_queue(Q_SUBMISSIONS, durable=True, arguments=_queue_args())
+    await subs.bind(submit)
+    for sid in server_ids:
+        q = await channel.declare_queue(server_queue(sid), durable=True, arguments=_queue_args())
+        await q.bind(deliver, routing_key=sid)
+    return Exchanges(submit, deliver, dlx)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to publish: body, exchange name, routing key, headers."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    message_id: str = ""
+    content_type: str = "application/xml"
+
+
+def make_message(out: Outgoing) -> aio_pika.Message:
+    return aio_pika.Message(
+        out.body,
+        headers=dict(out.headers),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        content_type=out.content_type,
+        message_id=out.message_id or uuid.uuid4().hex,
+    )
+
+
+class Publisher:
+    """Confirmed publishing on one channel; ``publish_all`` publishes concurrently and waits for every confirm."""
+
+    def __init__(self, exchanges: Exchanges) -> None:
+        self._ex = {EX_SUBMIT: exchanges.submit, EX_DELIVER: exchanges.deliver, EX_DLX: exchanges.dlx}
+
+    async def publish(self, out: Outgoing) -> None:
+        await self._ex[out.exchange].publish(make_message(out), routing_key=out.routing_key, mandatory=True)
+
+    async def publish_all(self, outs: Sequence[Outgoing]) -> None:
+        import asyncio
+
+        if len(outs) == 1:
+            await self.publish(outs[0])
+        elif outs:
+            await asyncio.gather(*(self.publish(o) for o in outs))
+
+
+def submission(body: bytes, server_id: str, kind: str, **headers: Any) -> Outgoing:
+    """A message from endpoint server ``server_id`` to the router."""
+    return Outgoing(EX_SUBMIT, "", body, {H_KIND: kind, H_SERVER: server_id, **headers})

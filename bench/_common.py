@@ -1,0 +1,340 @@
+"""Shared benchmark plumbing: results and tables, machine facts, throwaway vhosts, the cached signed corpus.
+
+Nothing here is timed. Benchmarks are scripts (``python bench/run.py``), never timed tests: every figure is
+reported beside a baseline measured in the same run on the same machine, and the ratio is what travels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import struct
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/x.py` puts bench/ first; the package lives one level up
+    sys.path.insert(0, str(ROOT))
+
+RABBIT_HOST = os.environ.get("AXIS_BENCH_RABBIT_HOST", "127.0.0.1")
+RABBIT_MGMT = os.environ.get("AXIS_BENCH_RABBIT_MGMT", f"http://{RABBIT_HOST}:15672")
+RABBIT_AUTH = ("guest", "guest")
+CACHE_DIR = Path(os.environ.get("AXIS_BENCH_CACHE", Path(tempfile.gettempdir()) / "axis-bench-cache"))
+
+#: Header the pre-fill puts on each submission: the server ids the envelope fans out to. Only the no-op relay
+#: reads it (it must not parse); the router ignores it and routes from the verified bytes.
+H_TARGETS = "x-bench-targets"
+
+
+# -- results -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One figure of the table: ``measured`` against ``baseline`` (same run), the target and whether it is met."""
+
+    figure: str
+    measured: float | None
+    unit: str
+    baseline: float | None = None
+    baseline_label: str = ""
+    target: str = ""
+    met: bool | None = None
+    ratio: float | None = None
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.measured is not None and self.baseline:
+            self.ratio = self.measured / self.baseline
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def skipped(figure: str, unit: str, target: str, why: str) -> Result:
+    """A figure that could not be measured in this run (the table says why; ``met`` stays None)."""
+    return Result(figure, None, unit, target=target, notes=f"not measured: {why}")
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        s = f"{x:,.0f}"
+    elif abs(x) >= 10:
+        s = f"{x:.1f}"
+    else:
+        s = f"{x:.2f}"
+    return f"{s} {unit}".strip()
+
+
+def table(results: Sequence[Result]) -> str:
+    """A Markdown table: figure, measured, baseline, ratio, target, met?"""
+    rows = [("figure", "measured", "baseline", "ratio", "target", "met?")]
+    for r in results:
+        base = f"{_fmt(r.baseline, r.unit)} ({r.baseline_label})" if r.baseline is not None else "—"
+        met = "—" if r.met is None else ("yes" if r.met else "**no**")
+        rows.append((r.figure, _fmt(r.measured, r.unit), base, _fmt(r.ratio), r.target, met))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """The facts a reader needs to compare figures: cores, CPU, memory, broker and Python versions, date."""
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gb = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    rabbit = erlang = None
+    with contextlib.suppress(Exception):
+        ov = httpx.get(f"{RABBIT_MGMT}/api/overview", auth=RABBIT_AUTH, timeout=5).json()
+        rabbit, erlang = ov.get("rabbitmq_version"), ov.get("erlang_version")
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu or platform.processor(),
+        "memory_gb": mem_gb,
+        "rabbitmq": rabbit,
+        "erlang": erlang,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of a process in KiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# -- a throwaway vhost ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def temp_vhost(prefix: str = "axis-bench") -> Iterator[str]:
+    """A fresh RabbitMQ vhost (never the default one) for one benchmark; yields its AMQP URL, deletes it after."""
+    vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    with httpx.Client(base_url=RABBIT_MGMT, auth=RABBIT_AUTH, timeout=60) as http:
+        http.put(f"/api/vhosts/{vhost}").raise_for_status()
+        http.put(f"/api/permissions/{vhost}/guest",
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        try:
+            yield f"amqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
+        finally:
+            http.delete(f"/api/vhosts/{vhost}")
+
+
+def broker_reachable() -> bool:
+    try:
+        httpx.get(f"{RABBIT_MGMT}/api/overview", auth=RABBIT_AUTH, timeout=3).raise_for_status()
+        return True
+    except Exception:
+        return False
+
+
+# -- the signed corpus ---------------------------------------------------------------------------------------
+
+#: The layout every drain benchmark routes through: shared servers, each with a few agencies; the first agency of
+#: each server sends (it has a certificate), the others receive.
+SERVERS = 8
+AGENCIES_PER_SERVER = 10
+
+
+def server_id(j: int) -> str:
+    return f"s{j:02d}"
+
+
+def agency_code(server: int, k: int) -> str:
+    return f"000.00.{server:02d}.H{10 + k:02d}"
+
+
+def senders() -> list[str]:
+    return [agency_code(j, 0) for j in range(SERVERS)]
+
+
+def directory_records() -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """(servers ``(id, kind)``, agencies ``(code, name, server id)``) of the benchmark layout."""
+    servers = [(server_id(j), "shared") for j in range(SERVERS)]
+    agencies = [(agency_code(j, k), f"Agency {j}.{k}", server_id(j))
+                for j in range(SERVERS) for k in range(AGENCIES_PER_SERVER)]
+    return servers, agencies
+
+
+def plan(i: int) -> tuple[str, list[str], list[str]]:
+    """(sender, recipients, recipient server ids) of envelope ``i``: 21 in 25 go to 3 servers, 4 in 25 to 2
+    (mean fan-out 71/25 = 2.84), every recipient on a different server than the others and the sender."""
+    n = 3 if i % 25 < 21 else 2
+    src = i % SERVERS
+    srv = [(src + 1 + m) % SERVERS for m in range(n)]
+    k = 1 + (i // SERVERS) % (AGENCIES_PER_SERVER - 1)
+    return agency_code(src, 0), [agency_code(j, k) for j in srv], [server_id(j) for j in srv]
+
+
+FANOUT = 71 / 25
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Signed envelopes cached on disk: ``records()`` yields ``(sender server id, target server ids, bytes)``."""
+
+    dir: Path
+    count: int
+    size: int
+    algorithm: str
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.dir / "pki"
+
+    @property
+    def ca_pem(self) -> Path:
+        from axis.pki import CertificateAuthority
+
+        return CertificateAuthority(self.pki_dir).ca_path
+
+    @property
+    def crl_pem(self) -> Path:
+        from axis.pki import CertificateAuthority
+
+        return CertificateAuthority(self.pki_dir).crl_path
+
+    @property
+    def data_file(self) -> Path:
+        return self.dir / "envelopes.bin"
+
+    def records(self, limit: int | None = None) -> Iterator[tuple[str, list[str], bytes]]:
+        n = self.count if limit is None else min(limit, self.count)
+        with self.data_file.open("rb") as f:
+            for i in range(n):
+                (length,) = struct.unpack(">I", f.read(4))
+                body = f.read(length)
+                yield server_id(i % SERVERS), plan(i)[2], body
+
+    def mean_size(self) -> float:
+        total = 0
+        with self.data_file.open("rb") as f:
+            for _ in range(self.count):
+                (length,) = struct.unpack(">I", f.read(4))
+                total += length
+                f.seek(length, os.SEEK_CUR)
+        return total / self.count
+
+
+def _sign_chunk(args: tuple[str, int, int, int]) -> list[bytes]:
+    pki_dir, start, stop, unsigned_size = args
+    from axis.testing import make_edxml
+
+    pki = _load_pki(Path(pki_dir))
+    out = []
+    for i in range(start, stop):
+        sender, recipients, _ = plan(i)
+        out.append(pki.sign(make_edxml(sender, recipients, size=unsigned_size, number=i + 1, seed=i), sender))
+    return out
+
+
+def _load_pki(pki_dir: Path) -> Any:
+    """Re-open the cached test PKI (the ``axis pki`` layout ``axis.testing.make_pki`` wrote)."""
+    from axis import pki as pkimod
+    from axis.testing import TestPKI
+
+    ca = pkimod.CertificateAuthority(pki_dir)
+    meta = json.loads((pki_dir / "bench.json").read_text())
+    t = TestPKI(dir=pki_dir, ca=ca, algorithm=meta["algorithm"], codes=meta["codes"])
+    for code in meta["codes"]:
+        t._keys[code] = pkimod.load_key((ca.agency_dir(code) / "key.pem").read_bytes())
+        t._certs[code] = pkimod.load_certs((ca.agency_dir(code) / "cert.pem").read_bytes())[0]
+    return t
+
+
+def corpus(count: int, *, size: int = 10_240, algorithm: str = "rsa", workers: int | None = None,
+           log: Any = print) -> Corpus:
+    """The cached corpus of ``count`` signed envelopes of about ``size`` bytes (built once, reused after).
+
+    Signing is the slow part (RSA-2048 about 600/s per core), so the corpus is kept in ``CACHE_DIR`` and a
+    bigger cache serves a smaller request. Certificates are re-issued when the cache is older than 20 days.
+    """
+    key = hashlib.sha256(f"v1|{size}|{algorithm}|{SERVERS}|{AGENCIES_PER_SERVER}".encode()).hexdigest()[:12]
+    d = CACHE_DIR / f"corpus-{algorithm}-{size}-{key}"
+    meta_path = d / "corpus.json"
+    have = 0
+    if meta_path.is_file() and (d / "pki" / "bench.json").is_file():
+        meta = json.loads(meta_path.read_text())
+        if time.time() - meta["created"] < 20 * 86400:
+            have = meta["count"]
+    from axis import pki as pkimod
+    from axis.testing import make_edxml, make_pki
+
+    t0 = time.perf_counter()
+    pki_dir = d / "pki"
+    if have == 0:  # start over: new PKI, new envelopes
+        import shutil
+
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        codes = senders()
+        pki = make_pki(pki_dir, codes, algorithm)  # type: ignore[arg-type]
+        (pki_dir / "bench.json").write_text(json.dumps({"algorithm": algorithm, "codes": codes}))
+        meta = {"count": 0, "created": time.time()}
+    else:
+        pkimod.CertificateAuthority(pki_dir).write_crl()  # the CRL lives a week, the certificates a year
+        if have >= count:
+            return Corpus(d, count, size, algorithm)
+        pki = _load_pki(pki_dir)
+    # calibrate: the signature and certificate add a constant; aim the signed size at `size`
+    s0, r0, _ = plan(0)
+    probe = pki.sign(make_edxml(s0, r0, size=size, number=1), s0)
+    unsigned_size = max(1000, size - (len(probe) - size))
+    workers = workers or os.cpu_count() or 1
+    chunk = 500
+    jobs = [(str(pki_dir), a, min(a + chunk, count), unsigned_size) for a in range(have, count, chunk)]
+    log(f"signing envelopes {have}..{count} ({algorithm}, ~{size} B) with {workers} processes into {d} …")
+    with (d / "envelopes.bin").open("ab") as f, ProcessPoolExecutor(workers) as pool:
+        for bodies in pool.map(_sign_chunk, jobs):
+            for b in bodies:
+                f.write(struct.pack(">I", len(b)))
+                f.write(b)
+    meta.update(count=count, size=size, algorithm=algorithm)
+    meta_path.write_text(json.dumps(meta))
+    log(f"signed {count - have} envelopes in {time.perf_counter() - t0:.1f} s")
+    return Corpus(d, count, size, algorithm)
+
+
+def router_config_dict(c: Corpus, amqp_url: str, work_dir: Path, *, stats_url: str | None = None) -> dict[str, Any]:
+    """A config.yaml-shaped mapping for the router over the benchmark layout (axis.config.config_from_dict)."""
+    servers, agencies = directory_records()
+    return {
+        "amqp_url": amqp_url,
+        "stats_url": stats_url or f"sqlite+aiosqlite:///{work_dir / 'stats.db'}",
+        "pki": {"ca": str(c.ca_pem), "crl": str(c.crl_pem)},
+        "servers": [{"id": sid, "kind": kind} for sid, kind in servers],
+        "agencies": [{"code": code, "name": name, "server": sid} for code, name, sid in agencies],
+    }
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2, default=str) + "\n")

@@ -1,0 +1,199 @@
+"""Drain measurement shared by the router and the no-op relay benchmarks.
+
+One run: a fresh vhost, the axis topology, the inbound queue ``axis.submissions`` pre-filled with N signed
+envelopes (confirmed, before any consumer exists), then K worker processes started as competing consumers.
+The rate is taken between 5 % and 100 % of the expected deliveries in the ``axis.server.<id>`` queues, so process
+start-up, imports and first connections are not counted, the same way for every kind of worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+
+from bench._common import H_TARGETS, SERVERS, Corpus, rss_kb, server_id
+
+try:  # the project's own topology, when merged (identical names and arguments either way)
+    from axis.transport import EX_SUBMIT, Q_DEAD, Q_SUBMISSIONS, declare_topology, server_queue
+except ImportError:  # pragma: no cover - only before core's transport lands
+    EX_SUBMIT, Q_SUBMISSIONS, Q_DEAD = "axis.submit", "axis.submissions", "axis.dead"
+
+    def server_queue(server_id: str) -> str:
+        return f"axis.server.{server_id}"
+
+    async def declare_topology(channel: Any, server_ids: Sequence[str] = ()) -> Any:
+        args = {"x-queue-type": "quorum", "x-delivery-limit": 5, "x-dead-letter-exchange": "axis.dlx"}
+        submit = await channel.declare_exchange(EX_SUBMIT, aio_pika.ExchangeType.FANOUT, durable=True)
+        deliver = await channel.declare_exchange("axis.deliver", aio_pika.ExchangeType.DIRECT, durable=True)
+        dlx = await channel.declare_exchange("axis.dlx", aio_pika.ExchangeType.FANOUT, durable=True)
+        dead = await channel.declare_queue(Q_DEAD, durable=True, arguments={"x-queue-type": "quorum"})
+        await dead.bind(dlx)
+        subs = await channel.declare_queue(Q_SUBMISSIONS, durable=True, arguments=args)
+        await subs.bind(submit)
+        for sid in server_ids:
+            q = await channel.declare_queue(server_queue(sid), durable=True, arguments=args)
+            await q.bind(deliver, routing_key=sid)
+        return None
+
+
+SERVER_IDS = [server_id(j) for j in range(SERVERS)]
+
+
+async def prefill(url: str, c: Corpus, n: int, *, window: int = 500) -> int:
+    """Declare the topology and publish ``n`` envelopes to ``axis.submit``, confirmed; return expected deliveries."""
+    conn = await aio_pika.connect(url)
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        await declare_topology(ch, SERVER_IDS)
+        ex = await ch.get_exchange(EX_SUBMIT)
+        expected = 0
+        pending: list[Any] = []
+        for sender_server, targets, body in c.records(n):
+            expected += len(targets)
+            msg = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                   content_type="application/xml",
+                                   headers={"x-axis-kind": "document", "x-axis-server": sender_server,
+                                            H_TARGETS: ",".join(targets)})
+            pending.append(ex.publish(msg, routing_key=""))
+            if len(pending) >= window:
+                await asyncio.gather(*pending)
+                pending = []
+        if pending:
+            await asyncio.gather(*pending)
+        q = await ch.declare_queue(Q_SUBMISSIONS, passive=True)
+        depth = q.declaration_result.message_count
+        if depth != n:
+            raise RuntimeError(f"pre-fill left {depth} messages in {Q_SUBMISSIONS}, expected {n}")
+        return expected
+    finally:
+        await conn.close()
+
+
+async def _depths(ch: Any, names: Sequence[str]) -> list[int]:
+    out = []
+    for name in names:
+        q = await ch.declare_queue(name, passive=True)
+        out.append(q.declaration_result.message_count or 0)
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Drain:
+    """What one drain measured."""
+
+    workers: int
+    envelopes: int
+    deliveries: int
+    seconds: float  # between 5 % and 100 % of the deliveries
+    rate: float  # envelopes per second in that window
+    delivery_rate: float
+    dead: int  # messages in axis.dead at the end (must be 0: nothing refused)
+    worker_cpu_s: list[float] = field(default_factory=list)
+    worker_rss_kb: list[int] = field(default_factory=list)
+    complete: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+async def watch(url: str, expected: int, procs: Sequence[subprocess.Popen[bytes]], *, timeout: float,
+                poll: float = 0.05) -> tuple[float | None, float | None, int]:
+    """Poll the delivery queues until ``expected`` deliveries are there; (t at 5 %, t at 100 %, delivered)."""
+    conn = await aio_pika.connect(url)
+    names = [server_queue(s) for s in SERVER_IDS]
+    t5 = t100 = None
+    total = 0
+    try:
+        ch = await conn.channel()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            total = sum(await _depths(ch, names))
+            now = time.perf_counter()
+            if t5 is None and total >= 0.05 * expected:
+                t5 = now
+            if total >= expected:
+                t100 = now
+                break
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a worker exited during the drain: " + ", ".join(
+                    f"pid {p.pid} rc {p.returncode}" for p in procs if p.returncode is not None))
+            await asyncio.sleep(poll)
+    finally:
+        await conn.close()
+    return t5, t100, total
+
+
+async def _dead(url: str) -> int:
+    conn = await aio_pika.connect(url)
+    try:
+        ch = await conn.channel()
+        return (await _depths(ch, [Q_DEAD]))[0]
+    finally:
+        await conn.close()
+
+
+def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def spawn(cmd: Sequence[str], k: int, env: dict[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
+    """K worker processes running ``cmd`` (stderr inherited so a crash is visible)."""
+    e = {**os.environ, **(env or {})}
+    return [subprocess.Popen(list(cmd), env=e, stdout=subprocess.DEVNULL) for _ in range(k)]
+
+
+async def drain(url: str, c: Corpus, n: int, cmd: Sequence[str], k: int, *, timeout: float = 600,
+                env: dict[str, str] | None = None, profile: Path | None = None) -> Drain:
+    """Pre-fill ``n`` envelopes, start ``k`` workers running ``cmd`` and measure the drain.
+
+    With ``profile`` (a directory), py-spy samples every worker for the whole drain and writes collapsed stacks
+    (``<pid>.txt``, flamegraph.pl / speedscope input) there; sampling costs a little throughput.
+    """
+    expected = await prefill(url, c, n)
+    procs = spawn(cmd, k, env)
+    spies: list[subprocess.Popen[bytes]] = []
+    try:
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            spies = [subprocess.Popen([spy, "record", "--nonblocking", "--format", "raw", "-r", "200",
+                                       "-o", str(profile / f"{p.pid}.txt"), "--pid", str(p.pid)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in procs]
+        t5, t100, total = await watch(url, expected, procs, timeout=timeout)
+        cpu = [_cpu_seconds(p.pid) for p in procs]
+        rss = [rss_kb(p.pid) for p in procs]
+    finally:
+        stop(procs)
+        for s in spies:
+            s.wait(30)
+    dead = await _dead(url)
+    if t5 is None or t100 is None or t100 <= t5:
+        return Drain(k, n, total, 0.0, 0.0, 0.0, dead, complete=False)
+    secs = t100 - t5
+    done = expected - int(0.05 * expected)
+    rate = done / secs / (expected / n)
+    return Drain(k, n, expected, secs, rate, done / secs, dead, cpu, rss)

@@ -1,0 +1,159 @@
+"""Router drain: signed 10 KB envelopes (RSA-2048, fan-out 2.84) pre-filled in ``axis.submissions``, drained by
+router processes (competing consumers) that verify, route, count and publish with confirms — beside the no-op
+relay (bench/relay.py) draining the same queue in the same run with the same number of processes.
+
+    python bench/router_drain.py                    # 4,000 envelopes, 2 routers vs 2 relays, then 1 router
+    python bench/router_drain.py --envelopes 20000  # the full figure
+    python bench/router_drain.py --worker CONFIG    # one router process (the harness starts these)
+
+Every run uses its own vhost (deleted after) and its own statistics database in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import relay
+from bench._common import Corpus, Result, corpus, router_config_dict, temp_vhost
+from bench._drain import Drain, drain
+
+DEFAULT_ENVELOPES = 4000
+
+
+def worker_cmd(config_path: Path) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--worker", str(config_path)]
+
+
+async def run_worker(config_path: str) -> None:
+    """One router process: the project's RouterService on the given config, until SIGTERM."""
+    from axis.config import config_from_dict
+    from axis.router import RouterService
+
+    raw = json.loads(Path(config_path).read_text())
+    config = config_from_dict(raw, base=Path(config_path).parent)
+    service = RouterService(config)
+    await service.start()
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    try:
+        await stopping.wait()
+    finally:
+        await service.stop()
+
+
+async def drain_router(c: Corpus, n: int, workers: int, profile: Path | None = None) -> Drain:
+    with temp_vhost("axis-bench-router") as url, tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:
+        cfg = Path(tmp) / "config.json"
+        cfg.write_text(json.dumps(router_config_dict(c, url, Path(tmp))))
+        return await drain(url, c, n, worker_cmd(cfg), workers, profile=profile)
+
+
+async def drain_relay(c: Corpus, n: int, workers: int) -> Drain:
+    with temp_vhost("axis-bench-relay") as url:
+        return await drain(url, c, n, relay.worker_cmd(url), workers)
+
+
+async def measure(n: int = DEFAULT_ENVELOPES, *, workers: int = 2, scaling: bool = True,
+                  log: Any = print) -> tuple[list[Result], dict[str, Any]]:
+    """Router vs relay at ``workers`` processes, and (``scaling``) one router process; results and raw data."""
+    c = corpus(n, log=log)
+    raw: dict[str, Any] = {"envelopes": n, "mean_bytes": round(c.mean_size()), "fanout": 2.84}
+    log(f"relay drain: {n} envelopes, {workers} relay processes …")
+    base = await drain_relay(c, n, workers)
+    raw["relay"] = base.as_dict()
+    log(f"  relay {base.rate:,.0f} envelopes/s")
+    log(f"router drain: {n} envelopes, {workers} router processes …")
+    many = await drain_router(c, n, workers)
+    raw["router"] = many.as_dict()
+    log(f"  router {many.rate:,.0f} envelopes/s (dead-lettered: {many.dead})")
+    ok = many.complete and many.dead == 0
+    results = [
+        Result(f"router drain ({workers} procs, {n:,} × {raw['mean_bytes'] / 1024:.0f} KB RSA-2048, fan-out 2.84)",
+               many.rate if ok else None, "env/s", baseline=base.rate, baseline_label=f"no-op relay, {workers} procs",
+               target="≥ 1,000 env/s; ratio ≥ 0.6", met=ok and many.rate >= 1000 and many.rate / base.rate >= 0.6,
+               notes="" if ok else f"incomplete drain or refusals (dead={many.dead})",
+               extra={"router": many.as_dict(), "relay": base.as_dict()}),
+    ]
+    if scaling:
+        log(f"router drain: {n} envelopes, 1 router process …")
+        one = await drain_router(c, n, 1)
+        raw["router_1"] = one.as_dict()
+        log(f"  1 router {one.rate:,.0f} envelopes/s")
+        ok1 = ok and one.complete and one.dead == 0
+        results.append(Result(f"router scaling ({workers} procs vs 1)", many.rate if ok1 else None, "env/s",
+                              baseline=one.rate, baseline_label="1 router proc", target="ratio ≥ 1.7",
+                              met=ok1 and many.rate / one.rate >= 1.7, extra={"router_1": one.as_dict()}))
+    return results, raw
+
+
+def summarize(profile_dir: Path, top: int = 25) -> str:
+    """Own time and inclusive time per function over every collapsed-stack file in ``profile_dir``."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for f in profile_dir.glob("*.txt"):
+        for line in f.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            frames = [fr.split(" (")[0] + " (" + fr.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+                      if " (" in fr else fr for fr in stack.split(";")]
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for fr in set(frames):
+                incl[fr] = incl.get(fr, 0) + n
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples; own time:"]
+    lines += [f"  {100 * v / total:5.1f}%  {k}" for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:top]]
+    lines.append("inclusive time:")
+    lines += [f"  {100 * v / total:5.1f}%  {k}" for k, v in sorted(incl.items(), key=lambda kv: -kv[1])[:top]]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", metavar="CONFIG", help="run one router process on this config (JSON)")
+    ap.add_argument("--envelopes", type=int, default=DEFAULT_ENVELOPES)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-scaling", action="store_true", help="skip the one-process run")
+    ap.add_argument("--json", help="write the raw figures here")
+    ap.add_argument("--profile", metavar="DIR", type=Path,
+                    help="only drain with the routers, sampled by py-spy; collapsed stacks and a summary in DIR")
+    a = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if a.worker:
+        asyncio.run(run_worker(a.worker))
+        return
+    from bench._common import table
+
+    if a.profile:
+        c = corpus(a.envelopes)
+        d = asyncio.run(drain_router(c, a.envelopes, a.workers, a.profile))
+        print(json.dumps(d.as_dict()))
+        print(summarize(a.profile))
+        return
+
+    results, raw = asyncio.run(measure(a.envelopes, workers=a.workers, scaling=not a.no_scaling))
+    print(table(results))
+    if a.json:
+        Path(a.json).write_text(json.dumps(raw, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

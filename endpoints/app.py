@@ -1,0 +1,194 @@
+"""The endpoint server's HTTP API (contract section 4) for one logical server (dedicated or shared).
+
+Every error is RFC 9457 ``application/problem+json`` with a ``reason`` from contract section 2. Isolation on a
+shared server: an agency only ever sees its own documents; any id that is not the caller's (another
+tenant's, or no such id) answers the same ``404`` with reason ``FORBIDDEN`` — existence is never revealed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from axis import envelope, schema
+from axis.reasons import Reason, Refusal, http_status
+from axis.router.core import H_SUBMITTED_AT, now_ms
+from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
+from endpoints.server import EndpointServer
+
+PROBLEM = "application/problem+json"
+#: Status codes agency software may send (01 is sent automatically by the server when a document arrives).
+CLIENT_STATUS_CODES = frozenset({"02", "03", "04", "05", "06", "13", "15", "16"})
+
+
+def problem(status: int, reason: Reason | None, detail: str, title: str | None = None) -> JSONResponse:
+    body = {"type": "about:blank", "title": title or (reason.value if reason else "error"), "status": status,
+            "detail": detail, "reason": reason.value if reason else None}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def refusal_response(r: Refusal) -> JSONResponse:
+    return problem(http_status(r.reason), r.reason, r.detail)
+
+
+class NotYours(Exception):
+    """The id is not one of the caller's documents (another tenant's or none at all)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with TOO_LARGE as soon as it passes ``limit`` (before any parsing)."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise Refusal(Reason.TOO_LARGE, f"{length} bytes is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(Reason.TOO_LARGE, f"more than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(srv: EndpointServer) -> FastAPI:
+    app = FastAPI(title=f"axis endpoint server {srv.id}", version="1", docs_url="/docs", redoc_url=None)
+    app.state.server = srv
+    limit = srv.config.limits.max_envelope_bytes
+
+    @app.exception_handler(Refusal)
+    async def _refusal(request: Request, exc: Refusal) -> JSONResponse:
+        return refusal_response(exc)
+
+    @app.exception_handler(NotYours)
+    async def _not_yours(request: Request, exc: NotYours) -> JSONResponse:
+        return problem(404, Reason.FORBIDDEN, "no such document for this agency", "not found")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, None, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(422, None, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+    def caller(request: Request) -> str:
+        return srv.tokens.authenticate(request.headers.get("authorization"))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True, "server": srv.id, "kind": srv.server.kind, "agencies": len(srv.local_agencies)}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(srv.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/documents", status_code=202)
+    async def submit(request: Request) -> JSONResponse:
+        agency = caller(request)
+        try:
+            return await _submit(request, agency)
+        except Refusal as r:
+            srv.metrics.refused.labels(agency, r.reason.value).inc()
+            raise
+
+    async def _submit(request: Request, agency: str) -> JSONResponse:
+        body = await read_body(request, limit)
+        checked = srv.verifier_unsigned_ok.verify(body)  # hardened parse; full check of a present signature
+        schema.validate(checked.root)
+        msg = envelope.from_element(checked.root)
+        if not isinstance(msg, envelope.DocumentMessage):
+            raise Refusal(Reason.SCHEMA_INVALID, "this is a status message: use POST /v1/documents/{id}/status")
+        if msg.sender.organ_id != agency:
+            raise Refusal(Reason.FORBIDDEN, f"the document's sender {msg.sender.organ_id} is not your agency")
+        if checked.signer is None:
+            held = srv.keys.get(agency)
+            if held is None:
+                raise Refusal(Reason.SIGNATURE_MISSING, "this server does not hold your key: submit a signed document")
+            from axis.signing import sign
+
+            body = sign(body, held.key, held.cert)
+            srv.verifier.verify(body)  # what we publish is exactly what recipients will verify
+        doc_type = int(msg.business.doc_type)
+        recipients = [r.organ_id for r in msg.recipients]
+        assert srv.store is not None
+        rid, _new = await srv.store.store_sent(agency, document_id=msg.document_id, doc_type=doc_type,
+                                               recipients=recipients, subject=msg.subject, data=body)
+        await srv.publisher.publish(submission(body, srv.id, KIND_DOCUMENT, **{H_SUBMITTED_AT: now_ms()}))
+        srv.metrics.submitted.labels(agency).inc()
+        return JSONResponse({"id": rid, "document_id": msg.document_id, "recipients": recipients}, status_code=202)
+
+    @app.get("/v1/inbox")
+    async def inbox(request: Request, unread: bool = False, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        agency = caller(request)
+        limit = max(1, min(limit, 1000))
+        offset = max(0, offset)
+        assert srv.store is not None
+        items = await srv.store.inbox(agency, unread=unread, limit=limit, offset=offset)
+        return {"items": items, "next_offset": offset + len(items) if len(items) == limit else None}
+
+    async def own_document(agency: str, rid: str) -> tuple[str, Any]:
+        assert srv.store is not None
+        row = await srv.store.received_row(agency, rid)
+        if row is not None:
+            return "received", row
+        row = await srv.store.sent_row(agency, rid)
+        if row is not None:
+            return "sent", row
+        raise NotYours(rid)
+
+    @app.get("/v1/documents/{rid}")
+    async def get_document(request: Request, rid: str) -> Response:
+        _, row = await own_document(caller(request), rid)
+        return Response(row.data, media_type="application/xml")
+
+    @app.post("/v1/documents/{rid}/ack")
+    async def ack(request: Request, rid: str) -> dict[str, Any]:
+        agency = caller(request)
+        assert srv.store is not None
+        if not await srv.store.ack(agency, rid):
+            raise NotYours(rid)
+        return {"id": rid, "acked": True}
+
+    @app.post("/v1/documents/{rid}/status", status_code=202)
+    async def send_status(request: Request, rid: str) -> JSONResponse:
+        agency = caller(request)
+        try:
+            payload = orjson.loads(await read_body(request, 64 * 1024))
+        except orjson.JSONDecodeError:
+            raise Refusal(Reason.SCHEMA_INVALID, 'expected JSON {"code": "03", "description": "..."}') from None
+        code = str(payload.get("code", "")) if isinstance(payload, dict) else ""
+        description = str(payload.get("description", "")) if isinstance(payload, dict) else ""
+        assert srv.store is not None
+        row = await srv.store.received_row(agency, rid)
+        if row is None:
+            raise NotYours(rid)
+        if code == "01":
+            raise Refusal(Reason.FORBIDDEN, "status 01 (arrived) is sent automatically by the server")
+        if code not in CLIENT_STATUS_CODES:
+            raise Refusal(Reason.SCHEMA_INVALID, f"status code {code!r} is not one of {sorted(CLIENT_STATUS_CODES)}")
+        original = envelope.parse(row.data, max_bytes=limit)  # verified on arrival
+        assert isinstance(original, envelope.DocumentMessage)
+        st = envelope.new_status(agency, original, code, description)
+        await srv.publisher.publish(submission(envelope.build(st), srv.id, KIND_STATUS,
+                                               **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms()}))
+        srv.metrics.sent_statuses.labels(agency, code).inc()
+        return JSONResponse({"id": rid, "document_id": row.document_id, "code": code, "to": row.sender},
+                            status_code=202)
+
+    @app.get("/v1/documents/{rid}/status")
+    async def statuses(request: Request, rid: str) -> dict[str, Any]:
+        agency = caller(request)
+        assert srv.store is not None
+        row = await srv.store.sent_row(agency, rid)
+        if row is None:
+            raise NotYours(rid)
+        return {"id": rid, "document_id": row.document_id, "items": await srv.store.statuses_for(agency,
+                                                                                               row.document_id)}
+
+    return app

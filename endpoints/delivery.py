@@ -1,0 +1,171 @@
+"""The endpoint server's delivery consumer: ``axis.server.<id>`` → inbox store → status 01 → ack.
+
+Order matters (at-least-once, never lose, never double count):
+1. documents are re-verified here (every recipient checks the signer's signature on the exact bytes),
+2. the inbox rows are committed (unique per recipient, sender, DocumentId, BussinessDocType),
+3. a status 01 per recipient goes back through ``axis.submit`` and is confirmed — the router counts it as a
+   delivery; its timestamp is the inbox row's, so a redelivery re-sends an identical status (stored once),
+4. only then is the message acked. A crash anywhere before 4 means redelivery, which changes nothing stored.
+
+Statuses and refusals (status 02 from the axis) about documents this server's agencies sent are stored for
+``GET /v1/documents/{id}/status``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aio_pika.abc import AbstractIncomingMessage
+
+from axis import envelope, schema
+from axis.reasons import Reason, Refusal
+from axis.router.core import H_SUBMITTED_AT, now_ms
+from axis.transport import (
+    EX_DELIVER,
+    EX_DLX,
+    H_DETAIL,
+    H_DOC_TYPE,
+    H_KIND,
+    H_REASON,
+    H_RECIPIENTS,
+    H_SERVER,
+    KIND_DOCUMENT,
+    KIND_REFUSAL,
+    KIND_STATUS,
+    Outgoing,
+    submission,
+)
+from axis.xmlsafe import parse_untrusted
+
+if TYPE_CHECKING:
+    from endpoints.server import EndpointServer
+
+log = logging.getLogger("axis.endpoint")
+AXIS_FROM = "axis"  # "from" of statuses the axis itself issues (refusals)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
+
+
+def _codes(v: Any) -> list[str]:
+    if isinstance(v, list | tuple):
+        return [_text(x) for x in v]
+    return [c for c in _text(v).split(",") if c]
+
+
+class DeliveryConsumer:
+    def __init__(self, server: EndpointServer) -> None:
+        self.s = server
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        kind = _text(headers.get(H_KIND))
+        try:
+            if kind == KIND_DOCUMENT:
+                await self._document(message.body, headers)
+            elif kind == KIND_STATUS:
+                await self._status(message.body)
+            elif kind == KIND_REFUSAL:
+                await self._refusal(message.body)
+            else:
+                raise Refusal(Reason.SCHEMA_INVALID, f"unknown delivery kind {kind!r}")
+        except Refusal as refusal:
+            # Never expected (the router checked): keep the evidence in the dead letters, never drop silently.
+            log.error("server %s refused a delivery: %s", self.s.id, refusal)
+            try:
+                await self.s.publisher.publish(Outgoing(
+                    EX_DLX, "", message.body,
+                    {H_REASON: refusal.reason.value, H_DETAIL: refusal.detail[:1000], H_SERVER: self.s.id,
+                     H_KIND: kind}, message_id=message.message_id or ""))
+            except Exception:
+                log.exception("dead-lettering failed; message requeued")
+                await message.nack(requeue=True)
+                return
+        except Exception:
+            log.exception("server %s: delivery failed; message requeued", self.s.id)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def _forward(self, body: bytes, headers: Any, codes: list[str]) -> list[str]:
+        """Re-route deliveries for agencies that moved to another server (config change); returns the rest."""
+        directory = self.s.config.directory
+        moved: dict[str, list[str]] = {}
+        rest = []
+        for c in codes:
+            srv = directory.server_of(c)
+            if c in self.s.local_agencies or srv is None or srv.id == self.s.id:
+                rest.append(c)
+            else:
+                moved.setdefault(srv.id, []).append(c)
+        if moved:
+            await self.s.publisher.publish_all([
+                Outgoing(EX_DELIVER, sid, body, {**{k: v for k, v in headers.items()}, H_RECIPIENTS: cs})
+                for sid, cs in moved.items()])
+            log.info("server %s forwarded a delivery to %s", self.s.id, sorted(moved))
+        return rest
+
+    async def _document(self, body: bytes, headers: Any) -> None:
+        codes = await self._forward(body, headers, _codes(headers.get(H_RECIPIENTS)))
+        mine = [c for c in codes if c in self.s.local_agencies]
+        verified = self.s.verifier.verify(body)
+        schema.validate(verified.root)
+        msg = envelope.from_element(verified.root)
+        if not isinstance(msg, envelope.DocumentMessage):
+            raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
+        addressed = {r.organ_id for r in msg.recipients}
+        mine = [c for c in mine if c in addressed]  # only agencies the signed document names
+        if not mine:
+            raise Refusal(Reason.UNKNOWN_RECIPIENT, f"no recipient of this document is on server {self.s.id}")
+        doc_type = int(msg.business.doc_type)
+        related = (msg.business.document_id or None) if doc_type else None
+        rows = await self.s.store.store_received(
+            mine, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
+            related_document_id=related, subject=msg.subject, data=body)
+        outs = []
+        for row in rows:
+            st = envelope.new_status(row.agency, msg, "01", "arrived",
+                                     timestamp=datetime.fromtimestamp(int(row.received_at), UTC))
+            outs.append(submission(envelope.build(st), self.s.id, KIND_STATUS,
+                                   **{H_DOC_TYPE: doc_type, H_SUBMITTED_AT: now_ms()}))
+            if row.new:
+                self.s.metrics.received.labels(row.agency).inc()
+        await self.s.publisher.publish_all(outs)
+
+    async def _status(self, body: bytes) -> None:
+        root = parse_untrusted(body, max_bytes=self.s.config.limits.max_envelope_bytes)
+        st = envelope.from_element(root)
+        if not isinstance(st, envelope.StatusMessage):
+            raise Refusal(Reason.SCHEMA_INVALID, "a document was delivered as a status")
+        owner = st.response_for.organ_id
+        if not await self._forward(body, {H_KIND: KIND_STATUS}, [owner]):
+            return
+        if owner not in self.s.local_agencies:
+            raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner} is not on server {self.s.id}")
+        await self.s.store.store_status(owner, document_id=st.response_for.document_id, from_code=st.sender.organ_id,
+                                        code=st.status_code, description=st.description, timestamp=st.timestamp)
+        self.s.metrics.statuses.labels(owner, st.status_code).inc()
+
+    async def _refusal(self, body: bytes) -> None:
+        try:
+            info = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise Refusal(Reason.XML_MALFORMED, "refusal body is not JSON") from None
+        owner = str(info.get("sender") or "")
+        if not await self._forward(body, {H_KIND: KIND_REFUSAL}, [owner]):
+            return
+        if owner not in self.s.local_agencies:
+            raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner!r} is not on server {self.s.id}")
+        reason = str(info.get("reason") or "")
+        detail = str(info.get("detail") or "")
+        await self.s.store.store_status(
+            owner, document_id=str(info.get("document_id") or ""), from_code=AXIS_FROM, code="02",
+            description=f"{reason}: {detail}" if detail else reason,
+            timestamp=str(info.get("timestamp") or envelope.format_timestamp(datetime.now(UTC))), reason=reason)
+        self.s.metrics.statuses.labels(owner, "02").inc()

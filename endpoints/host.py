@@ -1,0 +1,52 @@
+"""A host process for one or several logical endpoint servers, each a FastAPI app on its own port.
+
+All servers of the host share one robust AMQP connection; each has its own store, channels, consumer and
+uvicorn server. SIGINT/SIGTERM stop them cleanly (uvicorn finishes in-flight requests; consumers are cancelled,
+unacked deliveries go back to their queues).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+
+import uvicorn
+
+from axis.config import Config
+from axis.transport import connect
+from endpoints.app import create_app
+from endpoints.server import EndpointServer
+
+log = logging.getLogger("axis.endpoint")
+
+
+async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "warning") -> None:
+    servers = [EndpointServer(config, sid) for sid in server_ids]
+    connection = await connect(config.amqp_url)
+    for s in servers:
+        await s.start(connection)
+    uvis = [
+        uvicorn.Server(uvicorn.Config(create_app(s), host=s.server.host, port=s.server.port, log_level=log_level,
+                                      lifespan="off", access_log=False))
+        for s in servers
+    ]
+    for u in uvis:
+        u.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(u.serve()) for u in uvis]
+    try:
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+    finally:
+        for u in uvis:
+            u.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for s in servers:
+            await s.stop()
+        await connection.close()

@@ -1,0 +1,103 @@
+"""One logical endpoint server: its agencies, tokens, store, verifier, signing keys, publisher and consumer.
+
+A host process may run several logical servers (each its own FastAPI app on its own port) over one AMQP
+connection; see :mod:`endpoints.host`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+
+from axis.config import Config, ServerConfig
+from axis.transport import Publisher, declare_topology, open_channel, server_queue
+from endpoints.auth import TokenTable
+from endpoints.inbox import InboxStore
+
+log = logging.getLogger("axis.endpoint")
+
+
+class Metrics:
+    """Prometheus counters of one server (own registry: several servers may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.submitted = PromCounter("axis_endpoint_submitted", "documents submitted", ["agency"],
+                                     registry=self.registry)
+        self.refused = PromCounter("axis_endpoint_refused", "submissions refused", ["agency", "reason"],
+                                   registry=self.registry)
+        self.received = PromCounter("axis_endpoint_received", "documents stored in an inbox", ["agency"],
+                                    registry=self.registry)
+        self.statuses = PromCounter("axis_endpoint_statuses", "statuses stored for sent documents",
+                                    ["agency", "code"], registry=self.registry)
+        self.sent_statuses = PromCounter("axis_endpoint_status_sent", "statuses sent by agencies",
+                                         ["agency", "code"], registry=self.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    key: Any
+    cert: Any
+
+
+def load_signing_keys(config: Config, server: ServerConfig) -> dict[str, SigningKey]:
+    """The keys this server holds (``servers[].keys``), loaded once."""
+    from axis.pki import load_certs, load_key
+
+    keys: dict[str, SigningKey] = {}
+    for code in server.keys:
+        a = config.agency(code)
+        if a is None or a.key is None or a.cert is None:
+            log.warning("server %s: no key/cert paths for %s; it must submit signed documents", server.id, code)
+            continue
+        keys[code] = SigningKey(load_key(a.key.read_bytes()), load_certs(a.cert.read_bytes())[0])
+    return keys
+
+
+class EndpointServer:
+    def __init__(self, config: Config, server_id: str, *, verifier: Any = None, store: InboxStore | None = None
+                 ) -> None:
+        from axis.router.service import make_verifier
+
+        self.config = config
+        self.server = config.server(server_id)
+        self.id = server_id
+        agencies = config.agencies_on(server_id)
+        self.local_agencies = frozenset(a.code for a in agencies)
+        self.tokens = TokenTable(agencies)
+        self.verifier = verifier or make_verifier(config)
+        self.verifier_unsigned_ok = make_verifier(config, require_signature=False)
+        self.keys = load_signing_keys(config, self.server)
+        self.metrics = Metrics()
+        self.store = store
+        self._own_store = store is None
+        self.publisher: Publisher = None  # type: ignore[assignment]
+        self._consumer_tag: str | None = None
+        self._queue: Any = None
+
+    async def start(self, connection: AbstractRobustConnection, *, prefetch: int = 32) -> None:
+        from endpoints.delivery import DeliveryConsumer
+
+        if self.store is None:
+            self.store = await InboxStore.open(self.server.inbox_url)
+        pub = await open_channel(connection)
+        self.publisher = Publisher(await declare_topology(pub, [self.id]))
+        consume = await open_channel(connection, prefetch=prefetch)
+        self._queue = await consume.get_queue(server_queue(self.id), ensure=False)
+        self._consumer_tag = await self._queue.consume(DeliveryConsumer(self), no_ack=False)
+        log.info("server %s (%s, %d agencies) consuming %s", self.id, self.server.kind, len(self.local_agencies),
+                 server_queue(self.id))
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._consumer_tag is not None:
+            try:
+                await self._queue.cancel(self._consumer_tag)
+            except Exception:  # the connection may already be gone
+                log.debug("cancel failed", exc_info=True)
+        if self.store is not None and self._own_store:
+            await self.store.close()

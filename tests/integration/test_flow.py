@@ -1,0 +1,141 @@
+"""End to end against the real RabbitMQ: submit → router → recipient servers → inboxes → statuses back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from axis import envelope
+from axis.pki import load_certs, load_key
+from axis.signing import sign
+from axis.verify import Verifier, VerifyPolicy
+from tests.integration.conftest import G01, G03, G22, H41, H53, Axis, wait_for
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def unsigned(sender: str, recipients: list[str], subject: str = "V/v kết nối liên thông", **kw) -> bytes:  # type: ignore[no-untyped-def]
+    return envelope.build(envelope.new_document(sender, recipients, subject, **kw))
+
+
+def sign_as(env: Axis, code: str, data: bytes) -> bytes:
+    a = env.agency(code)
+    return sign(data, load_key(Path(a["key"]).read_bytes()), load_certs(Path(a["cert"]).read_bytes())[0])
+
+
+async def inbox(env: Axis, code: str) -> list[dict]:  # type: ignore[type-arg]
+    r = await env.client(code).get("/v1/inbox")
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+async def statuses(env: Axis, code: str, rid: str) -> list[dict]:  # type: ignore[type-arg]
+    r = await env.client(code).get(f"/v1/documents/{rid}/status")
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+async def test_document_to_dedicated_and_shared_recipients(axis_env: Axis) -> None:
+    env = axis_env
+    sender = env.client(G22)
+    r = await sender.post("/v1/documents", content=unsigned(G22, [H53, G01, G03]),
+                          headers={"content-type": "application/xml"})
+    assert r.status_code == 202, r.text
+    sub = r.json()
+    assert sub["recipients"] == [H53, G01, G03] and sub["document_id"].startswith(G22 + ",")
+    signed = (await sender.get(f"/v1/documents/{sub['id']}")).content
+
+    verifier = Verifier(VerifyPolicy.from_files(env.connections["ca"], env.connections["crl"]))
+    for code in (H53, G01, G03):
+        items = await wait_for(lambda code=code: inbox(env, code), what=f"{code} inbox")
+        assert len(items) == 1
+        item = items[0]
+        assert (item["document_id"], item["from"], item["kind"]) == (sub["document_id"], G22, "edoc")
+        data = (await env.client(code).get(f"/v1/documents/{item['id']}")).content
+        assert data == signed  # the exact bytes the sender's server signed
+        assert verifier.verify(data).signer == G22  # re-verified at the recipient
+    assert await inbox(env, H41) == []  # same shared server, not a recipient
+
+    # status 01 is automatic, once per recipient
+    sts = await wait_for(lambda: _codes(env, sub["id"], "01", 3), what="three status 01")
+    assert {s["from"] for s in sts if s["code"] == "01"} == {H53, G01, G03}
+
+    # the recipient registers the document (03); the sender sees it
+    g01_item = (await inbox(env, G01))[0]
+    r = await env.client(G01).post(f"/v1/documents/{g01_item['id']}/status",
+                                   json={"code": "03", "description": "vào sổ"})
+    assert r.status_code == 202, r.text
+    sts = await wait_for(lambda: _codes(env, sub["id"], "03", 1), what="status 03")
+    three = [s for s in sts if s["code"] == "03"]
+    assert three[0]["from"] == G01 and three[0]["description"] == "vào sổ"
+
+    # counted: accepted once, delivered to three inboxes
+    mem = env.counter.mem
+    assert list(mem.accepted) == [f"{G22}|{sub['document_id']}|0"]
+    acc = mem.accepted[f"{G22}|{sub['document_id']}|0"]
+    assert acc.sender_kind == "dedicated" and set(acc.recipients) == {(H53, "dedicated"), (G01, "shared"),
+                                                                      (G03, "shared")}
+    assert {(d.recipient, d.recipient_kind) for d in mem.delivered.values()} == {
+        (H53, "dedicated"), (G01, "shared"), (G03, "shared")}
+    assert mem.refused == {}
+
+    # ack marks it taken
+    r = await env.client(G01).post(f"/v1/documents/{g01_item['id']}/ack")
+    assert r.status_code == 200
+    assert (await env.client(G01).get("/v1/inbox", params={"unread": "true"})).json()["items"] == []
+
+
+async def _codes(env: Axis, rid: str, code: str, n: int) -> list[dict] | None:  # type: ignore[type-arg]
+    sts = await statuses(env, G22, rid)
+    return sts if sum(1 for s in sts if s["code"] == code) >= n else None
+
+
+async def test_duplicates_are_delivered_and_counted_once(axis_env: Axis) -> None:
+    env = axis_env
+    data = sign_as(env, G01, unsigned(G01, [H53, H41]))
+    c = env.client(G01)
+    ids = set()
+    for _ in range(3):
+        r = await c.post("/v1/documents", content=data, headers={"content-type": "application/xml"})
+        assert r.status_code == 202, r.text
+        ids.add(r.json()["id"])
+    assert len(ids) == 1  # the same submission
+    for code in (H53, H41):
+        await wait_for(lambda code=code: inbox(env, code), what=f"{code} inbox")
+    await wait_for(lambda: _n_delivered(env, 2), what="two deliveries counted")
+    await wait_for(lambda: _processed(env, 3 + 3 * 2), what="all submissions and statuses routed")
+    for code in (H53, H41):
+        assert len(await inbox(env, code)) == 1
+    assert len(env.counter.mem.accepted) == 1 and len(env.counter.mem.delivered) == 2
+    sts = await statuses(env, G01, next(iter(ids)))
+    assert sorted(s["from"] for s in sts if s["code"] == "01") == sorted([H53, H41])
+
+
+async def _processed(env: Axis, n: int) -> bool:
+    return env.router.processed >= n
+
+
+async def _n_delivered(env: Axis, n: int) -> bool:
+    return len(env.counter.mem.delivered) >= n
+
+
+async def test_delivery_queued_for_an_old_server_is_forwarded(axis_env: Axis) -> None:
+    """An agency moved to another server: deliveries still queued for the old one reach it (never lost)."""
+    import aio_pika
+
+    from axis.transport import EX_DELIVER, H_KIND, H_RECIPIENTS
+
+    env = axis_env
+    data = sign_as(env, G22, unsigned(G22, [H53]))
+    conn = await aio_pika.connect(env.config.amqp_url)
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.get_exchange(EX_DELIVER)
+        # as if H53 had been on the shared server when the router routed it
+        await ex.publish(aio_pika.Message(data, headers={H_KIND: "document", H_RECIPIENTS: [H53]}), routing_key="sh")
+    finally:
+        await conn.close()
+    [item] = await wait_for(lambda: inbox(env, H53), what="forwarded delivery")
+    assert item["from"] == G22
+    await wait_for(lambda: _n_delivered(env, 1), what="delivery counted")

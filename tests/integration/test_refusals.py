@@ -1,0 +1,160 @@
+"""Refusals against the real RabbitMQ: unknown recipients, tampered envelopes, forged statuses, HTTP checks."""
+
+from __future__ import annotations
+
+import aio_pika
+import pytest
+
+from axis import envelope
+from axis.router.core import H_SUBMITTED_AT
+from axis.transport import EX_SUBMIT, H_DOC_TYPE, H_KIND, H_REASON, H_SENDER, H_SERVER, Q_DEAD
+from tests.integration.conftest import G01, G03, G22, H41, H53, Axis, wait_for
+from tests.integration.test_flow import inbox, sign_as, statuses, unsigned
+
+pytestmark = pytest.mark.rabbitmq
+G99 = "000.00.00.G99"
+XML = {"content-type": "application/xml"}
+
+
+async def dead_letters(env: Axis, n: int) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    conn = await aio_pika.connect(env.config.amqp_url)
+    try:
+        ch = await conn.channel()
+        q = await ch.get_queue(Q_DEAD, ensure=False)
+        got = []
+
+        async def check() -> bool:
+            m = await q.get(fail=False, no_ack=True)
+            if m is not None:
+                got.append(m)
+            return len(got) >= n
+
+        await wait_for(check, what=f"{n} dead letters")
+        return got
+    finally:
+        await conn.close()
+
+
+async def publish_raw(env: Axis, body: bytes, **headers: object) -> None:
+    conn = await aio_pika.connect(env.config.amqp_url)
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.get_exchange(EX_SUBMIT)
+        await ex.publish(aio_pika.Message(body, headers=dict(headers), message_id="raw-1",
+                                          delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="")
+    finally:
+        await conn.close()
+
+
+async def test_unknown_recipient_does_not_block_others(axis_env: Axis) -> None:
+    env = axis_env
+    r = await env.client(G22).post("/v1/documents", content=unsigned(G22, [H53, G99, G01]), headers=XML)
+    assert r.status_code == 202, r.text
+    rid = r.json()["id"]
+    for code in (H53, G01):
+        await wait_for(lambda code=code: inbox(env, code), what=f"{code} inbox")
+
+    async def refusal() -> list[dict] | None:  # type: ignore[type-arg]
+        sts = [s for s in await statuses(env, G22, rid) if s["code"] == "02"]
+        return sts or None
+
+    sts = await wait_for(refusal, what="status 02 UNKNOWN_RECIPIENT")
+    assert sts[0]["reason"] == "UNKNOWN_RECIPIENT" and G99 in sts[0]["description"] and sts[0]["from"] == "axis"
+    acc = next(iter(env.counter.mem.accepted.values()))
+    assert {c for c, _ in acc.recipients} == {H53, G01}
+
+
+async def test_only_unknown_recipients_is_refused(axis_env: Axis) -> None:
+    env = axis_env
+    r = await env.client(G22).post("/v1/documents", content=unsigned(G22, [G99]), headers=XML)
+    assert r.status_code == 202
+    [dead] = await dead_letters(env, 1)
+    assert dead.headers[H_REASON] == "UNKNOWN_RECIPIENT"
+    sts = await wait_for(lambda: statuses(env, G22, r.json()["id"]), what="status 02")
+    assert sts[0]["code"] == "02" and sts[0]["reason"] == "UNKNOWN_RECIPIENT"
+    assert env.counter.mem.accepted == {} and len(env.counter.mem.refused) == 1
+
+
+async def test_tampered_envelope_is_dead_lettered_with_reason(axis_env: Axis) -> None:
+    env = axis_env
+    signed = sign_as(env, G22, unsigned(G22, [H53], subject="Original subject"))
+    tampered = signed.replace(b"Original subject", b"Altered subject!")
+    assert tampered != signed
+    # Through HTTP the endpoint refuses it before publishing
+    r = await env.client(G22).post("/v1/documents", content=tampered, headers=XML)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["reason"] == "SIGNATURE_INVALID"
+    # Straight onto the broker (a compromised server): the router refuses it
+    await publish_raw(env, tampered, **{H_KIND: "document", H_SERVER: "d1"})
+    [dead] = await dead_letters(env, 1)
+    assert dead.headers[H_REASON] == "SIGNATURE_INVALID" and dead.headers[H_SENDER] == G22
+    assert dead.body == tampered
+    assert await inbox(env, H53) == []
+    assert [r.reason for r in env.counter.mem.refused.values()] == ["SIGNATURE_INVALID"]
+    # the claimed sender's server got a status 02 carrying the reason
+    store = env.servers["d1"].store
+    assert store is not None
+    doc_id = envelope.parse(signed).document_id
+
+    async def refusal() -> list[dict] | None:  # type: ignore[type-arg]
+        return await store.statuses_for(G22, doc_id) or None
+
+    sts = await wait_for(refusal, what="status 02 at the sender's server")
+    assert (sts[0]["code"], sts[0]["reason"]) == ("02", "SIGNATURE_INVALID")
+
+
+async def test_malformed_submission_goes_to_dead_letters(axis_env: Axis) -> None:
+    await publish_raw(axis_env, b"<edXML><unclosed>", **{H_KIND: "document", H_SERVER: "d1"})
+    [dead] = await dead_letters(axis_env, 1)
+    assert dead.headers[H_REASON] == "XML_MALFORMED"
+    assert [r.sender for r in axis_env.counter.mem.refused.values()] == [None]
+
+
+async def test_status_from_the_wrong_server_is_refused(axis_env: Axis) -> None:
+    env = axis_env
+    fake = envelope.build(envelope.new_status(H53, envelope.ResponseFor(G22, f"{G22},2019/03/12,1/VPCP"), "03"))
+    # H53 lives on d2; a status claiming H53 published by server sh is refused
+    await publish_raw(env, fake, **{H_KIND: "status", H_SERVER: "sh", H_DOC_TYPE: 0, H_SUBMITTED_AT: 0})
+    [dead] = await dead_letters(env, 1)
+    assert dead.headers[H_REASON] == "FORBIDDEN"
+    assert await env.servers["d1"].store.statuses_for(G22, f"{G22},2019/03/12,1/VPCP") == []  # type: ignore[union-attr]
+
+
+async def test_revocation_is_linked_to_the_original(axis_env: Axis) -> None:
+    env = axis_env
+    r = await env.client(G22).post("/v1/documents", content=unsigned(G22, [G03]), headers=XML)
+    original = r.json()["document_id"]
+    rev = unsigned(G22, [G03], subject="Thu hồi", doc_type=1, related_document_id=original)
+    r2 = await env.client(G22).post("/v1/documents", content=rev, headers=XML)
+    assert r2.status_code == 202, r2.text
+
+    async def two() -> list[dict] | None:  # type: ignore[type-arg]
+        items = await inbox(env, G03)
+        return items if len(items) == 2 else None
+
+    items = await wait_for(two, what="original and revocation")
+    kinds = {i["kind"]: i for i in items}
+    assert kinds["revocation"]["related_document_id"] == original
+    assert kinds["edoc"]["related_document_id"] is None
+
+
+async def test_http_checks(axis_env: Axis) -> None:
+    env = axis_env
+    c = env.client(G01)
+    limit = env.config.limits.max_envelope_bytes
+    r = await c.post("/v1/documents", content=b"<" + b"x" * limit, headers=XML)
+    assert (r.status_code, r.json()["reason"]) == (413, "TOO_LARGE")
+    r = await c.post("/v1/documents", content=b"<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>", headers=XML)
+    assert (r.status_code, r.json()["reason"]) == (422, "XML_FORBIDDEN")
+    r = await c.post("/v1/documents", content=unsigned(G03, [H41]), headers=XML)  # G01 posing as G03
+    assert (r.status_code, r.json()["reason"]) == (403, "FORBIDDEN")
+    # status codes: 01 is automatic, unknown codes are refused
+    await c.post("/v1/documents", content=unsigned(G01, [H41]), headers=XML)
+    [item] = await wait_for(lambda: inbox(env, H41), what="H41 inbox")
+    h41 = env.client(H41)
+    r = await h41.post(f"/v1/documents/{item['id']}/status", json={"code": "01"})
+    assert (r.status_code, r.json()["reason"]) == (403, "FORBIDDEN")
+    r = await h41.post(f"/v1/documents/{item['id']}/status", json={"code": "99"})
+    assert (r.status_code, r.json()["reason"]) == (422, "SCHEMA_INVALID")
+    assert (await c.get("/healthz")).json()["kind"] == "shared"
+    assert 'axis_endpoint_submitted_total{agency="000.00.00.G01"} 1.0' in (await c.get("/metrics")).text

@@ -1,0 +1,82 @@
+"""`axis up` machinery end to end: child processes (routers, endpoint host, admin), connections.json, the
+Python client and the `axis send` / `axis inbox` commands over real HTTP and the real RabbitMQ."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from axis import envelope
+from axis.client import AxisError, Client
+from axis.config import generate_workdir
+from axis.up import start
+from tests.integration.conftest import AGENCIES, G01, G22, H53, SERVERS
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+
+
+def free_port_block(n: int) -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n < 65000 and all(_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_up_send_inbox(tmp_path: Path, vhost_url: str) -> None:
+    base = free_port_block(len(SERVERS) + 1)
+    work = tmp_path / "work"
+    path, known = generate_workdir(work, AGENCIES, SERVERS, base_port=base + 1, admin_port=base, amqp_url=vhost_url)
+    run = start(path, work, known, routers=2, servers_per_host=2)
+    try:
+        assert run.connections_path == work / "connections.json"
+        conn = json.loads(run.connections_path.read_text())
+        names = sorted(n for n, _ in run.procs)
+        assert names == ["admin", "host-1", "host-2", "router-1", "router-2"]
+        by = {a["code"]: a for a in conn["agencies"]}
+        assert by[G01]["kind"] == "shared" and by[G22]["kind"] == "dedicated" and by[G22]["token"]
+
+        doc = tmp_path / "doc.edxml"
+        doc.write_bytes(envelope.build(envelope.new_document(G22, [H53, G01], "Qua axis up")))
+        cli = [sys.executable, "-m", "axis"]
+        out = subprocess.run([*cli, "send", str(doc), "--endpoint", by[G22]["endpoint"], "--token", by[G22]["token"],
+                              "--json"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        sub = json.loads(out.stdout)
+        assert sub["ok"] and sub["recipients"] == [H53, G01]
+
+        with Client(by[G01]["endpoint"], by[G01]["token"]) as c:
+            deadline = time.monotonic() + 30
+            while not (items := c.inbox()) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert [i["document_id"] for i in items] == [sub["document_id"]]
+        out = subprocess.run([*cli, "inbox", "--endpoint", by[H53]["endpoint"], "--token", by[H53]["token"],
+                              "--json"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and len(json.loads(out.stdout)["items"]) == 1
+
+        out = subprocess.run([*cli, "inbox", "--endpoint", by[H53]["endpoint"], "--token", "nope", "--json"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and json.loads(out.stdout)["reason"] == "UNAUTHORIZED"
+        with Client(by[H53]["endpoint"], by[G01]["token"]) as c, pytest.raises(AxisError) as e:
+            c.inbox()
+        assert (e.value.status, e.value.reason) == (401, "UNAUTHORIZED")
+    finally:
+        run.stop()
+    assert all(p.poll() is not None for _, p in run.procs)

@@ -1,0 +1,106 @@
+"""The router's decisions without a broker: what it publishes and counts for each kind of message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from axis import envelope
+from axis.directory import Directory
+from axis.router.core import RouterCore
+from axis.testing import TestPKI, make_pki
+from axis.transport import EX_DELIVER, EX_DLX, H_DOC_TYPE, H_KIND, H_REASON, H_RECIPIENTS, H_SERVER
+
+G22, H53, G01, G03, G99 = "000.00.00.G22", "000.00.00.H53", "000.00.00.G01", "000.00.00.G03", "000.00.00.G99"
+NOW = datetime(2019, 5, 10, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    return make_pki(tmp_path_factory.mktemp("pki"), [G22, H53, G01, G03, G99], algorithm="ec")
+
+
+@pytest.fixture(scope="module")
+def core(pki: TestPKI) -> RouterCore:
+    d = Directory.from_records([("d1", "dedicated"), ("d2", "dedicated"), ("sh", "shared")],
+                               [(G22, "a", "d1"), (H53, "b", "d2"), (G01, "c", "sh"), (G03, "d", "sh")])
+    return RouterCore(d, pki.verifier(), max_bytes=1_000_000, clock=lambda: NOW)
+
+
+def doc(pki: TestPKI, sender: str, to: list[str], **kw) -> bytes:  # type: ignore[no-untyped-def]
+    return pki.sign(envelope.build(envelope.new_document(sender, to, "Subject", **kw)), sender)
+
+
+def test_document_goes_once_per_server_with_original_bytes(pki: TestPKI, core: RouterCore) -> None:
+    data = doc(pki, G22, [G01, H53, G03])
+    out = core.process(data, {H_KIND: "document", H_SERVER: "d1"}, "m1")
+    assert out.reason is None and out.refused == []
+    assert [(o.exchange, o.routing_key, o.headers[H_RECIPIENTS]) for o in out.outgoing] == [
+        (EX_DELIVER, "sh", [G01, G03]), (EX_DELIVER, "d2", [H53])]
+    assert all(o.body is data for o in out.outgoing)  # never re-serialized
+    [acc] = out.accepted
+    msg = envelope.parse(data)
+    assert acc.key == f"{G22}|{msg.document_id}|0" and acc.sender_kind == "dedicated" and acc.size == len(data)
+    assert acc.recipients == ((G01, "shared"), (G03, "shared"), (H53, "dedicated")) and acc.at == NOW
+
+
+def test_unknown_recipient_named_back_to_sender(pki: TestPKI, core: RouterCore) -> None:
+    out = core.process(doc(pki, G22, [H53, G99]), {H_KIND: "document"}, "m2")
+    deliveries = [o for o in out.outgoing if o.headers[H_KIND] == "document"]
+    [refusal] = [o for o in out.outgoing if o.headers[H_KIND] == "refusal"]
+    assert [o.routing_key for o in deliveries] == ["d2"]
+    assert refusal.routing_key == "d1" and refusal.headers[H_REASON] == "UNKNOWN_RECIPIENT"
+    body = orjson.loads(refusal.body)
+    assert body["unknown"] == [G99] and body["sender"] == G22 and body["code"] == "02"
+    assert len(out.accepted) == 1 and out.refused == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason", "notify"),
+    [
+        (lambda d: d.replace(b"Subject", b"Subjekt"), "SIGNATURE_INVALID", True),
+        (lambda d: d[:-40], "XML_MALFORMED", False),
+        (lambda d: b"<!DOCTYPE x>" + d, "XML_FORBIDDEN", False),
+    ],
+)
+def test_refused_documents(pki: TestPKI, core: RouterCore, mutate, reason: str, notify: bool) -> None:  # type: ignore[no-untyped-def]
+    bad = mutate(doc(pki, G22, [H53]))
+    out = core.process(bad, {H_KIND: "document", H_SERVER: "d1"}, "m3")
+    assert out.reason == reason and out.accepted == []
+    dead = out.outgoing[0]
+    assert (dead.exchange, dead.headers[H_REASON], dead.body, dead.message_id) == (EX_DLX, reason, bad, "m3")
+    back = [o for o in out.outgoing if o.exchange == EX_DELIVER]
+    assert [(o.routing_key, o.headers[H_REASON]) for o in back] == ([("d1", reason)] if notify else [])
+    [r] = out.refused
+    assert (r.message_id, r.reason, r.size) == ("m3", reason, len(bad))
+
+
+def test_unknown_sender_and_signer_checks(pki: TestPKI, core: RouterCore) -> None:
+    out = core.process(doc(pki, G99, [H53]), {H_KIND: "document"}, "m4")
+    assert out.reason == "UNKNOWN_SENDER" and [o.exchange for o in out.outgoing] == [EX_DLX]
+    unsigned = envelope.build(envelope.new_document(G22, [H53], "x"))
+    assert core.process(unsigned, {}, "m5").reason == "SIGNATURE_MISSING"
+    forged = pki.sign(envelope.build(envelope.new_document(G22, [H53], "x")), G01)  # G01 signs as G22
+    assert core.process(forged, {}, "m6").reason == "SIGNER_MISMATCH"
+
+
+def test_status_routes_back_and_01_counts_a_delivery(pki: TestPKI, core: RouterCore) -> None:
+    original = envelope.parse(doc(pki, G22, [G01], doc_type=1, related_document_id="x,2019/01/01,1"))
+    st = envelope.build(envelope.new_status(G01, original, "01", "arrived"))
+    out = core.process(st, {H_KIND: "status", H_SERVER: "sh", H_DOC_TYPE: 1}, "s1")
+    assert [(o.exchange, o.routing_key, o.body) for o in out.outgoing] == [(EX_DELIVER, "d1", st)]
+    [d] = out.delivered
+    assert (d.key, d.recipient, d.recipient_kind, d.sender_kind) == (
+        f"{G22}|{original.document_id}|1", G01, "shared", "dedicated")
+    st3 = envelope.build(envelope.new_status(G01, original, "03"))
+    assert core.process(st3, {H_KIND: "status", H_SERVER: "sh"}, "s2").delivered == []
+    wrong = core.process(st, {H_KIND: "status", H_SERVER: "d2"}, "s3")
+    assert wrong.reason == "FORBIDDEN" and [o.exchange for o in wrong.outgoing] == [EX_DLX]  # no status about a status
+
+
+def test_unknown_kind(core: RouterCore) -> None:
+    assert core.process(b"<x/>", {H_KIND: "bogus"}, "k").reason == "SCHEMA_INVALID"
+
+
