@@ -80,7 +80,7 @@ class Env:
     def client(self, code: str, token: str | None = None) -> httpx.AsyncClient:
         a = self.agency(code)
         app = create_app(self.servers[a["server"]])
-        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{a['server']}",
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url=f"http://{a['server']}",
                               headers={"Authorization": f"Bearer {token if token is not None else a['token']}"})
         self.clients.append(c)
         return c
