@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -129,6 +130,10 @@ def run(names: tuple[str, ...], sizes: Sizes, log: Callable[[str], None] = print
             "results": [r.as_dict() for r in results], "table": table(results)}
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = ap.add_mutually_exclusive_group()
@@ -146,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    # SIGTERM unwinds like Ctrl-C: context managers stop child processes and delete the benchmark vhosts.
+    signal.signal(signal.SIGTERM, _interrupt)
     preset = "smoke" if a.smoke else "quick" if a.quick else "full" if a.full else "default"
     sizes = SIZES[preset]
     if a.envelopes:
