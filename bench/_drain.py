@@ -9,6 +9,7 @@ start-up, imports and first connections are not counted, the same way for every 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -165,10 +166,19 @@ def stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the harness dies (even by SIGKILL), so no worker outlives a benchmark."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def spawn(cmd: Sequence[str], k: int, env: dict[str, str] | None = None) -> list[subprocess.Popen[bytes]]:
     """K worker processes running ``cmd`` (stderr inherited so a crash is visible)."""
     e = {**os.environ, **(env or {})}
-    return [subprocess.Popen(list(cmd), env=e, stdout=subprocess.DEVNULL) for _ in range(k)]
+    return [subprocess.Popen(list(cmd), env=e, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            for _ in range(k)]
 
 
 async def drain(url: str, c: Corpus, n: int, cmd: Sequence[str], k: int, *, timeout: float = 600,
