@@ -21,6 +21,7 @@ from axis import envelope, schema
 from axis.reasons import Reason, Refusal, http_status
 from axis.router.core import H_SUBMITTED_AT, now_ms
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
+from endpoints.auth import FailureLimiter, TooManyFailures
 from endpoints.server import EndpointServer
 
 PROBLEM = "application/problem+json"
@@ -88,8 +89,22 @@ def create_app(srv: EndpointServer) -> FastAPI:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(422, None, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
+    limiter = FailureLimiter()
+
+    @app.exception_handler(TooManyFailures)
+    async def _too_many(request: Request, exc: TooManyFailures) -> JSONResponse:
+        response = problem(429, Reason.UNAUTHORIZED, str(exc), "too many failed attempts")
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
     def caller(request: Request) -> str:
-        return srv.tokens.authenticate(request.headers.get("authorization"))
+        client = request.client.host if request.client else "?"
+        limiter.check(client)
+        try:
+            return srv.tokens.authenticate(request.headers.get("authorization"))
+        except Refusal:
+            limiter.failed(client)
+            raise
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from axis.config import AgencyConfig
 from axis.reasons import Reason, Refusal
@@ -40,3 +41,44 @@ class TokenTable:
         if found is None:
             raise Refusal(Reason.UNAUTHORIZED, "unknown or wrong token")
         return found
+
+
+class TooManyFailures(Exception):
+    """This client failed authentication too often: refuse everything from it for ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed authentication attempts; retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class FailureLimiter:
+    """At most ``max_failures`` failed authentications per client (IP) per ``window`` seconds.
+
+    Once over, every request from that client is refused (429) until the window ends — valid tokens included,
+    so a guess that happens to be right is not confirmed. Memory is bounded: at most ``max_clients`` tracked.
+    """
+
+    def __init__(self, max_failures: int = 20, window: float = 60.0, *, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.max_clients = max_clients
+        self._clock = clock
+        self._failures: dict[str, tuple[float, int]] = {}  # client -> (window start, failures)
+
+    def check(self, client: str) -> None:
+        start, n = self._failures.get(client, (0.0, 0))
+        now = self._clock()
+        if n >= self.max_failures and now - start < self.window:
+            raise TooManyFailures(max(1, int(self.window - (now - start)) + 1))
+
+    def failed(self, client: str) -> None:
+        now = self._clock()
+        start, n = self._failures.get(client, (now, 0))
+        if now - start >= self.window:
+            start, n = now, 0
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            self._failures = {c: v for c, v in self._failures.items() if now - v[0] < self.window}
+            if len(self._failures) >= self.max_clients:
+                self._failures.pop(next(iter(self._failures)))
+        self._failures[client] = (start, n + 1)
