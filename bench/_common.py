@@ -259,9 +259,8 @@ def _sign_chunk(args: tuple[str, int, int, int]) -> list[bytes]:
 
 def _load_pki(pki_dir: Path) -> Any:
     """Re-open the cached test PKI (the ``axis pki`` layout ``axis.testing.make_pki`` wrote)."""
-    from axis.testing import TestPKI
-
     from axis import pki as pkimod
+    from axis.testing import TestPKI
 
     ca = pkimod.CertificateAuthority(pki_dir)
     meta = json.loads((pki_dir / "bench.json").read_text())
@@ -287,9 +286,8 @@ def corpus(count: int, *, size: int = 10_240, algorithm: str = "rsa", workers: i
         meta = json.loads(meta_path.read_text())
         if time.time() - meta["created"] < 20 * 86400:
             have = meta["count"]
-    from axis.testing import make_edxml, make_pki
-
     from axis import pki as pkimod
+    from axis.testing import make_edxml, make_pki
 
     t0 = time.perf_counter()
     pki_dir = d / "pki"

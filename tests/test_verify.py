@@ -198,3 +198,20 @@ def test_cli_verify(kit: TestPKI, tmp_path: Path) -> None:
     assert runner.invoke(app, [*base, str(tmp_path / "missing.edxml")]).exit_code == 2
     bad_ca = runner.invoke(app, ["envelope", "verify", str(good), "--ca", str(good)])
     assert bad_ca.exit_code == 2
+
+
+@pytest.mark.parametrize(("sig_id", "ok"), [("", False), ("1x", False), ("a b", False), ("Sig-1", True)])
+def test_signature_id_must_be_an_xml_name(kit: TestPKI, sig_id: str, ok: bool) -> None:
+    """Found by the differential test: an empty Signature/@Id was accepted by the fast path, refused by signxml."""
+    from axis.verify_reference import ReferenceVerifier
+
+    data = kit.envelope(A, [B], size=2_000)
+    marker = b"<ds:Signature "
+    assert marker in data
+    mutated = data.replace(marker, marker + f'Id="{sig_id}" '.encode(), 1)
+    reference = ReferenceVerifier(kit.policy())
+    for verifier in (kit.verifier(), reference):
+        if ok:
+            assert verifier.verify(mutated).signer == A
+        else:
+            assert refused(verifier, mutated).reason is Reason.SIGNATURE_PROFILE

@@ -54,8 +54,11 @@ def up(
     except StartError as exc:
         err_console.print(f"[bold red]axis up failed:[/] {exc}")
         raise typer.Exit(EXIT_REFUSED) from None
-    console.print(f"[green]axis is up[/] — {len(run.config.servers)} servers, "
-                  f"{len(run.config.agencies)} agencies; admin {run.config.admin.url}")
+    import orjson
+
+    admin_token = orjson.loads(run.connections_path.read_bytes())["admin"]["token"]
+    console.print(f"[green]axis is up[/] — {len(run.config.servers)} servers, {len(run.config.agencies)} agencies")
+    console.print(f"dashboard: {run.config.admin.url}/?token={admin_token}")
     console.print(f"connections: {run.connections_path}")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -165,11 +168,9 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
     """Run the admin app (dashboard, /admin/stats)."""
     _logging()
     cfg = _config(config)
-    try:
-        from axis.stats.admin import create_app
-    except ImportError:  # TODO(core): the admin app comes from axis.stats (stats helper)
-        usage_error("the admin app (axis.stats.admin) is not available in this build")
     import uvicorn
+
+    from axis.stats.admin import create_app
 
     uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning")
 

@@ -165,6 +165,12 @@ def create_app(config_or_settings: Any) -> FastAPI:
         endpoints, amqp_url=settings.amqp_url, rabbit_mgmt_url=settings.rabbit_mgmt_url, interval=settings.poll_seconds
     )
     cache = _Cache(settings.cache_seconds)
+    per_server: dict[str, list[str]] = {}  # the directory is immutable: group its agencies by server once
+    if directory is not None:
+        for code, agency in directory.agencies.items():
+            per_server.setdefault(agency.server, []).append(code)
+        for codes in per_server.values():
+            codes.sort()
     state: dict[str, Any] = {"store": None}
     store_lock = asyncio.Lock()
 
@@ -201,10 +207,6 @@ def create_app(config_or_settings: Any) -> FastAPI:
     def servers_view(agency_stats: dict[str, Any] | None) -> list[dict[str, Any]]:
         now = time.time()
         st = prober.state
-        per_server: dict[str, list[str]] = {}
-        if directory is not None:
-            for code, agency in directory.agencies.items():
-                per_server.setdefault(agency.server, []).append(code)
         traffic: dict[str, dict[str, int]] = {}
         for row in (agency_stats or {}).get("breakdown", ()):
             traffic[row["key"]] = row
@@ -220,7 +222,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
                     "id": sid,
                     "kind": getattr(server, "kind", None),
                     "url": endpoints.get(sid),
-                    "agencies": sorted(per_server.get(sid, ())),
+                    "agencies": per_server.get(sid, []),
                     "last_seen": iso(seen) if seen else None,
                     "seconds_since_seen": round(now - seen, 1) if seen else None,
                     "up": bool(seen and now - seen <= max(3 * settings.poll_seconds, 5.0)),

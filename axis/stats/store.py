@@ -14,6 +14,7 @@ grouping portable between SQLite and PostgreSQL. Read queries live in :mod:`axis
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 DEFAULT_SQLITE_PATH = "axis-stats.sqlite3"
 """File used when no URL is given (relative to the working directory; ``AXIS_STATS_URL`` overrides the URL)."""
@@ -253,13 +255,20 @@ class StatsStore:
         return store
 
     async def create_schema(self) -> None:
-        """CREATE TABLE/INDEX IF NOT EXISTS; safe when several processes open the store at once."""
-        try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all, checkfirst=True)
-        except sa.exc.IntegrityError:  # PostgreSQL: another process created the same type/table concurrently
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.create_all, checkfirst=True)
+        """CREATE TABLE/INDEX IF NOT EXISTS; safe when several processes open the store at once (a catalog race
+        between them — PostgreSQL's unique pg_type row, SQLite's lock — is retried)."""
+        for attempt in range(6):
+            try:
+                async with self.engine.begin() as conn:
+                    for table in metadata.sorted_tables:
+                        await conn.execute(CreateTable(table, if_not_exists=True))
+                        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                            await conn.execute(CreateIndex(index, if_not_exists=True))
+                return
+            except sa.exc.DBAPIError:
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -143,3 +143,16 @@ async def test_concurrent_writers_add_up(store_url: str) -> None:
         assert await counts(store) == (1000, 2000, 1000)
     finally:
         await store.close()
+
+
+async def test_concurrent_schema_creation(store_url: str) -> None:
+    """Several processes opening a new store at the same moment all succeed (routers start together)."""
+    store = await StatsStore.open(store_url)  # then drop the tables: a brand-new store for the writers
+    try:
+        async with store.engine.begin() as conn:
+            for table in (accepted_table, delivered_table, refused_table):
+                await conn.execute(sa.text(f"DROP TABLE {table.name}"))
+        await asyncio.gather(*(_run_writer(store_url, f"p{i}", 0, 50) for i in range(4)))
+        assert await counts(store) == (200, 400, 200)
+    finally:
+        await store.close()
