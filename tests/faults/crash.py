@@ -145,26 +145,35 @@ async def submit_all(axis: Axis, docs: list[tuple[str, list[str], bytes]], plan:
 
 
 async def inject_faults(axis: Axis, plan: Plan, report: Report, done: asyncio.Event,
-                        extra: Callable[[int], Awaitable[str | None]] | None = None) -> None:
-    """kill -9 the routers in turn (restarted at once), and the endpoint host (restarted after a second)."""
-    routers, hosts, step = 0, 0, 0
-    while not done.is_set() and (routers < plan.router_kills or hosts < plan.host_kills):
+                        extra: Callable[[int, int], Awaitable[str | None]] | None = None) -> None:
+    """kill -9 the routers in turn (restarted at once) and the endpoint host (restarted after a second).
+
+    Faults are spread over the traffic: fault k waits until k/(total+1) of the documents were accepted (and at
+    least ``kill_interval`` seconds since the previous one), so each lands while documents are flowing.
+    ``extra(step, total)`` may add a broker fault at any step."""
+    total = plan.router_kills + plan.host_kills
+    host_steps = {round((i + 1) * total / (plan.host_kills + 1)) for i in range(plan.host_kills)}
+    routers = 0
+    for step in range(1, total + 1):
+        threshold = step * plan.documents // (total + 1)
         await asyncio.sleep(plan.kill_interval)
-        step += 1
-        if hosts < plan.host_kills and step % 3 == 0:
+        while report.sent < threshold and not done.is_set():
+            await asyncio.sleep(0.1)
+        if done.is_set():
+            return
+        if step in host_steps:
             axis.kill9("host")
             report.faults.append(f"kill -9 endpoint host (all servers) at {report.sent} sent")
             await asyncio.sleep(1.0)
             axis.spawn("host")
-            hosts += 1
-        elif routers < plan.router_kills:
+        else:
             name = f"router-{routers % 2 + 1}"
             axis.kill9(name)
             report.faults.append(f"kill -9 {name} at {report.sent} sent")
             axis.spawn(name)
             routers += 1
         if extra is not None:
-            note = await extra(step)
+            note = await extra(step, total)
             if note:
                 report.faults.append(f"{note} at {report.sent} sent")
 

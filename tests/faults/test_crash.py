@@ -81,7 +81,7 @@ async def test_crash_safety_ci(tmp_path: Path, vhost_url: str, rabbit_mgmt: tupl
     axis = Axis(tmp_path / "work", vhost_url, _free_base(18900))
     plan = Plan(documents=300, router_kills=2, host_kills=1, kill_interval=2.0)
 
-    async def drop_connections(step: int) -> str | None:
+    async def drop_connections(step: int, total: int) -> str | None:
         if step != 2:
             return None
         async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
@@ -105,12 +105,13 @@ async def test_crash_safety_on_cluster(tmp_path: Path, cluster: Cluster, cluster
     victim, app_node = cluster.nodes[0], cluster.nodes[1]
     pending: list[asyncio.Task[None]] = []
 
-    async def broker_faults(step: int) -> str | None:
-        if step == 3:
+    async def broker_faults(step: int, total: int) -> str | None:
+        if step == 2:
             await asyncio.to_thread(cluster.kill, victim)
             pending.append(asyncio.create_task(asyncio.to_thread(cluster.restart, victim)))
             return f"kill -9 RabbitMQ node {victim.name} (restarted in the background)"
-        if step == 12 and pending and pending[0].done():
+        if step == total - 1:
+            await pending[0]  # the killed node is back before another one goes down
             await asyncio.to_thread(cluster.restart_app, app_node)
             return f"rabbitmqctl stop_app/start_app on {app_node.name}"
         return None
@@ -123,3 +124,4 @@ async def test_crash_safety_on_cluster(tmp_path: Path, cluster: Cluster, cluster
         await t
     _check(report, plan)
     assert any("RabbitMQ node" in f for f in report.faults)
+    assert any("stop_app" in f for f in report.faults)
