@@ -82,7 +82,7 @@ async def test_crash_safety_ci(tmp_path: Path, vhost_url: str, rabbit_mgmt: tupl
     plan = Plan(documents=300, router_kills=2, host_kills=1, kill_interval=2.0)
 
     async def drop_connections(step: int, total: int) -> str | None:
-        if step != 2:
+        if step != 1:
             return None
         async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
             names = [c["name"] for c in (await http.get(f"/api/vhosts/{vhost}/connections")).json()]
