@@ -68,8 +68,8 @@ def load_signing_keys(config: Config, server: ServerConfig) -> dict[str, Signing
 
 
 class EndpointServer:
-    def __init__(self, config: Config, server_id: str, *, verifier: Any = None, store: InboxStore | None = None,
-                 stats: Counter | None = None) -> None:
+    def __init__(self, config: Config, server_id: str, *, verifier: Any = None, verifier_unsigned_ok: Any = None,
+                 store: InboxStore | None = None, stats: Counter | None = None) -> None:
         from axis.router.service import make_verifier
 
         self.config = config
@@ -79,7 +79,7 @@ class EndpointServer:
         self.local_agencies = frozenset(a.code for a in agencies)
         self.tokens = TokenTable(agencies)
         self.verifier = verifier or make_verifier(config)
-        self.verifier_unsigned_ok = make_verifier(config, require_signature=False)
+        self.verifier_unsigned_ok = verifier_unsigned_ok or make_verifier(config, require_signature=False)
         self.keys = load_signing_keys(config, self.server)
         self.metrics = Metrics()
         self.store = store
