@@ -7,6 +7,8 @@ tenant's, or no such id) answers the same ``404`` with reason ``FORBIDDEN`` — 
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ from axis.router.core import H_SUBMITTED_AT, now_ms
 from axis.signing import sign
 from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
+from endpoints.auth import TooManyFailures
 from endpoints.cpu import run_cpu
 from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer
@@ -115,11 +118,25 @@ def create_app(srv: EndpointServer) -> FastAPI:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(422, None, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
+    @app.exception_handler(TooManyFailures)
+    async def _too_many(request: Request, exc: TooManyFailures) -> JSONResponse:
+        response = problem(429, Reason.UNAUTHORIZED, str(exc), "too many failed authentication attempts")
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        return response
+
     def caller(request: Request) -> str:
+        address = request.client.host if request.client else "-"
+        now = time.monotonic()
+        try:
+            srv.auth_limiter.check(address, now)  # over the limit: 429 without looking at the token
+        except TooManyFailures:
+            srv.metrics.auth_limited.inc()
+            raise
         try:
             return srv.tokens.authenticate(request.headers.get("authorization"))
         except Refusal:
             srv.metrics.auth_failed.inc()
+            srv.auth_limiter.failed(address, now)
             raise
 
     @app.get("/healthz")

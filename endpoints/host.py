@@ -37,7 +37,10 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
         await s.start(connection)
     uvis = [
         uvicorn.Server(uvicorn.Config(create_app(s), host=s.server.host, port=s.server.port, log_level=log_level,
-                                      lifespan="off", access_log=False))
+                                      lifespan="off", access_log=False,
+                                      # the failed-authentication limit is per peer address: do not let
+                                      # X-Forwarded-For (trusted from 127.0.0.1 by default) choose it
+                                      proxy_headers=False))
         for s in servers
     ]
     for u in uvis:
