@@ -388,6 +388,51 @@ def generate_workdir(
     return config_path, connections
 
 
+def move_agency(
+    config_path: str | Path,
+    code: str,
+    server_id: str,
+    *,
+    kind: str = "dedicated",
+    host: str | None = None,
+    port: int | None = None,
+    inbox_url: str | None = None,
+    out: str | Path | None = None,
+) -> Config:
+    """Write the configuration with agency ``code`` moved to server ``server_id`` (added with ``kind``, ``host``,
+    ``port`` and ``inbox_url`` when it is not in the file yet; the port defaults to one above the highest) and
+    return it. The old server's key of the agency, if any, moves with it. Written atomically to ``out``
+    (default: over ``config_path``) only if the result validates. See docs/core.md, "Moving an agency".
+    """
+    path = Path(config_path).expanduser().resolve()
+    raw = yaml.load(path.read_bytes(), Loader=_Loader)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    entry = next((a for a in raw.get("agencies") or [] if isinstance(a, dict) and str(a.get("code")) == code), None)
+    if entry is None:
+        raise ConfigError(f"agency {code} is not in the agencies of {path} (agencies_file: edit the CSV)")
+    servers = raw.setdefault("servers", [])
+    old_id = str(entry["server"])
+    old = next((s for s in servers if str(s.get("id")) == old_id), {})
+    if not any(str(s.get("id")) == server_id for s in servers):
+        servers.append({
+            "id": server_id, "kind": kind, "host": host or old.get("host", "127.0.0.1"),
+            "port": port if port is not None else max([int(s.get("port", 0)) for s in servers] or [8700]) + 1,
+            "inbox_url": inbox_url or f"sqlite+aiosqlite:///inbox-{server_id}.db", "keys": [],
+        })
+    entry["server"] = server_id
+    if code in (old.get("keys") or []):
+        old["keys"] = [k for k in old["keys"] if k != code]
+        new = next(s for s in servers if str(s.get("id")) == server_id)
+        new["keys"] = [*(new.get("keys") or []), code]
+    target = Path(out).expanduser().resolve() if out else path
+    config = config_from_dict(raw, base=target.parent, path=target)  # validate before writing
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.replace(target)
+    return config
+
+
 def connections_for(config: Config, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The connections.json object for ``config``; tokens come from ``known`` (an earlier connections object)
     when available, else are ``null`` (the config only stores their hashes)."""
