@@ -17,7 +17,10 @@ Order of checks — the first failing check gives the one reason:
 3. ``SIGNATURE_PROFILE`` (structure) — a ``Signature`` in the wrong namespace (the real samples put it in the
    edXML namespace); more than one Signature, or any XML-DSig element outside it (wrapping); a processing
    instruction outside the root element (not covered by what signers sign); the Signature not the last element
-   child of ``edXML/edXMLEnvelope/edXMLHeader``; attributes other than Signature/@Id, Reference/@URI and
+   child of ``edXML/edXMLEnvelope/edXMLHeader`` (followed by nothing but whitespace; an ``Id``, if any, an ASCII
+   XML name); non-whitespace text
+   anywhere in the Signature except in
+   DigestValue, SignatureValue and X509Certificate; attributes other than Signature/@Id, Reference/@URI and
    @Algorithm on the method and transform elements; children other than SignedInfo, SignatureValue, KeyInfo
    (no ds:Object); not exactly one ``Reference``; ``URI`` other than ``""`` (no Id references).
 4. ``WEAK_ALGORITHM`` — SignatureMethod or DigestMethod not in the policy's allowed sets (SHA-1, MD5, HMAC,
@@ -52,7 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -143,14 +146,22 @@ class Located:
     certs_der: tuple[bytes, ...]
 
 
+_DROP_XML_SPACE = str.maketrans("", "", " \t\r\n")
+
+
 def _text_b64(el: etree._Element, what: str) -> bytes:
-    text = "".join((el.text or "").split())
+    """The base64 value of a DigestValue/SignatureValue/X509Certificate: only XML whitespace is ignored, and the
+    encoding must be canonical (no stray bits in the last character), as xsd:base64Binary requires."""
     if len(el):  # elements, comments or processing instructions
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} has child nodes other than text")
+    text = (el.text or "").translate(_DROP_XML_SPACE)
     try:
-        return base64.b64decode(text, validate=True)
+        value = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not valid base64") from None
+    if base64.b64encode(value).decode() != text:
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not canonical base64")
+    return value
 
 
 def _children(el: etree._Element) -> list[etree._Element]:
@@ -160,6 +171,12 @@ def _children(el: etree._Element) -> list[etree._Element]:
 
 #: An XML ID must be an NCName (XML-DSig types Signature/@Id as xs:ID); the reference refuses others too.
 _NCNAME = re.compile(r"[^\W\d][\w.\-]*")
+_DSIG_ANY = "{" + DSIG + "}*"
+_XML_SPACE = " \t\r\n"
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+#: The only elements of the Signature with character content (base64); everywhere else only whitespace.
+_VALUE_ELEMENTS = frozenset({q("DigestValue"), q("SignatureValue"), q("X509Certificate")})
+_DSIG_OPEN = "{" + DSIG + "}"
 
 #: The only attributes the profile allows inside the Signature (XML-DSig allows more; axis needs none of them).
 _ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
@@ -186,8 +203,13 @@ def _expect(children: list[etree._Element], names: tuple[str, ...], where: str) 
 
 def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     """Steps 2-5 of the module docstring: find the one Signature and enforce the profile. None = unsigned."""
-    candidates = list(root.iter("{*}Signature"))  # any namespace, or none
-    dsig_count = sum(1 for _ in root.iter("{" + DSIG + "}*"))
+    candidates = []
+    dsig_count = 0
+    for el in root.iter("{*}Signature", _DSIG_ANY):  # one walk: Signature in any namespace (or none), all of ds:*
+        if el.tag.startswith(_DSIG_OPEN):
+            dsig_count += 1
+        if el.tag.endswith("}Signature") or el.tag == "Signature":
+            candidates.append(el)
     if not candidates and not dsig_count:
         if policy.require_signature:
             raise Refusal(Reason.SIGNATURE_MISSING, "the document carries no signature")
@@ -199,7 +221,7 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     if len(candidates) != 1:
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{len(candidates) or 'no'} Signature elements; exactly one is allowed")
     signature = candidates[0]
-    if sum(1 for _ in signature.iter("{" + DSIG + "}*")) != dsig_count:
+    if sum(1 for _ in signature.iter(_DSIG_ANY)) != dsig_count:
         raise Refusal(Reason.SIGNATURE_PROFILE, "XML-DSig elements outside the Signature")
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         if isinstance(sibling, etree._ProcessingInstruction):
@@ -212,8 +234,22 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be a child of edXML/edXMLEnvelope/edXMLHeader")
     if _children(header)[-1] is not signature:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be the last child of edXMLHeader")
-    for el in signature.iter("*"):
-        if el.attrib and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(el.attrib):
+    if signature.tail and signature.tail.strip(_XML_SPACE):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "text after the Signature")
+    sig_id = signature.get("Id")
+    if sig_id is not None and not _ID.fullmatch(sig_id):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "Signature/@Id must be an ASCII XML name")
+    for el in signature.iter():  # elements, comments, PIs
+        if el.tag in _VALUE_ELEMENTS:
+            pass
+        elif el.text and el.text.strip(_XML_SPACE) and isinstance(el.tag, str):
+            raise Refusal(Reason.SIGNATURE_PROFILE, f"text inside {etree.QName(el).localname}")
+        if el is not signature and el.tail and el.tail.strip(_XML_SPACE):
+            raise Refusal(Reason.SIGNATURE_PROFILE, "text between the elements of the Signature")
+        if not isinstance(el.tag, str):
+            continue
+        keys = el.keys()
+        if keys and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(keys):
             raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
     sig_id = signature.get("Id")
     if sig_id is not None and not _NCNAME.fullmatch(sig_id):
@@ -282,10 +318,25 @@ class CertFacts:
 
 
 def load_chain(certs_der: tuple[bytes, ...]) -> list[x509.Certificate]:
-    try:
-        return [x509.load_der_x509_certificate(der) for der in certs_der]
-    except ValueError as exc:
-        raise Refusal(Reason.SIGNATURE_PROFILE, f"X509Certificate cannot be decoded: {exc}") from None
+    """Decode the X509Certificate values. ``cryptography`` parses lazily, so every field the checks read is
+    touched here: a corrupt certificate is refused now (SIGNATURE_PROFILE; an unknown key algorithm or curve
+    WEAK_ALGORITHM) instead of failing later with an exception that is not a Refusal."""
+    chain = []
+    for der in certs_der:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            cert.public_key()
+            _ = (cert.subject, cert.issuer, cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc,
+                 cert.signature_hash_algorithm, cert.tbs_certificate_bytes, cert.signature)
+            for ext in cert.extensions:
+                _ = ext.value
+            cert_uid(cert)
+        except UnsupportedAlgorithm as exc:
+            raise Refusal(Reason.WEAK_ALGORITHM, f"certificate uses an unsupported algorithm: {exc}") from None
+        except Exception as exc:  # untrusted DER: ValueError, x509.InvalidVersion, DuplicateExtension, ...
+            raise Refusal(Reason.SIGNATURE_PROFILE, f"X509Certificate cannot be decoded: {exc}") from None
+        chain.append(cert)
+    return chain
 
 
 def check_key_strength(cert: x509.Certificate) -> None:
@@ -324,7 +375,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 

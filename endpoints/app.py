@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import orjson
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -113,6 +114,16 @@ def create_app(srv: EndpointServer) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, None, str(exc.detail))
+
+    async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # the broker connection is down or being restored: nothing was published, the client may retry
+        response = problem(503, None, f"the message broker is unavailable, retry shortly ({type(exc).__name__})",
+                           "service unavailable")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    for broker_error in (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError):
+        app.add_exception_handler(broker_error, _broker_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -104,7 +104,8 @@ class EndpointServer:
         pub = await open_channel(connection)
         self.publisher = Publisher(await declare_topology(pub, [self.id]))
         consume = await open_channel(connection, prefetch=prefetch)
-        self._queue = await consume.get_queue(server_queue(self.id), ensure=False)
+        # passive declare (not get_queue): the robust channel restores this consumer after a reconnect
+        self._queue = await consume.declare_queue(server_queue(self.id), passive=True)
         self._consumer_tag = await self._queue.consume(DeliveryConsumer(self), no_ack=False)
         log.info("server %s (%s, %d agencies) consuming %s", self.id, self.server.kind, len(self.local_agencies),
                  server_queue(self.id))

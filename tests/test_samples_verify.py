@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from axis.cli import app
 from axis.dsig import DSIG, EDXML
 from axis.reasons import Reason, Refusal
+from axis.signing import sign
 from axis.testing import TestPKI, make_pki
 from axis.verify_reference import ReferenceVerifier
 
@@ -89,3 +90,18 @@ def test_cli_verify_reports_each_sample(samples_dir: Path, kit: TestPKI) -> None
     assert result.exit_code == 1
     got = {Path(row["file"]).name: row["reason"] for row in map(json.loads, result.stdout.splitlines())}
     assert got == {name: reason.value for name, reason in EXPECTED.items()}
+
+
+@pytest.mark.parametrize("name", ["edoc_new.edxml", "dc0bdef0-c7a3-4aaf-b717-777303442973.edxml"])
+def test_sample_resigned_per_profile_verifies(samples_dir: Path, kit: TestPKI, name: str) -> None:
+    """The way out for a real file: replace its signature with a profile one by the sender's certificate."""
+    data = (samples_dir / name).read_bytes()
+    sender = next(etree.fromstring(data).iter(f"{{{EDXML}}}OrganId")).text or ""
+    key, cert = kit.make_cert(sender)
+    with pytest.raises(Refusal):
+        sign(data, key, cert)
+    resigned = sign(data, key, cert, replace=True)
+    for verifier in (kit.verifier(), ReferenceVerifier(kit.policy())):
+        assert verifier.verify(resigned).signer == sender
+    root = etree.fromstring(resigned)
+    assert [etree.QName(s).namespace for s in root.iter("{*}Signature")] == [DSIG]

@@ -1,0 +1,126 @@
+"""Router memory over a long drain: resident set of one router process after 10,000 routed envelopes and then at
+checkpoints up to ``--envelopes`` (1,000,000 for the full figure), while a feeder keeps ``axis.submissions``
+topped up (cycling the cached signed corpus) and purges the delivery queues so the broker stays small.
+
+The figure is RSS at the end against RSS at 10,000 (the baseline, same process, same run). When the run is
+shorter than 1,000,000 the growth is also extrapolated linearly from the checkpoints (least squares) and the
+table says so.
+
+    python bench/memory.py --envelopes 1000000     # the full figure (hours on this machine)
+    python bench/memory.py                         # 40,000 envelopes, extrapolated
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aio_pika
+
+from bench._common import Result, corpus, router_config_dict, rss_kb, temp_vhost
+from bench._drain import EX_SUBMIT, Q_SUBMISSIONS, SERVER_IDS, declare_topology, server_queue, spawn, stop
+from bench.router_drain import worker_cmd
+
+FULL = 1_000_000
+WARM = 10_000
+
+
+async def run(n: int, *, warm: int = WARM, checkpoints: int = 8, corpus_size: int = 4000, log: Any = print,
+              timeout: float = 7200) -> dict[str, Any]:
+    c = corpus(min(corpus_size, n), log=log)
+    records = list(c.records())
+    per_cycle = sum(len(t) for _, t, _ in records) / len(records)  # exact mean fan-out of the corpus
+    marks = sorted({warm, *(warm + (n - warm) * (i + 1) // checkpoints for i in range(checkpoints))})
+    samples: list[tuple[int, int]] = []
+    with temp_vhost("axis-bench-memory") as url, tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:
+        conn = await aio_pika.connect(url)
+        ch = await conn.channel(publisher_confirms=True)
+        await declare_topology(ch, SERVER_IDS)
+        ex = await ch.get_exchange(EX_SUBMIT)
+        cfg = Path(tmp) / "config.json"
+        cfg.write_text(json.dumps(router_config_dict(c, url, Path(tmp))))
+        procs = spawn(worker_cmd(cfg), 1)
+        feed = itertools.cycle(records)
+        published = purged = 0
+        t0 = time.monotonic()
+        try:
+            while marks:
+                if procs[0].poll() is not None:
+                    raise RuntimeError(f"the router exited (rc {procs[0].returncode})")
+                if time.monotonic() - t0 > timeout:
+                    raise TimeoutError(f"memory run over {timeout:.0f}s at {samples}")
+                subs = await ch.declare_queue(Q_SUBMISSIONS, passive=True)
+                if (subs.declaration_result.message_count or 0) < 1000 and published < n + 500:
+                    pubs = []
+                    for sender_server, _targets, body in itertools.islice(feed, 1000):
+                        msg = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                               headers={"x-axis-kind": "document", "x-axis-server": sender_server})
+                        pubs.append(ex.publish(msg, routing_key=""))
+                    await asyncio.gather(*pubs)
+                    published += len(pubs)
+                depth = 0
+                for sid in SERVER_IDS:
+                    q = await ch.declare_queue(server_queue(sid), passive=True)
+                    d = q.declaration_result.message_count or 0
+                    if d > 2000:
+                        purged += (await q.purge()).message_count
+                    else:
+                        depth += d
+                routed = int((purged + depth) / per_cycle)
+                while marks and routed >= marks[0]:
+                    samples.append((marks.pop(0), rss_kb(procs[0].pid)))
+                    log(f"  routed {samples[-1][0]:,}: router RSS {samples[-1][1] / 1024:.1f} MB")
+                await asyncio.sleep(0.2)
+        finally:
+            stop(procs)
+            await conn.close()
+    return {"envelopes": n, "samples": samples, "seconds": time.monotonic() - t0}
+
+
+def analyse(raw: dict[str, Any], full: int = FULL) -> Result:
+    samples = raw["samples"]
+    (n0, r0), (n1, r1) = samples[0], samples[-1]
+    xs, ys = [s[0] for s in samples], [s[1] for s in samples]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0  # KB/envelope
+    extrapolated = n1 < full
+    at_full = r0 + slope * (full - n0) if extrapolated else r1
+    growth = at_full / r0 - 1
+    note = (f"measured {n0:,}→{n1:,}: {r0 / 1024:.1f}→{r1 / 1024:.1f} MB; "
+            f"{'extrapolated' if extrapolated else 'measured'} at {full:,}: {at_full / 1024:.1f} MB "
+            f"({growth:+.1%}); slope {slope * 1e5 / 1024:+.2f} MB per 100k")
+    return Result(f"router RSS at {full:,} vs {n0:,} routed{' (extrapolated)' if extrapolated else ''}",
+                  at_full / 1024, "MB", baseline=r0 / 1024, baseline_label=f"RSS at {n0:,}",
+                  target="within 10 %", met=abs(growth) <= 0.10, notes=note, extra=raw)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--envelopes", type=int, default=40_000)
+    ap.add_argument("--warm", type=int, default=WARM, help="the baseline checkpoint")
+    a = ap.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    from bench._common import table
+
+    res = analyse(asyncio.run(run(a.envelopes, warm=a.warm)))
+    print(table([res]))
+    print(res.notes)
+
+
+if __name__ == "__main__":
+    main()
