@@ -56,7 +56,10 @@ async def load(url: str, token: str, docs: list[bytes], concurrency: int) -> tup
             async with httpx.AsyncClient(base_url=url, timeout=120) as p:
                 while not done.is_set():
                     t = time.perf_counter()
-                    await p.get("/healthz")
+                    try:
+                        await p.get("/healthz")
+                    except httpx.RemoteProtocolError:  # an idle kept-alive connection closed by the server
+                        continue
                     probes.append((time.perf_counter() - t) * 1000)
                     await asyncio.sleep(0.02)
 
@@ -88,8 +91,9 @@ def main() -> None:
                                          amqp_url=f"amqp://guest:guest@127.0.0.1/{vhost}")
             a = next(x for x in conn["agencies"] if x["code"] == A)
             env = {**os.environ, "PYTHONPATH": str(args.server_root)}
+            log = Path(os.environ.get("AXIS_BENCH_LOG") or Path(tmp) / "server.log").open("wb")  # noqa: SIM115
             proc = subprocess.Popen([sys.executable, "-m", "axis", "serve", "--config", str(cfg), "--server", "d1"],
-                                    env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=log)
             url = a["endpoint"]
             for _ in range(200):
                 try:
@@ -109,6 +113,8 @@ def main() -> None:
                       f"{statistics.median(p):6.1f} ms, max {p[-1]:7.1f} ms ({len(p)} probes)")
     finally:
         if proc is not None:
+            if proc.poll() is not None:
+                print(f"the server exited with code {proc.returncode} during the run", file=sys.stderr)
             proc.terminate()
             proc.wait(15)
         httpx.delete(f"{MGMT}/api/vhosts/{vhost}", auth=AUTH)
