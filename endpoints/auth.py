@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Iterable
 
 from axis.config import AgencyConfig
 from axis.reasons import Reason, Refusal
@@ -44,41 +44,58 @@ class TokenTable:
 
 
 class TooManyFailures(Exception):
-    """This client failed authentication too often: refuse everything from it for ``retry_after`` seconds."""
+    """This client address failed authentication too often: answer 429 without checking its token."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many failed authentication attempts; retry after {retry_after}s")
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many failed authentication attempts; retry after {retry_after:.0f} s")
         self.retry_after = retry_after
 
 
 class FailureLimiter:
-    """At most ``max_failures`` failed authentications per client (IP) per ``window`` seconds.
+    """Failed token checks per client address in a fixed window (pure: the clock is passed in).
 
-    Once over, every request from that client is refused (429) until the window ends — valid tokens included,
-    so a guess that happens to be right is not confirmed. Memory is bounded: at most ``max_clients`` tracked.
+    An address that reaches ``max_failures`` failures within ``window`` seconds of its first one is refused
+    until that window ends. Successes never reset a counter (neither the address's own — an attacker holding
+    one valid token could otherwise interleave it to keep guessing — nor anyone else's). At most ``max_clients``
+    addresses are tracked: expired windows are dropped, then the least recently failing addresses.
     """
 
-    def __init__(self, max_failures: int = 20, window: float = 60.0, *, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_failures: int = 20, window: float = 60.0, max_clients: int = 100_000) -> None:
         self.max_failures = max_failures
         self.window = window
         self.max_clients = max_clients
-        self._clock = clock
-        self._failures: dict[str, tuple[float, int]] = {}  # client -> (window start, failures)
+        self._entries: OrderedDict[str, list[float]] = OrderedDict()  # address -> [window start, failures]
 
-    def check(self, client: str) -> None:
-        start, n = self._failures.get(client, (0.0, 0))
-        now = self._clock()
-        if n >= self.max_failures and now - start < self.window:
-            raise TooManyFailures(max(1, int(self.window - (now - start)) + 1))
+    def __len__(self) -> int:
+        return len(self._entries)
 
-    def failed(self, client: str) -> None:
-        now = self._clock()
-        start, n = self._failures.get(client, (now, 0))
+    def check(self, address: str, now: float) -> None:
+        """Raise :class:`TooManyFailures` if ``address`` is over its limit (before any token is checked)."""
+        entry = self._entries.get(address)
+        if entry is None:
+            return
+        start, failures = entry
         if now - start >= self.window:
-            start, n = now, 0
-        if client not in self._failures and len(self._failures) >= self.max_clients:
-            self._failures = {c: v for c, v in self._failures.items() if now - v[0] < self.window}
-            if len(self._failures) >= self.max_clients:
-                self._failures.pop(next(iter(self._failures)))
-        self._failures[client] = (start, n + 1)
+            del self._entries[address]
+        elif failures >= self.max_failures:
+            raise TooManyFailures(max(1.0, start + self.window - now))
+
+    def failed(self, address: str, now: float) -> None:
+        entry = self._entries.get(address)
+        if entry is None or now - entry[0] >= self.window:
+            self._entries[address] = [now, 1]
+        else:
+            entry[1] += 1
+        self._entries.move_to_end(address)
+        self._evict(now)
+
+    def _evict(self, now: float) -> None:
+        """Amortized O(1): entries are ordered by last failure, so expired windows collect at the front."""
+        entries = self._entries
+        while entries:
+            first = next(iter(entries))
+            if now - entries[first][0] < self.window:
+                break
+            del entries[first]
+        while len(entries) > self.max_clients:
+            entries.popitem(last=False)  # the least recently failing address
