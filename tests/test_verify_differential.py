@@ -149,7 +149,7 @@ def m_transforms(root: etree._Element, draw: Any) -> None:
         if not len(transforms):
             return
     else:
-        transforms.append(transforms[0])
+        transforms.append(_pick(draw, list(transforms)))
 
 
 def m_whitespace(root: etree._Element, draw: Any) -> None:
