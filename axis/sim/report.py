@@ -141,10 +141,17 @@ class Report:
             reasons[k] = reasons.get(k, 0) + v
         if reasons:
             console.print("refusals by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+        if self.refused is not None and not self.refused_agree:
+            sync, late = sum(self.refused_sync.values()), sum(self.refused_async.values())
+            console.print(
+                f"[yellow]note:[/] the axis's refused counter shows {self.refused:,}; the simulator saw "
+                f"{sync:,} refused at submission (HTTP 4xx) and {late:,} refused by the router (status 02)"
+            )
         if self.statuses_checked:
             console.print(f"statuses checked at senders: {self.statuses_seen}/{self.statuses_checked} arrived")
         for m in self.moves:
-            console.print(f"migration {m.get('agency')} → {m.get('to')}: {m.get('result')}")
+            style = "" if m.get("result") == "moved" else "[yellow]"
+            console.print(f"{style}migration {m.get('agency')} → {m.get('to')}: {m.get('result')}")
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items())
         rate = self.as_json()["documents_per_second"]
         console.print(f"time {self.seconds:.1f}s ({phases}); {rate or '—'} documents/s submitted")

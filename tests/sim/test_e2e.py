@@ -110,3 +110,37 @@ def test_simulate_without_running_axis(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["simulate", "--connections", str(tmp_path / "none.json"), "--quiet"])
     assert result.exit_code == 2
+
+
+def test_migration_scenario_loses_nothing(amqp_url: str, tmp_path: Path) -> None:
+    """An agency leaves its shared server mid-run: whether or not this axis can move it yet, every document
+    arrives exactly once and the three tallies agree; the move's outcome is reported."""
+    from axis.sim import demo
+
+    sc = scn.from_dict(
+        {
+            "name": "migration-small",
+            "start": "2019-04-01",
+            "days": 3,
+            "documents": 50,
+            "deliveries": 120,
+            "agencies": {"preset": "vn-2019", "count": 8, "shared_servers": 1, "shared_members": ["H01", "H02"]},
+            "migrations": [{"agency": "H01", "at": 0.5}],
+            "mix": {"recipient_weights": {"H01": 10}, "statuses": {"share": 0.3}},
+            "bad": {"count": 2},
+        }
+    )
+    assert sc.placement["000.00.00.H01"] == "g22-shared-1" and "dedicated-000-00-00-h01" in dict(sc.server_list())
+    wd = tmp_path / "work"
+    config, raw = demo.prepare(sc, wd, base_port=_free_base_port(len(sc.servers)), amqp_url=amqp_url)
+    axis = demo.AxisProcess(config, wd, timeout=120)
+    try:
+        conns = axis.start(raw)
+        report = asyncio.run(simulate(sc, 3, conns, Options(workers=0, stall_timeout=30), Reporter(quiet=True)))
+    finally:
+        axis.stop()
+    assert [m["agency"] for m in report.moves] == ["000.00.00.H01"]
+    assert report.moves[0]["result"] in ("moved", "not supported by this axis")
+    assert report.unexpected == []
+    assert report.agree is True
+    assert report.sent == 50 and report.received == report.inbox == 120
