@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
+import time
 from pathlib import Path
 
 import typer
@@ -44,6 +44,10 @@ def _finish(report: Report, as_json: bool) -> None:
     report.render(err_console if as_json else Console())
     if as_json:
         print_json(report.as_json())
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:
@@ -104,8 +108,7 @@ def register(app: typer.Typer) -> None:
         except (demo.DemoError, ValueError) as exc:
             usage_error(str(exc))
         axis = demo.AxisProcess(config, work_dir)
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo cleanly, like Ctrl-C
         try:
             log.print("starting the axis (router, endpoint servers, admin)…")
             try:
@@ -121,10 +124,10 @@ def register(app: typer.Typer) -> None:
                 log.print(f"[bold]dashboard:[/] {conns.admin_url}/  (admin token in {work_dir / 'connections.json'})"
                           " — Ctrl-C to stop")  # fmt: skip
                 try:
-                    while not stop.wait(0.5) and axis.alive():
-                        pass
-                    if not stop.is_set() and not axis.alive():
-                        log.print(f"[bold red]a process of the axis exited:[/] {axis.failures()}")
+                    while axis.alive():
+                        time.sleep(0.5)
+                    log.print(f"[bold red]a process of the axis exited:[/] {axis.failures()}")
+                    code = EXIT_REFUSED
                 except KeyboardInterrupt:
                     pass
         except KeyboardInterrupt:
