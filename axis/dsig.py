@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from lxml import etree
 
+from axis.reasons import Reason, Refusal
+
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
 EDXML = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 
@@ -50,8 +52,16 @@ def e(local: str) -> str:
 
 
 def exc_c14n(element: etree._Element) -> bytes:
-    """Exclusive C14N 1.0 (without comments) of one element and its subtree."""
-    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+    """Exclusive C14N 1.0 (without comments) of one element and its subtree.
+
+    Raises Refusal(SIGNATURE_PROFILE) for documents C14N cannot process (libxml2 refuses relative namespace
+    URIs such as ``xmlns:a="rel"``): such a document can be neither signed nor verified per the profile.
+    """
+    try:
+        return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+    except etree.C14NError as exc:
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"the document cannot be canonicalized ({exc}); "
+                      "relative namespace URIs are not allowed") from None
 
 
 def enveloped_c14n(root: etree._Element, signature: etree._Element) -> bytes:

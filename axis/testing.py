@@ -309,6 +309,16 @@ def hostile_corpus(pki: TestPKI, *, max_bytes: int | None = None) -> list[tuple[
         Reason.SIGNATURE_PROFILE)
     add("attribute_on_digest_value", _edit(good, lambda r: _first(r, "DigestValue", DSIG).set("Id", "d")),
         Reason.SIGNATURE_PROFILE)
+    add("relative_namespace_uri", _replace_bytes(good, b"<Subject>", b'<Subject xmlns:zz="relative/uri">'),
+        Reason.SIGNATURE_PROFILE)
+    def stray_bits(root: etree._Element) -> None:
+        # Same signature bytes, different text: the unused low bits of the last base64 character are set.
+        el = _first(root, "SignatureValue", DSIG)
+        text = "".join((el.text or "").split())
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        i = len(text.rstrip("=")) - 1
+        el.text = text[:i] + alphabet[alphabet.index(text[i]) ^ 1] + text[i + 1 :]
+    add("noncanonical_base64", _edit(good, stray_bits), Reason.SIGNATURE_PROFILE)
     add("no_certificate", _edit(good, lambda r: _first(r, "KeyInfo", DSIG).remove(_first(r, "X509Data", DSIG))),
         Reason.SIGNATURE_PROFILE)
     add("truncated_certificate", _edit(good, lambda r: setattr(_first(r, "X509Certificate", DSIG), "text",

@@ -17,7 +17,8 @@ Order of checks — the first failing check gives the one reason:
 3. ``SIGNATURE_PROFILE`` (structure) — a ``Signature`` in the wrong namespace (the real samples put it in the
    edXML namespace); more than one Signature, or any XML-DSig element outside it (wrapping); a processing
    instruction outside the root element (not covered by what signers sign); the Signature not the last element
-   child of ``edXML/edXMLEnvelope/edXMLHeader`` (followed by nothing but whitespace); non-whitespace text
+   child of ``edXML/edXMLEnvelope/edXMLHeader`` (followed by nothing but whitespace; an ``Id``, if any, an ASCII
+   XML name); non-whitespace text
    anywhere in the Signature except in
    DigestValue, SignatureValue and X509Certificate; attributes other than Signature/@Id, Reference/@URI and
    @Algorithm on the method and transform elements; children other than SignedInfo, SignatureValue, KeyInfo
@@ -54,7 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -145,14 +146,22 @@ class Located:
     certs_der: tuple[bytes, ...]
 
 
+_DROP_XML_SPACE = str.maketrans("", "", " \t\r\n")
+
+
 def _text_b64(el: etree._Element, what: str) -> bytes:
-    text = "".join((el.text or "").split())
+    """The base64 value of a DigestValue/SignatureValue/X509Certificate: only XML whitespace is ignored, and the
+    encoding must be canonical (no stray bits in the last character), as xsd:base64Binary requires."""
     if len(el):  # elements, comments or processing instructions
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} has child nodes other than text")
+    text = (el.text or "").translate(_DROP_XML_SPACE)
     try:
-        return base64.b64decode(text, validate=True)
+        value = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not valid base64") from None
+    if base64.b64encode(value).decode() != text:
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not canonical base64")
+    return value
 
 
 def _children(el: etree._Element) -> list[etree._Element]:
@@ -164,6 +173,7 @@ def _children(el: etree._Element) -> list[etree._Element]:
 _NCNAME = re.compile(r"[^\W\d][\w.\-]*")
 _DSIG_ANY = "{" + DSIG + "}*"
 _XML_SPACE = " \t\r\n"
+_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 #: The only elements of the Signature with character content (base64); everywhere else only whitespace.
 _VALUE_ELEMENTS = frozenset({q("DigestValue"), q("SignatureValue"), q("X509Certificate")})
 _DSIG_OPEN = "{" + DSIG + "}"
@@ -226,6 +236,9 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be the last child of edXMLHeader")
     if signature.tail and signature.tail.strip(_XML_SPACE):
         raise Refusal(Reason.SIGNATURE_PROFILE, "text after the Signature")
+    sig_id = signature.get("Id")
+    if sig_id is not None and not _ID.fullmatch(sig_id):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "Signature/@Id must be an ASCII XML name")
     for el in signature.iter():  # elements, comments, PIs
         if el.tag in _VALUE_ELEMENTS:
             pass
@@ -305,10 +318,25 @@ class CertFacts:
 
 
 def load_chain(certs_der: tuple[bytes, ...]) -> list[x509.Certificate]:
-    try:
-        return [x509.load_der_x509_certificate(der) for der in certs_der]
-    except ValueError as exc:
-        raise Refusal(Reason.SIGNATURE_PROFILE, f"X509Certificate cannot be decoded: {exc}") from None
+    """Decode the X509Certificate values. ``cryptography`` parses lazily, so every field the checks read is
+    touched here: a corrupt certificate is refused now (SIGNATURE_PROFILE; an unknown key algorithm or curve
+    WEAK_ALGORITHM) instead of failing later with an exception that is not a Refusal."""
+    chain = []
+    for der in certs_der:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+            cert.public_key()
+            _ = (cert.subject, cert.issuer, cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc,
+                 cert.signature_hash_algorithm, cert.tbs_certificate_bytes, cert.signature)
+            for ext in cert.extensions:
+                _ = ext.value
+            cert_uid(cert)
+        except UnsupportedAlgorithm as exc:
+            raise Refusal(Reason.WEAK_ALGORITHM, f"certificate uses an unsupported algorithm: {exc}") from None
+        except Exception as exc:  # untrusted DER: ValueError, x509.InvalidVersion, DuplicateExtension, ...
+            raise Refusal(Reason.SIGNATURE_PROFILE, f"X509Certificate cannot be decoded: {exc}") from None
+        chain.append(cert)
+    return chain
 
 
 def check_key_strength(cert: x509.Certificate) -> None:
@@ -347,7 +375,7 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 

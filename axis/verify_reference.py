@@ -17,8 +17,8 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import re
 
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 from signxml import SignatureConfiguration, XMLVerifier
@@ -36,6 +36,7 @@ from axis.verify import (
     check_key_strength,
     check_signer,
     check_time_revocation_usage,
+    load_chain,
     revoked_index,
 )
 
@@ -87,6 +88,8 @@ def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[str, list[byte
         allowed = _ATTRIBUTES.get(owner.localname, "") if owner.namespace == DSIG else ""
         if attr.attrname != allowed:  # type: ignore[attr-defined]
             raise Refusal(Reason.SIGNATURE_PROFILE, f"attribute {attr.attrname} on {owner.localname}")  # type: ignore
+    if sig.get("Id") is not None and not re.match(r"^[A-Za-z_][-A-Za-z0-9_.]*\Z", sig.get("Id", "")):
+        raise Refusal(Reason.SIGNATURE_PROFILE, "Signature Id")
     if not _want(sig, "SignedInfo", "SignatureValue", "KeyInfo"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature children")
     si = _x(sig, "ds:SignedInfo")[0]
@@ -119,14 +122,19 @@ def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[str, list[byte
     certs = _x(key_info, "ds:X509Data/*")
     if not certs or any(etree.QName(c).localname != "X509Certificate" for c in certs):
         raise Refusal(Reason.SIGNATURE_PROFILE, "X509Data")
+    values = []
     for el in [*certs, *_x(ref, "ds:DigestValue"), *_x(sig, "ds:SignatureValue")]:
         if _x(el, "node()[not(self::text())]"):
             raise Refusal(Reason.SIGNATURE_PROFILE, "elements, comments or PIs in base64 content")
+        text = re.sub(r"[ \t\r\n]+", "", el.text or "")
         try:
-            base64.b64decode("".join((el.text or "").split()), validate=True)
+            value = base64.b64decode(text.encode("ascii"), validate=True)
         except (binascii.Error, ValueError):
             raise Refusal(Reason.SIGNATURE_PROFILE, "base64") from None
-    return str(sm[0]), [base64.b64decode("".join((c.text or "").split())) for c in certs]
+        if base64.b64encode(value) != text.encode("ascii"):
+            raise Refusal(Reason.SIGNATURE_PROFILE, "non-canonical base64")
+        values.append(value)
+    return str(sm[0]), values[: len(certs)]
 
 
 class ReferenceVerifier:
@@ -149,10 +157,7 @@ class ReferenceVerifier:
         if found is None:
             return Verified(root=root, signer=None, certificate=None, data=bytes(data))
         method, ders = found
-        try:
-            chain = [x509.load_der_x509_certificate(d) for d in ders]
-        except ValueError as exc:
-            raise Refusal(Reason.SIGNATURE_PROFILE, f"certificate: {exc}") from None
+        chain = load_chain(tuple(ders))  # shared: certificate decoding is not what this module cross-checks
         check_key_strength(chain[0])
         if (SIGNATURES[method][0] == "rsa") != isinstance(chain[0].public_key(), rsa.RSAPublicKey):
             raise Refusal(Reason.SIGNATURE_INVALID, f"the certificate's key cannot make a {method} signature")

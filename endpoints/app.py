@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -19,7 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from axis import envelope, schema
 from axis.reasons import Reason, Refusal, http_status
 from axis.router.core import H_SUBMITTED_AT, now_ms
+from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
+from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer
 
 PROBLEM = "application/problem+json"
@@ -41,17 +44,25 @@ class NotYours(Exception):
     """The id is not one of the caller's documents (another tenant's or none at all)."""
 
 
+class BodyTooLarge(Refusal):
+    """TOO_LARGE, with the size known when refusing (the declared length, or what was read so far)."""
+
+    def __init__(self, size: int, detail: str) -> None:
+        super().__init__(Reason.TOO_LARGE, detail)
+        self.size = size
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with TOO_LARGE as soon as it passes ``limit`` (before any parsing)."""
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > limit:
-        raise Refusal(Reason.TOO_LARGE, f"{length} bytes is over the limit of {limit} bytes")
+        raise BodyTooLarge(int(length), f"{length} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise Refusal(Reason.TOO_LARGE, f"more than the limit of {limit} bytes")
+            raise BodyTooLarge(size, f"more than the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -73,12 +84,26 @@ def create_app(srv: EndpointServer) -> FastAPI:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, None, str(exc.detail))
 
+    async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # the broker connection is down or being restored: nothing was published, the client may retry
+        response = problem(503, None, f"the message broker is unavailable, retry shortly ({type(exc).__name__})",
+                           "service unavailable")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    for broker_error in (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError):
+        app.add_exception_handler(broker_error, _broker_unavailable)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(422, None, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     def caller(request: Request) -> str:
-        return srv.tokens.authenticate(request.headers.get("authorization"))
+        try:
+            return srv.tokens.authenticate(request.headers.get("authorization"))
+        except Refusal:
+            srv.metrics.auth_failed.inc()
+            raise
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -90,15 +115,21 @@ def create_app(srv: EndpointServer) -> FastAPI:
 
     @app.post("/v1/documents", status_code=202)
     async def submit(request: Request) -> JSONResponse:
-        agency = caller(request)
+        agency = caller(request)  # 401/429 are not document refusals: counted apart (auth metrics)
+        got: list[bytes] = []
         try:
-            return await _submit(request, agency)
+            return await _submit(request, agency, got)
         except Refusal as r:
+            # A refused document never reaches the router: count it here, committed before the 4xx goes out.
+            size = r.size if isinstance(r, BodyTooLarge) else len(got[0]) if got else 0
             srv.metrics.refused.labels(agency, r.reason.value).inc()
+            process_metrics().count_refused(r.reason.value)
+            await srv.refusals.record(refused_record(agency, r.reason.value, size))
             raise
 
-    async def _submit(request: Request, agency: str) -> JSONResponse:
+    async def _submit(request: Request, agency: str, got: list[bytes]) -> JSONResponse:
         body = await read_body(request, limit)
+        got.append(body)
         checked = srv.verifier_unsigned_ok.verify(body)  # hardened parse; full check of a present signature
         schema.validate(checked.root)
         msg = envelope.from_element(checked.root)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from axis.config import Config
+from axis.router.counting import open_counter
 from axis.transport import connect
 from endpoints.app import create_app
 from endpoints.server import EndpointServer
@@ -23,7 +24,8 @@ log = logging.getLogger("axis.endpoint")
 
 
 async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "warning") -> None:
-    servers = [EndpointServer(config, sid) for sid in server_ids]
+    stats = await open_counter(config.stats_url)  # one statistics store per host process, shared by its servers
+    servers = [EndpointServer(config, sid, stats=stats) for sid in server_ids]
     connection = await connect(config.amqp_url)
     for s in servers:
         await s.start(connection)
@@ -50,3 +52,4 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
         for s in servers:
             await s.stop()
         await connection.close()
+        await stats.close()

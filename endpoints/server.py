@@ -15,9 +15,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from axis.config import Config, ServerConfig
+from axis.router.counting import Counter, open_counter
 from axis.transport import Publisher, declare_topology, open_channel, server_queue
 from endpoints.auth import TokenTable
 from endpoints.inbox import InboxStore
+from endpoints.refusals import RefusalRecorder
 
 log = logging.getLogger("axis.endpoint")
 
@@ -37,6 +39,12 @@ class Metrics:
                                     ["agency", "code"], registry=self.registry)
         self.sent_statuses = PromCounter("axis_endpoint_status_sent", "statuses sent by agencies",
                                          ["agency", "code"], registry=self.registry)
+        # Not document refusals: requests without a valid token (401) and those turned away by the limit (429).
+        self.auth_failed = PromCounter("axis_endpoint_auth_failed", "requests with a missing or wrong token",
+                                       registry=self.registry)
+        self.auth_limited = PromCounter("axis_endpoint_auth_limited",
+                                        "requests refused because their address failed authentication too often",
+                                        registry=self.registry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +68,8 @@ def load_signing_keys(config: Config, server: ServerConfig) -> dict[str, Signing
 
 
 class EndpointServer:
-    def __init__(self, config: Config, server_id: str, *, verifier: Any = None, store: InboxStore | None = None
-                 ) -> None:
+    def __init__(self, config: Config, server_id: str, *, verifier: Any = None, store: InboxStore | None = None,
+                 stats: Counter | None = None) -> None:
         from axis.router.service import make_verifier
 
         self.config = config
@@ -76,6 +84,9 @@ class EndpointServer:
         self.metrics = Metrics()
         self.store = store
         self._own_store = store is None
+        self.stats = stats  # the statistics store: HTTP refusals are counted there (the router never sees them)
+        self._own_stats = stats is None
+        self.refusals: RefusalRecorder = None  # type: ignore[assignment]
         self.publisher: Publisher = None  # type: ignore[assignment]
         self._consumer_tag: str | None = None
         self._queue: Any = None
@@ -85,10 +96,14 @@ class EndpointServer:
 
         if self.store is None:
             self.store = await InboxStore.open(self.server.inbox_url)
+        if self.stats is None:
+            self.stats = await open_counter(self.config.stats_url)
+        self.refusals = RefusalRecorder(self.stats)
         pub = await open_channel(connection)
         self.publisher = Publisher(await declare_topology(pub, [self.id]))
         consume = await open_channel(connection, prefetch=prefetch)
-        self._queue = await consume.get_queue(server_queue(self.id), ensure=False)
+        # passive declare (not get_queue): the robust channel restores this consumer after a reconnect
+        self._queue = await consume.declare_queue(server_queue(self.id), passive=True)
         self._consumer_tag = await self._queue.consume(DeliveryConsumer(self), no_ack=False)
         log.info("server %s (%s, %d agencies) consuming %s", self.id, self.server.kind, len(self.local_agencies),
                  server_queue(self.id))
@@ -99,5 +114,9 @@ class EndpointServer:
                 await self._queue.cancel(self._consumer_tag)
             except Exception:  # the connection may already be gone
                 log.debug("cancel failed", exc_info=True)
+        if self.refusals is not None:
+            await self.refusals.close()
         if self.store is not None and self._own_store:
             await self.store.close()
+        if self.stats is not None and self._own_stats:
+            await self.stats.close()

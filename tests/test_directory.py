@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 
 import pytest
@@ -75,15 +74,11 @@ def test_120k_agencies_fit() -> None:
     agencies = [(f"{i // 10000:03d}.{i // 100 % 100:02d}.{i % 100:02d}.H{i % 97:02d}", f"Agency {i}",
                  f"d{i}" if i < 20_000 else f"sh{i % n_shared}") for i in range(120_000)]
     tracemalloc.start()
-    t0 = time.perf_counter()
     d = Directory.from_records(servers, agencies)
-    elapsed = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(d) == 120_000
     assert d.counts()["dedicated"] == 20_000 and d.counts()["shared"] == 100_000
     assert d.server_of(agencies[119_999][0]).id == agencies[119_999][2]  # type: ignore[union-attr]
-    # Generous bounds (shared 2-core machine); the real figures are printed for the report.
-    print(f"120k directory: {elapsed:.2f}s, peak {peak / 1e6:.0f} MB")
+    # Memory is deterministic enough to assert; load time is measured by bench/directory.py, not here.
     assert peak < 200e6
-    assert elapsed < 10

@@ -58,7 +58,9 @@ class RouterService:
         exchanges = await declare_topology(pub_channel, [s.id for s in self.config.servers])
         self._publisher = Publisher(exchanges)
         consume_channel = await open_channel(self._conn, prefetch=self.prefetch)
-        queue = await consume_channel.get_queue(Q_SUBMISSIONS, ensure=False)
+        # declare_queue(passive=True), not get_queue(ensure=False): only a declared queue is restored with its
+        # consumer when the robust connection reconnects (else the router silently stops consuming)
+        queue = await consume_channel.declare_queue(Q_SUBMISSIONS, passive=True)
         self._worker = asyncio.create_task(self._work(), name="axis-router-worker")
         await queue.consume(self._inbox.put, no_ack=False)
         log.info("router consuming %s", Q_SUBMISSIONS)

@@ -1,0 +1,299 @@
+"""End to end: HTTP submit → stored in every recipient's inbox, through a whole axis brought up like ``axis up``
+(2 router processes, endpoint-server hosts) on its own vhost and work directory.
+
+- sustained: closed loop (64 submissions in flight) of N pre-signed documents (RSA-2048, ~10 KB, 2-3 recipients
+  on different servers); documents per second from the first submit until the last delivery is committed;
+- latency at 100 and 250 documents/s offered: open loop (submissions start on schedule, whether or not earlier
+  ones have finished); per document, from the start of its POST to the commit of its last recipient's inbox row
+  (``received_at`` in the servers' inbox stores, read after the run). p50/p99.
+
+Baselines, same run: for throughput, the no-op relay's envelope rate from the router drain is the broker ceiling
+(reported by bench/router_drain.py); here each latency figure stands beside the HTTP part alone (POST → 202,
+which already includes the endpoint's verification and the confirmed publish).
+
+    python bench/e2e.py [--documents 3000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from bench._common import Result, temp_vhost
+
+SERVERS = [("d-a", "dedicated"), ("d-b", "dedicated"), ("sh-1", "shared"), ("sh-2", "shared")]
+AGENCIES = [
+    ("000.00.00.G22", "Văn phòng Chính phủ", "d-a"),
+    ("000.00.00.H53", "UBND tỉnh Tây Ninh", "d-b"),
+    ("000.00.00.G01", "Bộ Công an", "sh-1"),
+    ("000.00.00.G03", "Bộ Giáo dục và Đào tạo", "sh-1"),
+    ("000.00.00.G04", "Bộ Tài chính", "sh-1"),
+    ("000.00.00.G05", "Bộ Tư pháp", "sh-2"),
+    ("000.00.00.G06", "Bộ Y tế", "sh-2"),
+    ("000.00.00.G07", "Bộ Xây dựng", "sh-2"),
+]
+
+
+def _free_base(n: int) -> int:
+    rnd = random.Random()
+    for _ in range(200):
+        base = rnd.randrange(20_000, 40_000)
+        ok = True
+        for p in range(base - 1, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _route(i: int) -> tuple[str, list[str]]:
+    """Sender and 2-3 recipients on servers other than the sender's and each other's (mean fan-out 2.84)."""
+    by_server: dict[str, list[str]] = {}
+    for code, _, sid in AGENCIES:
+        by_server.setdefault(sid, []).append(code)
+    sids = [s for s, _ in SERVERS]
+    src = sids[i % len(sids)]
+    others = [s for s in sids if s != src]
+    n = 3 if i % 25 < 21 else 2
+    sender = by_server[src][(i // len(sids)) % len(by_server[src])]
+    recipients = [by_server[s][(i // 7) % len(by_server[s])] for s in others[:n]]
+    return sender, recipients
+
+
+def _sign_chunk(args: tuple[dict[str, Any], int, int, int]) -> list[tuple[str, list[str], bytes]]:
+    keys, start, stop, size = args
+    from axis import pki as pkimod
+    from axis.signing import sign
+    from axis.testing import make_edxml
+
+    loaded = {c: (pkimod.load_key(Path(k).read_bytes()), pkimod.load_certs(Path(cert).read_bytes())[0])
+              for c, (k, cert) in keys.items()}
+    out = []
+    for i in range(start, stop):
+        sender, recipients = _route(i)
+        key, cert = loaded[sender]
+        out.append((sender, recipients, sign(make_edxml(sender, recipients, size=size, number=i + 1, seed=i), key,
+                                             cert)))
+    return out
+
+
+def presign(connections: dict[str, Any], n: int, size: int = 8000) -> list[tuple[str, list[str], bytes]]:
+    keys = {a["code"]: (a["key"], a["cert"]) for a in connections["agencies"]}
+    jobs = [(keys, a, min(a + 250, n), size) for a in range(0, n, 250)]
+    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
+        return [d for chunk in pool.map(_sign_chunk, jobs) for d in chunk]
+
+
+def _inbox_rows(config: Any) -> dict[tuple[str, str], float]:
+    """(agency, document_id) → received_at, read from every server's SQLite inbox store."""
+    rows: dict[tuple[str, str], float] = {}
+    for s in config.servers:
+        path = s.inbox_url.split(":///", 1)[1]
+        if not Path(path).exists():
+            continue
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            for agency, doc_id, at in db.execute("SELECT agency, document_id, received_at FROM axis_received"):
+                rows[(agency, doc_id)] = at
+    return rows
+
+
+def _doc_id(body: bytes) -> str:
+    a = body.index(b"<DocumentId>") + len(b"<DocumentId>")
+    return body[a : body.index(b"</DocumentId>", a)].decode()
+
+
+async def _wait_stored(config: Any, expected: int, timeout: float) -> dict[tuple[str, str], float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = _inbox_rows(config)
+        if len(rows) >= expected or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.1)
+
+
+def _pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+class Axis:
+    """A whole axis (``axis.up.start``) on a fresh vhost and work directory."""
+
+    def __init__(self, url: str, work: Path, routers: int = 2) -> None:
+        from axis.config import generate_workdir, load_config
+
+        base = _free_base(len(SERVERS))
+        self.config_path, self.connections = generate_workdir(work, AGENCIES, SERVERS, base_port=base,
+                                                              algorithm="rsa", amqp_url=url, routers=routers,
+                                                              server_signs=False)
+        self.config = load_config(self.config_path)
+        self.work = work
+        self.routers = routers
+        self.endpoints = {a["code"]: (a["endpoint"], a["token"]) for a in self.connections["agencies"]}
+        self.run: Any = None
+
+    def __enter__(self) -> Axis:
+        from axis.up import start
+
+        self.run = start(self.config_path, self.work, self.connections, routers=self.routers, admin=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.run is not None:
+            self.run.stop()
+
+
+async def _submit(client: httpx.AsyncClient, ax: Axis, sender: str, body: bytes) -> float:
+    endpoint, token = ax.endpoints[sender]
+    t = time.time()
+    r = await client.post(f"{endpoint}/v1/documents", content=body,
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/xml"})
+    if r.status_code != 202:
+        raise RuntimeError(f"submit refused: {r.status_code} {r.text[:300]}")
+    return t
+
+
+async def sustained(ax: Axis, docs: list[tuple[str, list[str], bytes]], concurrency: int = 64) -> dict[str, Any]:
+    expected = sum(len(r) for _, r, _ in docs)
+    before = len(_inbox_rows(ax.config))
+    it = iter(docs)
+    errors: list[str] = []
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+        t0 = time.time()
+
+        async def lane() -> None:
+            for sender, r, body in it:
+                try:
+                    await _submit(client, ax, sender, body)
+                except (httpx.HTTPError, RuntimeError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    nonlocal expected
+                    expected -= len(r)
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        t_sent = time.time()
+    rows = await _wait_stored(ax.config, before + expected, timeout=600)
+    last = max(rows.values())
+    done = len(rows) - before
+    ok = len(docs) - len(errors)
+    return {"documents": len(docs), "deliveries": done, "expected": expected, "submit_errors": len(errors),
+            "first_errors": errors[:3], "submit_rate": ok / (t_sent - t0),
+            "rate": ok / (last - t0) if done >= expected and not errors else None}
+
+
+async def open_loop(ax: Axis, docs: list[tuple[str, list[str], bytes]], rate: float) -> dict[str, Any]:
+    """Offer ``rate`` documents/s on schedule; latency to the last recipient's commit, and to the 202 alone."""
+    starts: dict[str, float] = {}
+    http: list[float] = []
+    errors: list[str] = []
+    before = len(_inbox_rows(ax.config))
+    expected = sum(len(r) for _, r, _ in docs)
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=256)) as client:
+
+        async def one(sender: str, body: bytes) -> None:
+            try:
+                t = await _submit(client, ax, sender, body)
+            except (httpx.HTTPError, RuntimeError) as exc:  # counted: a failed submit is a missing document
+                errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                return
+            http.append(time.time() - t)
+            starts[_doc_id(body)] = t
+
+        t0 = time.monotonic()
+        tasks = []
+        lag = 0.0
+        for i, (sender, _r, body) in enumerate(docs):
+            due = t0 + i / rate
+            now = time.monotonic()
+            if due > now:
+                await asyncio.sleep(due - now)
+            else:
+                lag = max(lag, now - due)
+            tasks.append(asyncio.create_task(one(sender, body)))
+        await asyncio.gather(*tasks)
+    rows = await _wait_stored(ax.config, before + expected - 3 * len(errors), timeout=300)
+    last: dict[str, float] = {}
+    for (_agency, doc_id), at in rows.items():
+        if doc_id in starts:
+            last[doc_id] = max(last.get(doc_id, 0.0), at)
+    lat = [1000 * (last[d] - starts[d]) for d in last]
+    missing = len(docs) - len(lat)
+    return {"offered": rate, "documents": len(docs), "complete": missing == 0, "missing": missing,
+            "generator_lag_ms": round(1000 * lag, 1), "submit_errors": len(errors), "first_errors": errors[:3],
+            "p50_ms": _pct(lat, 50) if lat else None, "p99_ms": _pct(lat, 99) if lat else None,
+            "http_p50_ms": 1000 * _pct(http, 50) if http else None,
+            "http_p99_ms": 1000 * _pct(http, 99) if http else None}
+
+
+async def measure(documents: int = 3000, seconds: float = 10, log: Any = print) -> list[Result]:
+    with temp_vhost("axis-bench-e2e") as url, tempfile.TemporaryDirectory(prefix="axis-bench-e2e-") as tmp:
+        ax = Axis(url, Path(tmp))
+        n100, n250 = int(100 * seconds), int(250 * seconds)
+        log(f"e2e: signing {documents + n100 + n250} documents …")
+        docs = presign(ax.connections, documents + n100 + n250)
+        with ax:
+            log("e2e: axis is up; warm-up …")
+            await sustained(ax, docs[:20], concurrency=4)  # first connections, caches; not counted
+            docs = docs[20:]
+            log(f"e2e: open loop 100/s for {seconds:g} s …")
+            r100 = await open_loop(ax, docs[:n100], 100)
+            log(f"  {r100}")
+            log(f"e2e: open loop 250/s for {seconds:g} s …")
+            r250 = await open_loop(ax, docs[n100 : n100 + n250], 250)
+            log(f"  {r250}")
+            log(f"e2e: sustained, {len(docs) - n100 - n250} documents, 64 in flight …")
+            sus = await sustained(ax, docs[n100 + n250 :])
+            log(f"  {sus}")
+    raw = {"sustained": sus, "100/s": r100, "250/s": r250}
+    results = [
+        Result("e2e sustained (HTTP submit → every inbox)", sus["rate"], "doc/s", target="≥ 500 doc/s",
+               met=sus["rate"] is not None and sus["rate"] >= 500,
+               notes="" if sus["rate"] else f"incomplete: {sus['deliveries']}/{sus['expected']} deliveries",
+               extra=raw),
+    ]
+    for label, r, target in (("100/s", r100, None), ("250/s", r250, 100.0)):
+        for p in ("p50", "p99"):
+            v = r[f"{p}_ms"]
+            met = None if target is None or p != "p99" else (r["complete"] and v is not None and v <= target)
+            results.append(Result(f"e2e latency {p} at {label} offered", v, "ms", baseline=r[f"http_{p}_ms"],
+                                  baseline_label="POST → 202 alone",
+                                  target=f"≤ {target:.0f} ms" if met is not None else "(report)", met=met,
+                                  notes="" if r["complete"] else
+                                  f"{r['missing']} documents never stored ({r['submit_errors']} submits failed)"))
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--documents", type=int, default=3000, help="documents for the sustained figure")
+    ap.add_argument("--seconds", type=float, default=10, help="duration of each open-loop rate")
+    a = ap.parse_args()
+    from bench._common import table
+
+    results = asyncio.run(measure(a.documents, a.seconds))
+    print(table(results))
+    print(json.dumps(results[0].extra, indent=1))
+
+
+if __name__ == "__main__":
+    main()
