@@ -87,7 +87,8 @@ def register(app: typer.Typer) -> None:
         work_dir: Path = typer.Option(Path("axis-work"), "--work-dir", help="PKI, config, stores, connections"),
         scenario: str = typer.Option("seed-2019", "--scenario", help="bundled scenario name or a YAML file"),
         documents: int | None = typer.Option(None, "--documents", min=1, help="scale to N good documents"),
-        seed: int = typer.Option(2019, "--seed"),
+        agencies: int | None = typer.Option(None, "--agencies", min=2, help="scale the scenario's directory"),
+        seed: int = typer.Option(2019, "--seed", help="seed of the traffic plan"),
         base_port: int = typer.Option(8701, "--base-port", help="first endpoint port (admin: one below)"),
         workers: int = typer.Option(1, "--workers", min=0, help="signing processes (0: in-process)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
@@ -96,7 +97,7 @@ def register(app: typer.Typer) -> None:
         (--quick: a small run), the traffic report, then the dashboard until Ctrl-C (--exit: stop)."""
         from axis.sim import demo
 
-        sc = _scenario(scenario, QUICK_DOCUMENTS if quick and documents is None else documents, None)
+        sc = _scenario(scenario, QUICK_DOCUMENTS if quick and documents is None else documents, agencies)
         work_dir = work_dir.expanduser().resolve()
         log = err_console
         try:
