@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
+import time
 from pathlib import Path
 
 import typer
@@ -46,6 +46,10 @@ def _finish(report: Report, as_json: bool) -> None:
         print_json(report.as_json())
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def register(app: typer.Typer) -> None:
     """Add `simulate` and `demo` to the root app."""
 
@@ -83,7 +87,8 @@ def register(app: typer.Typer) -> None:
         work_dir: Path = typer.Option(Path("axis-work"), "--work-dir", help="PKI, config, stores, connections"),
         scenario: str = typer.Option("seed-2019", "--scenario", help="bundled scenario name or a YAML file"),
         documents: int | None = typer.Option(None, "--documents", min=1, help="scale to N good documents"),
-        seed: int = typer.Option(2019, "--seed"),
+        agencies: int | None = typer.Option(None, "--agencies", min=2, help="scale the scenario's directory"),
+        seed: int = typer.Option(2019, "--seed", help="seed of the traffic plan"),
         base_port: int = typer.Option(8701, "--base-port", help="first endpoint port (admin: one below)"),
         workers: int = typer.Option(1, "--workers", min=0, help="signing processes (0: in-process)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
@@ -92,7 +97,7 @@ def register(app: typer.Typer) -> None:
         (--quick: a small run), the traffic report, then the dashboard until Ctrl-C (--exit: stop)."""
         from axis.sim import demo
 
-        sc = _scenario(scenario, QUICK_DOCUMENTS if quick and documents is None else documents, None)
+        sc = _scenario(scenario, QUICK_DOCUMENTS if quick and documents is None else documents, agencies)
         work_dir = work_dir.expanduser().resolve()
         log = err_console
         try:
@@ -104,8 +109,7 @@ def register(app: typer.Typer) -> None:
         except (demo.DemoError, ValueError) as exc:
             usage_error(str(exc))
         axis = demo.AxisProcess(config, work_dir)
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo cleanly, like Ctrl-C
         try:
             log.print("starting the axis (router, endpoint servers, admin)…")
             try:
@@ -118,13 +122,13 @@ def register(app: typer.Typer) -> None:
             _finish(report, as_json)
             code = EXIT_OK if report.agree else EXIT_REFUSED
             if not exit_after:
-                log.print(f"[bold]dashboard:[/] {conns.admin_url}/  (admin token in {work_dir / 'connections.json'})"
-                          " — Ctrl-C to stop")  # fmt: skip
+                token = f"?token={conns.admin_token}" if conns.admin_token else ""
+                log.print(f"[bold]dashboard:[/] {conns.admin_url}/{token}  — Ctrl-C to stop")
                 try:
-                    while not stop.wait(0.5) and axis.alive():
-                        pass
-                    if not stop.is_set() and not axis.alive():
-                        log.print(f"[bold red]a process of the axis exited:[/] {axis.failures()}")
+                    while axis.alive():
+                        time.sleep(0.5)
+                    log.print(f"[bold red]a process of the axis exited:[/] {axis.failures()}")
+                    code = EXIT_REFUSED
                 except KeyboardInterrupt:
                     pass
         except KeyboardInterrupt:

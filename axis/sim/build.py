@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import re
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,7 @@ _WORKER: Builder | None = None
 
 def init_worker(keys: Mapping[str, KeyPaths], sign: bool) -> None:
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it shuts the pool down
     _WORKER = Builder(keys, sign=sign)
 
 

@@ -55,13 +55,13 @@ class Report:
     @property
     def agree(self) -> bool:
         """Simulator tally == axis counters == inboxes, for documents and deliveries; every bad envelope
-        refused; no delivery duplicated; every planned status taken."""
+        refused and counted by the axis as refused; no delivery duplicated; every planned status taken."""
         return (
             self.accepted == self.planned_documents == self.sent
             and self.planned_deliveries == self.received == self.inbox
             and self.inbox_duplicates == 0
             and self.inbox_mismatched_agencies == 0
-            and self.refused_seen == self.planned_bad
+            and self.refused_seen == self.planned_bad == self.refused
             and self.statuses_failed == 0
             and not self.unexpected
         )

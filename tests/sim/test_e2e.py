@@ -82,6 +82,7 @@ def test_reduced_seed_2019_agrees(small: scn.Scenario, running: Connections) -> 
     for k, v in report.refused_async.items():
         refusals[k] = refusals.get(k, 0) + v
     assert refusals == planned.by_reason  # each bad envelope refused with the reason it was made for
+    assert report.refused == BAD and report.refused_agree  # and counted by the axis, wherever it was refused
     assert report.statuses_sent == planned.statuses and report.statuses_failed == 0
     assert report.statuses_seen == report.statuses_checked > 0
     assert (report.agencies, report.dedicated, report.shared) == (8, small.dedicated, small.shared)
