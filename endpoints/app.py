@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from axis import envelope, schema
 from axis.reasons import Reason, Refusal, http_status
@@ -64,11 +65,15 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise BodyTooLarge(int(length), f"{length} bytes is over the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(size, f"more than the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(size, f"more than the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away mid-upload: nothing was accepted and nobody is left to answer; no traceback.
+        raise StarletteHTTPException(400, "client disconnected during the upload") from None
     return b"".join(chunks)
 
 
