@@ -5,7 +5,8 @@ amqp_url: amqp://guest:guest@127.0.0.1/      # else env AXIS_AMQP_URL, else this
 stats_url: sqlite+aiosqlite:///stats.db       # else env AXIS_STATS_URL, else <work dir>/stats.db
 pki: {ca: pki/ca.pem, crl: pki/crl.pem}
 admin: {host: 127.0.0.1, port: 8700, token_sha256: <hex>}
-limits: {max_envelope_bytes: 26214400}
+limits: {max_envelope_bytes: 26214400,        # refused with TOO_LARGE above this
+         auth_failures: 20, auth_window_seconds: 60}  # failed token checks per client address → 429
 routers: 2                                    # router processes started by `axis up`
 servers:
   - {id: s1, kind: dedicated, host: 127.0.0.1, port: 8701, inbox_url: sqlite+aiosqlite:///inbox-s1.db,
@@ -80,6 +81,12 @@ class PkiConfig:
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_envelope_bytes: int = DEFAULT_MAX_BYTES
+    #: After ``auth_failures`` failed token checks from one client address within ``auth_window_seconds``, the
+    #: endpoint servers answer 429 (reason UNAUTHORIZED, Retry-After) without checking tokens from that address
+    #: until the window ends. ``auth_clients`` bounds how many addresses are tracked (oldest evicted).
+    auth_failures: int = 20
+    auth_window_seconds: float = 60.0
+    auth_clients: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +217,19 @@ def config_from_dict(
             port=int(admin_raw.get("port", DEFAULT_ADMIN_PORT)),
             token_sha256=str(admin_raw.get("token_sha256") or ""),
         )
-        limits = Limits(max_envelope_bytes=int(limits_raw.get("max_envelope_bytes", DEFAULT_MAX_BYTES)))
+        limits = Limits(
+            max_envelope_bytes=int(limits_raw.get("max_envelope_bytes", DEFAULT_MAX_BYTES)),
+            auth_failures=int(limits_raw.get("auth_failures", 20)),
+            auth_window_seconds=float(limits_raw.get("auth_window_seconds", 60.0)),
+            auth_clients=int(limits_raw.get("auth_clients", 100_000)),
+        )
         routers = int(raw.get("routers", 1))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad number in admin/limits/routers: {exc}") from None
     if limits.max_envelope_bytes <= 0 or routers < 1:
         raise ConfigError("limits.max_envelope_bytes and routers must be positive")
+    if limits.auth_failures < 1 or limits.auth_window_seconds <= 0 or limits.auth_clients < 1:
+        raise ConfigError("limits.auth_failures, auth_window_seconds and auth_clients must be positive")
 
     servers: list[ServerConfig] = []
     for entry in raw.get("servers") or []:
@@ -372,6 +386,51 @@ def generate_workdir(
         "agencies": conn_agencies,
     }
     return config_path, connections
+
+
+def move_agency(
+    config_path: str | Path,
+    code: str,
+    server_id: str,
+    *,
+    kind: str = "dedicated",
+    host: str | None = None,
+    port: int | None = None,
+    inbox_url: str | None = None,
+    out: str | Path | None = None,
+) -> Config:
+    """Write the configuration with agency ``code`` moved to server ``server_id`` (added with ``kind``, ``host``,
+    ``port`` and ``inbox_url`` when it is not in the file yet; the port defaults to one above the highest) and
+    return it. The old server's key of the agency, if any, moves with it. Written atomically to ``out``
+    (default: over ``config_path``) only if the result validates. See docs/core.md, "Moving an agency".
+    """
+    path = Path(config_path).expanduser().resolve()
+    raw = yaml.load(path.read_bytes(), Loader=_Loader)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    entry = next((a for a in raw.get("agencies") or [] if isinstance(a, dict) and str(a.get("code")) == code), None)
+    if entry is None:
+        raise ConfigError(f"agency {code} is not in the agencies of {path} (agencies_file: edit the CSV)")
+    servers = raw.setdefault("servers", [])
+    old_id = str(entry["server"])
+    old = next((s for s in servers if str(s.get("id")) == old_id), {})
+    if not any(str(s.get("id")) == server_id for s in servers):
+        servers.append({
+            "id": server_id, "kind": kind, "host": host or old.get("host", "127.0.0.1"),
+            "port": port if port is not None else max([int(s.get("port", 0)) for s in servers] or [8700]) + 1,
+            "inbox_url": inbox_url or f"sqlite+aiosqlite:///inbox-{server_id}.db", "keys": [],
+        })
+    entry["server"] = server_id
+    if code in (old.get("keys") or []):
+        old["keys"] = [k for k in old["keys"] if k != code]
+        new = next(s for s in servers if str(s.get("id")) == server_id)
+        new["keys"] = [*(new.get("keys") or []), code]
+    target = Path(out).expanduser().resolve() if out else path
+    config = config_from_dict(raw, base=target.parent, path=target)  # validate before writing
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tmp.replace(target)
+    return config
 
 
 def connections_for(config: Config, known: Mapping[str, Any] | None = None) -> dict[str, Any]:

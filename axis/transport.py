@@ -13,6 +13,7 @@ drop) and waits for the broker's publisher confirm. Consumers ack manually, afte
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,13 +104,19 @@ class Outgoing:
     content_type: str = "application/xml"
 
 
+# Message ids: a random per-process prefix and a counter — unique like a uuid4 each, without a urandom call per
+# message (uuid4 was ~1 % of the router's CPU at fan-out 2.84).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ids = itertools.count()
+
+
 def make_message(out: Outgoing) -> aio_pika.Message:
     return aio_pika.Message(
         out.body,
         headers=dict(out.headers),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         content_type=out.content_type,
-        message_id=out.message_id or uuid.uuid4().hex,
+        message_id=out.message_id or f"{_ID_PREFIX}{next(_ids):016x}",
     )
 
 

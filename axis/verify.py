@@ -18,14 +18,13 @@ Order of checks — the first failing check gives the one reason:
    edXML namespace); more than one Signature, or any XML-DSig element outside it (wrapping); a processing
    instruction outside the root element (not covered by what signers sign); the Signature not the last element
    child of ``edXML/edXMLEnvelope/edXMLHeader`` (followed by nothing but whitespace; an ``Id``, if any, an ASCII
-   XML name); non-whitespace text
-   anywhere in the Signature except in
-   DigestValue, SignatureValue and X509Certificate; attributes other than Signature/@Id, Reference/@URI and
+   XML name); attributes other than Signature/@Id, Reference/@URI and
    @Algorithm on the method and transform elements; children other than SignedInfo, SignatureValue, KeyInfo
    (no ds:Object); not exactly one ``Reference``; ``URI`` other than ``""`` (no Id references).
 4. ``WEAK_ALGORITHM`` — SignatureMethod or DigestMethod not in the policy's allowed sets (SHA-1, MD5, HMAC,
    unknown URIs).
-5. ``SIGNATURE_PROFILE`` (details) — CanonicalizationMethod not exclusive C14N, transforms not exactly
+5. ``SIGNATURE_PROFILE`` (details) — non-whitespace text anywhere in the Signature except in DigestValue,
+   SignatureValue and X509Certificate; CanonicalizationMethod not exclusive C14N, transforms not exactly
    enveloped-signature then exclusive C14N, any parameter child (InclusiveNamespaces, XPath), KeyInfo without
    exactly one X509Data of X509Certificate elements, base64 values that are not plain base64 text, a signer
    certificate that cannot be decoded. Then ``WEAK_ALGORITHM`` again for the signer's key: RSA under 2048 bits,
@@ -146,22 +145,29 @@ class Located:
     certs_der: tuple[bytes, ...]
 
 
-_DROP_XML_SPACE = str.maketrans("", "", " \t\r\n")
+def _decode_b64(text: str, what: str) -> bytes:
+    """Base64 text -> bytes: only XML whitespace is ignored, and the encoding must be canonical (no stray bits in
+    the last character), as xsd:base64Binary requires."""
+    try:
+        compact = text.encode("ascii").translate(None, b" \t\r\n")
+        value = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not valid base64") from None
+    if base64.b64encode(value) != compact:
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not canonical base64")
+    return value
+
+
+#: Certificates repeat from envelope to envelope: their decoding is cached by text (bounded).
+_decode_cert_b64 = functools.lru_cache(maxsize=1024)(_decode_b64)
 
 
 def _text_b64(el: etree._Element, what: str) -> bytes:
-    """The base64 value of a DigestValue/SignatureValue/X509Certificate: only XML whitespace is ignored, and the
-    encoding must be canonical (no stray bits in the last character), as xsd:base64Binary requires."""
+    """The base64 value of a DigestValue/SignatureValue/X509Certificate (text only: no child nodes)."""
     if len(el):  # elements, comments or processing instructions
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} has child nodes other than text")
-    text = (el.text or "").translate(_DROP_XML_SPACE)
-    try:
-        value = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not valid base64") from None
-    if base64.b64encode(value).decode() != text:
-        raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} is not canonical base64")
-    return value
+    text = el.text or ""
+    return _decode_cert_b64(text, what) if what == "X509Certificate" else _decode_b64(text, what)
 
 
 def _children(el: etree._Element) -> list[etree._Element]:
@@ -239,18 +245,17 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     sig_id = signature.get("Id")
     if sig_id is not None and not _ID.fullmatch(sig_id):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature/@Id must be an ASCII XML name")
-    for el in signature.iter():  # elements, comments, PIs
-        if el.tag in _VALUE_ELEMENTS:
-            pass
-        elif el.text and el.text.strip(_XML_SPACE) and isinstance(el.tag, str):
-            raise Refusal(Reason.SIGNATURE_PROFILE, f"text inside {etree.QName(el).localname}")
-        if el is not signature and el.tail and el.tail.strip(_XML_SPACE):
-            raise Refusal(Reason.SIGNATURE_PROFILE, "text between the elements of the Signature")
-        if not isinstance(el.tag, str):
-            continue
-        keys = el.keys()
-        if keys and not _ALLOWED_ATTRIBUTES.get(el.tag, frozenset()).issuperset(keys):
-            raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
+    text_problem = None  # reported at step 5
+    for el in signature.iter():  # elements, comments, PIs: one walk for attributes and character content
+        tag = el.tag
+        if isinstance(tag, str):
+            keys = el.keys()
+            if keys and not _ALLOWED_ATTRIBUTES.get(tag, frozenset()).issuperset(keys):
+                raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
+            if text_problem is None and tag not in _VALUE_ELEMENTS and el.text and el.text.strip(_XML_SPACE):
+                text_problem = f"text inside {etree.QName(el).localname}"
+        if text_problem is None and el is not signature and el.tail and el.tail.strip(_XML_SPACE):
+            text_problem = "text between the elements of the Signature"
     sig_id = signature.get("Id")
     if sig_id is not None and not _NCNAME.fullmatch(sig_id):
         raise Refusal(Reason.SIGNATURE_PROFILE, f"Signature/@Id {sig_id!r} is not a valid XML name")
@@ -275,7 +280,9 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     if digest_method not in policy.digest_algorithms or digest_method not in DIGESTS:
         raise Refusal(Reason.WEAK_ALGORITHM, f"digest algorithm {digest_method or '(none)'} is not allowed")
 
-    # 5. canonicalization, transforms, key info
+    # 5. character content, canonicalization, transforms, key info
+    if text_problem:
+        raise Refusal(Reason.SIGNATURE_PROFILE, text_problem)
     if c14n_el.get("Algorithm") != EXC_C14N or _children(c14n_el) or len(c14n_el.attrib) != 1:
         raise Refusal(Reason.SIGNATURE_PROFILE, f"SignedInfo canonicalization must be {EXC_C14N} without parameters")
     if (_children(method_el) or _children(digest_method_el)

@@ -79,10 +79,6 @@ def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[str, list[byte
         raise Refusal(Reason.SIGNATURE_PROFILE, "text after the Signature")
     if _x(sig, "following-sibling::*"):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature not last")
-    text = _x(sig, "descendant-or-self::*[not(self::ds:DigestValue or self::ds:SignatureValue"
-                   " or self::ds:X509Certificate)]/text()[normalize-space()]")
-    if text:
-        raise Refusal(Reason.SIGNATURE_PROFILE, f"character content {str(text[0])[:20]!r} in the Signature")
     for attr in _x(sig, "descendant-or-self::*/@*"):
         owner = etree.QName(attr.getparent())  # type: ignore[attr-defined]
         allowed = _ATTRIBUTES.get(owner.localname, "") if owner.namespace == DSIG else ""
@@ -106,6 +102,10 @@ def _profile(root: etree._Element, policy: VerifyPolicy) -> tuple[str, list[byte
         raise Refusal(Reason.WEAK_ALGORITHM, f"signature method {sm}")
     if not dm or dm[0] not in policy.digest_algorithms or dm[0] not in DIGESTS:
         raise Refusal(Reason.WEAK_ALGORITHM, f"digest method {dm}")
+    text = _x(sig, "descendant-or-self::*[not(self::ds:DigestValue or self::ds:SignatureValue"
+                   " or self::ds:X509Certificate)]/text()[normalize-space()]")
+    if text:
+        raise Refusal(Reason.SIGNATURE_PROFILE, f"character content {str(text[0])[:20]!r} in the Signature")
     if (_x(si, "ds:CanonicalizationMethod/@Algorithm") != [EXC_C14N]
             or _x(si, "ds:CanonicalizationMethod/node()[self::*] | ds:CanonicalizationMethod/@*[name()!='Algorithm']")
             or _x(si, "ds:SignatureMethod/*|ds:SignatureMethod/@*[name()!='Algorithm']")

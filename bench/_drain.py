@@ -107,18 +107,22 @@ class Drain:
     worker_cpu_s: list[float] = field(default_factory=list)
     worker_rss_kb: list[int] = field(default_factory=list)
     complete: bool = True
+    cpu_ms_per_envelope: float | None = None  # the workers' CPU time per envelope in the measured window
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 async def watch(url: str, expected: int, procs: Sequence[subprocess.Popen[bytes]], *, timeout: float,
-                poll: float = 0.05) -> tuple[float | None, float | None, int]:
-    """Poll the delivery queues until ``expected`` deliveries are there; (t at 5 %, t at 100 %, delivered)."""
+                poll: float = 0.05) -> tuple[float | None, float | None, int, list[float]]:
+    """Poll the delivery queues until ``expected`` deliveries are there.
+
+    Returns (t at 5 %, t at 100 %, delivered, the workers' CPU seconds at 5 %)."""
     conn = await aio_pika.connect(url)
     names = [server_queue(s) for s in SERVER_IDS]
     t5 = t100 = None
     total = 0
+    cpu5: list[float] = []
     try:
         ch = await conn.channel()
         deadline = time.monotonic() + timeout
@@ -127,6 +131,7 @@ async def watch(url: str, expected: int, procs: Sequence[subprocess.Popen[bytes]
             now = time.perf_counter()
             if t5 is None and total >= 0.05 * expected:
                 t5 = now
+                cpu5 = [_cpu_seconds(p.pid) for p in procs]
             if total >= expected:
                 t100 = now
                 break
@@ -136,7 +141,7 @@ async def watch(url: str, expected: int, procs: Sequence[subprocess.Popen[bytes]
             await asyncio.sleep(poll)
     finally:
         await conn.close()
-    return t5, t100, total
+    return t5, t100, total, cpu5
 
 
 async def _dead(url: str) -> int:
@@ -183,7 +188,7 @@ async def drain(url: str, c: Corpus, n: int, cmd: Sequence[str], k: int, *, time
             spies = [subprocess.Popen([spy, "record", "--nonblocking", "--format", "raw", "-r", "200",
                                        "-o", str(profile / f"{p.pid}.txt"), "--pid", str(p.pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in procs]
-        t5, t100, total = await watch(url, expected, procs, timeout=timeout)
+        t5, t100, total, cpu5 = await watch(url, expected, procs, timeout=timeout)
         cpu = [_cpu_seconds(p.pid) for p in procs]
         rss = [rss_kb(p.pid) for p in procs]
     finally:
@@ -196,4 +201,5 @@ async def drain(url: str, c: Corpus, n: int, cmd: Sequence[str], k: int, *, time
     secs = t100 - t5
     done = expected - int(0.05 * expected)
     rate = done / secs / (expected / n)
-    return Drain(k, n, expected, secs, rate, done / secs, dead, cpu, rss)
+    cpu_ms = 1000 * (sum(cpu) - sum(cpu5)) / (done / (expected / n))
+    return Drain(k, n, expected, secs, rate, done / secs, dead, cpu, rss, cpu_ms_per_envelope=cpu_ms)

@@ -56,6 +56,7 @@ def child(mode: str, config: str) -> dict[str, Any]:
     gc.collect()
     before = rss_kb(_pid())
     t = time.perf_counter()
+    cpu = time.process_time()
     if mode == "baseline":
         with (Path(config).parent / "agencies.csv").open(newline="", encoding="utf-8") as f:
             r = csv.reader(f)
@@ -69,8 +70,9 @@ def child(mode: str, config: str) -> dict[str, Any]:
         n = len(obj.directory)
         assert obj.directory.agency(next(iter(obj.directory.agencies))) is not None
     secs = time.perf_counter() - t
+    cpu = time.process_time() - cpu
     gc.collect()
-    return {"agencies": n, "seconds": secs, "rss_mb": (rss_kb(_pid()) - before) / 1024}
+    return {"agencies": n, "seconds": secs, "cpu_seconds": cpu, "rss_mb": (rss_kb(_pid()) - before) / 1024}
 
 
 def _pid() -> int:
@@ -91,7 +93,8 @@ def measure(n: int = 120_000, log: Any = print) -> list[Result]:
     d, b = out["directory"], out["baseline"]
     return [
         Result(f"directory load time ({n:,} agencies, load_config)", d["seconds"], "s", baseline=b["seconds"],
-               baseline_label="csv → dict", target="≤ 2 s", met=d["seconds"] <= 2, extra=out),
+               baseline_label="csv → dict", target="≤ 2 s", met=d["seconds"] <= 2, extra=out,
+               notes=f"CPU time {d['cpu_seconds']:.2f} s (wall clock above; they differ when the machine is busy)"),
         Result(f"directory memory ({n:,} agencies)", d["rss_mb"], "MB", baseline=b["rss_mb"],
                baseline_label="csv → dict", target="≤ 200 MB", met=d["rss_mb"] <= 200, extra=out),
     ]

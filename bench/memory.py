@@ -94,11 +94,15 @@ def analyse(raw: dict[str, Any], full: int = FULL) -> Result:
     var = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0  # KB/envelope
     extrapolated = n1 < full
-    at_full = r0 + slope * (full - n0) if extrapolated else r1
+    # A falling trend is not extrapolated (RSS does not shrink forever): the figure is then the larger of the
+    # last sample and the baseline. A short window amplifies sampling noise by (full - n0) / (n1 - n0).
+    at_full = max(r1, r0 + max(slope, 0.0) * (full - n0)) if extrapolated else r1
     growth = at_full / r0 - 1
-    note = (f"measured {n0:,}→{n1:,}: {r0 / 1024:.1f}→{r1 / 1024:.1f} MB; "
+    note = (f"measured {n0:,}→{n1:,}: {r0 / 1024:.1f}→{r1 / 1024:.1f} MB ({r1 / r0 - 1:+.1%}); "
             f"{'extrapolated' if extrapolated else 'measured'} at {full:,}: {at_full / 1024:.1f} MB "
-            f"({growth:+.1%}); slope {slope * 1e5 / 1024:+.2f} MB per 100k")
+            f"({growth:+.1%}); slope {slope * 1e5 / 1024:+.2f} MB per 100k"
+            + (f"; the window is {(full - n0) / max(1, n1 - n0):.0f}× shorter than the extrapolation"
+               if extrapolated else ""))
     return Result(f"router RSS at {full:,} vs {n0:,} routed{' (extrapolated)' if extrapolated else ''}",
                   at_full / 1024, "MB", baseline=r0 / 1024, baseline_label=f"RSS at {n0:,}",
                   target="within 10 %", met=abs(growth) <= 0.10, notes=note, extra=raw)

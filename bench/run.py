@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -42,11 +43,12 @@ class Sizes:
     agencies: int
     e2e_documents: int
     e2e_seconds: float
+    scaling: bool = True  # the one-router-process drain (for the scaling ratio)
 
 
 SIZES = {
-    "smoke": Sizes(verify_seconds=0.2, drain=120, memory=600, memory_warm=200, agencies=3000, e2e_documents=60,
-                   e2e_seconds=1.5),
+    "smoke": Sizes(verify_seconds=0.2, drain=100, memory=400, memory_warm=100, agencies=3000, e2e_documents=60,
+                   e2e_seconds=1.5, scaling=False),
     "quick": Sizes(verify_seconds=1.0, drain=1500, memory=15_000, memory_warm=5_000, agencies=120_000,
                    e2e_documents=1000, e2e_seconds=5),
     "default": Sizes(verify_seconds=3.0, drain=4000, memory=40_000, memory_warm=10_000, agencies=120_000,
@@ -77,7 +79,7 @@ def bench_verify(s: Sizes, log: Callable[[str], None]) -> list[Result]:
 def bench_router(s: Sizes, log: Callable[[str], None]) -> list[Result]:
     from bench import router_drain
 
-    results, _raw = asyncio.run(router_drain.measure(s.drain, workers=2, scaling=True, log=log))
+    results, _raw = asyncio.run(router_drain.measure(s.drain, workers=2, scaling=s.scaling, log=log))
     return results
 
 
@@ -128,6 +130,10 @@ def run(names: tuple[str, ...], sizes: Sizes, log: Callable[[str], None] = print
             "results": [r.as_dict() for r in results], "table": table(results)}
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = ap.add_mutually_exclusive_group()
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    # SIGTERM unwinds like Ctrl-C: context managers stop child processes and delete the benchmark vhosts.
+    signal.signal(signal.SIGTERM, _interrupt)
     preset = "smoke" if a.smoke else "quick" if a.quick else "full" if a.full else "default"
     sizes = SIZES[preset]
     if a.envelopes:

@@ -7,6 +7,8 @@ tenant's, or no such id) answers the same ``404`` with reason ``FORBIDDEN`` — 
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 import orjson
@@ -20,8 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from axis import envelope, schema
 from axis.reasons import Reason, Refusal, http_status
 from axis.router.core import H_SUBMITTED_AT, now_ms
+from axis.signing import sign
 from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
+from endpoints.auth import TooManyFailures
+from endpoints.cpu import run_cpu
 from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer
 
@@ -67,6 +72,32 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def check_submission(srv: EndpointServer, agency: str, body: bytes) -> tuple[bytes, envelope.DocumentMessage]:
+    """The CPU part of a submission (run in the CPU pool): hardened parse, full check of a present signature,
+    schema, sender = caller, signing when the server holds the key. Returns (bytes to publish, the message)."""
+    checked = srv.verifier_unsigned_ok.verify(body)
+    schema.validate(checked.root)
+    msg = envelope.from_element(checked.root)
+    if not isinstance(msg, envelope.DocumentMessage):
+        raise Refusal(Reason.SCHEMA_INVALID, "this is a status message: use POST /v1/documents/{id}/status")
+    if msg.sender.organ_id != agency:
+        raise Refusal(Reason.FORBIDDEN, f"the document's sender {msg.sender.organ_id} is not your agency")
+    if checked.signer is None:
+        held = srv.keys.get(agency)
+        if held is None:
+            raise Refusal(Reason.SIGNATURE_MISSING, "this server does not hold your key: submit a signed document")
+        body = sign(body, held.key, held.cert)
+        srv.verifier.verify(body)  # what we publish is exactly what recipients will verify
+    return body, msg
+
+
+def status_for(data: bytes, agency: str, code: str, description: str, limit: int) -> bytes:
+    """The status envelope ``agency`` sends about a received document (its stored bytes, verified on arrival)."""
+    original = envelope.parse(data, max_bytes=limit)
+    assert isinstance(original, envelope.DocumentMessage)
+    return envelope.build(envelope.new_status(agency, original, code, description))
+
+
 def create_app(srv: EndpointServer) -> FastAPI:
     app = FastAPI(title=f"axis endpoint server {srv.id}", version="1", docs_url="/docs", redoc_url=None)
     app.state.server = srv
@@ -98,11 +129,25 @@ def create_app(srv: EndpointServer) -> FastAPI:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         return problem(422, None, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
+    @app.exception_handler(TooManyFailures)
+    async def _too_many(request: Request, exc: TooManyFailures) -> JSONResponse:
+        response = problem(429, Reason.UNAUTHORIZED, str(exc), "too many failed authentication attempts")
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        return response
+
     def caller(request: Request) -> str:
+        address = request.client.host if request.client else "-"
+        now = time.monotonic()
+        try:
+            srv.auth_limiter.check(address, now)  # over the limit: 429 without looking at the token
+        except TooManyFailures:
+            srv.metrics.auth_limited.inc()
+            raise
         try:
             return srv.tokens.authenticate(request.headers.get("authorization"))
         except Refusal:
             srv.metrics.auth_failed.inc()
+            srv.auth_limiter.failed(address, now)
             raise
 
     @app.get("/healthz")
@@ -130,21 +175,7 @@ def create_app(srv: EndpointServer) -> FastAPI:
     async def _submit(request: Request, agency: str, got: list[bytes]) -> JSONResponse:
         body = await read_body(request, limit)
         got.append(body)
-        checked = srv.verifier_unsigned_ok.verify(body)  # hardened parse; full check of a present signature
-        schema.validate(checked.root)
-        msg = envelope.from_element(checked.root)
-        if not isinstance(msg, envelope.DocumentMessage):
-            raise Refusal(Reason.SCHEMA_INVALID, "this is a status message: use POST /v1/documents/{id}/status")
-        if msg.sender.organ_id != agency:
-            raise Refusal(Reason.FORBIDDEN, f"the document's sender {msg.sender.organ_id} is not your agency")
-        if checked.signer is None:
-            held = srv.keys.get(agency)
-            if held is None:
-                raise Refusal(Reason.SIGNATURE_MISSING, "this server does not hold your key: submit a signed document")
-            from axis.signing import sign
-
-            body = sign(body, held.key, held.cert)
-            srv.verifier.verify(body)  # what we publish is exactly what recipients will verify
+        body, msg = await run_cpu(check_submission, srv, agency, body)
         doc_type = int(msg.business.doc_type)
         recipients = [r.organ_id for r in msg.recipients]
         assert srv.store is not None
@@ -203,10 +234,8 @@ def create_app(srv: EndpointServer) -> FastAPI:
             raise Refusal(Reason.FORBIDDEN, "status 01 (arrived) is sent automatically by the server")
         if code not in CLIENT_STATUS_CODES:
             raise Refusal(Reason.SCHEMA_INVALID, f"status code {code!r} is not one of {sorted(CLIENT_STATUS_CODES)}")
-        original = envelope.parse(row.data, max_bytes=limit)  # verified on arrival
-        assert isinstance(original, envelope.DocumentMessage)
-        st = envelope.new_status(agency, original, code, description)
-        await srv.publisher.publish(submission(envelope.build(st), srv.id, KIND_STATUS,
+        built = await run_cpu(status_for, row.data, agency, code, description, limit)
+        await srv.publisher.publish(submission(built, srv.id, KIND_STATUS,
                                                **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms()}))
         srv.metrics.sent_statuses.labels(agency, code).inc()
         return JSONResponse({"id": rid, "document_id": row.document_id, "code": code, "to": row.sender},

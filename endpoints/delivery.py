@@ -40,6 +40,7 @@ from axis.transport import (
     submission,
 )
 from axis.xmlsafe import parse_untrusted
+from endpoints.cpu import run_cpu
 
 if TYPE_CHECKING:
     from endpoints.server import EndpointServer
@@ -56,6 +57,23 @@ def _codes(v: Any) -> list[str]:
     if isinstance(v, list | tuple):
         return [_text(x) for x in v]
     return [c for c in _text(v).split(",") if c]
+
+
+def check_delivery(verifier: Any, body: bytes) -> envelope.DocumentMessage:
+    """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model."""
+    verified = verifier.verify(body)
+    schema.validate(verified.root)
+    msg = envelope.from_element(verified.root)
+    if not isinstance(msg, envelope.DocumentMessage):
+        raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
+    return msg
+
+
+def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]]) -> list[bytes]:
+    """Status 01 envelopes, one per (recipient, inbox row time): the row's time makes a re-send identical."""
+    return [envelope.build(envelope.new_status(agency, msg, "01", "arrived",
+                                               timestamp=datetime.fromtimestamp(int(at), UTC)))
+            for agency, at in rows]
 
 
 class DeliveryConsumer:
@@ -114,11 +132,7 @@ class DeliveryConsumer:
     async def _document(self, body: bytes, headers: Any) -> None:
         codes = await self._forward(body, headers, _codes(headers.get(H_RECIPIENTS)))
         mine = [c for c in codes if c in self.s.local_agencies]
-        verified = self.s.verifier.verify(body)
-        schema.validate(verified.root)
-        msg = envelope.from_element(verified.root)
-        if not isinstance(msg, envelope.DocumentMessage):
-            raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
+        msg = await run_cpu(check_delivery, self.s.verifier, body)
         addressed = {r.organ_id for r in msg.recipients}
         mine = [c for c in mine if c in addressed]  # only agencies the signed document names
         if not mine:
@@ -128,12 +142,10 @@ class DeliveryConsumer:
         rows = await self.s.store.store_received(
             mine, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
             related_document_id=related, subject=msg.subject, data=body)
-        outs = []
+        arrived = await run_cpu(arrival_statuses, msg, [(row.agency, row.received_at) for row in rows])
+        outs = [submission(st, self.s.id, KIND_STATUS, **{H_DOC_TYPE: doc_type, H_SUBMITTED_AT: now_ms()})
+                for st in arrived]
         for row in rows:
-            st = envelope.new_status(row.agency, msg, "01", "arrived",
-                                     timestamp=datetime.fromtimestamp(int(row.received_at), UTC))
-            outs.append(submission(envelope.build(st), self.s.id, KIND_STATUS,
-                                   **{H_DOC_TYPE: doc_type, H_SUBMITTED_AT: now_ms()}))
             if row.new:
                 self.s.metrics.received.labels(row.agency).inc()
         await self.s.publisher.publish_all(outs)

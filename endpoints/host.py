@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from axis import schema
 from axis.config import Config
 from axis.router.counting import open_counter
+from axis.router.service import make_verifier
 from axis.transport import connect
 from endpoints.app import create_app
 from endpoints.server import EndpointServer
@@ -25,13 +27,20 @@ log = logging.getLogger("axis.endpoint")
 
 async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "warning") -> None:
     stats = await open_counter(config.stats_url)  # one statistics store per host process, shared by its servers
-    servers = [EndpointServer(config, sid, stats=stats) for sid in server_ids]
+    # One Verifier pair per process (stateless per call, thread-safe; its certificate cache is shared).
+    verifier, unsigned_ok = make_verifier(config), make_verifier(config, require_signature=False)
+    schema.preload()
+    servers = [EndpointServer(config, sid, stats=stats, verifier=verifier, verifier_unsigned_ok=unsigned_ok)
+               for sid in server_ids]
     connection = await connect(config.amqp_url)
     for s in servers:
         await s.start(connection)
     uvis = [
         uvicorn.Server(uvicorn.Config(create_app(s), host=s.server.host, port=s.server.port, log_level=log_level,
-                                      lifespan="off", access_log=False))
+                                      lifespan="off", access_log=False,
+                                      # the failed-authentication limit is per peer address: do not let
+                                      # X-Forwarded-For (trusted from 127.0.0.1 by default) choose it
+                                      proxy_headers=False))
         for s in servers
     ]
     for u in uvis:

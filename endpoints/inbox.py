@@ -9,10 +9,11 @@ timestamp) so a re-sent status 01 is stored once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 metadata = sa.MetaData()
 
@@ -106,6 +107,19 @@ class InboxStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # SQLite has one writer at a time: concurrent write transactions from the pool's connections would
+        # spin in SQLite's busy handler (sleep-and-retry, hundreds of ms under load). Writers of this process
+        # queue on an asyncio lock instead; readers (WAL) never wait. PostgreSQL needs no such lock.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is None:
+            async with self._write() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     @classmethod
     async def open(cls, url: str) -> InboxStore:
@@ -141,7 +155,7 @@ class InboxStore:
         """Insert the document into each agency's inbox in ONE transaction; existing rows are kept as they are."""
         now = time.time()
         out: list[Stored] = []
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             for agency in agencies:
                 rid = uuid.uuid4().hex
                 stmt = self._insert(received).values(
@@ -184,7 +198,7 @@ class InboxStore:
                 sa.select(received).where(received.c.id == rid, received.c.agency == agency))).one_or_none()
 
     async def ack(self, agency: str, rid: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(
                 sa.update(received).where(received.c.id == rid, received.c.agency == agency,
                                           received.c.acked_at.is_(None)).values(acked_at=time.time()))
@@ -206,7 +220,7 @@ class InboxStore:
                          subject: str, data: bytes) -> tuple[str, bool]:
         """Record a submitted document; a re-submission returns the id of the first one."""
         rid = uuid.uuid4().hex
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(self._insert(sent).values(
                 id=rid, agency=agency, document_id=document_id, doc_type=doc_type,
                 recipients=orjson.dumps(list(recipients)).decode(), subject=subject, data=data, created_at=time.time(),
@@ -225,7 +239,7 @@ class InboxStore:
     # -- statuses ----------------------------------------------------------------------------------------------
     async def store_status(self, agency: str, *, document_id: str, from_code: str, code: str, description: str,
                            timestamp: str, reason: str | None = None) -> bool:
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             result = await conn.execute(self._insert(statuses).values(
                 agency=agency, document_id=document_id, from_code=from_code, code=code, reason=reason,
                 description=description, timestamp=timestamp, received_at=time.time(),

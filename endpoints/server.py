@@ -17,7 +17,7 @@ from prometheus_client import Counter as PromCounter
 from axis.config import Config, ServerConfig
 from axis.router.counting import Counter, open_counter
 from axis.transport import Publisher, declare_topology, open_channel, server_queue
-from endpoints.auth import TokenTable
+from endpoints.auth import FailureLimiter, TokenTable
 from endpoints.inbox import InboxStore
 from endpoints.refusals import RefusalRecorder
 
@@ -68,8 +68,8 @@ def load_signing_keys(config: Config, server: ServerConfig) -> dict[str, Signing
 
 
 class EndpointServer:
-    def __init__(self, config: Config, server_id: str, *, verifier: Any = None, store: InboxStore | None = None,
-                 stats: Counter | None = None) -> None:
+    def __init__(self, config: Config, server_id: str, *, verifier: Any = None, verifier_unsigned_ok: Any = None,
+                 store: InboxStore | None = None, stats: Counter | None = None) -> None:
         from axis.router.service import make_verifier
 
         self.config = config
@@ -78,8 +78,10 @@ class EndpointServer:
         agencies = config.agencies_on(server_id)
         self.local_agencies = frozenset(a.code for a in agencies)
         self.tokens = TokenTable(agencies)
+        lim = config.limits
+        self.auth_limiter = FailureLimiter(lim.auth_failures, lim.auth_window_seconds, lim.auth_clients)
         self.verifier = verifier or make_verifier(config)
-        self.verifier_unsigned_ok = make_verifier(config, require_signature=False)
+        self.verifier_unsigned_ok = verifier_unsigned_ok or make_verifier(config, require_signature=False)
         self.keys = load_signing_keys(config, self.server)
         self.metrics = Metrics()
         self.store = store

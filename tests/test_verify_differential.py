@@ -149,7 +149,7 @@ def m_transforms(root: etree._Element, draw: Any) -> None:
         if not len(transforms):
             return
     else:
-        transforms.append(transforms[0])
+        transforms.append(_pick(draw, list(transforms)))
 
 
 def m_whitespace(root: etree._Element, draw: Any) -> None:
@@ -210,7 +210,8 @@ DISAGREEMENTS: list[tuple[str, str, bytes]] = []
 @settings(
     max_examples=int(os.environ.get("AXIS_DIFF_EXAMPLES", "400")),
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.large_base_example],
 )
 @given(data=st.data())
 def test_fast_path_and_reference_agree(kit: Kit, data: st.DataObject) -> None:

@@ -122,8 +122,8 @@ def register(app: typer.Typer) -> None:
             _finish(report, as_json)
             code = EXIT_OK if report.agree else EXIT_REFUSED
             if not exit_after:
-                log.print(f"[bold]dashboard:[/] {conns.admin_url}/  (admin token in {work_dir / 'connections.json'})"
-                          " — Ctrl-C to stop")  # fmt: skip
+                token = f"?token={conns.admin_token}" if conns.admin_token else ""
+                log.print(f"[bold]dashboard:[/] {conns.admin_url}/{token}  — Ctrl-C to stop")
                 try:
                     while axis.alive():
                         time.sleep(0.5)

@@ -22,7 +22,7 @@ def _run(tmp_path: Path, only: str) -> dict:
     out = tmp_path / "bench.json"
     env = {**os.environ, "AXIS_BENCH_CACHE": str(tmp_path / "cache")}
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--only", only, "--json", str(out)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "| figure" in p.stdout
     return json.loads(out.read_text())
@@ -72,6 +72,6 @@ def test_broker_benchmarks_smoke(tmp_path: Path, amqp_url: str) -> None:
     assert drains and drains[0]["measured"] is not None, results
     for r in drains:
         assert r["extra"]["router"]["dead"] == 0  # nothing refused: the corpus is valid
-        assert r["extra"]["relay"]["deliveries"] == r["extra"]["router"]["deliveries"] > 0
+        assert all(d["deliveries"] == r["extra"]["router"]["deliveries"] > 0 for d in r["extra"]["relay"])
     memory = [r for r in results if r["figure"].startswith("router RSS")]
     assert memory and memory[0]["measured"] is not None and len(memory[0]["extra"]["samples"]) >= 2

@@ -51,13 +51,13 @@ async def test_consumers_resume_after_the_broker_drops_every_connection(
             # the management API lists connections with a delay: wait for the current (new) ones
             old = frozenset(seen)
             live = await wait_for(lambda old=old: [c for c in connections(base, auth, vhost) if c not in old],
-                                  timeout=30, what="the axis' connections listed")
+                                  timeout=60, what="the axis' connections listed")
             seen |= set(live)
             assert force_close(base, auth, live) == len(live) >= 2
             doc = env.pki.sign(make_edxml(G22, [H53, G01], subject=f"after drop {round_}", number=round_ + 1), G22)
             # agency software retries a submission the server could not take (5xx) — until the axis is back
             statuses = []
-            for _ in range(60):
+            for _ in range(120):
                 r = await env.client(G22).post("/v1/documents", content=doc)
                 statuses.append(r.status_code)
                 if r.status_code == 202:
@@ -69,7 +69,7 @@ async def test_consumers_resume_after_the_broker_drops_every_connection(
                 await asyncio.sleep(0.5)
             assert statuses[-1] == 202, statuses
             try:
-                await wait_for(lambda n=2 * (round_ + 1): _received_is(env, n), timeout=20,
+                await wait_for(lambda n=2 * (round_ + 1): _received_is(env, n), timeout=60,
                                what=f"both recipients got document {round_} after the reconnect")
             except AssertionError:
                 depths = await queue_depths(base, auth, vhost_url)
