@@ -83,7 +83,10 @@ class Api:
         self.clients = clients
         self.retries = retries
 
-    async def call(self, method: str, url: str, token: str | None, **kw: Any) -> Answer:
+    async def call(self, method: str, url: str, token: str | None, *, idempotent: bool = False, **kw: Any) -> Answer:
+        """One request with bounded retries; ``idempotent`` also retries HTTP 500 (safe for a submission: the
+        axis keeps one delivery per (sender, DocumentId) and counts a document once)."""
+        retry = RETRY_STATUS | {500} if idempotent else RETRY_STATUS
         headers = dict(kw.pop("headers", {}) or {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -95,7 +98,7 @@ class Api:
                 if attempt == self.retries:
                     raise
             else:
-                if r.status_code not in RETRY_STATUS or attempt == self.retries:
+                if r.status_code not in retry or attempt == self.retries:
                     try:
                         body: Any = r.json()
                     except ValueError:
@@ -107,7 +110,12 @@ class Api:
 
     async def submit(self, endpoint: str, token: str, data: bytes) -> Answer:
         return await self.call(
-            "POST", f"{endpoint}/v1/documents", token, content=data, headers={"Content-Type": "application/xml"}
+            "POST",
+            f"{endpoint}/v1/documents",
+            token,
+            idempotent=True,
+            content=data,
+            headers={"Content-Type": "application/xml"},
         )
 
     async def inbox(self, endpoint: str, token: str, *, page: int = 1000) -> list[dict[str, Any]]:
@@ -128,8 +136,13 @@ class Api:
             offset += len(items)
 
     async def post_status(self, endpoint: str, token: str, rid: str, code: str, description: str) -> Answer:
+        # a status repeated after a 500 is harmless: the sender sees the same (from, code) again
         return await self.call(
-            "POST", f"{endpoint}/v1/documents/{rid}/status", token, json={"code": code, "description": description}
+            "POST",
+            f"{endpoint}/v1/documents/{rid}/status",
+            token,
+            idempotent=True,
+            json={"code": code, "description": description},
         )
 
     async def statuses(self, endpoint: str, token: str, rid: str) -> list[dict[str, Any]]:

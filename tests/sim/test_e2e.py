@@ -113,7 +113,27 @@ def test_simulate_without_running_axis(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_migration_scenario_loses_nothing(amqp_url: str, tmp_path: Path) -> None:
+@pytest.fixture()
+def own_vhost(amqp_url: str) -> Iterator[str]:
+    """A vhost of its own: two axes on one vhost would share queue names and take each other's messages."""
+    import uuid
+
+    import httpx
+
+    from tests.conftest import RABBIT_AUTH, RABBIT_HOST, RABBIT_MGMT
+
+    vhost = f"axis-test-sim-{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=RABBIT_MGMT, auth=RABBIT_AUTH, timeout=30) as http:
+        http.put(f"/api/vhosts/{vhost}").raise_for_status()
+        perms = {"configure": ".*", "write": ".*", "read": ".*"}
+        http.put(f"/api/permissions/{vhost}/guest", json=perms).raise_for_status()
+        try:
+            yield f"amqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
+        finally:
+            http.delete(f"/api/vhosts/{vhost}")
+
+
+def test_migration_scenario_loses_nothing(own_vhost: str, tmp_path: Path) -> None:
     """An agency leaves its shared server mid-run: whether or not this axis can move it yet, every document
     arrives exactly once and the three tallies agree; the move's outcome is reported."""
     from axis.sim import demo
@@ -133,7 +153,7 @@ def test_migration_scenario_loses_nothing(amqp_url: str, tmp_path: Path) -> None
     )
     assert sc.placement["000.00.00.H01"] == "g22-shared-1" and "dedicated-000-00-00-h01" in dict(sc.server_list())
     wd = tmp_path / "work"
-    config, raw = demo.prepare(sc, wd, base_port=_free_base_port(len(sc.servers)), amqp_url=amqp_url)
+    config, raw = demo.prepare(sc, wd, base_port=_free_base_port(len(sc.servers)), amqp_url=own_vhost)
     axis = demo.AxisProcess(config, wd, timeout=120)
     try:
         conns = axis.start(raw)
