@@ -115,7 +115,7 @@ class InboxStore:
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         if self._write_lock is None:
-            async with self._write() as conn:
+            async with self.engine.begin() as conn:
                 yield conn
             return
         async with self._write_lock, self.engine.begin() as conn:

@@ -1,0 +1,60 @@
+"""The inbox store on both databases: idempotent delivery, isolation by agency, ack, sent and statuses."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from endpoints.inbox import InboxStore
+
+A, B, S = "000.00.00.H53", "000.00.00.H41", "000.00.00.G22"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'inbox.sqlite3'}"
+    return str(request.getfixturevalue("pg_url"))  # a fresh database per test session
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[InboxStore]:
+    st = await InboxStore.open(db_url)
+    try:
+        yield st
+    finally:
+        await st.close()
+
+
+async def test_delivery_is_stored_once_per_recipient(store: InboxStore) -> None:
+    doc = f"{S},2019/03/12,{id(store)}/VPCP"
+    kw = {"sender": S, "document_id": doc, "doc_type": 0, "related_document_id": None, "subject": "Hà Nội",
+          "data": b"<edXML/>"}
+    first = await store.store_received([A, B], **kw)
+    again = await store.store_received([A, B], **kw)
+    assert [s.new for s in first] == [True, True]
+    assert [s.new for s in again] == [False, False]
+    assert [s.id for s in again] == [s.id for s in first]
+    assert await store.count_received(A) == 1 and await store.count_received(B) == 1
+    items = await store.inbox(A)
+    assert [i["document_id"] for i in items] == [doc]
+    # isolation: B's row is not A's
+    b_id = first[1].id
+    assert await store.received_row(A, b_id) is None
+    assert await store.ack(A, b_id) is False
+    assert await store.ack(A, first[0].id) is True
+    assert await store.inbox(A, unread=True) == []
+
+
+async def test_sent_and_statuses_are_idempotent(store: InboxStore) -> None:
+    doc = f"{S},2019/03/13,{id(store)}/VPCP"
+    rid, new = await store.store_sent(S, document_id=doc, doc_type=0, recipients=[A], subject="x", data=b"<x/>")
+    rid2, new2 = await store.store_sent(S, document_id=doc, doc_type=0, recipients=[A], subject="x", data=b"<x/>")
+    assert new and not new2 and rid2 == rid
+    st = {"document_id": doc, "from_code": A, "code": "01", "description": "arrived",
+          "timestamp": "2019/03/13 08:00:00"}
+    assert await store.store_status(S, **st) is True
+    assert await store.store_status(S, **st) is False
+    assert [s["code"] for s in await store.statuses_for(S, doc)] == ["01"]
