@@ -111,6 +111,7 @@ class AgencyConfig:
     token_sha256: str = ""
     key: Path | None = None
     cert: Path | None = None
+    moved_from: tuple[str, ...] = ()  # servers that hosted it before (axis.config.move_agency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +179,7 @@ def _agency(entry: Mapping[str, Any], base: Path) -> AgencyConfig:
         token_sha256=str(entry.get("token_sha256") or ""),
         key=_resolve(base, entry.get("key")),
         cert=_resolve(base, entry.get("cert")),
+        moved_from=tuple(str(s) for s in entry.get("moved_from") or ()),
     )
 
 
@@ -267,7 +269,7 @@ def config_from_dict(
     try:
         directory = Directory(
             (Server(s.id, s.kind, s.host, s.port) for s in servers),  # type: ignore[arg-type]
-            (Agency(a.code, a.name, a.server) for a in agencies),
+            (Agency(a.code, a.name, a.server, a.moved_from) for a in agencies),
         )
     except DirectoryError as exc:
         raise ConfigError(str(exc)) from None
@@ -421,6 +423,8 @@ def move_agency(
             "inbox_url": inbox_url or f"sqlite+aiosqlite:///inbox-{server_id}.db", "keys": [],
         })
     entry["server"] = server_id
+    if old_id != server_id:
+        entry["moved_from"] = [*(s for s in entry.get("moved_from") or () if s != server_id and s != old_id), old_id]
     if code in (old.get("keys") or []):
         old["keys"] = [k for k in old["keys"] if k != code]
         new = next(s for s in servers if str(s.get("id")) == server_id)

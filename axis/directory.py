@@ -63,6 +63,8 @@ class Agency:
     code: str
     name: str
     server: str
+    #: Servers that hosted the agency before a move: their in-flight status 01s are still authentic.
+    moved_from: tuple[str, ...] = ()
 
 
 class Directory:

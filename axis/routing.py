@@ -85,10 +85,11 @@ def route_status(directory: Directory, reporter: str, original_sender: str, via_
     """Route a status back to the server of the original sender (``ResponseFor/OrganId``).
 
     Statuses are authenticated by the server that publishes them: ``via_server`` must be the server hosting the
-    reporting agency (FORBIDDEN otherwise). UNKNOWN_SENDER / UNKNOWN_RECIPIENT for codes outside the directory.
+    reporting agency, or one that hosted it before a move (its status 01s for deliveries it consumed before the
+    move are still in flight); FORBIDDEN otherwise. UNKNOWN_SENDER / UNKNOWN_RECIPIENT for codes outside the directory.
     """
     rep, rep_server = sender_of(directory, reporter)
-    if via_server != rep_server.id:
+    if via_server != rep_server.id and via_server not in rep.moved_from:
         raise Refusal(
             Reason.FORBIDDEN,
             f"a status from {reporter} must come from its server {rep_server.id}, not {via_server or '(none)'}",

@@ -19,6 +19,7 @@ def test_move_to_a_new_dedicated_server(tmp_path: Path) -> None:
     assert (new.kind, new.port, new.keys) == ("dedicated", 9002, (G03,))
     assert cfg.server("sh").keys == (G01,)
     assert cfg.directory.server_of(G03).id == "d-g03"  # type: ignore[union-attr]
+    assert cfg.directory.agency(G03).moved_from == ("sh",)  # its old server's in-flight status 01s stay authentic
     assert cfg.agency(G03).cert is not None and cfg.agency(G03).cert.is_file()  # type: ignore[union-attr]
     with pytest.raises(ConfigError):  # a dedicated server takes one agency
         move_agency(path, G01, "d-g03")

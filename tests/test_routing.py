@@ -68,3 +68,24 @@ def test_status_refusals(d: Directory, reporter: str, original: str, via: str | 
 def test_document_key() -> None:
     assert document_key(G22, "000.00.00.G22,2019/03/12,1/VPCP", 1) == "000.00.00.G22|000.00.00.G22,2019/03/12,1/VPCP|1"
     assert document_key(G22, "x", 0) != document_key(G22, "x", 1)
+
+
+def test_status_from_a_former_server_is_accepted_after_a_move() -> None:
+    """An agency moved from "sh" to "d-x": status 01s the old server sends for deliveries it consumed before the
+    move are authentic; any other server is still refused."""
+    from axis.directory import Agency, Directory, Server
+    from axis.reasons import Reason, Refusal
+    from axis.routing import route_status
+
+    d = Directory(
+        [Server("sh", "shared"), Server("d-x", "dedicated"), Server("d-s", "dedicated"), Server("o", "shared")],
+        [Agency("000.00.00.G03", "X", "d-x", ("sh",)), Agency("000.00.00.G22", "S", "d-s")],
+    )
+    for via in ("d-x", "sh"):
+        assert route_status(d, "000.00.00.G03", "000.00.00.G22", via).to.code == "000.00.00.G22"
+    try:
+        route_status(d, "000.00.00.G03", "000.00.00.G22", "o")
+    except Refusal as exc:
+        assert exc.reason is Reason.FORBIDDEN
+    else:
+        raise AssertionError("a status from an unrelated server was accepted")
