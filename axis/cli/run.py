@@ -168,9 +168,15 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
     """Run the admin app (dashboard, /admin/stats)."""
     _logging()
     cfg = _config(config)
+    import dataclasses
+
     import uvicorn
 
+    from axis.brokerauth import ADMIN_USER, component_url
     from axis.stats.admin import create_app
+
+    # the admin app reads queue depths through the management API as axis-admin (monitoring, changes nothing)
+    cfg = dataclasses.replace(cfg, amqp_url=component_url(cfg, ADMIN_USER))
 
     uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning")
 
