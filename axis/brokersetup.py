@@ -27,4 +27,12 @@ async def prepare_broker(config: Config, *, timeout: float = 60.0) -> list[Broke
 
 
 def prepare_broker_sync(config: Config, *, timeout: float = 60.0) -> list[BrokerUser]:
-    return asyncio.run(prepare_broker(config, timeout=timeout))
+    """:func:`prepare_broker` from synchronous code (in a worker thread when an event loop runs in this one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(prepare_broker(config, timeout=timeout))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, prepare_broker(config, timeout=timeout)).result()

@@ -97,7 +97,8 @@ class Env:
         return self.router
 
     async def start_servers(self) -> None:
-        self.connection = await connect(self.amqp_url)
+        # with per-component broker users each server connects as itself; a shared connection only in dev mode
+        self.connection = None if self.config.broker.per_component else await connect(self.amqp_url)
         self.servers = {sid: EndpointServer(self.config, sid) for sid, _ in SERVERS}
         for s in self.servers.values():
             await s.start(self.connection)
