@@ -8,11 +8,13 @@ publishes a *forward* (``x-axis-kind: forward``, ``x-axis-forward-kind``: the ki
 router confirmed the forward — nothing is lost; a crash in between forwards twice, and the inbox and status
 stores keep one copy.
 
-The router accepts a forward only when every named agency moved away from the forwarding server (that server
-is in the agency's ``moved_from`` and is not its current server); the forwarding server is the broker-validated
-``user_id`` (:func:`axis.brokerauth.authenticated_server`). It then checks the body as it would the original:
-a document is re-verified (signature, schema) and the agencies must be among its signed recipients; a status
-must be about a document of the (single) agency; a refusal must name it as the sender. Anything else is
+The forwarding server is the broker-validated ``user_id`` (:func:`axis.brokerauth.authenticated_server`); no
+named agency may be on it. A forwarded document is re-verified (signature, schema) and the agencies must be
+among its signed recipients — which gives a server no more than re-submitting the signed document would (the
+inbox keeps one copy), so any server may forward a document (also after a hand-edited move without
+``moved_from``). Statuses and refusals are unsigned: they are forwarded only for an agency that moved away from
+the forwarding server (it is in the agency's ``moved_from``); a status must be about a document of that
+(single) agency, a refusal must name it as the sender. Anything else is
 refused (dead letter with the reason). Nothing is counted: the document was counted when first routed, the
 status 01 when it first passed. Residual trust: a former server of an agency can hand the router statuses and
 refusals *addressed to* that agency (not from it) until ``moved_from`` is cleared — statuses are unsigned.
@@ -57,8 +59,8 @@ def _codes(v: Any) -> list[str]:
     return [c for c in _text(v).split(",") if c]
 
 
-def _targets(directory: Directory, via: str, codes: list[str]) -> dict[str, list[str]]:
-    """Current server id → agencies, after checking that each agency moved away from ``via``."""
+def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool) -> dict[str, list[str]]:
+    """Current server id → agencies (not on ``via``); with ``moved``, each must have moved away from ``via``."""
     if not codes:
         raise Refusal(Reason.SCHEMA_INVALID, "a forward names no agency")
     out: dict[str, list[str]] = {}
@@ -66,7 +68,7 @@ def _targets(directory: Directory, via: str, codes: list[str]) -> dict[str, list
         a = directory.agency(code)
         if a is None:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"forwarded for {code!r}, which is not in the directory")
-        if not via or a.server == via or via not in a.moved_from:
+        if not via or a.server == via or (moved and via not in a.moved_from):
             raise Refusal(Reason.FORBIDDEN, f"server {via or '(none)'} may forward only for agencies that moved away "
                                             f"from it; {code} did not")
         out.setdefault(a.server, []).append(code)
@@ -78,7 +80,7 @@ def forward(directory: Directory, verifier: Any, max_bytes: int, body: bytes,
     """The deliveries a forward turns into, or raises Refusal. ``headers[H_SERVER]`` must be authenticated."""
     via, kind = _text(headers.get(H_SERVER)), _text(headers.get(H_FORWARD_KIND))
     codes = _codes(headers.get(H_RECIPIENTS))
-    targets = _targets(directory, via, codes)
+    targets = _targets(directory, via, codes, moved=kind != KIND_DOCUMENT)
     if kind == KIND_DOCUMENT:
         verified = verifier.verify(body)
         schema.validate(verified.root)
