@@ -8,6 +8,13 @@ admin: {host: 127.0.0.1, port: 8700, token_sha256: <hex>}
 limits: {max_envelope_bytes: 26214400,        # refused with TOO_LARGE above this
          auth_failures: 20, auth_window_seconds: 60}  # failed token checks per client address → 429
 routers: 2                                    # router processes started by `axis up`
+broker:                                       # who connects to RabbitMQ as whom (docs/core.md, "Broker users")
+  auth: users                                 # users: one least-privilege user per component (provisioned by
+                                              #   `axis up` with the amqp_url account); shared: everyone uses
+                                              #   amqp_url (development only). Default: shared when absent.
+  users_file: broker-users.json               # passwords written by `axis up` (mode 0600, never in git)
+  management_url: http://127.0.0.1:15672      # default: the amqp_url host, port 15672
+  user_prefix: ""                             # default: "" on vhost "/", else "<vhost>." (users are per broker)
 servers:
   - {id: s1, kind: dedicated, host: 127.0.0.1, port: 8701, inbox_url: sqlite+aiosqlite:///inbox-s1.db,
      keys: [000.00.00.G22]}                    # agencies whose signing key this server holds
@@ -89,6 +96,24 @@ class Limits:
     auth_clients: int = 100_000
 
 
+BROKER_AUTH_USERS = "users"
+BROKER_AUTH_SHARED = "shared"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """How components authenticate to RabbitMQ (see :mod:`axis.brokerauth`)."""
+
+    auth: str = BROKER_AUTH_SHARED
+    users_file: Path = Path("broker-users.json")
+    management_url: str = "http://127.0.0.1:15672"
+    user_prefix: str = ""
+
+    @property
+    def per_component(self) -> bool:
+        return self.auth == BROKER_AUTH_USERS
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     id: str
@@ -127,6 +152,7 @@ class Config:
     agencies: tuple[AgencyConfig, ...]
     routers: int = 1
     directory: Directory = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
 
     def server(self, server_id: str) -> ServerConfig:
         for s in self.servers:
@@ -180,6 +206,29 @@ def _agency(entry: Mapping[str, Any], base: Path) -> AgencyConfig:
         key=_resolve(base, entry.get("key")),
         cert=_resolve(base, entry.get("cert")),
         moved_from=tuple(str(s) for s in entry.get("moved_from") or ()),
+    )
+
+
+def _broker(raw: Any, base: Path, amqp_url: str) -> BrokerConfig:
+    from urllib.parse import unquote, urlsplit
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("broker: must be a mapping")
+    auth = str(raw.get("auth") or BROKER_AUTH_SHARED)
+    if auth not in (BROKER_AUTH_USERS, BROKER_AUTH_SHARED):
+        raise ConfigError(f"broker.auth must be '{BROKER_AUTH_USERS}' or '{BROKER_AUTH_SHARED}', not {auth!r}")
+    parts = urlsplit(amqp_url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    prefix = raw.get("user_prefix")
+    users_file = _resolve(base, raw.get("users_file") or "broker-users.json")
+    assert users_file is not None
+    return BrokerConfig(
+        auth=auth,
+        users_file=users_file,
+        management_url=str(raw.get("management_url") or f"http://{parts.hostname or '127.0.0.1'}:15672"),
+        user_prefix=str(prefix) if prefix is not None else ("" if vhost == "/" else f"{vhost}."),
     )
 
 
@@ -290,6 +339,7 @@ def config_from_dict(
         agencies=tuple(agencies),
         routers=routers,
         directory=directory,
+        broker=_broker(raw.get("broker"), base, amqp_url),
     )
 
 
@@ -310,13 +360,16 @@ def generate_workdir(
     routers: int = 2,
     host: str = "127.0.0.1",
     server_signs: bool = True,
+    broker_auth: str = BROKER_AUTH_USERS,
 ) -> tuple[Path, dict[str, Any]]:
     """Write a complete work directory: PKI, tokens, ``config.yaml``; return ``(config_path, connections)``.
 
     ``connections`` is the ``connections.json`` object of contract section 3 (with cleartext tokens); it is
     written by :func:`write_connections` once the servers answer. Servers get ports ``base_port + i``, the admin
     app ``admin_port`` (default ``base_port - 1``). With ``server_signs`` every server holds its agencies' keys
-    (so agency software may submit unsigned documents).
+    (so agency software may submit unsigned documents). ``broker_auth`` is the config's ``broker.auth``:
+    ``users`` (default: one least-privilege broker user per component, provisioned when the axis starts) or
+    ``shared`` (development: every component uses ``amqp_url``).
     """
     from axis.pki import CertificateAuthority
 
@@ -363,6 +416,7 @@ def generate_workdir(
         },
         "limits": {"max_envelope_bytes": DEFAULT_MAX_BYTES},
         "routers": routers,
+        "broker": {"auth": broker_auth},
         "servers": [
             {
                 "id": sid,

@@ -1,6 +1,7 @@
 """RabbitMQ transport (aio-pika): robust connection, idempotent topology, confirmed persistent publishing.
 
-Topology (declared by every process at start, identical arguments, so declaring twice is harmless):
+Topology (declared once by the provisioning account when ``axis up`` starts, see :mod:`axis.topology`;
+identical arguments, so declaring twice is harmless):
 
 - exchange ``axis.submit`` (fanout)  → quorum queue ``axis.submissions``  (endpoint servers publish here)
 - exchange ``axis.deliver`` (direct) → quorum queue ``axis.server.<id>``, routing key ``<id>``, one per server
@@ -44,6 +45,8 @@ H_UNKNOWN = "x-axis-unknown"  # unknown recipient codes named by a refusal
 KIND_DOCUMENT = "document"
 KIND_STATUS = "status"
 KIND_REFUSAL = "refusal"
+KIND_FORWARD = "forward"  # a delivery for an agency that moved away, handed back to the router (axis.router.forward)
+H_FORWARD_KIND = "x-axis-forward-kind"  # the kind of the forwarded delivery (document | status | refusal)
 
 
 def server_queue(server_id: str) -> str:
@@ -110,24 +113,29 @@ _ID_PREFIX = uuid.uuid4().hex[:16]
 _ids = itertools.count()
 
 
-def make_message(out: Outgoing) -> aio_pika.Message:
+def make_message(out: Outgoing, user_id: str | None = None) -> aio_pika.Message:
     return aio_pika.Message(
         out.body,
         headers=dict(out.headers),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         content_type=out.content_type,
         message_id=out.message_id or f"{_ID_PREFIX}{next(_ids):016x}",
+        user_id=user_id,
     )
 
 
 class Publisher:
-    """Confirmed publishing on one channel; ``publish_all`` publishes concurrently and waits for every confirm."""
+    """Confirmed publishing on one channel; ``publish_all`` publishes concurrently and waits for every confirm.
+    ``user_id`` (the connection's broker user; RabbitMQ refuses any other) is set on every message when given:
+    it tells the router, unforgeably, which endpoint server published (:mod:`axis.brokerauth`)."""
 
-    def __init__(self, exchanges: Exchanges) -> None:
+    def __init__(self, exchanges: Exchanges, *, user_id: str | None = None) -> None:
         self._ex = {EX_SUBMIT: exchanges.submit, EX_DELIVER: exchanges.deliver, EX_DLX: exchanges.dlx}
+        self.user_id = user_id
 
     async def publish(self, out: Outgoing) -> None:
-        await self._ex[out.exchange].publish(make_message(out), routing_key=out.routing_key, mandatory=True)
+        await self._ex[out.exchange].publish(make_message(out, self.user_id), routing_key=out.routing_key,
+                                             mandatory=True)
 
     async def publish_all(self, outs: Sequence[Outgoing]) -> None:
         import asyncio

@@ -6,6 +6,11 @@ Process layout (``axis up``):
   ``servers_per_host`` logical servers, each on its own port;
 - ``axis admin --config C`` — the admin app (dashboard, /admin/stats).
 
+Before any child starts, the broker is prepared with the provisioning account (``amqp_url``;
+:mod:`axis.brokersetup`): the topology is declared (retried while the broker comes up) and, with
+``broker.auth: users`` (generated configs), one least-privilege broker user per component is created, its
+password kept in ``broker.users_file`` (mode 0600); each child then connects as its own user.
+
 Children log to ``<work dir>/logs/``. ``connections.json`` is written once every server answers ``/healthz``.
 Stopping sends SIGTERM to every child, waits, then kills what is left.
 """
@@ -110,6 +115,14 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
     config = load_config(config_path)
     run = Running(config, work_dir)
     cfg = str(config_path)
+    from axis.brokerauth import BrokerAuthError
+    from axis.brokersetup import prepare_broker_sync
+    from axis.topology import TopologyError
+
+    try:
+        prepare_broker_sync(config, timeout=timeout)
+    except (TopologyError, BrokerAuthError) as exc:
+        raise StartError(f"preparing RabbitMQ: {exc}") from None
     try:
         for i in range(routers or config.routers):
             run.spawn(f"router-{i + 1}", ["router", "--config", cfg])

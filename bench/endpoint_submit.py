@@ -88,7 +88,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg, conn = generate_workdir(Path(tmp), [(A, "A", "d1"), (B, "B", "d2")],
                                          [("d1", "dedicated"), ("d2", "dedicated")], base_port=18951,
-                                         amqp_url=f"amqp://guest:guest@127.0.0.1/{vhost}")
+                                         amqp_url=f"amqp://guest:guest@127.0.0.1/{vhost}",
+                                         broker_auth="shared")  # comparable with older checkouts
             a = next(x for x in conn["agencies"] if x["code"] == A)
             env = {**os.environ, "PYTHONPATH": str(args.server_root)}
             log = Path(os.environ.get("AXIS_BENCH_LOG") or Path(tmp) / "server.log").open("wb")  # noqa: SIM115

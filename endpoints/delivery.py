@@ -25,18 +25,14 @@ from axis import envelope, schema
 from axis.reasons import Reason, Refusal
 from axis.router.core import H_SUBMITTED_AT, now_ms
 from axis.transport import (
-    EX_DELIVER,
-    EX_DLX,
-    H_DETAIL,
     H_DOC_TYPE,
+    H_FORWARD_KIND,
     H_KIND,
-    H_REASON,
     H_RECIPIENTS,
-    H_SERVER,
     KIND_DOCUMENT,
+    KIND_FORWARD,
     KIND_REFUSAL,
     KIND_STATUS,
-    Outgoing,
     submission,
 )
 from axis.xmlsafe import parse_untrusted
@@ -94,16 +90,16 @@ class DeliveryConsumer:
                 raise Refusal(Reason.SCHEMA_INVALID, f"unknown delivery kind {kind!r}")
         except Refusal as refusal:
             # Never expected (the router checked): keep the evidence in the dead letters, never drop silently.
-            log.error("server %s refused a delivery: %s", self.s.id, refusal)
+            # An endpoint server may not publish to axis.dlx (least privilege): rejecting hands the message to its
+            # queue's dead-letter exchange (axis.dead, RabbitMQ's x-death header says from which queue); the
+            # reason is in this log line.
+            log.error("server %s refused a delivery (message %s), dead-lettered: %s %s", self.s.id,
+                      message.message_id, refusal.reason.value, refusal.detail)
             try:
-                await self.s.publisher.publish(Outgoing(
-                    EX_DLX, "", message.body,
-                    {H_REASON: refusal.reason.value, H_DETAIL: refusal.detail[:1000], H_SERVER: self.s.id,
-                     H_KIND: kind}, message_id=message.message_id or ""))
+                await message.reject(requeue=False)
             except Exception:
-                log.exception("dead-lettering failed; message requeued")
-                await message.nack(requeue=True)
-                return
+                log.exception("dead-lettering failed; the message stays unacked and comes back")
+            return
         except Exception:
             log.exception("server %s: delivery failed; message requeued", self.s.id)
             with contextlib.suppress(Exception):
@@ -112,7 +108,8 @@ class DeliveryConsumer:
         await message.ack()
 
     async def _forward(self, body: bytes, headers: Any, codes: list[str]) -> list[str]:
-        """Re-route deliveries for agencies that moved to another server (config change); returns the rest."""
+        """Hand deliveries for agencies that moved to another server (config change) back to the router, which
+        re-routes them (:mod:`axis.router.forward`); returns the codes still on this server."""
         directory = self.s.config.directory
         moved: dict[str, list[str]] = {}
         rest = []
@@ -123,14 +120,17 @@ class DeliveryConsumer:
             else:
                 moved.setdefault(srv.id, []).append(c)
         if moved:
-            await self.s.publisher.publish_all([
-                Outgoing(EX_DELIVER, sid, body, {**{k: v for k, v in headers.items()}, H_RECIPIENTS: cs})
-                for sid, cs in moved.items()])
-            log.info("server %s forwarded a delivery to %s", self.s.id, sorted(moved))
+            # Through the router (an endpoint server may publish only to axis.submit): axis.router.forward checks
+            # that these agencies moved away from this server and delivers to their servers; confirmed before
+            # the caller acks, so nothing is lost.
+            forwarded = [c for cs in moved.values() for c in cs]
+            await self.s.publisher.publish(submission(body, self.s.id, KIND_FORWARD, **{
+                H_FORWARD_KIND: _text(headers.get(H_KIND)) or KIND_DOCUMENT, H_RECIPIENTS: forwarded}))
+            log.info("server %s forwarded a delivery for %s (now on %s)", self.s.id, forwarded, sorted(moved))
         return rest
 
     async def _document(self, body: bytes, headers: Any) -> None:
-        codes = await self._forward(body, headers, _codes(headers.get(H_RECIPIENTS)))
+        codes = await self._forward(body, {H_KIND: KIND_DOCUMENT}, _codes(headers.get(H_RECIPIENTS)))
         mine = [c for c in codes if c in self.s.local_agencies]
         msg = await run_cpu(check_delivery, self.s.verifier, body)
         addressed = {r.organ_id for r in msg.recipients}

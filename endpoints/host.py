@@ -1,8 +1,10 @@
 """A host process for one or several logical endpoint servers, each a FastAPI app on its own port.
 
-All servers of the host share one robust AMQP connection; each has its own store, channels, consumer and
-uvicorn server. SIGINT/SIGTERM stop them cleanly (uvicorn finishes in-flight requests; consumers are cancelled,
-unacked deliveries go back to their queues).
+Each server has its own store, channels, consumer and uvicorn server, and — with per-component broker users
+(``broker.auth: users``) — its own AMQP connection as its own broker user (least privilege is per endpoint
+server, not per process; a dozen connections per host cost the broker little). In development mode
+(``shared``) the servers of a host share one robust AMQP connection. SIGINT/SIGTERM stop them cleanly (uvicorn
+finishes in-flight requests; consumers are cancelled, unacked deliveries go back to their queues).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
     schema.preload()
     servers = [EndpointServer(config, sid, stats=stats, verifier=verifier, verifier_unsigned_ok=unsigned_ok)
                for sid in server_ids]
-    connection = await connect(config.amqp_url)
+    connection = None if config.broker.per_component else await connect(config.amqp_url)
     for s in servers:
         await s.start(connection)
     uvis = [
@@ -60,5 +62,6 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
         await asyncio.gather(*tasks, return_exceptions=True)
         for s in servers:
             await s.stop()
-        await connection.close()
+        if connection is not None:
+            await connection.close()
         await stats.close()

@@ -1,7 +1,10 @@
 """One logical endpoint server: its agencies, tokens, store, verifier, signing keys, publisher and consumer.
 
-A host process may run several logical servers (each its own FastAPI app on its own port) over one AMQP
-connection; see :mod:`endpoints.host`.
+A host process may run several logical servers (each its own FastAPI app on its own port); see
+:mod:`endpoints.host`. With per-component broker users (``broker.auth: users``) every logical server opens its
+own AMQP connection as its own user ``axis-server-<id>`` — it can publish to ``axis.submit`` (with ``user_id`` =
+that user, so the router knows which server a status comes from) and consume ``axis.server.<id>``, nothing else,
+even though several servers share a process. In development mode (``shared``) they share the host's connection.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
+from axis.brokerauth import component_url, publisher_user_id, server_user
 from axis.config import Config, ServerConfig
 from axis.router.counting import Counter, open_counter
-from axis.transport import Publisher, declare_topology, open_channel, server_queue
+from axis.topology import attach_exchanges, attach_queue
+from axis.transport import Publisher, connect, server_queue
 from endpoints.auth import FailureLimiter, TokenTable
 from endpoints.inbox import InboxStore
 from endpoints.refusals import RefusalRecorder
@@ -92,8 +97,11 @@ class EndpointServer:
         self.publisher: Publisher = None  # type: ignore[assignment]
         self._consumer_tag: str | None = None
         self._queue: Any = None
+        self._own_connection: AbstractRobustConnection | None = None
 
-    async def start(self, connection: AbstractRobustConnection, *, prefetch: int = 32) -> None:
+    async def start(self, connection: AbstractRobustConnection | None = None, *, prefetch: int = 32) -> None:
+        """Attach to the broker and consume. ``connection`` (the host's shared one) is used only when broker users
+        are shared; with per-component users the server connects as its own user."""
         from endpoints.delivery import DeliveryConsumer
 
         if self.store is None:
@@ -101,11 +109,14 @@ class EndpointServer:
         if self.stats is None:
             self.stats = await open_counter(self.config.stats_url)
         self.refusals = RefusalRecorder(self.stats)
-        pub = await open_channel(connection)
-        self.publisher = Publisher(await declare_topology(pub, [self.id]))
-        consume = await open_channel(connection, prefetch=prefetch)
+        user = server_user(self.id)
+        if self.config.broker.per_component or connection is None:
+            connection = self._own_connection = await connect(component_url(self.config, user))
+        shared = not self.config.broker.per_component
+        _, exchanges = await attach_exchanges(connection, declare=[self.id] if shared else None)
+        self.publisher = Publisher(exchanges, user_id=publisher_user_id(self.config, user))
         # passive declare (not get_queue): the robust channel restores this consumer after a reconnect
-        self._queue = await consume.declare_queue(server_queue(self.id), passive=True)
+        _, self._queue = await attach_queue(connection, server_queue(self.id), prefetch=prefetch)
         self._consumer_tag = await self._queue.consume(DeliveryConsumer(self), no_ack=False)
         log.info("server %s (%s, %d agencies) consuming %s", self.id, self.server.kind, len(self.local_agencies),
                  server_queue(self.id))
@@ -116,6 +127,11 @@ class EndpointServer:
                 await self._queue.cancel(self._consumer_tag)
             except Exception:  # the connection may already be gone
                 log.debug("cancel failed", exc_info=True)
+        if self._own_connection is not None:
+            try:
+                await self._own_connection.close()
+            except Exception:
+                log.debug("closing the connection failed", exc_info=True)
         if self.refusals is not None:
             await self.refusals.close()
         if self.store is not None and self._own_store:

@@ -168,9 +168,15 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
     """Run the admin app (dashboard, /admin/stats)."""
     _logging()
     cfg = _config(config)
+    import dataclasses
+
     import uvicorn
 
+    from axis.brokerauth import ADMIN_USER, component_url
     from axis.stats.admin import create_app
+
+    # the admin app reads queue depths through the management API as axis-admin (monitoring, changes nothing)
+    cfg = dataclasses.replace(cfg, amqp_url=component_url(cfg, ADMIN_USER))
 
     uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning")
 
@@ -180,8 +186,12 @@ def init(
     amqp_url: str | None = typer.Option(None, "--amqp-url"),
     db_url: str | None = typer.Option(None, "--db-url", help="PostgreSQL URL for stats and inboxes"),
     host: str = typer.Option("127.0.0.1", "--host", help="host name the servers are reached at"),
+    broker_auth: str = typer.Option("users", "--broker-auth",
+                                    help="users: one least-privilege broker user per component, provisioned now "
+                                         "(needs the management API); shared: everyone uses the AMQP URL (dev)"),
 ) -> None:
-    """Generate the demo configuration (PKI, tokens, config.yaml, connections.json) without running it."""
+    """Generate the demo configuration (PKI, tokens, config.yaml, connections.json) without running it; with
+    per-component broker users, also declare the topology and create the users (as `axis up` does)."""
     from axis.config import connections_for, generate_workdir, load_config, write_connections
     from axis.up import DEMO_AGENCIES, DEMO_SERVERS
 
@@ -189,9 +199,22 @@ def init(
     if (work_dir / "config.yaml").exists():
         console.print(f"{work_dir / 'config.yaml'} exists; keeping it")
         return
+    if broker_auth not in ("users", "shared"):
+        usage_error("--broker-auth must be 'users' or 'shared'")
     path, conn = generate_workdir(work_dir, DEMO_AGENCIES, DEMO_SERVERS, amqp_url=amqp_url, stats_url=db_url,
-                                  inbox_url=db_url, host=host)
-    write_connections(work_dir, connections_for(load_config(path), conn))
+                                  inbox_url=db_url, host=host, broker_auth=broker_auth)
+    cfg = load_config(path)
+    write_connections(work_dir, connections_for(cfg, conn))
+    if cfg.broker.per_component:
+        from axis.brokerauth import BrokerAuthError
+        from axis.brokersetup import prepare_broker_sync
+        from axis.topology import TopologyError
+
+        try:
+            prepare_broker_sync(cfg, timeout=120)
+        except (BrokerAuthError, TopologyError) as exc:
+            usage_error(f"preparing RabbitMQ: {exc}")
+        console.print(f"broker users provisioned; passwords in {cfg.broker.users_file}")
     console.print(f"wrote {path} and {work_dir / 'connections.json'}")
 
 

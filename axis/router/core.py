@@ -8,7 +8,8 @@ signer is the sender) → one delivery per recipient server carrying the ORIGINA
 Unknown recipients do not block the others; the sender's server gets a refusal (status 02, UNKNOWN_RECIPIENT)
 naming them.
 
-Statuses: hardened parse → schema → the publishing server must host the reporting agency (``x-axis-server``) →
+Statuses: hardened parse → schema → the publishing server must host the reporting agency (``x-axis-server``,
+which the service sets from the broker-validated AMQP ``user_id`` when components have their own users) →
 back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient server's proof that the inbox row
 is committed: it is counted as ``Delivered``.
 
@@ -30,6 +31,7 @@ from axis import envelope, schema
 from axis.directory import Directory
 from axis.reasons import Reason, Refusal
 from axis.router.counting import Accepted, Delivered, Refused
+from axis.router.forward import forward
 from axis.routing import document_key, route_document, route_status
 from axis.transport import (
     EX_DELIVER,
@@ -44,6 +46,7 @@ from axis.transport import (
     H_SERVER,
     H_UNKNOWN,
     KIND_DOCUMENT,
+    KIND_FORWARD,
     KIND_REFUSAL,
     KIND_STATUS,
     Outgoing,
@@ -101,11 +104,14 @@ class RouterCore:
                 root = parse_untrusted(body, max_bytes=self.max_bytes)
                 schema.validate(root)
                 return self._status(root, body, headers)
+            if kind == KIND_FORWARD:  # a delivery for an agency that moved, handed back (axis.router.forward)
+                return Outcome(outgoing=forward(self.directory, self.verifier, self.max_bytes, body, headers))
             if kind != KIND_DOCUMENT:
                 raise Refusal(Reason.SCHEMA_INVALID, f"unknown submission kind {kind!r}")
             return self._document(body, headers)
         except Refusal as refusal:
-            return self._refuse(refusal, root, body, headers, message_id, notify=kind != KIND_STATUS)
+            return self._refuse(refusal, root, body, headers, message_id,
+                                notify=kind not in (KIND_STATUS, KIND_FORWARD))
 
     # -- documents ---------------------------------------------------------------------------------------------
     def _document(self, body: bytes, headers: Mapping[str, Any]) -> Outcome:

@@ -17,10 +17,12 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from axis.brokerauth import ROUTER_USER, authenticated_server, component_url, publisher_user_id
 from axis.config import Config
 from axis.router.core import Outcome, RouterCore
 from axis.router.counting import Counter, open_counter
-from axis.transport import Q_SUBMISSIONS, Publisher, connect, declare_topology, open_channel
+from axis.topology import attach_exchanges, attach_queue
+from axis.transport import H_SERVER, Q_SUBMISSIONS, Publisher, connect
 
 log = logging.getLogger("axis.router")
 
@@ -53,14 +55,15 @@ class RouterService:
     async def start(self) -> None:
         if self._counter is None:
             self._counter = await open_counter(self.config.stats_url)
-        self._conn = await connect(self.config.amqp_url)
-        pub_channel = await open_channel(self._conn)
-        exchanges = await declare_topology(pub_channel, [s.id for s in self.config.servers])
-        self._publisher = Publisher(exchanges)
-        consume_channel = await open_channel(self._conn, prefetch=self.prefetch)
+        # its own broker user (axis-router) unless broker.auth is shared; the topology is declared by `axis up`
+        self._conn = await connect(component_url(self.config, ROUTER_USER))
+        shared = not self.config.broker.per_component
+        _, exchanges = await attach_exchanges(self._conn, declare=[s.id for s in self.config.servers] if shared
+                                              else None)
+        self._publisher = Publisher(exchanges, user_id=publisher_user_id(self.config, ROUTER_USER))
         # declare_queue(passive=True), not get_queue(ensure=False): only a declared queue is restored with its
         # consumer when the robust connection reconnects (else the router silently stops consuming)
-        queue = await consume_channel.declare_queue(Q_SUBMISSIONS, passive=True)
+        _, queue = await attach_queue(self._conn, Q_SUBMISSIONS, prefetch=self.prefetch)
         self._worker = asyncio.create_task(self._work(), name="axis-router-worker")
         await queue.consume(self._inbox.put, no_ack=False)
         log.info("router consuming %s", Q_SUBMISSIONS)
@@ -90,11 +93,22 @@ class RouterService:
                 messages.append(self._inbox.get_nowait())
             await self._handle(messages)
 
+    def _origin(self, m: AbstractIncomingMessage) -> dict[str, Any]:
+        """The headers with ``x-axis-server`` = the authenticated publishing server (from the broker-validated
+        ``user_id`` when components have their own users; absent when the publisher is not an endpoint server)."""
+        headers = dict(m.headers or {})
+        claimed = headers.pop(H_SERVER, None)
+        server = authenticated_server(self.config, m.user_id,
+                                      claimed.decode() if isinstance(claimed, bytes) else claimed)
+        if server:
+            headers[H_SERVER] = server
+        return headers
+
     def _decide(self, messages: list[AbstractIncomingMessage]) -> list[Outcome | None]:
         outcomes: list[Outcome | None] = []
         for m in messages:
             try:
-                outcomes.append(self.core.process(m.body, m.headers or {}, m.message_id or f"tag-{m.delivery_tag}"))
+                outcomes.append(self.core.process(m.body, self._origin(m), m.message_id or f"tag-{m.delivery_tag}"))
             except Exception:  # a bug, not a refusal: leave it to redelivery / the delivery limit
                 log.exception("router: unexpected error on message %s", m.message_id)
                 outcomes.append(None)

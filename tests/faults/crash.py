@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from axis.brokersetup import prepare_broker_sync
 from axis.config import Config, generate_workdir, load_config
 from axis.testing import TestPKI, make_edxml
 from axis.up import Running, _healthy
@@ -60,6 +61,7 @@ class Axis:
                                                  server_signs=False, routers=2)
         self.cfg_path = cfg
         self.config: Config = load_config(cfg)
+        prepare_broker_sync(self.config)  # as `axis up` does: topology + least-privilege users per component
         self.pki: TestPKI = pki_of(work, CODES)
         self.run = Running(self.config, work)
         self.args: dict[str, list[str]] = {

@@ -17,6 +17,8 @@ import aio_pika
 import httpx
 
 from axis import pki as pkimod
+from axis.brokerauth import delete_users_with_prefix
+from axis.brokersetup import prepare_broker
 from axis.config import Config, Limits, generate_workdir, load_config
 from axis.router.counting import MemoryCounter
 from axis.router.service import RouterService
@@ -49,6 +51,7 @@ def fresh_vhost(mgmt: str, auth: tuple[str, str], amqp_base: str, prefix: str = 
             yield f"{amqp_base}/{vhost}"
         finally:
             http.delete(f"/api/vhosts/{vhost}")
+            delete_users_with_prefix(mgmt, auth, f"{vhost}.")  # the axis's broker users (axis.brokerauth)
 
 
 def pki_of(work: Path, codes: list[str]) -> TestPKI:
@@ -94,7 +97,8 @@ class Env:
         return self.router
 
     async def start_servers(self) -> None:
-        self.connection = await connect(self.amqp_url)
+        # with per-component broker users each server connects as itself; a shared connection only in dev mode
+        self.connection = None if self.config.broker.per_component else await connect(self.amqp_url)
         self.servers = {sid: EndpointServer(self.config, sid) for sid, _ in SERVERS}
         for s in self.servers.values():
             await s.start(self.connection)
@@ -119,6 +123,7 @@ async def running_axis(work: Path, amqp_url: str, *, server_signs: bool = False,
     if before_start is not None:
         before_start(pki)
     env = Env(work, config, connections, pki, MemoryCounter(), amqp_url)
+    await prepare_broker(config)  # topology + one least-privilege broker user per component, as `axis up` does
     await env.start_router()
     await env.start_servers()
     try:

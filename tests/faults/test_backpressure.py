@@ -10,7 +10,7 @@ import aio_pika
 import httpx
 import pytest
 
-from axis import envelope
+from axis import brokerauth, envelope
 from axis.testing import make_edxml
 from axis.transport import EX_SUBMIT, H_KIND, H_SERVER, KIND_STATUS, Q_SUBMISSIONS, server_queue
 from tests.faults.harness import G01, G03, G22, H53, Env, fresh_vhost, queue_depths, running_axis, wait_for
@@ -57,10 +57,13 @@ async def test_status_redelivered_is_stored_once(tmp_path: Path, vhost_url: str)
         st = envelope.new_status(H53, envelope.parse(doc), "03", "đã tiếp nhận",
                                  timestamp=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
         body = envelope.build(st)
-        conn = await aio_pika.connect(vhost_url)
+        # as server d2 (H53's server) would: its own broker user, user_id set (the router authenticates by it)
+        d2 = brokerauth.server_user("d2")
+        conn = await aio_pika.connect(brokerauth.component_url(env.config, d2))
         ex = await (await conn.channel()).get_exchange(EX_SUBMIT, ensure=False)
         for _ in range(3):  # the same status message redelivered (at-least-once)
-            await ex.publish(aio_pika.Message(body, headers={H_KIND: KIND_STATUS, H_SERVER: "d2"}), routing_key="")
+            await ex.publish(aio_pika.Message(body, headers={H_KIND: KIND_STATUS, H_SERVER: "d2"},
+                                              user_id=brokerauth.publisher_user_id(env.config, d2)), routing_key="")
         await conn.close()
 
         async def codes() -> list[str]:

@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from axis.brokerauth import delete_users_with_prefix
+from axis.brokersetup import prepare_broker
 from axis.config import Config, generate_workdir, load_config
 from axis.router.counting import Accepted, Delivered, MemoryCounter, Refused, open_counter
 from axis.router.service import RouterService
@@ -44,6 +46,7 @@ def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> I
             yield amqp_url.rsplit("/", 1)[0] + "/" + vhost
         finally:
             http.delete(f"/api/vhosts/{vhost}")
+            delete_users_with_prefix(base, auth, f"{vhost}.")  # the axis's broker users (axis.brokerauth)
 
 
 class TeeCounter:
@@ -99,6 +102,7 @@ async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, w
 async def axis_env(tmp_path: Path, vhost_url: str) -> AsyncIterator[Axis]:
     path, connections = generate_workdir(tmp_path / "work", AGENCIES, SERVERS, base_port=18701, amqp_url=vhost_url)
     config = load_config(path)
+    await prepare_broker(config)  # topology + one least-privilege broker user per component, as `axis up` does
     counter = TeeCounter(await open_counter(config.stats_url))
     router = RouterService(config, counter=counter, batch=16)
     servers = {sid: EndpointServer(config, sid) for sid, _ in SERVERS}

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from axis import envelope
+from axis.brokersetup import prepare_broker
 from axis.config import generate_workdir, load_config, move_agency
 from axis.router.counting import open_counter
 from axis.router.service import RouterService
@@ -47,6 +48,7 @@ async def test_agency_moves_to_a_dedicated_server_mid_run(tmp_path: Path, vhost_
                                   base_port=18801, amqp_url=vhost_url)
     tokens = {a["code"]: a["token"] for a in conn["agencies"]}
     v1 = load_config(path)
+    await prepare_broker(v1)  # least-privilege users: the old server may not deliver, it forwards via the router
     counter = TeeCounter(await open_counter(v1.stats_url))
     connection = await connect(vhost_url)
     router = RouterService(v1, counter=counter, batch=8)
@@ -71,6 +73,7 @@ async def test_agency_moves_to_a_dedicated_server_mid_run(tmp_path: Path, vhost_
         v2 = move_agency(path, G03, "d-g03", port=18810)
         assert v2.directory.server_of(G03).id == "d-g03" and G03 in v2.server("d-g03").keys  # type: ignore[union-attr]
         # 2. start the new server first (its queue must exist before anything is routed or forwarded to it)
+        await prepare_broker(v2)  # the new server's queue and broker user
         servers["d-g03"] = EndpointServer(v2, "d-g03")
         await servers["d-g03"].start(connection)
         # 3. routers pick up the new directory one at a time (competing consumers: no pause in routing)

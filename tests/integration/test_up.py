@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from axis import envelope
@@ -40,7 +42,7 @@ def _free(port: int) -> bool:
             return False
 
 
-def test_up_send_inbox(tmp_path: Path, vhost_url: str) -> None:
+def test_up_send_inbox(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> None:
     base = free_port_block(len(SERVERS) + 1)
     work = tmp_path / "work"
     path, known = generate_workdir(work, AGENCIES, SERVERS, base_port=base + 1, admin_port=base, amqp_url=vhost_url)
@@ -77,6 +79,22 @@ def test_up_send_inbox(tmp_path: Path, vhost_url: str) -> None:
         with Client(by[H53]["endpoint"], by[G01]["token"]) as c, pytest.raises(AxisError) as e:
             c.inbox()
         assert (e.value.status, e.value.reason) == (401, "UNAUTHORIZED")
+
+        # least privilege: `axis up` provisioned one broker user per component (passwords in a 0600 file), and
+        # every child connects as its own user — each logical server too, though sh and d2 share a host process
+        users_file = work / "broker-users.json"
+        assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
+        vhost = vhost_url.rsplit("/", 1)[1]
+        expected = {f"{vhost}.axis-router", *(f"{vhost}.axis-server-{sid}" for sid, _ in SERVERS)}
+        base, auth, _ = rabbit_mgmt
+        deadline = time.monotonic() + 30
+        while True:
+            conns = httpx.get(f"{base}/api/vhosts/{vhost}/connections", auth=auth, timeout=10).json()
+            users = sorted(c["user"] for c in conns)
+            if set(users) == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert set(users) == expected and users.count(f"{vhost}.axis-router") == 2, users
     finally:
         run.stop()
     assert all(p.poll() is not None for _, p in run.procs)

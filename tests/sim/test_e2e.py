@@ -131,6 +131,9 @@ def own_vhost(amqp_url: str) -> Iterator[str]:
             yield f"amqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
         finally:
             http.delete(f"/api/vhosts/{vhost}")
+            from axis.brokerauth import delete_users_with_prefix
+
+            delete_users_with_prefix(RABBIT_MGMT, RABBIT_AUTH, f"{vhost}.")  # the axis's broker users
 
 
 def test_migration_scenario_loses_nothing(own_vhost: str, tmp_path: Path) -> None:

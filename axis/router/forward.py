@@ -1,0 +1,123 @@
+"""Forwards: deliveries an endpoint server holds for agencies that moved away from it, re-routed by the router.
+
+While an agency moves (docs/core.md, "Moving an agency"), its old server may still consume deliveries routed to
+it before the routers learnt the move: documents for it, statuses and refusals about documents it sent. Under
+least privilege an endpoint server may publish only to ``axis.submit``, so it cannot deliver them itself: it
+publishes a *forward* (``x-axis-kind: forward``, ``x-axis-forward-kind``: the kind it received,
+``x-axis-recipients``: the agencies it forwards for, the body unchanged) and acks its delivery only after the
+router confirmed the forward — nothing is lost; a crash in between forwards twice, and the inbox and status
+stores keep one copy.
+
+The forwarding server is the broker-validated ``user_id`` (:func:`axis.brokerauth.authenticated_server`); no
+named agency may be on it. A forwarded document is re-verified (signature, schema) and the agencies must be
+among its signed recipients — which gives a server no more than re-submitting the signed document would (the
+inbox keeps one copy), so any server may forward a document (also after a hand-edited move without
+``moved_from``). Statuses and refusals are unsigned: they are forwarded only for an agency that moved away from
+the forwarding server (it is in the agency's ``moved_from``); a status must be about a document of that
+(single) agency, a refusal must name it as the sender. Anything else is
+refused (dead letter with the reason). Nothing is counted: the document was counted when first routed, the
+status 01 when it first passed. Residual trust: a former server of an agency can hand the router statuses and
+refusals *addressed to* that agency (not from it) until ``moved_from`` is cleared — statuses are unsigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from axis import envelope, schema
+from axis.directory import Directory
+from axis.reasons import Reason, Refusal
+from axis.transport import (
+    EX_DELIVER,
+    H_DETAIL,
+    H_DOC_TYPE,
+    H_DOCUMENT_ID,
+    H_FORWARD_KIND,
+    H_KIND,
+    H_REASON,
+    H_RECIPIENTS,
+    H_SENDER,
+    H_SERVER,
+    KIND_DOCUMENT,
+    KIND_REFUSAL,
+    KIND_STATUS,
+    Outgoing,
+)
+from axis.xmlsafe import parse_untrusted
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else ("" if v is None else str(v))
+
+
+def _codes(v: Any) -> list[str]:
+    if isinstance(v, list | tuple):
+        return [_text(x) for x in v]
+    return [c for c in _text(v).split(",") if c]
+
+
+def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool) -> dict[str, list[str]]:
+    """Current server id → agencies (not on ``via``); with ``moved``, each must have moved away from ``via``."""
+    if not codes:
+        raise Refusal(Reason.SCHEMA_INVALID, "a forward names no agency")
+    out: dict[str, list[str]] = {}
+    for code in codes:
+        a = directory.agency(code)
+        if a is None:
+            raise Refusal(Reason.UNKNOWN_RECIPIENT, f"forwarded for {code!r}, which is not in the directory")
+        if not via or a.server == via or (moved and via not in a.moved_from):
+            raise Refusal(Reason.FORBIDDEN, f"server {via or '(none)'} may forward only for agencies that moved away "
+                                            f"from it; {code} did not")
+        out.setdefault(a.server, []).append(code)
+    return out
+
+
+def forward(directory: Directory, verifier: Any, max_bytes: int, body: bytes,
+            headers: Mapping[str, Any]) -> list[Outgoing]:
+    """The deliveries a forward turns into, or raises Refusal. ``headers[H_SERVER]`` must be authenticated."""
+    via, kind = _text(headers.get(H_SERVER)), _text(headers.get(H_FORWARD_KIND))
+    codes = _codes(headers.get(H_RECIPIENTS))
+    targets = _targets(directory, via, codes, moved=kind != KIND_DOCUMENT)
+    if kind == KIND_DOCUMENT:
+        verified = verifier.verify(body)
+        schema.validate(verified.root)
+        msg = envelope.from_element(verified.root)
+        if not isinstance(msg, envelope.DocumentMessage):
+            raise Refusal(Reason.SCHEMA_INVALID, "a status was forwarded as a document")
+        stray = set(codes) - {r.organ_id for r in msg.recipients}
+        if stray:
+            raise Refusal(Reason.FORBIDDEN, f"forwarded for {sorted(stray)}, not recipients of the document")
+        doc_type = int(msg.business.doc_type) if msg.business is not None else 0
+        base = {H_KIND: KIND_DOCUMENT, H_SENDER: msg.sender.organ_id, H_DOCUMENT_ID: msg.document_id,
+                H_DOC_TYPE: doc_type}
+        return [Outgoing(EX_DELIVER, sid, body, {**base, H_RECIPIENTS: cs}) for sid, cs in targets.items()]
+    if len(codes) != 1:
+        raise Refusal(Reason.SCHEMA_INVALID, f"a forwarded {kind or 'message'} is for exactly one agency")
+    (sid,) = targets
+    if kind == KIND_STATUS:
+        root = parse_untrusted(body, max_bytes=max_bytes)
+        schema.validate(root)
+        st = envelope.from_element(root)
+        if not isinstance(st, envelope.StatusMessage):
+            raise Refusal(Reason.SCHEMA_INVALID, "a document was forwarded as a status")
+        if st.response_for.organ_id != codes[0]:
+            raise Refusal(Reason.FORBIDDEN, f"the status is about a document of {st.response_for.organ_id}, "
+                                            f"not of {codes[0]}")
+        return [Outgoing(EX_DELIVER, sid, body, {H_KIND: KIND_STATUS, H_SENDER: st.sender.organ_id,
+                                                 H_DOCUMENT_ID: st.response_for.document_id})]
+    if kind == KIND_REFUSAL:
+        try:
+            info = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise Refusal(Reason.XML_MALFORMED, "a forwarded refusal is not JSON") from None
+        if not isinstance(info, dict) or str(info.get("sender") or "") != codes[0]:
+            raise Refusal(Reason.FORBIDDEN, f"the refusal is not about a document of {codes[0]}")
+        reason, detail = str(info.get("reason") or ""), str(info.get("detail") or "")
+        return [Outgoing(EX_DELIVER, sid, body, {H_KIND: KIND_REFUSAL, H_REASON: reason, H_DETAIL: detail[:1000],
+                                                 H_SENDER: codes[0],
+                                                 H_DOCUMENT_ID: str(info.get("document_id") or "")},
+                         content_type="application/json")]
+    raise Refusal(Reason.SCHEMA_INVALID, f"cannot forward a {kind!r}")
