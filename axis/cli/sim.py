@@ -63,7 +63,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the final report object on stdout"),
         connections: Path = typer.Option(conn_mod.DEFAULT_PATH, "--connections", help="the running axis's file"),
         concurrency: int = typer.Option(48, "--concurrency", min=1, help="requests in flight"),
-        workers: int = typer.Option(1, "--workers", min=0, help="signing processes (0: in-process)"),
+        workers: int | None = typer.Option(
+            None, "--workers", min=0, help="signing processes (default: one per core; 0: in-process)"
+        ),
         unsigned: bool = typer.Option(False, "--unsigned", help="let the endpoint servers sign (they hold keys)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
     ) -> None:
@@ -90,7 +92,9 @@ def register(app: typer.Typer) -> None:
         agencies: int | None = typer.Option(None, "--agencies", min=2, help="scale the scenario's directory"),
         seed: int = typer.Option(2019, "--seed", help="seed of the traffic plan"),
         base_port: int = typer.Option(8701, "--base-port", help="first endpoint port (admin: one below)"),
-        workers: int = typer.Option(1, "--workers", min=0, help="signing processes (0: in-process)"),
+        workers: int | None = typer.Option(
+            None, "--workers", min=0, help="signing processes (default: one per core; 0: in-process)"
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
     ) -> None:
         """The main job: PKI and configuration for seed-2019, the axis up, the scenario replayed in full

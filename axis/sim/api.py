@@ -50,6 +50,7 @@ class Api:
     def __init__(self, pool: Pool, *, retries: int = 8) -> None:
         self.pool = pool
         self.retries = retries
+        self._no_counters = False
 
     async def call(self, method: str, url: str, token: str | None, *, idempotent: bool = False, **kw: Any) -> Answer:
         """One request with bounded retries; ``idempotent`` also retries HTTP 500 (safe for a submission: the
@@ -116,6 +117,18 @@ class Api:
     async def statuses(self, endpoint: str, token: str, rid: str) -> list[dict[str, Any]]:
         a = await self.call("GET", f"{endpoint}/v1/documents/{rid}/status", token)
         return _items(a.body) if a.ok else []
+
+    async def counters(self, admin_url: str, token: str | None) -> dict[str, Any]:
+        """``{"sent", "received", "refused"}`` from ``GET /admin/counters`` (three counts, cheap); an axis without
+        it (404) is asked ``/admin/stats`` (computes everything: seconds at full volume) from then on."""
+        if not self._no_counters:
+            a = await self.call("GET", f"{admin_url}/admin/counters", token)
+            if a.ok and isinstance(a.body, dict):
+                return a.body
+            if a.status != 404:
+                raise RuntimeError(f"GET {admin_url}/admin/counters: HTTP {a.status}: {a.body}")
+            self._no_counters = True
+        return await self.stats(admin_url, token)
 
     async def stats(self, admin_url: str, token: str | None) -> dict[str, Any]:
         a = await self.call("GET", f"{admin_url}/admin/stats", token)

@@ -55,12 +55,11 @@ class Response:
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "used")
+    __slots__ = ("reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.used = False
 
     def usable(self) -> bool:
         return not self.writer.is_closing() and not self.reader.at_eof()
@@ -179,7 +178,6 @@ class Pool:
     def _give(self, key: tuple[str, str, int], conn: _Conn) -> None:
         idle = self._idle.setdefault(key, [])
         if len(idle) < self.max_idle:
-            conn.used = True
             idle.append(conn)
         else:
             conn.close()
