@@ -25,13 +25,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import dataclasses
-import multiprocessing
 import os
 import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +61,11 @@ class Options:
     tag: str | None = None  # document-number tag; default: random per run
 
 
+def signing_keys(agencies: Mapping[str, AgencyConn]) -> dict[str, build.KeyPaths]:
+    """Agency code → its key and certificate files (connections.json), for the signing workers."""
+    return {c: build.KeyPaths(a.key or "", a.cert or "", a.name) for c, a in agencies.items() if a.key and a.cert}
+
+
 @dataclass
 class _Sent:
     p: plan.PlannedMessage
@@ -69,7 +73,15 @@ class _Sent:
 
 
 class Driver:
-    def __init__(self, scenario: Scenario, seed: int, conns: Connections, opts: Options, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        conns: Connections,
+        opts: Options,
+        reporter: Reporter,
+        signers: build.SigningPool | None = None,
+    ) -> None:
         if not set(a.code for a in scenario.agencies) <= set(conns.agencies):
             scenario = on_directory(scenario, [(a.code, a.name, a.server, a.kind) for a in conns.agencies.values()])
         self.sc = scenario
@@ -82,6 +94,7 @@ class Driver:
         self.report = Report(scenario=scenario.name, seed=seed)
         self.sent: dict[int, _Sent] = {}
         self._api: Api | None = None
+        self.signers = signers  # a pool started early by the caller (it keeps ownership), else one of our own
 
     @property
     def api(self) -> Api:
@@ -103,20 +116,28 @@ class Driver:
 
     @property
     def workers(self) -> int:
+        if self.signers is not None:
+            return self.signers.workers
         return (os.cpu_count() or 1) if self.opts.workers is None else self.opts.workers
+
+    def _keys(self) -> dict[str, build.KeyPaths]:
+        return signing_keys(self.agencies)
 
     def _builds(self, items: Sequence[plan.PlannedMessage]) -> Iterator[cf.Future[list[bytes]]]:
         """Futures of built batches, in plan order (all submitted at once: the pool works through them)."""
-        keys = {
-            c: build.KeyPaths(a.key or "", a.cert or "", a.name) for c, a in self.agencies.items() if a.key and a.cert
-        }
+        keys = self._keys()
         size = self.opts.batch
         batches = [items[i : i + size] for i in range(0, len(items), size)]
-        if self.workers > 0:
-            ctx = multiprocessing.get_context("spawn")  # a clean child: no event loop, no sockets
-            pool: cf.Executor = cf.ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=build.init_worker, initargs=(keys, self.opts.sign)
-            )
+        if self.signers is not None and (self.signers.keys != keys or self.signers.sign != self.opts.sign):
+            self.rep.log("[yellow]the signing pool started early holds other keys: starting another[/]")
+            self.signers = None
+        own = self.signers is None
+        if not own:
+            assert self.signers is not None
+            pool: cf.Executor = self.signers.executor
+            fn = build.build_batch
+        elif self.workers > 0:
+            pool = build.SigningPool(keys, sign=self.opts.sign, workers=self.workers).executor
             fn = build.build_batch
         else:
             b = build.Builder(keys, sign=self.opts.sign)
@@ -125,13 +146,14 @@ class Driver:
             def fn(batch: Sequence[plan.PlannedMessage]) -> list[bytes]:
                 return [b.build(p) for p in batch]
 
-        with pool:
-            futures = [pool.submit(fn, batch) for batch in batches]
-            try:
-                yield from futures
-            finally:
-                for f in futures:
-                    f.cancel()
+        futures = [pool.submit(fn, batch) for batch in batches]
+        try:
+            yield from futures
+        finally:
+            for f in futures:
+                f.cancel()
+            if own:
+                pool.shutdown(wait=True)
 
     # ---------------------------------------------------------------- phase 0: prepare (not timed as replay)
 
@@ -464,5 +486,12 @@ class Driver:
         return r
 
 
-async def simulate(scenario: Scenario, seed: int, conns: Connections, opts: Options, reporter: Reporter) -> Report:
-    return await Driver(scenario, seed, conns, opts, reporter).run()
+async def simulate(
+    scenario: Scenario,
+    seed: int,
+    conns: Connections,
+    opts: Options,
+    reporter: Reporter,
+    signers: build.SigningPool | None = None,
+) -> Report:
+    return await Driver(scenario, seed, conns, opts, reporter, signers).run()
