@@ -21,6 +21,7 @@ Plain ``http`` and ``https`` (default TLS context) URLs; no proxies, no redirect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -205,8 +206,10 @@ class Pool:
             w.writelines((head, body))
         else:
             w.write(head)
-        try:
+        # the server may answer before reading the whole body (413) and close: then read what it said
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             await w.drain()
+        try:
             raw = await r.readuntil(b"\r\n\r\n")
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise _NoAnswer(type(exc).__name__) from None
