@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from pathlib import Path
@@ -13,7 +14,8 @@ from rich.console import Console
 from axis.cli._common import EXIT_OK, EXIT_REFUSED, err_console, print_json, usage_error
 from axis.sim import connections as conn_mod
 from axis.sim import scenario as scn
-from axis.sim.driver import Options, simulate
+from axis.sim.build import SigningPool
+from axis.sim.driver import Options, signing_keys, simulate
 from axis.sim.report import Report, Reporter
 
 QUICK_DOCUMENTS = 500
@@ -29,7 +31,14 @@ def _scenario(name: str, documents: int | None, agencies: int | None) -> scn.Sce
     return sc
 
 
-def _run(sc: scn.Scenario, seed: int, conns: conn_mod.Connections, opts: Options, quiet: bool) -> Report:
+def _run(
+    sc: scn.Scenario,
+    seed: int,
+    conns: conn_mod.Connections,
+    opts: Options,
+    quiet: bool,
+    signers: SigningPool | None = None,
+) -> Report:
     try:
         import uvloop
 
@@ -37,7 +46,7 @@ def _run(sc: scn.Scenario, seed: int, conns: conn_mod.Connections, opts: Options
     except ImportError:  # pragma: no cover - uvloop is optional on some platforms
         pass
     with Reporter(quiet=quiet) as rep:
-        return asyncio.run(simulate(sc, seed, conns, opts, rep))
+        return asyncio.run(simulate(sc, seed, conns, opts, rep, signers))
 
 
 def _finish(report: Report, as_json: bool) -> None:
@@ -63,7 +72,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the final report object on stdout"),
         connections: Path = typer.Option(conn_mod.DEFAULT_PATH, "--connections", help="the running axis's file"),
         concurrency: int = typer.Option(48, "--concurrency", min=1, help="requests in flight"),
-        workers: int = typer.Option(1, "--workers", min=0, help="signing processes (0: in-process)"),
+        workers: int | None = typer.Option(
+            None, "--workers", min=0, help="signing processes (default: one per core; 0: in-process)"
+        ),
         unsigned: bool = typer.Option(False, "--unsigned", help="let the endpoint servers sign (they hold keys)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
     ) -> None:
@@ -90,7 +101,9 @@ def register(app: typer.Typer) -> None:
         agencies: int | None = typer.Option(None, "--agencies", min=2, help="scale the scenario's directory"),
         seed: int = typer.Option(2019, "--seed", help="seed of the traffic plan"),
         base_port: int = typer.Option(8701, "--base-port", help="first endpoint port (admin: one below)"),
-        workers: int = typer.Option(1, "--workers", min=0, help="signing processes (0: in-process)"),
+        workers: int | None = typer.Option(
+            None, "--workers", min=0, help="signing processes (default: one per core; 0: in-process)"
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
     ) -> None:
         """The main job: PKI and configuration for seed-2019, the axis up, the scenario replayed in full
@@ -110,7 +123,12 @@ def register(app: typer.Typer) -> None:
             usage_error(str(exc))
         axis = demo.AxisProcess(config, work_dir)
         previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo cleanly, like Ctrl-C
+        signers: SigningPool | None = None
         try:
+            n = (os.cpu_count() or 1) if workers is None else workers
+            if n > 0:  # the signing processes start (interpreters, keys) while the axis boots
+                keys = signing_keys(conn_mod.from_dict(conns_raw).agencies)
+                signers = SigningPool(keys, workers=n)
             log.print("starting the axis (router, endpoint servers, admin)…")
             try:
                 conns = axis.start(conns_raw)
@@ -118,7 +136,10 @@ def register(app: typer.Typer) -> None:
                 log.print(f"[bold red]error:[/] {exc}")
                 raise typer.Exit(EXIT_REFUSED) from None
             log.print(f"axis up; connections: {work_dir / 'connections.json'}")
-            report = _run(sc, seed, conns, Options(workers=workers), quiet)
+            report = _run(sc, seed, conns, Options(workers=workers), quiet, signers)
+            if signers is not None:
+                signers.close()
+                signers = None
             _finish(report, as_json)
             code = EXIT_OK if report.agree else EXIT_REFUSED
             if not exit_after:
@@ -134,6 +155,8 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             code = 130
         finally:
+            if signers is not None:
+                signers.close()
             log.print("stopping the axis…")
             axis.stop()
             signal.signal(signal.SIGTERM, previous)

@@ -1,21 +1,19 @@
-"""The REST calls the simulator makes (contract section 4), over keep-alive ``httpx.AsyncClient`` pools.
+"""The REST calls the simulator makes (contract section 4), over the keep-alive pool of :mod:`axis.sim.http`.
 
 A thin adapter, tolerant where the contract allows variants (a JSON list or ``{"items": [...]}``), strict
-elsewhere. Transient failures (connection refused/reset, 429, 502/503/504) are retried with a bounded backoff;
-anything else is returned to the caller to judge.
+elsewhere. Transient failures (connection refused/reset, timeouts, 429, 502/503/504; 500 too for idempotent
+calls) are retried with a bounded backoff; anything else is returned to the caller to judge.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+from axis.sim.http import Pool, TransportError
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
-TRANSIENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,39 +31,9 @@ class Answer:
         return self.body.get("reason") if isinstance(self.body, dict) else None
 
 
-class Clients:
-    """One keep-alive ``httpx.AsyncClient`` per server (scheme://host:port), each with a small pool.
-
-    One client for all servers would keep one big pool, and httpcore scans the whole pool on every request:
-    with ~70 servers that bookkeeping cost more CPU than the requests themselves."""
-
-    def __init__(self, per_server: int) -> None:
-        self.per_server = max(1, per_server)
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._ssl = ssl.create_default_context()  # loading CA roots costs ~0.2 s: once, shared by every client
-
-    def for_url(self, url: str) -> httpx.AsyncClient:
-        u = httpx.URL(url)
-        key = f"{u.scheme}://{u.host}:{u.port}"
-        c = self._clients.get(key)
-        if c is None:
-            limits = httpx.Limits(max_connections=self.per_server, max_keepalive_connections=self.per_server)
-            c = self._clients[key] = httpx.AsyncClient(
-                limits=limits, timeout=httpx.Timeout(120.0, connect=10.0), verify=self._ssl
-            )
-        return c
-
-    async def __aenter__(self) -> Clients:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for c in self._clients.values():
-            await c.aclose()
-        self._clients.clear()
-
-
-def new_client(concurrency: int) -> Clients:
-    return Clients(min(concurrency, 16))
+def new_client(concurrency: int) -> Pool:
+    """The simulator's connection pool (the callers bound concurrency; ``concurrency`` caps idle connections)."""
+    return Pool(timeout=120.0, connect_timeout=10.0, max_idle=max(1, concurrency))
 
 
 def _items(body: Any) -> list[dict[str, Any]]:
@@ -79,9 +47,10 @@ def _items(body: Any) -> list[dict[str, Any]]:
 
 
 class Api:
-    def __init__(self, clients: Clients, *, retries: int = 8) -> None:
-        self.clients = clients
+    def __init__(self, pool: Pool, *, retries: int = 8) -> None:
+        self.pool = pool
         self.retries = retries
+        self._no_counters = False
 
     async def call(self, method: str, url: str, token: str | None, *, idempotent: bool = False, **kw: Any) -> Answer:
         """One request with bounded retries; ``idempotent`` also retries HTTP 500 (safe for a submission: the
@@ -93,17 +62,17 @@ class Api:
         delay = 0.1
         for attempt in range(self.retries + 1):
             try:
-                r = await self.clients.for_url(url).request(method, url, headers=headers, **kw)
-            except TRANSIENT:
+                r = await self.pool.request(method, url, headers=headers, **kw)
+            except TransportError:
                 if attempt == self.retries:
                     raise
             else:
-                if r.status_code not in retry or attempt == self.retries:
+                if r.status not in retry or attempt == self.retries:
                     try:
                         body: Any = r.json()
                     except ValueError:
                         body = r.text
-                    return Answer(r.status_code, body)
+                    return Answer(r.status, body)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 3.0)
         raise AssertionError("unreachable")
@@ -149,6 +118,18 @@ class Api:
         a = await self.call("GET", f"{endpoint}/v1/documents/{rid}/status", token)
         return _items(a.body) if a.ok else []
 
+    async def counters(self, admin_url: str, token: str | None) -> dict[str, Any]:
+        """``{"sent", "received", "refused"}`` from ``GET /admin/counters`` (three counts, cheap); an axis without
+        it (404) is asked ``/admin/stats`` (computes everything: seconds at full volume) from then on."""
+        if not self._no_counters:
+            a = await self.call("GET", f"{admin_url}/admin/counters", token)
+            if a.ok and isinstance(a.body, dict):
+                return a.body
+            if a.status != 404:
+                raise RuntimeError(f"GET {admin_url}/admin/counters: HTTP {a.status}: {a.body}")
+            self._no_counters = True
+        return await self.stats(admin_url, token)
+
     async def stats(self, admin_url: str, token: str | None) -> dict[str, Any]:
         a = await self.call("GET", f"{admin_url}/admin/stats", token)
         if not a.ok or not isinstance(a.body, dict):
@@ -157,10 +138,10 @@ class Api:
 
     async def healthy(self, url: str) -> bool:
         try:
-            r = await self.clients.for_url(url).get(f"{url}/healthz", timeout=2.0)
-        except httpx.HTTPError:
+            r = await self.pool.request("GET", f"{url}/healthz", timeout=2.0)
+        except (TransportError, ValueError):
             return False
-        return r.status_code == 200
+        return r.status == 200
 
     async def move(self, admin_url: str, token: str | None, code: str, server: str) -> Answer:
         """Migration: ask the axis to re-point ``code`` to ``server`` (needs core's admin move endpoint)."""

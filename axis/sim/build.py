@@ -16,6 +16,8 @@ driver keeps the axis busy while the next batch is being signed.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import multiprocessing
 import random
 import re
 import signal
@@ -135,3 +137,38 @@ def build_batch(batch: Sequence[PlannedMessage]) -> list[bytes]:
     """Build one batch in a worker process (after :func:`init_worker`)."""
     assert _WORKER is not None, "init_worker was not called"
     return [_WORKER.build(p) for p in batch]
+
+
+def warm_worker() -> int:
+    """Load every key once (a worker's first batches then sign at full speed); returns how many."""
+    assert _WORKER is not None, "init_worker was not called"
+    for code in _WORKER.keys:
+        _WORKER._key(code)
+    return len(_WORKER.keys)
+
+
+class SigningPool:
+    """Worker processes that build and sign (``spawn``: clean children, no event loop, no sockets). Start it
+    early (``axis demo`` does while the axis boots) so that interpreter start-up and key loading are done
+    before the preparation phase; close it with :meth:`close`."""
+
+    def __init__(self, keys: Mapping[str, KeyPaths], *, sign: bool = True, workers: int = 1) -> None:
+        self.keys = dict(keys)
+        self.sign = sign
+        self.workers = max(1, workers)
+        self.executor = cf.ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(self.keys, sign),
+        )
+        self._warm = [self.executor.submit(warm_worker) for _ in range(self.workers)]
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> SigningPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -2,15 +2,19 @@
 
 Phases (each shown with progress on stderr):
 
-1. **submit** — planned messages are built and signed in a worker process (a pipeline of batches kept a few
-   steps ahead), then POSTed to the sending agency's endpoint server with its own token, bounded concurrency,
-   HTTP keep-alive, optionally at a target rate. Bad envelopes must be refused, at submission (4xx with a
-   reason) or later by the router (status 02 back to the sender).
-2. **drain** — wait (bounded: it gives up when the counters stop moving) until the axis's counters show every
-   document sent and every delivery received.
+0. **prepare** — every planned message is built and signed by its agency (worker processes, one per core by
+   default) BEFORE the replay clock starts, so signing never competes with the axis for CPU during the replay.
+   Its time is reported apart (``prepare_seconds``); the replay time (``seconds``) covers phases 1-4.
+1. **submit** — the prepared envelopes are POSTed to the sending agency's endpoint server with its own token,
+   bounded concurrency, HTTP keep-alive (:mod:`axis.sim.http`, a lean client), optionally at a target rate. Bad
+   envelopes must be refused, at submission (4xx with a reason) or later by the router (status 02 back to the
+   sender).
+2. **drain** — wait (bounded: it gives up when the counters stop moving) until the axis's counters
+   (``GET /admin/counters``, cheap; ``/admin/stats`` on an axis without it) show every document sent and every
+   delivery received.
 3. **inbox** — page through ``GET /v1/inbox`` of every agency: this run's deliveries, duplicates, per agency.
-4. **statuses** — recipients send the planned statuses (03 → 04 → 05 → 06, 15 for recalls) back; a sample is
-   checked at the senders, as are the router's refusals.
+4. **statuses** — recipients send the planned statuses (03 → 04 → 05 → 06, 15 for recalls) back, while the
+   router's refusals are checked at the senders; then a sample of the statuses is checked at the senders.
 
 Document ids carry a per-run tag, so runs against the same axis never collide with each other; counters are
 read before the run and the report shows this run's share.
@@ -21,12 +25,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import dataclasses
-import multiprocessing
+import os
 import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +53,17 @@ STATUS_TEXT = {
 class Options:
     rate: float | None = None  # documents per second; None: as fast as the axis takes them
     concurrency: int = 48
-    workers: int = 1  # signing processes (0: sign in the driver's own process, in a thread)
+    workers: int | None = None  # signing processes; None: one per core; 0: in the driver's own process
     batch: int = 64
     sign: bool = True  # False: submit unsigned, the endpoint server signs with the key it holds
     stall_timeout: float = 60.0  # drain/refusal waits give up after this long without progress
     status_sample: int = 300  # documents whose statuses are checked at the sender
     tag: str | None = None  # document-number tag; default: random per run
+
+
+def signing_keys(agencies: Mapping[str, AgencyConn]) -> dict[str, build.KeyPaths]:
+    """Agency code → its key and certificate files (connections.json), for the signing workers."""
+    return {c: build.KeyPaths(a.key or "", a.cert or "", a.name) for c, a in agencies.items() if a.key and a.cert}
 
 
 @dataclass
@@ -64,7 +73,15 @@ class _Sent:
 
 
 class Driver:
-    def __init__(self, scenario: Scenario, seed: int, conns: Connections, opts: Options, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        conns: Connections,
+        opts: Options,
+        reporter: Reporter,
+        signers: build.SigningPool | None = None,
+    ) -> None:
         if not set(a.code for a in scenario.agencies) <= set(conns.agencies):
             scenario = on_directory(scenario, [(a.code, a.name, a.server, a.kind) for a in conns.agencies.values()])
         self.sc = scenario
@@ -77,6 +94,7 @@ class Driver:
         self.report = Report(scenario=scenario.name, seed=seed)
         self.sent: dict[int, _Sent] = {}
         self._api: Api | None = None
+        self.signers = signers  # a pool started early by the caller (it keeps ownership), else one of our own
 
     @property
     def api(self) -> Api:
@@ -94,19 +112,32 @@ class Driver:
         )
 
     async def _counters(self) -> dict[str, Any]:
-        return await self.api.stats(self.conns.admin_url, self.conns.admin_token)
+        return await self.api.counters(self.conns.admin_url, self.conns.admin_token)
+
+    @property
+    def workers(self) -> int:
+        if self.signers is not None:
+            return self.signers.workers
+        return (os.cpu_count() or 1) if self.opts.workers is None else self.opts.workers
+
+    def _keys(self) -> dict[str, build.KeyPaths]:
+        return signing_keys(self.agencies)
 
     def _builds(self, items: Sequence[plan.PlannedMessage]) -> Iterator[cf.Future[list[bytes]]]:
-        keys = {
-            c: build.KeyPaths(a.key or "", a.cert or "", a.name) for c, a in self.agencies.items() if a.key and a.cert
-        }
+        """Futures of built batches, in plan order (all submitted at once: the pool works through them)."""
+        keys = self._keys()
         size = self.opts.batch
         batches = [items[i : i + size] for i in range(0, len(items), size)]
-        if self.opts.workers > 0:
-            ctx = multiprocessing.get_context("spawn")  # a clean child: no event loop, no sockets
-            pool: cf.Executor = cf.ProcessPoolExecutor(
-                self.opts.workers, mp_context=ctx, initializer=build.init_worker, initargs=(keys, self.opts.sign)
-            )
+        if self.signers is not None and (self.signers.keys != keys or self.signers.sign != self.opts.sign):
+            self.rep.log("[yellow]the signing pool started early holds other keys: starting another[/]")
+            self.signers = None
+        own = self.signers is None
+        if not own:
+            assert self.signers is not None
+            pool: cf.Executor = self.signers.executor
+            fn = build.build_batch
+        elif self.workers > 0:
+            pool = build.SigningPool(keys, sign=self.opts.sign, workers=self.workers).executor
             fn = build.build_batch
         else:
             b = build.Builder(keys, sign=self.opts.sign)
@@ -115,20 +146,29 @@ class Driver:
             def fn(batch: Sequence[plan.PlannedMessage]) -> list[bytes]:
                 return [b.build(p) for p in batch]
 
-        ahead = max(4, 4 * max(self.opts.workers, 1))
-        with pool:
-            futures: list[cf.Future[list[bytes]]] = []
-            it = iter(batches)
-            for batch in it:
-                futures.append(pool.submit(fn, batch))
-                if len(futures) >= ahead:
-                    break
-            while futures:
-                f = futures.pop(0)
-                nxt = next(it, None)
-                if nxt is not None:
-                    futures.append(pool.submit(fn, nxt))
-                yield f
+        futures = [pool.submit(fn, batch) for batch in batches]
+        try:
+            yield from futures
+        finally:
+            for f in futures:
+                f.cancel()
+            if own:
+                pool.shutdown(wait=True)
+
+    # ---------------------------------------------------------------- phase 0: prepare (not timed as replay)
+
+    async def prepare(self, msgs: Sequence[plan.PlannedMessage]) -> list[bytes]:
+        """Build and sign every message (deterministic: the plan's seed and this run's tag), with progress."""
+        self.rep.phase("prepare", len(msgs))
+        loop = asyncio.get_running_loop()
+        out: list[bytes] = []
+        t0 = time.monotonic()
+        for fut in self._builds(msgs):
+            out.extend(await asyncio.wrap_future(fut, loop=loop))
+            rate = len(out) / max(time.monotonic() - t0, 1e-6)
+            self.rep.update(len(out), f"{rate:,.0f} envelopes/s signed ({self.workers or 1} processes)")
+        self.report.prepared_bytes = sum(len(d) for d in out)
+        return out
 
     # ---------------------------------------------------------------- phase 1: submit
 
@@ -169,8 +209,10 @@ class Driver:
         self.report.moves.append(entry)
         self.rep.log(f"migration {m.agency} → {m.to}: {entry['result']}")
 
-    async def submit(self, items: list[plan.Planned]) -> None:
-        msgs = [self._tagged(p) for p in items if isinstance(p, plan.PlannedMessage)]
+    async def submit(
+        self, items: Sequence[plan.Planned], msgs: Sequence[plan.PlannedMessage], datas: Sequence[bytes]
+    ) -> None:
+        """Submit the prepared envelopes ``datas`` (``msgs[i]`` → ``datas[i]``); moves happen at their place."""
         moves_at: dict[int, list[plan.PlannedMove]] = {}
         idx = 0
         for p in items:  # a move happens before the message at its position
@@ -183,7 +225,6 @@ class Driver:
         tasks: set[asyncio.Task[None]] = set()
         done = 0
         t0 = time.monotonic()
-        loop = asyncio.get_running_loop()
 
         async def one(p: plan.PlannedMessage, data: bytes) -> None:
             nonlocal done
@@ -195,27 +236,22 @@ class Driver:
                 done += 1
                 sem.release()
 
-        pos = 0
-        for fut in self._builds(msgs):
-            datas = await asyncio.wrap_future(fut, loop=loop)
-            for data in datas:
-                p = msgs[pos]
-                for m in moves_at.pop(pos, []):
-                    if tasks:
-                        await asyncio.wait(set(tasks))  # documents already submitted reach the old home first
-                    await self._move(m)
-                pos += 1
-                if self.opts.rate:
-                    delay = t0 + pos / self.opts.rate - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                await sem.acquire()
-                t = asyncio.create_task(one(p, data))
-                tasks.add(t)
-                t.add_done_callback(tasks.discard)
-                if pos % 50 == 0:
-                    rate = done / max(time.monotonic() - t0, 1e-6)
-                    self.rep.update(done, f"{self.rep.info} {rate:,.0f} docs/s")
+        for pos, (p, data) in enumerate(zip(msgs, datas, strict=True)):
+            for m in moves_at.pop(pos, []):
+                if tasks:
+                    await asyncio.wait(set(tasks))  # documents already submitted reach the old home first
+                await self._move(m)
+            if self.opts.rate:
+                delay = t0 + (pos + 1) / self.opts.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await sem.acquire()
+            t = asyncio.create_task(one(p, data))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+            if pos % 50 == 0:
+                rate = done / max(time.monotonic() - t0, 1e-6)
+                self.rep.update(done, f"{self.rep.info} {rate:,.0f} docs/s")
         if tasks:
             await asyncio.wait(set(tasks))
         for ms in moves_at.values():
@@ -315,7 +351,9 @@ class Driver:
                     else:
                         self.report.statuses_failed += 1
                         self.report.unexpected.append(f"status {c} from {r}: HTTP {ans.status} {ans.body!r:.120}")
-                    self.rep.update(self.report.statuses_sent + self.report.statuses_failed)
+                    n = self.report.statuses_sent + self.report.statuses_failed
+                    if n % 50 == 0 or n == total:
+                        self.rep.update(n)
 
         await asyncio.gather(*(one(*j) for j in jobs))
 
@@ -332,12 +370,14 @@ class Driver:
 
         return list(await asyncio.gather(*(one(s) for s in sents)))
 
-    async def check_refusals(self) -> None:
-        """Bad envelopes the endpoints accepted must come back refused (status 02) with a reason."""
+    async def check_refusals(self, *, progress: bool = True) -> None:
+        """Bad envelopes the endpoints accepted must come back refused (status 02) with a reason. ``progress``
+        False: no progress line of its own (it runs beside the statuses phase)."""
         pending = [s for s in self.sent.values() if s.p.kind == "bad"]
         if not pending:
             return
-        self.rep.phase("router refusals", len(pending))
+        if progress:
+            self.rep.phase("router refusals", len(pending))
         last_change = time.monotonic()
         while pending and time.monotonic() - last_change < self.opts.stall_timeout:
             left = []
@@ -355,7 +395,8 @@ class Driver:
             if len(left) < len(pending):
                 last_change = time.monotonic()
             pending = left
-            self.rep.update(self.report.planned_bad - len(pending))
+            if progress:
+                self.rep.update(self.report.planned_bad - len(pending))
             if pending:
                 await asyncio.sleep(0.5)
         for s in pending:
@@ -407,31 +448,50 @@ class Driver:
         tot = plan.totals(items)
         r.planned_documents, r.planned_deliveries = tot.documents, tot.deliveries
         r.planned_bad, r.planned_statuses = tot.bad, tot.statuses
+        msgs = [self._tagged(p) for p in items if isinstance(p, plan.PlannedMessage)]
+        datas = await self.prepare(msgs)
+        r.prepare_seconds = time.monotonic() - t0
+        r.prepare_workers = self.workers
         async with new_client(self.opts.concurrency) as client:
             self._api = Api(client)
             base = await self._counters()
-            phase_t = time.monotonic()
-            await self.submit(items)
-            r.phases["submit"] = time.monotonic() - phase_t
-            phase_t = time.monotonic()
-            final = await self.drain(base)
-            r.phases["drain"] = time.monotonic() - phase_t
-            phase_t = time.monotonic()
+            t_replay, cpu_replay = time.monotonic(), time.process_time()  # the replay clock starts here
+            phase_t = t_replay
+
+            def lap(name: str) -> None:
+                nonlocal phase_t
+                now = time.monotonic()
+                r.phases[name] = now - phase_t
+                phase_t = now
+
+            await self.submit(items, msgs, datas)
+            del datas
+            lap("submit")
+            await self.drain(base)
+            lap("drain")
             found = await self.inboxes()
-            r.phases["inbox"] = time.monotonic() - phase_t
-            phase_t = time.monotonic()
-            await self.statuses(found)
-            await self.check_refusals()
+            lap("inbox")
+            await asyncio.gather(self.statuses(found), self.check_refusals(progress=False))
+            lap("statuses")
             await self.check_statuses()
-            r.phases["statuses"] = time.monotonic() - phase_t
+            lap("status check")
             final = await self._counters()
+            r.seconds = time.monotonic() - t_replay
+            r.generator_cpu_seconds = time.process_time() - cpu_replay
             r.stats_raw = final
             r.sent = int(final.get("sent", 0)) - int(base.get("sent", 0))
             r.received = int(final.get("received", 0)) - int(base.get("received", 0))
             r.refused = int(final.get("refused", 0)) - int(base.get("refused", 0))
-        r.seconds = time.monotonic() - t0
+        r.total_seconds = time.monotonic() - t0
         return r
 
 
-async def simulate(scenario: Scenario, seed: int, conns: Connections, opts: Options, reporter: Reporter) -> Report:
-    return await Driver(scenario, seed, conns, opts, reporter).run()
+async def simulate(
+    scenario: Scenario,
+    seed: int,
+    conns: Connections,
+    opts: Options,
+    reporter: Reporter,
+    signers: build.SigningPool | None = None,
+) -> Report:
+    return await Driver(scenario, seed, conns, opts, reporter, signers).run()

@@ -43,8 +43,13 @@ class Report:
     statuses_checked: int = 0
     statuses_seen: int = 0
     moves: list[dict[str, Any]] = field(default_factory=list)
-    phases: dict[str, float] = field(default_factory=dict)
-    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # the replay's phases, in order
+    seconds: float = 0.0  # the replay: submit → drain → inboxes → statuses → checks (preparation apart)
+    prepare_seconds: float = 0.0  # building and signing every envelope, before the replay clock starts
+    prepare_workers: int = 0
+    prepared_bytes: int = 0
+    total_seconds: float = 0.0  # preparation + replay
+    generator_cpu_seconds: float = 0.0  # the simulator process's own CPU time during the replay
     dashboard: str | None = None
     stats_raw: dict[str, Any] = field(default_factory=dict)
 
@@ -70,8 +75,24 @@ class Report:
     def refused_agree(self) -> bool:
         return self.refused == self.planned_bad
 
+    @property
+    def submitted(self) -> int:
+        """Envelopes the replay submitted: the good documents and the bad ones."""
+        return self.planned_documents + self.planned_bad
+
+    @property
+    def replay_rate(self) -> float | None:
+        """Documents per second over the whole replay (all its phases)."""
+        return self.planned_documents / self.seconds if self.seconds else None
+
+    @property
+    def generator_cpu_ms_per_document(self) -> float | None:
+        return 1000 * self.generator_cpu_seconds / self.submitted if self.submitted else None
+
     def as_json(self) -> dict[str, Any]:
         rate = self.planned_documents / self.phases["submit"] if self.phases.get("submit") else None
+        replay_rate = self.replay_rate
+        cpu = self.generator_cpu_ms_per_document
         return {
             "scenario": self.scenario,
             "sent": self.sent,
@@ -104,6 +125,12 @@ class Report:
             "unexpected": self.unexpected[:50],
             "phases": {k: round(v, 2) for k, v in self.phases.items()},
             "documents_per_second": round(rate, 1) if rate else None,
+            "replay_documents_per_second": round(replay_rate, 1) if replay_rate else None,
+            "prepare_seconds": round(self.prepare_seconds, 2),
+            "prepare_workers": self.prepare_workers,
+            "prepared_megabytes": round(self.prepared_bytes / 1e6, 1),
+            "total_seconds": round(self.total_seconds, 2),
+            "generator_cpu_ms_per_document": round(cpu, 3) if cpu is not None else None,
             "dashboard": self.dashboard,
         }
 
@@ -153,8 +180,18 @@ class Report:
             style = "" if m.get("result") == "moved" else "[yellow]"
             console.print(f"{style}migration {m.get('agency')} → {m.get('to')}: {m.get('result')}")
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items())
-        rate = self.as_json()["documents_per_second"]
-        console.print(f"time {self.seconds:.1f}s ({phases}); {rate or '—'} documents/s submitted")
+        js = self.as_json()
+        console.print(
+            f"preparation (build + sign {self.submitted:,} envelopes, {self.prepared_bytes / 1e6:,.0f} MB, "
+            f"{self.prepare_workers or 1} processes, before the replay clock): {self.prepare_seconds:.1f}s"
+        )
+        console.print(f"replay phases: {phases}")
+        cpu = js["generator_cpu_ms_per_document"]
+        console.print(
+            f"[bold]replay {self.seconds:.1f}s[/] — {js['replay_documents_per_second'] or '—'} documents/s over "
+            f"the replay, {js['documents_per_second'] or '—'} documents/s submitted; simulator CPU "
+            f"{'—' if cpu is None else f'{cpu:.2f}'} ms per document"
+        )
         for u in self.unexpected[:10]:
             console.print(f"[yellow]unexpected:[/] {u}")
         verdict = "[bold green]AGREE[/]" if self.agree else "[bold red]DISAGREE[/]"

@@ -34,7 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from axis.reasons import Reason
 from axis.stats.metrics import render, snapshot_registry
 from axis.stats.probe import DEFAULT_RABBIT_MGMT, Prober
-from axis.stats.query import BY_CHOICES, StatsFilter, iso, parse_when, query_stats
+from axis.stats.query import BY_CHOICES, StatsFilter, iso, parse_when, query_counters, query_stats
 from axis.stats.store import StatsStore
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -283,6 +283,12 @@ def create_app(config_or_settings: Any) -> FastAPI:
         except ValueError:
             return problem(400, "Bad Request", "top and limit must be integers")
         return _json(await stats(flt, by, top, limit))
+
+    @app.get("/admin/counters", response_model=None)
+    async def admin_counters() -> Response:
+        """The store's exact totals only, uncached: ``{"sent", "received", "refused"}`` (cheap at any volume,
+        for scripts and progress polling; ``/admin/stats`` computes everything)."""
+        return _json(await query_counters(await store()))
 
     @app.get("/admin/agencies", response_model=None)
     async def admin_agencies() -> Response:

@@ -52,7 +52,9 @@ def client(settings: AdminSettings) -> Iterator[TestClient]:
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.mark.parametrize("path", ["/admin/stats", "/admin/agencies", "/admin/servers", "/metrics", "/admin/events"])
+@pytest.mark.parametrize(
+    "path", ["/admin/stats", "/admin/counters", "/admin/agencies", "/admin/servers", "/metrics", "/admin/events"]
+)
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}])
 def test_unauthorized_is_problem_json(client: TestClient, path: str, headers: dict[str, str]) -> None:
     r = client.get(path, headers=headers)
@@ -82,6 +84,25 @@ def test_stats_json(client: TestClient) -> None:
     assert [r["key"] for r in g01["breakdown"]] == ["2019-03-12", "2019-03-13"]
     servers = client.get("/admin/stats", params={"by": "server"}, headers=BEARER).json()
     assert {r["key"] for r in servers["breakdown"]} == {"s-g01", "s-g02", "shared-1", "shared-2"}
+
+
+def test_counters_are_the_totals_and_live(client: TestClient, store_url: str) -> None:
+    r = client.get("/admin/counters", headers=BEARER)
+    assert r.status_code == 200
+    assert r.json() == {"sent": 4, "received": 6, "refused": 3}
+    stats = client.get("/admin/stats", headers=BEARER).json()  # now cached in the app
+
+    async def one_more() -> None:
+        store = await StatsStore.open(store_url)
+        try:
+            at = datetime(2019, 3, 14, 9, tzinfo=UTC)
+            await store.record(accepted=[Accepted("x|1|0", G01, "dedicated", "1", 0, 10, ((H03, "shared"),), 1.0, at)])
+        finally:
+            await store.close()
+
+    asyncio.run(one_more())
+    assert client.get("/admin/counters", headers=BEARER).json() == {"sent": 5, "received": 6, "refused": 3}
+    assert stats["sent"] == 4
 
 
 @pytest.mark.parametrize("params", [{"by": "week"}, {"from": "yesterday"}, {"top": "x"}])
