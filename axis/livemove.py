@@ -107,6 +107,7 @@ class LiveMove:
     def __init__(self, run: Running, *, step_timeout: float = 90.0) -> None:
         self.run = run
         self.step_timeout = step_timeout
+        self.steps: dict[str, float] = {}  # seconds per step of the current move (in its answer)
 
     @property
     def path(self) -> Path:
@@ -127,6 +128,7 @@ class LiveMove:
     # -- the steps -----------------------------------------------------------------------------------------------
     def move(self, request: Mapping[str, Any]) -> dict[str, Any]:
         t0 = time.monotonic()
+        self.steps = {}
         plan = check_move(load_config(self.path), request)
         port = request.get("port")
         original = self.path.read_bytes()
@@ -166,12 +168,16 @@ class LiveMove:
         self._write_connections(final)
         return {"agency": plan.agency, "from": plan.source, "to": plan.target,
                 "endpoint": final.server(plan.target).url, "kind": final.server(plan.target).kind,
-                "rows": rows, "seconds": round(time.monotonic() - t0, 3)}
+                "rows": rows, "seconds": round(time.monotonic() - t0, 3), "steps": self.steps}
+
+    def _timed(self, step: str, started: float) -> None:
+        self.steps[step] = round(self.steps.get(step, 0.0) + time.monotonic() - started, 3)
 
     def _ensure_hosted(self, server_id: str) -> str | None:
         """Start a host process for ``server_id`` unless one runs it; wait for /healthz. Returns the new name."""
         if self.run.host_of(server_id) is not None:
             return None
+        started = time.monotonic()
         name = self.run.spawn_host([server_id])
         url = load_config(self.path).server(server_id).url
         deadline = time.monotonic() + self.step_timeout
@@ -182,6 +188,7 @@ class LiveMove:
                                 f"(see {self.run.work_dir / 'logs' / (name + '.log')})")
             try:
                 if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                    self._timed("start the new server", started)
                     return name
             except httpx.HTTPError:
                 pass
@@ -191,6 +198,7 @@ class LiveMove:
 
     def _reload(self, names: list[str], step: str) -> None:
         """SIGHUP each process (one at a time) and wait for its acknowledgement of the current file."""
+        started = time.monotonic()
         digest = config_digest(self.path)
         control = self.run.control_dir
         assert control is not None
@@ -206,6 +214,7 @@ class LiveMove:
             ack = read_ack(control, proc.pid) or {}
             if not ack.get("ok"):
                 raise MoveError(500, None, f"{step}: {name} could not reload: {ack.get('error')}")
+        self._timed(step, started)
 
     def _wait(self, done: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:
         deadline = time.monotonic() + self.step_timeout
@@ -231,10 +240,12 @@ class LiveMove:
         from endpoints.migrate import move_agency as move_rows
 
         old, new = config.server(plan.source).inbox_url, config.server(plan.target).inbox_url
+        started = time.monotonic()
         try:
             moved = asyncio.run(move_rows(old, new, plan.agency))
         except Exception as exc:
             raise MoveError(500, None, f"moving the rows of {plan.agency}: {type(exc).__name__}: {exc}") from None
+        self._timed("move the rows", started)
         return {"received": moved.received, "sent": moved.sent, "statuses": moved.statuses}
 
     def _write_connections(self, config: Config) -> None:
