@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,6 +145,8 @@ class Running:
         if self.control is not None:
             self.control.close()
             self.control = None
+        if self.control_dir is not None and self.work_dir not in self.control_dir.parents:
+            shutil.rmtree(self.control_dir, ignore_errors=True)  # the private temp dir of a long work dir path
         for _, p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -173,6 +176,8 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
     """Start every process of the config and return once all servers answer; writes connections.json."""
     config = load_config(config_path)
     run = Running(config, work_dir, control_dir=control_dir_for(work_dir))
+    for stale in run.control_dir.glob("reload-*.json"):  # type: ignore[union-attr]
+        stale.unlink()  # an earlier run's: a reused pid must not look ready before it handles SIGHUP
     cfg = str(config_path)
     try:
         for i in range(routers or config.routers):
