@@ -183,17 +183,21 @@ class LiveMove:
         deadline = time.monotonic() + self.step_timeout
         while True:
             proc = self.run.proc(name)
+            failure = None
             if proc is None or proc.poll() is not None:
-                raise MoveError(500, None, f"the new host {name} for {server_id} exited "
-                                f"(see {self.run.work_dir / 'logs' / (name + '.log')})")
+                failure = (f"the new host {name} for {server_id} exited "
+                           f"(see {self.run.work_dir / 'logs' / (name + '.log')})")
+            elif time.monotonic() > deadline:
+                failure = f"the new server {server_id} did not answer {url}/healthz"
+            if failure is not None:
+                self.run.stop_child(name)  # forgotten: `axis up` does not count it as a failed child
+                raise MoveError(500, None, failure)
             try:
                 if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
                     self._timed("start the new server", started)
                     return name
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline:
-                raise MoveError(500, None, f"the new server {server_id} did not answer {url}/healthz")
             time.sleep(0.2)
 
     def _reload(self, names: list[str], step: str) -> None:

@@ -73,6 +73,7 @@ class Running:
     #: the supervisor's control channel (axis.control): the admin app's moves, the children's reload acks
     control_dir: Path | None = None
     control: ControlServer | None = None
+    host_count: int = 0
 
     def spawn(self, name: str, args: Sequence[str]) -> None:
         logs = self.work_dir / "logs"
@@ -89,7 +90,8 @@ class Running:
     def spawn_host(self, server_ids: Sequence[str]) -> str:
         """Start one ``axis serve`` host process for ``server_ids``; returns its name (``host-N``)."""
         assert self.config.path is not None
-        name = f"host-{len(self.hosts) + 1}"
+        self.host_count += 1
+        name = f"host-{self.host_count}"
         self.hosts[name] = tuple(server_ids)
         self.spawn(name, ["serve", "--config", str(self.config.path), *[a for sid in server_ids
                                                                           for a in ("--server", sid)]])

@@ -86,6 +86,13 @@ async def scenario(conn: dict[str, Any], admin: str, admin_token: str, log: list
         assert r.status_code == 422 and r.json()["reason"] == "SCHEMA_INVALID", r.text
         r = await http.post(f"{admin}/admin/agencies/{G03}/move", json={"server": "d-g03"})
         assert r.status_code == 401
+        with socket.socket() as taken:  # the new server cannot start: the move is undone, nothing changed
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            r = await http.post(f"{admin}/admin/agencies/{G03}/move", headers=admin_headers,
+                                json={"server": "d-bad", "port": taken.getsockname()[1]})
+        assert r.status_code == 500 and "undone" in r.json()["detail"], r.text
+        log.append(r.text)
 
         stop = asyncio.Event()
 
@@ -149,6 +156,7 @@ def test_agency_moves_live_through_the_admin_app(tmp_path: Path, vhost_url: str)
     try:
         log: list[str] = []
         out = asyncio.run(scenario(conn, conn["admin"]["url"], conn["admin"]["token"], log))
+        print(*log, sep="\n")
         assert run.failed() == []
         hosts = dict(run.hosts)
         acks = {n: read_ack(run.control_dir, p.pid) for n, p in run.procs if n != "admin"}  # type: ignore[arg-type]
@@ -170,6 +178,7 @@ def test_agency_moves_live_through_the_admin_app(tmp_path: Path, vhost_url: str)
     # the supervisor: a new host for the new server; every process acknowledged the final configuration
     assert hosts[next(n for n, ids in hosts.items() if "d-g03" in ids)] == ("d-g03",)
     final = load_config(path)
+    assert [s.id for s in final.servers] == ["d1", "sh", "d-g03"]  # the failed move left nothing behind
     assert final.directory.server_of(G03).id == "d-g03"  # type: ignore[union-attr]
     assert final.agency(G03).moved_from == ("sh",)  # type: ignore[union-attr]
     digests = {a["digest"] for a in acks.values() if a and not a.get("ready")}
