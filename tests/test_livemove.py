@@ -210,3 +210,22 @@ def test_admin_move_needs_the_supervisor(workdir: tuple[Path, dict[str, Any]]) -
     with TestClient(create_app(dead)) as c:
         r = c.post(f"/admin/agencies/{G03}/move", json={"server": "d-g03"}, headers=auth)
         assert r.status_code == 503 and "no supervisor" in r.json()["detail"]
+
+
+def test_announced_file_lets_every_router_accept_the_future_server(workdir: tuple[Path, dict[str, Any]]) -> None:
+    """Why the announce step: during the routers' reload one router may still hold the announced file while the
+    new server already sends status 01s; both files accept them, the file before the announcement does not."""
+    from axis.reasons import Refusal
+    from axis.routing import route_status
+
+    path, _ = workdir
+    before = load_config(path).directory
+    announced = announce_move(path, G03, "d-g03").directory
+    final = move_agency(path, G03, "d-g03").directory
+    with pytest.raises(Refusal, match="must come from its server"):
+        route_status(before, G03, G22, "d-g03")
+    for directory in (announced, final):
+        assert route_status(directory, G03, G22, "d-g03").server.id == "d1"
+        assert route_status(directory, G03, G22, "sh").server.id == "d1"  # the old server's in-flight 01s
+    with pytest.raises(Refusal):
+        route_status(final, G03, G22, "d1")  # any other server is still refused
