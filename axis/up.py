@@ -11,7 +11,9 @@ Before any child starts, the broker is prepared with the provisioning account (`
 ``broker.auth: users`` (generated configs), one least-privilege broker user per component is created, its
 password kept in ``broker.users_file`` (mode 0600); each child then connects as its own user.
 
-Children log to ``<work dir>/logs/``. ``connections.json`` is written once every server answers ``/healthz``.
+Children log to ``<work dir>/logs/``. ``connections.json`` is written once every server answers ``/healthz``;
+then the supervisor listens on its control socket (axis.control): the admin app asks it to move an agency live
+(axis.livemove).
 Stopping sends SIGTERM to every child, waits, then kills what is left.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +35,8 @@ import httpx
 import orjson
 
 from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
+from axis.control import ControlServer, control_dir_for
+from axis.reload import ENV_CONTROL_DIR
 
 DEMO_SERVERS = [("d-g22", "dedicated"), ("d-h53", "dedicated"), ("shared-1", "shared")]
 DEMO_AGENCIES = [
@@ -70,21 +75,86 @@ class Running:
     work_dir: Path
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     connections_path: Path | None = None
+    hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # host process name → its server ids
+    #: the supervisor's control channel (axis.control): the admin app's moves, the children's reload acks
+    control_dir: Path | None = None
+    control: ControlServer | None = None
+    host_count: int = 0
 
     def spawn(self, name: str, args: Sequence[str]) -> None:
         logs = self.work_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out = (logs / f"{name}.log").open("ab")
+        env = _child_env()
+        if self.control_dir is not None:
+            env[ENV_CONTROL_DIR] = str(self.control_dir)
         proc = subprocess.Popen([sys.executable, "-m", "axis", *args], stdout=out, stderr=subprocess.STDOUT,
-                                env=_child_env(), cwd=self.work_dir, start_new_session=True)
+                                env=env, cwd=self.work_dir, start_new_session=True)
         out.close()
         self.procs.append((name, proc))
+
+    def spawn_host(self, server_ids: Sequence[str]) -> str:
+        """Start one ``axis serve`` host process for ``server_ids``; returns its name (``host-N``)."""
+        assert self.config.path is not None
+        self.host_count += 1
+        name = f"host-{self.host_count}"
+        self.hosts[name] = tuple(server_ids)
+        self.spawn(name, ["serve", "--config", str(self.config.path), *[a for sid in server_ids
+                                                                          for a in ("--server", sid)]])
+        return name
+
+    # -- what a live move (axis.livemove) needs to know and do ----------------------------------------------------
+    def proc(self, name: str) -> subprocess.Popen[bytes] | None:
+        return next((p for n, p in self.procs if n == name), None)
+
+    def router_names(self) -> list[str]:
+        return [n for n, _ in self.procs if n.startswith("router-")]
+
+    def host_of(self, server_id: str) -> str | None:
+        return next((n for n, ids in self.hosts.items() if server_id in ids), None)
+
+    def stop_child(self, name: str) -> None:
+        """Stop one child (SIGTERM, then SIGKILL) and forget it."""
+        proc = self.proc(name)
+        self.procs = [(n, p) for n, p in self.procs if n != name]
+        self.hosts.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def log(self, message: str) -> None:
+        with (self.work_dir / "logs" / "supervisor.log").open("a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def serve_control(self) -> None:
+        """Listen on the control socket (moves asked for by the admin app, see axis.livemove)."""
+        from axis.livemove import LiveMove
+
+        assert self.control_dir is not None
+        mover = LiveMove(self)
+
+        def handle(request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            status, body = mover.handle(request)
+            self.log(f"control {request.get('op')} {request.get('agency', '')} → {request.get('server', '')}: "
+                     f"{status} {body}")
+            return status, body
+
+        self.control = ControlServer(self.control_dir, handle)
 
     def failed(self) -> list[str]:
         return [f"{n} (exit {p.returncode}, see {self.work_dir / 'logs' / (n + '.log')})"
                 for n, p in self.procs if p.poll() is not None]
 
     def stop(self, timeout: float = 15.0) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self.control_dir is not None and self.work_dir not in self.control_dir.parents:
+            shutil.rmtree(self.control_dir, ignore_errors=True)  # the private temp dir of a long work dir path
         for _, p in self.procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -113,7 +183,9 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
           servers_per_host: int = 12, admin: bool = True, timeout: float = 60.0) -> Running:
     """Start every process of the config and return once all servers answer; writes connections.json."""
     config = load_config(config_path)
-    run = Running(config, work_dir)
+    run = Running(config, work_dir, control_dir=control_dir_for(work_dir))
+    for stale in run.control_dir.glob("reload-*.json"):  # type: ignore[union-attr]
+        stale.unlink()  # an earlier run's: a reused pid must not look ready before it handles SIGHUP
     cfg = str(config_path)
     from axis.brokerauth import BrokerAuthError
     from axis.brokersetup import prepare_broker_sync
@@ -128,9 +200,7 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
             run.spawn(f"router-{i + 1}", ["router", "--config", cfg])
         ids = [s.id for s in config.servers]
         for h in range(0, len(ids), servers_per_host):
-            group = ids[h : h + servers_per_host]
-            run.spawn(f"host-{h // servers_per_host + 1}",
-                      ["serve", "--config", cfg, *[a for sid in group for a in ("--server", sid)]])
+            run.spawn_host(ids[h : h + servers_per_host])
         if admin and importlib.util.find_spec("axis.stats.admin") is not None:
             run.spawn("admin", ["admin", "--config", cfg])
         pending = {s.url for s in config.servers}
@@ -144,6 +214,7 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
             if pending:
                 time.sleep(0.2)
         run.connections_path = write_connections(work_dir, connections_for(config, known))
+        run.serve_control()
         return run
     except BaseException:
         run.stop()

@@ -18,10 +18,12 @@ import uvicorn
 
 from axis import schema
 from axis.config import Config
+from axis.reload import install_sighup
 from axis.router.counting import open_counter
 from axis.router.service import make_verifier
 from axis.transport import connect
 from endpoints.app import create_app
+from endpoints.gate import GatedApp
 from endpoints.server import EndpointServer
 
 log = logging.getLogger("axis.endpoint")
@@ -34,11 +36,20 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
     schema.preload()
     servers = [EndpointServer(config, sid, stats=stats, verifier=verifier, verifier_unsigned_ok=unsigned_ok)
                for sid in server_ids]
+
+    async def apply(new: Config) -> None:
+        """Hot reload (SIGHUP, axis.reload): every logical server of this host takes the new configuration."""
+        pair = await asyncio.to_thread(lambda: (make_verifier(new), make_verifier(new, require_signature=False)))
+        for s in servers:
+            await s.reload(new, verifier=pair[0], verifier_unsigned_ok=pair[1])
+
+    install_sighup(config, apply, "host " + ",".join(server_ids))
     connection = None if config.broker.per_component else await connect(config.amqp_url)
     for s in servers:
         await s.start(connection)
     uvis = [
-        uvicorn.Server(uvicorn.Config(create_app(s), host=s.server.host, port=s.server.port, log_level=log_level,
+        uvicorn.Server(uvicorn.Config(GatedApp(create_app(s), s.gate),  # requests vs. hot reloads
+                                      host=s.server.host, port=s.server.port, log_level=log_level,
                                       lifespan="off", access_log=False,
                                       # the failed-authentication limit is per peer address: do not let
                                       # X-Forwarded-For (trusted from 127.0.0.1 by default) choose it

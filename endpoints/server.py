@@ -9,6 +9,7 @@ even though several servers share a process. In development mode (``shared``) th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from axis.router.counting import Counter, open_counter
 from axis.topology import attach_exchanges, attach_queue
 from axis.transport import Publisher, connect, server_queue
 from endpoints.auth import FailureLimiter, TokenTable
+from endpoints.gate import Gate
 from endpoints.inbox import InboxStore
 from endpoints.refusals import RefusalRecorder
 
@@ -98,6 +100,8 @@ class EndpointServer:
         self._consumer_tag: str | None = None
         self._queue: Any = None
         self._own_connection: AbstractRobustConnection | None = None
+        #: deliveries and HTTP requests hold it; :meth:`reload` swaps the configuration between them
+        self.gate = Gate()
 
     async def start(self, connection: AbstractRobustConnection | None = None, *, prefetch: int = 32) -> None:
         """Attach to the broker and consume. ``connection`` (the host's shared one) is used only when broker users
@@ -117,9 +121,29 @@ class EndpointServer:
         self.publisher = Publisher(exchanges, user_id=publisher_user_id(self.config, user))
         # passive declare (not get_queue): the robust channel restores this consumer after a reconnect
         _, self._queue = await attach_queue(connection, server_queue(self.id), prefetch=prefetch)
-        self._consumer_tag = await self._queue.consume(DeliveryConsumer(self), no_ack=False)
+        self._consumer_tag = await self._queue.consume(_gated(self.gate, DeliveryConsumer(self)), no_ack=False)
         log.info("server %s (%s, %d agencies) consuming %s", self.id, self.server.kind, len(self.local_agencies),
                  server_queue(self.id))
+
+    async def reload(self, config: Config, *, verifier: Any = None, verifier_unsigned_ok: Any = None) -> None:
+        """Swap to a new configuration (hot reload, axis.reload): agencies, tokens, signing keys, directory and,
+        when given, verifiers — all at once, between deliveries and requests (:class:`endpoints.gate.Gate`). The
+        server's own address and store stay (they are bound); a server gone from ``config`` raises ConfigError."""
+        server = config.server(self.id)
+        if (server.host, server.port, server.inbox_url) != (self.server.host, self.server.port, self.server.inbox_url):
+            log.warning("server %s: a new address or inbox_url takes effect only on a restart", self.id)
+        agencies = config.agencies_on(self.id)
+        tokens = await asyncio.to_thread(TokenTable, agencies)
+        keys = await asyncio.to_thread(load_signing_keys, config, server)
+        async with self.gate.closed():
+            self.config, self.server = config, server
+            self.local_agencies = frozenset(a.code for a in agencies)
+            self.tokens, self.keys = tokens, keys
+            if verifier is not None:
+                self.verifier = verifier
+            if verifier_unsigned_ok is not None:
+                self.verifier_unsigned_ok = verifier_unsigned_ok
+        log.info("server %s reloaded: %d agencies", self.id, len(self.local_agencies))
 
     async def stop(self) -> None:
         if self._queue is not None and self._consumer_tag is not None:
@@ -138,3 +162,11 @@ class EndpointServer:
             await self.store.close()
         if self.stats is not None and self._own_stats:
             await self.stats.close()
+
+
+def _gated(gate: Gate, consumer: Any) -> Any:
+    async def consume(message: Any) -> None:
+        async with gate.hold():
+            await consumer(message)
+
+    return consume

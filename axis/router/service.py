@@ -50,6 +50,7 @@ class RouterService:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._conn: AbstractRobustConnection | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._swap = asyncio.Lock()  # held by each batch; a reload swaps the core between batches
         self.processed = 0
 
     async def start(self) -> None:
@@ -91,7 +92,17 @@ class RouterService:
             messages = [await self._inbox.get()]
             while len(messages) < self.batch and not self._inbox.empty():
                 messages.append(self._inbox.get_nowait())
-            await self._handle(messages)
+            async with self._swap:
+                await self._handle(messages)
+
+    async def reload(self, config: Config) -> None:
+        """Hot reload (SIGHUP, axis.reload): the new directory and verifier apply from the next batch on; the
+        batch in flight finishes (published and counted) with the old ones."""
+        core = await asyncio.to_thread(lambda: RouterCore(config.directory, make_verifier(config),
+                                                          max_bytes=config.limits.max_envelope_bytes))
+        async with self._swap:
+            self.config, self.core = config, core
+        log.info("router reloaded: %d agencies, %d servers", len(config.directory), len(config.directory.servers))
 
     def _origin(self, m: AbstractIncomingMessage) -> dict[str, Any]:
         """The headers with ``x-axis-server`` = the authenticated publishing server (from the broker-validated
@@ -139,4 +150,8 @@ class RouterService:
 
 
 async def run_router(config: Config) -> None:
-    await RouterService(config).run_forever()
+    from axis.reload import install_sighup
+
+    service = RouterService(config)
+    install_sighup(config, service.reload, "router")
+    await service.run_forever()

@@ -11,6 +11,10 @@ Authentication is the admin token (contract section 4), checked in constant time
 
 Without valid credentials every protected path answers 401 ``application/problem+json`` with reason
 ``UNAUTHORIZED`` (the dashboard page answers 401 with the HTML form instead).
+
+``POST /admin/agencies/{code}/move`` ``{"server": ID}`` moves an agency to another server live: the app asks
+the ``axis up`` supervisor over its control socket (axis.control, axis.livemove) and answers once the move is
+complete; it then reloads its own view of the directory from the configuration file.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from axis.control import ControlError, socket_from_env
+from axis.control import request as control_request
 from axis.reasons import Reason
 from axis.stats.metrics import render, snapshot_registry
 from axis.stats.probe import DEFAULT_RABBIT_MGMT, Prober
@@ -53,6 +59,8 @@ class AdminSettings:
     amqp_url: str = DEFAULT_AMQP_URL
     rabbit_mgmt_url: str = DEFAULT_RABBIT_MGMT
     endpoints: Mapping[str, str] = field(default_factory=dict)  # server id → base URL (default: directory urls)
+    config_path: Path | None = None  # re-read after a move (the directory changed)
+    control_socket: Path | None = None  # the `axis up` supervisor's control socket (moves); None: no supervisor
     poll_seconds: float = 2.0
     cache_seconds: float = 0.75
     events_seconds: float = 1.0
@@ -67,6 +75,8 @@ class AdminSettings:
             "directory": getattr(config, "directory", None),
             "amqp_url": getattr(config, "amqp_url", None) or DEFAULT_AMQP_URL,
             "endpoints": endpoints,
+            "config_path": getattr(config, "path", None),
+            "control_socket": socket_from_env(),
         }
         values.update(overrides)
         return cls(**values)
@@ -166,11 +176,23 @@ def create_app(config_or_settings: Any) -> FastAPI:
     )
     cache = _Cache(settings.cache_seconds)
     per_server: dict[str, list[str]] = {}  # the directory is immutable: group its agencies by server once
-    if directory is not None:
-        for code, agency in directory.agencies.items():
-            per_server.setdefault(agency.server, []).append(code)
-        for codes in per_server.values():
-            codes.sort()
+
+    def set_directory(new: Any, new_endpoints: Mapping[str, str]) -> None:
+        """Point the app at a new directory (after a move): rebinds what the handlers below read."""
+        nonlocal directory, endpoints
+        grouped: dict[str, list[str]] = {}
+        if new is not None:
+            for code, agency in new.agencies.items():
+                grouped.setdefault(agency.server, []).append(code)
+            for codes in grouped.values():
+                codes.sort()
+        directory, endpoints = new, dict(new_endpoints)
+        per_server.clear()
+        per_server.update(grouped)
+        prober.endpoints = dict(new_endpoints)
+        cache.entries.clear()
+
+    set_directory(directory, endpoints)
     state: dict[str, Any] = {"store": None}
     store_lock = asyncio.Lock()
 
@@ -317,6 +339,37 @@ def create_app(config_or_settings: Any) -> FastAPI:
     async def admin_servers() -> Response:
         by_server = await stats(StatsFilter(), "server", 20, 1_000_000)
         return _json(servers_view(by_server))
+
+    @app.post("/admin/agencies/{code}/move", response_model=None)
+    async def move_agency(code: str, request: Request) -> Response:
+        """Move an agency to another server live (axis.livemove, through the `axis up` supervisor); answers
+        ``{"agency", "from", "to", "endpoint", ...}`` once the move is complete."""
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("server"), str):
+            return problem(422, "Unprocessable Content", 'expected JSON {"server": "<server id>"}',
+                           Reason.SCHEMA_INVALID)
+        if settings.control_socket is None:
+            return problem(501, "Not Implemented", "moving an agency live needs the `axis up` supervisor, and this "
+                           "admin app was not started by `axis up`; move it offline instead (docs/core.md)")
+        payload = {k: body[k] for k in ("server", "port", "kind") if k in body}
+        try:
+            status, answer = await control_request(settings.control_socket, {"op": "move", "agency": code,
+                                                                             **payload})
+        except ControlError as exc:
+            return problem(503, "Service Unavailable", str(exc))
+        if status != 200:
+            reason = answer.get("reason")
+            return problem(status, "move refused" if status < 500 else "move failed", str(answer.get("detail")),
+                           Reason(reason) if reason else None)
+        if settings.config_path is not None:
+            from axis.config import load_config
+
+            new = await asyncio.to_thread(load_config, settings.config_path)
+            set_directory(new.directory, {s.id: s.url for s in new.servers})
+        return _json(answer)
 
     @app.get("/metrics", response_model=None)
     async def metrics() -> Response:

@@ -137,8 +137,8 @@ def own_vhost(amqp_url: str) -> Iterator[str]:
 
 
 def test_migration_scenario_loses_nothing(own_vhost: str, tmp_path: Path) -> None:
-    """An agency leaves its shared server mid-run: whether or not this axis can move it yet, every document
-    arrives exactly once and the three tallies agree; the move's outcome is reported."""
+    """An agency leaves its shared server mid-run, moved live by the axis (axis.livemove): every document
+    arrives exactly once and the three tallies agree."""
     from axis.sim import demo
 
     sc = scn.from_dict(
@@ -164,7 +164,27 @@ def test_migration_scenario_loses_nothing(own_vhost: str, tmp_path: Path) -> Non
     finally:
         axis.stop()
     assert [m["agency"] for m in report.moves] == ["000.00.00.H01"]
-    assert report.moves[0]["result"] in ("moved", "not supported by this axis")
+    assert report.moves[0]["result"] == "moved" and report.moves[0]["http"] == 200
     assert report.unexpected == []
     assert report.agree is True
     assert report.sent == 50 and report.received == report.inbox == 120
+
+
+def test_migration_scenario_reduced_cli(own_vhost: str, tmp_path: Path) -> None:
+    """`axis demo --scenario migration --documents 300 --exit --json`: seed-2019's directory, three agencies
+    moved live from the shared servers to their own dedicated servers mid-run; every move reported "moved",
+    and the simulator, the axis's counters and the inboxes agree."""
+    from axis.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--scenario", "migration", "--documents", "300", "--exit", "--json", "--quiet", "--workers", "0",
+         "--work-dir", str(tmp_path / "work"), "--base-port", str(_free_base_port(80))],
+        env={"AXIS_AMQP_URL": own_vhost},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output[-3000:]
+    out = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert [(m["agency"], m["result"]) for m in out["moves"]] == [
+        ("000.00.00.H05", "moved"), ("000.00.00.H35", "moved"), ("000.00.00.G24", "moved")]
+    assert out["agree"] is True and out["unexpected"] == [] and out["inbox_duplicates"] == 0
+    assert out["sent"] == 300 and out["received"] == out["inbox"] == 853
