@@ -50,6 +50,9 @@ class Report:
     stats: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: submitters pause once this many documents are sent, until the next fault is injected (then it moves on):
+    #: however fast the axis is, every planned fault lands while documents are still flowing
+    hold_at: int = 1 << 62
 
 
 class Axis:
@@ -123,6 +126,10 @@ async def submit_all(axis: Axis, docs: list[tuple[str, list[str], bytes]], plan:
 
     async def worker(http: httpx.AsyncClient) -> None:
         while not queue.empty():
+            while report.sent >= report.hold_at:
+                await asyncio.sleep(0.05)
+            if queue.empty():
+                break
             sender, recipients, doc = queue.get_nowait()
             url, token = axis.endpoint(sender)
             while True:
@@ -151,33 +158,40 @@ async def inject_faults(axis: Axis, plan: Plan, report: Report, done: asyncio.Ev
     """kill -9 the routers in turn (restarted at once) and the endpoint host (restarted after a second).
 
     Faults are spread over the traffic: fault k waits until k/(total+1) of the documents were accepted (and at
-    least ``kill_interval`` seconds since the previous one), so each lands while documents are flowing.
-    ``extra(step, total)`` may add a broker fault at any step."""
+    least ``kill_interval`` seconds since the previous one), so each lands while documents are flowing; the
+    submitters pause a little past each threshold (``Report.hold_at``) until that fault is in, so a fast axis cannot
+    finish before its faults. ``extra(step, total)`` may add a broker fault at any step."""
     total = plan.router_kills + plan.host_kills
     host_steps = {round((i + 1) * total / (plan.host_kills + 1)) for i in range(plan.host_kills)}
     routers = 0
-    for step in range(1, total + 1):
-        threshold = step * plan.documents // (total + 1)
-        await asyncio.sleep(plan.kill_interval)
-        while report.sent < threshold and not done.is_set():
-            await asyncio.sleep(0.1)
-        if done.is_set():
-            return
-        if step in host_steps:
-            axis.kill9("host")
-            report.faults.append(f"kill -9 endpoint host (all servers) at {report.sent} sent")
-            await asyncio.sleep(1.0)
-            axis.spawn("host")
-        else:
-            name = f"router-{routers % 2 + 1}"
-            axis.kill9(name)
-            report.faults.append(f"kill -9 {name} at {report.sent} sent")
-            axis.spawn(name)
-            routers += 1
-        if extra is not None:
-            note = await extra(step, total)
-            if note:
-                report.faults.append(f"{note} at {report.sent} sent")
+    margin = 2 * plan.concurrency  # documents in flight while a fault lands
+    report.hold_at = plan.documents // (total + 1) + margin
+    try:
+        for step in range(1, total + 1):
+            threshold = step * plan.documents // (total + 1)
+            await asyncio.sleep(plan.kill_interval)
+            while report.sent < threshold and not done.is_set():
+                await asyncio.sleep(0.1)
+            if done.is_set():
+                return
+            if step in host_steps:
+                axis.kill9("host")
+                report.faults.append(f"kill -9 endpoint host (all servers) at {report.sent} sent")
+                await asyncio.sleep(1.0)
+                axis.spawn("host")
+            else:
+                name = f"router-{routers % 2 + 1}"
+                axis.kill9(name)
+                report.faults.append(f"kill -9 {name} at {report.sent} sent")
+                axis.spawn(name)
+                routers += 1
+            if extra is not None:
+                note = await extra(step, total)
+                if note:
+                    report.faults.append(f"{note} at {report.sent} sent")
+            report.hold_at = (step + 1) * plan.documents // (total + 1) + margin if step < total else 1 << 62
+    finally:
+        report.hold_at = 1 << 62  # never leave the submitters waiting
 
 
 async def audit(axis: Axis, docs: list[tuple[str, list[str], bytes]], report: Report,
