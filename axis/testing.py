@@ -374,3 +374,24 @@ def hostile_corpus(pki: TestPKI, *, max_bytes: int | None = None) -> list[tuple[
     add("no_key_usage_extension", sign(unsigned, nk, nc), Reason.CERT_USAGE)
     add("signer_is_not_sender", pki.sign(unsigned, b), Reason.SIGNER_MISMATCH)
     return items
+
+
+def free_port_block(n: int, *, low: int = 20_000, high: int = 32_000) -> int:
+    """A base port such that ``base - 1 .. base + n`` are free on 127.0.0.1 now (``base - 1``: the admin app).
+
+    Chosen at random BELOW Linux's ephemeral range (32768-60999), where the outgoing connections of a busy
+    machine (every AMQP and HTTP client) take their local ports: a block there can be taken between the check and
+    the bind. Random, so that concurrent runs rarely try the same block."""
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(low + 1, high - n - 1)
+        try:
+            for port in range(base - 1, base + n + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no block of {n + 2} free ports between {low} and {high}")

@@ -47,6 +47,7 @@ KIND_STATUS = "status"
 KIND_REFUSAL = "refusal"
 KIND_FORWARD = "forward"  # a delivery for an agency that moved away, handed back to the router (axis.router.forward)
 H_FORWARD_KIND = "x-axis-forward-kind"  # the kind of the forwarded delivery (document | status | refusal)
+H_BOUNCES = "x-axis-bounces"  # times a forward went back to its server while it and the router disagreed
 
 
 def server_queue(server_id: str) -> str:

@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
-import socket
 import sqlite3
 import sys
 import tempfile
@@ -34,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from axis.testing import free_port_block
 from bench._common import Result, temp_vhost
 
 SERVERS = [("d-a", "dedicated"), ("d-b", "dedicated"), ("sh-1", "shared"), ("sh-2", "shared")]
@@ -51,23 +50,6 @@ AGENCIES = [
 
 # The client drops idle keep-alive connections after 2 s, before uvicorn does (5 s): otherwise a POST on a
 # connection the server is closing fails with ReadError, a load-generator artefact rather than an axis failure.
-
-
-def _free_base(n: int) -> int:
-    rnd = random.Random()
-    for _ in range(200):
-        base = rnd.randrange(20_000, 40_000)
-        ok = True
-        for p in range(base - 1, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 def _route(i: int) -> tuple[str, list[str]]:
@@ -146,7 +128,7 @@ class Axis:
     def __init__(self, url: str, work: Path, routers: int = 2) -> None:
         from axis.config import generate_workdir, load_config
 
-        base = _free_base(len(SERVERS))
+        base = free_port_block(len(SERVERS))
         self.config_path, self.connections = generate_workdir(work, AGENCIES, SERVERS, base_port=base,
                                                               algorithm="rsa", amqp_url=url, routers=routers,
                                                               server_signs=False)

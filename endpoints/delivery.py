@@ -25,6 +25,7 @@ from axis import envelope, schema
 from axis.reasons import Reason, Refusal
 from axis.router.core import H_SUBMITTED_AT, now_ms
 from axis.transport import (
+    H_BOUNCES,
     H_DOC_TYPE,
     H_FORWARD_KIND,
     H_KIND,
@@ -83,9 +84,9 @@ class DeliveryConsumer:
             if kind == KIND_DOCUMENT:
                 await self._document(message.body, headers)
             elif kind == KIND_STATUS:
-                await self._status(message.body)
+                await self._status(message.body, headers)
             elif kind == KIND_REFUSAL:
-                await self._refusal(message.body)
+                await self._refusal(message.body, headers)
             else:
                 raise Refusal(Reason.SCHEMA_INVALID, f"unknown delivery kind {kind!r}")
         except Refusal as refusal:
@@ -107,7 +108,7 @@ class DeliveryConsumer:
             return
         await message.ack()
 
-    async def _forward(self, body: bytes, headers: Any, codes: list[str]) -> list[str]:
+    async def _forward(self, body: bytes, kind: str, headers: Any, codes: list[str]) -> list[str]:
         """Hand deliveries for agencies that moved to another server (config change) back to the router, which
         re-routes them (:mod:`axis.router.forward`); returns the codes still on this server."""
         directory = self.s.config.directory
@@ -125,12 +126,12 @@ class DeliveryConsumer:
             # the caller acks, so nothing is lost.
             forwarded = [c for cs in moved.values() for c in cs]
             await self.s.publisher.publish(submission(body, self.s.id, KIND_FORWARD, **{
-                H_FORWARD_KIND: _text(headers.get(H_KIND)) or KIND_DOCUMENT, H_RECIPIENTS: forwarded}))
+                H_FORWARD_KIND: kind, H_RECIPIENTS: forwarded, H_BOUNCES: _text(headers.get(H_BOUNCES)) or "0"}))
             log.info("server %s forwarded a delivery for %s (now on %s)", self.s.id, forwarded, sorted(moved))
         return rest
 
     async def _document(self, body: bytes, headers: Any) -> None:
-        codes = await self._forward(body, {H_KIND: KIND_DOCUMENT}, _codes(headers.get(H_RECIPIENTS)))
+        codes = await self._forward(body, KIND_DOCUMENT, headers, _codes(headers.get(H_RECIPIENTS)))
         mine = [c for c in codes if c in self.s.local_agencies]
         msg = await run_cpu(check_delivery, self.s.verifier, body)
         addressed = {r.organ_id for r in msg.recipients}
@@ -150,13 +151,13 @@ class DeliveryConsumer:
                 self.s.metrics.received.labels(row.agency).inc()
         await self.s.publisher.publish_all(outs)
 
-    async def _status(self, body: bytes) -> None:
+    async def _status(self, body: bytes, headers: Any) -> None:
         root = parse_untrusted(body, max_bytes=self.s.config.limits.max_envelope_bytes)
         st = envelope.from_element(root)
         if not isinstance(st, envelope.StatusMessage):
             raise Refusal(Reason.SCHEMA_INVALID, "a document was delivered as a status")
         owner = st.response_for.organ_id
-        if not await self._forward(body, {H_KIND: KIND_STATUS}, [owner]):
+        if not await self._forward(body, KIND_STATUS, headers, [owner]):
             return
         if owner not in self.s.local_agencies:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner} is not on server {self.s.id}")
@@ -164,13 +165,13 @@ class DeliveryConsumer:
                                         code=st.status_code, description=st.description, timestamp=st.timestamp)
         self.s.metrics.statuses.labels(owner, st.status_code).inc()
 
-    async def _refusal(self, body: bytes) -> None:
+    async def _refusal(self, body: bytes, headers: Any) -> None:
         try:
             info = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise Refusal(Reason.XML_MALFORMED, "refusal body is not JSON") from None
         owner = str(info.get("sender") or "")
-        if not await self._forward(body, {H_KIND: KIND_REFUSAL}, [owner]):
+        if not await self._forward(body, KIND_REFUSAL, headers, [owner]):
             return
         if owner not in self.s.local_agencies:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner!r} is not on server {self.s.id}")

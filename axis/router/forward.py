@@ -18,6 +18,14 @@ the forwarding server (it is in the agency's ``moved_from``); a status must be a
 refused (dead letter with the reason). Nothing is counted: the document was counted when first routed, the
 status 01 when it first passed. Residual trust: a former server of an agency can hand the router statuses and
 refusals *addressed to* that agency (not from it) until ``moved_from`` is cleared — statuses are unsigned.
+
+During a live move, routers and endpoint hosts reload one after the other: for a moment a server may forward
+for an agency that this router still places on that very server (or that the server does not know it hosts
+yet). For an agency with a ``moved_from`` (being or having been moved) that is a disagreement, not an attack:
+the forward goes back to the server (``x-axis-bounces`` + 1) until both sides have reloaded — milliseconds.
+After :data:`MAX_BOUNCES` rounds the disagreement is not transient (a host left on an old configuration): the
+forward is refused (dead letter, FORBIDDEN), never dropped. A server forwarding for an agency it hosts that
+never moved is refused at once.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from axis.directory import Directory
 from axis.reasons import Reason, Refusal
 from axis.transport import (
     EX_DELIVER,
+    H_BOUNCES,
     H_DETAIL,
     H_DOC_TYPE,
     H_DOCUMENT_ID,
@@ -59,8 +68,21 @@ def _codes(v: Any) -> list[str]:
     return [c for c in _text(v).split(",") if c]
 
 
-def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool) -> dict[str, list[str]]:
-    """Current server id → agencies (not on ``via``); with ``moved``, each must have moved away from ``via``."""
+#: rounds a forward may go back to its server while the two disagree about where an agency is (a reload)
+MAX_BOUNCES = 500
+
+
+def _bounces(headers: Mapping[str, Any]) -> int:
+    try:
+        return max(0, int(_text(headers.get(H_BOUNCES)) or 0))
+    except ValueError:
+        return 0
+
+
+def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool,
+             bounces: int) -> dict[str, list[str]]:
+    """Current server id → agencies; with ``moved``, each must have moved away from ``via``. A moved agency this
+    router places on ``via`` itself goes back there (a reload in progress), at most :data:`MAX_BOUNCES` times."""
     if not codes:
         raise Refusal(Reason.SCHEMA_INVALID, "a forward names no agency")
     out: dict[str, list[str]] = {}
@@ -68,8 +90,14 @@ def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool) -
         a = directory.agency(code)
         if a is None:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"forwarded for {code!r}, which is not in the directory")
-        if not via or a.server == via or (moved and via not in a.moved_from):
-            raise Refusal(Reason.FORBIDDEN, f"server {via or '(none)'} may forward only for agencies that moved away "
+        if not via:
+            raise Refusal(Reason.FORBIDDEN, "a forward from no known server")
+        if a.server == via and a.moved_from:  # an agency being moved: this router or that server not reloaded yet
+            if bounces >= MAX_BOUNCES:
+                raise Refusal(Reason.FORBIDDEN, f"server {via} forwards for {code}, which the directory places on "
+                                                f"{via}: still so after {bounces} rounds (a stale configuration)")
+        elif a.server == via or (moved and via not in a.moved_from):
+            raise Refusal(Reason.FORBIDDEN, f"server {via} may forward only for agencies that moved away "
                                             f"from it; {code} did not")
         out.setdefault(a.server, []).append(code)
     return out
@@ -80,7 +108,9 @@ def forward(directory: Directory, verifier: Any, max_bytes: int, body: bytes,
     """The deliveries a forward turns into, or raises Refusal. ``headers[H_SERVER]`` must be authenticated."""
     via, kind = _text(headers.get(H_SERVER)), _text(headers.get(H_FORWARD_KIND))
     codes = _codes(headers.get(H_RECIPIENTS))
-    targets = _targets(directory, via, codes, moved=kind != KIND_DOCUMENT)
+    bounces = _bounces(headers)
+    targets = _targets(directory, via, codes, moved=kind != KIND_DOCUMENT, bounces=bounces)
+    again = {H_BOUNCES: bounces + 1} if via in targets else {}
     if kind == KIND_DOCUMENT:
         verified = verifier.verify(body)
         schema.validate(verified.root)
@@ -93,7 +123,8 @@ def forward(directory: Directory, verifier: Any, max_bytes: int, body: bytes,
         doc_type = int(msg.business.doc_type) if msg.business is not None else 0
         base = {H_KIND: KIND_DOCUMENT, H_SENDER: msg.sender.organ_id, H_DOCUMENT_ID: msg.document_id,
                 H_DOC_TYPE: doc_type}
-        return [Outgoing(EX_DELIVER, sid, body, {**base, H_RECIPIENTS: cs}) for sid, cs in targets.items()]
+        return [Outgoing(EX_DELIVER, sid, body, {**base, H_RECIPIENTS: cs, **(again if sid == via else {})})
+                for sid, cs in targets.items()]
     if len(codes) != 1:
         raise Refusal(Reason.SCHEMA_INVALID, f"a forwarded {kind or 'message'} is for exactly one agency")
     (sid,) = targets
@@ -107,7 +138,7 @@ def forward(directory: Directory, verifier: Any, max_bytes: int, body: bytes,
             raise Refusal(Reason.FORBIDDEN, f"the status is about a document of {st.response_for.organ_id}, "
                                             f"not of {codes[0]}")
         return [Outgoing(EX_DELIVER, sid, body, {H_KIND: KIND_STATUS, H_SENDER: st.sender.organ_id,
-                                                 H_DOCUMENT_ID: st.response_for.document_id})]
+                                                 H_DOCUMENT_ID: st.response_for.document_id, **again})]
     if kind == KIND_REFUSAL:
         try:
             info = orjson.loads(body)
@@ -118,6 +149,6 @@ def forward(directory: Directory, verifier: Any, max_bytes: int, body: bytes,
         reason, detail = str(info.get("reason") or ""), str(info.get("detail") or "")
         return [Outgoing(EX_DELIVER, sid, body, {H_KIND: KIND_REFUSAL, H_REASON: reason, H_DETAIL: detail[:1000],
                                                  H_SENDER: codes[0],
-                                                 H_DOCUMENT_ID: str(info.get("document_id") or "")},
+                                                 H_DOCUMENT_ID: str(info.get("document_id") or ""), **again},
                          content_type="application/json")]
     raise Refusal(Reason.SCHEMA_INVALID, f"cannot forward a {kind!r}")

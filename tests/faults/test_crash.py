@@ -22,18 +22,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from axis.testing import free_port_block
 from tests.faults.cluster import Balancer, Cluster
 from tests.faults.crash import Axis, Plan, Report, audit, documents, inject_faults, submit_all
 from tests.faults.harness import fresh_vhost, queue_depths
-
-
-def _free_base(start: int) -> int:
-    from tests.faults.cluster import port_free
-
-    for base in range(start, start + 400, 10):
-        if all(port_free(base + i) for i in range(4)):
-            return base
-    raise RuntimeError("no free ports for the endpoint servers")
 
 
 async def _run(axis: Axis, plan: Plan, depths: object, extra: object = None) -> Report:
@@ -78,7 +70,7 @@ def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> I
 async def test_crash_safety_ci(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> None:
     base, auth, _ = rabbit_mgmt
     vhost = vhost_url.rsplit("/", 1)[1]
-    axis = Axis(tmp_path / "work", vhost_url, _free_base(18900))
+    axis = Axis(tmp_path / "work", vhost_url, free_port_block(4))
     plan = Plan(documents=300, router_kills=2, host_kills=1, kill_interval=2.0)
 
     async def drop_connections(step: int, total: int) -> str | None:
@@ -100,7 +92,7 @@ async def test_crash_safety_on_cluster(tmp_path: Path, cluster: Cluster, cluster
                                        balancer: Balancer) -> None:
     url = f"amqp://guest:guest@127.0.0.1:{balancer.port}/{cluster_vhost}"
     n = int(os.environ.get("AXIS_FAULTS_DOCUMENTS", "2000"))
-    axis = Axis(tmp_path / "work", url, _free_base(19100))
+    axis = Axis(tmp_path / "work", url, free_port_block(4))
     plan = Plan(documents=n, router_kills=max(4, n // 250), host_kills=max(2, n // 1000), kill_interval=2.0)
     victim, app_node = cluster.nodes[0], cluster.nodes[1]
     pending: list[asyncio.Task[None]] = []

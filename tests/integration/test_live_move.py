@@ -5,7 +5,6 @@ Every document must be in its recipients' inboxes exactly once and the axis's co
 from __future__ import annotations
 
 import asyncio
-import random
 import socket
 import time
 from pathlib import Path
@@ -17,29 +16,11 @@ import pytest
 from axis import envelope
 from axis.config import generate_workdir, load_config
 from axis.reload import read_ack
+from axis.testing import free_port_block
 from tests.integration.conftest import G01, G03, G22
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 XML = {"content-type": "application/xml"}
-
-
-def _free_base_port(n: int) -> int:
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(20000, 40000)
-        socks = []
-        try:
-            for p in range(base - 1, base + n + 1):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 class Agency:
@@ -151,7 +132,7 @@ def test_agency_moves_live_through_the_admin_app(tmp_path: Path, vhost_url: str)
     wd = tmp_path / "w"
     servers = [("d1", "dedicated"), ("sh", "shared")]
     path, conn = generate_workdir(wd, [(G22, "VPCP", "d1"), (G01, "BCA", "sh"), (G03, "BGDĐT", "sh")], servers,
-                                  base_port=_free_base_port(3), amqp_url=vhost_url, routers=2)
+                                  base_port=free_port_block(3), amqp_url=vhost_url, routers=2)
     run = start(path, wd, conn, timeout=120)
     try:
         log: list[str] = []

@@ -4,7 +4,6 @@ Python client and the `axis send` / `axis inbox` commands over real HTTP and the
 from __future__ import annotations
 
 import json
-import socket
 import stat
 import subprocess
 import sys
@@ -17,29 +16,11 @@ import pytest
 from axis import envelope
 from axis.client import AxisError, Client
 from axis.config import generate_workdir
+from axis.testing import free_port_block
 from axis.up import start
 from tests.integration.conftest import AGENCIES, G01, G22, H53, SERVERS
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
-
-
-def free_port_block(n: int) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n < 65000 and all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no free port block")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def test_up_send_inbox(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> None:

@@ -104,3 +104,33 @@ def test_unknown_kind(core: RouterCore) -> None:
     assert core.process(b"<x/>", {H_KIND: "bogus"}, "k").reason == "SCHEMA_INVALID"
 
 
+
+
+def test_forward_goes_back_while_a_reload_is_in_progress(pki: TestPKI, core: RouterCore) -> None:
+    """A live move reloads routers and hosts one after the other: a server may forward for an agency this router
+    still places on that very server. The forward goes back to it (bounces + 1), and is refused only when the
+    disagreement lasts MAX_BOUNCES rounds — never dropped, and never a refusal in the normal window."""
+    from axis.directory import Agency, Server
+    from axis.router.forward import MAX_BOUNCES
+    from axis.transport import H_BOUNCES, H_FORWARD_KIND
+
+    # G01 is moving from sh to d2 (announced): this router still places it on sh, sh has reloaded already
+    servers = [Server("d1", "dedicated"), Server("d2", "dedicated"), Server("sh", "shared")]
+    moving = RouterCore(Directory(servers, [Agency(G22, "a", "d1"), Agency(H53, "b", "d2"),
+                                            Agency(G01, "c", "sh", ("d2",)), Agency(G03, "d", "sh")]),
+                        pki.verifier(), max_bytes=1_000_000, clock=lambda: NOW)
+    original = envelope.parse(doc(pki, G01, [G22]))
+    st = envelope.build(envelope.new_status(G22, original, "03"))
+    fwd = {H_KIND: "forward", H_FORWARD_KIND: "status", H_RECIPIENTS: [G01], H_SERVER: "sh"}
+    # a server forwarding for an agency it hosts that never moved: refused
+    assert core.process(st, fwd, "f0").reason == "FORBIDDEN"
+    core = moving
+    out = core.process(st, fwd, "f1")  # sh and this router disagree for a moment
+    assert out.reason is None and [(o.routing_key, o.headers[H_BOUNCES]) for o in out.outgoing] == [("sh", 1)]
+    data = doc(pki, G22, [G01, G03])
+    out = core.process(data, {**fwd, H_FORWARD_KIND: "document", H_RECIPIENTS: [G01], H_BOUNCES: "7"}, "f2")
+    assert [(o.routing_key, o.headers[H_BOUNCES]) for o in out.outgoing] == [("sh", 8)] and out.accepted == []
+    stale = core.process(st, {**fwd, H_BOUNCES: str(MAX_BOUNCES)}, "f3")
+    assert stale.reason == "FORBIDDEN" and [o.exchange for o in stale.outgoing] == [EX_DLX]
+    # a server that never hosted the agency may not forward its statuses
+    assert core.process(st, {**fwd, H_SERVER: "d1"}, "f4").reason == "FORBIDDEN"

@@ -7,8 +7,6 @@ drives it over HTTP and the three tallies — simulator, the axis's own counters
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,31 +19,13 @@ from axis.sim import scenario as scn
 from axis.sim.connections import Connections
 from axis.sim.driver import Options, simulate
 from axis.sim.report import Reporter
+from axis.testing import free_port_block
 
 pytest.importorskip("axis.up", reason="core's axis.up (the machinery of `axis up`) is not merged yet")
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 DOCUMENTS = 60
 BAD = 6
-
-
-def _free_base_port(n: int) -> int:
-    rng = random.Random()
-    for _ in range(50):
-        base = rng.randrange(20000, 40000)
-        socks = []
-        try:
-            for p in range(base - 1, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +40,7 @@ def running(small: scn.Scenario, amqp_url: str, tmp_path_factory: pytest.TempPat
     from axis.sim import demo
 
     wd = tmp_path_factory.mktemp("axis") / "work"
-    config, raw = demo.prepare(small, wd, base_port=_free_base_port(len(small.servers)), amqp_url=amqp_url)
+    config, raw = demo.prepare(small, wd, base_port=free_port_block(len(small.servers)), amqp_url=amqp_url)
     axis = demo.AxisProcess(config, wd, timeout=120)
     try:
         conns = axis.start(raw)
@@ -156,7 +136,7 @@ def test_migration_scenario_loses_nothing(own_vhost: str, tmp_path: Path) -> Non
     )
     assert sc.placement["000.00.00.H01"] == "g22-shared-1" and "dedicated-000-00-00-h01" in dict(sc.server_list())
     wd = tmp_path / "work"
-    config, raw = demo.prepare(sc, wd, base_port=_free_base_port(len(sc.servers)), amqp_url=own_vhost)
+    config, raw = demo.prepare(sc, wd, base_port=free_port_block(len(sc.servers)), amqp_url=own_vhost)
     axis = demo.AxisProcess(config, wd, timeout=120)
     try:
         conns = axis.start(raw)
@@ -166,7 +146,9 @@ def test_migration_scenario_loses_nothing(own_vhost: str, tmp_path: Path) -> Non
     assert [m["agency"] for m in report.moves] == ["000.00.00.H01"]
     assert report.moves[0]["result"] == "moved" and report.moves[0]["http"] == 200
     assert report.unexpected == []
-    assert report.agree is True
+    assert report.agree is True, {k: getattr(report, k) for k in (
+        "accepted", "sent", "planned_deliveries", "received", "inbox", "inbox_duplicates", "refused_seen",
+        "planned_bad", "refused", "statuses_failed", "unexpected")}
     assert report.sent == 50 and report.received == report.inbox == 120
 
 
@@ -179,7 +161,7 @@ def test_migration_scenario_reduced_cli(own_vhost: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
         ["demo", "--scenario", "migration", "--documents", "300", "--exit", "--json", "--quiet", "--workers", "0",
-         "--work-dir", str(tmp_path / "work"), "--base-port", str(_free_base_port(80))],
+         "--work-dir", str(tmp_path / "work"), "--base-port", str(free_port_block(80))],
         env={"AXIS_AMQP_URL": own_vhost},
     )  # fmt: skip
     assert result.exit_code == 0, result.output[-3000:]
