@@ -12,6 +12,11 @@ Statuses: hardened parse → schema → the publishing server must host the repo
 back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient server's proof that the inbox row
 is committed: it is counted as ``Delivered``.
 
+Status bundles (``status-bundle``, :mod:`axis.bundle`): each item is handled as the single status it stands for,
+with the bundle's ``x-axis-server`` and the item's own headers (message id ``<bundle id>#<index>``): an item that
+fails is refused alone. :func:`coalesce_statuses` then packs the statuses of a whole batch bound for one server
+into one bundle.
+
 Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and (when the
 claimed sender is in the directory) a refusal (status 02 with the reason) goes back to the sender's server.
 """
@@ -26,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from axis import envelope, schema
+from axis import bundle, envelope, schema
 from axis.directory import Directory
 from axis.reasons import Reason, Refusal
 from axis.router.counting import Accepted, Delivered, Refused
@@ -46,6 +51,7 @@ from axis.transport import (
     KIND_DOCUMENT,
     KIND_REFUSAL,
     KIND_STATUS,
+    KIND_STATUS_BUNDLE,
     Outgoing,
 )
 from axis.xmlsafe import parse_untrusted
@@ -96,6 +102,8 @@ class RouterCore:
     def process(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
         kind = _text(headers.get(H_KIND)) or KIND_DOCUMENT
         root = None
+        if kind == KIND_STATUS_BUNDLE:
+            return self._bundle(body, headers, message_id)
         try:
             if kind == KIND_STATUS:
                 root = parse_untrusted(body, max_bytes=self.max_bytes)
@@ -159,6 +167,21 @@ class RouterCore:
                 document_id=doc_id, at=self.clock()))
         return out
 
+    def _bundle(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
+        try:
+            items = bundle.unpack(body)
+        except Refusal as refusal:  # the framing itself is bad: the whole message is refused
+            return self._refuse(refusal, None, body, headers, message_id, notify=False)
+        server = _text(headers.get(H_SERVER)) or ""
+        out = Outcome()
+        for i, item in enumerate(items):
+            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: server,
+                                           H_DOC_TYPE: item.meta.get(H_DOC_TYPE)}, f"{message_id}#{i}")
+            out.outgoing += one.outgoing
+            out.delivered += one.delivered
+            out.refused += one.refused
+        return out
+
     # -- refusals ----------------------------------------------------------------------------------------------
     def _refuse(self, refusal: Refusal, root: Any, body: bytes, headers: Mapping[str, Any], message_id: str,
                 *, notify: bool) -> Outcome:
@@ -190,6 +213,27 @@ class RouterCore:
         out.refused.append(Refused(message_id=message_id, sender=sender if known else None,
                                    reason=refusal.reason.value, size=len(body), at=self.clock()))
         return out
+
+
+def coalesce_statuses(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoing]:
+    """The same messages, but the statuses bound for one server packed into one ``status-bundle`` (in order; a
+    lone status stays a plain status message). Everything else is returned untouched, in order, first."""
+    by_server: dict[str, list[Outgoing]] = {}
+    rest: list[Outgoing] = []
+    for o in outgoing:
+        if o.exchange == EX_DELIVER and o.headers.get(H_KIND) == KIND_STATUS:
+            by_server.setdefault(o.routing_key, []).append(o)
+        else:
+            rest.append(o)
+    for server_id, statuses in by_server.items():
+        for start in range(0, len(statuses), max_items):
+            chunk = statuses[start:start + max_items]
+            if len(chunk) == 1:
+                rest.append(chunk[0])
+            else:
+                rest.append(Outgoing(EX_DELIVER, server_id, bundle.pack([bundle.Item(o.body) for o in chunk]),
+                                     {H_KIND: KIND_STATUS_BUNDLE}, content_type="application/octet-stream"))
+    return rest
 
 
 def _text(value: Any) -> str | None:

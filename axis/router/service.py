@@ -18,7 +18,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from axis.config import Config
-from axis.router.core import Outcome, RouterCore
+from axis.router.core import Outcome, RouterCore, coalesce_statuses
 from axis.router.counting import Counter, open_counter
 from axis.transport import Q_SUBMISSIONS, Publisher, connect, declare_topology, open_channel
 
@@ -105,7 +105,7 @@ class RouterService:
         done = [(m, o) for m, o in zip(messages, outcomes, strict=True) if o is not None]
         failed = [m for m, o in zip(messages, outcomes, strict=True) if o is None]
         try:
-            await self._publisher.publish_all([x for _, o in done for x in o.outgoing])
+            await self._publisher.publish_all(coalesce_statuses([x for _, o in done for x in o.outgoing]))
             assert self._counter is not None
             await self._counter.record(
                 accepted=[a for _, o in done for a in o.accepted],
