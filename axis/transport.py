@@ -148,20 +148,19 @@ def submission(body: bytes, server_id: str, kind: str, **headers: Any) -> Outgoi
 class Coalescer(Generic[T]):
     """Group publishing: items sent while a message is awaiting its confirm go out together in the next one.
 
-    ``send(items)`` returns once a message holding them is confirmed (or raises what the publish raised), so a
-    caller may ack what the items stand for. The first items of a quiet period go out at once; under load one
-    message carries everything that arrived during the previous confirm (at most ``max_items``; at most
-    ``inflight`` messages unconfirmed at a time). ``make`` builds the message from a list of items.
+    ``send(items)`` returns once ``flush`` (which publishes one message holding them, confirmed) has returned for
+    them, or raises what it raised, so a caller may ack what the items stand for. The first items of a quiet
+    period go out at once; under load one message carries everything that arrived during the previous confirm
+    (at most ``max_items``; at most ``inflight`` flushes at a time).
     """
 
-    def __init__(self, publish: Callable[[Outgoing], Awaitable[None]], make: Callable[[list[T]], Outgoing], *,
-                 max_items: int = 512, inflight: int = 2) -> None:
-        self._publish = publish
-        self._make = make
+    def __init__(self, flush: Callable[[list[T]], Awaitable[None]], *, max_items: int = 512,
+                 inflight: int = 2) -> None:
+        self._flush_items = flush
         self.max_items = max_items
         self._pending: list[tuple[list[T], asyncio.Future[None]]] = []
         self._slots = inflight
-        self.messages = 0  # messages published (for tests and benchmarks)
+        self.messages = 0  # flushes so far (for tests and benchmarks)
 
     async def send(self, items: Sequence[T]) -> None:
         if not items:
@@ -189,7 +188,7 @@ class Coalescer(Generic[T]):
                 items, futs = self._take()
                 try:
                     self.messages += 1
-                    await self._publish(self._make(items))
+                    await self._flush_items(items)
                 except BaseException as exc:
                     for f in futs:
                         if not f.done():

@@ -13,9 +13,9 @@ back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient serv
 is committed: it is counted as ``Delivered``.
 
 Status bundles (``status-bundle``, :mod:`axis.bundle`): each item is handled as the single status it stands for,
-with the bundle's ``x-axis-server`` and the item's own headers (message id ``<bundle id>#<index>``): an item that
-fails is refused alone. :func:`coalesce_statuses` then packs the statuses of a whole batch bound for one server
-into one bundle.
+with its own headers (message id ``<bundle id>#<index>``; ``x-axis-server`` from the item, else the bundle's — one
+endpoint host bundles the statuses of all its logical servers): an item that fails is refused alone.
+:func:`coalesce_statuses` then packs the statuses of a whole batch bound for one server into one bundle.
 
 Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and (when the
 claimed sender is in the directory) a refusal (status 02 with the reason) goes back to the sender's server.
@@ -175,7 +175,7 @@ class RouterCore:
         server = _text(headers.get(H_SERVER)) or ""
         out = Outcome()
         for i, item in enumerate(items):
-            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: server,
+            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: _text(item.meta.get(H_SERVER)) or server,
                                            H_DOC_TYPE: item.meta.get(H_DOC_TYPE)}, f"{message_id}#{i}")
             out.outgoing += one.outgoing
             out.delivered += one.delivered
