@@ -66,6 +66,7 @@ class Outcome:
     delivered: list[Delivered] = field(default_factory=list)
     refused: list[Refused] = field(default_factory=list)
     reason: Reason | None = None  # set when the message was refused
+    items: int = 1  # submissions the message carried (a status bundle: its statuses)
 
 
 def refusal_body(reason: Reason, detail: str, *, sender: str | None, document_id: str | None,
@@ -173,7 +174,7 @@ class RouterCore:
         except Refusal as refusal:  # the framing itself is bad: the whole message is refused
             return self._refuse(refusal, None, body, headers, message_id, notify=False)
         server = _text(headers.get(H_SERVER)) or ""
-        out = Outcome()
+        out = Outcome(items=len(items))
         for i, item in enumerate(items):
             one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: _text(item.meta.get(H_SERVER)) or server,
                                            H_DOC_TYPE: item.meta.get(H_DOC_TYPE)}, f"{message_id}#{i}")

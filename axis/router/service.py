@@ -48,7 +48,7 @@ class RouterService:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._conn: AbstractRobustConnection | None = None
         self._worker: asyncio.Task[None] | None = None
-        self.processed = 0
+        self.processed = 0  # submissions handled (each status of a bundle counts)
 
     async def start(self) -> None:
         if self._counter is None:
@@ -121,7 +121,7 @@ class RouterService:
         for m in failed:
             with contextlib.suppress(Exception):
                 await m.nack(requeue=True)
-        self.processed += len(done)
+        self.processed += sum(o.items for _, o in done)  # submissions: documents and statuses
 
 
 async def run_router(config: Config) -> None:
