@@ -3,9 +3,11 @@
 Several router processes may consume the same queue (competing consumers). Messages are taken in small
 batches: the CPU work of a batch runs in a worker thread (the event loop keeps heartbeats and confirms
 flowing), all its publishes go out concurrently and are confirmed together, its counts are recorded in one
-transaction, and only then is each message acked. Any failure after the decision (broker, store) nacks the
-whole batch back to the queue: redelivery is safe because deliveries are deduplicated at the inbox and counts
-are idempotent. A message that keeps failing is dead-lettered by RabbitMQ after ``x-delivery-limit`` tries.
+transaction, and only then are the messages acked (one ack, ``multiple``). A batch of statuses only (cheap
+to check) is decided on the event loop, without the thread switch. Any failure after the decision (broker,
+store) nacks the whole batch back to the queue: redelivery is safe because deliveries are deduplicated at the
+inbox and counts are idempotent. A message that keeps failing is dead-lettered by RabbitMQ after
+``x-delivery-limit`` tries.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from axis.config import Config
 from axis.router.core import Outcome, RouterCore, coalesce_statuses
 from axis.router.counting import Counter, open_counter
-from axis.transport import Q_SUBMISSIONS, Publisher, connect, declare_topology, open_channel
+from axis.transport import (
+    H_KIND,
+    KIND_STATUS,
+    KIND_STATUS_BUNDLE,
+    Q_SUBMISSIONS,
+    Publisher,
+    connect,
+    declare_topology,
+    open_channel,
+)
 
 log = logging.getLogger("axis.router")
+LIGHT_KINDS = frozenset({KIND_STATUS, KIND_STATUS_BUNDLE})
 
 
 def make_verifier(config: Config, **policy: Any) -> Any:
@@ -101,7 +113,10 @@ class RouterService:
         return outcomes
 
     async def _handle(self, messages: list[AbstractIncomingMessage]) -> None:
-        outcomes = await asyncio.to_thread(self._decide, messages)
+        if _light(messages):  # statuses only, a few ms at most: not worth two thread switches
+            outcomes = self._decide(messages)
+        else:
+            outcomes = await asyncio.to_thread(self._decide, messages)
         done = [(m, o) for m, o in zip(messages, outcomes, strict=True) if o is not None]
         failed = [m for m, o in zip(messages, outcomes, strict=True) if o is None]
         try:
@@ -116,12 +131,31 @@ class RouterService:
             log.exception("router: publishing or counting failed; %d messages go back to the queue", len(done))
             failed.extend(m for m, _ in done)
             done = []
-        for m, _ in done:
-            await m.ack()
         for m in failed:
             with contextlib.suppress(Exception):
                 await m.nack(requeue=True)
+        if done:
+            # One ack for the batch: batches are taken in delivery order and settled one after the other, so every
+            # unsettled delivery up to the last one of this batch belongs to it (the failed ones are nacked above).
+            try:
+                await done[-1][0].ack(multiple=True)
+            except Exception:  # the channel closed under us: the broker requeues what it had not seen acked
+                log.warning("router: ack of %d messages failed; they will be redelivered", len(done))
         self.processed += sum(o.items for _, o in done)  # submissions: documents and statuses
+
+
+LIGHT_BYTES = 64 * 1024
+
+
+def _light(messages: list[AbstractIncomingMessage]) -> bool:
+    """No document to verify and little to parse: decided on the event loop itself."""
+    size = 0
+    for m in messages:
+        kind = (m.headers or {}).get(H_KIND)
+        if (kind.decode() if isinstance(kind, bytes) else kind) not in LIGHT_KINDS:
+            return False
+        size += len(m.body)
+    return size <= LIGHT_BYTES
 
 
 async def run_router(config: Config) -> None:
