@@ -98,7 +98,7 @@ def host_statuses() -> Coalescer[StatusItem]:
     loop = asyncio.get_running_loop()
     coalescer = _host_statuses.get(loop)
     if coalescer is None:
-        coalescer = _host_statuses[loop] = Coalescer(_publish_statuses)
+        coalescer = _host_statuses[loop] = Coalescer(_publish_statuses, inflight=1)
     return coalescer
 
 
