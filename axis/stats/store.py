@@ -249,7 +249,7 @@ class SqliteWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="axis-stats-sqlite")
+        self._pool: ThreadPoolExecutor | None = None  # started on first use; close() ends it (reusable after)
         self._db: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -272,6 +272,8 @@ class SqliteWriter:
         db.execute("COMMIT")
 
     async def write(self, batches: list[tuple[str, list[dict[str, Any]]]]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="axis-stats-sqlite")
         await asyncio.get_running_loop().run_in_executor(self._pool, self._write, batches)
 
     def _close(self) -> None:
@@ -279,9 +281,11 @@ class SqliteWriter:
             self._db.close()
             self._db = None
 
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._close)
-        self._pool.shutdown(wait=True)
+    async def close(self) -> None:  # idempotent: a store may be closed by more than one owner
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, self._close)
+            pool.shutdown(wait=True)
 
 
 class StatsStore:
