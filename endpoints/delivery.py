@@ -6,8 +6,8 @@ Order matters (at-least-once, never lose, never double count):
 3. a status 01 per recipient goes back through ``axis.submit`` and is confirmed — the router counts it as a
    delivery; its timestamp is the inbox row's, so a redelivery re-sends an identical status (stored once).
    The statuses of deliveries committed while a previous bundle is being confirmed travel together in one
-   ``status-bundle`` message (:class:`axis.transport.Coalescer`, :mod:`axis.bundle`) — one coalescer per host
-   process, shared by its logical servers; each item names its own server (``x-axis-server``),
+   ``status-bundle`` message (:class:`axis.transport.Coalescer`, :mod:`axis.bundle`), one coalescer per logical
+   server (a bundle is authenticated as a whole, as its publishing server),
 4. only then is the message acked. A crash anywhere before 4 means redelivery, which changes nothing stored.
 
 Statuses and refusals (status 02 from the axis) about documents this server's agencies sent are stored for
@@ -17,10 +17,8 @@ dead-lettered alone (message id ``<bundle id>#<index>``) while the others are st
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import weakref
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -83,28 +81,14 @@ def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]
             for agency, at in rows]
 
 
-StatusItem = tuple["EndpointServer", bundle.Item]
-_host_statuses: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalescer[StatusItem]] = (
-    weakref.WeakKeyDictionary())
-
-
-async def _publish_statuses(items: list[StatusItem]) -> None:
-    server = items[0][0]  # alive: it is waiting for this very flush
-    await server.publisher.publish(submission(bundle.pack([it for _, it in items]), server.id, KIND_STATUS_BUNDLE))
-
-
-def host_statuses() -> Coalescer[StatusItem]:
-    """The status coalescer of this host process (one per event loop), shared by its logical servers."""
-    loop = asyncio.get_running_loop()
-    coalescer = _host_statuses.get(loop)
-    if coalescer is None:
-        coalescer = _host_statuses[loop] = Coalescer(_publish_statuses, inflight=1)
-    return coalescer
-
-
 class DeliveryConsumer:
     def __init__(self, server: EndpointServer) -> None:
         self.s = server
+        # one bundle per logical server: the router authenticates a bundle as a whole (its publishing server)
+        self.statuses: Coalescer[bundle.Item] = Coalescer(self._publish_statuses, inflight=1)
+
+    async def _publish_statuses(self, items: list[bundle.Item]) -> None:
+        await self.s.publisher.publish(submission(bundle.pack(items), self.s.id, KIND_STATUS_BUNDLE))
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
@@ -171,11 +155,11 @@ class DeliveryConsumer:
             mine, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
             related_document_id=related, subject=msg.subject, data=body)
         arrived = await run_cpu(arrival_statuses, msg, [(row.agency, row.received_at) for row in rows])
-        items = [(self.s, bundle.Item(st, {H_SERVER: self.s.id, H_DOC_TYPE: doc_type})) for st in arrived]
+        items = [bundle.Item(st, {H_DOC_TYPE: doc_type}) for st in arrived]
         for row in rows:
             if row.new:
                 self.s.metrics.received.labels(row.agency).inc()
-        await host_statuses().send(items)  # returns once the bundle holding them is confirmed
+        await self.statuses.send(items)  # returns once the bundle holding them is confirmed
 
     async def _status(self, body: bytes) -> None:
         root = parse_untrusted(body, max_bytes=self.s.config.limits.max_envelope_bytes)

@@ -13,8 +13,8 @@ back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient serv
 is committed: it is counted as ``Delivered``.
 
 Status bundles (``status-bundle``, :mod:`axis.bundle`): each item is handled as the single status it stands for,
-with its own headers (message id ``<bundle id>#<index>``; ``x-axis-server`` from the item, else the bundle's — one
-endpoint host bundles the statuses of all its logical servers): an item that fails is refused alone.
+with the bundle's ``x-axis-server`` (items cannot name another) and its own ``x-axis-doc-type`` (message id
+``<bundle id>#<index>``): an item that fails is refused alone.
 :func:`coalesce_statuses` then packs the statuses of a whole batch bound for one server into one bundle.
 
 Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and (when the
@@ -176,7 +176,8 @@ class RouterCore:
         server = _text(headers.get(H_SERVER)) or ""
         out = Outcome(items=len(items))
         for i, item in enumerate(items):
-            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: _text(item.meta.get(H_SERVER)) or server,
+            # the publishing server is the bundle's (authenticated) one; nothing in an item can change it
+            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: server,
                                            H_DOC_TYPE: item.meta.get(H_DOC_TYPE)}, f"{message_id}#{i}")
             out.outgoing += one.outgoing
             out.delivered += one.delivered
