@@ -14,14 +14,17 @@ drop) and waits for the broker's publisher confirm. Consumers ack manually, afte
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+
+T = TypeVar("T")
 
 EX_SUBMIT = "axis.submit"
 Q_SUBMISSIONS = "axis.submissions"
@@ -32,7 +35,7 @@ Q_DEAD = "axis.dead"
 DELIVERY_LIMIT = 5
 
 # Message headers (all ours start with x-axis-).
-H_KIND = "x-axis-kind"  # "document" | "status" | "refusal"
+H_KIND = "x-axis-kind"  # "document" | "status" | "status-bundle" | "refusal"
 H_SERVER = "x-axis-server"  # the endpoint server that published a submission
 H_RECIPIENTS = "x-axis-recipients"  # recipient agency codes on the destination server (deliveries)
 H_REASON = "x-axis-reason"  # reason code of a refusal (contract section 2)
@@ -44,6 +47,7 @@ H_UNKNOWN = "x-axis-unknown"  # unknown recipient codes named by a refusal
 
 KIND_DOCUMENT = "document"
 KIND_STATUS = "status"
+KIND_STATUS_BUNDLE = "status-bundle"  # several statuses in one message (axis.bundle framing)
 KIND_REFUSAL = "refusal"
 KIND_FORWARD = "forward"  # a delivery for an agency that moved away, handed back to the router (axis.router.forward)
 H_FORWARD_KIND = "x-axis-forward-kind"  # the kind of the forwarded delivery (document | status | refusal)
@@ -139,8 +143,6 @@ class Publisher:
                                              mandatory=True)
 
     async def publish_all(self, outs: Sequence[Outgoing]) -> None:
-        import asyncio
-
         if len(outs) == 1:
             await self.publish(outs[0])
         elif outs:
@@ -150,3 +152,61 @@ class Publisher:
 def submission(body: bytes, server_id: str, kind: str, **headers: Any) -> Outgoing:
     """A message from endpoint server ``server_id`` to the router."""
     return Outgoing(EX_SUBMIT, "", body, {H_KIND: kind, H_SERVER: server_id, **headers})
+
+
+class Coalescer(Generic[T]):
+    """Group publishing: items sent while a message is awaiting its confirm go out together in the next one.
+
+    ``send(items)`` returns once ``flush`` (which publishes one message holding them, confirmed) has returned for
+    them, or raises what it raised, so a caller may ack what the items stand for. The first items of a quiet
+    period go out at once; under load one message carries everything that arrived during the previous confirm
+    (at most ``max_items``; at most ``inflight`` flushes at a time).
+    """
+
+    def __init__(self, flush: Callable[[list[T]], Awaitable[None]], *, max_items: int = 512,
+                 inflight: int = 2) -> None:
+        self._flush_items = flush
+        self.max_items = max_items
+        self._pending: list[tuple[list[T], asyncio.Future[None]]] = []
+        self._slots = inflight
+        self.messages = 0  # flushes so far (for tests and benchmarks)
+
+    async def send(self, items: Sequence[T]) -> None:
+        if not items:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(items), fut))
+        if self._slots > 0:
+            self._slots -= 1
+            asyncio.get_running_loop().create_task(self._flush())
+        await fut
+
+    def _take(self) -> tuple[list[T], list[asyncio.Future[None]]]:
+        items: list[T] = []
+        futs: list[asyncio.Future[None]] = []
+        while self._pending and (not items or len(items) + len(self._pending[0][0]) <= self.max_items):
+            its, fut = self._pending.pop(0)
+            items += its
+            futs.append(fut)
+        return items, futs
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let the items of this loop iteration join
+            while self._pending:
+                items, futs = self._take()
+                try:
+                    self.messages += 1
+                    await self._flush_items(items)
+                except BaseException as exc:
+                    for f in futs:
+                        if not f.done():
+                            f.set_exception(exc if isinstance(exc, Exception) else ConnectionError(repr(exc)))
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for f in futs:
+                        if not f.done():
+                            f.set_result(None)
+        finally:
+            self._slots += 1

@@ -4,11 +4,15 @@ Order matters (at-least-once, never lose, never double count):
 1. documents are re-verified here (every recipient checks the signer's signature on the exact bytes),
 2. the inbox rows are committed (unique per recipient, sender, DocumentId, BussinessDocType),
 3. a status 01 per recipient goes back through ``axis.submit`` and is confirmed — the router counts it as a
-   delivery; its timestamp is the inbox row's, so a redelivery re-sends an identical status (stored once),
+   delivery; its timestamp is the inbox row's, so a redelivery re-sends an identical status (stored once).
+   The statuses of deliveries committed while a previous bundle is being confirmed travel together in one
+   ``status-bundle`` message (:class:`axis.transport.Coalescer`, :mod:`axis.bundle`), one coalescer per logical
+   server (a bundle is authenticated as a whole, as its publishing server),
 4. only then is the message acked. A crash anywhere before 4 means redelivery, which changes nothing stored.
 
 Statuses and refusals (status 02 from the axis) about documents this server's agencies sent are stored for
-``GET /v1/documents/{id}/status``.
+``GET /v1/documents/{id}/status``; a ``status-bundle`` is stored item by item, and an item refused here is
+dead-lettered alone (message id ``<bundle id>#<index>``) while the others are stored.
 """
 
 from __future__ import annotations
@@ -21,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from axis import envelope, schema
+from axis import bundle, envelope, schema
 from axis.reasons import Reason, Refusal
-from axis.router.core import H_SUBMITTED_AT, now_ms
 from axis.transport import (
     H_BOUNCES,
     H_DOC_TYPE,
@@ -34,6 +37,8 @@ from axis.transport import (
     KIND_FORWARD,
     KIND_REFUSAL,
     KIND_STATUS,
+    KIND_STATUS_BUNDLE,
+    Coalescer,
     submission,
 )
 from axis.xmlsafe import parse_untrusted
@@ -76,6 +81,11 @@ def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]
 class DeliveryConsumer:
     def __init__(self, server: EndpointServer) -> None:
         self.s = server
+        # one bundle per logical server: the router authenticates a bundle as a whole (its publishing server)
+        self.statuses: Coalescer[bundle.Item] = Coalescer(self._publish_statuses, inflight=1)
+
+    async def _publish_statuses(self, items: list[bundle.Item]) -> None:
+        await self.s.publisher.publish(submission(bundle.pack(items), self.s.id, KIND_STATUS_BUNDLE))
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
@@ -85,6 +95,8 @@ class DeliveryConsumer:
                 await self._document(message.body, headers)
             elif kind == KIND_STATUS:
                 await self._status(message.body, headers)
+            elif kind == KIND_STATUS_BUNDLE:
+                await self._status_bundle(message.body, headers)
             elif kind == KIND_REFUSAL:
                 await self._refusal(message.body, headers)
             else:
@@ -144,12 +156,11 @@ class DeliveryConsumer:
             mine, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
             related_document_id=related, subject=msg.subject, data=body)
         arrived = await run_cpu(arrival_statuses, msg, [(row.agency, row.received_at) for row in rows])
-        outs = [submission(st, self.s.id, KIND_STATUS, **{H_DOC_TYPE: doc_type, H_SUBMITTED_AT: now_ms()})
-                for st in arrived]
+        items = [bundle.Item(st, {H_DOC_TYPE: doc_type}) for st in arrived]
         for row in rows:
             if row.new:
                 self.s.metrics.received.labels(row.agency).inc()
-        await self.s.publisher.publish_all(outs)
+        await self.statuses.send(items)  # returns once the bundle holding them is confirmed
 
     async def _status(self, body: bytes, headers: Any) -> None:
         root = parse_untrusted(body, max_bytes=self.s.config.limits.max_envelope_bytes)
@@ -164,6 +175,21 @@ class DeliveryConsumer:
         await self.s.store.store_status(owner, document_id=st.response_for.document_id, from_code=st.sender.organ_id,
                                         code=st.status_code, description=st.description, timestamp=st.timestamp)
         self.s.metrics.statuses.labels(owner, st.status_code).inc()
+
+    async def _status_bundle(self, body: bytes, headers: Any) -> None:
+        """Every status of a bundle the router checked; the good ones are stored even if one is refused. A
+        refused item makes the whole bundle go to the dead letters (rejected: an endpoint server may not publish
+        to axis.dlx), after the others were stored — stored statuses are idempotent, the log names the item."""
+        refused: list[tuple[int, Refusal]] = []
+        for i, item in enumerate(bundle.unpack(body)):  # bad framing: the whole message is dead-lettered
+            try:
+                await self._status(item.body, headers)
+            except Refusal as refusal:
+                log.error("server %s refused status %d of a bundle: %s", self.s.id, i, refusal)
+                refused.append((i, refusal))
+        if refused:
+            raise Refusal(refused[0][1].reason,
+                          "; ".join(f"item {i}: {r.reason.value} {r.detail}" for i, r in refused)[:1000])
 
     async def _refusal(self, body: bytes, headers: Any) -> None:
         try:

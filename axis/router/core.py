@@ -13,6 +13,11 @@ which the service sets from the broker-validated AMQP ``user_id`` when component
 back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient server's proof that the inbox row
 is committed: it is counted as ``Delivered``.
 
+Status bundles (``status-bundle``, :mod:`axis.bundle`): each item is handled as the single status it stands for,
+with the bundle's ``x-axis-server`` (items cannot name another) and its own ``x-axis-doc-type`` (message id
+``<bundle id>#<index>``): an item that fails is refused alone.
+:func:`coalesce_statuses` then packs the statuses of a whole batch bound for one server into one bundle.
+
 Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and (when the
 claimed sender is in the directory) a refusal (status 02 with the reason) goes back to the sender's server.
 """
@@ -27,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from axis import envelope, schema
+from axis import bundle, envelope, schema
 from axis.directory import Directory
 from axis.reasons import Reason, Refusal
 from axis.router.counting import Accepted, Delivered, Refused
@@ -36,6 +41,7 @@ from axis.routing import document_key, route_document, route_status
 from axis.transport import (
     EX_DELIVER,
     EX_DLX,
+    H_BOUNCES,
     H_DETAIL,
     H_DOC_TYPE,
     H_DOCUMENT_ID,
@@ -49,6 +55,7 @@ from axis.transport import (
     KIND_FORWARD,
     KIND_REFUSAL,
     KIND_STATUS,
+    KIND_STATUS_BUNDLE,
     Outgoing,
 )
 from axis.xmlsafe import parse_untrusted
@@ -63,6 +70,7 @@ class Outcome:
     delivered: list[Delivered] = field(default_factory=list)
     refused: list[Refused] = field(default_factory=list)
     reason: Reason | None = None  # set when the message was refused
+    items: int = 1  # submissions the message carried (a status bundle: its statuses)
 
 
 def refusal_body(reason: Reason, detail: str, *, sender: str | None, document_id: str | None,
@@ -99,6 +107,8 @@ class RouterCore:
     def process(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
         kind = _text(headers.get(H_KIND)) or KIND_DOCUMENT
         root = None
+        if kind == KIND_STATUS_BUNDLE:
+            return self._bundle(body, headers, message_id)
         try:
             if kind == KIND_STATUS:
                 root = parse_untrusted(body, max_bytes=self.max_bytes)
@@ -165,6 +175,22 @@ class RouterCore:
                 document_id=doc_id, at=self.clock()))
         return out
 
+    def _bundle(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
+        try:
+            items = bundle.unpack(body)
+        except Refusal as refusal:  # the framing itself is bad: the whole message is refused
+            return self._refuse(refusal, None, body, headers, message_id, notify=False)
+        server = _text(headers.get(H_SERVER)) or ""
+        out = Outcome(items=len(items))
+        for i, item in enumerate(items):
+            # the publishing server is the bundle's (authenticated) one; nothing in an item can change it
+            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: server,
+                                           H_DOC_TYPE: item.meta.get(H_DOC_TYPE)}, f"{message_id}#{i}")
+            out.outgoing += one.outgoing
+            out.delivered += one.delivered
+            out.refused += one.refused
+        return out
+
     # -- refusals ----------------------------------------------------------------------------------------------
     def _refuse(self, refusal: Refusal, root: Any, body: bytes, headers: Mapping[str, Any], message_id: str,
                 *, notify: bool) -> Outcome:
@@ -196,6 +222,28 @@ class RouterCore:
         out.refused.append(Refused(message_id=message_id, sender=sender if known else None,
                                    reason=refusal.reason.value, size=len(body), at=self.clock()))
         return out
+
+
+def coalesce_statuses(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoing]:
+    """The same messages, but the statuses bound for one server packed into one ``status-bundle`` (in order; a
+    lone status stays a plain status message). Everything else is returned untouched, in order, first — also a
+    status that bounces back to its server during a live move (its ``x-axis-bounces`` header must travel)."""
+    by_server: dict[str, list[Outgoing]] = {}
+    rest: list[Outgoing] = []
+    for o in outgoing:
+        if o.exchange == EX_DELIVER and o.headers.get(H_KIND) == KIND_STATUS and H_BOUNCES not in o.headers:
+            by_server.setdefault(o.routing_key, []).append(o)
+        else:
+            rest.append(o)
+    for server_id, statuses in by_server.items():
+        for start in range(0, len(statuses), max_items):
+            chunk = statuses[start:start + max_items]
+            if len(chunk) == 1:
+                rest.append(chunk[0])
+            else:
+                rest.append(Outgoing(EX_DELIVER, server_id, bundle.pack([bundle.Item(o.body) for o in chunk]),
+                                     {H_KIND: KIND_STATUS_BUNDLE}, content_type="application/octet-stream"))
+    return rest
 
 
 def _text(value: Any) -> str | None:

@@ -35,12 +35,20 @@ async def dead_letters(env: Axis, n: int) -> list[aio_pika.abc.AbstractIncomingM
         await conn.close()
 
 
-async def publish_raw(env: Axis, body: bytes, **headers: object) -> None:
-    conn = await aio_pika.connect(env.config.amqp_url)
+async def publish_raw(env: Axis, body: bytes, *, as_server: str | None = None, **headers: object) -> None:
+    """Straight onto axis.submit: as the provisioning account, or ``as_server`` (that endpoint server's own broker
+    user, with its AMQP user_id — how the router knows who published a status)."""
+    from axis import brokerauth
+
+    url, user_id = env.config.amqp_url, None
+    if as_server is not None:
+        user = brokerauth.server_user(as_server)
+        url, user_id = brokerauth.component_url(env.config, user), env.config.broker.user_prefix + user
+    conn = await aio_pika.connect(url)
     try:
         ch = await conn.channel(publisher_confirms=True)
-        ex = await ch.get_exchange(EX_SUBMIT)
-        await ex.publish(aio_pika.Message(body, headers=dict(headers), message_id="raw-1",
+        ex = await ch.get_exchange(EX_SUBMIT, ensure=as_server is None)
+        await ex.publish(aio_pika.Message(body, headers=dict(headers), message_id="raw-1", user_id=user_id,
                                           delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="")
     finally:
         await conn.close()
@@ -158,3 +166,57 @@ async def test_http_checks(axis_env: Axis) -> None:
     assert (r.status_code, r.json()["reason"]) == (422, "SCHEMA_INVALID")
     assert (await c.get("/healthz")).json()["kind"] == "shared"
     assert 'axis_endpoint_submitted_total{agency="000.00.00.G01"} 1.0' in (await c.get("/metrics")).text
+
+
+async def test_a_forged_status_in_a_bundle_is_refused_alone(axis_env: Axis) -> None:
+    from axis.bundle import Item, pack
+    from axis.transport import H_DETAIL
+
+    env = axis_env
+    doc_id = f"{G22},2019/03/12,7/VPCP"
+    good = envelope.build(envelope.new_status(G01, envelope.ResponseFor(G22, doc_id), "03", "processing"))
+    forged = envelope.build(envelope.new_status(H53, envelope.ResponseFor(G22, doc_id), "03", "forged"))
+    # published by server sh: G01 lives there, H53 does not (d2)
+    await publish_raw(env, pack([Item(good), Item(forged), Item(b"<not-xml")]), as_server="sh",
+                      **{H_KIND: "status-bundle"})
+    dead = await dead_letters(env, 2)
+    assert sorted((m.headers[H_REASON], m.message_id) for m in dead) == [("FORBIDDEN", "raw-1#1"),
+                                                                           ("XML_MALFORMED", "raw-1#2")]
+    assert all(m.headers[H_DETAIL] for m in dead)
+    assert {m.message_id: m.body for m in dead}["raw-1#1"] == forged  # the refused item alone, as it was sent
+
+    async def stored() -> list[dict] | None:  # type: ignore[type-arg]
+        return await env.servers["d1"].store.statuses_for(G22, doc_id) or None  # type: ignore[union-attr]
+
+    [st] = await wait_for(stored, what="the good status at the sender's server")
+    assert (st["from"], st["code"]) == (G01, "03")
+    assert sorted(env.counter.mem.refused) == ["raw-1#1", "raw-1#2"]
+
+
+async def test_an_endpoint_stores_the_good_items_of_a_bundle_and_dead_letters_it(axis_env: Axis) -> None:
+    from axis.bundle import Item, pack
+    from axis.transport import EX_DELIVER
+
+    env = axis_env
+    doc_id = f"{G22},2019/03/12,8/VPCP"
+    good = envelope.build(envelope.new_status(G01, envelope.ResponseFor(G22, doc_id), "03"))
+    stray = envelope.build(envelope.new_status(G01, envelope.ResponseFor(G99, doc_id), "03"))  # G99: nowhere
+    conn = await aio_pika.connect(env.config.amqp_url)
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.get_exchange(EX_DELIVER)
+        body = pack([Item(stray), Item(good)])
+        await ex.publish(aio_pika.Message(body, headers={H_KIND: "status-bundle"}, message_id="fw-1"),
+                         routing_key="d1", mandatory=True)
+    finally:
+        await conn.close()
+    # An endpoint server may not publish to axis.dlx (least privilege): the bundle is rejected whole into the
+    # dead letters (x-death names the queue) after its good statuses were stored; the log names the bad item.
+    [dead] = await dead_letters(env, 1)
+    assert (dead.message_id, dead.body) == ("fw-1", body)
+    assert dead.headers["x-death"][0]["queue"] == "axis.server.d1"
+
+    async def stored() -> list[dict] | None:  # type: ignore[type-arg]
+        return await env.servers["d1"].store.statuses_for(G22, doc_id) or None  # type: ignore[union-attr]
+
+    assert [s["from"] for s in await wait_for(stored, what="the good status stored")] == [G01]

@@ -104,8 +104,6 @@ def test_unknown_kind(core: RouterCore) -> None:
     assert core.process(b"<x/>", {H_KIND: "bogus"}, "k").reason == "SCHEMA_INVALID"
 
 
-
-
 def test_forward_goes_back_while_a_reload_is_in_progress(pki: TestPKI, core: RouterCore) -> None:
     """A live move reloads routers and hosts one after the other: a server may forward for an agency this router
     still places on that very server. The forward goes back to it (bounces + 1), and is refused only when the
@@ -134,3 +132,56 @@ def test_forward_goes_back_while_a_reload_is_in_progress(pki: TestPKI, core: Rou
     assert stale.reason == "FORBIDDEN" and [o.exchange for o in stale.outgoing] == [EX_DLX]
     # a server that never hosted the agency may not forward its statuses
     assert core.process(st, {**fwd, H_SERVER: "d1"}, "f4").reason == "FORBIDDEN"
+
+
+def test_status_bundle_items_are_checked_counted_and_refused_alone(pki: TestPKI, core: RouterCore) -> None:
+    from axis.bundle import Item, pack, unpack
+    from axis.router.core import coalesce_statuses
+    from axis.transport import H_SENDER
+
+    original = envelope.parse(doc(pki, G22, [G01, G03, H53]))
+    ok1 = envelope.build(envelope.new_status(G01, original, "01", "arrived"))
+    ok2 = envelope.build(envelope.new_status(G03, original, "01", "arrived"))
+    forged = envelope.build(envelope.new_status(H53, original, "01", "arrived"))  # H53 is on d2, not sh
+    body = pack([Item(ok1, {H_DOC_TYPE: 0}), Item(b"<broken"), Item(ok2, {H_DOC_TYPE: 0}),
+                 Item(forged, {H_DOC_TYPE: 0}), Item(forged, {H_SERVER: "d2", H_DOC_TYPE: 0})])
+    out = core.process(body, {H_KIND: "status-bundle", H_SERVER: "sh"}, "b1")
+    assert out.reason is None and out.items == 5
+    assert sorted(d.recipient for d in out.delivered) == sorted([G01, G03])
+    # an item cannot name another publishing server than the bundle's
+    assert {r.message_id: r.reason for r in out.refused} == {"b1#1": "XML_MALFORMED", "b1#3": "FORBIDDEN",
+                                                             "b1#4": "FORBIDDEN"}
+    dead = [o for o in out.outgoing if o.exchange == EX_DLX]
+    assert [(o.body, o.message_id, o.headers[H_REASON]) for o in dead] == [
+        (b"<broken", "b1#1", "XML_MALFORMED"), (forged, "b1#3", "FORBIDDEN"),
+        (forged, "b1#4", "FORBIDDEN")]  # each bad item alone, with its reason
+    forwarded = [o for o in out.outgoing if o.exchange == EX_DELIVER]
+    assert [(o.routing_key, o.body) for o in forwarded] == [("d1", ok1), ("d1", ok2)]
+    assert all(o.headers[H_SENDER] for o in forwarded)
+    # the router sends the statuses bound for one server as one bundle, everything else untouched
+    [bundled] = coalesce_statuses(forwarded)
+    assert bundled.routing_key == "d1" and bundled.headers[H_KIND] == "status-bundle"
+    assert [i.body for i in unpack(bundled.body)] == [ok1, ok2]
+
+
+def test_coalesce_statuses_per_server_and_lone_statuses_stay_plain(core: RouterCore) -> None:
+    from axis.bundle import unpack
+    from axis.router.core import coalesce_statuses
+    from axis.transport import Outgoing
+
+    doc_out = Outgoing(EX_DELIVER, "d2", b"<doc/>", {H_KIND: "document"})
+    a = [Outgoing(EX_DELIVER, "d1", f"<s{i}/>".encode(), {H_KIND: "status"}) for i in range(3)]
+    b = Outgoing(EX_DELIVER, "sh", b"<t/>", {H_KIND: "status"})
+    dead = Outgoing(EX_DLX, "", b"<x/>", {H_KIND: "status"})
+    out = coalesce_statuses([a[0], doc_out, b, a[1], dead, a[2]])
+    assert out[:2] == [doc_out, dead]
+    [bundle_d1, lone] = out[2:]
+    assert bundle_d1.routing_key == "d1" and [i.body for i in unpack(bundle_d1.body)] == [o.body for o in a]
+    assert lone is b
+    assert len(coalesce_statuses(a * 5, max_items=4)) == 4  # 15 statuses: 4 + 4 + 4 + 3
+
+
+def test_bad_bundle_framing_refuses_the_whole_message(core: RouterCore) -> None:
+    out = core.process(b"AXB1\x00\x00\x00\x02junk", {H_KIND: "status-bundle", H_SERVER: "sh"}, "b2")
+    assert out.reason == "XML_MALFORMED" and [o.exchange for o in out.outgoing] == [EX_DLX]
+    assert [r.message_id for r in out.refused] == ["b2"]

@@ -156,3 +156,21 @@ async def test_concurrent_schema_creation(store_url: str) -> None:
         assert await counts(store) == (200, 400, 200)
     finally:
         await store.close()
+
+
+async def test_sqlite_store_closes_twice_and_is_usable_after_close(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from axis.stats.store import Refused, StatsStore
+
+    store = await StatsStore.open(f"sqlite:///{tmp_path}/s.sqlite3")
+    at = datetime(2019, 5, 1, tzinfo=UTC)
+    await store.record(refused=[Refused("m1", None, "XML_MALFORMED", 10, at)])
+    await store.close()
+    await store.close()
+    await store.record(refused=[Refused("m1", None, "XML_MALFORMED", 10, at), Refused("m2", "a", "FORBIDDEN", 5, at)])
+    async with store.engine.connect() as conn:
+        import sqlalchemy as sa
+
+        assert (await conn.execute(sa.text("SELECT count(*) FROM axis_refused"))).scalar() == 2
+    await store.close()
