@@ -28,6 +28,7 @@ from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
 from endpoints.auth import TooManyFailures
 from endpoints.cpu import run_cpu
+from endpoints.inbox import StoreBusy
 from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer
 
@@ -129,6 +130,13 @@ def create_app(srv: EndpointServer) -> FastAPI:
 
     for broker_error in (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError):
         app.add_exception_handler(broker_error, _broker_unavailable)
+
+    @app.exception_handler(StoreBusy)
+    async def _store_busy(request: Request, exc: StoreBusy) -> JSONResponse:
+        # another process held the inbox database's write lock too long: nothing was stored, retry
+        response = problem(503, None, str(exc), "service unavailable")
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
