@@ -27,7 +27,7 @@ from axis.signing import sign
 from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
 from endpoints.auth import TooManyFailures
-from endpoints.cpu import run_cpu
+from endpoints.cpu import run_cpu_for
 from endpoints.inbox import StoreBusy
 from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer
@@ -188,7 +188,7 @@ def create_app(srv: EndpointServer) -> FastAPI:
     async def _submit(request: Request, agency: str, got: list[bytes]) -> JSONResponse:
         body = await read_body(request, limit)
         got.append(body)
-        body, msg = await run_cpu(check_submission, srv, agency, body)
+        body, msg = await run_cpu_for(len(body), check_submission, srv, agency, body)
         doc_type = int(msg.business.doc_type)
         recipients = [r.organ_id for r in msg.recipients]
         assert srv.store is not None
@@ -247,7 +247,7 @@ def create_app(srv: EndpointServer) -> FastAPI:
             raise Refusal(Reason.FORBIDDEN, "status 01 (arrived) is sent automatically by the server")
         if code not in CLIENT_STATUS_CODES:
             raise Refusal(Reason.SCHEMA_INVALID, f"status code {code!r} is not one of {sorted(CLIENT_STATUS_CODES)}")
-        built = await run_cpu(status_for, row.data, agency, code, description, limit)
+        built = await run_cpu_for(len(row.data), status_for, row.data, agency, code, description, limit)
         await srv.publisher.publish(submission(built, srv.id, KIND_STATUS,
                                                **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms()}))
         srv.metrics.sent_statuses.labels(agency, code).inc()
