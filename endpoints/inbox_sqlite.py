@@ -72,10 +72,18 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _connect(path: str) -> sqlite3.Connection:
+def _open(path: str) -> sqlite3.Connection:
     # autocommit mode (isolation_level=None): transactions are explicit BEGIN IMMEDIATE … COMMIT
     db = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False,
                          timeout=PATIENT_BUSY_MS / 1000)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker thread
+        db.execute("PRAGMA busy_timeout=0")  # the loop never waits for a lock (see the module docstring)
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
@@ -110,14 +118,13 @@ def _write(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T
 
 class SqliteInboxStore(InboxStore):
     def __init__(self, db: sqlite3.Connection, path: str) -> None:
-        self._db = db
+        self._db: sqlite3.Connection | None = db
         self.path = path
         self.location = f"sqlite:///{os.path.abspath(path)}" if path and path != ":memory:" else f"memory:{id(db)}"
         self._patient = asyncio.Lock()  # held while a worker thread owns the connection (see the docstring)
         self._in_thread = False
         self._writes = 0
         self._checkpoint: asyncio.Task[None] | None = None
-        self._closed = False
 
     @classmethod
     async def open_path(cls, path: str) -> SqliteInboxStore:
@@ -125,13 +132,9 @@ class SqliteInboxStore(InboxStore):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
         def setup() -> sqlite3.Connection:
-            db = _connect(path)
+            db = _open(path)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
                 _create_schema(db)  # several servers may create it in one database at once: the lock orders them
-                db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker thread
-                db.execute("PRAGMA busy_timeout=0")  # the loop never waits for a lock (see the docstring)
             except BaseException:
                 db.close()
                 raise
@@ -140,12 +143,21 @@ class SqliteInboxStore(InboxStore):
         return cls(await asyncio.to_thread(setup), path)
 
     async def close(self) -> None:
-        self._closed = True
+        """Release the connection (like an engine's dispose: a later call reconnects)."""
         if self._checkpoint is not None:
             with contextlib.suppress(Exception):
                 await self._checkpoint
         async with self._patient:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = _open(self.path)
+            if not self.path or self.path == ":memory:":
+                _create_schema(self._db)  # a new, empty in-memory database
+        return self._db
 
     # -- running statements ------------------------------------------------------------------------------------
     async def _run(self, op: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
@@ -153,7 +165,7 @@ class SqliteInboxStore(InboxStore):
         waits for it. ``op`` must be self-contained (one whole transaction, or reads only)."""
         if not self._in_thread:
             try:
-                result = op(self._db)
+                result = op(self._connection())
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
                     raise
@@ -172,7 +184,7 @@ class SqliteInboxStore(InboxStore):
         return result
 
     def _run_patiently(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
+        db = self._connection()
         db.execute(f"PRAGMA busy_timeout={PATIENT_BUSY_MS}")
         try:
             return op(db)
@@ -185,7 +197,7 @@ class SqliteInboxStore(InboxStore):
 
     def _wrote(self) -> None:
         self._writes += 1
-        if (self._writes % CHECKPOINT_EVERY == 0 and not self._closed and self.path and self.path != ":memory:"
+        if (self._writes % CHECKPOINT_EVERY == 0 and self.path and self.path != ":memory:"
                 and (self._checkpoint is None or self._checkpoint.done())):
             self._checkpoint = asyncio.get_running_loop().create_task(asyncio.to_thread(self._checkpoint_now))
 

@@ -60,7 +60,12 @@ async def test_unknown_recipient_does_not_block_others(axis_env: Axis) -> None:
 
     sts = await wait_for(refusal, what="status 02 UNKNOWN_RECIPIENT")
     assert sts[0]["reason"] == "UNKNOWN_RECIPIENT" and G99 in sts[0]["description"] and sts[0]["from"] == "axis"
-    acc = next(iter(env.counter.mem.accepted.values()))
+    # the router publishes (deliveries, the refusal) before it records the count: wait for the count too
+
+    async def accepted() -> dict | None:  # type: ignore[type-arg]
+        return env.counter.mem.accepted or None
+
+    acc = next(iter((await wait_for(accepted, what="the accepted count")).values()))
     assert {c for c, _ in acc.recipients} == {H53, G01}
 
 
