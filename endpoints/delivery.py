@@ -42,7 +42,7 @@ from axis.transport import (
     submission,
 )
 from axis.xmlsafe import parse_untrusted
-from endpoints.cpu import run_cpu
+from endpoints.cpu import run_cpu_for
 
 if TYPE_CHECKING:
     from endpoints.server import EndpointServer
@@ -145,7 +145,7 @@ class DeliveryConsumer:
     async def _document(self, body: bytes, headers: Any) -> None:
         codes = await self._forward(body, KIND_DOCUMENT, headers, _codes(headers.get(H_RECIPIENTS)))
         mine = [c for c in codes if c in self.s.local_agencies]
-        msg = await run_cpu(check_delivery, self.s.verifier, body)
+        msg = await run_cpu_for(len(body), check_delivery, self.s.verifier, body)
         addressed = {r.organ_id for r in msg.recipients}
         mine = [c for c in mine if c in addressed]  # only agencies the signed document names
         if not mine:
@@ -155,7 +155,7 @@ class DeliveryConsumer:
         rows = await self.s.store.store_received(
             mine, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
             related_document_id=related, subject=msg.subject, data=body)
-        arrived = await run_cpu(arrival_statuses, msg, [(row.agency, row.received_at) for row in rows])
+        arrived = await run_cpu_for(len(body), arrival_statuses, msg, [(row.agency, row.received_at) for row in rows])
         items = [bundle.Item(st, {H_DOC_TYPE: doc_type}) for st in arrived]
         for row in rows:
             if row.new:

@@ -1,27 +1,23 @@
 """The endpoint server's store: received documents (inboxes), sent documents, and statuses about sent ones.
 
-SQLAlchemy async Core: SQLite (WAL) by default, PostgreSQL by URL. Idempotency lives here: a received
-document is one row per (recipient agency, sender, DocumentId, BussinessDocType) — a redelivery or a
-re-submission finds the existing row and changes nothing; statuses are unique per (document, reporter, code,
-timestamp) so a re-sent status 01 is stored once.
+This module is the interface and the schema; :meth:`InboxStore.open` picks the backend by URL:
+SQLite (``sqlite:///`` or ``sqlite+aiosqlite:///``, the default) → :mod:`endpoints.inbox_sqlite`, one
+``sqlite3`` connection driven from the event loop; anything else (PostgreSQL) → :mod:`endpoints.inbox_sql`,
+SQLAlchemy async Core. Both keep the same semantics. Idempotency lives here: a received document is one row per
+(recipient agency, sender, DocumentId, BussinessDocType) — a redelivery or a re-submission finds the existing
+row and changes nothing; statuses are unique per (document, reporter, code, timestamp) so a re-sent status 01
+is stored once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
+import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 metadata = sa.MetaData()
 
@@ -74,15 +70,17 @@ statuses = sa.Table(
 )
 sa.Index("ix_axis_status_doc", statuses.c.agency, statuses.c.document_id)
 
+TABLES = {t.name: t for t in (received, sent, statuses)}
 KINDS = {0: "edoc", 1: "revocation", 2: "update", 3: "replacement"}
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:") or url.startswith("sqlite+")
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///…`` / ``sqlite+aiosqlite:///…`` URL (``:memory:`` or empty for in-memory)."""
+    return url.split(":///", 1)[1] if ":///" in url else ""
 
 
 def normalize_url(url: str) -> str:
@@ -103,171 +101,123 @@ class Stored:
     new: bool
 
 
-class InboxStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        # SQLite has one writer at a time: concurrent write transactions from the pool's connections would
-        # spin in SQLite's busy handler (sleep-and-retry, hundreds of ms under load). Writers of this process
-        # queue on an asyncio lock instead; readers (WAL) never wait. PostgreSQL needs no such lock.
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
-        # The hot INSERTs are built once and executed with parameters: building `.values(**literals)` per call
-        # coerced every value into a bind parameter and regenerated the statement's cache key each time.
-        self._ins_received = self._insert(received).on_conflict_do_nothing(
-            index_elements=["agency", "sender", "document_id", "doc_type"])
-        self._ins_sent = self._insert(sent).on_conflict_do_nothing(index_elements=["agency", "document_id", "doc_type"])
-        self._ins_status = self._insert(statuses).on_conflict_do_nothing(
-            index_elements=["agency", "document_id", "from_code", "code", "timestamp"])
+@dataclass(frozen=True, slots=True)
+class ReceivedRow:
+    id: str
+    agency: str
+    sender: str
+    document_id: str
+    doc_type: int
+    related_document_id: str | None
+    kind: str
+    subject: str
+    size: int
+    data: bytes
+    received_at: float
+    acked_at: float | None
 
-    @contextlib.asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        if self._write_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, self.engine.begin() as conn:
-            yield conn
+
+@dataclass(frozen=True, slots=True)
+class SentRow:
+    id: str
+    agency: str
+    document_id: str
+    doc_type: int
+    recipients: str
+    subject: str
+    data: bytes
+    created_at: float
+
+
+class StoreBusy(Exception):
+    """The database stayed locked by another writer for longer than the store waits (a retryable condition:
+    HTTP 503 with Retry-After, a delivery is requeued) — never an internal error."""
+
+
+class InboxStore(abc.ABC):
+    """The store interface; both backends implement every method with the same semantics."""
+
+    #: identifies the database (two stores with the same location share their rows)
+    location: str
 
     @classmethod
     async def open(cls, url: str) -> InboxStore:
-        url = normalize_url(url)
-        if url.startswith("sqlite"):
-            path = url.split(":///", 1)[1]
-            if path and path != ":memory:":
-                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            # No reset-on-return ROLLBACK: every use of a connection here ends its own transaction (engine.begin()
-            # commits or rolls back, Connection.close() rolls back a read's), so the pool's extra ROLLBACK was a
-            # redundant round trip through aiosqlite's thread on every statement (a measurable share of host CPU).
-            engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        else:
-            engine = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
-        store = cls(engine)
-        for attempt in range(5):  # several servers may create the schema in one database at the same moment
-            try:
-                async with engine.begin() as conn:
-                    await conn.run_sync(metadata.create_all, checkfirst=True)
-                break
-            except sa.exc.DBAPIError as exc:
-                if attempt == 4 or ("exist" not in str(exc).lower() and "duplicate" not in str(exc).lower()):
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
-        return store
+        if is_sqlite(url):
+            from endpoints.inbox_sqlite import SqliteInboxStore
 
-    async def close(self) -> None:
-        await self.engine.dispose()
+            return await SqliteInboxStore.open_path(sqlite_path(url))
+        from endpoints.inbox_sql import SqlInboxStore
+
+        return await SqlInboxStore.open_url(normalize_url(url))
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
 
     # -- received ----------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     async def store_received(
         self, agencies: Sequence[str], *, sender: str, document_id: str, doc_type: int,
         related_document_id: str | None, subject: str, data: bytes,
     ) -> list[Stored]:
-        """Insert the document into each agency's inbox in ONE transaction; existing rows are kept as they are."""
-        now = time.time()
-        out: list[Stored] = []
-        async with self._write() as conn:
-            for agency in agencies:
-                rid = uuid.uuid4().hex
-                result = await conn.execute(self._ins_received, dict(
-                    id=rid, agency=agency, sender=sender, document_id=document_id, doc_type=doc_type,
-                    related_document_id=related_document_id, kind=KINDS.get(doc_type, "edoc"), subject=subject,
-                    size=len(data), data=data, received_at=now,
-                ))
-                if result.rowcount == 1:
-                    out.append(Stored(rid, agency, now, True))
-                    continue
-                row = (await conn.execute(
-                    sa.select(received.c.id, received.c.received_at).where(
-                        received.c.agency == agency, received.c.sender == sender,
-                        received.c.document_id == document_id, received.c.doc_type == doc_type)
-                )).one()
-                out.append(Stored(row.id, agency, row.received_at, False))
-        return out
+        """Insert the document into each agency's inbox in ONE transaction; existing rows are kept as they are
+        (their id and received_at are returned, ``new`` False)."""
 
+    @abc.abstractmethod
     async def inbox(self, agency: str, *, unread: bool = False, limit: int = 100, offset: int = 0
-                    ) -> list[dict[str, Any]]:
-        q = sa.select(received.c.id, received.c.document_id, received.c.sender, received.c.subject,
-                      received.c.received_at, received.c.kind, received.c.doc_type, received.c.related_document_id,
-                      received.c.size, received.c.acked_at).where(received.c.agency == agency)
-        if unread:
-            q = q.where(received.c.acked_at.is_(None))
-        q = q.order_by(received.c.received_at, received.c.id).limit(limit).offset(offset)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).all()
-        return [
-            {"id": r.id, "document_id": r.document_id, "from": r.sender, "subject": r.subject,
-             "received_at": _iso(r.received_at), "kind": r.kind, "doc_type": r.doc_type,
-             "related_document_id": r.related_document_id, "size": r.size, "acked": r.acked_at is not None}
-            for r in rows
-        ]
+                    ) -> list[dict[str, Any]]: ...
 
-    async def received_row(self, agency: str, rid: str) -> Any | None:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(
-                sa.select(received).where(received.c.id == rid, received.c.agency == agency))).one_or_none()
+    @abc.abstractmethod
+    async def received_row(self, agency: str, rid: str) -> ReceivedRow | None: ...
 
+    @abc.abstractmethod
     async def ack(self, agency: str, rid: str) -> bool:
-        async with self._write() as conn:
-            result = await conn.execute(
-                sa.update(received).where(received.c.id == rid, received.c.agency == agency,
-                                          received.c.acked_at.is_(None)).values(acked_at=time.time()))
-            if result.rowcount:
-                return True
-            found = await conn.execute(sa.select(received.c.id).where(received.c.id == rid,
-                                                                       received.c.agency == agency))
-            return found.one_or_none() is not None
+        """Mark the row read; False when ``rid`` is not one of ``agency``'s rows (acking twice is True)."""
 
-    async def count_received(self, agency: str | None = None) -> int:
-        q = sa.select(sa.func.count()).select_from(received)
-        if agency:
-            q = q.where(received.c.agency == agency)
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(q)).scalar_one())
+    @abc.abstractmethod
+    async def count_received(self, agency: str | None = None) -> int: ...
 
     # -- sent --------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     async def store_sent(self, agency: str, *, document_id: str, doc_type: int, recipients: Sequence[str],
                          subject: str, data: bytes) -> tuple[str, bool]:
-        """Record a submitted document; a re-submission returns the id of the first one."""
-        rid = uuid.uuid4().hex
-        async with self._write() as conn:
-            result = await conn.execute(self._ins_sent, dict(
-                id=rid, agency=agency, document_id=document_id, doc_type=doc_type,
-                recipients=orjson.dumps(list(recipients)).decode(), subject=subject, data=data, created_at=time.time(),
-            ))
-            if result.rowcount == 1:
-                return rid, True
-            row = (await conn.execute(sa.select(sent.c.id).where(
-                sent.c.agency == agency, sent.c.document_id == document_id, sent.c.doc_type == doc_type))).one()
-            return row.id, False
+        """Record a submitted document; a re-submission returns the id of the first one (and False)."""
 
-    async def sent_row(self, agency: str, rid: str) -> Any | None:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(
-                sa.select(sent).where(sent.c.id == rid, sent.c.agency == agency))).one_or_none()
+    @abc.abstractmethod
+    async def sent_row(self, agency: str, rid: str) -> SentRow | None: ...
 
     # -- statuses ----------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     async def store_status(self, agency: str, *, document_id: str, from_code: str, code: str, description: str,
                            timestamp: str, reason: str | None = None) -> bool:
-        async with self._write() as conn:
-            result = await conn.execute(self._ins_status, dict(
-                agency=agency, document_id=document_id, from_code=from_code, code=code, reason=reason,
-                description=description, timestamp=timestamp, received_at=time.time(),
-            ))
-            return result.rowcount == 1
+        """True when stored, False when this exact status was already there."""
 
-    async def statuses_for(self, agency: str, document_id: str) -> list[dict[str, Any]]:
-        q = (sa.select(statuses).where(statuses.c.agency == agency, statuses.c.document_id == document_id)
-             .order_by(statuses.c.received_at, statuses.c.id))
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).all()
-        return [
-            {"from": r.from_code, "code": r.code, "description": r.description, "timestamp": r.timestamp,
-             "reason": r.reason, "received_at": _iso(r.received_at)}
-            for r in rows
-        ]
+    @abc.abstractmethod
+    async def statuses_for(self, agency: str, document_id: str) -> list[dict[str, Any]]: ...
+
+    # -- moving an agency (endpoints.migrate) --------------------------------------------------------------
+    @abc.abstractmethod
+    async def rows_of(self, table: str, agency: str, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of ``agency`` in ``table`` (all columns), by id."""
+
+    @abc.abstractmethod
+    async def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows (the columns given), keeping any that conflict with existing ones; one transaction."""
+
+    @abc.abstractmethod
+    async def delete_rows(self, table: str, ids: Sequence[Any]) -> None: ...
 
 
-def _iso(t: float) -> str:
-    from datetime import UTC, datetime
+def inbox_item(r: Any) -> dict[str, Any]:
+    """The API's inbox entry of a row (attribute access: a ReceivedRow or a SQLAlchemy row)."""
+    return {"id": r.id, "document_id": r.document_id, "from": r.sender, "subject": r.subject,
+            "received_at": iso(r.received_at), "kind": r.kind, "doc_type": r.doc_type,
+            "related_document_id": r.related_document_id, "size": r.size, "acked": r.acked_at is not None}
 
+
+def status_item(r: Any) -> dict[str, Any]:
+    return {"from": r.from_code, "code": r.code, "description": r.description, "timestamp": r.timestamp,
+            "reason": r.reason, "received_at": iso(r.received_at)}
+
+
+def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
-from endpoints.inbox import InboxStore, received, sent, statuses
+from endpoints.inbox import TABLES, InboxStore
 
 BATCH = 500
 
@@ -27,32 +25,27 @@ class Moved:
     statuses: int
 
 
-async def _move_table(old: InboxStore, new: InboxStore, table: sa.Table, agency: str, keep_id: bool) -> int:
-    cols = [c for c in table.c if keep_id or c.name != "id"]
+async def _move_table(old: InboxStore, new: InboxStore, table: str, agency: str, keep_id: bool) -> int:
+    cols = [c.name for c in TABLES[table].c if keep_id or c.name != "id"]
     moved = 0
     while True:
-        async with old.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(table).where(table.c.agency == agency).order_by(table.c.id)
-                                       .limit(BATCH))).mappings().all()
+        rows = await old.rows_of(table, agency, BATCH)
         if not rows:
             return moved
-        values = [{c.name: r[c.name] for c in cols} for r in rows]
-        async with new.engine.begin() as conn:
-            await conn.execute(new._insert(table).on_conflict_do_nothing(), values)
-        async with old.engine.begin() as conn:
-            await conn.execute(sa.delete(table).where(table.c.id.in_([r["id"] for r in rows])))
+        await new.insert_rows(table, [{c: r[c] for c in cols} for r in rows])
+        await old.delete_rows(table, [r["id"] for r in rows])
         moved += len(rows)
 
 
 async def move_agency_rows(old: InboxStore, new: InboxStore, agency: str) -> Moved:
     """Move every row of ``agency`` from ``old`` to ``new`` (idempotent; see the module docstring). Two servers
     sharing one database need no move: nothing is done (deleting after a no-op copy would lose the rows)."""
-    if old.engine.url.render_as_string(hide_password=False) == new.engine.url.render_as_string(hide_password=False):
+    if old.location == new.location:
         return Moved(0, 0, 0)
     return Moved(
-        received=await _move_table(old, new, received, agency, keep_id=True),
-        sent=await _move_table(old, new, sent, agency, keep_id=True),
-        statuses=await _move_table(old, new, statuses, agency, keep_id=False),
+        received=await _move_table(old, new, "axis_received", agency, keep_id=True),
+        sent=await _move_table(old, new, "axis_sent", agency, keep_id=True),
+        statuses=await _move_table(old, new, "axis_status", agency, keep_id=False),
     )
 
 

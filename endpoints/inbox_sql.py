@@ -1,0 +1,182 @@
+"""The inbox store on SQLAlchemy async Core: the PostgreSQL backend of :class:`endpoints.inbox.InboxStore`.
+
+(It works on any SQLAlchemy async URL; SQLite URLs go to :mod:`endpoints.inbox_sqlite` instead.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from endpoints.inbox import (
+    KINDS,
+    TABLES,
+    InboxStore,
+    ReceivedRow,
+    SentRow,
+    Stored,
+    inbox_item,
+    metadata,
+    received,
+    sent,
+    status_item,
+    statuses,
+)
+
+
+class SqlInboxStore(InboxStore):
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.location = engine.url.render_as_string(hide_password=False)
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # The hot INSERTs are built once and executed with parameters: building `.values(**literals)` per call
+        # coerced every value into a bind parameter and regenerated the statement's cache key each time.
+        self._ins_received = self._insert(received).on_conflict_do_nothing(
+            index_elements=["agency", "sender", "document_id", "doc_type"])
+        self._ins_sent = self._insert(sent).on_conflict_do_nothing(index_elements=["agency", "document_id", "doc_type"])
+        self._ins_status = self._insert(statuses).on_conflict_do_nothing(
+            index_elements=["agency", "document_id", "from_code", "code", "timestamp"])
+
+    @classmethod
+    async def open_url(cls, url: str) -> SqlInboxStore:
+        engine = create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        store = cls(engine)
+        for attempt in range(5):  # several servers may create the schema in one database at the same moment
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(metadata.create_all, checkfirst=True)
+                break
+            except sa.exc.DBAPIError as exc:
+                if attempt == 4 or ("exist" not in str(exc).lower() and "duplicate" not in str(exc).lower()):
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- received ----------------------------------------------------------------------------------------------
+    async def store_received(
+        self, agencies: Sequence[str], *, sender: str, document_id: str, doc_type: int,
+        related_document_id: str | None, subject: str, data: bytes,
+    ) -> list[Stored]:
+        now = time.time()
+        out: list[Stored] = []
+        async with self.engine.begin() as conn:
+            for agency in agencies:
+                rid = uuid.uuid4().hex
+                result = await conn.execute(self._ins_received, dict(
+                    id=rid, agency=agency, sender=sender, document_id=document_id, doc_type=doc_type,
+                    related_document_id=related_document_id, kind=KINDS.get(doc_type, "edoc"), subject=subject,
+                    size=len(data), data=data, received_at=now,
+                ))
+                if result.rowcount == 1:
+                    out.append(Stored(rid, agency, now, True))
+                    continue
+                row = (await conn.execute(
+                    sa.select(received.c.id, received.c.received_at).where(
+                        received.c.agency == agency, received.c.sender == sender,
+                        received.c.document_id == document_id, received.c.doc_type == doc_type)
+                )).one()
+                out.append(Stored(row.id, agency, row.received_at, False))
+        return out
+
+    async def inbox(self, agency: str, *, unread: bool = False, limit: int = 100, offset: int = 0
+                    ) -> list[dict[str, Any]]:
+        q = sa.select(received.c.id, received.c.document_id, received.c.sender, received.c.subject,
+                      received.c.received_at, received.c.kind, received.c.doc_type, received.c.related_document_id,
+                      received.c.size, received.c.acked_at).where(received.c.agency == agency)
+        if unread:
+            q = q.where(received.c.acked_at.is_(None))
+        q = q.order_by(received.c.received_at, received.c.id).limit(limit).offset(offset)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [inbox_item(r) for r in rows]
+
+    async def received_row(self, agency: str, rid: str) -> ReceivedRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(received).where(received.c.id == rid, received.c.agency == agency))).one_or_none()
+        return None if row is None else ReceivedRow(*row)
+
+    async def ack(self, agency: str, rid: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(received).where(received.c.id == rid, received.c.agency == agency,
+                                          received.c.acked_at.is_(None)).values(acked_at=time.time()))
+            if result.rowcount:
+                return True
+            found = await conn.execute(sa.select(received.c.id).where(received.c.id == rid,
+                                                                       received.c.agency == agency))
+            return found.one_or_none() is not None
+
+    async def count_received(self, agency: str | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(received)
+        if agency:
+            q = q.where(received.c.agency == agency)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(q)).scalar_one())
+
+    # -- sent --------------------------------------------------------------------------------------------------
+    async def store_sent(self, agency: str, *, document_id: str, doc_type: int, recipients: Sequence[str],
+                         subject: str, data: bytes) -> tuple[str, bool]:
+        rid = uuid.uuid4().hex
+        async with self.engine.begin() as conn:
+            result = await conn.execute(self._ins_sent, dict(
+                id=rid, agency=agency, document_id=document_id, doc_type=doc_type,
+                recipients=orjson.dumps(list(recipients)).decode(), subject=subject, data=data, created_at=time.time(),
+            ))
+            if result.rowcount == 1:
+                return rid, True
+            row = (await conn.execute(sa.select(sent.c.id).where(
+                sent.c.agency == agency, sent.c.document_id == document_id, sent.c.doc_type == doc_type))).one()
+            return row.id, False
+
+    async def sent_row(self, agency: str, rid: str) -> SentRow | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                sa.select(sent).where(sent.c.id == rid, sent.c.agency == agency))).one_or_none()
+        return None if row is None else SentRow(*row)
+
+    # -- statuses ----------------------------------------------------------------------------------------------
+    async def store_status(self, agency: str, *, document_id: str, from_code: str, code: str, description: str,
+                           timestamp: str, reason: str | None = None) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(self._ins_status, dict(
+                agency=agency, document_id=document_id, from_code=from_code, code=code, reason=reason,
+                description=description, timestamp=timestamp, received_at=time.time(),
+            ))
+            return result.rowcount == 1
+
+    async def statuses_for(self, agency: str, document_id: str) -> list[dict[str, Any]]:
+        q = (sa.select(statuses).where(statuses.c.agency == agency, statuses.c.document_id == document_id)
+             .order_by(statuses.c.received_at, statuses.c.id))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [status_item(r) for r in rows]
+
+    # -- moving an agency --------------------------------------------------------------------------------------
+    async def rows_of(self, table: str, agency: str, limit: int) -> list[dict[str, Any]]:
+        t = TABLES[table]
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(t).where(t.c.agency == agency).order_by(t.c.id).limit(limit))
+                    ).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            async with self.engine.begin() as conn:
+                await conn.execute(self._insert(TABLES[table]).on_conflict_do_nothing(), list(rows))
+
+    async def delete_rows(self, table: str, ids: Sequence[Any]) -> None:
+        t = TABLES[table]
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.delete(t).where(t.c.id.in_(list(ids))))

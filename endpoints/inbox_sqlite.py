@@ -1,0 +1,331 @@
+"""The inbox store on SQLite without an ORM or a driver thread: the default backend of
+:class:`endpoints.inbox.InboxStore`.
+
+One persistent ``sqlite3`` connection per store (WAL, ``synchronous=NORMAL``), statements executed directly in
+the event loop: each write is one short transaction (``BEGIN IMMEDIATE`` … ``COMMIT``, tens of microseconds; a
+WAL commit at NORMAL is a ``write()``, no ``fsync``), each read one query. Running them inline costs far less
+CPU than handing each statement to a driver thread and back (aiosqlite: two thread hops per statement, plus
+SQLAlchemy's layers), and because every operation runs start to end inside one event-loop callback, operations
+of this process never interleave on the connection.
+
+The loop never waits for another process's lock: the connection's busy timeout is 0. If another process holds
+the write lock (two servers sharing one database file, a migration) the operation is rolled back and re-run in
+a worker thread that does wait (``busy_timeout``); while it does, the store's other operations queue behind it
+(they cannot share the connection). A lock held longer than that raises :class:`endpoints.inbox.StoreBusy`
+(HTTP 503 + Retry-After; a delivery is requeued) — "database is locked" is never an internal error.
+
+Checkpoints (copying the WAL back into the database file, with an ``fsync``) are taken out of the loop too:
+automatic checkpoints are off on the loop's connection and a worker thread runs a PASSIVE checkpoint on its own
+connection every few hundred write transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from endpoints.inbox import (
+    KINDS,
+    TABLES,
+    InboxStore,
+    ReceivedRow,
+    SentRow,
+    StoreBusy,
+    Stored,
+    iso,
+    metadata,
+)
+
+T = TypeVar("T")
+
+PATIENT_BUSY_MS = 30_000  # how long the worker-thread retry waits for another process's lock
+CHECKPOINT_EVERY = 256  # write transactions between background checkpoints
+
+_RECEIVED_COLS = ("id, agency, sender, document_id, doc_type, related_document_id, kind, subject, size, data, "
+                  "received_at, acked_at")
+_SENT_COLS = "id, agency, document_id, doc_type, recipients, subject, data, created_at"
+_INS_RECEIVED = ("INSERT INTO axis_received (id, agency, sender, document_id, doc_type, related_document_id, kind, "
+                 "subject, size, data, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+_SEL_RECEIVED_KEY = ("SELECT id, received_at FROM axis_received "
+                     "WHERE agency = ? AND sender = ? AND document_id = ? AND doc_type = ?")
+_INS_SENT = ("INSERT INTO axis_sent (id, agency, document_id, doc_type, recipients, subject, data, created_at) "
+             "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+_INS_STATUS = ("INSERT INTO axis_status (agency, document_id, from_code, code, reason, description, timestamp, "
+               "received_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _open(path: str) -> sqlite3.Connection:
+    # autocommit mode (isolation_level=None): transactions are explicit BEGIN IMMEDIATE … COMMIT
+    db = sqlite3.connect(path or ":memory:", isolation_level=None, check_same_thread=False,
+                         timeout=PATIENT_BUSY_MS / 1000)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker thread
+        db.execute("PRAGMA busy_timeout=0")  # the loop never waits for a lock (see the module docstring)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    """The tables and indexes of :data:`endpoints.inbox.metadata`, as SQLAlchemy would create them (same DDL)."""
+    dialect = sqlite_dialect.dialect()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for table in metadata.sorted_tables:
+            db.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+            for index in table.indexes:
+                db.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _write(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """``body`` inside one write transaction: committed, or rolled back on any error (then re-raised)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = body(db)
+        db.execute("COMMIT")
+        return result
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+class SqliteInboxStore(InboxStore):
+    def __init__(self, db: sqlite3.Connection, path: str) -> None:
+        self._db: sqlite3.Connection | None = db
+        self.path = path
+        self.location = f"sqlite:///{os.path.abspath(path)}" if path and path != ":memory:" else f"memory:{id(db)}"
+        self._patient = asyncio.Lock()  # held while a worker thread owns the connection (see the docstring)
+        self._in_thread = False
+        self._writes = 0
+        self._checkpoint: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open_path(cls, path: str) -> SqliteInboxStore:
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+        def setup() -> sqlite3.Connection:
+            db = _open(path)
+            try:
+                _create_schema(db)  # several servers may create it in one database at once: the lock orders them
+            except BaseException:
+                db.close()
+                raise
+            return db
+
+        return cls(await asyncio.to_thread(setup), path)
+
+    async def close(self) -> None:
+        """Release the connection (like an engine's dispose: a later call reconnects)."""
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
+        async with self._patient:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = _open(self.path)
+            if not self.path or self.path == ":memory:":
+                _create_schema(self._db)  # a new, empty in-memory database
+        return self._db
+
+    # -- running statements ------------------------------------------------------------------------------------
+    async def _run(self, op: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
+        """``op(connection)``: inline in the loop, or — if another process holds a lock — in a worker thread that
+        waits for it. ``op`` must be self-contained (one whole transaction, or reads only)."""
+        if not self._in_thread:
+            try:
+                result = op(self._connection())
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            else:
+                if write:
+                    self._wrote()
+                return result
+        async with self._patient:
+            self._in_thread = True
+            try:
+                result = await asyncio.to_thread(self._run_patiently, op)
+            finally:
+                self._in_thread = False
+        if write:
+            self._wrote()
+        return result
+
+    def _run_patiently(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._connection()
+        db.execute(f"PRAGMA busy_timeout={PATIENT_BUSY_MS}")
+        try:
+            return op(db)
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise StoreBusy(f"the inbox database {self.path} stayed locked by another writer") from exc
+            raise
+        finally:
+            db.execute("PRAGMA busy_timeout=0")
+
+    def _wrote(self) -> None:
+        self._writes += 1
+        if (self._writes % CHECKPOINT_EVERY == 0 and self.path and self.path != ":memory:"
+                and (self._checkpoint is None or self._checkpoint.done())):
+            self._checkpoint = asyncio.get_running_loop().create_task(asyncio.to_thread(self._checkpoint_now))
+
+    def _checkpoint_now(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.OperationalError:
+            pass  # busy: the next one will do it
+        finally:
+            db.close()
+
+    # -- received ----------------------------------------------------------------------------------------------
+    async def store_received(
+        self, agencies: Sequence[str], *, sender: str, document_id: str, doc_type: int,
+        related_document_id: str | None, subject: str, data: bytes,
+    ) -> list[Stored]:
+        now = time.time()
+        kind = KINDS.get(doc_type, "edoc")
+        size = len(data)
+
+        def body(db: sqlite3.Connection) -> list[Stored]:
+            out: list[Stored] = []
+            for agency in agencies:
+                rid = uuid.uuid4().hex
+                cur = db.execute(_INS_RECEIVED, (rid, agency, sender, document_id, doc_type, related_document_id,
+                                                 kind, subject, size, data, now))
+                if cur.rowcount == 1:
+                    out.append(Stored(rid, agency, now, True))
+                    continue
+                old_id, old_at = db.execute(_SEL_RECEIVED_KEY, (agency, sender, document_id, doc_type)).fetchone()
+                out.append(Stored(old_id, agency, old_at, False))
+            return out
+
+        return await self._run(lambda db: _write(db, body), write=True)
+
+    async def inbox(self, agency: str, *, unread: bool = False, limit: int = 100, offset: int = 0
+                    ) -> list[dict[str, Any]]:
+        sql = ("SELECT id, document_id, sender, subject, received_at, kind, doc_type, related_document_id, size, "
+               "acked_at FROM axis_received WHERE agency = ?" + (" AND acked_at IS NULL" if unread else "")
+               + " ORDER BY received_at, id LIMIT ? OFFSET ?")
+        rows = await self._run(lambda db: db.execute(sql, (agency, limit, offset)).fetchall())
+        return [
+            {"id": rid, "document_id": doc, "from": sender, "subject": subject, "received_at": iso(at),
+             "kind": kind, "doc_type": doc_type, "related_document_id": related, "size": size,
+             "acked": acked is not None}
+            for rid, doc, sender, subject, at, kind, doc_type, related, size, acked in rows
+        ]
+
+    async def received_row(self, agency: str, rid: str) -> ReceivedRow | None:
+        row = await self._run(lambda db: db.execute(
+            f"SELECT {_RECEIVED_COLS} FROM axis_received WHERE id = ? AND agency = ?", (rid, agency)).fetchone())
+        return None if row is None else ReceivedRow(*row)
+
+    async def ack(self, agency: str, rid: str) -> bool:
+        now = time.time()
+
+        def body(db: sqlite3.Connection) -> bool:
+            cur = db.execute("UPDATE axis_received SET acked_at = ? WHERE id = ? AND agency = ? AND acked_at IS NULL",
+                             (now, rid, agency))
+            if cur.rowcount:
+                return True
+            return db.execute("SELECT 1 FROM axis_received WHERE id = ? AND agency = ?",
+                              (rid, agency)).fetchone() is not None
+
+        return await self._run(lambda db: _write(db, body), write=True)
+
+    async def count_received(self, agency: str | None = None) -> int:
+        if agency:
+            row = await self._run(lambda db: db.execute("SELECT count(*) FROM axis_received WHERE agency = ?",
+                                                        (agency,)).fetchone())
+        else:
+            row = await self._run(lambda db: db.execute("SELECT count(*) FROM axis_received").fetchone())
+        return int(row[0])
+
+    # -- sent --------------------------------------------------------------------------------------------------
+    async def store_sent(self, agency: str, *, document_id: str, doc_type: int, recipients: Sequence[str],
+                         subject: str, data: bytes) -> tuple[str, bool]:
+        rid = uuid.uuid4().hex
+        params = (rid, agency, document_id, doc_type, orjson.dumps(list(recipients)).decode(), subject, data,
+                  time.time())
+
+        def body(db: sqlite3.Connection) -> tuple[str, bool]:
+            if db.execute(_INS_SENT, params).rowcount == 1:
+                return rid, True
+            (old,) = db.execute("SELECT id FROM axis_sent WHERE agency = ? AND document_id = ? AND doc_type = ?",
+                                (agency, document_id, doc_type)).fetchone()
+            return old, False
+
+        return await self._run(lambda db: _write(db, body), write=True)
+
+    async def sent_row(self, agency: str, rid: str) -> SentRow | None:
+        row = await self._run(lambda db: db.execute(
+            f"SELECT {_SENT_COLS} FROM axis_sent WHERE id = ? AND agency = ?", (rid, agency)).fetchone())
+        return None if row is None else SentRow(*row)
+
+    # -- statuses ----------------------------------------------------------------------------------------------
+    async def store_status(self, agency: str, *, document_id: str, from_code: str, code: str, description: str,
+                           timestamp: str, reason: str | None = None) -> bool:
+        params = (agency, document_id, from_code, code, reason, description, timestamp, time.time())
+        return await self._run(lambda db: _write(db, lambda d: d.execute(_INS_STATUS, params).rowcount == 1),
+                               write=True)
+
+    async def statuses_for(self, agency: str, document_id: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda db: db.execute(
+            "SELECT from_code, code, description, timestamp, reason, received_at FROM axis_status "
+            "WHERE agency = ? AND document_id = ? ORDER BY received_at, id", (agency, document_id)).fetchall())
+        return [{"from": f, "code": c, "description": d, "timestamp": ts, "reason": r, "received_at": iso(at)}
+                for f, c, d, ts, r, at in rows]
+
+    # -- moving an agency --------------------------------------------------------------------------------------
+    async def rows_of(self, table: str, agency: str, limit: int) -> list[dict[str, Any]]:
+        names = [c.name for c in TABLES[table].c]
+        rows = await self._run(lambda db: db.execute(
+            f"SELECT {', '.join(names)} FROM {table} WHERE agency = ? ORDER BY id LIMIT ?", (agency, limit)).fetchall())
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    async def insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        names = [c.name for c in TABLES[table].c if c.name in rows[0]]
+        sql = (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
+               "ON CONFLICT DO NOTHING")
+        values = [tuple(r[n] for n in names) for r in rows]
+        await self._run(lambda db: _write(db, lambda d: d.executemany(sql, values)), write=True)
+
+    async def delete_rows(self, table: str, ids: Sequence[Any]) -> None:
+        TABLES[table]  # a known table only
+        values = [(i,) for i in ids]
+        await self._run(lambda db: _write(db, lambda d: d.executemany(f"DELETE FROM {table} WHERE id = ?", values)),
+                        write=True)
