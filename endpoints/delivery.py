@@ -17,6 +17,7 @@ dead-lettered alone (message id ``<bundle id>#<index>``) while the others are st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from endpoints.server import EndpointServer
 
 log = logging.getLogger("axis.endpoint")
+#: seconds before a delivery that failed for a non-refusal reason goes back to its queue
+REQUEUE_PAUSE = 2.0
 AXIS_FROM = "axis"  # "from" of statuses the axis itself issues (refusals)
 
 
@@ -114,7 +117,11 @@ class DeliveryConsumer:
                 log.exception("dead-lettering failed; the message stays unacked and comes back")
             return
         except Exception:
-            log.exception("server %s: delivery failed; message requeued", self.s.id)
+            # Not a refusal: the broker link or the store failed for a moment. Requeue, but only after a pause: a
+            # quorum queue dead-letters a message returned DELIVERY_LIMIT times, and an immediate requeue while
+            # the publishing channel recovers would spend those tries in milliseconds.
+            log.exception("server %s: delivery failed; message requeued in %.0f s", self.s.id, REQUEUE_PAUSE)
+            await asyncio.sleep(REQUEUE_PAUSE)
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
             return
