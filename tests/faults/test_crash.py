@@ -77,13 +77,19 @@ async def test_crash_safety_ci(tmp_path: Path, vhost_url: str, rabbit_mgmt: tupl
         if step != 1:
             return None
         async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
-            names = [c["name"] for c in (await http.get(f"/api/vhosts/{vhost}/connections")).json()]
+            names: list[str] = []
+            for _ in range(100):  # the management API lists new connections a few seconds late
+                names = [c["name"] for c in (await http.get(f"/api/vhosts/{vhost}/connections")).json()]
+                if names:
+                    break
+                await asyncio.sleep(0.2)
             for n in names:
                 await http.delete(f"/api/connections/{quote(n, safe='')}")
         return f"broker closed all {len(names)} connections"
 
     report = await _run(axis, plan, lambda: queue_depths(base, auth, vhost_url), drop_connections)
     _check(report, plan)
+    assert any("broker closed all" in f and "all 0 " not in f for f in report.faults), report.faults
 
 
 @pytest.mark.faults
