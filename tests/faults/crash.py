@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from axis.brokersetup import prepare_broker_sync
 from axis.config import Config, generate_workdir, load_config
@@ -58,10 +59,14 @@ class Report:
 class Axis:
     """The axis processes of one work directory, each restartable by name."""
 
-    def __init__(self, work: Path, amqp_url: str, base_port: int) -> None:
+    def __init__(self, work: Path, amqp_url: str, base_port: int, *, management_url: str | None = None) -> None:
         self.work = work
         cfg, self.connections = generate_workdir(work, AGENCIES, SERVERS, base_port=base_port, amqp_url=amqp_url,
                                                  server_signs=False, routers=2)
+        if management_url is not None:  # a broker whose management API is not on the AMQP host's port 15672
+            raw = yaml.safe_load(cfg.read_text())
+            raw.setdefault("broker", {})["management_url"] = management_url
+            cfg.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
         self.cfg_path = cfg
         self.config: Config = load_config(cfg)
         prepare_broker_sync(self.config)  # as `axis up` does: topology + least-privilege users per component

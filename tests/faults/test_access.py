@@ -6,7 +6,6 @@ wrong token → 401 — is tests/integration/test_isolation.py.)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from endpoints.app import create_app
 from endpoints.auth import FailureLimiter, TooManyFailures
-from tests.faults.harness import G01, G03, fresh_vhost, running_axis
+from tests.faults.harness import G01, G03, running_axis
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -33,13 +32,6 @@ def test_failure_limiter_window() -> None:
     for c in ("x", "y", "z"):
         small.failed(c, 0.0)
     assert len(small) <= 2  # bounded memory under a spray of client addresses
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    base, auth, _ = rabbit_mgmt
-    with fresh_vhost(base, auth, amqp_url.rsplit("/", 1)[0]) as url:
-        yield url
 
 
 async def test_token_guessing_is_stopped_per_client(tmp_path: Path, vhost_url: str) -> None:

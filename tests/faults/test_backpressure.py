@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,16 +12,9 @@ import pytest
 from axis import brokerauth, envelope
 from axis.testing import make_edxml
 from axis.transport import EX_SUBMIT, H_KIND, H_SERVER, KIND_STATUS, Q_SUBMISSIONS, server_queue
-from tests.faults.harness import G01, G03, G22, H53, Env, fresh_vhost, queue_depths, running_axis, wait_for
+from tests.faults.harness import G01, G03, G22, H53, Env, queue_depths, running_axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    base, auth, _ = rabbit_mgmt
-    with fresh_vhost(base, auth, amqp_url.rsplit("/", 1)[0]) as url:
-        yield url
 
 
 async def _received(env: Env, n: int) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +33,9 @@ from axis.transport import (
     Q_SUBMISSIONS,
     server_queue,
 )
-from tests.faults.harness import G01, G22, H53, Env, drain, fresh_vhost, running_axis, wait_for
+from tests.faults.harness import G01, G22, H53, Env, drain, running_axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    base, auth, _ = rabbit_mgmt
-    with fresh_vhost(base, auth, amqp_url.rsplit("/", 1)[0]) as url:
-        yield url
 
 
 async def _ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,7 +24,7 @@ import pytest
 from axis.testing import free_port_block
 from tests.faults.cluster import Balancer, Cluster
 from tests.faults.crash import Axis, Plan, Report, audit, documents, inject_faults, submit_all
-from tests.faults.harness import fresh_vhost, queue_depths
+from tests.faults.harness import queue_depths
 
 
 async def _run(axis: Axis, plan: Plan, depths: object, extra: object = None) -> Report:
@@ -56,13 +55,6 @@ def _check(report: Report, plan: Plan) -> None:
     assert report.inbox_rows == report.deliveries_expected
     assert report.stats == {"sent": plan.documents, "received": report.deliveries_expected, "refused": 0}
     assert not any(report.queues.values()), report.queues
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    base, auth, _ = rabbit_mgmt
-    with fresh_vhost(base, auth, amqp_url.rsplit("/", 1)[0]) as url:
-        yield url
 
 
 @pytest.mark.rabbitmq
@@ -98,7 +90,7 @@ async def test_crash_safety_on_cluster(tmp_path: Path, cluster: Cluster, cluster
                                        balancer: Balancer) -> None:
     url = f"amqp://guest:guest@127.0.0.1:{balancer.port}/{cluster_vhost}"
     n = int(os.environ.get("AXIS_FAULTS_DOCUMENTS", "2000"))
-    axis = Axis(tmp_path / "work", url, free_port_block(4))
+    axis = Axis(tmp_path / "work", url, free_port_block(4), management_url=cluster.live_mgmt())
     plan = Plan(documents=n, router_kills=max(4, n // 250), host_kills=max(2, n // 1000), kill_interval=2.0)
     victim, app_node = cluster.nodes[0], cluster.nodes[1]
     pending: list[asyncio.Task[None]] = []

@@ -8,7 +8,7 @@ inbox or is counted as accepted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aio_pika
@@ -17,18 +17,11 @@ import pytest
 from axis.reasons import Reason, http_status
 from axis.testing import hostile_corpus, make_edxml
 from axis.transport import EX_SUBMIT, H_KIND, H_REASON, H_SERVER, KIND_DOCUMENT, Q_DEAD, Q_SUBMISSIONS
-from tests.faults.harness import G01, G22, H53, MAX_BYTES, Env, drain, fresh_vhost, queue_depths, running_axis, wait_for
+from tests.faults.harness import G01, G22, H53, MAX_BYTES, Env, drain, queue_depths, running_axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
 Item = tuple[str, bytes, Reason]
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    base, auth, _ = rabbit_mgmt
-    with fresh_vhost(base, auth, amqp_url.rsplit("/", 1)[0]) as url:
-        yield url
 
 
 @pytest.fixture

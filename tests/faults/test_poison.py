@@ -4,7 +4,6 @@ flowing. Faults are injected by wrapping the real code for one message only."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,9 @@ import pytest
 from axis import envelope
 from axis.testing import make_edxml
 from axis.transport import DELIVERY_LIMIT, EX_SUBMIT, H_KIND, H_SERVER, KIND_DOCUMENT, Q_DEAD
-from tests.faults.harness import G01, G22, H53, Env, drain, fresh_vhost, running_axis, wait_for
+from tests.faults.harness import G01, G22, H53, Env, drain, running_axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    base, auth, _ = rabbit_mgmt
-    with fresh_vhost(base, auth, amqp_url.rsplit("/", 1)[0]) as url:
-        yield url
 
 
 def _death(m: aio_pika.abc.AbstractIncomingMessage) -> dict[str, Any]:

@@ -7,7 +7,6 @@ must reconnect AND resume consuming by themselves: a document submitted afterwar
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,16 +14,9 @@ import httpx
 import pytest
 
 from axis.testing import make_edxml
-from tests.faults.harness import G01, G22, H53, Env, fresh_vhost, queue_depths, running_axis, wait_for
+from tests.faults.harness import G01, G22, H53, Env, queue_depths, running_axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    base, auth, _ = rabbit_mgmt
-    with fresh_vhost(base, auth, amqp_url.rsplit("/", 1)[0]) as url:
-        yield url
 
 
 def connections(mgmt: str, auth: tuple[str, str], vhost: str) -> list[str]:
