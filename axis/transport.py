@@ -169,6 +169,7 @@ class Coalescer(Generic[T]):
         self.max_items = max_items
         self._pending: list[tuple[list[T], asyncio.Future[None]]] = []
         self._slots = inflight
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
         self.messages = 0  # flushes so far (for tests and benchmarks)
 
     async def send(self, items: Sequence[T]) -> None:
@@ -178,7 +179,9 @@ class Coalescer(Generic[T]):
         self._pending.append((list(items), fut))
         if self._slots > 0:
             self._slots -= 1
-            asyncio.get_running_loop().create_task(self._flush())
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         await fut
 
     def _take(self) -> tuple[list[T], list[asyncio.Future[None]]]:
