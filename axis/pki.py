@@ -50,6 +50,17 @@ def valid_code(code: str) -> bool:
     return len(code) <= 35 and CODE_RE.match(code) is not None
 
 
+#: RFC 5280 ub-common-name is 64; cryptography counts it in UTF-8 bytes. Agency names can be longer (Vietnamese
+#: letters take 2-3 bytes each): the CN is cut there — it is for display, the UID is the identity.
+CN_MAX_BYTES = 64
+
+
+def _cn(name: str) -> x509.NameAttribute:
+    if len(name.encode("utf-8")) > CN_MAX_BYTES:
+        name = name.encode("utf-8")[: CN_MAX_BYTES - 3].decode("utf-8", "ignore") + "…"
+    return x509.NameAttribute(NameOID.COMMON_NAME, name)
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -98,7 +109,7 @@ def make_ca(
     now = now or _now()
     key = new_key(algorithm)
     subject = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis")
+        _cn(name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis")
     ])
     cert = (
         x509.CertificateBuilder()
@@ -135,14 +146,15 @@ def issue_cert(
     digital_signature: bool = True,
     serial: int | None = None,
 ) -> x509.Certificate:
-    """An agency signing certificate: subject UID = ``code``, CN = ``name``; digitalSignature + nonRepudiation.
+    """An agency signing certificate: subject UID = ``code``, CN = ``name`` (cut to 64 UTF-8 bytes, RFC 5280's
+    limit as cryptography counts it); digitalSignature + nonRepudiation.
 
     ``key_usage``/``digital_signature``/``not_before`` exist so tests can make wrong certificates on purpose.
     """
     start = not_before or (_now() - dt.timedelta(minutes=5))
     subject = x509.Name([
         x509.NameAttribute(UID_OID, code),
-        x509.NameAttribute(NameOID.COMMON_NAME, name or code),
+        _cn(name or code),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
     ])
     builder = (

@@ -54,6 +54,18 @@ def test_issue_agency_certificate(ca: pki.CertificateAuthority, algorithm: pki.A
     assert {"code": code, "serial": format(cert.serial_number, "x")}.items() <= index[-1].items()
 
 
+def test_long_agency_names_fit_the_common_name(ca: pki.CertificateAuthority) -> None:
+    """national-2025 has agency names longer than a CN may be (64, in UTF-8 bytes for cryptography): the CN is
+    cut at a character boundary, the UID is whole."""
+    name = "Phòng Tài nguyên và Môi trường huyện Lâm Hà, tỉnh Lâm Đồng (đơn vị thuộc UBND huyện)"
+    assert len(name.encode()) > 64
+    issued = ca.issue("000.12.34.H42", name=name, days=30, algorithm="ec")
+    cert = pki.load_certs(issued.cert_path.read_bytes())[0]
+    cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+    assert len(cn.encode()) <= 64 and name.startswith(cn[:-1]) and cn.endswith("…")
+    assert pki.cert_uid(cert) == "000.12.34.H42"
+
+
 def test_revoke_reissues_crl(ca: pki.CertificateAuthority) -> None:
     issued = ca.issue("000.00.00.H41", algorithm="ec")
     serial = ca.revoke("000.00.00.H41")
