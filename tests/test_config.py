@@ -123,3 +123,22 @@ def test_generate_workdir(tmp_path: Path) -> None:
     assert hash_token(conn["admin"]["token"]) == cfg.admin.token_sha256
     assert Path(conn["ca"]).is_file() and Path(conn["crl"]).is_file()
     assert {a["kind"] for a in conn["agencies"]} == {"dedicated", "shared"}
+
+
+def test_large_generated_directories_go_to_a_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above CSV_AGENCIES_ABOVE agencies, generate_workdir lists them in agencies.csv (YAML is ~20x slower to
+    read at 120,000); the loaded configuration is the same: tokens, keys, the directory."""
+    import axis.config as config_mod
+    from axis.config import generate_workdir, hash_token
+
+    monkeypatch.setattr(config_mod, "CSV_AGENCIES_ABOVE", 2)
+    agencies = [("000.00.00.G01", "Bộ Công an", "sh"), ("000.00.00.G03", "Bộ Giáo dục", "sh"),
+                ("000.00.00.H53", "UBND tỉnh Tây Ninh", "d1")]
+    path, conn = generate_workdir(tmp_path / "w", agencies, [("sh", "shared"), ("d1", "dedicated")], base_port=9990)
+    assert (tmp_path / "w" / "agencies.csv").is_file()
+    cfg = load_config(path, env={})
+    assert [a.code for a in cfg.agencies] == [code for code, _, _ in agencies]
+    tokens = {a["code"]: a["token"] for a in conn["agencies"]}
+    for a in cfg.agencies:
+        assert a.token_sha256 == hash_token(tokens[a.code]) and a.key is not None and a.key.is_file()
+    assert cfg.agency("000.00.00.H53").server == "d1" and cfg.directory.agency("000.00.00.G03").server == "sh"
