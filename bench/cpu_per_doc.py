@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,8 @@ async def measure(documents: int, profile: Path | None = None) -> dict[str, Any]
             spies = []
             if profile is not None:
                 profile.mkdir(parents=True, exist_ok=True)
-                spies = [subprocess.Popen(["py-spy", "record", "-p", str(pid), "-o", str(profile / f"{name}.txt"),
+                spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))  # the venv's
+                spies = [subprocess.Popen([spy, "record", "-p", str(pid), "-o", str(profile / f"{name}.txt"),
                                            "-f", "raw", "-r", "50", "--nonblocking"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                          for name, pid in procs if name not in ("rabbitmq", "generator")]

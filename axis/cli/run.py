@@ -161,7 +161,7 @@ def serve(
     for sid in server:
         if cfg.directory.server(sid) is None:
             usage_error(f"no server {sid!r} in {config}")
-    asyncio.run(serve_hosts(cfg, server))
+    _asyncio_run(serve_hosts(cfg, server))
 
 
 def admin(config: Path = typer.Option(..., "--config")) -> None:
@@ -227,7 +227,19 @@ def _run_until_signal(coro) -> None:  # type: ignore[no-untyped-def]
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    asyncio.run(main())
+    _asyncio_run(main())
+
+
+def _asyncio_run(coro) -> None:  # type: ignore[no-untyped-def]
+    """``asyncio.run`` on uvloop when it is installed — a cheaper event loop and socket I/O for the long-running
+    router and endpoint-host processes — else on the standard loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is optional on some platforms
+        asyncio.run(coro)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)
 
 
 def register(app: typer.Typer) -> None:
