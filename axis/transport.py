@@ -54,6 +54,20 @@ H_FORWARD_KIND = "x-axis-forward-kind"  # the kind of the forwarded delivery (do
 H_BOUNCES = "x-axis-bounces"  # times a forward went back to its server while it and the router disagreed
 
 
+def header_text(value: Any) -> str:
+    """An AMQP header value as text ("" when absent; bytes decoded, never raising)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def header_codes(value: Any) -> list[str]:
+    """Agency codes of a header (``x-axis-recipients``): an AMQP array, or a comma-separated string."""
+    if isinstance(value, list | tuple):
+        return [header_text(x) for x in value]
+    return [c for c in header_text(value).split(",") if c]
+
+
 def server_queue(server_id: str) -> str:
     return f"axis.server.{server_id}"
 

@@ -44,6 +44,13 @@ def problem(status: int, reason: Reason | None, detail: str, title: str | None =
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+def unavailable(detail: str) -> JSONResponse:
+    """503 problem+json with ``Retry-After: 1``: nothing was taken, the client may retry shortly."""
+    response = problem(503, None, detail, "service unavailable")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def refusal_response(r: Refusal) -> JSONResponse:
     return problem(http_status(r.reason), r.reason, r.detail)
 
@@ -155,10 +162,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
 
     async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
         # the broker connection is down or being restored: nothing was published, the client may retry
-        response = problem(503, None, f"the message broker is unavailable, retry shortly ({type(exc).__name__})",
-                           "service unavailable")
-        response.headers["Retry-After"] = "1"
-        return response
+        return unavailable(f"the message broker is unavailable, retry shortly ({type(exc).__name__})")
 
     for broker_error in (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError):
         app.add_exception_handler(broker_error, _broker_unavailable)
@@ -166,9 +170,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
     @app.exception_handler(StoreBusy)
     async def _store_busy(request: Request, exc: StoreBusy) -> JSONResponse:
         # another process held the inbox database's write lock too long: nothing was stored, retry
-        response = problem(503, None, str(exc), "service unavailable")
-        response.headers["Retry-After"] = "1"
-        return response
+        return unavailable(str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

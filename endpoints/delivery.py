@@ -40,6 +40,8 @@ from axis.transport import (
     KIND_STATUS,
     KIND_STATUS_BUNDLE,
     Coalescer,
+    header_codes,
+    header_text,
     submission,
 )
 from axis.xmlsafe import parse_untrusted
@@ -52,16 +54,6 @@ log = logging.getLogger("axis.endpoint")
 #: seconds before a delivery that failed for a non-refusal reason goes back to its queue
 REQUEUE_PAUSE = 2.0
 AXIS_FROM = "axis"  # "from" of statuses the axis itself issues (refusals)
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else ("" if v is None else str(v))
-
-
-def _codes(v: Any) -> list[str]:
-    if isinstance(v, list | tuple):
-        return [_text(x) for x in v]
-    return [c for c in _text(v).split(",") if c]
 
 
 def check_delivery(verifier: Any, body: bytes) -> envelope.DocumentMessage:
@@ -92,7 +84,7 @@ class DeliveryConsumer:
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
-        kind = _text(headers.get(H_KIND))
+        kind = header_text(headers.get(H_KIND))
         try:
             if kind == KIND_DOCUMENT:
                 await self._document(message.body, headers)
@@ -145,12 +137,12 @@ class DeliveryConsumer:
             # the caller acks, so nothing is lost.
             forwarded = [c for cs in moved.values() for c in cs]
             await self.s.publisher.publish(submission(body, self.s.id, KIND_FORWARD, **{
-                H_FORWARD_KIND: kind, H_RECIPIENTS: forwarded, H_BOUNCES: _text(headers.get(H_BOUNCES)) or "0"}))
+                H_FORWARD_KIND: kind, H_RECIPIENTS: forwarded, H_BOUNCES: header_text(headers.get(H_BOUNCES)) or "0"}))
             log.info("server %s forwarded a delivery for %s (now on %s)", self.s.id, forwarded, sorted(moved))
         return rest
 
     async def _document(self, body: bytes, headers: Any) -> None:
-        codes = await self._forward(body, KIND_DOCUMENT, headers, _codes(headers.get(H_RECIPIENTS)))
+        codes = await self._forward(body, KIND_DOCUMENT, headers, header_codes(headers.get(H_RECIPIENTS)))
         mine = [c for c in codes if c in self.s.local_agencies]
         msg = await run_cpu_for(len(body), check_delivery, self.s.verifier, body)
         addressed = {r.organ_id for r in msg.recipients}

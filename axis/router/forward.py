@@ -54,19 +54,10 @@ from axis.transport import (
     KIND_REFUSAL,
     KIND_STATUS,
     Outgoing,
+    header_codes,
+    header_text,
 )
 from axis.xmlsafe import parse_untrusted
-
-
-def _text(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else ("" if v is None else str(v))
-
-
-def _codes(v: Any) -> list[str]:
-    if isinstance(v, list | tuple):
-        return [_text(x) for x in v]
-    return [c for c in _text(v).split(",") if c]
-
 
 #: rounds a forward may go back to its server while the two disagree about where an agency is (a reload)
 MAX_BOUNCES = 500
@@ -74,7 +65,7 @@ MAX_BOUNCES = 500
 
 def _bounces(headers: Mapping[str, Any]) -> int:
     try:
-        return max(0, int(_text(headers.get(H_BOUNCES)) or 0))
+        return max(0, int(header_text(headers.get(H_BOUNCES)) or 0))
     except ValueError:
         return 0
 
@@ -106,8 +97,8 @@ def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool,
 def forward(directory: Directory, verifier: Any, max_bytes: int, body: bytes,
             headers: Mapping[str, Any]) -> list[Outgoing]:
     """The deliveries a forward turns into, or raises Refusal. ``headers[H_SERVER]`` must be authenticated."""
-    via, kind = _text(headers.get(H_SERVER)), _text(headers.get(H_FORWARD_KIND))
-    codes = _codes(headers.get(H_RECIPIENTS))
+    via, kind = header_text(headers.get(H_SERVER)), header_text(headers.get(H_FORWARD_KIND))
+    codes = header_codes(headers.get(H_RECIPIENTS))
     bounces = _bounces(headers)
     targets = _targets(directory, via, codes, moved=kind != KIND_DOCUMENT, bounces=bounces)
     again = {H_BOUNCES: bounces + 1} if via in targets else {}

@@ -24,7 +24,16 @@ from axis.config import Config
 from axis.router.core import Outcome, RouterCore, coalesce_statuses
 from axis.router.counting import Counter, open_counter
 from axis.topology import attach_exchanges, attach_queue
-from axis.transport import H_KIND, H_SERVER, KIND_STATUS, KIND_STATUS_BUNDLE, Q_SUBMISSIONS, Publisher, connect
+from axis.transport import (
+    H_KIND,
+    H_SERVER,
+    KIND_STATUS,
+    KIND_STATUS_BUNDLE,
+    Q_SUBMISSIONS,
+    Publisher,
+    connect,
+    header_text,
+)
 
 log = logging.getLogger("axis.router")
 LIGHT_KINDS = frozenset({KIND_STATUS, KIND_STATUS_BUNDLE})
@@ -169,8 +178,7 @@ def _light(messages: list[AbstractIncomingMessage]) -> bool:
     so the loop has nothing else to do meanwhile but read frames, which the socket buffers."""
     size, documents = 0, False
     for m in messages:
-        kind = (m.headers or {}).get(H_KIND)
-        documents = documents or (kind.decode() if isinstance(kind, bytes) else kind) not in LIGHT_KINDS
+        documents = documents or header_text((m.headers or {}).get(H_KIND)) not in LIGHT_KINDS
         size += len(m.body)
     return size <= (LIGHT_DOCUMENT_BYTES if documents else LIGHT_BYTES)
 
