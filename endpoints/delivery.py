@@ -154,7 +154,8 @@ class DeliveryConsumer:
         rows = await self.s.store.store_received(
             mine, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
             related_document_id=related, subject=msg.subject, data=body)
-        arrived = await run_cpu_for(len(body), arrival_statuses, msg, [(row.agency, row.received_at) for row in rows])
+        # small status envelopes built from the model already read: no thread hop, whatever the document's size
+        arrived = arrival_statuses(msg, [(row.agency, row.received_at) for row in rows])
         items = [bundle.Item(st, {H_DOC_TYPE: doc_type}) for st in arrived]
         for row in rows:
             if row.new:
