@@ -8,6 +8,7 @@ admin: {host: 127.0.0.1, port: 8700, token_sha256: <hex>}
 limits: {max_envelope_bytes: 26214400,        # refused with TOO_LARGE above this
          auth_failures: 20, auth_window_seconds: 60}  # failed token checks per client address → 429
 routers: 2                                    # router processes started by `axis up`
+hosts: 2                                      # endpoint-host processes `axis up` spreads the servers over
 broker:                                       # who connects to RabbitMQ as whom (docs/core.md, "Broker users")
   auth: users                                 # users: one least-privilege user per component (provisioned by
                                               #   `axis up` with the amqp_url account); shared: everyone uses
@@ -151,6 +152,7 @@ class Config:
     servers: tuple[ServerConfig, ...]
     agencies: tuple[AgencyConfig, ...]
     routers: int = 1
+    hosts: int = 2  # endpoint-host processes: a host process checks a document once for all its servers
     directory: Directory = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     _by_code: dict[str, AgencyConfig] = field(init=False, repr=False, compare=False, default_factory=dict)
@@ -276,10 +278,11 @@ def config_from_dict(
             auth_clients=int(limits_raw.get("auth_clients", 100_000)),
         )
         routers = int(raw.get("routers", 1))
+        hosts = int(raw.get("hosts", 2))
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad number in admin/limits/routers: {exc}") from None
-    if limits.max_envelope_bytes <= 0 or routers < 1:
-        raise ConfigError("limits.max_envelope_bytes and routers must be positive")
+        raise ConfigError(f"bad number in admin/limits/routers/hosts: {exc}") from None
+    if limits.max_envelope_bytes <= 0 or routers < 1 or hosts < 1:
+        raise ConfigError("limits.max_envelope_bytes, routers and hosts must be positive")
     if limits.auth_failures < 1 or limits.auth_window_seconds <= 0 or limits.auth_clients < 1:
         raise ConfigError("limits.auth_failures, auth_window_seconds and auth_clients must be positive")
 
@@ -339,6 +342,7 @@ def config_from_dict(
         servers=tuple(servers),
         agencies=tuple(agencies),
         routers=routers,
+        hosts=hosts,
         directory=directory,
         broker=_broker(raw.get("broker"), base, amqp_url),
     )
@@ -422,6 +426,7 @@ def generate_workdir(
         },
         "limits": {"max_envelope_bytes": DEFAULT_MAX_BYTES},
         "routers": routers,
+        "hosts": 2,  # one per core of the 2-core reference machine: fewer, fuller hosts re-check less
         "broker": {"auth": broker_auth},
         "servers": [
             {

@@ -2,8 +2,8 @@
 
 Process layout (``axis up``):
 - ``axis router --config C`` × ``config.routers`` — competing consumers of ``axis.submissions``;
-- ``axis serve --config C --server ID [--server ID ...]`` — one host process per group of up to
-  ``servers_per_host`` logical servers, each on its own port;
+- ``axis serve --config C --server ID [--server ID ...]`` — ``hosts`` (config) host processes, the logical
+  servers spread evenly over them, each server on its own port;
 - ``axis admin --config C`` — the admin app (dashboard, /admin/stats).
 
 Before any child starts, the broker is prepared with the provisioning account (``amqp_url``;
@@ -180,7 +180,7 @@ def _healthy(url: str) -> bool:
 
 
 def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = None, *, routers: int | None = None,
-          servers_per_host: int = 12, admin: bool = True, timeout: float = 60.0) -> Running:
+          servers_per_host: int | None = None, admin: bool = True, timeout: float = 60.0) -> Running:
     """Start every process of the config and return once all servers answer; writes connections.json."""
     config = load_config(config_path)
     run = Running(config, work_dir, control_dir=control_dir_for(work_dir))
@@ -199,8 +199,9 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
         for i in range(routers or config.routers):
             run.spawn(f"router-{i + 1}", ["router", "--config", cfg])
         ids = [s.id for s in config.servers]
-        for h in range(0, len(ids), servers_per_host):
-            run.spawn_host(ids[h : h + servers_per_host])
+        per_host = servers_per_host or max(1, -(-len(ids) // config.hosts))  # config.hosts processes
+        for h in range(0, len(ids), per_host):
+            run.spawn_host(ids[h : h + per_host])
         if admin and importlib.util.find_spec("axis.stats.admin") is not None:
             run.spawn("admin", ["admin", "--config", cfg])
         pending = {s.url for s in config.servers}

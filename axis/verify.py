@@ -496,7 +496,7 @@ class Verifier:
         if unknown:
             raise ValueError(f"algorithms outside the profile cannot be allowed: {sorted(unknown)}")
         self.policy = policy
-        self._revoked = revoked_index(policy)
+        self.revoked = revoked_index(policy)
         self._facts = functools.lru_cache(maxsize=cache_size)(self._facts_uncached)
 
     def _facts_uncached(self, certs_der: tuple[bytes, ...]) -> CertFacts:
@@ -507,6 +507,15 @@ class Verifier:
             return self._facts(certs_der)
         except Refusal as refusal:  # not cached (lru_cache does not cache exceptions); cheap enough to redo
             return refusal
+
+    def facts_of(self, verified: Verified) -> CertFacts | None:
+        """The (cached) chain facts behind a result of :meth:`verify` (None when it was unsigned): what a caller
+        that remembers the result must check again later (:func:`check_time_revocation_usage`)."""
+        if verified.certificate is None:
+            return None
+        located = locate(verified.root, self.policy)
+        facts = self._certificate(located.certs_der) if located is not None else None
+        return facts if isinstance(facts, CertFacts) else None
 
     def verify(self, data: bytes) -> Verified:
         root = parse_untrusted(data, max_bytes=self.policy.max_bytes)
@@ -526,6 +535,6 @@ class Verifier:
             raise Refusal(Reason.SIGNATURE_INVALID, "the document does not match its digest: it was altered")
         if isinstance(facts, Refusal):
             raise facts
-        check_time_revocation_usage(facts, self.policy.clock(), self._revoked)
+        check_time_revocation_usage(facts, self.policy.clock(), self.revoked)
         uid = check_signer(root, facts.uid)
         return Verified(root=root, signer=uid, certificate=facts.certificate, data=bytes(data))

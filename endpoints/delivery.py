@@ -1,7 +1,8 @@
 """The endpoint server's delivery consumer: ``axis.server.<id>`` → inbox store → status 01 → ack.
 
 Order matters (at-least-once, never lose, never double count):
-1. documents are re-verified here (every recipient checks the signer's signature on the exact bytes),
+1. documents are re-verified here (every recipient checks the signer's signature on the exact bytes; a host
+   process remembers what it verified, by digest, for the other servers it hosts: :class:`DeliveryChecks`),
 2. the inbox rows are committed (unique per recipient, sender, DocumentId, BussinessDocType),
 3. a status 01 per recipient goes back through ``axis.submit`` and is confirmed — the router counts it as a
    delivery; its timestamp is the inbox row's, so a redelivery re-sends an identical status (stored once).
@@ -19,7 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
+import threading
+import weakref
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +50,7 @@ from axis.transport import (
     header_text,
     submission,
 )
+from axis.verify import CertFacts, check_time_revocation_usage
 from axis.xmlsafe import parse_untrusted
 from endpoints.cpu import run_cpu_for
 
@@ -58,12 +65,64 @@ AXIS_FROM = "axis"  # "from" of statuses the axis itself issues (refusals)
 
 def check_delivery(verifier: Any, body: bytes) -> envelope.DocumentMessage:
     """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model."""
-    verified = verifier.verify(body)
-    schema.validate(verified.root)
-    msg = envelope.from_element(verified.root)
-    if not isinstance(msg, envelope.DocumentMessage):
-        raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
-    return msg
+    return _checks_for(verifier).check(body)
+
+
+class DeliveryChecks:
+    """The delivery checks of one host process, remembered by the SHA-256 of the exact bytes.
+
+    A document fanned out to several servers of one host process reaches it once per server: the same bytes,
+    checked against the same policy. Everything the check decides is a function of those bytes and the policy
+    (well-formedness, profile, digest and signature value, chain, signer, schema) except the certificate's
+    validity window, the CRL and the key usage at this moment: those are checked again at every delivery
+    (:func:`axis.verify.check_time_revocation_usage`). The cache belongs to one :class:`~axis.verify.Verifier`
+    (its trust anchors and CRLs): a reload makes a new verifier, hence an empty cache. Only successes are kept
+    (a refusal is never expected here), without attachment data (the delivery stores the exact bytes), at most
+    ``size`` entries. Thread-safe: large documents are checked in the CPU pool.
+    """
+
+    def __init__(self, verifier: Any, size: int = 1024) -> None:
+        self.verifier = verifier
+        self.size = size
+        self._done: OrderedDict[bytes, tuple[envelope.DocumentMessage, CertFacts | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def check(self, body: bytes) -> envelope.DocumentMessage:
+        key = hashlib.sha256(body).digest()
+        with self._lock:
+            done = self._done.get(key)
+            if done is not None:
+                self._done.move_to_end(key)
+        if done is not None:
+            msg, facts = done
+            if facts is not None:  # the moment-dependent part of the certificate check, again
+                check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked)
+            self.hits += 1
+            return msg
+        verified = self.verifier.verify(body)
+        schema.validate(verified.root)
+        msg = envelope.from_element(verified.root)
+        if not isinstance(msg, envelope.DocumentMessage):
+            raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
+        facts = self.verifier.facts_of(verified)
+        with self._lock:
+            self._done[key] = (dataclasses.replace(msg, attachments=()), facts)
+            if len(self._done) > self.size:
+                self._done.popitem(last=False)
+        return msg
+
+
+_checks: weakref.WeakKeyDictionary[Any, DeliveryChecks] = weakref.WeakKeyDictionary()
+_checks_lock = threading.Lock()
+
+
+def _checks_for(verifier: Any) -> DeliveryChecks:
+    with _checks_lock:
+        checks = _checks.get(verifier)
+        if checks is None:
+            checks = _checks[verifier] = DeliveryChecks(verifier)
+        return checks
 
 
 def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]]) -> list[bytes]:

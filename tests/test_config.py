@@ -45,6 +45,7 @@ def test_load(tmp_path: Path) -> None:
     assert g22 is not None and g22.key == tmp_path / "pki/g22.key"
     assert cfg.directory.server_of("000.00.00.G01").kind == "shared"  # type: ignore[union-attr]
     assert cfg.limits.max_envelope_bytes > 0
+    assert cfg.hosts == 2 and load_config(write(tmp_path, {**BASE, "hosts": 5}), env={}).hosts == 5
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.amqp_url = "x"  # type: ignore[misc]
 
@@ -77,6 +78,8 @@ def test_agencies_file(tmp_path: Path) -> None:
         ({"servers": [{"id": "d1", "kind": "dedicated", "keys": ["000.00.00.G01"]}, BASE["servers"][1]]},
          "holds the key of 000.00.00.G01"),
         ({"limits": {"max_envelope_bytes": 0}}, "positive"),
+        ({"hosts": 0}, "hosts must be positive"),
+        ({"hosts": "two"}, "bad number"),
     ],
 )
 def test_errors(tmp_path: Path, change: dict, message: str) -> None:  # type: ignore[type-arg]
