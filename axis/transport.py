@@ -37,7 +37,7 @@ Q_DEAD = "axis.dead"
 DELIVERY_LIMIT = 5
 
 # Message headers (all ours start with x-axis-).
-H_KIND = "x-axis-kind"  # "document" | "status" | "status-bundle" | "refusal"
+H_KIND = "x-axis-kind"  # "document" | "status" | "status-bundle" | "document-bundle" | "refusal" | "forward"
 H_SERVER = "x-axis-server"  # the endpoint server that published a submission
 H_RECIPIENTS = "x-axis-recipients"  # recipient agency codes on the destination server (deliveries)
 H_REASON = "x-axis-reason"  # reason code of a refusal (contract section 2)
@@ -50,6 +50,7 @@ H_UNKNOWN = "x-axis-unknown"  # unknown recipient codes named by a refusal
 KIND_DOCUMENT = "document"
 KIND_STATUS = "status"
 KIND_STATUS_BUNDLE = "status-bundle"  # several statuses in one message (axis.bundle framing)
+KIND_DOCUMENT_BUNDLE = "document-bundle"  # router → server: several deliveries in one message (axis.bundle framing)
 KIND_REFUSAL = "refusal"
 KIND_FORWARD = "forward"  # a delivery for an agency that moved away, handed back to the router (axis.router.forward)
 H_FORWARD_KIND = "x-axis-forward-kind"  # the kind of the forwarded delivery (document | status | refusal)

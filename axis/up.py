@@ -3,7 +3,7 @@
 Process layout (``axis up``):
 - ``axis router --config C`` × ``config.routers`` — competing consumers of ``axis.submissions``;
 - ``axis serve --config C --server ID [--server ID ...]`` — ``hosts`` (config) host processes, the logical
-  servers spread evenly over them, each server on its own port;
+  servers dealt round-robin over them (shared servers first), each server on its own port;
 - ``axis admin --config C`` — the admin app (dashboard, /admin/stats).
 
 Before any child starts, the broker is prepared with the provisioning account (``amqp_url``;
@@ -198,10 +198,12 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
     try:
         for i in range(routers or config.routers):
             run.spawn(f"router-{i + 1}", ["router", "--config", cfg])
-        ids = [s.id for s in config.servers]
-        per_host = servers_per_host or max(1, -(-len(ids) // config.hosts))  # config.hosts processes
-        for h in range(0, len(ids), per_host):
-            run.spawn_host(ids[h : h + per_host])
+        # shared servers first, then dealt round-robin: the busiest servers (a shared one carries the traffic of
+        # many agencies) land in different host processes
+        ids = [s.id for s in sorted(config.servers, key=lambda s: s.kind != "shared")]
+        n = -(-len(ids) // servers_per_host) if servers_per_host else min(config.hosts, len(ids))
+        for h in range(n):
+            run.spawn_host(ids[h::n])
         if admin and importlib.util.find_spec("axis.stats.admin") is not None:
             run.spawn("admin", ["admin", "--config", cfg])
         pending = {s.url for s in config.servers}

@@ -11,9 +11,12 @@ Order matters (at-least-once, never lose, never double count):
    server (a bundle is authenticated as a whole, as its publishing server),
 4. only then is the message acked. A crash anywhere before 4 means redelivery, which changes nothing stored.
 
+The router packs the deliveries of one batch bound for one server into a ``document-bundle``: its items are
+handled one by one exactly as single deliveries, their 01s leave together and the bundle is acked once.
+
 Statuses and refusals (status 02 from the axis) about documents this server's agencies sent are stored for
-``GET /v1/documents/{id}/status``; a ``status-bundle`` is stored item by item, and an item refused here is
-dead-lettered alone (message id ``<bundle id>#<index>``) while the others are stored.
+``GET /v1/documents/{id}/status``; a ``status-bundle`` is stored item by item. An item refused here (never
+expected: the router checked it) sends the whole bundle to the dead letters after the others were stored.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from axis.transport import (
     H_KIND,
     H_RECIPIENTS,
     KIND_DOCUMENT,
+    KIND_DOCUMENT_BUNDLE,
     KIND_FORWARD,
     KIND_REFUSAL,
     KIND_STATUS,
@@ -146,11 +150,11 @@ class DeliveryConsumer:
         kind = header_text(headers.get(H_KIND))
         try:
             if kind == KIND_DOCUMENT:
-                await self._document(message.body, headers)
+                await self.statuses.send(await self._document(message.body, headers))
             elif kind == KIND_STATUS:
                 await self._status(message.body, headers)
-            elif kind == KIND_STATUS_BUNDLE:
-                await self._status_bundle(message.body, headers)
+            elif kind in (KIND_DOCUMENT_BUNDLE, KIND_STATUS_BUNDLE):
+                await self._bundle(message.body, kind, headers)
             elif kind == KIND_REFUSAL:
                 await self._refusal(message.body, headers)
             else:
@@ -200,7 +204,8 @@ class DeliveryConsumer:
             log.info("server %s forwarded a delivery for %s (now on %s)", self.s.id, forwarded, sorted(moved))
         return rest
 
-    async def _document(self, body: bytes, headers: Any) -> None:
+    async def _document(self, body: bytes, headers: Any) -> list[bundle.Item]:
+        """Check, store (once per recipient), and return the status 01s to send back for one delivery."""
         codes = await self._forward(body, KIND_DOCUMENT, headers, header_codes(headers.get(H_RECIPIENTS)))
         mine = [c for c in codes if c in self.s.local_agencies]
         msg = await run_cpu_for(len(body), check_delivery, self.s.verifier, body)
@@ -219,7 +224,7 @@ class DeliveryConsumer:
         for row in rows:
             if row.new:
                 self.s.metrics.received.labels(row.agency).inc()
-        await self.statuses.send(items)  # returns once the bundle holding them is confirmed
+        return items
 
     async def _status(self, body: bytes, headers: Any) -> None:
         root = parse_untrusted(body, max_bytes=self.s.config.limits.max_envelope_bytes)
@@ -235,17 +240,24 @@ class DeliveryConsumer:
                                         code=st.status_code, description=st.description, timestamp=st.timestamp)
         self.s.metrics.statuses.labels(owner, st.status_code).inc()
 
-    async def _status_bundle(self, body: bytes, headers: Any) -> None:
-        """Every status of a bundle the router checked; the good ones are stored even if one is refused. A
-        refused item makes the whole bundle go to the dead letters (rejected: an endpoint server may not publish
-        to axis.dlx), after the others were stored — stored statuses are idempotent, the log names the item."""
+    async def _bundle(self, body: bytes, kind: str, headers: Any) -> None:
+        """Every item of a bundle the router packed and checked: documents (each item with its own delivery
+        headers; their 01s then go back in one status bundle, confirmed) or statuses. The good items are stored
+        even if one is refused; a refused item (never expected) makes the whole bundle go to the dead letters
+        (rejected: an endpoint server may not publish to axis.dlx) after the others were stored and their 01s
+        sent — both idempotent; the log names the item. Any other failure requeues the bundle whole."""
         refused: list[tuple[int, Refusal]] = []
+        arrived: list[bundle.Item] = []
         for i, item in enumerate(bundle.unpack(body)):  # bad framing: the whole message is dead-lettered
             try:
-                await self._status(item.body, headers)
+                if kind == KIND_DOCUMENT_BUNDLE:
+                    arrived += await self._document(item.body, item.meta)
+                else:
+                    await self._status(item.body, headers)
             except Refusal as refusal:
-                log.error("server %s refused status %d of a bundle: %s", self.s.id, i, refusal)
+                log.error("server %s refused item %d of a %s: %s", self.s.id, i, kind, refusal)
                 refused.append((i, refusal))
+        await self.statuses.send(arrived)  # returns once the bundle holding them is confirmed
         if refused:
             raise Refusal(refused[0][1].reason,
                           "; ".join(f"item {i}: {r.reason.value} {r.detail}" for i, r in refused)[:1000])

@@ -52,6 +52,7 @@ from axis.transport import (
     H_SERVER,
     H_UNKNOWN,
     KIND_DOCUMENT,
+    KIND_DOCUMENT_BUNDLE,
     KIND_FORWARD,
     KIND_REFUSAL,
     KIND_STATUS,
@@ -224,25 +225,52 @@ class RouterCore:
         return out
 
 
-def coalesce_statuses(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoing]:
-    """The same messages, but the statuses bound for one server packed into one ``status-bundle`` (in order; a
-    lone status stays a plain status message). Everything else is returned untouched, in order, first — also a
-    status that bounces back to its server during a live move (its ``x-axis-bounces`` header must travel)."""
-    by_server: dict[str, list[Outgoing]] = {}
+#: documents up to this size travel in document bundles; a larger one goes alone (a bundle is read whole)
+BUNDLE_DOCUMENT_BYTES = 256 * 1024
+#: a document bundle holds at most this many bytes of documents
+BUNDLE_BYTES = 1024 * 1024
+
+
+def coalesce(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoing]:
+    """The same messages, fewer of them: the statuses bound for one server packed into one ``status-bundle``,
+    the documents bound for one server into ``document-bundle``s (each item keeps its own delivery headers as
+    its meta; at most :data:`BUNDLE_BYTES` of documents each; none over :data:`BUNDLE_DOCUMENT_BYTES`), in
+    order. A lone status or document stays a plain message. Everything else is returned untouched, in order,
+    first — also a delivery that bounces back to its server during a live move (its ``x-axis-bounces`` header
+    must travel)."""
+    statuses: dict[str, list[Outgoing]] = {}
+    documents: dict[str, list[Outgoing]] = {}
     rest: list[Outgoing] = []
     for o in outgoing:
-        if o.exchange == EX_DELIVER and o.headers.get(H_KIND) == KIND_STATUS and H_BOUNCES not in o.headers:
-            by_server.setdefault(o.routing_key, []).append(o)
+        kind = o.headers.get(H_KIND)
+        if o.exchange != EX_DELIVER or H_BOUNCES in o.headers:
+            rest.append(o)
+        elif kind == KIND_STATUS:
+            statuses.setdefault(o.routing_key, []).append(o)
+        elif kind == KIND_DOCUMENT and len(o.body) <= BUNDLE_DOCUMENT_BYTES:
+            documents.setdefault(o.routing_key, []).append(o)
         else:
             rest.append(o)
-    for server_id, statuses in by_server.items():
-        for start in range(0, len(statuses), max_items):
-            chunk = statuses[start:start + max_items]
+    for server_id, group in statuses.items():
+        for start in range(0, len(group), max_items):
+            chunk = group[start:start + max_items]
             if len(chunk) == 1:
                 rest.append(chunk[0])
             else:
                 rest.append(Outgoing(EX_DELIVER, server_id, bundle.pack([bundle.Item(o.body) for o in chunk]),
                                      {H_KIND: KIND_STATUS_BUNDLE}, content_type="application/octet-stream"))
+    for server_id, group in documents.items():
+        batch: list[Outgoing] = []
+        size = 0
+        for o in [*group, None]:
+            if batch and (o is None or size + len(o.body) > BUNDLE_BYTES or len(batch) == max_items):
+                rest.append(batch[0] if len(batch) == 1 else Outgoing(
+                    EX_DELIVER, server_id, bundle.pack([bundle.Item(b.body, b.headers) for b in batch]),
+                    {H_KIND: KIND_DOCUMENT_BUNDLE}, content_type="application/octet-stream"))
+                batch, size = [], 0
+            if o is not None:
+                batch.append(o)
+                size += len(o.body)
     return rest
 
 

@@ -63,3 +63,30 @@ async def test_a_lock_held_too_long_is_store_busy(tmp_path: Path, monkeypatch: p
         assert await store.count_received() == 0
     finally:
         await store.close()
+
+
+async def test_writes_of_one_loop_turn_share_a_transaction_and_a_bad_one_fails_alone(tmp_path: Path) -> None:
+    """Group commit: deliveries stored in the same event-loop turn commit in one transaction; if that fails,
+    each is written alone, so only the bad one fails."""
+    store = await InboxStore.open(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
+    assert isinstance(store, inbox_sqlite.SqliteInboxStore)
+    try:
+        kw = {"sender": S, "doc_type": 0, "related_document_id": None, "subject": "s", "data": b"<edXML/>"}
+        before = store._writes
+        stored = await asyncio.gather(*(store.store_received([A], document_id=f"{S},2019/03/12,{i}/VPCP", **kw)
+                                        for i in range(20)))
+        assert [s.new for [s] in stored] == [True] * 20
+        assert store._writes - before == 1  # one transaction for the twenty
+        assert await store.count_received(A) == 20
+
+        bad = {**kw, "subject": None}  # NOT NULL: this row cannot be written
+        results = await asyncio.gather(
+            store.store_received([A], document_id=f"{S},2019/03/12,100/VPCP", **kw),
+            store.store_received([A], document_id=f"{S},2019/03/12,101/VPCP", **bad),
+            store.store_status(S, **STATUS), return_exceptions=True)
+        assert [s.new for s in results[0]] == [True]  # type: ignore[union-attr]
+        assert isinstance(results[1], sqlite3.IntegrityError)
+        assert results[2] is True
+        assert await store.count_received(A) == 21
+    finally:
+        await store.close()

@@ -233,3 +233,39 @@ async def test_an_endpoint_stores_the_good_items_of_a_bundle_and_dead_letters_it
         return await env.servers["d1"].store.statuses_for(G22, doc_id) or None  # type: ignore[union-attr]
 
     assert [s["from"] for s in await wait_for(stored, what="the good status stored")] == [G01]
+
+
+async def test_a_document_bundle_is_stored_item_by_item_and_a_bad_item_dead_letters_it(axis_env: Axis) -> None:
+    """The router packs the deliveries of a batch bound for one server into a document bundle: each item is
+    checked and stored as a single delivery would be (with its own recipients), their 01s are counted; an item
+    that fails the check sends the whole bundle to the dead letters, after the good ones were stored."""
+    from axis.bundle import Item, pack
+    from axis.transport import EX_DELIVER, H_RECIPIENTS
+
+    env = axis_env
+    one = sign_as(env, G22, unsigned(G22, [G01, G03], "bundle 1"))
+    two = sign_as(env, G22, unsigned(G22, [H41], "bundle 2"))
+    tampered = sign_as(env, G22, unsigned(G22, [G03], "bundle 3")).replace(b"bundle 3", b"bundle 4")
+    conn = await aio_pika.connect(env.config.amqp_url)
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.get_exchange(EX_DELIVER)
+        body = pack([Item(one, {H_KIND: "document", H_RECIPIENTS: [G01, G03]}),
+                     Item(tampered, {H_KIND: "document", H_RECIPIENTS: [G03]}),
+                     Item(two, {H_KIND: "document", H_RECIPIENTS: [H41]})])
+        await ex.publish(aio_pika.Message(body, headers={H_KIND: "document-bundle"}, message_id="db-1"),
+                         routing_key="sh", mandatory=True)
+    finally:
+        await conn.close()
+    [dead] = await dead_letters(env, 1)
+    assert (dead.message_id, dead.body) == ("db-1", body)
+    assert dead.headers["x-death"][0]["queue"] == "axis.server.sh"
+    assert [i["subject"] for i in await inbox(env, G01)] == ["bundle 1"]
+    assert [i["subject"] for i in await inbox(env, G03)] == ["bundle 1"]  # never the tampered one
+    assert [i["subject"] for i in await inbox(env, H41)] == ["bundle 2"]
+
+    async def counted() -> bool:
+        return len(env.counter.mem.delivered) >= 3
+
+    await wait_for(counted, what="the three good deliveries counted from their 01s")
+    assert sorted(d.recipient for d in env.counter.mem.delivered.values()) == sorted([G01, G03, H41])

@@ -136,7 +136,7 @@ def test_forward_goes_back_while_a_reload_is_in_progress(pki: TestPKI, core: Rou
 
 def test_status_bundle_items_are_checked_counted_and_refused_alone(pki: TestPKI, core: RouterCore) -> None:
     from axis.bundle import Item, pack, unpack
-    from axis.router.core import coalesce_statuses
+    from axis.router.core import coalesce
     from axis.transport import H_SENDER
 
     original = envelope.parse(doc(pki, G22, [G01, G03, H53]))
@@ -159,26 +159,54 @@ def test_status_bundle_items_are_checked_counted_and_refused_alone(pki: TestPKI,
     assert [(o.routing_key, o.body) for o in forwarded] == [("d1", ok1), ("d1", ok2)]
     assert all(o.headers[H_SENDER] for o in forwarded)
     # the router sends the statuses bound for one server as one bundle, everything else untouched
-    [bundled] = coalesce_statuses(forwarded)
+    [bundled] = coalesce(forwarded)
     assert bundled.routing_key == "d1" and bundled.headers[H_KIND] == "status-bundle"
     assert [i.body for i in unpack(bundled.body)] == [ok1, ok2]
 
 
-def test_coalesce_statuses_per_server_and_lone_statuses_stay_plain(core: RouterCore) -> None:
+def test_coalesce_per_server_and_lone_statuses_stay_plain(core: RouterCore) -> None:
     from axis.bundle import unpack
-    from axis.router.core import coalesce_statuses
+    from axis.router.core import coalesce
     from axis.transport import Outgoing
 
     doc_out = Outgoing(EX_DELIVER, "d2", b"<doc/>", {H_KIND: "document"})
     a = [Outgoing(EX_DELIVER, "d1", f"<s{i}/>".encode(), {H_KIND: "status"}) for i in range(3)]
     b = Outgoing(EX_DELIVER, "sh", b"<t/>", {H_KIND: "status"})
     dead = Outgoing(EX_DLX, "", b"<x/>", {H_KIND: "status"})
-    out = coalesce_statuses([a[0], doc_out, b, a[1], dead, a[2]])
-    assert out[:2] == [doc_out, dead]
-    [bundle_d1, lone] = out[2:]
+    out = coalesce([a[0], doc_out, b, a[1], dead, a[2]])
+    assert out[0] == dead
+    [bundle_d1, lone, lone_doc] = out[1:]
     assert bundle_d1.routing_key == "d1" and [i.body for i in unpack(bundle_d1.body)] == [o.body for o in a]
-    assert lone is b
-    assert len(coalesce_statuses(a * 5, max_items=4)) == 4  # 15 statuses: 4 + 4 + 4 + 3
+    assert lone is b and lone_doc is doc_out
+    assert len(coalesce(a * 5, max_items=4)) == 4  # 15 statuses: 4 + 4 + 4 + 3
+
+
+def test_coalesce_packs_documents_per_server_with_their_own_headers(core: RouterCore) -> None:
+    from axis.bundle import unpack
+    from axis.router.core import BUNDLE_BYTES, BUNDLE_DOCUMENT_BYTES, coalesce
+    from axis.transport import H_BOUNCES, H_RECIPIENTS, Outgoing
+
+    def doc(server: str, n: int, size: int = 100, **extra: object) -> Outgoing:
+        return Outgoing(EX_DELIVER, server, bytes([65 + n % 26]) * size,
+                        {H_KIND: "document", H_RECIPIENTS: [f"R{n}"], H_DOC_TYPE: 0, **extra})
+
+    d1 = [doc("d1", i) for i in range(3)]
+    big = doc("d1", 9, BUNDLE_DOCUMENT_BYTES + 1)  # too large to bundle: alone
+    bounce = doc("d1", 8, **{H_BOUNCES: "1"})  # its header must travel: alone
+    refusal = Outgoing(EX_DELIVER, "d1", b"{}", {H_KIND: "refusal"})
+    out = coalesce([d1[0], big, d1[1], bounce, refusal, doc("sh", 5), d1[2]])
+    assert out[:3] == [big, bounce, refusal]
+    [packed, lone] = out[3:]
+    assert lone.routing_key == "sh" and lone.headers[H_KIND] == "document"  # one document: a plain message
+    assert packed.routing_key == "d1" and packed.headers == {H_KIND: "document-bundle"}
+    items = unpack(packed.body)
+    assert [i.body for i in items] == [o.body for o in d1]
+    assert [i.meta[H_RECIPIENTS] for i in items] == [["R0"], ["R1"], ["R2"]]  # each its own delivery headers
+    # at most BUNDLE_BYTES of documents a bundle
+    many = [doc("d1", i, 200_000) for i in range(12)]
+    bundles = coalesce(many)
+    assert all(len(b.body) <= BUNDLE_BYTES + 12 * 200 for b in bundles)
+    assert [len(unpack(b.body)) for b in bundles] == [5, 5, 2]
 
 
 def test_bad_bundle_framing_refuses_the_whole_message(core: RouterCore) -> None:
