@@ -69,14 +69,18 @@ AXIS_FROM = "axis"  # "from" of statuses the axis itself issues (refusals)
 
 def check_delivery(verifier: Any, body: bytes) -> envelope.DocumentMessage:
     """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model."""
-    return _checks_for(verifier).check(body)
+    msg = checks_for(verifier).check(body)
+    if not isinstance(msg, envelope.DocumentMessage):
+        raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
+    return msg
 
 
 class DeliveryChecks:
-    """The delivery checks of one host process, remembered by the SHA-256 of the exact bytes.
+    """The signed-document checks of one host process, remembered by the SHA-256 of the exact bytes.
 
-    A document fanned out to several servers of one host process reaches it once per server: the same bytes,
-    checked against the same policy. Everything the check decides is a function of those bytes and the policy
+    A document fanned out to several servers of one host process reaches it once per server, and a document
+    submitted through a server of this process may come back to another: the same bytes, checked against the
+    same policy. Everything the check decides is a function of those bytes and the policy
     (well-formedness, profile, digest and signature value, chain, signer, schema) except the certificate's
     validity window, the CRL and the key usage at this moment: those are checked again at every delivery
     (:func:`axis.verify.check_time_revocation_usage`). The cache belongs to one :class:`~axis.verify.Verifier`
@@ -88,11 +92,12 @@ class DeliveryChecks:
     def __init__(self, verifier: Any, size: int = 1024) -> None:
         self.verifier = verifier
         self.size = size
-        self._done: OrderedDict[bytes, tuple[envelope.DocumentMessage, CertFacts | None]] = OrderedDict()
+        self._done: OrderedDict[bytes, tuple[envelope.Message, CertFacts | None]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
 
-    def check(self, body: bytes) -> envelope.DocumentMessage:
+    def check(self, body: bytes) -> envelope.Message:
+        """The message of a signed envelope that passes the full check (else Refusal, never remembered)."""
         key = hashlib.sha256(body).digest()
         with self._lock:
             done = self._done.get(key)
@@ -107,11 +112,10 @@ class DeliveryChecks:
         verified = self.verifier.verify(body)
         schema.validate(verified.root)
         msg = envelope.from_element(verified.root)
-        if not isinstance(msg, envelope.DocumentMessage):
-            raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
         facts = self.verifier.facts_of(verified)
+        kept = dataclasses.replace(msg, attachments=()) if isinstance(msg, envelope.DocumentMessage) else msg
         with self._lock:
-            self._done[key] = (dataclasses.replace(msg, attachments=()), facts)
+            self._done[key] = (kept, facts)
             if len(self._done) > self.size:
                 self._done.popitem(last=False)
         return msg
@@ -121,7 +125,8 @@ _checks: weakref.WeakKeyDictionary[Any, DeliveryChecks] = weakref.WeakKeyDiction
 _checks_lock = threading.Lock()
 
 
-def _checks_for(verifier: Any) -> DeliveryChecks:
+def checks_for(verifier: Any) -> DeliveryChecks:
+    """The process's :class:`DeliveryChecks` for ``verifier`` (one per verifier: a reload starts afresh)."""
     with _checks_lock:
         checks = _checks.get(verifier)
         if checks is None:
