@@ -251,17 +251,21 @@ class DeliveryConsumer:
         even if one is refused; a refused item (never expected) makes the whole bundle go to the dead letters
         (rejected: an endpoint server may not publish to axis.dlx) after the others were stored and their 01s
         sent — both idempotent; the log names the item. Any other failure requeues the bundle whole."""
+        items = bundle.unpack(body)  # bad framing: the whole message is dead-lettered
+        # all at once: their inbox writes reach the store in one event-loop turn and commit together
+        results = await asyncio.gather(*(self._document(item.body, item.meta) if kind == KIND_DOCUMENT_BUNDLE
+                                         else self._status(item.body, headers) for item in items),
+                                       return_exceptions=True)
         refused: list[tuple[int, Refusal]] = []
         arrived: list[bundle.Item] = []
-        for i, item in enumerate(bundle.unpack(body)):  # bad framing: the whole message is dead-lettered
-            try:
-                if kind == KIND_DOCUMENT_BUNDLE:
-                    arrived += await self._document(item.body, item.meta)
-                else:
-                    await self._status(item.body, headers)
-            except Refusal as refusal:
-                log.error("server %s refused item %d of a %s: %s", self.s.id, i, kind, refusal)
-                refused.append((i, refusal))
+        for i, result in enumerate(results):
+            if isinstance(result, Refusal):
+                log.error("server %s refused item %d of a %s: %s", self.s.id, i, kind, result)
+                refused.append((i, result))
+            elif isinstance(result, BaseException):
+                raise result  # not a refusal (the store, the broker): the whole bundle is requeued
+            elif result:
+                arrived += result
         await self.statuses.send(arrived)  # returns once the bundle holding them is confirmed
         if refused:
             raise Refusal(refused[0][1].reason,
