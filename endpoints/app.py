@@ -8,7 +8,9 @@ tenant's, or no such id) answers the same ``404`` with reason ``FORBIDDEN`` — 
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -27,6 +29,7 @@ from axis.router.core import H_SUBMITTED_AT, now_ms
 from axis.signing import sign
 from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
+from axis.xmlsafe import parse_untrusted
 from endpoints.auth import TooManyFailures
 from endpoints.cpu import run_cpu_for
 from endpoints.delivery import checks_for
@@ -117,31 +120,37 @@ def check_submission(srv: EndpointServer, agency: str, body: bytes) -> tuple[byt
 
 def status_for(data: bytes, agency: str, code: str, description: str, limit: int) -> bytes:
     """The status envelope ``agency`` sends about a received document (its stored bytes, verified on arrival)."""
-    original = envelope.parse(data, max_bytes=limit)
+    original = envelope.from_element(parse_untrusted(data, max_bytes=limit), attachments=False)  # the header only
     assert isinstance(original, envelope.DocumentMessage)
     return envelope.build(envelope.new_status(agency, original, code, description))
 
 
-class SubmitFastPath:
-    """ASGI in front of the FastAPI app: ``POST /v1/documents`` — the one request every document makes — goes
-    straight to its handler, past FastAPI's middleware and routing layers (a dozen coroutine layers on the way
-    in and again for the response, a measurable share of the host's CPU per document). Its errors are answered
-    by the app's own exception handlers, so the responses are exactly those of the routed path; an exception
-    without a handler propagates (a 500, as through the app). Everything else goes to the app."""
+class FastPath:
+    """ASGI in front of the FastAPI app: the two requests of the traffic itself — ``POST /v1/documents`` for every
+    document and ``POST /v1/documents/{id}/status`` for every status — go straight to their handlers, past
+    FastAPI's middleware and routing layers (a dozen coroutine layers on the way in and again for the response, a
+    measurable share of the host's CPU per document). Their errors are answered by the app's own exception
+    handlers, so the responses are exactly those of the routed path; an exception without a handler propagates
+    (a 500, as through the app). Everything else goes to the app."""
 
-    def __init__(self, app: FastAPI, path: str, handler: Any) -> None:
+    def __init__(self, app: FastAPI, posts: Sequence[tuple[str, Any]]) -> None:
         self.app = app
         self.state = app.state
-        self._path = path
-        self._handler = handler
+        self._posts = [(re.compile(pattern), handler) for pattern, handler in posts]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self._path:
-            await self.app(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for pattern, handler in self._posts:
+                match = pattern.fullmatch(scope["path"])
+                if match is not None:
+                    await self._answer(handler, match.groups(), scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, handler: Any, args: tuple[str, ...], scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
-            response = await self._handler(request)
+            response = await handler(request, *args)
         except Exception as exc:
             for cls in type(exc).__mro__:
                 on_error = self.app.exception_handlers.get(cls)
@@ -308,4 +317,4 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         return {"id": rid, "document_id": row.document_id, "items": await srv.store.statuses_for(agency,
                                                                                                row.document_id)}
 
-    return SubmitFastPath(app, "/v1/documents", submit)
+    return FastPath(app, [("/v1/documents", submit), ("/v1/documents/([^/]+)/status", send_status)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,13 @@ def test_base64_with_line_breaks_is_accepted() -> None:
 
 def test_attachment_repr_is_short() -> None:
     assert "size=1000000" in repr(Attachment("cid:1", "big", b"\0" * 1_000_000))
+
+
+def test_header_only_model_skips_the_attachments() -> None:
+    msg = env.new_document("000.00.00.G22", ["000.00.00.H41"], "x",
+                           attachments=[Attachment("cid:1", "a.txt", b"hi", "text/plain")])
+    root = parse_untrusted(env.build(msg))
+    full, header = env.from_element(root), env.from_element(root, attachments=False)
+    assert isinstance(full, env.DocumentMessage) and isinstance(header, env.DocumentMessage)
+    assert [a.data for a in full.attachments] == [b"hi"] and header.attachments == ()
+    assert header == dataclasses.replace(full, attachments=())

@@ -250,7 +250,8 @@ def _attachments(root: Any, envelope_children: dict[str, Any]) -> tuple[Attachme
     return tuple(out)
 
 
-def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any) -> DocumentMessage:
+def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any, attachments: bool = True
+              ) -> DocumentMessage:
     sender: Organization | None = None
     recipients: list[Organization] = []
     c: dict[str, Any] = {}
@@ -334,7 +335,7 @@ def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any) -
         application_type=text("ApplicationType"),
         trace_headers=tuple(traces),
         business=_business(business_el),
-        attachments=_attachments(root, env),
+        attachments=_attachments(root, env) if attachments else (),
     )
 
 
@@ -364,8 +365,10 @@ def _status(mh: Any) -> StatusMessage:
     )
 
 
-def from_element(root: Any) -> Message:
-    """The message in an already-parsed edXML root (as handed over by the verifier; never reparsed)."""
+def from_element(root: Any, *, attachments: bool = True) -> Message:
+    """The message in an already-parsed edXML root (as handed over by the verifier; never reparsed).
+    ``attachments=False``: a document's attachments are neither read nor checked (``attachments=()``), for a
+    caller that needs only the header of bytes already checked in full."""
     if root.tag != ROOT:
         raise _bad(f"line {root.sourceline}: root element is {root.tag}, not {{{NS}}}edXML")
     env_el = _children(root).get(ENVELOPE)
@@ -382,7 +385,7 @@ def from_element(root: Any) -> Message:
     for el in mh:
         if el.tag == STATUS_CODE:
             return _status(mh)
-    return _document(root, env, header, mh)
+    return _document(root, env, header, mh, attachments)
 
 
 def is_status(root: Any) -> bool:
