@@ -29,7 +29,6 @@ from axis.router.core import H_SUBMITTED_AT, now_ms
 from axis.signing import sign
 from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
-from axis.xmlsafe import parse_untrusted
 from endpoints.auth import TooManyFailures
 from endpoints.cpu import run_cpu_for
 from endpoints.delivery import checks_for
@@ -120,8 +119,7 @@ def check_submission(srv: EndpointServer, agency: str, body: bytes) -> tuple[byt
 
 def status_for(data: bytes, agency: str, code: str, description: str, limit: int) -> bytes:
     """The status envelope ``agency`` sends about a received document (its stored bytes, verified on arrival)."""
-    original = envelope.from_element(parse_untrusted(data, max_bytes=limit), attachments=False)  # the header only
-    assert isinstance(original, envelope.DocumentMessage)
+    original = envelope.document_head(data, max_bytes=limit)  # parsed up to its MessageHeader only
     return envelope.build(envelope.new_status(agency, original, code, description))
 
 

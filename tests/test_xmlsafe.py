@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from axis.reasons import Reason, Refusal
-from axis.xmlsafe import parse_untrusted
+from axis.xmlsafe import parse_head_untrusted, parse_untrusted
 
 HOSTILE = {
     "billion_laughs": (
@@ -64,3 +64,39 @@ def test_malformed_sample_names_its_line(samples_dir) -> None:
         parse_untrusted((samples_dir / "edoc.edxml").read_bytes())
     assert info.value.reason is Reason.XML_MALFORMED
     assert "line 74" in info.value.detail
+
+
+@pytest.mark.parametrize("name", sorted(set(HOSTILE) - {"empty"}))
+def test_hostile_input_is_refused_by_the_head_parser_too(name: str) -> None:
+    data, reason = HOSTILE[name]
+    with pytest.raises(Refusal) as info:
+        parse_head_untrusted(data, "never")
+    assert info.value.reason is reason
+
+
+def test_head_parser_stops_at_the_element_and_checks_the_size_first() -> None:
+    data = b"<a><head><x>1</x></head>" + b"<tail>" * 5000 + b"<broken"  # never read past </head>
+    head = parse_head_untrusted(data, "head", chunk=64)
+    assert head is not None and head.findtext("x") == "1"
+    assert parse_head_untrusted(b"<a><b/></a>", "head") is None
+    with pytest.raises(Refusal) as info:
+        parse_head_untrusted(data, "head", max_bytes=100)
+    assert info.value.reason is Reason.TOO_LARGE
+
+
+def test_document_head_is_the_header_of_the_full_model() -> None:
+    import dataclasses
+
+    from axis import envelope
+
+    msg = envelope.new_document("000.00.00.G22", ["000.00.00.H41", "000.00.00.G01"], "Về việc X",
+                                number="12", notation="VPCP-TTĐT", date="2019-03-12", doc_type=1,
+                                related_document_id="000.00.00.G22,2019/03/01,3/VPCP")
+    data = envelope.build(msg)
+    head = envelope.document_head(data)
+    full = envelope.parse(data)
+    assert isinstance(full, envelope.DocumentMessage)
+    assert head == dataclasses.replace(full, attachments=(), trace_headers=(), business=envelope.Business())
+    status = envelope.build(envelope.new_status("000.00.00.H41", full, "03"))
+    with pytest.raises(Refusal):
+        envelope.document_head(status)

@@ -43,7 +43,7 @@ from axis.envelope.model import (
     TraceHeader,
     message_kind,
 )
-from axis.envelope.parse import from_element, is_status, parse
+from axis.envelope.parse import document_head, from_element, is_status, parse
 
 __all__ = [
     "DEFAULT_REASONS",
@@ -71,6 +71,7 @@ __all__ = [
     "attachment_from_file",
     "build",
     "check_agency_code",
+    "document_head",
     "format_date",
     "format_timestamp",
     "from_element",

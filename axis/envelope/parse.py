@@ -30,7 +30,7 @@ from axis.envelope.model import (
     TraceHeader,
 )
 from axis.reasons import Reason, Refusal
-from axis.xmlsafe import DEFAULT_MAX_BYTES, parse_untrusted
+from axis.xmlsafe import DEFAULT_MAX_BYTES, parse_head_untrusted, parse_untrusted
 
 _P = "{" + NS + "}"
 
@@ -399,3 +399,15 @@ def is_status(root: Any) -> bool:
 def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     """Parse untrusted edXML bytes (through :func:`axis.xmlsafe.parse_untrusted`) into the model."""
     return from_element(parse_untrusted(data, max_bytes=max_bytes))
+
+
+def document_head(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> DocumentMessage:
+    """The MessageHeader fields of a document (sender, recipients, DocumentId, Code, PromulgationInfo, …; no
+    trace headers, business info or attachments), parsed only up to the end of its MessageHeader: what a status
+    about a stored document needs, without reading the attachments that make up most of its bytes."""
+    mh = parse_head_untrusted(data, MESSAGE_HEADER, max_bytes=max_bytes)
+    if mh is None:
+        raise _bad("no MessageHeader")
+    if any(el.tag == STATUS_CODE for el in mh):
+        raise _bad(f"line {mh.sourceline}: a status message, not a document")
+    return _document(None, {}, {}, mh, attachments=False)
