@@ -61,7 +61,7 @@ class AdminSettings:
     endpoints: Mapping[str, str] = field(default_factory=dict)  # server id → base URL (default: directory urls)
     config_path: Path | None = None  # re-read after a move (the directory changed)
     control_socket: Path | None = None  # the `axis up` supervisor's control socket (moves); None: no supervisor
-    poll_seconds: float = 2.0
+    poll_seconds: float = 5.0
     cache_seconds: float = 0.75
     events_seconds: float = 1.0
 
