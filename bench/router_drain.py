@@ -56,7 +56,8 @@ async def drain_router(c: Corpus, n: int, workers: int, profile: Path | None = N
     with temp_vhost("axis-bench-router") as url, tempfile.TemporaryDirectory(prefix="axis-bench-") as tmp:
         cfg = Path(tmp) / "config.json"
         cfg.write_text(json.dumps(router_config_dict(c, url, Path(tmp))))
-        return await drain(url, c, n, worker_cmd(cfg, **service), workers, profile=profile)
+        return await drain(url, c, n, worker_cmd(cfg, **service), workers, profile=profile,
+                           stats_db=Path(tmp) / "stats.db")
 
 
 async def drain_relay(c: Corpus, n: int, workers: int) -> Drain:
