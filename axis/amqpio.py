@@ -6,7 +6,8 @@ also runs the receiving side's TCP work, and the broker then reads one small seg
 of a router's and an endpoint host's CPU. :class:`CorkedWriter` gathers what is written during one loop turn and
 hands it to the transport in one call at the end of the turn (``loop.call_soon``), so a router publishing a
 batch of deliveries, or a host acking several, costs one system call. Ordering is kept (one buffer, flushed in
-order, at the end of the turn it was written in); ``close`` flushes first, so nothing written is lost.
+order, at the end of the turn it was written in); ``write_eof`` and ``close`` flush first, so nothing written
+is lost.
 
 :class:`AxisConnection` is aio-pika's robust connection on that transport; :mod:`axis.transport` connects with it.
 """
@@ -47,6 +48,10 @@ class CorkedWriter:
         # flow control only (the transport's buffer under its high-water mark): what is held here leaves at the
         # end of this turn anyway; flushing now would cost an ack or a publish its own system call again
         await self._writer.drain()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._writer.write_eof()
 
     def close(self) -> None:
         self.flush()
