@@ -53,7 +53,7 @@ def make_verifier(config: Config, **policy: Any) -> Any:
 
 class RouterService:
     def __init__(self, config: Config, *, counter: Counter | None = None, verifier: Any = None,
-                 prefetch: int = 256, batch: int = 128, linger: float = 0.15) -> None:
+                 prefetch: int = 1024, batch: int = 512, linger: float = 0.15) -> None:
         self.config = config
         self.core = RouterCore(config.directory, verifier or make_verifier(config),
                                max_bytes=config.limits.max_envelope_bytes)
