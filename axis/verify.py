@@ -508,20 +508,16 @@ class Verifier:
         except Refusal as refusal:  # not cached (lru_cache does not cache exceptions); cheap enough to redo
             return refusal
 
-    def facts_of(self, verified: Verified) -> CertFacts | None:
-        """The (cached) chain facts behind a result of :meth:`verify` (None when it was unsigned): what a caller
-        that remembers the result must check again later (:func:`check_time_revocation_usage`)."""
-        if verified.certificate is None:
-            return None
-        located = locate(verified.root, self.policy)
-        facts = self._certificate(located.certs_der) if located is not None else None
-        return facts if isinstance(facts, CertFacts) else None
-
     def verify(self, data: bytes) -> Verified:
+        return self.verify_with_facts(data)[0]
+
+    def verify_with_facts(self, data: bytes) -> tuple[Verified, CertFacts | None]:
+        """:meth:`verify`, and the (cached) chain facts behind its result (None when unsigned): what a caller
+        that remembers the result must check again at each later use (:func:`check_time_revocation_usage`)."""
         root = parse_untrusted(data, max_bytes=self.policy.max_bytes)
         located = locate(root, self.policy)
         if located is None:
-            return Verified(root=root, signer=None, certificate=None, data=bytes(data))
+            return Verified(root=root, signer=None, certificate=None, data=bytes(data)), None
         facts = self._certificate(located.certs_der)
         if isinstance(facts, Refusal) and facts.reason in (Reason.SIGNATURE_PROFILE, Reason.WEAK_ALGORITHM):
             raise facts
@@ -537,4 +533,4 @@ class Verifier:
             raise facts
         check_time_revocation_usage(facts, self.policy.clock(), self.revoked)
         uid = check_signer(root, facts.uid)
-        return Verified(root=root, signer=uid, certificate=facts.certificate, data=bytes(data))
+        return Verified(root=root, signer=uid, certificate=facts.certificate, data=bytes(data)), facts

@@ -109,10 +109,9 @@ class DeliveryChecks:
                 check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked)
             self.hits += 1
             return msg
-        verified = self.verifier.verify(body)
+        verified, facts = self.verifier.verify_with_facts(body)
         schema.validate(verified.root)
         msg = envelope.from_element(verified.root)
-        facts = self.verifier.facts_of(verified)
         kept = dataclasses.replace(msg, attachments=()) if isinstance(msg, envelope.DocumentMessage) else msg
         with self._lock:
             self._done[key] = (kept, facts)

@@ -16,7 +16,7 @@ is committed: it is counted as ``Delivered``.
 Status bundles (``status-bundle``, :mod:`axis.bundle`): each item is handled as the single status it stands for,
 with the bundle's ``x-axis-server`` (items cannot name another) and its own ``x-axis-doc-type`` (message id
 ``<bundle id>#<index>``): an item that fails is refused alone.
-:func:`coalesce_statuses` then packs the statuses of a whole batch bound for one server into one bundle.
+:func:`coalesce` then packs the statuses, and the documents, of a whole batch bound for one server into bundles.
 
 Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and (when the
 claimed sender is in the directory) a refusal (status 02 with the reason) goes back to the sender's server.
@@ -58,6 +58,7 @@ from axis.transport import (
     KIND_STATUS,
     KIND_STATUS_BUNDLE,
     Outgoing,
+    header_text,
 )
 from axis.xmlsafe import parse_untrusted
 
@@ -106,7 +107,7 @@ class RouterCore:
         self.clock = clock
 
     def process(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
-        kind = _text(headers.get(H_KIND)) or KIND_DOCUMENT
+        kind = header_text(headers.get(H_KIND)) or KIND_DOCUMENT
         root = None
         if kind == KIND_STATUS_BUNDLE:
             return self._bundle(body, headers, message_id)
@@ -163,7 +164,7 @@ class RouterCore:
         if not isinstance(st, envelope.StatusMessage):
             raise Refusal(Reason.SCHEMA_INVALID, "a document was submitted as a status")
         reporter, original = st.sender.organ_id, st.response_for.organ_id
-        route = route_status(self.directory, reporter, original, _text(headers.get(H_SERVER)))
+        route = route_status(self.directory, reporter, original, header_text(headers.get(H_SERVER)) or None)
         doc_id = st.response_for.document_id
         out = Outcome()
         out.outgoing.append(Outgoing(EX_DELIVER, route.server.id, body,
@@ -181,7 +182,7 @@ class RouterCore:
             items = bundle.unpack(body)
         except Refusal as refusal:  # the framing itself is bad: the whole message is refused
             return self._refuse(refusal, None, body, headers, message_id, notify=False)
-        server = _text(headers.get(H_SERVER)) or ""
+        server = header_text(headers.get(H_SERVER))
         out = Outcome(items=len(items))
         for i, item in enumerate(items):
             # the publishing server is the bundle's (authenticated) one; nothing in an item can change it
@@ -203,7 +204,7 @@ class RouterCore:
         sender, document_id = _claimed(root)
         known = sender is not None and sender in self.directory
         dead_headers = {H_REASON: refusal.reason.value, H_DETAIL: refusal.detail[:1000],
-                        H_SERVER: _text(headers.get(H_SERVER)) or "", H_KIND: _text(headers.get(H_KIND)) or ""}
+                        H_SERVER: header_text(headers.get(H_SERVER)), H_KIND: header_text(headers.get(H_KIND))}
         if sender:
             dead_headers[H_SENDER] = sender
         if document_id:
@@ -274,24 +275,16 @@ def coalesce(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoin
     return rest
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def _int(value: Any) -> int:
     try:
-        return int(_text(value) or 0)
+        return int(header_text(value) or 0)
     except ValueError:
         return 0
 
 
 def _latency_ms(headers: Mapping[str, Any], now: datetime) -> float:
     try:
-        submitted = float(_text(headers.get(H_SUBMITTED_AT)) or 0)
+        submitted = float(header_text(headers.get(H_SUBMITTED_AT)) or 0)
     except ValueError:
         return 0.0
     if submitted <= 0:
