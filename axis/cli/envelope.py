@@ -14,7 +14,7 @@ from rich.table import Table
 
 from axis import envelope as env
 from axis import schema
-from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, usage_error
+from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
 from axis.reasons import Reason, Refusal
 from axis.xmlsafe import parse_untrusted
 
@@ -80,7 +80,7 @@ def new(
         sys.stdout.flush()
     else:
         output.write_bytes(data)
-        err_console.print(f"wrote {output} ({len(data)} bytes), DocumentId [bold]{msg.document_id}[/]")
+        err_console.print(f"wrote {safe(output)} ({len(data)} bytes), DocumentId [bold]{safe(msg.document_id)}[/]")
 
 
 def _collect(paths: list[Path]) -> list[Path]:
@@ -133,8 +133,8 @@ def validate(
         table.add_column("reason")
         table.add_column("detail", overflow="fold")
         for r in results:
-            mark = f"[green]ok[/] ({r['kind']})" if r["ok"] else "[red]refused[/]"
-            table.add_row(r["file"], mark, r["reason"] or "", r["detail"])
+            mark = f"[green]ok[/] ({safe(r['kind'])})" if r["ok"] else "[red]refused[/]"
+            table.add_row(safe(r["file"]), mark, safe(r["reason"]), safe(r["detail"]))
         console.print(table)
         bad = sum(not r["ok"] for r in results)
         console.print(f"{len(results) - bad} valid, {bad} refused")
@@ -226,46 +226,53 @@ def summary(path: Path, root: Any, msg: env.Message) -> dict[str, Any]:
 
 
 def _render(s: dict[str, Any]) -> None:
+    """The human summary. Every value comes from the file (its name, the document, an unverified certificate):
+    all of it goes through ``safe`` — only this function's own labels and styles are markup."""
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column(overflow="fold")
-    t.add_row("kind", s["kind"])
-    t.add_row("sender", f"{s['sender']['organ_id']}  {s['sender']['organ_name']}")
+
+    def org(o: dict[str, Any]) -> str:
+        return f"{safe(o['organ_id'])}  {safe(o['organ_name'])}"
+
+    t.add_row("kind", safe(s["kind"]))
+    t.add_row("sender", org(s["sender"]))
     if s["kind"] == "status":
         rf = s["response_for"]
-        t.add_row("status", f"{s['status_code']} ({s['status_meaning']})")
-        t.add_row("about", f"{rf['document_id']} (from {rf['organ_id']})")
-        t.add_row("description", s["description"])
-        t.add_row("timestamp", s["timestamp"])
+        t.add_row("status", f"{safe(s['status_code'])} ({safe(s['status_meaning'])})")
+        t.add_row("about", f"{safe(rf['document_id'])} (from {safe(rf['organ_id'])})")
+        t.add_row("description", safe(s["description"]))
+        t.add_row("timestamp", safe(s["timestamp"]))
     else:
         for i, r in enumerate(s["recipients"]):
-            t.add_row("recipients" if i == 0 else "", f"{r['organ_id']}  {r['organ_name']}")
-        t.add_row("document id", s["document_id"])
-        t.add_row("subject", s["subject"])
-        bt = f"{s['business_type']} ({s['kind']})"
+            t.add_row("recipients" if i == 0 else "", org(r))
+        t.add_row("document id", safe(s["document_id"]))
+        t.add_row("subject", safe(s["subject"]))
+        bt = f"{safe(s['business_type'])} ({safe(s['kind'])})"
         if s["related_document_id"]:
-            bt += f", acts on {s['related_document_id']}"
+            bt += f", acts on {safe(s['related_document_id'])}"
         t.add_row("business type", bt)
         if not s["attachments"]:
             t.add_row("attachments", "none")
         for i, a in enumerate(s["attachments"]):
-            t.add_row("attachments" if i == 0 else "", f"{a['name']}  {a['content_type']}  {a['size']:,} bytes")
+            t.add_row("attachments" if i == 0 else "",
+                      f"{safe(a['name'])}  {safe(a['content_type'])}  {a['size']:,} bytes")
     sch = s["schema"]
-    t.add_row("schema", "[green]valid[/]" if sch["ok"] else f"[red]{sch['reason']}[/] {sch['detail']}")
+    t.add_row("schema", "[green]valid[/]" if sch["ok"] else f"[red]{safe(sch['reason'])}[/] {safe(sch['detail'])}")
     sig = s["signature"]
     if not sig["present"]:
         t.add_row("signature", "[yellow]none[/]")
     else:
-        ns = "XML-DSig" if sig["in_dsig_namespace"] else f"[red]wrong namespace[/] {sig['namespace']}"
+        ns = "XML-DSig" if sig["in_dsig_namespace"] else f"[red]wrong namespace[/] {safe(sig['namespace'])}"
         t.add_row("signature", f"{sig['count']} element(s), {ns} — [yellow]unverified[/] (use axis envelope verify)")
         cert = sig["certificate"]
         if cert is None:
             t.add_row("signer", "no X509Certificate")
         elif cert["error"]:
-            t.add_row("signer", f"[red]{cert['error']}[/]")
+            t.add_row("signer", f"[red]{safe(cert['error'])}[/]")
         else:
-            t.add_row("signer", f"{cert['subject']} (UID {cert['uid'] or 'none'}) [yellow]unverified[/]")
-    console.print(Panel(t, title=s["file"], expand=False))
+            t.add_row("signer", f"{safe(cert['subject'])} (UID {safe(cert['uid'] or 'none')}) [yellow]unverified[/]")
+    console.print(Panel(t, title=safe(s["file"]), expand=False))
 
 
 @app.command("inspect")

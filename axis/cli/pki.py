@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from axis import pki as core
-from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, usage_error
+from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
 from axis.reasons import Refusal
 
 app = typer.Typer(help="The axis PKI: root CA, agency signing certificates, CRL.", no_args_is_help=True)
@@ -48,13 +48,13 @@ def init(
         if as_json:
             print_json({"ok": False, "reason": None, "detail": str(exc)})
         else:
-            err_console.print(f"[bold red]refused:[/] {exc}")
+            err_console.print(f"[bold red]refused:[/] {safe(exc)}")
         raise typer.Exit(EXIT_REFUSED) from None
     result = {"ok": True, "ca": str(ca.ca_path), "crl": str(ca.crl_path), "key": str(ca.dir / core.CA_KEY)}
     if as_json:
         print_json(result)
     else:
-        console.print(f"CA certificate: {ca.ca_path}\nCRL:            {ca.crl_path}")
+        console.print(f"CA certificate: {safe(ca.ca_path)}\nCRL:            {safe(ca.crl_path)}")
 
 
 @app.command()
@@ -77,7 +77,7 @@ def issue(
     if as_json:
         print_json({"ok": True, **issued.as_dict()})
     else:
-        console.print(f"key:  {issued.key_path}\ncert: {issued.cert_path}")
+        console.print(f"key:  {safe(issued.key_path)}\ncert: {safe(issued.cert_path)}")
 
 
 @app.command()
@@ -97,4 +97,4 @@ def revoke(
     if as_json:
         print_json({"ok": True, "code": code, "serial": format(serial, "x"), "crl": str(ca.crl_path)})
     else:
-        console.print(f"revoked {code} (serial {serial:x}); CRL: {ca.crl_path}")
+        console.print(f"revoked {safe(code)} (serial {serial:x}); CRL: {safe(ca.crl_path)}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, usage_error
+from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
 from axis.reasons import Reason, Refusal
 
 
@@ -43,7 +43,7 @@ def up(
     try:
         if config is None:
             config, known = prepare_demo(work_dir)
-            console.print(f"demo configuration: {config}")
+            console.print(f"demo configuration: {safe(config)}")
         else:
             conn = work_dir / "connections.json"
             if conn.is_file():
@@ -52,18 +52,18 @@ def up(
                 known = orjson.loads(conn.read_bytes())
         run = start(config.resolve(), work_dir, known, routers=routers)
     except StartError as exc:
-        err_console.print(f"[bold red]axis up failed:[/] {exc}")
+        err_console.print(f"[bold red]axis up failed:[/] {safe(exc, lines=True)}")
         raise typer.Exit(EXIT_REFUSED) from None
     import orjson
 
     admin_token = orjson.loads(run.connections_path.read_bytes())["admin"]["token"]
     console.print(f"[green]axis is up[/] — {len(run.config.servers)} servers, {len(run.config.agencies)} agencies")
-    console.print(f"dashboard: {run.config.admin.url}/?token={admin_token}")
-    console.print(f"connections: {run.connections_path}")
+    console.print(f"dashboard: {safe(run.config.admin.url)}/?token={safe(admin_token)}")
+    console.print(f"connections: {safe(run.connections_path)}")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         run.wait()
-        err_console.print("[bold red]a process exited:[/] " + "; ".join(run.failed()))
+        err_console.print("[bold red]a process exited:[/] " + safe("; ".join(run.failed())))
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:
@@ -90,8 +90,10 @@ def send(
     if as_json:
         print_json({"ok": True, "reason": None, "detail": "", **result})
     else:
-        console.print(f"[green]accepted[/] {result['document_id']} → {', '.join(result['recipients'])} "
-                      f"(id {result['id']})")
+        recipients = result.get("recipients")
+        recipients = ", ".join(map(str, recipients)) if isinstance(recipients, list) else recipients
+        console.print(f"[green]accepted[/] {safe(result.get('document_id'))} → {safe(recipients)} "
+                      f"(id {safe(result.get('id'))})")
 
 
 def inbox(
@@ -118,9 +120,9 @@ def inbox(
     table = Table(title=f"inbox ({len(items)})")
     for col in ("id", "received", "from", "kind", "document id", "subject", "acked"):
         table.add_column(col)
-    for i in items:
-        table.add_row(i["id"][:8], i["received_at"], i["from"], i["kind"], i["document_id"], i["subject"],
-                      "yes" if i.get("acked") else "")
+    for i in items:  # every field is the server's answer, most of them the sender's document: all through safe()
+        table.add_row(safe(str(i.get("id", ""))[:8]), *(safe(i.get(k)) for k in
+                      ("received_at", "from", "kind", "document_id", "subject")), "yes" if i.get("acked") else "")
     console.print(table)
 
 
@@ -197,7 +199,7 @@ def init(
 
     work_dir = work_dir.expanduser().resolve()
     if (work_dir / "config.yaml").exists():
-        console.print(f"{work_dir / 'config.yaml'} exists; keeping it")
+        console.print(f"{safe(work_dir / 'config.yaml')} exists; keeping it")
         return
     if broker_auth not in ("users", "shared"):
         usage_error("--broker-auth must be 'users' or 'shared'")
@@ -214,8 +216,8 @@ def init(
             prepare_broker_sync(cfg, timeout=120)
         except (BrokerAuthError, TopologyError) as exc:
             usage_error(f"preparing RabbitMQ: {exc}")
-        console.print(f"broker users provisioned; passwords in {cfg.broker.users_file}")
-    console.print(f"wrote {path} and {work_dir / 'connections.json'}")
+        console.print(f"broker users provisioned; passwords in {safe(cfg.broker.users_file)}")
+    console.print(f"wrote {safe(path)} and {safe(work_dir / 'connections.json')}")
 
 
 def _run_until_signal(coro) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from axis.cli._common import EXIT_OK, EXIT_REFUSED, err_console, print_json, usage_error
+from axis.cli._common import EXIT_OK, EXIT_REFUSED, console, err_console, print_json, safe, usage_error
 from axis.sim import connections as conn_mod
 from axis.sim import scenario as scn
 from axis.sim.build import SigningPool
@@ -50,7 +49,7 @@ def _run(
 
 
 def _finish(report: Report, as_json: bool) -> None:
-    report.render(err_console if as_json else Console())
+    report.render(err_console if as_json else console)
     if as_json:
         print_json(report.as_json())
 
@@ -114,9 +113,9 @@ def register(app: typer.Typer) -> None:
         work_dir = work_dir.expanduser().resolve()
         log = err_console
         try:
-            log.print(f"[bold]axis demo[/]: {sc.name} — {len(sc.agencies)} agencies "
+            log.print(f"[bold]axis demo[/]: {safe(sc.name)} — {len(sc.agencies)} agencies "
                       f"({sc.dedicated} dedicated, {sc.shared} shared), {sc.documents:,} documents → "
-                      f"{sc.deliveries:,} deliveries; work dir {work_dir}")  # fmt: skip
+                      f"{sc.deliveries:,} deliveries; work dir {safe(work_dir)}")  # fmt: skip
             log.print("generating PKI (one EC P-256 key per agency) and configuration…")
             config, conns_raw = demo.prepare(sc, work_dir, base_port=base_port)
         except (demo.DemoError, ValueError) as exc:
@@ -133,9 +132,9 @@ def register(app: typer.Typer) -> None:
             try:
                 conns = axis.start(conns_raw)
             except demo.DemoError as exc:
-                log.print(f"[bold red]error:[/] {exc}")
+                log.print(f"[bold red]error:[/] {safe(exc, lines=True)}")
                 raise typer.Exit(EXIT_REFUSED) from None
-            log.print(f"axis up; connections: {work_dir / 'connections.json'}")
+            log.print(f"axis up; connections: {safe(work_dir / 'connections.json')}")
             report = _run(sc, seed, conns, Options(workers=workers), quiet, signers)
             if signers is not None:
                 signers.close()
@@ -144,11 +143,11 @@ def register(app: typer.Typer) -> None:
             code = EXIT_OK if report.agree else EXIT_REFUSED
             if not exit_after:
                 token = f"?token={conns.admin_token}" if conns.admin_token else ""
-                log.print(f"[bold]dashboard:[/] {conns.admin_url}/{token}  — Ctrl-C to stop")
+                log.print(f"[bold]dashboard:[/] {safe(f'{conns.admin_url}/{token}')}  — Ctrl-C to stop")
                 try:
                     while axis.alive():
                         time.sleep(0.5)
-                    log.print(f"[bold red]a process of the axis exited:[/] {axis.failures()}")
+                    log.print(f"[bold red]a process of the axis exited:[/] {safe(axis.failures(), lines=True)}")
                     code = EXIT_REFUSED
                 except KeyboardInterrupt:
                     pass

@@ -20,7 +20,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, usage_error
+from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
 from axis.reasons import Reason, Refusal
 
 DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
@@ -86,16 +86,22 @@ def _error(message: str, as_json: bool) -> None:
     if as_json:
         print_json({"ok": False, "reason": None, "detail": message})
     else:
-        err_console.print(f"[bold red]error:[/] {message}")
+        err_console.print(f"[bold red]error:[/] {safe(message, lines=True)}")
     raise typer.Exit(EXIT_REFUSED)
 
 
 def headline(s: dict[str, Any]) -> str:
     """The report's own terms: "95 agencies connected, 68 dedicated, 27 shared; 28,024 documents sent, …"."""
     return (
-        f"{s['agencies']:,} agencies connected, {s['dedicated']:,} dedicated, {s['shared']:,} shared; "
-        f"{s['sent']:,} documents sent, {s['received']:,} received, {s['refused']:,} refused"
+        f"{_n(s.get('agencies'))} agencies connected, {_n(s.get('dedicated'))} dedicated, {_n(s.get('shared'))} "
+        f"shared; {_n(s.get('sent'))} documents sent, {_n(s.get('received'))} received, {_n(s.get('refused'))} refused"
     )
+
+
+def _n(value: Any) -> str:
+    """A count for the table: ``1,234``; anything else the admin app answered (it is a server's answer, and
+    ``--admin`` may point anywhere) as inert text (``safe``), never as markup or terminal controls."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else safe(value)
 
 
 COLUMNS = {
@@ -123,11 +129,11 @@ COLUMNS = {
 def _print_table(s: dict[str, Any], by: str, rows_limit: int) -> None:
     console.print(f"[bold]{headline(s)}[/]")
     window = s.get("filters") or {}
-    bits = [f"{k} {window[k]}" for k in ("from", "to", "agency") if window.get(k)]
+    bits = [f"{k} {safe(window[k])}" for k in ("from", "to", "agency") if window.get(k)]
     if bits:
         console.print("[dim]" + ", ".join(bits) + "[/]")
     if s.get("pending"):
-        console.print(f"[dim]{s['pending']:,} deliveries pending[/]")
+        console.print(f"[dim]{_n(s['pending'])} deliveries pending[/]")
     table = Table(title=f"by {by}", show_lines=False)
     rows = s.get("breakdown") or []
     columns = [(k, t) for k, t in COLUMNS[by] if k not in ("name", "server") or any(r.get(k) for r in rows)]
@@ -135,12 +141,7 @@ def _print_table(s: dict[str, Any], by: str, rows_limit: int) -> None:
         numeric = title in ("sent", "received", "refused", "agencies")
         table.add_column(title, justify="right" if numeric else "left")
     for row in rows[:rows_limit]:
-        table.add_row(
-            *(
-                f"{row.get(k, ''):,}" if isinstance(row.get(k), int) else str(row.get(k, "") or "")
-                for k, _ in columns
-            )
-        )
+        table.add_row(*(_n(row.get(k)) for k, _ in columns))
     if len(rows) > rows_limit:
         table.caption = f"{len(rows) - rows_limit:,} more rows (use --csv or --json for all)"
     console.print(table)
@@ -151,7 +152,7 @@ def _print_table(s: dict[str, Any], by: str, rows_limit: int) -> None:
         matrix.add_column("dedicated", justify="right")
         matrix.add_column("shared", justify="right")
         for a in ("dedicated", "shared"):
-            matrix.add_row(a, f"{routes.get(f'{a}->dedicated', 0):,}", f"{routes.get(f'{a}->shared', 0):,}")
+            matrix.add_row(a, _n(routes.get(f"{a}->dedicated", 0)), _n(routes.get(f"{a}->shared", 0)))
         console.print(matrix)
     reasons = s.get("by_reason") or {}
     if reasons:
@@ -159,7 +160,7 @@ def _print_table(s: dict[str, Any], by: str, rows_limit: int) -> None:
         rt.add_column("reason")
         rt.add_column("refused", justify="right")
         for reason, n in reasons.items():
-            rt.add_row(reason, f"{n:,}")
+            rt.add_row(safe(reason), _n(n))
         console.print(rt)
 
 

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from axis import pki, signing
-from axis.cli._common import EXIT_REFUSED, console, fail, print_json, usage_error
+from axis.cli._common import EXIT_REFUSED, console, fail, print_json, safe, usage_error
 from axis.reasons import Refusal
 from axis.verify import Verifier, VerifyPolicy
 from axis.xmlsafe import parse_untrusted
@@ -66,7 +66,7 @@ def sign_cmd(
         sys.stdout.flush()
     else:
         output.write_bytes(signed)
-        console.print(f"signed: {output}", highlight=False)
+        console.print(f"signed: {safe(output)}", highlight=False)
 
 
 def verify_cmd(
@@ -99,8 +99,8 @@ def verify_cmd(
     if not as_json:
         table = Table("file", "result", "signer / detail")
         for row in rows:
-            result = "[green]ok[/]" if row["ok"] else f"[red]{row['reason']}[/]"
-            table.add_row(row["file"], result, row["signer"] if row["ok"] else row["detail"])
+            result = "[green]ok[/]" if row["ok"] else f"[red]{safe(row['reason'])}[/]"
+            table.add_row(safe(row["file"]), result, safe(row["signer"] if row["ok"] else row["detail"]))
         console.print(table)
     if any(not r["ok"] for r in rows):
         raise typer.Exit(EXIT_REFUSED)

@@ -135,7 +135,11 @@ class Report:
         }
 
     def render(self, console: Console) -> None:
-        t = Table(title=f"axis traffic report — {self.scenario} (seed {self.seed})", show_lines=False)
+        """The human report. The scenario's name, refusal reasons, migration results and unexpected events quote
+        scenario files and servers' answers: they go through ``safe`` (inert text, never markup or controls)."""
+        from axis.cli._common import safe  # here: axis.cli imports this module
+
+        t = Table(title=f"axis traffic report — {safe(self.scenario)} (seed {self.seed})", show_lines=False)
         t.add_column("")
         t.add_column("simulator", justify="right")
         t.add_column("axis counters", justify="right")
@@ -167,7 +171,7 @@ class Report:
         for k, v in self.refused_async.items():
             reasons[k] = reasons.get(k, 0) + v
         if reasons:
-            console.print("refusals by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+            console.print("refusals by reason: " + ", ".join(f"{safe(k)} {v}" for k, v in sorted(reasons.items())))
         if self.refused is not None and not self.refused_agree:
             sync, late = sum(self.refused_sync.values()), sum(self.refused_async.values())
             console.print(
@@ -178,7 +182,7 @@ class Report:
             console.print(f"statuses checked at senders: {self.statuses_seen}/{self.statuses_checked} arrived")
         for m in self.moves:
             style = "" if m.get("result") == "moved" else "[yellow]"
-            console.print(f"{style}migration {m.get('agency')} → {m.get('to')}: {m.get('result')}")
+            console.print(f"{style}migration {safe(m.get('agency'))} → {safe(m.get('to'))}: {safe(m.get('result'))}")
         phases = ", ".join(f"{k} {v:.1f}s" for k, v in self.phases.items())
         js = self.as_json()
         console.print(
@@ -193,11 +197,11 @@ class Report:
             f"{'—' if cpu is None else f'{cpu:.2f}'} ms per document"
         )
         for u in self.unexpected[:10]:
-            console.print(f"[yellow]unexpected:[/] {u}")
+            console.print(f"[yellow]unexpected:[/] {safe(u)}")
         verdict = "[bold green]AGREE[/]" if self.agree else "[bold red]DISAGREE[/]"
         console.print(f"{verdict}: simulator, axis counters and inboxes")
         if self.dashboard:
-            console.print(f"dashboard: {self.dashboard}")
+            console.print(f"dashboard: {safe(self.dashboard)}")
 
 
 class Reporter:
@@ -243,5 +247,8 @@ class Reporter:
             self._progress.update(self._task, completed=completed, info=self.info if info is None else info)
 
     def log(self, text: str) -> None:
+        """Print ``text``, Rich markup (the caller escapes what it quotes); terminal controls never pass."""
+        from axis.cli._common import plain  # here: axis.cli imports this module
+
         if not self.quiet:
-            self.console.print(text)
+            self.console.print(plain(text, lines=True))
