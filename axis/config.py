@@ -95,6 +95,21 @@ class Limits:
     auth_failures: int = 20
     auth_window_seconds: float = 60.0
     auth_clients: int = 100_000
+    #: Recipients (``To``) one document may name: refused with TOO_LARGE above it, at the endpoint server's door
+    #: and again at the router. At most 1,000, so that a delivery's recipient list always fits an AMQP header
+    #: (``axis.transport.HEADER_LIST_ITEMS``).
+    max_recipients: int = 500
+    #: Slow and idle HTTP clients of the endpoint servers (endpoints/host.py, where the choices are explained):
+    #: the request line and headers must arrive within ``header_timeout_seconds`` of the connection opening (or
+    #: of the request's first byte on a kept-alive connection); a body gets ``body_timeout_seconds`` plus one
+    #: second per ``body_min_rate`` bytes received (Apache mod_reqtimeout's rule), else 408 and the connection
+    #: is closed; an idle kept-alive connection is closed after ``keep_alive_seconds``; one host process serves
+    #: at most ``max_connections`` connections over all its logical servers (the next ones get 503 and close).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 20.0
+    body_min_rate: int = 4096
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 1000
 
 
 BROKER_AUTH_USERS = "users"
@@ -276,6 +291,12 @@ def config_from_dict(
             auth_failures=int(limits_raw.get("auth_failures", 20)),
             auth_window_seconds=float(limits_raw.get("auth_window_seconds", 60.0)),
             auth_clients=int(limits_raw.get("auth_clients", 100_000)),
+            max_recipients=int(limits_raw.get("max_recipients", 500)),
+            header_timeout_seconds=float(limits_raw.get("header_timeout_seconds", 10.0)),
+            body_timeout_seconds=float(limits_raw.get("body_timeout_seconds", 20.0)),
+            body_min_rate=int(limits_raw.get("body_min_rate", 4096)),
+            keep_alive_seconds=float(limits_raw.get("keep_alive_seconds", 5.0)),
+            max_connections=int(limits_raw.get("max_connections", 1000)),
         )
         routers = int(raw.get("routers", 1))
         hosts = int(raw.get("hosts", 2))
@@ -285,6 +306,12 @@ def config_from_dict(
         raise ConfigError("limits.max_envelope_bytes, routers and hosts must be positive")
     if limits.auth_failures < 1 or limits.auth_window_seconds <= 0 or limits.auth_clients < 1:
         raise ConfigError("limits.auth_failures, auth_window_seconds and auth_clients must be positive")
+    if min(limits.header_timeout_seconds, limits.body_timeout_seconds, limits.body_min_rate,
+           limits.keep_alive_seconds, limits.max_connections) <= 0:
+        raise ConfigError("limits.header_timeout_seconds, body_timeout_seconds, body_min_rate, keep_alive_seconds "
+                          "and max_connections must be positive")
+    if not 1 <= limits.max_recipients <= 1000:
+        raise ConfigError("limits.max_recipients must be between 1 and 1000")
 
     servers: list[ServerConfig] = []
     for entry in raw.get("servers") or []:

@@ -71,6 +71,31 @@ def header_codes(value: Any) -> list[str]:
     return [c for c in header_text(value).split(",") if c]
 
 
+#: Every header value the axis writes is bounded, whatever a document holds (a submission's DocumentId is any
+#: length the envelope limit allows): a text value to this many UTF-8 bytes, a list to :data:`HEADER_LIST_ITEMS`
+#: values. RabbitMQ carries all of a message's properties in one frame (131,072 bytes by default) and closes the
+#: connection on a larger one (FRAME_ERROR) — one oversized header would take a whole batch down with it.
+HEADER_TEXT_BYTES = 1024
+#: The longest list a header may carry: the recipients of one delivery (``limits.max_recipients`` is at most this
+#: many, so a delivery's recipient list is never cut: 1,000 codes of at most 35 characters).
+HEADER_LIST_ITEMS = 1000
+
+
+def bounded(value: Any) -> Any:
+    """A header value as the axis writes it: text cut to :data:`HEADER_TEXT_BYTES` (on a character boundary),
+    lists to :data:`HEADER_LIST_ITEMS` bounded values; numbers and booleans as they are."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        if len(value) * 4 <= HEADER_TEXT_BYTES:  # fast path: fits whatever its characters
+            return value
+        raw = value.encode()
+        return value if len(raw) <= HEADER_TEXT_BYTES else raw[:HEADER_TEXT_BYTES].decode("utf-8", "ignore")
+    if isinstance(value, list | tuple):
+        return [bounded(v) for v in value[:HEADER_LIST_ITEMS]]
+    return value
+
+
 def server_queue(server_id: str) -> str:
     return f"axis.server.{server_id}"
 
@@ -140,7 +165,7 @@ _ids = itertools.count()
 def make_message(out: Outgoing, user_id: str | None = None) -> aio_pika.Message:
     return aio_pika.Message(
         out.body,
-        headers=dict(out.headers),
+        headers={k: bounded(v) for k, v in out.headers.items()},
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         content_type=out.content_type,
         message_id=out.message_id or f"{_ID_PREFIX}{next(_ids):016x}",

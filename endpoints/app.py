@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from axis import envelope, schema
 from axis.reasons import Reason, Refusal, http_status
-from axis.router.core import H_SUBMITTED_AT, now_ms
+from axis.router.core import H_SUBMITTED_AT, check_recipients, now_ms
 from axis.signing import sign
 from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
@@ -108,6 +108,7 @@ def check_submission(srv: EndpointServer, agency: str, body: bytes) -> tuple[byt
         raise Refusal(Reason.SCHEMA_INVALID, "this is a status message: use POST /v1/documents/{id}/status")
     if msg.sender.organ_id != agency:
         raise Refusal(Reason.FORBIDDEN, f"the document's sender {msg.sender.organ_id} is not your agency")
+    check_recipients(msg, srv.config.limits.max_recipients)
     if unsigned:
         held = srv.keys.get(agency)
         if held is None:
@@ -115,6 +116,29 @@ def check_submission(srv: EndpointServer, agency: str, body: bytes) -> tuple[byt
         body = sign(body, held.key, held.cert)
         checks.check(body)  # what we publish is exactly what recipients will verify
     return body, msg
+
+
+def related_documents(msg: envelope.DocumentMessage) -> list[str]:
+    """The DocumentIds a revocation, update or replacement acts on (``Bussiness/DocumentId`` and, for a
+    replacement, every ``ReplacementInfo/DocumentId``); none for a new document."""
+    if not msg.business.doc_type:
+        return []
+    ids = [msg.business.document_id, *(r.document_id for r in msg.business.replacement_info)]
+    return list(dict.fromkeys(i for i in ids if i))
+
+
+async def check_related(srv: EndpointServer, agency: str, msg: envelope.DocumentMessage) -> None:
+    """Only a document's sender may revoke, update or replace it: every document a type 1/2/3 names must be one
+    this agency sent (recorded by this server at its submission; moved with the agency on a migration)."""
+    related = related_documents(msg)
+    if msg.business.doc_type and not related:
+        raise Refusal(Reason.SCHEMA_INVALID, "a revocation, update or replacement must name the document it acts on "
+                                             "(Bussiness/DocumentId)")
+    assert srv.store is not None
+    for document_id in related:
+        if not await srv.store.sent_documents(agency, document_id):
+            raise Refusal(Reason.FORBIDDEN, f"{agency} never sent document {document_id!r}: only its sender may "
+                                            "revoke, update or replace it")
 
 
 def status_for(data: bytes, agency: str, code: str, description: str, limit: int) -> bytes:
@@ -240,6 +264,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         body = await read_body(request, limit)
         got.append(body)
         body, msg = await run_cpu_for(len(body), check_submission, srv, agency, body)
+        await check_related(srv, agency, msg)
         doc_type = int(msg.business.doc_type)
         recipients = [r.organ_id for r in msg.recipients]
         assert srv.store is not None

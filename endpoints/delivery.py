@@ -240,6 +240,12 @@ class DeliveryConsumer:
             return
         if owner not in self.s.local_agencies:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner} is not on server {self.s.id}")
+        reporter, document_id = st.sender.organ_id, st.response_for.document_id
+        if not any(reporter in orjson.loads(row.recipients)
+                   for row in await self.s.store.sent_documents(owner, document_id)):
+            # a status only from an agency the document was sent to (a server's leaked credential could
+            # otherwise report on any document of any agency)
+            raise Refusal(Reason.FORBIDDEN, f"{reporter} is not a recipient of {owner}'s document {document_id!r}")
         await self.s.store.store_status(owner, document_id=st.response_for.document_id, from_code=st.sender.organ_id,
                                         code=st.status_code, description=st.description, timestamp=st.timestamp)
         self.s.metrics.statuses.labels(owner, st.status_code).inc()
@@ -270,18 +276,33 @@ class DeliveryConsumer:
             raise Refusal(refused[0][1].reason,
                           "; ".join(f"item {i}: {r.reason.value} {r.detail}" for i, r in refused)[:1000])
 
+    async def _submitted_here(self, owner: str, info: dict[str, Any]) -> bool:
+        """True when this server submitted exactly the refused bytes (``info["sha256"]``) for its agency
+        ``owner`` under that DocumentId: then the refusal is about that agency's own submission."""
+        if owner not in self.s.local_agencies:
+            return False
+        rows = await self.s.store.sent_documents(owner, str(info.get("document_id") or ""))
+        return any(hashlib.sha256(row.data).hexdigest() == info.get("sha256") for row in rows)
+
     async def _refusal(self, body: bytes, headers: Any) -> None:
         try:
             info = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise Refusal(Reason.XML_MALFORMED, "refusal body is not JSON") from None
         owner = str(info.get("sender") or "")
+        reason = str(info.get("reason") or "")
+        detail = str(info.get("detail") or "")
+        if info.get("verified") is False and not await self._submitted_here(owner, info):
+            # nobody proved who sent the refused bytes, and this server did not submit them for that agency: no
+            # agency's document statuses change (one agency cannot make another's document look refused)
+            log.warning("server %s: the axis refused a message published by this server, not one of its agencies' "
+                        "submissions: %s %s", self.s.id, reason, detail)
+            self.s.metrics.unverified_refusals.labels(reason).inc()
+            return
         if not await self._forward(body, KIND_REFUSAL, headers, [owner]):
             return
         if owner not in self.s.local_agencies:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner!r} is not on server {self.s.id}")
-        reason = str(info.get("reason") or "")
-        detail = str(info.get("detail") or "")
         await self.s.store.store_status(
             owner, document_id=str(info.get("document_id") or ""), from_code=AXIS_FROM, code="02",
             description=f"{reason}: {detail}" if detail else reason,

@@ -185,6 +185,10 @@ class InboxStore(abc.ABC):
     @abc.abstractmethod
     async def sent_row(self, agency: str, rid: str) -> SentRow | None: ...
 
+    @abc.abstractmethod
+    async def sent_documents(self, agency: str, document_id: str) -> list[SentRow]:
+        """Every document ``agency`` sent with this DocumentId (one per BussinessDocType at most)."""
+
     # -- statuses ----------------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def store_status(self, agency: str, *, document_id: str, from_code: str, code: str, description: str,
@@ -208,10 +212,14 @@ class InboxStore(abc.ABC):
 
 
 def inbox_item(r: Any) -> dict[str, Any]:
-    """The API's inbox entry of a row (attribute access: a ReceivedRow or a SQLAlchemy row)."""
+    """The API's inbox entry of a row (attribute access: a SQLAlchemy row of the inbox query). ``related_id`` is
+    the inbox id of the document a revocation, update or replacement acts on — only ever a document of the SAME
+    sender (a document is its sender's DocumentId: another agency's document with that DocumentId is never
+    linked); null when this inbox holds no such document."""
     return {"id": r.id, "document_id": r.document_id, "from": r.sender, "subject": r.subject,
             "received_at": iso(r.received_at), "kind": r.kind, "doc_type": r.doc_type,
-            "related_document_id": r.related_document_id, "size": r.size, "acked": r.acked_at is not None}
+            "related_document_id": r.related_document_id, "related_id": r.related_id, "size": r.size,
+            "acked": r.acked_at is not None}
 
 
 def status_item(r: Any) -> dict[str, Any]:

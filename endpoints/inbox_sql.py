@@ -91,9 +91,14 @@ class SqlInboxStore(InboxStore):
 
     async def inbox(self, agency: str, *, unread: bool = False, limit: int = 100, offset: int = 0
                     ) -> list[dict[str, Any]]:
+        original = received.alias("original")
+        related_id = (sa.select(original.c.id).where(
+            original.c.agency == received.c.agency, original.c.sender == received.c.sender,
+            original.c.document_id == received.c.related_document_id, original.c.doc_type == 0)
+            .scalar_subquery().label("related_id"))
         q = sa.select(received.c.id, received.c.document_id, received.c.sender, received.c.subject,
                       received.c.received_at, received.c.kind, received.c.doc_type, received.c.related_document_id,
-                      received.c.size, received.c.acked_at).where(received.c.agency == agency)
+                      related_id, received.c.size, received.c.acked_at).where(received.c.agency == agency)
         if unread:
             q = q.where(received.c.acked_at.is_(None))
         q = q.order_by(received.c.received_at, received.c.id).limit(limit).offset(offset)
@@ -145,6 +150,12 @@ class SqlInboxStore(InboxStore):
             row = (await conn.execute(
                 sa.select(sent).where(sent.c.id == rid, sent.c.agency == agency))).one_or_none()
         return None if row is None else SentRow(*row)
+
+    async def sent_documents(self, agency: str, document_id: str) -> list[SentRow]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(sent).where(sent.c.agency == agency, sent.c.document_id == document_id)
+                                       .order_by(sent.c.doc_type))).all()
+        return [SentRow(*row) for row in rows]
 
     # -- statuses ----------------------------------------------------------------------------------------------
     async def store_status(self, agency: str, *, document_id: str, from_code: str, code: str, description: str,

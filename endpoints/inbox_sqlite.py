@@ -286,15 +286,17 @@ class SqliteInboxStore(InboxStore):
 
     async def inbox(self, agency: str, *, unread: bool = False, limit: int = 100, offset: int = 0
                     ) -> list[dict[str, Any]]:
-        sql = ("SELECT id, document_id, sender, subject, received_at, kind, doc_type, related_document_id, size, "
-               "acked_at FROM axis_received WHERE agency = ?" + (" AND acked_at IS NULL" if unread else "")
-               + " ORDER BY received_at, id LIMIT ? OFFSET ?")
+        sql = ("SELECT r.id, r.document_id, r.sender, r.subject, r.received_at, r.kind, r.doc_type, "
+               "r.related_document_id, (SELECT o.id FROM axis_received o WHERE o.agency = r.agency AND o.sender = "
+               "r.sender AND o.document_id = r.related_document_id AND o.doc_type = 0), r.size, r.acked_at "
+               "FROM axis_received r WHERE r.agency = ?" + (" AND r.acked_at IS NULL" if unread else "")
+               + " ORDER BY r.received_at, r.id LIMIT ? OFFSET ?")
         rows = await self._run(lambda db: db.execute(sql, (agency, limit, offset)).fetchall())
         return [
             {"id": rid, "document_id": doc, "from": sender, "subject": subject, "received_at": iso(at),
-             "kind": kind, "doc_type": doc_type, "related_document_id": related, "size": size,
-             "acked": acked is not None}
-            for rid, doc, sender, subject, at, kind, doc_type, related, size, acked in rows
+             "kind": kind, "doc_type": doc_type, "related_document_id": related, "related_id": related_id,
+             "size": size, "acked": acked is not None}
+            for rid, doc, sender, subject, at, kind, doc_type, related, related_id, size, acked in rows
         ]
 
     async def received_row(self, agency: str, rid: str) -> ReceivedRow | None:
@@ -343,6 +345,12 @@ class SqliteInboxStore(InboxStore):
         row = await self._run(lambda db: db.execute(
             f"SELECT {_SENT_COLS} FROM axis_sent WHERE id = ? AND agency = ?", (rid, agency)).fetchone())
         return None if row is None else SentRow(*row)
+
+    async def sent_documents(self, agency: str, document_id: str) -> list[SentRow]:
+        rows = await self._run(lambda db: db.execute(
+            f"SELECT {_SENT_COLS} FROM axis_sent WHERE agency = ? AND document_id = ? ORDER BY doc_type",
+            (agency, document_id)).fetchall())
+        return [SentRow(*row) for row in rows]
 
     # -- statuses ----------------------------------------------------------------------------------------------
     async def store_status(self, agency: str, *, document_id: str, from_code: str, code: str, description: str,

@@ -46,6 +46,10 @@ class Metrics:
                                     ["agency", "code"], registry=self.registry)
         self.sent_statuses = PromCounter("axis_endpoint_status_sent", "statuses sent by agencies",
                                          ["agency", "code"], registry=self.registry)
+        self.unverified_refusals = PromCounter(
+            "axis_endpoint_unverified_refusals",
+            "messages this server published that the axis refused without a proven sender", ["reason"],
+            registry=self.registry)
         # Not document refusals: requests without a valid token (401) and those turned away by the limit (429).
         self.auth_failed = PromCounter("axis_endpoint_auth_failed", "requests with a missing or wrong token",
                                        registry=self.registry)

@@ -18,12 +18,22 @@ with the bundle's ``x-axis-server`` (items cannot name another) and its own ``x-
 ``<bundle id>#<index>``): an item that fails is refused alone.
 :func:`coalesce` then packs the statuses, and the documents, of a whole batch bound for one server into bundles.
 
-Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and (when the
-claimed sender is in the directory) a refusal (status 02 with the reason) goes back to the sender's server.
+Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and a refusal
+(status 02 with the reason) goes back to whoever can be told truthfully:
+
+- a document whose signature verified as its sender's (refused later: too many recipients, unknown recipients)
+  → the sender's server, about the sender's document, counted against the sender;
+- anything else (bad XML, a missing or bad signature, another agency's signature, an unknown sender): nobody
+  proved who sent it, so the refusal goes to the endpoint server that published it (``x-axis-server``, the
+  broker-checked publisher), marked ``"verified": false`` with the SHA-256 of the refused bytes, and is counted
+  against that server, never against the sender it claims: an unsigned document re-using another agency's
+  DocumentId touches neither that agency's statuses nor its counters (:mod:`endpoints.delivery` stores it as a
+  status only when that server itself submitted those exact bytes).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -76,11 +86,29 @@ class Outcome:
 
 
 def refusal_body(reason: Reason, detail: str, *, sender: str | None, document_id: str | None,
-                 unknown: tuple[str, ...] = ()) -> bytes:
-    """The JSON body of a refusal (status 02 from the axis) delivered to the sender's server."""
+                 unknown: tuple[str, ...] = (), verified: bool = True, sha256: str | None = None) -> bytes:
+    """The JSON body of a refusal (status 02 from the axis) delivered to an endpoint server. ``verified`` False:
+    ``sender`` and ``document_id`` are only what the refused bytes claim (``sha256`` is their digest)."""
     return orjson.dumps({"code": "02", "reason": reason.value, "detail": detail, "sender": sender,
-                         "document_id": document_id, "unknown": list(unknown),
-                         "timestamp": envelope.format_timestamp(datetime.now(UTC))})
+                         "document_id": document_id, "unknown": list(unknown), "verified": verified,
+                         "sha256": sha256, "timestamp": envelope.format_timestamp(datetime.now(UTC))})
+
+
+#: ``limits.max_recipients`` when the configuration does not say: recipients (``To``) one document may name
+DEFAULT_MAX_RECIPIENTS = 500
+#: a submission's ``x-axis-submitted-at`` (set by the publishing endpoint server) is believed only within this
+#: window: later than the router's clock by more than the skew, or older than the cap, it is not a latency
+LATENCY_SKEW_MS = 5_000
+LATENCY_CAP_MS = 24 * 3600 * 1000
+
+
+def check_recipients(msg: envelope.DocumentMessage, limit: int) -> None:
+    """Refuse (TOO_LARGE) a document naming more than ``limit`` recipients: what one submission may make the axis
+    do (deliveries, refusal notices, headers) stays bounded. The endpoint server checks it at the door, the
+    router again (a component credential may bypass the door)."""
+    if len(msg.recipients) > limit:
+        raise Refusal(Reason.TOO_LARGE, f"{len(msg.recipients)} recipients: at most {limit} per document "
+                                        "(limits.max_recipients)")
 
 
 def _claimed(root: Any) -> tuple[str | None, str | None]:
@@ -100,10 +128,12 @@ class RouterCore:
     """Stateless per message; one instance (one Verifier, one Directory) serves every message of a process."""
 
     def __init__(self, directory: Directory, verifier: Any, *, max_bytes: int,
+                 max_recipients: int = DEFAULT_MAX_RECIPIENTS,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.directory = directory
         self.verifier = verifier
         self.max_bytes = max_bytes
+        self.max_recipients = max_recipients
         self.clock = clock
 
     def process(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
@@ -120,13 +150,13 @@ class RouterCore:
                 return Outcome(outgoing=forward(self.directory, self.verifier, self.max_bytes, body, headers))
             if kind != KIND_DOCUMENT:
                 raise Refusal(Reason.SCHEMA_INVALID, f"unknown submission kind {kind!r}")
-            return self._document(body, headers)
+            return self._document(body, headers, message_id)
         except Refusal as refusal:
-            return self._refuse(refusal, root, body, headers, message_id,
-                                notify=kind not in (KIND_STATUS, KIND_FORWARD))
+            return self._refuse(refusal, body, headers, message_id, notify=kind not in (KIND_STATUS, KIND_FORWARD),
+                                root=root)
 
     # -- documents ---------------------------------------------------------------------------------------------
-    def _document(self, body: bytes, headers: Mapping[str, Any]) -> Outcome:
+    def _document(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
         verified = self.verifier.verify(body)  # the one parse (hardened) of the bytes, then the signature
         schema.validate(verified.root)
         msg = envelope.from_element(verified.root)  # read only from the verified bytes
@@ -135,6 +165,16 @@ class RouterCore:
         sender = msg.sender.organ_id
         if verified.signer != sender:
             raise Refusal(Reason.SIGNER_MISMATCH, f"signed by {verified.signer}, sent as {sender}")
+        if sender not in self.directory:
+            raise Refusal(Reason.UNKNOWN_SENDER, f"{sender} is not in the directory")
+        try:  # from here on the sender is proven: a refusal goes to it, about its document
+            check_recipients(msg, self.max_recipients)
+            return self._route(msg, body, headers)
+        except Refusal as refusal:
+            return self._refuse(refusal, body, headers, message_id, notify=True, proven=(sender, msg.document_id))
+
+    def _route(self, msg: envelope.DocumentMessage, body: bytes, headers: Mapping[str, Any]) -> Outcome:
+        sender = msg.sender.organ_id
         route = route_document(self.directory, sender, [r.organ_id for r in msg.recipients])
         doc_type = int(msg.business.doc_type) if msg.business is not None else 0
         now = self.clock()
@@ -181,7 +221,7 @@ class RouterCore:
         try:
             items = bundle.unpack(body)
         except Refusal as refusal:  # the framing itself is bad: the whole message is refused
-            return self._refuse(refusal, None, body, headers, message_id, notify=False)
+            return self._refuse(refusal, body, headers, message_id, notify=False)
         server = header_text(headers.get(H_SERVER))
         out = Outcome(items=len(items))
         for i, item in enumerate(items):
@@ -194,17 +234,23 @@ class RouterCore:
         return out
 
     # -- refusals ----------------------------------------------------------------------------------------------
-    def _refuse(self, refusal: Refusal, root: Any, body: bytes, headers: Mapping[str, Any], message_id: str,
-                *, notify: bool) -> Outcome:
-        if root is None:  # refused while parsing or verifying: find whom to tell, best effort
-            try:
-                root = parse_untrusted(body, max_bytes=self.max_bytes)
-            except Refusal:
-                root = None
-        sender, document_id = _claimed(root)
-        known = sender is not None and sender in self.directory
-        dead_headers = {H_REASON: refusal.reason.value, H_DETAIL: refusal.detail[:1000],
-                        H_SERVER: header_text(headers.get(H_SERVER)), H_KIND: header_text(headers.get(H_KIND))}
+    def _refuse(self, refusal: Refusal, body: bytes, headers: Mapping[str, Any], message_id: str, *, notify: bool,
+                proven: tuple[str, str] | None = None, root: Any = None) -> Outcome:
+        """Dead-letter the message; with ``notify``, tell its sender (``proven``: the verified sender and its
+        DocumentId) or else the endpoint server that published it (what the bytes claim, marked unverified)."""
+        server_id = header_text(headers.get(H_SERVER))
+        if proven is not None:
+            sender, document_id = proven
+        else:
+            if root is None:  # refused while parsing or verifying: what the bytes claim, for the dead letter only
+                try:
+                    root = parse_untrusted(body, max_bytes=self.max_bytes)
+                except Refusal:
+                    root = None
+            sender, document_id = _claimed(root)
+        detail = refusal.detail[:1000]
+        dead_headers = {H_REASON: refusal.reason.value, H_DETAIL: detail, H_SERVER: server_id,
+                        H_KIND: header_text(headers.get(H_KIND))}
         if sender:
             dead_headers[H_SENDER] = sender
         if document_id:
@@ -212,17 +258,21 @@ class RouterCore:
         out = Outcome(reason=refusal.reason)
         out.outgoing.append(Outgoing(EX_DLX, "", body, dead_headers, message_id=message_id,
                                      content_type="application/octet-stream"))
-        if notify and known:
-            server = self.directory.server_of(sender)  # type: ignore[arg-type]
-            assert server is not None
+        tell = (self.directory.server_of(sender) if proven is not None
+                else self.directory.servers.get(server_id) if server_id else None)
+        if notify and tell is not None:
             out.outgoing.append(Outgoing(
-                EX_DELIVER, server.id,
-                refusal_body(refusal.reason, refusal.detail, sender=sender, document_id=document_id),
-                {H_KIND: KIND_REFUSAL, H_REASON: refusal.reason.value, H_DETAIL: refusal.detail[:1000],
-                 H_SENDER: sender, H_DOCUMENT_ID: document_id or ""},
+                EX_DELIVER, tell.id,
+                refusal_body(refusal.reason, refusal.detail, sender=sender, document_id=document_id,
+                             verified=proven is not None,
+                             sha256=None if proven is not None else hashlib.sha256(body).hexdigest()),
+                {H_KIND: KIND_REFUSAL, H_REASON: refusal.reason.value, H_DETAIL: detail,
+                 H_SENDER: sender or "", H_DOCUMENT_ID: document_id or ""},
                 content_type="application/json"))
-        out.refused.append(Refused(message_id=message_id, sender=sender if known else None,
-                                   reason=refusal.reason.value, size=len(body), at=self.clock()))
+        # counted against the proven sender, else against the publishing server (never the claimed sender)
+        out.refused.append(Refused(message_id=message_id, sender=sender if proven is not None else None,
+                                   reason=refusal.reason.value, size=len(body), at=self.clock(),
+                                   server=None if proven is not None else server_id or None))
         return out
 
 
@@ -283,13 +333,19 @@ def _int(value: Any) -> int:
 
 
 def _latency_ms(headers: Mapping[str, Any], now: datetime) -> float:
+    """Milliseconds from the endpoint server's publish to now, by the router's clock; a value outside
+    [-:data:`LATENCY_SKEW_MS`, :data:`LATENCY_CAP_MS`] is not believed (0: a forged or broken header must not
+    poison the latency figures), a small negative one (clock skew) counts as 0."""
     try:
         submitted = float(header_text(headers.get(H_SUBMITTED_AT)) or 0)
     except ValueError:
         return 0.0
-    if submitted <= 0:
+    if not submitted > 0:  # also NaN
         return 0.0
-    return max(0.0, now.timestamp() * 1000 - submitted)
+    latency = now.timestamp() * 1000 - submitted
+    if not -LATENCY_SKEW_MS <= latency <= LATENCY_CAP_MS:
+        return 0.0
+    return max(0.0, latency)
 
 
 def now_ms() -> int:

@@ -6,9 +6,10 @@ flowing), its deliveries are packed per server (:func:`axis.router.core.coalesce
 concurrently and are confirmed together, its counts are recorded in one
 transaction, and only then are the messages acked (one ack, ``multiple``). A batch with little to check
 (:func:`_light`) is decided on the event loop, without the two thread switches. Any failure after the decision (broker,
-store) nacks the whole batch back to the queue: redelivery is safe because deliveries are deduplicated at the
-inbox and counts are idempotent. A message that keeps failing is dead-lettered by RabbitMQ after
-``x-delivery-limit`` tries.
+store) settles the batch's messages again one by one, so a message that cannot be published goes back to the queue
+alone and never takes the others with it (each redelivery counts towards a message's delivery limit):
+redelivery is safe because deliveries are deduplicated at the inbox and counts are idempotent. A message that
+keeps failing is dead-lettered by RabbitMQ after ``x-delivery-limit`` tries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -51,12 +53,16 @@ def make_verifier(config: Config, **policy: Any) -> Any:
                                             **policy))
 
 
+def core_for(config: Config, verifier: Any) -> RouterCore:
+    return RouterCore(config.directory, verifier, max_bytes=config.limits.max_envelope_bytes,
+                      max_recipients=config.limits.max_recipients)
+
+
 class RouterService:
     def __init__(self, config: Config, *, counter: Counter | None = None, verifier: Any = None,
                  prefetch: int = 1024, batch: int = 512, linger: float = 0.15) -> None:
         self.config = config
-        self.core = RouterCore(config.directory, verifier or make_verifier(config),
-                               max_bytes=config.limits.max_envelope_bytes)
+        self.core = core_for(config, verifier or make_verifier(config))
         self._counter = counter
         self._own_counter = counter is None
         self.prefetch = prefetch
@@ -117,8 +123,7 @@ class RouterService:
     async def reload(self, config: Config) -> None:
         """Hot reload (SIGHUP, axis.reload): the new directory and verifier apply from the next batch on; the
         batch in flight finishes (published and counted) with the old ones."""
-        core = await asyncio.to_thread(lambda: RouterCore(config.directory, make_verifier(config),
-                                                          max_bytes=config.limits.max_envelope_bytes))
+        core = await asyncio.to_thread(lambda: core_for(config, make_verifier(config)))
         async with self._swap:
             self.config, self.core = config, core
         log.info("router reloaded: %d agencies, %d servers", len(config.directory), len(config.directory.servers))
@@ -150,30 +155,49 @@ class RouterService:
         else:
             outcomes = await asyncio.to_thread(self._decide, messages)
         done = [(m, o) for m, o in zip(messages, outcomes, strict=True) if o is not None]
-        failed = [m for m, o in zip(messages, outcomes, strict=True) if o is None]
+        # nacked first: the batch's ack (``multiple``) must not cover them
+        await _requeue(m for m, o in zip(messages, outcomes, strict=True) if o is None)
         try:
-            await self._publisher.publish_all(coalesce([x for _, o in done for x in o.outgoing]))
-            assert self._counter is not None
-            await self._counter.record(
-                accepted=[a for _, o in done for a in o.accepted],
-                delivered=[d for _, o in done for d in o.delivered],
-                refused=[r for _, o in done for r in o.refused],
-            )
+            await self._settle(done)
         except Exception:
-            log.exception("router: publishing or counting failed; %d messages go back to the queue", len(done))
-            failed.extend(m for m, _ in done)
-            done = []
-        for m in failed:
-            with contextlib.suppress(Exception):
-                await m.nack(requeue=True)
-        if done:
-            # One ack for the batch: batches are taken in delivery order and settled one after the other, so every
-            # unsettled delivery up to the last one of this batch belongs to it (the failed ones are nacked above).
-            try:
+            # One message whose outcome cannot be published (a route the broker does not know, a bug) must not
+            # take the batch with it: every redelivery counts towards each message's delivery limit, so a batch
+            # failing as a whole would dead-letter other agencies' documents. Each message is settled alone.
+            log.exception("router: publishing or counting a batch of %d failed; settling them one by one", len(done))
+            for m, o in done:
+                try:
+                    await self._settle([(m, o)])
+                except Exception:
+                    log.exception("router: message %s could not be settled; it goes back to the queue", m.message_id)
+                    await _requeue([m])
+
+    async def _settle(self, done: list[tuple[AbstractIncomingMessage, Outcome]]) -> None:
+        """Publish the outcomes (confirmed), record their counts (one transaction), then ack the messages."""
+        if not done:
+            return
+        await self._publisher.publish_all(coalesce([x for _, o in done for x in o.outgoing]))
+        assert self._counter is not None
+        await self._counter.record(
+            accepted=[a for _, o in done for a in o.accepted],
+            delivered=[d for _, o in done for d in o.delivered],
+            refused=[r for _, o in done for r in o.refused],
+        )
+        try:
+            if len(done) == 1:
+                await done[0][0].ack()
+            else:
+                # One ack for the batch: batches are taken in delivery order and settled one after the other, so
+                # every unsettled delivery up to the last one of this batch belongs to it.
                 await done[-1][0].ack(multiple=True)
-            except Exception:  # the channel closed under us: the broker requeues what it had not seen acked
-                log.warning("router: ack of %d messages failed; they will be redelivered", len(done))
+        except Exception:  # the channel closed under us: the broker requeues what it had not seen acked
+            log.warning("router: ack of %d messages failed; they will be redelivered", len(done))
         self.processed += sum(o.items for _, o in done)  # submissions: documents and statuses
+
+
+async def _requeue(messages: Iterable[AbstractIncomingMessage]) -> None:
+    for m in messages:
+        with contextlib.suppress(Exception):
+            await m.nack(requeue=True)
 
 
 #: the arrival rate (messages/s, this router) above which a batch waits for more (:func:`fill`)

@@ -226,13 +226,22 @@ class Driver:
         done = 0
         t0 = time.monotonic()
 
+        # A revocation, update or replacement names a document its sender has already sent: the endpoint server
+        # refuses one whose original it has not recorded (FORBIDDEN), so it waits for its original's answer.
+        answered = {(p.sender, p.document_id): asyncio.Event() for p in msgs}
+
         async def one(p: plan.PlannedMessage, data: bytes) -> None:
             nonlocal done
+            mine = answered[(p.sender, p.document_id)]
+            original = answered.get((p.sender, p.related_document_id or ""))
             try:
+                if original is not None:
+                    await original.wait()
                 await self._submit_one(p, data)
             except Exception as exc:  # report it, never lose it silently
                 self.report.unexpected.append(f"{p.kind} {p.document_id}: {type(exc).__name__}: {exc}")
             finally:
+                mine.set()
                 done += 1
                 sem.release()
 

@@ -175,9 +175,9 @@ async def query_stats(
         )
         refused_rows = await _rows(
             conn,
-            sa.select(R.c.sender, R.c.reason, n, sa.func.sum(R.c.size))
+            sa.select(R.c.sender, R.c.server, R.c.reason, n, sa.func.sum(R.c.size))
             .where(*r_where)
-            .group_by(R.c.sender, R.c.reason),
+            .group_by(R.c.sender, R.c.server, R.c.reason),
         )
         route_rows = await _rows(
             conn,
@@ -230,6 +230,7 @@ async def query_stats(
     bytes_by: dict[str, int] = defaultdict(int)
     recv_by: dict[str, int] = defaultdict(int)
     refused_by_sender: dict[str, int] = defaultdict(int)
+    refused_by_server: dict[str, int] = defaultdict(int)  # sender never proven: the publishing server's
     by_reason: dict[str, int] = defaultdict(int)
     seen_kind: dict[str, str] = {}
     by_kind = {k: {"sent": 0, "received": 0} for k in KINDS}
@@ -247,11 +248,13 @@ async def query_stats(
         seen_kind.setdefault(recipient, kind)
         by_kind.setdefault(kind, {"sent": 0, "received": 0})["received"] += int(count)
     refused_bytes = 0
-    for sender, reason, count, size in refused_rows:
+    for sender, server, reason, count, size in refused_rows:
         by_reason[reason] += int(count)
         refused_bytes += int(size or 0)
         if sender:
             refused_by_sender[sender] += int(count)
+        elif server:
+            refused_by_server[server] += int(count)
     routes = dict.fromkeys(ROUTES, 0)
     for sk, rk, count in route_rows:
         routes[f"{sk}->{rk}"] = routes.get(f"{sk}->{rk}", 0) + int(count)
@@ -338,6 +341,10 @@ async def query_stats(
             row["sent"] += sent_by.get(c, 0)
             row["received"] += recv_by.get(c, 0)
             row["refused"] += refused_by_sender.get(c, 0)
+        if not flt.agency:
+            for sid, count in refused_by_server.items():
+                per.setdefault(sid, {"key": sid, "kind": "", "agencies": 0, "sent": 0, "received": 0,
+                                     "refused": 0})["refused"] += count
         breakdown = sorted(per.values(), key=lambda r: (-(r["sent"] + r["received"]), r["key"]))
     else:
         breakdown = [

@@ -79,6 +79,8 @@ refused_table = sa.Table(
     metadata,
     sa.Column("message_id", sa.String, primary_key=True),
     sa.Column("sender", sa.String, nullable=True),
+    # the endpoint server that published a message whose sender was never proven (sender then NULL)
+    sa.Column("server", sa.String, nullable=True),
     sa.Column("reason", sa.String(32), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
@@ -120,10 +122,11 @@ class Refused:
     """A message the axis refused, with its contract reason code (counted once per message_id)."""
 
     message_id: str
-    sender: str | None
+    sender: str | None  # the proven sender (None: nobody proved who sent it)
     reason: str
     size: int
     at: datetime
+    server: str | None = None  # the publishing endpoint server, for a message whose sender was not proven
 
 
 def epoch(at: datetime) -> float:
@@ -214,6 +217,7 @@ def _refused_rows(items: Iterable[Refused]) -> list[dict[str, Any]]:
             {
                 "message_id": r.message_id,
                 "sender": r.sender,
+                "server": r.server,
                 "reason": str(r.reason),
                 "size": int(r.size),
                 "at": ts,
@@ -288,6 +292,17 @@ class SqliteWriter:
             pool.shutdown(wait=True)
 
 
+#: columns added after a store may already have been created (added, nullable, when missing)
+ADDED_COLUMNS = ((refused_table, "server"),)
+
+
+def _add_missing_columns(conn: sa.Connection) -> None:
+    inspector = sa.inspect(conn)
+    for table, column in ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table.name)}:
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} VARCHAR"))
+
+
 class StatsStore:
     """Async handle on the statistics store. Open with :meth:`open`, close with :meth:`close`."""
 
@@ -330,6 +345,7 @@ class StatsStore:
                         await conn.execute(CreateTable(table, if_not_exists=True))
                         for index in sorted(table.indexes, key=lambda i: str(i.name)):
                             await conn.execute(CreateIndex(index, if_not_exists=True))
+                    await conn.run_sync(_add_missing_columns)
                 return
             except sa.exc.DBAPIError:
                 if attempt == 5:

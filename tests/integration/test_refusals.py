@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import aio_pika
 import pytest
 
 from axis import envelope
 from axis.router.core import H_SUBMITTED_AT
+from axis.router.counting import Refused
 from axis.transport import EX_SUBMIT, H_DOC_TYPE, H_KIND, H_REASON, H_SENDER, H_SERVER, Q_DEAD
 from tests.integration.conftest import G01, G03, G22, H41, H53, Axis, wait_for
 from tests.integration.test_flow import inbox, sign_as, statuses, unsigned
@@ -54,6 +58,18 @@ async def publish_raw(env: Axis, body: bytes, *, as_server: str | None = None, *
         await conn.close()
 
 
+async def sent(env: Axis, sender: str, recipients: list[str]) -> str:
+    """The DocumentId of a document ``sender`` sent through its server, once every recipient's 01 is back."""
+    r = await env.client(sender).post("/v1/documents", content=unsigned(sender, recipients), headers=XML)
+    assert r.status_code == 202, r.text
+
+    async def arrived() -> bool:
+        return len(await statuses(env, sender, r.json()["id"])) == len(recipients)
+
+    await wait_for(arrived, what="the 01s of the document")
+    return str(r.json()["document_id"])
+
+
 async def test_unknown_recipient_does_not_block_others(axis_env: Axis) -> None:
     env = axis_env
     r = await env.client(G22).post("/v1/documents", content=unsigned(G22, [H53, G99, G01]), headers=XML)
@@ -85,7 +101,8 @@ async def test_only_unknown_recipients_is_refused(axis_env: Axis) -> None:
     assert dead.headers[H_REASON] == "UNKNOWN_RECIPIENT"
     sts = await wait_for(lambda: statuses(env, G22, r.json()["id"]), what="status 02")
     assert sts[0]["code"] == "02" and sts[0]["reason"] == "UNKNOWN_RECIPIENT"
-    assert env.counter.mem.accepted == {} and len(env.counter.mem.refused) == 1
+    await wait_for(lambda: asyncio.sleep(0, len(env.counter.mem.refused) == 1), what="the refusal count")
+    assert env.counter.mem.accepted == {} and [r.sender for r in env.counter.mem.refused.values()] == [G22]
 
 
 async def test_tampered_envelope_is_dead_lettered_with_reason(axis_env: Axis) -> None:
@@ -97,27 +114,72 @@ async def test_tampered_envelope_is_dead_lettered_with_reason(axis_env: Axis) ->
     r = await env.client(G22).post("/v1/documents", content=tampered, headers=XML)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     assert r.json()["reason"] == "SIGNATURE_INVALID"
-    # Straight onto the broker (a compromised server): the router refuses it
-    await publish_raw(env, tampered, **{H_KIND: "document", H_SERVER: "d1"})
+    # Straight onto the broker (a compromised server d1): the router refuses it
+    await publish_raw(env, tampered, as_server="d1", **{H_KIND: "document"})
     [dead] = await dead_letters(env, 1)
     assert dead.headers[H_REASON] == "SIGNATURE_INVALID" and dead.headers[H_SENDER] == G22
     assert dead.body == tampered
     assert await inbox(env, H53) == []
 
-    async def counted() -> list[str] | None:  # the router records its count after publishing the dead letter
-        return [r.reason for r in env.counter.mem.refused.values()] or None
+    async def counted() -> list[Refused] | None:  # the router records its count after publishing the dead letter
+        return list(env.counter.mem.refused.values()) or None
 
-    assert await wait_for(counted, what="the refusal count") == ["SIGNATURE_INVALID"]
-    # the claimed sender's server got a status 02 carrying the reason
-    store = env.servers["d1"].store
-    assert store is not None
-    doc_id = envelope.parse(signed).document_id
+    # nobody proved G22 sent it: counted against the server that published it, not against G22
+    [refused] = await wait_for(counted, what="the refusal count")
+    assert (refused.reason, refused.sender, refused.server) == ("SIGNATURE_INVALID", None, "d1")
+    # d1 never submitted those bytes for G22 (the door refused them): no status of G22's changes
+    await asyncio.sleep(0.5)
+    assert await env.servers["d1"].store.statuses_for(G22, envelope.parse(signed).document_id) == []  # type: ignore[union-attr]
 
-    async def refusal() -> list[dict] | None:  # type: ignore[type-arg]
-        return await store.statuses_for(G22, doc_id) or None
 
-    sts = await wait_for(refusal, what="status 02 at the sender's server")
-    assert (sts[0]["code"], sts[0]["reason"]) == ("02", "SIGNATURE_INVALID")
+async def test_an_unverified_document_never_touches_the_claimed_senders_statuses(axis_env: Axis) -> None:
+    """Finding 4: an unsigned document claiming to be G22's, re-using G22's real DocumentId, published with
+    server sh's credential, must not make G22's status list show a refusal for a document that was delivered,
+    nor be counted against G22."""
+    env = axis_env
+    real = envelope.new_document(G22, [H53], "Công văn thật")
+    r = await env.client(G22).post("/v1/documents", content=envelope.build(real), headers=XML)
+    assert r.status_code == 202, r.text
+    rid = r.json()["id"]
+    await wait_for(lambda: statuses(env, G22, rid), what="the status 01 of the real document")
+    fake = envelope.build(dataclasses.replace(real, subject="giả mạo"))  # same DocumentId, not signed by G22
+    await publish_raw(env, fake, as_server="sh", **{H_KIND: "document"})
+    [dead] = await dead_letters(env, 1)
+    assert dead.headers[H_REASON] == "SIGNATURE_MISSING"
+
+    async def counted() -> list[Refused] | None:
+        return list(env.counter.mem.refused.values()) or None
+
+    [refused] = await wait_for(counted, what="the refusal count")
+    assert (refused.sender, refused.server) == (None, "sh")
+    await asyncio.sleep(0.5)  # the notice went to sh, which did not submit those bytes: nothing stored anywhere
+    assert [s["code"] for s in await statuses(env, G22, rid)] == ["01"]
+    assert env.servers["sh"].metrics.unverified_refusals.labels("SIGNATURE_MISSING")._value.get() == 1
+
+
+async def test_a_status_about_a_document_never_received_is_refused(axis_env: Axis) -> None:
+    """Finding 7: G01's server (sh) publishes a status from G01 about G22's document sent only to H53: the sender's
+    server refuses it (dead letter) and G22's status list does not show it."""
+    env = axis_env
+    real = envelope.new_document(G22, [H53], "Chỉ gửi H53")
+    r = await env.client(G22).post("/v1/documents", content=envelope.build(real), headers=XML)
+    rid = r.json()["id"]
+    await wait_for(lambda: statuses(env, G22, rid), what="the status 01 of the real document")
+    forged = envelope.build(envelope.new_status(G01, real, "05", "đã xử lý"))
+    await publish_raw(env, forged, as_server="sh", **{H_KIND: "status", H_DOC_TYPE: 0})
+    [dead] = await dead_letters(env, 1)
+    assert dead.headers.get("x-death")  # rejected by d1's consumer (an endpoint may not publish to axis.dlx)
+    assert [s["code"] for s in await statuses(env, G22, rid)] == ["01"]
+    # a real recipient's status still goes through
+    [item] = await inbox(env, H53)
+    r = await env.client(H53).post(f"/v1/documents/{item['id']}/status", json={"code": "05"})
+    assert r.status_code == 202, r.text
+
+    async def two() -> list[str] | None:
+        codes = sorted(s["code"] for s in await statuses(env, G22, rid))
+        return codes if len(codes) == 2 else None
+
+    assert await wait_for(two, what="the recipient's status 05") == ["01", "05"]
 
 
 async def test_malformed_submission_goes_to_dead_letters(axis_env: Axis) -> None:
@@ -156,7 +218,32 @@ async def test_revocation_is_linked_to_the_original(axis_env: Axis) -> None:
     items = await wait_for(two, what="original and revocation")
     kinds = {i["kind"]: i for i in items}
     assert kinds["revocation"]["related_document_id"] == original
-    assert kinds["edoc"]["related_document_id"] is None
+    assert kinds["revocation"]["related_id"] == kinds["edoc"]["id"]
+    assert kinds["edoc"]["related_document_id"] is None and kinds["edoc"]["related_id"] is None
+
+
+async def test_only_the_sender_may_revoke_update_or_replace(axis_env: Axis) -> None:
+    """Finding 3: H53 names G22's DocumentId as the document its revocation/update/replacement acts on. The door
+    refuses it (FORBIDDEN); published past the door (H53's server's credential), it reaches G03 signed by H53
+    but is never linked to G22's document."""
+    env = axis_env
+    r = await env.client(G22).post("/v1/documents", content=unsigned(G22, [G03]), headers=XML)
+    victim = r.json()["document_id"]
+    for kind in (1, 2, 3):
+        attack = unsigned(H53, [G03], subject="Thu hồi", doc_type=kind, related_document_id=victim)
+        r2 = await env.client(H53).post("/v1/documents", content=attack, headers=XML)
+        assert (r2.status_code, r2.json()["reason"]) == (403, "FORBIDDEN"), r2.text
+    await publish_raw(env, sign_as(env, H53, unsigned(H53, [G03], subject="Thu hồi", doc_type=1,
+                                                        related_document_id=victim)),
+                      as_server="d2", **{H_KIND: "document"})
+
+    async def two() -> list[dict] | None:  # type: ignore[type-arg]
+        items = await inbox(env, G03)
+        return items if len(items) == 2 else None
+
+    kinds = {i["kind"]: i for i in await wait_for(two, what="the document and the stray revocation")}
+    assert kinds["revocation"]["from"] == H53 and kinds["revocation"]["related_document_id"] == victim
+    assert kinds["revocation"]["related_id"] is None  # not G22's document: H53 never sent one with that id
 
 
 async def test_http_checks(axis_env: Axis) -> None:
@@ -186,7 +273,7 @@ async def test_a_forged_status_in_a_bundle_is_refused_alone(axis_env: Axis) -> N
     from axis.transport import H_DETAIL
 
     env = axis_env
-    doc_id = f"{G22},2019/03/12,7/VPCP"
+    doc_id = await sent(env, G22, [G01])  # a status is accepted only from a recipient of a real document
     good = envelope.build(envelope.new_status(G01, envelope.ResponseFor(G22, doc_id), "03", "processing"))
     forged = envelope.build(envelope.new_status(H53, envelope.ResponseFor(G22, doc_id), "03", "forged"))
     # published by server sh: G01 lives there, H53 does not (d2)
@@ -199,7 +286,8 @@ async def test_a_forged_status_in_a_bundle_is_refused_alone(axis_env: Axis) -> N
     assert {m.message_id: m.body for m in dead}["raw-1#1"] == forged  # the refused item alone, as it was sent
 
     async def stored() -> list[dict] | None:  # type: ignore[type-arg]
-        return await env.servers["d1"].store.statuses_for(G22, doc_id) or None  # type: ignore[union-attr]
+        got = await env.servers["d1"].store.statuses_for(G22, doc_id)  # type: ignore[union-attr]
+        return [x for x in got if x["code"] == "03"] or None
 
     [st] = await wait_for(stored, what="the good status at the sender's server")
     assert (st["from"], st["code"]) == (G01, "03")
@@ -211,7 +299,7 @@ async def test_an_endpoint_stores_the_good_items_of_a_bundle_and_dead_letters_it
     from axis.transport import EX_DELIVER
 
     env = axis_env
-    doc_id = f"{G22},2019/03/12,8/VPCP"
+    doc_id = await sent(env, G22, [G01])
     good = envelope.build(envelope.new_status(G01, envelope.ResponseFor(G22, doc_id), "03"))
     stray = envelope.build(envelope.new_status(G01, envelope.ResponseFor(G99, doc_id), "03"))  # G99: nowhere
     conn = await aio_pika.connect(env.config.amqp_url)
@@ -230,7 +318,8 @@ async def test_an_endpoint_stores_the_good_items_of_a_bundle_and_dead_letters_it
     assert dead.headers["x-death"][0]["queue"] == "axis.server.d1"
 
     async def stored() -> list[dict] | None:  # type: ignore[type-arg]
-        return await env.servers["d1"].store.statuses_for(G22, doc_id) or None  # type: ignore[union-attr]
+        got = await env.servers["d1"].store.statuses_for(G22, doc_id)  # type: ignore[union-attr]
+        return [x for x in got if x["code"] == "03"] or None
 
     assert [s["from"] for s in await wait_for(stored, what="the good status stored")] == [G01]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from datetime import UTC, datetime
 
 import orjson
@@ -9,7 +11,7 @@ import pytest
 
 from axis import envelope
 from axis.directory import Directory
-from axis.router.core import RouterCore
+from axis.router.core import H_SUBMITTED_AT, RouterCore
 from axis.testing import TestPKI, make_pki
 from axis.transport import EX_DELIVER, EX_DLX, H_DOC_TYPE, H_KIND, H_REASON, H_RECIPIENTS, H_SERVER
 
@@ -58,23 +60,69 @@ def test_unknown_recipient_named_back_to_sender(pki: TestPKI, core: RouterCore) 
 
 
 @pytest.mark.parametrize(
-    ("mutate", "reason", "notify"),
+    ("mutate", "reason"),
     [
-        (lambda d: d.replace(b"Subject", b"Subjekt"), "SIGNATURE_INVALID", True),
-        (lambda d: d[:-40], "XML_MALFORMED", False),
-        (lambda d: b"<!DOCTYPE x>" + d, "XML_FORBIDDEN", False),
+        (lambda d: d.replace(b"Subject", b"Subjekt"), "SIGNATURE_INVALID"),
+        (lambda d: d[:-40], "XML_MALFORMED"),
+        (lambda d: b"<!DOCTYPE x>" + d, "XML_FORBIDDEN"),
     ],
 )
-def test_refused_documents(pki: TestPKI, core: RouterCore, mutate, reason: str, notify: bool) -> None:  # type: ignore[no-untyped-def]
+def test_refused_documents(pki: TestPKI, core: RouterCore, mutate, reason: str) -> None:  # type: ignore[no-untyped-def]
     bad = mutate(doc(pki, G22, [H53]))
     out = core.process(bad, {H_KIND: "document", H_SERVER: "d1"}, "m3")
     assert out.reason == reason and out.accepted == []
     dead = out.outgoing[0]
     assert (dead.exchange, dead.headers[H_REASON], dead.body, dead.message_id) == (EX_DLX, reason, bad, "m3")
     back = [o for o in out.outgoing if o.exchange == EX_DELIVER]
-    assert [(o.routing_key, o.headers[H_REASON]) for o in back] == ([("d1", reason)] if notify else [])
+    # nobody proved who sent it: the notice goes to the server that published it, marked unverified
+    assert [(o.routing_key, o.headers[H_REASON]) for o in back] == [("d1", reason)]
+    notice = orjson.loads(back[0].body)
+    assert notice["verified"] is False and notice["sha256"] == hashlib.sha256(bad).hexdigest()
     [r] = out.refused
-    assert (r.message_id, r.reason, r.size) == ("m3", reason, len(bad))
+    assert (r.message_id, r.reason, r.size, r.sender, r.server) == ("m3", reason, len(bad), None, "d1")
+
+
+def test_unverified_document_is_never_told_to_the_claimed_sender(pki: TestPKI, core: RouterCore) -> None:
+    """Finding 4: an unsigned document claiming to be G22's, re-using a real DocumentId of G22, published by the
+    shared server: the refusal goes to the shared server (unverified), is counted against it, and G22's server
+    (d1) hears nothing."""
+    real = envelope.new_document(G22, [H53], "the real one")
+    fake = envelope.build(dataclasses.replace(real, subject="x"))  # same DocumentId, never signed by G22
+    for forged in (fake, pki.sign(fake, G01)):  # unsigned, and signed by another agency
+        out = core.process(forged, {H_KIND: "document", H_SERVER: "sh"}, "spoof")
+        assert out.reason in ("SIGNATURE_MISSING", "SIGNER_MISMATCH")
+        back = [o for o in out.outgoing if o.exchange == EX_DELIVER]
+        assert [o.routing_key for o in back] == ["sh"]
+        notice = orjson.loads(back[0].body)
+        assert notice["verified"] is False and notice["sender"] == G22  # what it claims, marked as a claim
+        [r] = out.refused
+        assert (r.sender, r.server) == (None, "sh")
+    # without an authenticated publishing server there is nobody to tell: dead letter only
+    out = core.process(fake, {H_KIND: "document"}, "spoof2")
+    assert [o.exchange for o in out.outgoing] == [EX_DLX] and out.refused[0].sender is None
+
+
+def test_too_many_recipients_refused_to_the_proven_sender(pki: TestPKI) -> None:
+    """Finding 1: recipients per document are limited (TOO_LARGE) at the router too; the refusal of a document
+    whose signature verified goes to its sender's server, counted against the sender."""
+    d = Directory.from_records([("d1", "dedicated"), ("d2", "dedicated")], [(G22, "a", "d1"), (H53, "b", "d2")])
+    small = RouterCore(d, pki.verifier(), max_bytes=1_000_000, max_recipients=3, clock=lambda: NOW)
+    unknown = [f"000.00.{i:02d}.G99" for i in range(3)]
+    out = small.process(doc(pki, G22, [H53, *unknown]), {H_KIND: "document", H_SERVER: "d1"}, "many")
+    assert out.reason == "TOO_LARGE" and out.accepted == []
+    [back] = [o for o in out.outgoing if o.exchange == EX_DELIVER]
+    assert back.routing_key == "d1" and orjson.loads(back.body)["verified"] is True
+    assert (out.refused[0].sender, out.refused[0].server) == (G22, None)
+    assert small.process(doc(pki, G22, [H53, *unknown[:2]]), {H_KIND: "document"}, "ok").accepted
+
+
+def test_forged_submission_time_does_not_poison_latency(pki: TestPKI, core: RouterCore) -> None:
+    """Finding 8: x-axis-submitted-at is believed only within a plausible window of the router's clock."""
+    now_ms = NOW.timestamp() * 1000
+    for forged, expected in ((1, 0.0), (now_ms - 1.8e12, 0.0), (now_ms + 3.6e6, 0.0), ("nan", 0.0),
+                             ("x", 0.0), (now_ms - 250, 250.0), (now_ms + 100, 0.0)):
+        out = core.process(doc(pki, G22, [H53]), {H_KIND: "document", H_SUBMITTED_AT: forged}, "lat")
+        assert out.accepted[0].latency_ms == expected, forged
 
 
 def test_unknown_sender_and_signer_checks(pki: TestPKI, core: RouterCore) -> None:
