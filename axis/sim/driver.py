@@ -39,6 +39,7 @@ from axis.sim.api import Api, new_client
 from axis.sim.connections import AgencyConn, Connections
 from axis.sim.report import Report, Reporter
 from axis.sim.scenario import Scenario, on_directory
+from axis.termsafe import safe
 
 STATUS_TEXT = {
     "03": "Đã tiếp nhận, vào sổ",
@@ -207,7 +208,7 @@ class Driver:
         else:
             entry["result"] = "not supported by this axis" if a.status in (404, 405, 501) else f"refused: {a.body}"
         self.report.moves.append(entry)
-        self.rep.log(f"migration {m.agency} → {m.to}: {entry['result']}")
+        self.rep.log(f"migration {safe(m.agency)} → {safe(m.to)}: {safe(entry['result'])}")
 
     async def submit(
         self, items: Sequence[plan.Planned], msgs: Sequence[plan.PlannedMessage], datas: Sequence[bytes]

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from axis.termsafe import plain, safe
+
 
 @dataclass
 class Report:
@@ -137,7 +139,6 @@ class Report:
     def render(self, console: Console) -> None:
         """The human report. The scenario's name, refusal reasons, migration results and unexpected events quote
         scenario files and servers' answers: they go through ``safe`` (inert text, never markup or controls)."""
-        from axis.cli._common import safe  # here: axis.cli imports this module
 
         t = Table(title=f"axis traffic report — {safe(self.scenario)} (seed {self.seed})", show_lines=False)
         t.add_column("")
@@ -248,7 +249,6 @@ class Reporter:
 
     def log(self, text: str) -> None:
         """Print ``text``, Rich markup (the caller escapes what it quotes); terminal controls never pass."""
-        from axis.cli._common import plain  # here: axis.cli imports this module
 
         if not self.quiet:
             self.console.print(plain(text, lines=True))
