@@ -24,6 +24,7 @@ import yaml
 from axis.brokersetup import prepare_broker_sync
 from axis.config import Config, generate_workdir, load_config
 from axis.testing import TestPKI, make_edxml
+from axis.transport import Q_DEAD
 from axis.up import Running, _healthy
 from tests.faults.harness import AGENCIES, CODES, SERVERS, pki_of
 
@@ -36,6 +37,7 @@ class Plan:
     kill_interval: float = 2.0
     concurrency: int = 6
     seed: int = 7
+    poison: int = 0  # messages published past the door that the axis must refuse (dead letters expected)
 
 
 @dataclass
@@ -50,7 +52,11 @@ class Report:
     lost: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)
+    dead_expected: int = 0  # messages that must end in axis.dead (the poison); every other queue must be empty
     seconds: float = 0.0
+    def queues_settled(self) -> bool:
+        return all(n == (self.dead_expected if name == Q_DEAD else 0) for name, n in self.queues.items())
+
     #: submitters pause once this many documents are sent, until the next fault is injected (then it moves on):
     #: however fast the axis is, every planned fault lands while documents are still flowing
     hold_at: int = 1 << 62
@@ -122,6 +128,32 @@ def documents(axis: Axis, plan: Plan) -> list[tuple[str, list[str], bytes]]:
         doc = axis.pki.sign(make_edxml(sender, recipients, size=1500, number=i + 1, subject=f"crash {i}"), sender)
         out.append((sender, recipients, doc))
     return out
+
+
+#: unknown 35-character recipient codes of the poison document (finding 1 of the outside review)
+FLOOD_CODES = [f"{i:035d}" for i in range(3500)]
+
+
+async def publish_flood(axis: Axis) -> str:
+    """The poison of finding 1: a signed document naming one known recipient and 3,500 unknown 35-character codes,
+    published straight onto ``axis.submit`` (past the endpoint's door, which refuses it: a compromised
+    component's credential). Before the fix its refusal header closed the router's connection (frame too large)
+    and took every batch it was in down with it; now it is refused alone (TOO_LARGE) and nothing else is lost."""
+    import aio_pika
+
+    from axis.transport import EX_SUBMIT, H_KIND, KIND_DOCUMENT
+
+    sender, known = CODES[0], CODES[1]
+    doc = axis.pki.sign(make_edxml(sender, [known, *FLOOD_CODES], size=1500, number=10**6, subject="flood"), sender)
+    connection = await aio_pika.connect(axis.config.amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(EX_SUBMIT)
+        await exchange.publish(aio_pika.Message(doc, headers={H_KIND: KIND_DOCUMENT}, message_id="flood",
+                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="")
+    finally:
+        await connection.close()
+    return f"published a {len(doc):,}-byte document naming {len(FLOOD_CODES) + 1:,} recipients past the door"
 
 
 async def submit_all(axis: Axis, docs: list[tuple[str, list[str], bytes]], plan: Plan, report: Report) -> None:
@@ -233,7 +265,7 @@ async def audit(axis: Axis, docs: list[tuple[str, list[str], bytes]], report: Re
                 report.queues = await queue_depths()
                 settled = (got == expected and report.stats["sent"] == len(docs)
                            and report.stats["received"] == sum(expected.values())
-                           and not any(report.queues.values()))
+                           and report.queues_settled())
                 if settled or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(2)
