@@ -8,6 +8,7 @@ tenant's, or no such id) answers the same ``404`` with reason ``FORBIDDEN`` — 
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from axis.router.core import H_SUBMITTED_AT, check_recipients, now_ms
 from axis.signing import sign
 from axis.stats.metrics import process_metrics
 from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
-from endpoints.auth import TooManyFailures
+from endpoints.auth import TooManyFailures, bearer_matches
 from endpoints.cpu import run_cpu_for
 from endpoints.delivery import checks_for
 from endpoints.inbox import StoreBusy
@@ -185,7 +186,11 @@ class FastPath:
 
 
 def create_app(srv: EndpointServer) -> ASGIApp:
-    app = FastAPI(title=f"axis endpoint server {srv.id}", version="1", docs_url="/docs", redoc_url=None)
+    # No /docs, /openapi.json: unauthenticated, and Swagger UI loads from a CDN (contract section 4 is the API's
+    # documentation). AXIS_ENDPOINT_DOCS=1 turns them on for development.
+    docs = os.environ.get("AXIS_ENDPOINT_DOCS") == "1"
+    app = FastAPI(title=f"axis endpoint server {srv.id}", version="1", docs_url="/docs" if docs else None,
+                  redoc_url=None, openapi_url="/openapi.json" if docs else None)
     app.state.server = srv
     limit = srv.config.limits.max_envelope_bytes
 
@@ -223,7 +228,9 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
         return response
 
-    def caller(request: Request) -> str:
+    def caller(request: Request, check: Any = None) -> str:
+        """The authenticated caller: an agency code (``check``, default: this server's agency tokens), behind
+        the failed-authentication limit per client address."""
         address = request.client.host if request.client else "-"
         now = time.monotonic()
         try:
@@ -232,7 +239,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             srv.metrics.auth_limited.inc()
             raise
         try:
-            return srv.tokens.authenticate(request.headers.get("authorization"))
+            return (check or srv.tokens.authenticate)(request.headers.get("authorization"))
         except Refusal:
             srv.metrics.auth_failed.inc()
             srv.auth_limiter.failed(address, now)
@@ -242,8 +249,15 @@ def create_app(srv: EndpointServer) -> ASGIApp:
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "server": srv.id, "kind": srv.server.kind, "agencies": len(srv.local_agencies)}
 
+    def admin(authorization: str | None) -> str:
+        if not bearer_matches(authorization, srv.config.admin.token_sha256):
+            raise Refusal(Reason.UNAUTHORIZED, "/metrics takes the admin token (Authorization: Bearer <token>)")
+        return "admin"
+
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # every tenant's counters: the admin token (Prometheus scrapes with it), not an agency's
+        caller(request, admin)
         return Response(generate_latest(srv.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/documents", status_code=202)

@@ -43,6 +43,16 @@ class TokenTable:
         return found
 
 
+def bearer_matches(authorization: str | None, token_sha256: str) -> bool:
+    """Whether ``Authorization: Bearer <token>`` carries the one token stored as ``token_sha256`` (constant-time;
+    never when no digest is configured). The endpoint servers' ``/metrics`` takes the admin token this way."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token_sha256) != 64:
+        return False
+    return hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), token_sha256.lower())
+
+
 class TooManyFailures(Exception):
     """This client address failed authentication too often: answer 429 without checking its token."""
 

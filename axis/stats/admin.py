@@ -10,7 +10,11 @@ Authentication is the admin token (contract section 4), checked in constant time
   without it shows a small form asking for the token.
 
 Without valid credentials every protected path answers 401 ``application/problem+json`` with reason
-``UNAUTHORIZED`` (the dashboard page answers 401 with the HTML form instead).
+``UNAUTHORIZED`` (the dashboard page answers 401 with the HTML form instead). Failed checks are limited per
+client address as on the endpoint servers (``limits.auth_failures`` within ``limits.auth_window_seconds``,
+:class:`endpoints.auth.FailureLimiter`): a wrong bearer token, a wrong session cookie or a wrong ``?token=``
+counts (a request with no credentials at all guesses nothing and does not); past the limit every protected path
+and the dashboard answer 429 (reason ``UNAUTHORIZED``, ``Retry-After``) without looking at the credentials.
 
 ``POST /admin/agencies/{code}/move`` ``{"server": ID}`` moves an agency to another server live: the app asks
 the ``axis up`` supervisor over its control socket (axis.control, axis.livemove) and answers once the move is
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -42,6 +47,7 @@ from axis.stats.metrics import render, snapshot_registry
 from axis.stats.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.stats.query import BY_CHOICES, StatsFilter, iso, parse_when, query_counters, query_stats
 from axis.stats.store import StatsStore
+from endpoints.auth import FailureLimiter, TooManyFailures
 
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "axis_admin"
@@ -64,6 +70,9 @@ class AdminSettings:
     poll_seconds: float = 5.0
     cache_seconds: float = 0.75
     events_seconds: float = 1.0
+    auth_failures: int = 20  # failed token checks per client address within auth_window_seconds → 429
+    auth_window_seconds: float = 60.0
+    auth_clients: int = 100_000
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> AdminSettings:
@@ -78,6 +87,10 @@ class AdminSettings:
             "config_path": getattr(config, "path", None),
             "control_socket": socket_from_env(),
         }
+        limits = getattr(config, "limits", None)
+        for name in ("auth_failures", "auth_window_seconds", "auth_clients"):
+            if hasattr(limits, name):
+                values[name] = getattr(limits, name)
         values.update(overrides)
         return cls(**values)
 
@@ -111,6 +124,11 @@ class _Auth:
         if not token:
             return False
         return hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), self.digest)
+
+    @staticmethod
+    def presented(request: Request) -> bool:
+        """Whether the request carries credentials at all (a bearer header or the session cookie)."""
+        return bool(request.headers.get("authorization") or request.cookies.get(COOKIE))
 
     def request_ok(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -167,6 +185,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
         else AdminSettings.from_config(config_or_settings)
     )
     auth = _Auth(settings.token_digest())
+    limiter = FailureLimiter(settings.auth_failures, settings.auth_window_seconds, settings.auth_clients)
     directory = settings.directory
     endpoints = dict(settings.endpoints)
     if not endpoints and directory is not None:
@@ -257,11 +276,35 @@ def create_app(config_or_settings: Any) -> FastAPI:
             )
         return out
 
+    def over_limit(request: Request) -> TooManyFailures | None:
+        """The refusal for an address over the failed-authentication limit (checked before any credential)."""
+        try:
+            limiter.check(request.client.host if request.client else "-", time.monotonic())
+        except TooManyFailures as exc:
+            return exc
+        return None
+
+    def failed(request: Request) -> None:
+        limiter.failed(request.client.host if request.client else "-", time.monotonic())
+
+    def too_many(exc: TooManyFailures, response: Response | None = None) -> Response:
+        if response is None:
+            response = problem(429, "too many failed authentication attempts", str(exc), Reason.UNAUTHORIZED)
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        return response
+
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        if path == "/healthz" or path.startswith("/static/") or path == "/" or auth.request_ok(request):
+        if path == "/healthz" or path.startswith("/static/") or path == "/":
             return await call_next(request)
+        limited = over_limit(request)
+        if limited is not None:
+            return too_many(limited)
+        if auth.request_ok(request):
+            return await call_next(request)
+        if auth.presented(request):
+            failed(request)
         return problem(401, "Unauthorized", "missing or wrong admin token", Reason.UNAUTHORIZED)
 
     @app.get("/healthz")
@@ -270,13 +313,21 @@ def create_app(config_or_settings: Any) -> FastAPI:
 
     @app.get("/", response_model=None)
     async def dashboard(request: Request, token: str | None = None) -> Response:
+        limited = over_limit(request)
+        if limited is not None:
+            return too_many(limited, HTMLResponse(_login_page(f"Too many wrong tokens from your address: try again "
+                                                              f"in {math.ceil(limited.retry_after)} s."),
+                                                  status_code=429))
         if token is not None:
             if not auth.token_ok(token):
+                failed(request)
                 return HTMLResponse(_login_page("That token is not the admin token."), status_code=401)
             response = RedirectResponse("/", status_code=303)
             response.set_cookie(COOKIE, auth.cookie_value, httponly=True, samesite="strict", path="/")
             return response
         if not auth.request_ok(request):
+            if auth.presented(request):
+                failed(request)
             return HTMLResponse(_login_page("This dashboard needs the admin token."), status_code=401)
         html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -54,7 +54,8 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[EndpointServer, dict[str
     config = dataclasses.replace(load_config(path), limits=Limits(auth_failures=4, auth_window_seconds=60))
     store = await InboxStore.open(f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}")
     try:
-        yield EndpointServer(config, "sh", store=store), {a["code"]: a["token"] for a in conn["agencies"]}
+        tokens = {a["code"]: a["token"] for a in conn["agencies"]}
+        yield EndpointServer(config, "sh", store=store), {**tokens, "admin": conn["admin"]["token"]}
     finally:
         await store.close()
 
@@ -79,6 +80,7 @@ async def test_429_after_failed_attempts_per_address(server: tuple[EndpointServe
         # the token is not even checked: a valid one from the same address is turned away too
         assert (await good_same.get("/v1/inbox")).status_code == 429
         assert (await good_other.get("/v1/inbox")).status_code == 200
-        metrics = (await good_other.get("/metrics")).text
+    async with client(srv, "10.0.0.3", tokens["admin"]) as prometheus:  # /metrics takes the admin token
+        metrics = (await prometheus.get("/metrics")).text
     assert "axis_endpoint_auth_failed_total 4.0" in metrics
     assert "axis_endpoint_auth_limited_total 2.0" in metrics

@@ -48,7 +48,8 @@ async def test_http_refusals_are_counted_once_by_reason(axis_env: Axis) -> None:
     for reason, n in before.items():
         assert process_refused(reason) == n + 1, reason
     assert process_refused("UNAUTHORIZED") == 0
-    metrics = (await c.get("/metrics")).text
+    admin = env.client(G01, token=env.connections["admin"]["token"])  # /metrics takes the admin token
+    metrics = (await admin.get("/metrics")).text
     assert "axis_endpoint_auth_failed_total 1.0" in metrics
     assert 'axis_endpoint_refused_total{agency="000.00.00.G01",reason="TOO_LARGE"} 1.0' in metrics
 

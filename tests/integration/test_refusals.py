@@ -265,7 +265,8 @@ async def test_http_checks(axis_env: Axis) -> None:
     r = await h41.post(f"/v1/documents/{item['id']}/status", json={"code": "99"})
     assert (r.status_code, r.json()["reason"]) == (422, "SCHEMA_INVALID")
     assert (await c.get("/healthz")).json()["kind"] == "shared"
-    assert 'axis_endpoint_submitted_total{agency="000.00.00.G01"} 1.0' in (await c.get("/metrics")).text
+    admin = env.client(G01, token=env.connections["admin"]["token"])  # /metrics takes the admin token
+    assert 'axis_endpoint_submitted_total{agency="000.00.00.G01"} 1.0' in (await admin.get("/metrics")).text
 
 
 async def test_a_forged_status_in_a_bundle_is_refused_alone(axis_env: Axis) -> None:
