@@ -180,7 +180,8 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
     # the admin app reads queue depths through the management API as axis-admin (monitoring, changes nothing)
     cfg = dataclasses.replace(cfg, amqp_url=component_url(cfg, ADMIN_USER))
 
-    uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning")
+    # proxy_headers=False: the failed-login limit is per peer address; X-Forwarded-For must not choose it
+    uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning", proxy_headers=False)
 
 
 def init(
