@@ -296,3 +296,61 @@ def test_header_only_model_skips_the_attachments() -> None:
     assert isinstance(full, env.DocumentMessage) and isinstance(header, env.DocumentMessage)
     assert [a.data for a in full.attachments] == [b"hi"] and header.attachments == ()
     assert header == dataclasses.replace(full, attachments=())
+
+
+# ---- comments, CDATA and PIs inside values: the model reads what exclusive C14N signs ------------------------------
+
+
+def _split_values(data: bytes, draw: st.DrawFn, node: str) -> tuple[bytes, int]:
+    """Every non-empty leaf value of ``data`` split at a drawn point by a comment (or, for ``node="pi"``, one
+    value split by a processing instruction). Returns the bytes and how many values were split."""
+    from lxml import etree
+
+    root = etree.fromstring(data, etree.XMLParser(remove_comments=False, remove_pis=False))
+    values = [el for el in root.iter("*") if len(el) == 0 and el.text]
+    if node == "pi":
+        values = [values[draw(st.integers(0, len(values) - 1))]]
+    for el in values:
+        k = draw(st.integers(0, len(el.text)))
+        head, tail = el.text[:k], el.text[k:]
+        split = etree.ProcessingInstruction("p", "x") if node == "pi" else etree.Comment(" x ")
+        el.text, split.tail = head or None, tail or None
+        el.insert(0, split)
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"), len(values)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(documents, statuses), st.data())
+def test_comments_inside_values_do_not_change_what_is_read(msg: env.Message, data: st.DataObject) -> None:
+    """Exclusive C14N without comments signs the text around a comment as one value: parse must read that."""
+    split, n = _split_values(env.build(msg), data.draw, "comment")
+    assert n and split.count(b"<!-- x -->") == n
+    assert env.parse(split) == msg
+    if isinstance(msg, DocumentMessage):
+        assert env.document_head(split) == dataclasses.replace(
+            msg, attachments=(), trace_headers=(), business=Business())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(documents, statuses), st.data())
+def test_a_processing_instruction_inside_a_value_is_forbidden(msg: env.Message, data: st.DataObject) -> None:
+    """A PI is signed (C14N keeps it) and would split the value: refused before anything reads the document."""
+    split, _ = _split_values(env.build(msg), data.draw, "pi")
+    with pytest.raises(Refusal) as exc:
+        env.parse(split)
+    assert exc.value.reason is Reason.XML_FORBIDDEN and "processing instruction" in exc.value.detail
+
+
+@pytest.mark.parametrize("written", [
+    "000.00.00.G22",  # unchanged
+    "000.00.00<!-- x -->.G22",
+    "<!---->000.00.00.G22",
+    "000.00.00<![CDATA[.G22]]>",
+    "000.<!-- a -->00.00<!-- b --><![CDATA[.G]]>22<!-- c -->",
+])
+def test_sender_organ_id_is_read_whole(written: str) -> None:
+    data = _doc_bytes()
+    old = b">000.00.00.G22</edXML:OrganId>"
+    assert old in data
+    msg = env.parse(data.replace(old, f">{written}</edXML:OrganId>".encode(), 1))
+    assert msg.sender.organ_id == "000.00.00.G22"

@@ -1,7 +1,8 @@
 """Differential tests: the fast path and the signxml reference must agree on every envelope.
 
 Hypothesis mutates valid envelopes (text and byte flips, attribute and element edits, transform and algorithm
-edits, a moved or duplicated Signature, whitespace and comments) and both verifiers judge the result. They must
+edits, a moved or duplicated Signature, whitespace and comments, values split by a comment, a CDATA section or a
+processing instruction) and both verifiers judge the result. They must
 agree on accept/reject AND on the reason. ``AXIS_DIFF_EXAMPLES=5000`` runs a longer search.
 """
 
@@ -175,8 +176,38 @@ def m_top_level_pi(root: etree._Element, draw: Any) -> None:
         root.addnext(pi)
 
 
+#: Private-use characters that :func:`mutated` turns into CDATA delimiters in the serialized bytes.
+CDATA_OPEN, CDATA_CLOSE = "\ue000", "\ue001"
+SPLITS = ("comment", "cdata", "comment+cdata", "pi")
+
+
+def split_text(el: etree._Element, k: int, how: str) -> None:
+    """Split the text of ``el`` at ``k`` with a comment, a CDATA section (markers), both, or a PI."""
+    text = el.text or ""
+    head, tail = text[:k], text[k:]
+    if how == "cdata":
+        el.text = head + CDATA_OPEN + tail + CDATA_CLOSE
+        return
+    node = etree.ProcessingInstruction("p", "x") if how == "pi" else etree.Comment(" x ")
+    el.text = head or None
+    node.tail = (CDATA_OPEN + tail + CDATA_CLOSE) if how == "comment+cdata" else (tail or None)
+    el.insert(0, node)
+
+
+def with_cdata(data: bytes) -> bytes:
+    return data.replace(CDATA_OPEN.encode(), b"<![CDATA[").replace(CDATA_CLOSE.encode(), b"]]>")
+
+
+def m_split_value(root: etree._Element, draw: Any) -> None:
+    """A value (any element's text, the Signature's base64 values included) split by a comment, CDATA or a PI:
+    what C14N signs and what the verifiers read must stay the same thing."""
+    el = _pick(draw, [el for el in root.iter("*") if el.text and el.text.strip()
+                      and not set(el.text) & set("&<>\r" + CDATA_OPEN + CDATA_CLOSE)])
+    split_text(el, draw(st.integers(0, len(el.text or ""))), draw(st.sampled_from(SPLITS)))
+
+
 MUTATIONS = [m_text, m_text_anywhere, m_attr_set, m_attr_delete, m_delete, m_duplicate, m_rename, m_move_signature,
-             m_algorithm, m_transforms, m_whitespace, m_comment, m_pi, m_top_level_pi]
+             m_algorithm, m_transforms, m_whitespace, m_comment, m_pi, m_top_level_pi, m_split_value]
 
 
 @st.composite
@@ -201,7 +232,7 @@ def mutated(draw: Any, bases: list[bytes]) -> bytes:
     for _ in range(draw(st.integers(0, 3))):
         with contextlib.suppress(_Nothing):
             draw(st.sampled_from(MUTATIONS))(root, draw)
-    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+    return with_cdata(etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"))
 
 
 DISAGREEMENTS: list[tuple[str, str, bytes]] = []
@@ -255,3 +286,35 @@ def test_corrupt_certificates_are_refusals_in_both(kit: Kit) -> None:
         fast, ref = outcome(kit.fast.verify, doc), outcome(kit.reference.verify, doc)
         assert fast == ref, f"byte {pos}: fast={fast} reference={ref}"
         assert not fast.startswith("ok")
+
+
+def _message(verify: Callable[[bytes], Any], data: bytes) -> object:
+    try:
+        return verify(data).message
+    except Refusal as refusal:
+        return refusal.reason.value
+
+
+@pytest.mark.parametrize("how", SPLITS)
+def test_every_value_split_by_a_comment_cdata_or_pi(kit: Kit, how: str) -> None:
+    """Every value of a signed envelope (header, body, attachments and the Signature's own base64 values), split
+    after signing: a comment or CDATA section changes nothing C14N signs, so both verifiers accept and read the
+    very same message as from the untouched envelope; a PI is refused by both (XML_FORBIDDEN)."""
+    base = kit.bases[0]
+    want_fast, want_ref = _message(kit.fast.verify, base), _message(kit.reference.verify, base)
+    assert want_fast == want_ref and not isinstance(want_fast, str)
+    count = len([el for el in etree.fromstring(base).iter("*") if el.text and el.text.strip()])
+    wrong = {}
+    for i in range(count):
+        root = etree.fromstring(base)
+        el = [el for el in root.iter("*") if el.text and el.text.strip()][i]
+        name = etree.QName(el).localname
+        split_text(el, len(el.text or "") // 2, how)
+        doc = with_cdata(etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"))
+        fast, ref = _message(kit.fast.verify, doc), _message(kit.reference.verify, doc)
+        expected = "XML_FORBIDDEN" if how == "pi" else want_fast
+        if not fast == ref == expected:
+            wrong[f"{i}:{name}"] = (fast if isinstance(fast, str) else "read differently",
+                                    ref if isinstance(ref, str) else "read differently")
+    assert count > 30
+    assert not wrong, wrong

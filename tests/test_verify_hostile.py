@@ -70,3 +70,49 @@ def test_refusal_details_are_human_readable(corpus: tuple[TestPKI, list[tuple[st
         with pytest.raises(Refusal) as exc:
             verifier.verify(data)
         assert exc.value.detail and "Traceback" not in exc.value.detail
+
+
+# ---- comments, CDATA sections and PIs inside every value the axis reads ------------------------------------------
+#
+# Each value of a fully populated document (signed by A) and status (signed by B) is split by a comment, a CDATA
+# section, both, or a PI, and signed that way. Exclusive C14N drops the comment, so the signature is valid and the
+# axis must read the whole value (the CVE-2017-11427 class: a reader that stops at the comment reads something
+# other than what was signed). A PI is signed too but refused: XML_FORBIDDEN.
+
+SPLIT_VARIANTS = ("comment", "cdata", "comment+cdata", "comment-first", "pi")
+
+
+@pytest.fixture(scope="module")
+def split_corpus(corpus: tuple[TestPKI, list[tuple[str, bytes, Reason]]]) -> list[tuple[str, bytes, object]]:
+    """(name, signed bytes, expected): the expected message, or the Reason for PIs."""
+    from axis import envelope as env
+    from tests.test_comment_truncation import FULL_DOCUMENT, FULL_STATUS, leaves, sign_as_written, split_value
+
+    kit, _ = corpus
+    items: list[tuple[str, bytes, object]] = []
+    for kind, msg, signer in (("document", FULL_DOCUMENT, A), ("status", FULL_STATUS, B)):
+        clean = env.build(msg)
+        for path in leaves(clean):
+            for variant in SPLIT_VARIANTS:
+                signed = sign_as_written(kit, split_value(clean, path, variant), signer)
+                items.append((f"{kind}:{path}:{variant}", signed, Reason.XML_FORBIDDEN if variant == "pi" else msg))
+    return items
+
+
+@pytest.mark.parametrize("which", ["fast", "reference"])
+def test_values_split_by_comments_cdata_or_pis(corpus: tuple[TestPKI, list[tuple[str, bytes, Reason]]],
+                                               split_corpus: list[tuple[str, bytes, object]], which: str) -> None:
+    kit, _ = corpus
+    verify = kit.verifier().verify if which == "fast" else ReferenceVerifier(kit.policy()).verify
+    wrong = {}
+    for name, data, expected in split_corpus:
+        try:
+            got: object = verify(data).message
+        except Refusal as refusal:
+            got = refusal.reason
+        if got != expected:
+            wrong[name] = got if isinstance(got, Reason) else "ACCEPTED, read differently"
+    assert not wrong, wrong
+    assert {n.split(":")[1] for n, _, _ in split_corpus} >= {
+        "edXMLEnvelope/edXMLHeader/MessageHeader/From/OrganId", "edXMLEnvelope/edXMLHeader/MessageHeader/DocumentId",
+        "edXMLEnvelope/edXMLHeader/MessageHeader/StatusCode"}

@@ -3,6 +3,11 @@
 Fast path for the router: direct child iteration against precomputed qualified names, one dict per flat
 record, no XPath. Structural problems the model cannot live with raise ``Refusal(SCHEMA_INVALID)``; bad
 base64 in an attachment raises ``Refusal(XML_MALFORMED)``. Full structural checking is ``axis.schema``.
+
+Values are read as ``el.text``. That is the whole signed value only because every tree comes from the hardened
+parser (:mod:`axis.xmlsafe`: comments dropped so the text around them is one node, CDATA merged, processing
+instructions inside the document refused): ``<OrganId>000.00.00.G23<!-- x -->.1</OrganId>`` reads
+"000.00.00.G23.1", as exclusive C14N signs it. Never hand :func:`from_element` a tree from another parser.
 """
 
 from __future__ import annotations
@@ -366,7 +371,7 @@ def _status(mh: Any) -> StatusMessage:
 
 
 def from_element(root: Any, *, attachments: bool = True) -> Message:
-    """The message in an already-parsed edXML root (as handed over by the verifier; never reparsed).
+    """The message in an edXML root parsed by :mod:`axis.xmlsafe` (as handed over by the verifier; never reparsed).
     ``attachments=False``: a document's attachments are neither read nor checked (``attachments=()``), for a
     caller that needs only the header of bytes already checked in full."""
     if root.tag != ROOT:
