@@ -113,8 +113,9 @@ def sign(
         der = c.public_bytes(serialization.Encoding.DER)
         _sub(x509_data, "X509Certificate", base64.b64encode(der).decode())
 
-    # Last child of edXMLHeader. No whitespace is added anywhere: the signed document is the input plus the
-    # Signature element, so a signature never changes what the document says.
+    # Last child of edXMLHeader. No whitespace is added anywhere: the signed document is the input (as the
+    # hardened parser reads it: comments dropped, which C14N ignores anyway) plus the Signature element, so a
+    # signature never changes what the document says.
     header.append(signature)
 
     digest_value.text = base64.b64encode(hashlib.sha256(enveloped_c14n(root, signature)).digest()).decode()

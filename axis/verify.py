@@ -10,7 +10,9 @@ Schema validation is NOT done here; the caller does that (on ``Verified.root``).
 
 Order of checks — the first failing check gives the one reason:
 
-1. ``TOO_LARGE`` / ``XML_FORBIDDEN`` / ``XML_MALFORMED`` — :func:`axis.xmlsafe.parse_untrusted`.
+1. ``TOO_LARGE`` / ``XML_FORBIDDEN`` (a DTD, an entity, a processing instruction inside the root) /
+   ``XML_MALFORMED`` — :func:`axis.xmlsafe.parse_untrusted` (comments are dropped as it parses: what is read is
+   what exclusive C14N signs).
 2. ``SIGNATURE_MISSING`` — no element named ``Signature`` (in any namespace) and nothing in the XML-DSig
    namespace (only when ``policy.require_signature``; otherwise the unsigned document is returned with
    ``signer=None``).
@@ -164,7 +166,7 @@ _decode_cert_b64 = functools.lru_cache(maxsize=1024)(_decode_b64)
 
 def _text_b64(el: etree._Element, what: str) -> bytes:
     """The base64 value of a DigestValue/SignatureValue/X509Certificate (text only: no child nodes)."""
-    if len(el):  # elements, comments or processing instructions
+    if len(el):  # child elements (the parser drops comments and refuses processing instructions)
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{what} has child nodes other than text")
     text = el.text or ""
     return _decode_cert_b64(text, what) if what == "X509Certificate" else _decode_b64(text, what)
