@@ -149,6 +149,10 @@ async def test_status_origin_is_the_broker_user_not_the_header(tmp_path: Path, v
     """Server d1's credentials cannot report for an agency on server sh, whatever header they write."""
     async with running_axis(tmp_path / "work", vhost_url) as env:
         doc = envelope.new_document(G22, [G01, H53], "Về việc thử")
+        # really sent (a status is stored only from a recipient of a document its sender's server recorded)
+        signed = env.pki.sign(envelope.build(doc), G22)
+        assert (await env.client(G22).post("/v1/documents", content=signed,
+                                           headers={"content-type": "application/xml"})).status_code == 202
         d1_url, d1_user = leaked(env, "d1")
         sh_url, sh_user = leaked(env, "sh")
         forged = _status(G01, doc, "03")  # G01 is on sh
