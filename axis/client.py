@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from axis.reasons import Reason
+from axis.core.reasons import Reason
 
 
 class AxisError(Exception):

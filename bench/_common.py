@@ -213,13 +213,13 @@ class Corpus:
 
     @property
     def ca_pem(self) -> Path:
-        from axis.pki import CertificateAuthority
+        from axis.core.pki import CertificateAuthority
 
         return CertificateAuthority(self.pki_dir).ca_path
 
     @property
     def crl_pem(self) -> Path:
-        from axis.pki import CertificateAuthority
+        from axis.core.pki import CertificateAuthority
 
         return CertificateAuthority(self.pki_dir).crl_path
 
@@ -247,7 +247,7 @@ class Corpus:
 
 def _sign_chunk(args: tuple[str, int, int, int]) -> list[bytes]:
     pki_dir, start, stop, unsigned_size = args
-    from axis.testing import make_edxml
+    from tests.support.testing import make_edxml
 
     pki = _load_pki(Path(pki_dir))
     out = []
@@ -258,9 +258,9 @@ def _sign_chunk(args: tuple[str, int, int, int]) -> list[bytes]:
 
 
 def _load_pki(pki_dir: Path) -> Any:
-    """Re-open the cached test PKI (the ``axis pki`` layout ``axis.testing.make_pki`` wrote)."""
-    from axis import pki as pkimod
-    from axis.testing import TestPKI
+    """Re-open the cached test PKI (the ``axis pki`` layout ``tests.support.testing.make_pki`` wrote)."""
+    from axis.core import pki as pkimod
+    from tests.support.testing import TestPKI
 
     ca = pkimod.CertificateAuthority(pki_dir)
     meta = json.loads((pki_dir / "bench.json").read_text())
@@ -286,8 +286,8 @@ def corpus(count: int, *, size: int = 10_240, algorithm: str = "rsa", workers: i
         meta = json.loads(meta_path.read_text())
         if time.time() - meta["created"] < 20 * 86400:
             have = meta["count"]
-    from axis import pki as pkimod
-    from axis.testing import make_edxml, make_pki
+    from axis.core import pki as pkimod
+    from tests.support.testing import make_edxml, make_pki
 
     t0 = time.perf_counter()
     pki_dir = d / "pki"

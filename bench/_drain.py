@@ -27,7 +27,8 @@ import aio_pika
 from bench._common import H_TARGETS, SERVERS, Corpus, rss_kb, server_id
 
 try:  # the project's own topology, when merged (identical names and arguments either way)
-    from axis.transport import EX_SUBMIT, Q_DEAD, Q_SUBMISSIONS, declare_topology, server_queue
+    from axis.broker.transport import declare_topology
+    from axis.core.wire import EX_SUBMIT, Q_DEAD, Q_SUBMISSIONS, server_queue
 except ImportError:  # pragma: no cover - only before core's transport lands
     EX_SUBMIT, Q_SUBMISSIONS, Q_DEAD = "axis.submit", "axis.submissions", "axis.dead"
 

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from axis.testing import free_port_block
 from bench._common import Result, temp_vhost
+from tests.support.testing import free_port_block
 
 SERVERS = [("d-a", "dedicated"), ("d-b", "dedicated"), ("sh-1", "shared"), ("sh-2", "shared")]
 AGENCIES = [
@@ -68,9 +68,9 @@ def _route(i: int) -> tuple[str, list[str]]:
 
 def _sign_chunk(args: tuple[dict[str, Any], int, int, int]) -> list[tuple[str, list[str], bytes]]:
     keys, start, stop, size = args
-    from axis import pki as pkimod
-    from axis.signing import sign
-    from axis.testing import make_edxml
+    from axis.core import pki as pkimod
+    from axis.core.signing import sign
+    from tests.support.testing import make_edxml
 
     loaded = {c: (pkimod.load_key(Path(k).read_bytes()), pkimod.load_certs(Path(cert).read_bytes())[0])
               for c, (k, cert) in keys.items()}
@@ -123,7 +123,7 @@ def _pct(xs: list[float], p: float) -> float:
 
 
 class Axis:
-    """A whole axis (``axis.up.start``) on a fresh vhost and work directory."""
+    """A whole axis (``axis.ops.up.start``) on a fresh vhost and work directory."""
 
     def __init__(self, url: str, work: Path, routers: int = 2) -> None:
         from axis.config import generate_workdir, load_config
@@ -139,7 +139,7 @@ class Axis:
         self.run: Any = None
 
     def __enter__(self) -> Axis:
-        from axis.up import start
+        from axis.ops.up import start
 
         self.run = start(self.config_path, self.work, self.connections, routers=self.routers, admin=False)
         return self

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from axis import envelope  # noqa: E402
 from axis.config import generate_workdir  # noqa: E402
-from axis.pki import load_certs, load_key  # noqa: E402
-from axis.signing import sign  # noqa: E402
+from axis.core.pki import load_certs, load_key  # noqa: E402
+from axis.core.signing import sign  # noqa: E402
 
 MGMT, AUTH = "http://127.0.0.1:15672", ("guest", "guest")
 A, B = "000.00.00.G22", "000.00.00.H53"

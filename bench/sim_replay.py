@@ -23,7 +23,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from axis.pki import CertificateAuthority  # noqa: E402
+from axis.core.pki import CertificateAuthority  # noqa: E402
 from axis.sim import build, plan, scenario  # noqa: E402
 
 

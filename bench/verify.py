@@ -3,8 +3,8 @@
     python bench/verify.py [--seconds 3] [--algorithm rsa|ec] [--json]
 
 For a 10 KB and a 1 MB signed envelope, measures verifications per second of
-- ``fast``: axis.verify.Verifier (full check: profile, digest, signature, chain, validity, CRL, signer),
-- ``reference``: axis.verify_reference.ReferenceVerifier (same checks, signxml doing the XML-DSig work),
+- ``fast``: axis.core.verify.Verifier (full check: profile, digest, signature, chain, validity, CRL, signer),
+- ``reference``: tests.support.verify_reference.ReferenceVerifier (same checks, signxml doing the XML-DSig work),
 - ``signxml``: bare signxml ``XMLVerifier().verify(data, x509_cert=cert)`` (signature only: the baseline),
 interleaved in short slices for a bounded time each (load from other processes hits all three alike),
 and prints the ratios fast/signxml and fast/reference.
@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from signxml import XMLVerifier
 
-from axis.testing import make_edxml, make_pki
-from axis.verify_reference import ReferenceVerifier
+from tests.support.testing import make_edxml, make_pki
+from tests.support.verify_reference import ReferenceVerifier
 
 A, B = "000.00.00.G22", "000.00.00.H41"
 

@@ -24,13 +24,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from axis import envelope, schema
-from axis.reasons import Reason, Refusal, http_status
-from axis.router.core import H_SUBMITTED_AT, check_recipients, now_ms
-from axis.signing import sign
+from axis.core import envelope, schema
+from axis.core.ratelimit import TooManyFailures
+from axis.core.reasons import Reason, Refusal, http_status
+from axis.core.routing import check_recipients
+from axis.core.signing import sign
+from axis.core.wire import H_DOC_TYPE, H_SUBMITTED_AT, KIND_DOCUMENT, KIND_STATUS, now_ms, submission
 from axis.stats.metrics import process_metrics
-from axis.transport import H_DOC_TYPE, KIND_DOCUMENT, KIND_STATUS, submission
-from endpoints.auth import TooManyFailures, bearer_matches
+from endpoints.auth import bearer_matches
 from endpoints.cpu import run_cpu_for
 from endpoints.delivery import checks_for
 from endpoints.inbox import StoreBusy

@@ -7,7 +7,8 @@ Order matters (at-least-once, never lose, never double count):
 3. a status 01 per recipient goes back through ``axis.submit`` and is confirmed — the router counts it as a
    delivery; its timestamp is the inbox row's, so a redelivery re-sends an identical status (stored once).
    The statuses of deliveries committed while a previous bundle is being confirmed travel together in one
-   ``status-bundle`` message (:class:`axis.transport.Coalescer`, :mod:`axis.bundle`), one coalescer per logical
+   ``status-bundle`` message (:class:`axis.broker.transport.Coalescer`, :mod:`axis.core.bundle`), one coalescer per
+   logical
    server (a bundle is authenticated as a whole, as its publishing server),
 4. only then is the message acked. A crash anywhere before 4 means redelivery, which changes nothing stored.
 
@@ -35,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from axis import bundle, envelope, schema
-from axis.reasons import Reason, Refusal
-from axis.transport import (
+from axis.broker.transport import Coalescer
+from axis.core import bundle, envelope, schema
+from axis.core.reasons import Reason, Refusal
+from axis.core.verify import CertFacts, check_time_revocation_usage
+from axis.core.wire import (
     H_BOUNCES,
     H_DOC_TYPE,
     H_FORWARD_KIND,
@@ -49,13 +52,11 @@ from axis.transport import (
     KIND_REFUSAL,
     KIND_STATUS,
     KIND_STATUS_BUNDLE,
-    Coalescer,
     header_codes,
     header_text,
     submission,
 )
-from axis.verify import CertFacts, check_time_revocation_usage
-from axis.xmlsafe import parse_untrusted
+from axis.core.xmlsafe import parse_untrusted
 from endpoints.cpu import run_cpu_for
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class DeliveryChecks:
     same policy. Everything the check decides is a function of those bytes and the policy
     (well-formedness, profile, digest and signature value, chain, signer, schema) except the certificate's
     validity window, the CRL and the key usage at this moment: those are checked again at every delivery
-    (:func:`axis.verify.check_time_revocation_usage`). The cache belongs to one :class:`~axis.verify.Verifier`
+    (:func:`axis.core.verify.check_time_revocation_usage`). The cache belongs to one :class:`~axis.core.verify.Verifier`
     (its trust anchors and CRLs): a reload makes a new verifier, hence an empty cache. Only successes are kept
     (a refusal is never expected here), without attachment data (the delivery stores the exact bytes), at most
     ``size`` entries. Thread-safe: large documents are checked in the CPU pool.
@@ -245,7 +246,7 @@ class DeliveryConsumer:
         if not any(reporter in orjson.loads(row.recipients) for row in sent) and (sent or not self._moved(owner)):
             # a status only from an agency the document was sent to (a server's leaked credential could otherwise
             # report on any document of any agency). An agency that moved servers may have sent it from its old
-            # server, whose rows move after the switch (axis.livemove): without the row there is nothing to check.
+            # server, whose rows move after the switch (axis.ops.livemove): without the row there is nothing to check.
             raise Refusal(Reason.FORBIDDEN, f"{reporter} is not a recipient of {owner}'s document {document_id!r}")
         await self.s.store.store_status(owner, document_id=st.response_for.document_id, from_code=st.sender.organ_id,
                                         code=st.status_code, description=st.description, timestamp=st.timestamp)

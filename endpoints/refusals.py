@@ -15,7 +15,7 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from axis.router.counting import Counter, Refused
+from axis.stats.counting import Counter, Refused
 
 log = logging.getLogger("axis.endpoint")
 

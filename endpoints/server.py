@@ -18,12 +18,14 @@ from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
-from axis.brokerauth import component_url, publisher_user_id, server_user
+from axis.broker.topology import attach_exchanges, attach_queue
+from axis.broker.transport import Publisher, connect
+from axis.broker.users import component_url, publisher_user_id, server_user
 from axis.config import Config, ServerConfig
-from axis.router.counting import Counter, open_counter
-from axis.topology import attach_exchanges, attach_queue
-from axis.transport import Publisher, connect, server_queue
-from endpoints.auth import FailureLimiter, TokenTable
+from axis.core.ratelimit import FailureLimiter
+from axis.core.wire import server_queue
+from axis.stats.counting import Counter, open_counter
+from endpoints.auth import TokenTable
 from endpoints.gate import Gate
 from endpoints.inbox import InboxStore
 from endpoints.refusals import RefusalRecorder
@@ -66,7 +68,7 @@ class SigningKey:
 
 def load_signing_keys(config: Config, server: ServerConfig) -> dict[str, SigningKey]:
     """The keys this server holds (``servers[].keys``), loaded once."""
-    from axis.pki import load_certs, load_key
+    from axis.core.pki import load_certs, load_key
 
     keys: dict[str, SigningKey] = {}
     for code in server.keys:
@@ -81,7 +83,7 @@ def load_signing_keys(config: Config, server: ServerConfig) -> dict[str, Signing
 class EndpointServer:
     def __init__(self, config: Config, server_id: str, *, verifier: Any = None, verifier_unsigned_ok: Any = None,
                  store: InboxStore | None = None, stats: Counter | None = None) -> None:
-        from axis.router.service import make_verifier
+        from axis.config.verifier import make_verifier
 
         self.config = config
         self.server = config.server(server_id)
@@ -130,7 +132,7 @@ class EndpointServer:
                  server_queue(self.id))
 
     async def reload(self, config: Config, *, verifier: Any = None, verifier_unsigned_ok: Any = None) -> None:
-        """Swap to a new configuration (hot reload, axis.reload): agencies, tokens, signing keys, directory and,
+        """Swap to a new configuration (hot reload, axis.ops.reload): agencies, tokens, signing keys, directory and,
         when given, verifiers — all at once, between deliveries and requests (:class:`endpoints.gate.Gate`). The
         server's own address and store stay (they are bound); a server gone from ``config`` raises ConfigError."""
         server = config.server(self.id)

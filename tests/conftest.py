@@ -65,7 +65,7 @@ def amqp_url() -> Iterator[str]:
             yield f"amqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
         finally:
             http.delete(f"/api/vhosts/{vhost}")
-            from axis.brokerauth import delete_users_with_prefix
+            from axis.broker.users import delete_users_with_prefix
 
             delete_users_with_prefix(RABBIT_MGMT, RABBIT_AUTH, f"{vhost}.")  # axes' broker users (axis up)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from axis.amqpio import CorkedTCP, CorkedWriter
+from axis.broker.amqpio import CorkedTCP, CorkedWriter
 
 
 class FakeWriter:
@@ -63,7 +63,7 @@ async def test_eof_and_close_flush_first() -> None:
 
 @pytest.mark.rabbitmq
 async def test_a_real_connection_is_corked_and_confirms(amqp_url: str) -> None:
-    from axis.transport import connect
+    from axis.broker.transport import connect
 
     conn = await connect(amqp_url)
     try:

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from aio_pika.exceptions import ChannelClosed
 
-from axis import brokerauth
-from axis.transport import EX_DELIVER, EX_DLX, EX_SUBMIT, Q_SUBMISSIONS, declare_topology, server_queue
+from axis.broker import users as brokerauth
+from axis.broker.transport import declare_topology
+from axis.core.wire import EX_DELIVER, EX_DLX, EX_SUBMIT, Q_SUBMISSIONS, server_queue
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from axis.bundle import MAGIC, Item, pack, unpack
-from axis.reasons import Refusal
+from axis.core.bundle import MAGIC, Item, pack, unpack
+from axis.core.reasons import Refusal
 
 
 def test_round_trip_keeps_order_bodies_and_meta() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from axis.transport import Coalescer
+from axis.broker.transport import Coalescer
 
 
 async def test_senders_during_a_flush_share_the_next_one() -> None:

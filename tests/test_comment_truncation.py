@@ -3,7 +3,7 @@
 Exclusive C14N without comments (the signing profile) drops comments, so ``<OrganId>000.00.00.G23<!-- x -->.1
 </OrganId>`` is signed as "000.00.00.G23.1". Reading only the first text node (lxml's ``el.text``) would give
 "000.00.00.G23": a sender, recipient or DocumentId other than the one the signature covers. The rule
-(:mod:`axis.xmlsafe`): the hardened parser drops comments, so adjacent text nodes merge into the signed value;
+(:mod:`axis.core.xmlsafe`): the hardened parser drops comments, so adjacent text nodes merge into the signed value;
 CDATA sections merge into the text as well; a processing instruction inside the root element (which C14N does
 sign, and which would split the value) is refused with XML_FORBIDDEN.
 
@@ -20,9 +20,9 @@ from unittest import mock
 import pytest
 from lxml import etree
 
-from axis import envelope as env
-from axis import signing
-from axis.envelope import (
+from axis.core import envelope as env
+from axis.core import signing
+from axis.core.envelope import (
     Attachment,
     Business,
     BusinessDocumentInfo,
@@ -38,9 +38,9 @@ from axis.envelope import (
     StatusMessage,
     TraceHeader,
 )
-from axis.reasons import Reason, Refusal
-from axis.testing import TestPKI, make_pki
-from axis.verify_reference import ReferenceVerifier
+from axis.core.reasons import Reason, Refusal
+from tests.support.testing import TestPKI, make_pki
+from tests.support.verify_reference import ReferenceVerifier
 
 A, B, C = "000.00.00.G22", "000.00.00.H41", "000.00.00.G01"
 G23 = "000.00.00.G23"

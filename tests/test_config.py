@@ -108,7 +108,7 @@ def test_connections_for_and_write(tmp_path: Path) -> None:
 
 
 def test_generate_workdir(tmp_path: Path) -> None:
-    pytest.importorskip("axis.pki")
+    pytest.importorskip("axis.core.pki")
     from axis.config import generate_workdir
 
     agencies = [("000.00.00.G22", "Gov", "d1"), ("000.00.00.G01", "MPS", "sh"), ("000.00.00.H53", "TN", "sh")]
@@ -131,7 +131,7 @@ def test_generate_workdir(tmp_path: Path) -> None:
 def test_large_generated_directories_go_to_a_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above CSV_AGENCIES_ABOVE agencies, generate_workdir lists them in agencies.csv (YAML is ~20x slower to
     read at 120,000); the loaded configuration is the same: tokens, keys, the directory."""
-    import axis.config as config_mod
+    import axis.config.workdir as config_mod
     from axis.config import generate_workdir, hash_token
 
     monkeypatch.setattr(config_mod, "CSV_AGENCIES_ABOVE", 2)

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from axis.directory import Agency, Directory, DirectoryError, Server, valid_agency_code
+from axis.core.directory import Agency, Directory, DirectoryError, Server, valid_agency_code
 
 
 def small() -> Directory:

@@ -1,4 +1,4 @@
-"""axis.envelope: exact round trips (hypothesis), constructors, refusals of unusable input."""
+"""axis.core.envelope: exact round trips (hypothesis), constructors, refusals of unusable input."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from axis import envelope as env
-from axis.envelope import (
+from axis.core import envelope as env
+from axis.core.envelope import (
     Attachment,
     Business,
     BusinessDocumentInfo,
@@ -27,8 +27,8 @@ from axis.envelope import (
     StatusMessage,
     TraceHeader,
 )
-from axis.reasons import Reason, Refusal
-from axis.xmlsafe import parse_untrusted
+from axis.core.reasons import Reason, Refusal
+from axis.core.xmlsafe import parse_untrusted
 
 # Text that XML 1.0 can carry, Vietnamese included (no control characters, no surrogates).
 VIET = "ăâđêôơưàảãáạằẳẵắặầẩẫấậèẻẽéẹềểễếệìỉĩíịòỏõóọồổỗốộờởỡớợùủũúụừửữứựỳỷỹýỵĐ"

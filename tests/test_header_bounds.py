@@ -16,12 +16,10 @@ import pytest
 from pamqp import frame
 from pamqp.header import ContentHeader
 
-from axis import envelope
-from axis.directory import Agency, Directory, Server
-from axis.router.core import RouterCore
-from axis.router.forward import forward
-from axis.testing import TestPKI, make_pki
-from axis.transport import (
+from axis.broker.transport import make_message
+from axis.core import envelope
+from axis.core.directory import Agency, Directory, Server
+from axis.core.wire import (
     H_BOUNCES,
     H_FORWARD_KIND,
     H_KIND,
@@ -35,9 +33,11 @@ from axis.transport import (
     KIND_STATUS,
     Outgoing,
     bounded,
-    make_message,
     submission,
 )
+from axis.router.core import RouterCore
+from axis.router.forward import forward
+from tests.support.testing import TestPKI, make_pki
 
 G22, H53, G01 = "000.00.00.G22", "000.00.00.H53", "000.00.00.G01"
 FRAME_MAX = 131_072  # RabbitMQ's default frame_max: a content header frame must fit in it

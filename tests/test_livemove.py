@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from axis.config import Config, announce_move, generate_workdir, load_config, move_agency
-from axis.control import ControlError, ControlServer, control_dir_for, request
-from axis.livemove import MoveError, check_move
-from axis.reload import ENV_CONTROL_DIR, Reloader, read_ack
+from axis.ops.control import ControlError, ControlServer, control_dir_for, request
+from axis.ops.livemove import MoveError, check_move
+from axis.ops.reload import ENV_CONTROL_DIR, Reloader, read_ack
 from endpoints.gate import Gate
 
 G22, G01, G03 = "000.00.00.G22", "000.00.00.G01", "000.00.00.G03"
@@ -215,8 +215,8 @@ def test_admin_move_needs_the_supervisor(workdir: tuple[Path, dict[str, Any]]) -
 def test_announced_file_lets_every_router_accept_the_future_server(workdir: tuple[Path, dict[str, Any]]) -> None:
     """Why the announce step: during the routers' reload one router may still hold the announced file while the
     new server already sends status 01s; both files accept them, the file before the announcement does not."""
-    from axis.reasons import Refusal
-    from axis.routing import route_status
+    from axis.core.reasons import Refusal
+    from axis.core.routing import route_status
 
     path, _ = workdir
     before = load_config(path).directory

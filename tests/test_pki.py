@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from typer.testing import CliRunner
 
-from axis import pki
 from axis.cli import app
-from axis.reasons import Reason, Refusal
+from axis.core import pki
+from axis.core.reasons import Reason, Refusal
 
 
 @pytest.fixture(scope="module")

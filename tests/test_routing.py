@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from axis.directory import Directory
-from axis.reasons import Reason, Refusal
-from axis.routing import document_key, route_document, route_status
+from axis.core.directory import Directory
+from axis.core.reasons import Reason, Refusal
+from axis.core.routing import document_key, route_document, route_status
 
 G22, H53, G01, H55, G99 = "000.00.00.G22", "000.00.00.H53", "000.00.00.G01", "H55.242", "000.00.00.G99"
 
@@ -73,9 +73,9 @@ def test_document_key() -> None:
 def test_status_from_a_former_server_is_accepted_after_a_move() -> None:
     """An agency moved from "sh" to "d-x": status 01s the old server sends for deliveries it consumed before the
     move are authentic; any other server is still refused."""
-    from axis.directory import Agency, Directory, Server
-    from axis.reasons import Reason, Refusal
-    from axis.routing import route_status
+    from axis.core.directory import Agency, Directory, Server
+    from axis.core.reasons import Reason, Refusal
+    from axis.core.routing import route_status
 
     d = Directory(
         [Server("sh", "shared"), Server("d-x", "dedicated"), Server("d-s", "dedicated"), Server("o", "shared")],

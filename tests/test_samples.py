@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from axis import envelope as env
-from axis import schema
-from axis.reasons import Reason, Refusal
-from axis.xmlsafe import parse_untrusted
+from axis.core import envelope as env
+from axis.core import schema
+from axis.core.reasons import Reason, Refusal
+from axis.core.xmlsafe import parse_untrusted
 
 WELL_FORMED = {
     "edoc_new.edxml": "edoc",

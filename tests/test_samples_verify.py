@@ -16,11 +16,11 @@ from lxml import etree
 from typer.testing import CliRunner
 
 from axis.cli import app
-from axis.dsig import DSIG, EDXML
-from axis.reasons import Reason, Refusal
-from axis.signing import sign
-from axis.testing import TestPKI, make_pki
-from axis.verify_reference import ReferenceVerifier
+from axis.core.dsig import DSIG, EDXML
+from axis.core.reasons import Reason, Refusal
+from axis.core.signing import sign
+from tests.support.testing import TestPKI, make_pki
+from tests.support.verify_reference import ReferenceVerifier
 
 EXPECTED = {
     "dc0bdef0-c7a3-4aaf-b717-777303442973.edxml": Reason.SIGNATURE_PROFILE,

@@ -1,4 +1,4 @@
-"""axis.schema: built messages validate; structural violations are SCHEMA_INVALID with a line number."""
+"""axis.core.schema: built messages validate; structural violations are SCHEMA_INVALID with a line number."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from axis import envelope as env
-from axis import schema
-from axis.envelope import Attachment, ResponseFor
-from axis.reasons import Reason, Refusal
-from axis.xmlsafe import parse_untrusted
+from axis.core import envelope as env
+from axis.core import schema
+from axis.core.envelope import Attachment, ResponseFor
+from axis.core.reasons import Reason, Refusal
+from axis.core.xmlsafe import parse_untrusted
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
 

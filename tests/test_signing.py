@@ -9,12 +9,12 @@ from lxml import etree
 from signxml import XMLVerifier
 from typer.testing import CliRunner
 
-from axis import pki
 from axis.cli import app
-from axis.dsig import DSIG, ECDSA_SHA256, EXC_C14N, PROFILE_TRANSFORMS, RSA_SHA256, SHA256, e, exc_c14n, q
-from axis.reasons import Reason, Refusal
-from axis.signing import sign
-from axis.testing import TestPKI, make_edxml, make_pki
+from axis.core import pki
+from axis.core.dsig import DSIG, ECDSA_SHA256, EXC_C14N, PROFILE_TRANSFORMS, RSA_SHA256, SHA256, e, exc_c14n, q
+from axis.core.reasons import Reason, Refusal
+from axis.core.signing import sign
+from tests.support.testing import TestPKI, make_edxml, make_pki
 
 A, B = "000.00.00.G22", "000.00.00.H41"
 

@@ -11,14 +11,14 @@ from lxml import etree
 from signxml import XMLSigner, methods
 from typer.testing import CliRunner
 
-from axis import pki
 from axis.cli import app
-from axis.dsig import EXC_C14N, e, exc_c14n, q
-from axis.envelope import DocumentMessage
-from axis.reasons import Reason, Refusal
-from axis.signing import sign
-from axis.testing import TestPKI, make_edxml, make_pki
-from axis.verify import Verifier, VerifyPolicy
+from axis.core import pki
+from axis.core.dsig import EXC_C14N, e, exc_c14n, q
+from axis.core.envelope import DocumentMessage
+from axis.core.reasons import Reason, Refusal
+from axis.core.signing import sign
+from axis.core.verify import Verifier, VerifyPolicy
+from tests.support.testing import TestPKI, make_edxml, make_pki
 
 A, B, C = "000.00.00.G22", "000.00.00.H41", "H55.242"
 
@@ -203,7 +203,7 @@ def test_cli_verify(kit: TestPKI, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("sig_id", "ok"), [("", False), ("1x", False), ("a b", False), ("Sig-1", True)])
 def test_signature_id_must_be_an_xml_name(kit: TestPKI, sig_id: str, ok: bool) -> None:
     """Found by the differential test: an empty Signature/@Id was accepted by the fast path, refused by signxml."""
-    from axis.verify_reference import ReferenceVerifier
+    from tests.support.verify_reference import ReferenceVerifier
 
     data = kit.envelope(A, [B], size=2_000)
     marker = b"<ds:Signature "

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from axis.dsig import DIGESTS, DSIG, EDXML, ENVELOPED, EXC_C14N, SIGNATURES, q
-from axis.reasons import Refusal
-from axis.testing import TestPKI, make_pki
-from axis.verify import Verifier
-from axis.verify_reference import ReferenceVerifier
+from axis.core.dsig import DIGESTS, DSIG, EDXML, ENVELOPED, EXC_C14N, SIGNATURES, q
+from axis.core.reasons import Refusal
+from axis.core.verify import Verifier
+from tests.support.testing import TestPKI, make_pki
+from tests.support.verify_reference import ReferenceVerifier
 
 A, B = "000.00.00.G22", "000.00.00.H41"
 

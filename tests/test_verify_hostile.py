@@ -1,4 +1,5 @@
-"""The hostile corpus (axis.testing.hostile_corpus) through both verifiers: each item refused for its exact reason."""
+"""The hostile corpus (tests.support.testing.hostile_corpus) through both verifiers: each item refused for its exact
+reason."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from axis.reasons import Reason, Refusal
-from axis.testing import TestPKI, hostile_corpus, make_pki
-from axis.verify import Verified
-from axis.verify_reference import ReferenceVerifier
+from axis.core.reasons import Reason, Refusal
+from axis.core.verify import Verified
+from tests.support.testing import TestPKI, hostile_corpus, make_pki
+from tests.support.verify_reference import ReferenceVerifier
 
 A, B = "000.00.00.G22", "000.00.00.H41"
 MAX = 200_000
@@ -85,7 +86,7 @@ SPLIT_VARIANTS = ("comment", "cdata", "comment+cdata", "comment-first", "pi")
 @pytest.fixture(scope="module")
 def split_corpus(corpus: tuple[TestPKI, list[tuple[str, bytes, Reason]]]) -> list[tuple[str, bytes, object]]:
     """(name, signed bytes, expected): the expected message, or the Reason for PIs."""
-    from axis import envelope as env
+    from axis.core import envelope as env
     from tests.test_comment_truncation import FULL_DOCUMENT, FULL_STATUS, leaves, sign_as_written, split_value
 
     kit, _ = corpus

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from axis.reasons import Reason, Refusal
-from axis.xmlsafe import parse_head_untrusted, parse_untrusted
+from axis.core.reasons import Reason, Refusal
+from axis.core.xmlsafe import parse_head_untrusted, parse_untrusted
 
 HOSTILE = {
     "billion_laughs": (
@@ -87,7 +87,7 @@ def test_head_parser_stops_at_the_element_and_checks_the_size_first() -> None:
 def test_document_head_is_the_header_of_the_full_model() -> None:
     import dataclasses
 
-    from axis import envelope
+    from axis.core import envelope
 
     msg = envelope.new_document("000.00.00.G22", ["000.00.00.H41", "000.00.00.G01"], "Về việc X",
                                 number="12", notation="VPCP-TTĐT", date="2019-03-12", doc_type=1,
@@ -123,7 +123,7 @@ def test_the_canonical_form_is_the_same_with_or_without_comments() -> None:
     """Dropping comments at parse time changes no digest: exclusive C14N (without comments) ignores them."""
     from lxml import etree
 
-    from axis.dsig import exc_c14n
+    from axis.core.dsig import exc_c14n
 
     data = (b'<?xml version="1.0"?><!-- before --><e:a xmlns:e="urn:e"><!-- 1 --><e:b x="1">G23<!-- 2 -->.1'
             b'<![CDATA[ & ]]></e:b>\n  <!-- 3 --><e:c/>tail<!-- 4 --></e:a><!-- after -->')

@@ -1,5 +1,5 @@
 """Small helpers shared by the CLI modules: JSON output, refusal reporting, exit codes, and the one way untrusted
-text reaches a human-readable output (:func:`axis.termsafe.safe`)."""
+text reaches a human-readable output (:func:`axis.core.termsafe.safe`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import orjson
 import typer
 from rich.console import Console
 
-from axis.reasons import Refusal
-from axis.termsafe import plain, safe
+from axis.core.reasons import Refusal
+from axis.core.termsafe import plain, safe
 
 __all__ = ["EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "console", "err_console", "fail", "plain", "print_json", "safe",
            "usage_error"]

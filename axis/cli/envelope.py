@@ -12,11 +12,11 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from axis import envelope as env
-from axis import schema
 from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
-from axis.reasons import Reason, Refusal
-from axis.xmlsafe import parse_untrusted
+from axis.core import envelope as env
+from axis.core import schema
+from axis.core.reasons import Reason, Refusal
+from axis.core.xmlsafe import parse_untrusted
 
 app = typer.Typer(
     help="edXML envelopes: create, validate, inspect (sign and verify: see their own help).",

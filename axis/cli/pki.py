@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from axis import pki as core
 from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
-from axis.reasons import Refusal
+from axis.core import pki as core
+from axis.core.reasons import Refusal
 
 app = typer.Typer(help="The axis PKI: root CA, agency signing certificates, CRL.", no_args_is_help=True)
 

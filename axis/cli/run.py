@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
-from axis.reasons import Reason, Refusal
+from axis.core.reasons import Reason, Refusal
 
 
 def _config(path: Path):  # type: ignore[no-untyped-def]
@@ -35,7 +35,7 @@ def up(
     routers: int | None = typer.Option(None, "--routers", help="router processes (default: config 'routers')"),
 ) -> None:
     """Run router(s), all endpoint servers of the config and the admin dashboard against RabbitMQ."""
-    from axis.up import StartError, prepare_demo, start
+    from axis.ops.up import StartError, prepare_demo, start
 
     work_dir = work_dir.expanduser().resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -156,7 +156,9 @@ def serve(
     server: list[str] = typer.Option(..., "--server", help="server id (repeat to host several)"),
 ) -> None:
     """Run endpoint server(s) of the config in this process."""
-    from endpoints.host import serve as serve_hosts
+    from axis.ops.entrypoints import endpoints_entry
+
+    serve_hosts = endpoints_entry("serve")
 
     _logging()
     cfg = _config(config)
@@ -174,7 +176,7 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
 
     import uvicorn
 
-    from axis.brokerauth import ADMIN_USER, component_url
+    from axis.broker.users import ADMIN_USER, component_url
     from axis.stats.admin import create_app
 
     # the admin app reads queue depths through the management API as axis-admin (monitoring, changes nothing)
@@ -196,7 +198,7 @@ def init(
     """Generate the demo configuration (PKI, tokens, config.yaml, connections.json) without running it; with
     per-component broker users, also declare the topology and create the users (as `axis up` does)."""
     from axis.config import connections_for, generate_workdir, load_config, write_connections
-    from axis.up import DEMO_AGENCIES, DEMO_SERVERS
+    from axis.ops.up import DEMO_AGENCIES, DEMO_SERVERS
 
     work_dir = work_dir.expanduser().resolve()
     if (work_dir / "config.yaml").exists():
@@ -209,9 +211,9 @@ def init(
     cfg = load_config(path)
     write_connections(work_dir, connections_for(cfg, conn))
     if cfg.broker.per_component:
-        from axis.brokerauth import BrokerAuthError
-        from axis.brokersetup import prepare_broker_sync
-        from axis.topology import TopologyError
+        from axis.broker.setup import prepare_broker_sync
+        from axis.broker.topology import TopologyError
+        from axis.broker.users import BrokerAuthError
 
         try:
             prepare_broker_sync(cfg, timeout=120)

@@ -21,7 +21,7 @@ import typer
 from rich.table import Table
 
 from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
-from axis.reasons import Reason, Refusal
+from axis.core.reasons import Reason, Refusal
 
 DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
 BY_CHOICES = ("agency", "server", "day")

@@ -15,14 +15,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from axis import pki, signing
 from axis.cli._common import EXIT_REFUSED, console, fail, print_json, safe, usage_error
-from axis.reasons import Refusal
-from axis.verify import Verifier, VerifyPolicy
-from axis.xmlsafe import parse_untrusted
+from axis.core import pki, signing
+from axis.core.reasons import Refusal
+from axis.core.verify import Verifier, VerifyPolicy
+from axis.core.xmlsafe import parse_untrusted
 
-try:  # schema validation lives in axis.schema (another module); verify uses it when it is there
-    from axis.schema import validate as _schema_validate  # type: ignore[import-not-found]
+try:  # schema validation lives in axis.core.schema (another module); verify uses it when it is there
+    from axis.core.schema import validate as _schema_validate  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the build
     _schema_validate = None
 

@@ -1,6 +1,6 @@
 """The router: consume submissions, verify, route by the directory, publish per recipient server, count, ack.
 
-``axis.router.core`` decides (no I/O), ``axis.router.service`` is the aio-pika shell, ``axis.router.counting``
+``axis.router.core`` decides (no I/O), ``axis.router.service`` is the aio-pika shell, ``axis.stats.counting``
 the statistics records it writes.
 """
 

@@ -13,7 +13,7 @@ which the service sets from the broker-validated AMQP ``user_id`` when component
 back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient server's proof that the inbox row
 is committed: it is counted as ``Delivered``.
 
-Status bundles (``status-bundle``, :mod:`axis.bundle`): each item is handled as the single status it stands for,
+Status bundles (``status-bundle``, :mod:`axis.core.bundle`): each item is handled as the single status it stands for,
 with the bundle's ``x-axis-server`` (items cannot name another) and its own ``x-axis-doc-type`` (message id
 ``<bundle id>#<index>``): an item that fails is refused alone.
 :func:`coalesce` then packs the statuses, and the documents, of a whole batch bound for one server into bundles.
@@ -34,7 +34,6 @@ Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,13 +41,11 @@ from typing import Any
 
 import orjson
 
-from axis import bundle, envelope, schema
-from axis.directory import Directory
-from axis.reasons import Reason, Refusal
-from axis.router.counting import Accepted, Delivered, Refused
-from axis.router.forward import forward
-from axis.routing import document_key, route_document, route_status
-from axis.transport import (
+from axis.core import bundle, envelope, schema
+from axis.core.directory import Directory
+from axis.core.reasons import Reason, Refusal
+from axis.core.routing import DEFAULT_MAX_RECIPIENTS, check_recipients, document_key, route_document, route_status
+from axis.core.wire import (
     EX_DELIVER,
     EX_DLX,
     H_BOUNCES,
@@ -60,6 +57,7 @@ from axis.transport import (
     H_RECIPIENTS,
     H_SENDER,
     H_SERVER,
+    H_SUBMITTED_AT,
     H_UNKNOWN,
     KIND_DOCUMENT,
     KIND_DOCUMENT_BUNDLE,
@@ -70,9 +68,9 @@ from axis.transport import (
     Outgoing,
     header_text,
 )
-from axis.xmlsafe import parse_untrusted
-
-H_SUBMITTED_AT = "x-axis-submitted-at"  # epoch milliseconds when the endpoint server published the submission
+from axis.core.xmlsafe import parse_untrusted
+from axis.router.forward import forward
+from axis.stats.records import Accepted, Delivered, Refused
 
 
 @dataclass(slots=True)
@@ -94,21 +92,10 @@ def refusal_body(reason: Reason, detail: str, *, sender: str | None, document_id
                          "sha256": sha256, "timestamp": envelope.format_timestamp(datetime.now(UTC))})
 
 
-#: ``limits.max_recipients`` when the configuration does not say: recipients (``To``) one document may name
-DEFAULT_MAX_RECIPIENTS = 500
 #: a submission's ``x-axis-submitted-at`` (set by the publishing endpoint server) is believed only within this
 #: window: later than the router's clock by more than the skew, or older than the cap, it is not a latency
 LATENCY_SKEW_MS = 5_000
 LATENCY_CAP_MS = 24 * 3600 * 1000
-
-
-def check_recipients(msg: envelope.DocumentMessage, limit: int) -> None:
-    """Refuse (TOO_LARGE) a document naming more than ``limit`` recipients: what one submission may make the axis
-    do (deliveries, refusal notices, headers) stays bounded. The endpoint server checks it at the door, the
-    router again (a component credential may bypass the door)."""
-    if len(msg.recipients) > limit:
-        raise Refusal(Reason.TOO_LARGE, f"{len(msg.recipients)} recipients: at most {limit} per document "
-                                        "(limits.max_recipients)")
 
 
 def _claimed(root: Any) -> tuple[str | None, str | None]:
@@ -346,7 +333,3 @@ def _latency_ms(headers: Mapping[str, Any], now: datetime) -> float:
     if not -LATENCY_SKEW_MS <= latency <= LATENCY_CAP_MS:
         return 0.0
     return max(0.0, latency)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

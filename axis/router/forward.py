@@ -8,7 +8,7 @@ publishes a *forward* (``x-axis-kind: forward``, ``x-axis-forward-kind``: the ki
 router confirmed the forward — nothing is lost; a crash in between forwards twice, and the inbox and status
 stores keep one copy.
 
-The forwarding server is the broker-validated ``user_id`` (:func:`axis.brokerauth.authenticated_server`); no
+The forwarding server is the broker-validated ``user_id`` (:func:`axis.broker.users.authenticated_server`); no
 named agency may be on it. A forwarded document is re-verified (signature, schema) and the agencies must be
 among its signed recipients — which gives a server no more than re-submitting the signed document would (the
 inbox keeps one copy), so any server may forward a document (also after a hand-edited move without
@@ -35,10 +35,10 @@ from typing import Any
 
 import orjson
 
-from axis import envelope, schema
-from axis.directory import Directory
-from axis.reasons import Reason, Refusal
-from axis.transport import (
+from axis.core import envelope, schema
+from axis.core.directory import Directory
+from axis.core.reasons import Reason, Refusal
+from axis.core.wire import (
     EX_DELIVER,
     H_BOUNCES,
     H_DETAIL,
@@ -57,7 +57,7 @@ from axis.transport import (
     header_codes,
     header_text,
 )
-from axis.xmlsafe import parse_untrusted
+from axis.core.xmlsafe import parse_untrusted
 
 #: rounds a forward may go back to its server while the two disagree about where an agency is (a reload)
 MAX_BOUNCES = 500

@@ -23,34 +23,17 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from axis.brokerauth import ROUTER_USER, authenticated_server, component_url, publisher_user_id
+from axis.broker.topology import attach_exchanges, attach_queue
+from axis.broker.transport import Publisher, connect
+from axis.broker.users import ROUTER_USER, authenticated_server, component_url, publisher_user_id
 from axis.config import Config
+from axis.config.verifier import make_verifier
+from axis.core.wire import H_KIND, H_SERVER, KIND_STATUS, KIND_STATUS_BUNDLE, Q_SUBMISSIONS, header_text
 from axis.router.core import Outcome, RouterCore, coalesce
-from axis.router.counting import Counter, open_counter
-from axis.topology import attach_exchanges, attach_queue
-from axis.transport import (
-    H_KIND,
-    H_SERVER,
-    KIND_STATUS,
-    KIND_STATUS_BUNDLE,
-    Q_SUBMISSIONS,
-    Publisher,
-    connect,
-    header_text,
-)
+from axis.stats.counting import Counter, open_counter
 
 log = logging.getLogger("axis.router")
 LIGHT_KINDS = frozenset({KIND_STATUS, KIND_STATUS_BUNDLE})
-
-
-def make_verifier(config: Config, **policy: Any) -> Any:
-    """The one Verifier of a process: trusts the configured axis CA and CRL."""
-    from axis.verify import Verifier, VerifyPolicy
-
-    if config.pki.ca is None:
-        raise ValueError("the configuration names no pki.ca: nothing could be verified")
-    return Verifier(VerifyPolicy.from_files(config.pki.ca, config.pki.crl, max_bytes=config.limits.max_envelope_bytes,
-                                            **policy))
 
 
 def core_for(config: Config, verifier: Any) -> RouterCore:
@@ -121,7 +104,7 @@ class RouterService:
                 await self._handle(messages)
 
     async def reload(self, config: Config) -> None:
-        """Hot reload (SIGHUP, axis.reload): the new directory and verifier apply from the next batch on; the
+        """Hot reload (SIGHUP, axis.ops.reload): the new directory and verifier apply from the next batch on; the
         batch in flight finishes (published and counted) with the old ones."""
         core = await asyncio.to_thread(lambda: core_for(config, make_verifier(config)))
         async with self._swap:
@@ -251,7 +234,7 @@ def _light(messages: list[AbstractIncomingMessage]) -> bool:
 
 
 async def run_router(config: Config) -> None:
-    from axis.reload import install_sighup
+    from axis.ops.reload import install_sighup
 
     service = RouterService(config)
     install_sighup(config, service.reload, "router")

@@ -1,7 +1,7 @@
 """Planned messages → real edXML bytes, signed with the sending agency's own key (EC P-256 in the demo).
 
 Pure apart from reading key files once: :class:`Builder` turns a :class:`~axis.sim.plan.PlannedMessage` into the
-bytes the simulator submits, with :mod:`axis.envelope` building the document and :mod:`axis.signing` signing
+bytes the simulator submits, with :mod:`axis.core.envelope` building the document and :mod:`axis.core.signing` signing
 it. Bad envelopes are made bad here, on purpose and in one way each:
 
 - ``SIGNATURE_INVALID``: signed, then the subject is altered after signing (the digest no longer matches);
@@ -60,7 +60,7 @@ class Builder:
     def _key(self, code: str) -> tuple[Any, Any]:
         got = self._loaded.get(code)
         if got is None:
-            from axis import pki
+            from axis.core import pki
 
             kp = self.keys[code]
             key = pki.load_key(Path(kp.key).read_bytes())
@@ -69,7 +69,7 @@ class Builder:
         return got
 
     def unsigned(self, p: PlannedMessage) -> bytes:
-        from axis import envelope as env
+        from axis.core import envelope as env
 
         rng = random.Random(p.seq)  # attachment bytes are a function of the message alone
         atts = [
@@ -105,7 +105,7 @@ class Builder:
         data = self.unsigned(p)
         if not self.sign and p.expect not in ("SIGNATURE_INVALID", "SIGNER_MISMATCH"):
             return _spoil(p, data)
-        from axis import signing
+        from axis.core import signing
 
         key, cert = self._key(p.signer or p.sender)
         return _spoil(p, signing.sign(data, key, cert))

@@ -59,9 +59,9 @@ def prepare(
 
 
 class AxisProcess:
-    """The axis brought up with core's ``axis.up.start`` (the machinery of ``axis up``: routers, endpoint-server
+    """The axis brought up with core's ``axis.ops.up.start`` (the machinery of ``axis up``: routers, endpoint-server
     hosts and the admin app as child processes in their own sessions, so Ctrl-C reaches the demo, which stops
-    them cleanly). Falls back to running ``python -m axis up`` as one child when ``axis.up`` is missing."""
+    them cleanly). Falls back to running ``python -m axis up`` as one child when ``axis.ops.up`` is missing."""
 
     def __init__(self, config: Path, work_dir: Path, *, timeout: float = 240.0) -> None:
         self.config = config
@@ -74,7 +74,7 @@ class AxisProcess:
     def start(self, connections: dict[str, Any]) -> Connections:
         """Start everything; return once every server answers and connections.json is written."""
         try:
-            from axis import up
+            from axis.ops import up
         except ImportError:
             up = None  # type: ignore[assignment]
         if up is not None:

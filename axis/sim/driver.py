@@ -34,12 +34,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from axis.core.termsafe import safe
 from axis.sim import build, plan
 from axis.sim.api import Api, new_client
 from axis.sim.connections import AgencyConn, Connections
 from axis.sim.report import Report, Reporter
 from axis.sim.scenario import Scenario, on_directory
-from axis.termsafe import safe
 
 STATUS_TEXT = {
     "03": "Đã tiếp nhận, vào sổ",

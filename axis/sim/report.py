@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from axis.termsafe import plain, safe
+from axis.core.termsafe import plain, safe
 
 
 @dataclass

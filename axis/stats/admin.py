@@ -17,7 +17,7 @@ counts (a request with no credentials at all guesses nothing and does not); past
 and the dashboard answer 429 (reason ``UNAUTHORIZED``, ``Retry-After``) without looking at the credentials.
 
 ``POST /admin/agencies/{code}/move`` ``{"server": ID}`` moves an agency to another server live: the app asks
-the ``axis up`` supervisor over its control socket (axis.control, axis.livemove) and answers once the move is
+the ``axis up`` supervisor over its control socket (axis.ops.control, axis.ops.livemove) and answers once the move is
 complete; it then reloads its own view of the directory from the configuration file.
 """
 
@@ -40,14 +40,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from axis.control import ControlError, socket_from_env
-from axis.control import request as control_request
-from axis.reasons import Reason
+from axis.core.ratelimit import FailureLimiter, TooManyFailures
+from axis.core.reasons import Reason
+from axis.ops.control import ControlError, socket_from_env
+from axis.ops.control import request as control_request
 from axis.stats.metrics import render, snapshot_registry
 from axis.stats.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.stats.query import BY_CHOICES, StatsFilter, iso, parse_when, query_counters, query_stats
 from axis.stats.store import StatsStore
-from endpoints.auth import FailureLimiter, TooManyFailures
 
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "axis_admin"
@@ -393,7 +393,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
 
     @app.post("/admin/agencies/{code}/move", response_model=None)
     async def move_agency(code: str, request: Request) -> Response:
-        """Move an agency to another server live (axis.livemove, through the `axis up` supervisor); answers
+        """Move an agency to another server live (axis.ops.livemove, through the `axis up` supervisor); answers
         ``{"agency", "from", "to", "endpoint", ...}`` once the move is complete."""
         try:
             body = orjson.loads(await request.body())

@@ -25,7 +25,6 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +33,8 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
+
+from axis.stats.records import Accepted, Delivered, Refused
 
 DEFAULT_SQLITE_PATH = "axis-stats.sqlite3"
 """File used when no URL is given (relative to the working directory; ``AXIS_STATS_URL`` overrides the URL)."""
@@ -87,46 +88,6 @@ refused_table = sa.Table(
     sa.Column("hour", sa.BigInteger, nullable=False),
 )
 sa.Index("ix_axis_refused_hour", refused_table.c.hour)
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A document the router accepted and routed (counted once per key)."""
-
-    key: str  # "sender|DocumentId|BussinessDocType"
-    sender: str
-    sender_kind: str  # "dedicated" | "shared"
-    document_id: str
-    doc_type: int
-    size: int
-    recipients: tuple[tuple[str, str], ...]  # (agency code, server kind) of the known recipients
-    latency_ms: float
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """A delivery stored in a recipient's inbox (its status 01 passed the router); once per (key, recipient)."""
-
-    key: str
-    sender: str
-    sender_kind: str
-    recipient: str
-    recipient_kind: str
-    document_id: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A message the axis refused, with its contract reason code (counted once per message_id)."""
-
-    message_id: str
-    sender: str | None  # the proven sender (None: nobody proved who sent it)
-    reason: str
-    size: int
-    at: datetime
-    server: str | None = None  # the publishing endpoint server, for a message whose sender was not proven
 
 
 def epoch(at: datetime) -> float:

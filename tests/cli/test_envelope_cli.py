@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from axis import envelope as env
 from axis.cli import app
+from axis.core import envelope as env
 
 runner = CliRunner()
 

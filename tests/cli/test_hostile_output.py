@@ -37,12 +37,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from axis import envelope as env
-from axis import signing
 from axis.client import Client
 from axis.config import generate_workdir
-from axis.testing import free_port_block
+from axis.core import envelope as env
+from axis.core import signing
 from tests.stats.stats_live import serve
+from tests.support.testing import free_port_block
 
 G22, H53, G01 = "000.00.00.G22", "000.00.00.H53", "000.00.00.G01"
 
@@ -162,7 +162,7 @@ def test_validate_and_verify_hostile_file_names(tmp_path: Path, hostile_document
 
 @pytest.fixture
 def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    from axis.brokerauth import delete_users_with_prefix
+    from axis.broker.users import delete_users_with_prefix
 
     base, auth, _ = rabbit_mgmt
     vhost = f"axis-hostile-{uuid.uuid4().hex[:10]}"
@@ -180,7 +180,7 @@ def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> I
 @pytest.mark.rabbitmq
 @pytest.mark.slow
 def test_send_and_inbox_with_a_real_endpoint(tmp_path: Path, vhost_url: str) -> None:
-    from axis.up import start
+    from axis.ops.up import start
 
     agencies = [(G22, "Văn phòng Chính phủ", "d1"), (H53, "UBND tỉnh Tây Ninh", "sh"), (G01, "Bộ Công an", "sh")]
     base = free_port_block(3)

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from axis.config import ConfigError, Limits, config_from_dict, generate_workdir, load_config
+from axis.core.ratelimit import FailureLimiter, TooManyFailures
 from endpoints.app import create_app
-from endpoints.auth import FailureLimiter, TooManyFailures
 from endpoints.inbox import InboxStore
 from endpoints.server import EndpointServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from axis.router.counting import MemoryCounter, Refused
+from axis.stats.counting import MemoryCounter, Refused
 from endpoints.refusals import RefusalRecorder, refused_record
 
 

@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 import yaml
 
-from axis.brokersetup import prepare_broker_sync
+from axis.broker.setup import prepare_broker_sync
 from axis.config import Config, generate_workdir, load_config
-from axis.testing import TestPKI, make_edxml
-from axis.transport import Q_DEAD
-from axis.up import Running, _healthy
+from axis.core.wire import Q_DEAD
+from axis.ops.up import Running, _healthy
 from tests.faults.harness import AGENCIES, CODES, SERVERS, pki_of
+from tests.support.testing import TestPKI, make_edxml
 
 
 @dataclass
@@ -141,7 +141,7 @@ async def publish_flood(axis: Axis) -> str:
     and took every batch it was in down with it; now it is refused alone (TOO_LARGE) and nothing else is lost."""
     import aio_pika
 
-    from axis.transport import EX_SUBMIT, H_KIND, KIND_DOCUMENT
+    from axis.core.wire import EX_SUBMIT, H_KIND, KIND_DOCUMENT
 
     sender, known = CODES[0], CODES[1]
     doc = axis.pki.sign(make_edxml(sender, [known, *FLOOD_CODES], size=1500, number=10**6, subject="flood"), sender)
@@ -234,7 +234,7 @@ async def inject_faults(axis: Axis, plan: Plan, report: Report, done: asyncio.Ev
 async def audit(axis: Axis, docs: list[tuple[str, list[str], bytes]], report: Report,
                 queue_depths: Callable[[], Awaitable[dict[str, int]]], timeout: float = 120) -> None:
     """Wait until the axis has settled, then count: inbox rows per (recipient, sender, DocumentId), stats."""
-    from axis import envelope
+    from axis.core import envelope
     from axis.stats.query import query_stats
     from axis.stats.store import StatsStore
 

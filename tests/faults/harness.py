@@ -16,16 +16,16 @@ from typing import Any
 import aio_pika
 import httpx
 
-from axis import pki as pkimod
-from axis.brokerauth import delete_users_with_prefix
-from axis.brokersetup import prepare_broker
+from axis.broker.setup import prepare_broker
+from axis.broker.transport import connect
+from axis.broker.users import delete_users_with_prefix
 from axis.config import Config, Limits, generate_workdir, load_config
-from axis.router.counting import MemoryCounter
+from axis.core import pki as pkimod
 from axis.router.service import RouterService
-from axis.testing import TestPKI
-from axis.transport import connect
+from axis.stats.counting import MemoryCounter
 from endpoints.app import create_app
 from endpoints.server import EndpointServer
+from tests.support.testing import TestPKI
 
 G22, H53, G01, G03, H41 = "000.00.00.G22", "000.00.00.H53", "000.00.00.G01", "000.00.00.G03", "000.00.00.H41"
 AGENCIES = [
@@ -51,7 +51,7 @@ def fresh_vhost(mgmt: str, auth: tuple[str, str], amqp_base: str, prefix: str = 
             yield f"{amqp_base}/{vhost}"
         finally:
             http.delete(f"/api/vhosts/{vhost}")
-            delete_users_with_prefix(mgmt, auth, f"{vhost}.")  # the axis's broker users (axis.brokerauth)
+            delete_users_with_prefix(mgmt, auth, f"{vhost}.")  # the axis's broker users (axis.broker.users)
 
 
 def pki_of(work: Path, codes: list[str]) -> TestPKI:

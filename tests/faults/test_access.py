@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from axis.core.ratelimit import FailureLimiter, TooManyFailures
 from endpoints.app import create_app
-from endpoints.auth import FailureLimiter, TooManyFailures
 from tests.faults.harness import G01, G03, running_axis
 
 pytestmark = pytest.mark.rabbitmq

@@ -10,10 +10,11 @@ import aio_pika
 import httpx
 import pytest
 
-from axis import brokerauth, envelope
-from axis.testing import make_edxml
-from axis.transport import EX_SUBMIT, H_KIND, H_SERVER, KIND_STATUS, Q_SUBMISSIONS, server_queue
+from axis.broker import users as brokerauth
+from axis.core import envelope
+from axis.core.wire import EX_SUBMIT, H_KIND, H_SERVER, KIND_STATUS, Q_SUBMISSIONS, server_queue
 from tests.faults.harness import G01, G03, G22, H53, Env, queue_depths, running_axis, wait_for
+from tests.support.testing import make_edxml
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -17,8 +17,9 @@ import aio_pika
 import pytest
 from aio_pika.exceptions import ChannelClosed
 
-from axis import brokerauth, envelope
-from axis.transport import (
+from axis.broker import users as brokerauth
+from axis.core import envelope
+from axis.core.wire import (
     EX_DELIVER,
     EX_DLX,
     EX_SUBMIT,

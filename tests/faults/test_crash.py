@@ -21,10 +21,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from axis.testing import free_port_block
 from tests.faults.cluster import Balancer, Cluster
 from tests.faults.crash import Axis, Plan, Report, audit, documents, inject_faults, publish_flood, submit_all
 from tests.faults.harness import queue_depths
+from tests.support.testing import free_port_block
 
 
 async def _run(axis: Axis, plan: Plan, depths: object, extra: object = None) -> Report:

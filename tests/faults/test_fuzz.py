@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from axis import envelope, schema
-from axis.reasons import Refusal
-from axis.testing import TestPKI, make_edxml, make_pki
-from axis.verify import Verifier
-from axis.xmlsafe import parse_untrusted
+from axis.core import envelope, schema
+from axis.core.reasons import Refusal
+from axis.core.verify import Verifier
+from axis.core.xmlsafe import parse_untrusted
+from tests.support.testing import TestPKI, make_edxml, make_pki
 
 A, B = "000.00.00.G22", "000.00.00.H53"
 MAX = 256 * 1024

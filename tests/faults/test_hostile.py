@@ -1,6 +1,6 @@
 """Hostile input through every door: the HTTP API and straight onto ``axis.submissions`` (bypassing the endpoint).
 
-Every item of ``axis.testing.hostile_corpus`` (plus directory-level attacks) is refused with its exact reason —
+Every item of ``tests.support.testing.hostile_corpus`` (plus directory-level attacks) is refused with its exact reason —
 problem+json ``reason`` at the door, ``x-axis-reason`` on the dead letter behind it — and nothing reaches an
 inbox or is counted as accepted.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from axis.reasons import Reason, http_status
-from axis.testing import hostile_corpus, make_edxml
-from axis.transport import EX_SUBMIT, H_KIND, H_REASON, H_SERVER, KIND_DOCUMENT, Q_DEAD, Q_SUBMISSIONS
+from axis.core.reasons import Reason, http_status
+from axis.core.wire import EX_SUBMIT, H_KIND, H_REASON, H_SERVER, KIND_DOCUMENT, Q_DEAD, Q_SUBMISSIONS
 from tests.faults.harness import G01, G22, H53, MAX_BYTES, Env, drain, queue_depths, running_axis, wait_for
+from tests.support.testing import hostile_corpus, make_edxml
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -29,14 +29,14 @@ async def hostile(tmp_path: Path, vhost_url: str) -> AsyncIterator[tuple[Env, li
     corpus: list[Item] = []
 
     def build(pki: object) -> None:  # before the verifiers exist: the corpus revokes a certificate
-        from axis.testing import TestPKI
+        from tests.support.testing import TestPKI
 
         assert isinstance(pki, TestPKI)
         corpus.extend(hostile_corpus(pki, max_bytes=MAX_BYTES))
         # directory-level: a certificate from the axis CA for an agency the directory does not know
         stranger = "000.00.00.Z99"
         key, cert = pki.make_cert(stranger)
-        from axis.signing import sign
+        from axis.core.signing import sign
 
         corpus.append(("unknown_sender", sign(make_edxml(stranger, [H53], size=2000), key, cert),
                        Reason.UNKNOWN_SENDER))

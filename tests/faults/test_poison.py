@@ -10,10 +10,10 @@ from typing import Any
 import aio_pika
 import pytest
 
-from axis import envelope
-from axis.testing import make_edxml
-from axis.transport import DELIVERY_LIMIT, EX_SUBMIT, H_KIND, H_SERVER, KIND_DOCUMENT, Q_DEAD
+from axis.core import envelope
+from axis.core.wire import DELIVERY_LIMIT, EX_SUBMIT, H_KIND, H_SERVER, KIND_DOCUMENT, Q_DEAD
 from tests.faults.harness import G01, G22, H53, Env, drain, running_axis, wait_for
+from tests.support.testing import make_edxml
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -13,8 +13,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from axis.testing import make_edxml
 from tests.faults.harness import G01, G22, H53, Env, queue_depths, running_axis, wait_for
+from tests.support.testing import make_edxml
 
 pytestmark = pytest.mark.rabbitmq
 

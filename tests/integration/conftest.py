@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from axis.brokerauth import delete_users_with_prefix
-from axis.brokersetup import prepare_broker
+from axis.broker.setup import prepare_broker
+from axis.broker.transport import connect
+from axis.broker.users import delete_users_with_prefix
 from axis.config import Config, generate_workdir, load_config
-from axis.router.counting import Accepted, Delivered, MemoryCounter, Refused, open_counter
 from axis.router.service import RouterService
-from axis.transport import connect
+from axis.stats.counting import Accepted, Delivered, MemoryCounter, Refused, open_counter
 from endpoints.app import create_app
 from endpoints.server import EndpointServer
 
@@ -46,7 +46,7 @@ def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> I
             yield amqp_url.rsplit("/", 1)[0] + "/" + vhost
         finally:
             http.delete(f"/api/vhosts/{vhost}")
-            delete_users_with_prefix(base, auth, f"{vhost}.")  # the axis's broker users (axis.brokerauth)
+            delete_users_with_prefix(base, auth, f"{vhost}.")  # the axis's broker users (axis.broker.users)
 
 
 class TeeCounter:

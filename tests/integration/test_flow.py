@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from axis import envelope
-from axis.pki import load_certs, load_key
-from axis.signing import sign
-from axis.verify import Verifier, VerifyPolicy
+from axis.core import envelope
+from axis.core.pki import load_certs, load_key
+from axis.core.signing import sign
+from axis.core.verify import Verifier, VerifyPolicy
 from tests.integration.conftest import G01, G03, G22, H41, H53, Axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
@@ -124,7 +124,7 @@ async def test_delivery_queued_for_an_old_server_is_forwarded(axis_env: Axis) ->
     """An agency moved to another server: deliveries still queued for the old one reach it (never lost)."""
     import aio_pika
 
-    from axis.transport import EX_DELIVER, H_KIND, H_RECIPIENTS
+    from axis.core.wire import EX_DELIVER, H_KIND, H_RECIPIENTS
 
     env = axis_env
     data = sign_as(env, G22, unsigned(G22, [H53]))

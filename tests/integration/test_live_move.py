@@ -1,4 +1,4 @@
-"""Moving an agency LIVE (axis.livemove): a whole axis in real processes (axis.up.start) on its own RabbitMQ
+"""Moving an agency LIVE (axis.ops.livemove): a whole axis in real processes (axis.ops.up.start) on its own RabbitMQ
 vhost; documents keep flowing while the admin app moves G03 from the shared server to a new dedicated server.
 Every document must be in its recipients' inboxes exactly once and the axis's counters must be exact."""
 
@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from axis import envelope
 from axis.config import generate_workdir, load_config
-from axis.reload import read_ack
-from axis.testing import free_port_block
+from axis.core import envelope
+from axis.ops.reload import read_ack
 from tests.integration.conftest import G01, G03, G22
+from tests.support.testing import free_port_block
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 XML = {"content-type": "application/xml"}
@@ -127,7 +127,7 @@ async def scenario(conn: dict[str, Any], admin: str, admin_token: str, log: list
 
 
 def test_agency_moves_live_through_the_admin_app(tmp_path: Path, vhost_url: str) -> None:
-    from axis.up import start
+    from axis.ops.up import start
 
     wd = tmp_path / "w"
     servers = [("d1", "dedicated"), ("sh", "shared")]

@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from axis import envelope
-from axis.brokersetup import prepare_broker
+from axis.broker.setup import prepare_broker
+from axis.broker.transport import connect
 from axis.config import generate_workdir, load_config, move_agency
-from axis.router.counting import open_counter
+from axis.core import envelope
 from axis.router.service import RouterService
-from axis.transport import connect
+from axis.stats.counting import open_counter
 from endpoints.app import create_app
 from endpoints.migrate import move_agency_rows
 from endpoints.server import EndpointServer

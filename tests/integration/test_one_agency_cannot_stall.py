@@ -12,7 +12,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from axis.transport import H_KIND, H_REASON, server_queue
+from axis.core.wire import H_KIND, H_REASON, server_queue
 from tests.conftest import RABBIT_AUTH, RABBIT_MGMT
 from tests.integration.conftest import G01, G03, G22, H53, Axis, wait_for
 from tests.integration.test_flow import inbox, sign_as, unsigned

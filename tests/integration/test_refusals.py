@@ -8,10 +8,9 @@ import dataclasses
 import aio_pika
 import pytest
 
-from axis import envelope
-from axis.router.core import H_SUBMITTED_AT
-from axis.router.counting import Refused
-from axis.transport import EX_SUBMIT, H_DOC_TYPE, H_KIND, H_REASON, H_SENDER, H_SERVER, Q_DEAD
+from axis.core import envelope
+from axis.core.wire import EX_SUBMIT, H_DOC_TYPE, H_KIND, H_REASON, H_SENDER, H_SERVER, H_SUBMITTED_AT, Q_DEAD
+from axis.stats.counting import Refused
 from tests.integration.conftest import G01, G03, G22, H41, H53, Axis, wait_for
 from tests.integration.test_flow import inbox, sign_as, statuses, unsigned
 
@@ -42,7 +41,7 @@ async def dead_letters(env: Axis, n: int) -> list[aio_pika.abc.AbstractIncomingM
 async def publish_raw(env: Axis, body: bytes, *, as_server: str | None = None, **headers: object) -> None:
     """Straight onto axis.submit: as the provisioning account, or ``as_server`` (that endpoint server's own broker
     user, with its AMQP user_id — how the router knows who published a status)."""
-    from axis import brokerauth
+    from axis.broker import users as brokerauth
 
     url, user_id = env.config.amqp_url, None
     if as_server is not None:
@@ -270,8 +269,8 @@ async def test_http_checks(axis_env: Axis) -> None:
 
 
 async def test_a_forged_status_in_a_bundle_is_refused_alone(axis_env: Axis) -> None:
-    from axis.bundle import Item, pack
-    from axis.transport import H_DETAIL
+    from axis.core.bundle import Item, pack
+    from axis.core.wire import H_DETAIL
 
     env = axis_env
     doc_id = await sent(env, G22, [G01])  # a status is accepted only from a recipient of a real document
@@ -296,8 +295,8 @@ async def test_a_forged_status_in_a_bundle_is_refused_alone(axis_env: Axis) -> N
 
 
 async def test_an_endpoint_stores_the_good_items_of_a_bundle_and_dead_letters_it(axis_env: Axis) -> None:
-    from axis.bundle import Item, pack
-    from axis.transport import EX_DELIVER
+    from axis.core.bundle import Item, pack
+    from axis.core.wire import EX_DELIVER
 
     env = axis_env
     doc_id = await sent(env, G22, [G01])
@@ -329,8 +328,8 @@ async def test_a_document_bundle_is_stored_item_by_item_and_a_bad_item_dead_lett
     """The router packs the deliveries of a batch bound for one server into a document bundle: each item is
     checked and stored as a single delivery would be (with its own recipients), their 01s are counted; an item
     that fails the check sends the whole bundle to the dead letters, after the good ones were stored."""
-    from axis.bundle import Item, pack
-    from axis.transport import EX_DELIVER, H_RECIPIENTS
+    from axis.core.bundle import Item, pack
+    from axis.core.wire import EX_DELIVER, H_RECIPIENTS
 
     env = axis_env
     one = sign_as(env, G22, unsigned(G22, [G01, G03], "bundle 1"))

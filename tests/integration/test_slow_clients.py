@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from axis.config import generate_workdir, load_config
-from axis.router.counting import MemoryCounter
+from axis.stats.counting import MemoryCounter
 from endpoints.app import create_app
 from endpoints.gate import GatedApp
 from endpoints.host import ConnectionGuard, uvicorn_server

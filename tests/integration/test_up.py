@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from axis import envelope
 from axis.client import AxisError, Client
 from axis.config import generate_workdir
-from axis.testing import free_port_block
-from axis.up import start
+from axis.core import envelope
+from axis.ops.up import start
 from tests.integration.conftest import AGENCIES, G01, G22, H53, SERVERS
+from tests.support.testing import free_port_block
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from axis import envelope
-from axis.directory import Directory
-from axis.router.core import H_SUBMITTED_AT, RouterCore
-from axis.testing import TestPKI, make_pki
-from axis.transport import EX_DELIVER, EX_DLX, H_DOC_TYPE, H_KIND, H_REASON, H_RECIPIENTS, H_SERVER
+from axis.core import envelope
+from axis.core.directory import Directory
+from axis.core.wire import EX_DELIVER, EX_DLX, H_DOC_TYPE, H_KIND, H_REASON, H_RECIPIENTS, H_SERVER, H_SUBMITTED_AT
+from axis.router.core import RouterCore
+from tests.support.testing import TestPKI, make_pki
 
 G22, H53, G01, G03, G99 = "000.00.00.G22", "000.00.00.H53", "000.00.00.G01", "000.00.00.G03", "000.00.00.G99"
 NOW = datetime(2019, 5, 10, 8, 0, tzinfo=UTC)
@@ -156,9 +156,9 @@ def test_forward_goes_back_while_a_reload_is_in_progress(pki: TestPKI, core: Rou
     """A live move reloads routers and hosts one after the other: a server may forward for an agency this router
     still places on that very server. The forward goes back to it (bounces + 1), and is refused only when the
     disagreement lasts MAX_BOUNCES rounds — never dropped, and never a refusal in the normal window."""
-    from axis.directory import Agency, Server
+    from axis.core.directory import Agency, Server
+    from axis.core.wire import H_BOUNCES, H_FORWARD_KIND
     from axis.router.forward import MAX_BOUNCES
-    from axis.transport import H_BOUNCES, H_FORWARD_KIND
 
     # G01 is moving from sh to d2 (announced): this router still places it on sh, sh has reloaded already
     servers = [Server("d1", "dedicated"), Server("d2", "dedicated"), Server("sh", "shared")]
@@ -183,9 +183,9 @@ def test_forward_goes_back_while_a_reload_is_in_progress(pki: TestPKI, core: Rou
 
 
 def test_status_bundle_items_are_checked_counted_and_refused_alone(pki: TestPKI, core: RouterCore) -> None:
-    from axis.bundle import Item, pack, unpack
+    from axis.core.bundle import Item, pack, unpack
+    from axis.core.wire import H_SENDER
     from axis.router.core import coalesce
-    from axis.transport import H_SENDER
 
     original = envelope.parse(doc(pki, G22, [G01, G03, H53]))
     ok1 = envelope.build(envelope.new_status(G01, original, "01", "arrived"))
@@ -213,9 +213,9 @@ def test_status_bundle_items_are_checked_counted_and_refused_alone(pki: TestPKI,
 
 
 def test_coalesce_per_server_and_lone_statuses_stay_plain(core: RouterCore) -> None:
-    from axis.bundle import unpack
+    from axis.core.bundle import unpack
+    from axis.core.wire import Outgoing
     from axis.router.core import coalesce
-    from axis.transport import Outgoing
 
     doc_out = Outgoing(EX_DELIVER, "d2", b"<doc/>", {H_KIND: "document"})
     a = [Outgoing(EX_DELIVER, "d1", f"<s{i}/>".encode(), {H_KIND: "status"}) for i in range(3)]
@@ -230,9 +230,9 @@ def test_coalesce_per_server_and_lone_statuses_stay_plain(core: RouterCore) -> N
 
 
 def test_coalesce_packs_documents_per_server_with_their_own_headers(core: RouterCore) -> None:
-    from axis.bundle import unpack
+    from axis.core.bundle import unpack
+    from axis.core.wire import H_BOUNCES, H_RECIPIENTS, Outgoing
     from axis.router.core import BUNDLE_BYTES, BUNDLE_DOCUMENT_BYTES, coalesce
-    from axis.transport import H_BOUNCES, H_RECIPIENTS, Outgoing
 
     def doc(server: str, n: int, size: int = 100, **extra: object) -> Outgoing:
         return Outgoing(EX_DELIVER, server, bytes([65 + n % 26]) * size,

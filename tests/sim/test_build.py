@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from axis import envelope, schema
-from axis.pki import CertificateAuthority, load_trust
-from axis.reasons import Reason, Refusal
+from axis.core import envelope, schema
+from axis.core.pki import CertificateAuthority, load_trust
+from axis.core.reasons import Reason, Refusal
+from axis.core.verify import Verifier, VerifyPolicy
 from axis.sim import build, plan
 from axis.sim import scenario as scn
-from axis.verify import Verifier, VerifyPolicy
 
 
 @pytest.fixture(scope="module")

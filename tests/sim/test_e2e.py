@@ -19,9 +19,9 @@ from axis.sim import scenario as scn
 from axis.sim.connections import Connections
 from axis.sim.driver import Options, simulate
 from axis.sim.report import Reporter
-from axis.testing import free_port_block
+from tests.support.testing import free_port_block
 
-pytest.importorskip("axis.up", reason="core's axis.up (the machinery of `axis up`) is not merged yet")
+pytest.importorskip("axis.ops.up", reason="core's axis.ops.up (the machinery of `axis up`) is not merged yet")
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 DOCUMENTS = 60
@@ -111,13 +111,13 @@ def own_vhost(amqp_url: str) -> Iterator[str]:
             yield f"amqp://guest:guest@{RABBIT_HOST}:5672/{vhost}"
         finally:
             http.delete(f"/api/vhosts/{vhost}")
-            from axis.brokerauth import delete_users_with_prefix
+            from axis.broker.users import delete_users_with_prefix
 
             delete_users_with_prefix(RABBIT_MGMT, RABBIT_AUTH, f"{vhost}.")  # the axis's broker users
 
 
 def test_migration_scenario_loses_nothing(own_vhost: str, tmp_path: Path) -> None:
-    """An agency leaves its shared server mid-run, moved live by the axis (axis.livemove): every document
+    """An agency leaves its shared server mid-run, moved live by the axis (axis.ops.livemove): every document
     arrives exactly once and the three tallies agree."""
     from axis.sim import demo
 

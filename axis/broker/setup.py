@@ -1,0 +1,38 @@
+"""Preparing the broker for an axis, with the provisioning account (``amqp_url``): what ``axis up`` does first.
+
+1. declare the topology (every exchange and queue, one delivery queue per configured server), retrying while the
+   broker starts or its quorum queues elect leaders (:func:`axis.broker.topology.declare_with_retry`);
+2. with ``broker.auth: users``, create or update one least-privilege user per component and write their
+   passwords to ``broker.users_file`` (:func:`axis.broker.users.provision_config`).
+
+Idempotent: run it again after a configuration change (a new server, an agency moved) before starting the new
+processes. Raises :class:`axis.broker.topology.TopologyError` or :class:`axis.broker.users.BrokerAuthError` with a
+message that says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from axis.broker.topology import declare_with_retry
+from axis.broker.users import BrokerUser, provision_config
+from axis.config import Config
+
+
+async def prepare_broker(config: Config, *, timeout: float = 60.0) -> list[BrokerUser]:
+    await declare_with_retry(config.amqp_url, [s.id for s in config.servers], timeout=timeout)
+    if not config.broker.per_component:
+        return []
+    return await asyncio.to_thread(provision_config, config)
+
+
+def prepare_broker_sync(config: Config, *, timeout: float = 60.0) -> list[BrokerUser]:
+    """:func:`prepare_broker` from synchronous code (in a worker thread when an event loop runs in this one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(prepare_broker(config, timeout=timeout))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, prepare_broker(config, timeout=timeout)).result()

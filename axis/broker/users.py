@@ -1,0 +1,299 @@
+"""RabbitMQ users with least privilege, one per axis component, provisioned through the management HTTP API.
+
+Who may do what on the axis vhost (RabbitMQ permission regexes: configure / write / read):
+
+============================  ==========  ===========================================  ==========================
+user                          configure   write (publish to exchange)                  read (consume from queue)
+============================  ==========  ===========================================  ==========================
+``axis-router``               nothing     ``axis.deliver``, ``axis.dlx``, ``axis.submit``  ``axis.submissions``
+``axis-server-<id>``          nothing     ``axis.submit``                              ``axis.server.<id>``
+``axis-admin`` (monitoring)   nothing     nothing                                      nothing (management API)
+============================  ==========  ===========================================  ==========================
+
+Nobody but the provisioning account (the broker administrator) declares or deletes queues and exchanges: the
+topology is declared once with that account (``axis.broker.transport.declare_topology``), components only use it.
+An endpoint server can therefore publish submissions and consume its own queue — and nothing else: not another
+server's queue, not the delivery exchange (it cannot deliver to anyone directly, every document passes the
+router), not the dead letters.
+
+Origin of submissions: every endpoint server publishes with AMQP ``user_id`` = its broker user; RabbitMQ refuses
+(``PRECONDITION_FAILED``) a ``user_id`` other than the connection's user, so the router can trust
+``message.user_id`` — not a header the publisher wrote — to know which server a status came from
+(:func:`server_of_user`).
+
+A configured axis (``config.yaml``, section ``broker``; :class:`axis.config.BrokerConfig`):
+
+- ``auth: users`` — :func:`provision_config` (run by ``axis up`` with the account of ``amqp_url``, the
+  provisioning account) creates the users above, named ``<user_prefix><user>``, with random passwords kept in
+  ``users_file`` (JSON, mode 0600, reused on the next start, git-ignored); every component then connects with
+  :func:`component_url` — its own user, never the provisioning account. A component whose password is not in
+  the file fails to start with :class:`BrokerAuthError` naming the file. No silent fallback: when provisioning is
+  impossible (no management API), ``axis up`` stops with a message that names the switch below.
+- ``auth: shared`` — development only: every component uses ``amqp_url`` as it is, and the router trusts the
+  ``x-axis-server`` header the publisher wrote (any component could forge it).
+
+User names are global to a RabbitMQ broker, not per vhost; the prefix (default ``<vhost>.`` on any vhost other
+than ``/``) keeps several axes on one broker apart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import httpx
+import orjson
+
+if TYPE_CHECKING:
+    from axis.config import Config
+
+NOTHING = "^$"
+ROUTER_USER = "axis-router"
+ADMIN_USER = "axis-admin"
+SERVER_USER_PREFIX = "axis-server-"
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """RabbitMQ permission regexes on one vhost (nothing allowed by default)."""
+
+    configure: str = NOTHING
+    write: str = NOTHING
+    read: str = NOTHING
+
+    def as_json(self) -> dict[str, str]:
+        return {"configure": self.configure, "write": self.write, "read": self.read}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUser:
+    name: str
+    password: str
+    tags: str
+    permissions: Permissions
+
+    def amqp_url(self, host: str, port: int, vhost: str) -> str:
+        user, password = quote(self.name, safe=""), quote(self.password, safe="")
+        return f"amqp://{user}:{password}@{host}:{port}/{quote(vhost, safe='')}"
+
+
+def _exact(*names: str) -> str:
+    return "^(" + "|".join(re.escape(n) for n in names) + ")$"
+
+
+def server_user(server_id: str) -> str:
+    return f"{SERVER_USER_PREFIX}{server_id}"
+
+
+def server_of_user(user_id: str | None, *, prefix: str = "") -> str | None:
+    """The endpoint server id a (broker-validated) AMQP ``user_id`` belongs to, or None."""
+    head = prefix + SERVER_USER_PREFIX
+    if user_id and user_id.startswith(head):
+        return user_id[len(head):]
+    return None
+
+
+def router_permissions() -> Permissions:
+    return Permissions(write=_exact("axis.deliver", "axis.dlx", "axis.submit"), read=_exact("axis.submissions"))
+
+
+def server_permissions(server_id: str) -> Permissions:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", server_id):
+        raise ValueError(f"server id {server_id!r} must be letters, digits, '_', '.', '-'")
+    return Permissions(write=_exact("axis.submit"), read=_exact(f"axis.server.{server_id}"))
+
+
+def admin_permissions() -> Permissions:
+    return Permissions()
+
+
+def plan(server_ids: Iterable[str], *, password: str | None = None) -> list[BrokerUser]:
+    """The users of an axis with these endpoint servers (fresh random passwords unless ``password`` is given)."""
+
+    def pw() -> str:
+        return password or secrets.token_urlsafe(24)
+
+    users = [BrokerUser(ROUTER_USER, pw(), "", router_permissions()),
+             BrokerUser(ADMIN_USER, pw(), "monitoring", admin_permissions())]
+    users += [BrokerUser(server_user(s), pw(), "", server_permissions(s)) for s in server_ids]
+    return users
+
+
+class BrokerAdmin:
+    """The few management API calls provisioning needs (synchronous; run once at set-up)."""
+
+    def __init__(self, mgmt_url: str, auth: tuple[str, str], *, timeout: float = 30) -> None:
+        self._http = httpx.Client(base_url=mgmt_url.rstrip("/"), auth=auth, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> BrokerAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def put_user(self, user: BrokerUser) -> None:
+        self._http.put(f"/api/users/{quote(user.name, safe='')}",
+                       json={"password": user.password, "tags": user.tags}).raise_for_status()
+
+    def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
+        self._http.put(f"/api/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}",
+                       json=permissions.as_json()).raise_for_status()
+
+    def delete_user(self, name: str) -> None:
+        r = self._http.delete(f"/api/users/{quote(name, safe='')}")
+        if r.status_code not in (204, 404):
+            r.raise_for_status()
+
+    def provision(self, vhost: str, users: Iterable[BrokerUser]) -> list[BrokerUser]:
+        """Create (or update) each user and set its permissions on ``vhost``; idempotent."""
+        done = []
+        for u in users:
+            self.put_user(u)
+            self.set_permissions(vhost, u.name, u.permissions)
+            done.append(u)
+        return done
+
+
+def provision(mgmt_url: str, auth: tuple[str, str], vhost: str, server_ids: Iterable[str], *,
+              prefix: str = "") -> list[BrokerUser]:
+    """Create the router, admin and per-server users on ``vhost``; ``prefix`` keeps several axes apart."""
+    users = [BrokerUser(prefix + u.name, u.password, u.tags, u.permissions) for u in plan(server_ids)]
+    with BrokerAdmin(mgmt_url, auth) as admin:
+        return admin.provision(vhost, users)
+
+
+def delete_users_with_prefix(mgmt_url: str, auth: tuple[str, str], prefix: str) -> list[str]:
+    """Delete every broker user whose name starts with ``prefix`` (test and demo clean-up); returns the names."""
+    if not prefix:
+        raise ValueError("refusing to delete users without a prefix")
+    with httpx.Client(base_url=mgmt_url.rstrip("/"), auth=auth, timeout=30) as http:
+        r = http.get("/api/users", params={"columns": "name"})
+        r.raise_for_status()
+        names = [u["name"] for u in r.json() if str(u.get("name", "")).startswith(prefix)]
+        for name in names:
+            d = http.delete(f"/api/users/{quote(name, safe='')}")
+            if d.status_code not in (204, 404):
+                d.raise_for_status()
+    return names
+
+
+# -- the users of a configured axis ---------------------------------------------------------------------------
+
+
+class BrokerAuthError(RuntimeError):
+    """Per-component broker users are configured but cannot be provisioned or found."""
+
+
+def provisioning_auth(amqp_url: str) -> tuple[str, tuple[str, str]]:
+    """(vhost, (user, password)) of an AMQP URL: the provisioning account and its vhost."""
+    parts = urlsplit(amqp_url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return vhost, (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
+
+
+def with_credentials(amqp_url: str, user: str, password: str) -> str:
+    """``amqp_url`` with its user and password replaced (host, port, vhost and query kept)."""
+    parts = urlsplit(amqp_url)
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def load_passwords(path: Path) -> dict[str, str]:
+    """``{user name: password}`` from a users file, or empty when there is none."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except orjson.JSONDecodeError as exc:
+        raise BrokerAuthError(f"{path}: not a broker users file ({exc})") from None
+    users = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(users, dict):
+        raise BrokerAuthError(f"{path}: no 'users' mapping")
+    return {str(k): str(v) for k, v in users.items()}
+
+
+def save_passwords(path: Path, passwords: Mapping[str, str]) -> Path:
+    """Write the users file atomically with mode 0600 (it holds passwords)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps({"users": dict(passwords)}, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
+
+
+def users_of(config: Config) -> list[BrokerUser]:
+    """The users of this axis, prefixed, with the passwords of the users file (new random ones for new users)."""
+    known = load_passwords(config.broker.users_file)
+    prefix = config.broker.user_prefix
+    users = []
+    for u in plan(s.id for s in config.servers):
+        name = prefix + u.name
+        users.append(BrokerUser(name, known.get(name) or u.password, u.tags, u.permissions))
+    return users
+
+
+def provision_config(config: Config) -> list[BrokerUser]:
+    """Create or update every component's user on the config's vhost (management API, provisioning account =
+    the ``amqp_url`` user) and write their passwords to ``broker.users_file``. Idempotent: passwords already in
+    the file are kept. Raises :class:`BrokerAuthError` with what to do when the broker refuses or is absent."""
+    vhost, auth = provisioning_auth(config.amqp_url)
+    users = users_of(config)
+    mgmt = config.broker.management_url
+    try:
+        with BrokerAdmin(mgmt, auth) as admin:
+            admin.provision(vhost, users)
+    except httpx.HTTPStatusError as exc:
+        raise BrokerAuthError(
+            f"the RabbitMQ management API at {mgmt} refused to create the broker users as {auth[0]!r} "
+            f"(HTTP {exc.response.status_code}): the amqp_url account needs the 'administrator' tag; or set "
+            "broker.auth: shared in the config (development only)") from None
+    except httpx.HTTPError as exc:
+        raise BrokerAuthError(
+            f"cannot reach the RabbitMQ management API at {mgmt} to create the broker users ({exc}); enable it "
+            "(rabbitmq-plugins enable rabbitmq_management), set broker.management_url, or set broker.auth: shared "
+            "in the config (development only: every component then uses amqp_url)") from None
+    config.broker.users_file.parent.mkdir(parents=True, exist_ok=True)
+    save_passwords(config.broker.users_file, {u.name: u.password for u in users})
+    return users
+
+
+def component_url(config: Config, user: str) -> str:
+    """The AMQP URL a component connects with: its own user (``user`` without the prefix, e.g.
+    ``axis-router`` or ``server_user(id)``) when ``broker.auth`` is ``users``, else ``amqp_url``."""
+    if not config.broker.per_component:
+        return config.amqp_url
+    name = config.broker.user_prefix + user
+    password = load_passwords(config.broker.users_file).get(name)
+    if not password:
+        raise BrokerAuthError(
+            f"no broker password for {name!r} in {config.broker.users_file}: start the axis with `axis up` (it "
+            "provisions one user per component) or run axis.broker.users.provision_config, or set broker.auth: shared "
+            "in the config (development only)")
+    return with_credentials(config.amqp_url, name, password)
+
+
+def publisher_user_id(config: Config, user: str) -> str | None:
+    """The AMQP ``user_id`` a component puts on what it publishes (None when users are shared)."""
+    return config.broker.user_prefix + user if config.broker.per_component else None
+
+
+def authenticated_server(config: Config, user_id: str | None, header: str | None) -> str | None:
+    """Which endpoint server published a submission: from the broker-validated ``user_id`` when components have
+    their own users (the ``x-axis-server`` header is then only information), else from the header."""
+    if config.broker.per_component:
+        return server_of_user(user_id, prefix=config.broker.user_prefix)
+    return header

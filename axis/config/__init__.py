@@ -1,0 +1,58 @@
+"""The axis configuration: one YAML file, read once into frozen dataclasses.
+
+```yaml
+amqp_url: amqp://guest:guest@127.0.0.1/      # else env AXIS_AMQP_URL, else this default
+stats_url: sqlite+aiosqlite:///stats.db       # else env AXIS_STATS_URL, else <work dir>/stats.db
+pki: {ca: pki/ca.pem, crl: pki/crl.pem}
+admin: {host: 127.0.0.1, port: 8700, token_sha256: <hex>}
+limits: {max_envelope_bytes: 26214400,        # refused with TOO_LARGE above this
+         auth_failures: 20, auth_window_seconds: 60}  # failed token checks per client address → 429
+routers: 2                                    # router processes started by `axis up`
+hosts: 2                                      # endpoint-host processes `axis up` spreads the servers over
+broker:                                       # who connects to RabbitMQ as whom (docs/core.md, "Broker users")
+  auth: users                                 # users: one least-privilege user per component (provisioned by
+                                              #   `axis up` with the amqp_url account); shared: everyone uses
+                                              #   amqp_url (development only). Default: shared when absent.
+  users_file: broker-users.json               # passwords written by `axis up` (mode 0600, never in git)
+  management_url: http://127.0.0.1:15672      # default: the amqp_url host, port 15672
+  user_prefix: ""                             # default: "" on vhost "/", else "<vhost>." (users are per broker)
+servers:
+  - {id: s1, kind: dedicated, host: 127.0.0.1, port: 8701, inbox_url: sqlite+aiosqlite:///inbox-s1.db,
+     keys: [000.00.00.G22]}                    # agencies whose signing key this server holds
+agencies:
+  - {code: 000.00.00.G22, name: Government Office, server: s1, token_sha256: <hex>,
+     key: pki/agencies/000.00.00.G22/key.pem, cert: pki/agencies/000.00.00.G22/cert.pem}
+agencies_file: agencies.csv                   # optional, for very large directories (same columns)
+```
+
+Relative paths (and relative SQLite paths in URLs) are resolved against the config file's directory. Tokens are
+stored only as SHA-256 hex digests; cleartext tokens exist only in ``connections.json``.
+"""
+
+from axis.config.loader import config_from_dict, load_config, resolve_db_url
+from axis.config.model import (
+    AGENCY_COLUMNS,
+    BROKER_AUTH_SHARED,
+    BROKER_AUTH_USERS,
+    DEFAULT_ADMIN_PORT,
+    DEFAULT_AMQP_URL,
+    AdminConfig,
+    AgencyConfig,
+    BrokerConfig,
+    Config,
+    ConfigError,
+    Limits,
+    PkiConfig,
+    ServerConfig,
+    hash_token,
+    new_token,
+)
+from axis.config.moves import announce_move, move_agency
+from axis.config.workdir import CSV_AGENCIES_ABOVE, connections_for, generate_workdir, write_connections
+
+__all__ = [
+    "AGENCY_COLUMNS", "BROKER_AUTH_SHARED", "BROKER_AUTH_USERS", "CSV_AGENCIES_ABOVE", "DEFAULT_ADMIN_PORT",
+    "DEFAULT_AMQP_URL", "AdminConfig", "AgencyConfig", "BrokerConfig", "Config", "ConfigError", "Limits",
+    "PkiConfig", "ServerConfig", "announce_move", "config_from_dict", "connections_for", "generate_workdir",
+    "hash_token", "load_config", "move_agency", "new_token", "resolve_db_url", "write_connections",
+]

@@ -1,0 +1,219 @@
+"""Reading ``config.yaml`` (and ``agencies_file``) into the model: :func:`load_config`, :func:`config_from_dict`."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from axis.config.model import (
+    BROKER_AUTH_SHARED,
+    BROKER_AUTH_USERS,
+    DEFAULT_ADMIN_PORT,
+    DEFAULT_AMQP_URL,
+    AdminConfig,
+    AgencyConfig,
+    BrokerConfig,
+    Config,
+    ConfigError,
+    Limits,
+    PkiConfig,
+    ServerConfig,
+    _Loader,
+)
+from axis.core.directory import Agency, Directory, DirectoryError, Server
+from axis.core.xmlsafe import DEFAULT_MAX_BYTES
+
+
+def _resolve(base: Path, value: Any) -> Path | None:
+    if value in (None, ""):
+        return None
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def resolve_db_url(base: Path, url: str) -> str:
+    """Make a relative SQLite path in ``url`` absolute against ``base`` (other URLs unchanged)."""
+    for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            if rest and not rest.startswith("/") and rest != ":memory:":
+                return prefix + str((base / rest).resolve())
+    return url
+
+
+def _require(entry: Mapping[str, Any], key: str, what: str) -> Any:
+    if key not in entry or entry[key] in (None, ""):
+        raise ConfigError(f"{what}: missing '{key}'")
+    return entry[key]
+
+
+def _agency(entry: Mapping[str, Any], base: Path) -> AgencyConfig:
+    what = f"agency {entry.get('code', '?')!r}"
+    return AgencyConfig(
+        code=str(_require(entry, "code", what)),
+        name=str(entry.get("name") or entry["code"]),
+        server=str(_require(entry, "server", what)),
+        token_sha256=str(entry.get("token_sha256") or ""),
+        key=_resolve(base, entry.get("key")),
+        cert=_resolve(base, entry.get("cert")),
+        moved_from=tuple(str(s) for s in entry.get("moved_from") or ()),
+    )
+
+
+def _broker(raw: Any, base: Path, amqp_url: str) -> BrokerConfig:
+    from urllib.parse import unquote, urlsplit
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("broker: must be a mapping")
+    auth = str(raw.get("auth") or BROKER_AUTH_SHARED)
+    if auth not in (BROKER_AUTH_USERS, BROKER_AUTH_SHARED):
+        raise ConfigError(f"broker.auth must be '{BROKER_AUTH_USERS}' or '{BROKER_AUTH_SHARED}', not {auth!r}")
+    parts = urlsplit(amqp_url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    prefix = raw.get("user_prefix")
+    users_file = _resolve(base, raw.get("users_file") or "broker-users.json")
+    assert users_file is not None
+    return BrokerConfig(
+        auth=auth,
+        users_file=users_file,
+        management_url=str(raw.get("management_url") or f"http://{parts.hostname or '127.0.0.1'}:15672"),
+        user_prefix=str(prefix) if prefix is not None else ("" if vhost == "/" else f"{vhost}."),
+    )
+
+
+def _read_agencies_csv(path: Path) -> Iterable[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        yield from csv.DictReader(f)
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the configuration file (raises :class:`ConfigError` with a clear message)."""
+    env = os.environ if env is None else env
+    path = Path(path).expanduser().resolve()
+    try:
+        raw = yaml.load(path.read_bytes(), Loader=_Loader)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return config_from_dict(raw, base=path.parent, path=path, env=env)
+
+
+def config_from_dict(
+    raw: Mapping[str, Any], *, base: Path, path: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    env = os.environ if env is None else env
+    base = base.resolve()
+    amqp_url = str(raw.get("amqp_url") or env.get("AXIS_AMQP_URL") or DEFAULT_AMQP_URL)
+    stats_url = str(raw.get("stats_url") or env.get("AXIS_STATS_URL") or "sqlite+aiosqlite:///stats.db")
+    pki_raw = raw.get("pki") or {}
+    admin_raw = raw.get("admin") or {}
+    limits_raw = raw.get("limits") or {}
+    try:
+        admin = AdminConfig(
+            host=str(admin_raw.get("host", "127.0.0.1")),
+            port=int(admin_raw.get("port", DEFAULT_ADMIN_PORT)),
+            token_sha256=str(admin_raw.get("token_sha256") or ""),
+        )
+        limits = Limits(
+            max_envelope_bytes=int(limits_raw.get("max_envelope_bytes", DEFAULT_MAX_BYTES)),
+            auth_failures=int(limits_raw.get("auth_failures", 20)),
+            auth_window_seconds=float(limits_raw.get("auth_window_seconds", 60.0)),
+            auth_clients=int(limits_raw.get("auth_clients", 100_000)),
+            max_recipients=int(limits_raw.get("max_recipients", 500)),
+            header_timeout_seconds=float(limits_raw.get("header_timeout_seconds", 10.0)),
+            body_timeout_seconds=float(limits_raw.get("body_timeout_seconds", 20.0)),
+            body_min_rate=int(limits_raw.get("body_min_rate", 4096)),
+            keep_alive_seconds=float(limits_raw.get("keep_alive_seconds", 5.0)),
+            max_connections=int(limits_raw.get("max_connections", 1000)),
+        )
+        routers = int(raw.get("routers", 1))
+        hosts = int(raw.get("hosts", 2))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad number in admin/limits/routers/hosts: {exc}") from None
+    if limits.max_envelope_bytes <= 0 or routers < 1 or hosts < 1:
+        raise ConfigError("limits.max_envelope_bytes, routers and hosts must be positive")
+    if limits.auth_failures < 1 or limits.auth_window_seconds <= 0 or limits.auth_clients < 1:
+        raise ConfigError("limits.auth_failures, auth_window_seconds and auth_clients must be positive")
+    if min(limits.header_timeout_seconds, limits.body_timeout_seconds, limits.body_min_rate,
+           limits.keep_alive_seconds, limits.max_connections) <= 0:
+        raise ConfigError("limits.header_timeout_seconds, body_timeout_seconds, body_min_rate, keep_alive_seconds "
+                          "and max_connections must be positive")
+    if not 1 <= limits.max_recipients <= 1000:
+        raise ConfigError("limits.max_recipients must be between 1 and 1000")
+
+    servers: list[ServerConfig] = []
+    for entry in raw.get("servers") or []:
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"server entry {entry!r} is not a mapping")
+        sid = str(_require(entry, "id", "server"))
+        try:
+            port = int(entry.get("port", 0))
+        except (TypeError, ValueError):
+            raise ConfigError(f"server {sid}: port {entry.get('port')!r} is not a number") from None
+        inbox = str(entry.get("inbox_url") or env.get("AXIS_INBOX_URL") or f"sqlite+aiosqlite:///inbox-{sid}.db")
+        servers.append(
+            ServerConfig(
+                id=sid,
+                kind=str(_require(entry, "kind", f"server {sid}")),
+                host=str(entry.get("host", "127.0.0.1")),
+                port=port,
+                inbox_url=resolve_db_url(base, inbox),
+                keys=tuple(str(k) for k in entry.get("keys") or ()),
+            )
+        )
+
+    agencies: list[AgencyConfig] = []
+    for entry in raw.get("agencies") or []:
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"agency entry {entry!r} is not a mapping")
+        agencies.append(_agency(entry, base))
+    if raw.get("agencies_file"):
+        csv_path = _resolve(base, raw["agencies_file"])
+        assert csv_path is not None
+        if not csv_path.is_file():
+            raise ConfigError(f"agencies_file {csv_path} not found")
+        agencies.extend(_agency(row, base) for row in _read_agencies_csv(csv_path))
+
+    try:
+        directory = Directory(
+            (Server(s.id, s.kind, s.host, s.port) for s in servers),  # type: ignore[arg-type]
+            (Agency(a.code, a.name, a.server, a.moved_from) for a in agencies),
+        )
+    except DirectoryError as exc:
+        raise ConfigError(str(exc)) from None
+    for s in servers:
+        for code in s.keys:
+            if directory.agency(code) is None or directory.agency(code).server != s.id:  # type: ignore[union-attr]
+                raise ConfigError(f"server {s.id}: holds the key of {code}, which is not one of its agencies")
+
+    return Config(
+        path=path,
+        work_dir=base,
+        amqp_url=amqp_url,
+        stats_url=resolve_db_url(base, stats_url),
+        pki=PkiConfig(ca=_resolve(base, pki_raw.get("ca")), crl=_resolve(base, pki_raw.get("crl"))),
+        admin=admin,
+        limits=limits,
+        servers=tuple(servers),
+        agencies=tuple(agencies),
+        routers=routers,
+        hosts=hosts,
+        directory=directory,
+        broker=_broker(raw.get("broker"), base, amqp_url),
+    )
+
+
+# -- generating a ready work directory ------------------------------------------------------------------------
+
+
+#: generated configurations list more agencies than this in ``agencies.csv`` (``agencies_file``), not in YAML

@@ -1,0 +1,158 @@
+"""The configuration's model: frozen dataclasses (the format is in :mod:`axis.config`)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from axis.core.directory import Directory
+from axis.core.xmlsafe import DEFAULT_MAX_BYTES
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1/"
+DEFAULT_ADMIN_PORT = 8700
+AGENCY_COLUMNS = ("code", "name", "server", "token_sha256", "key", "cert")
+
+try:  # libyaml when available: ~10x faster for large directories
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or inconsistent."""
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_ADMIN_PORT
+    token_sha256: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class PkiConfig:
+    ca: Path | None = None
+    crl: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_envelope_bytes: int = DEFAULT_MAX_BYTES
+    #: After ``auth_failures`` failed token checks from one client address within ``auth_window_seconds``, the
+    #: endpoint servers answer 429 (reason UNAUTHORIZED, Retry-After) without checking tokens from that address
+    #: until the window ends. ``auth_clients`` bounds how many addresses are tracked (oldest evicted).
+    auth_failures: int = 20
+    auth_window_seconds: float = 60.0
+    auth_clients: int = 100_000
+    #: Recipients (``To``) one document may name: refused with TOO_LARGE above it, at the endpoint server's door
+    #: and again at the router. At most 1,000, so that a delivery's recipient list always fits an AMQP header
+    #: (``axis.broker.transport.HEADER_LIST_ITEMS``).
+    max_recipients: int = 500
+    #: Slow and idle HTTP clients of the endpoint servers (endpoints/host.py, where the choices are explained):
+    #: the request line and headers must arrive within ``header_timeout_seconds`` of the connection opening (or
+    #: of the request's first byte on a kept-alive connection); a body gets ``body_timeout_seconds`` plus one
+    #: second per ``body_min_rate`` bytes received (Apache mod_reqtimeout's rule), else 408 and the connection
+    #: is closed; an idle kept-alive connection is closed after ``keep_alive_seconds``; one host process serves
+    #: at most ``max_connections`` connections over all its logical servers (the next ones get 503 and close).
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 20.0
+    body_min_rate: int = 4096
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 1000
+
+
+BROKER_AUTH_USERS = "users"
+BROKER_AUTH_SHARED = "shared"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """How components authenticate to RabbitMQ (see :mod:`axis.broker.users`)."""
+
+    auth: str = BROKER_AUTH_SHARED
+    users_file: Path = Path("broker-users.json")
+    management_url: str = "http://127.0.0.1:15672"
+    user_prefix: str = ""
+
+    @property
+    def per_component(self) -> bool:
+        return self.auth == BROKER_AUTH_USERS
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    id: str
+    kind: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    inbox_url: str = ""
+    keys: tuple[str, ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyConfig:
+    code: str
+    name: str
+    server: str
+    token_sha256: str = ""
+    key: Path | None = None
+    cert: Path | None = None
+    moved_from: tuple[str, ...] = ()  # servers that hosted it before (axis.config.move_agency)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None
+    work_dir: Path
+    amqp_url: str
+    stats_url: str
+    pki: PkiConfig
+    admin: AdminConfig
+    limits: Limits
+    servers: tuple[ServerConfig, ...]
+    agencies: tuple[AgencyConfig, ...]
+    routers: int = 1
+    hosts: int = 2  # endpoint-host processes: a host process checks a document once for all its servers
+    directory: Directory = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    _by_code: dict[str, AgencyConfig] = field(init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_code.update((a.code, a) for a in self.agencies)  # agency(): O(1) at 120,000 agencies
+
+    def server(self, server_id: str) -> ServerConfig:
+        for s in self.servers:
+            if s.id == server_id:
+                return s
+        raise ConfigError(f"no server {server_id!r} in the configuration")
+
+    def agencies_on(self, server_id: str) -> tuple[AgencyConfig, ...]:
+        return tuple(a for a in self.agencies if a.server == server_id)
+
+    def agency(self, code: str) -> AgencyConfig | None:
+        return self._by_code.get(code)
+
+
+# -- loading ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,367 @@
+"""The axis PKI: a root CA, agency signing certificates and a CRL (``cryptography``).
+
+Directory layout under ``DIR`` (what ``axis pki`` writes)::
+
+    ca.key.pem            CA private key (0600)
+    ca.cert.pem           CA certificate (self-signed, CA:TRUE, keyCertSign + cRLSign)
+    crl.pem               CRL signed by the CA, re-issued on every revocation
+    index.json            issued certificates: {"certs": [{"code", "serial", "not_after", "revoked_at"}...]}
+    agencies/<CODE>/key.pem   agency private key (0600)
+    agencies/<CODE>/cert.pem  agency certificate (subject UID = CODE, CN = name; digitalSignature + nonRepudiation)
+
+Issuing to an agency that already has a certificate replaces its key and certificate (the old serial stays in
+the index; revoke it first if it must stop verifying). EC P-256 keys are much faster to generate than RSA-2048,
+which matters when the simulator issues thousands of certificates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from axis.core.reasons import Reason, Refusal
+
+Algorithm = Literal["rsa", "ec"]
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+#: Agency codes: both the QCVN 102:2016 form (000.00.00.G22) and the 2020 form (H55.242), up to 35 characters.
+CODE_RE = re.compile(r"^[0-9A-Z]{1,10}(\.[0-9A-Z]{1,10}){0,7}$")
+UID_OID = NameOID.USER_ID  # 0.9.2342.19200300.100.1.1
+
+CA_KEY, CA_CERT, CRL, INDEX = "ca.key.pem", "ca.cert.pem", "crl.pem", "index.json"
+CRL_DAYS = 7
+
+
+class PkiError(Exception):
+    """A usage problem with a PKI directory (missing CA, bad code): the CLI maps it to exit 2."""
+
+
+def valid_code(code: str) -> bool:
+    return len(code) <= 35 and CODE_RE.match(code) is not None
+
+
+#: RFC 5280 ub-common-name is 64; cryptography counts it in UTF-8 bytes. Agency names can be longer (Vietnamese
+#: letters take 2-3 bytes each): the CN is cut there — it is for display, the UID is the identity.
+CN_MAX_BYTES = 64
+
+
+def _cn(name: str) -> x509.NameAttribute:
+    if len(name.encode("utf-8")) > CN_MAX_BYTES:
+        name = name.encode("utf-8")[: CN_MAX_BYTES - 3].decode("utf-8", "ignore") + "…"
+    return x509.NameAttribute(NameOID.COMMON_NAME, name)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_key(algorithm: Algorithm = "rsa") -> PrivateKey:
+    if algorithm == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if algorithm == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise PkiError(f"unknown algorithm {algorithm!r} (rsa or ec)")
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def load_key(data: bytes) -> PrivateKey:
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError("only RSA and EC keys are supported")
+    return key
+
+
+def load_certs(data: bytes) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(data)
+
+
+def load_crl(data: bytes) -> x509.CertificateRevocationList:
+    return x509.load_pem_x509_crl(data)
+
+
+def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm:
+    return hashes.SHA256()
+
+
+def make_ca(
+    name: str = "axis root CA", *, algorithm: Algorithm = "rsa", days: int = 3650, now: dt.datetime | None = None
+) -> tuple[PrivateKey, x509.Certificate]:
+    """A self-signed root CA: CA:TRUE (path length 0), keyCertSign + cRLSign."""
+    now = now or _now()
+    key = new_key(algorithm)
+    subject = x509.Name([
+        _cn(name), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis")
+    ])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, _hash_for(key))
+    )
+    return key, cert
+
+
+def issue_cert(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    code: str,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    *,
+    name: str | None = None,
+    days: int = 365,
+    not_before: dt.datetime | None = None,
+    key_usage: bool = True,
+    digital_signature: bool = True,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """An agency signing certificate: subject UID = ``code``, CN = ``name`` (cut to 64 UTF-8 bytes, RFC 5280's
+    limit as cryptography counts it); digitalSignature + nonRepudiation.
+
+    ``key_usage``/``digital_signature``/``not_before`` exist so tests can make wrong certificates on purpose.
+    """
+    start = not_before or (_now() - dt.timedelta(minutes=5))
+    subject = x509.Name([
+        x509.NameAttribute(UID_OID, code),
+        _cn(name or code),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
+    ])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
+    )
+    if key_usage:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=digital_signature, content_commitment=True, key_encipherment=not digital_signature,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+    return builder.sign(ca_key, _hash_for(ca_key))
+
+
+def make_crl(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    revoked: list[tuple[int, dt.datetime]],
+    *,
+    days: int = CRL_DAYS,
+    now: dt.datetime | None = None,
+) -> x509.CertificateRevocationList:
+    """A CRL listing ``revoked`` (serial, revocation time), valid for ``days``."""
+    now = now or _now()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=days))
+    )
+    for serial, when in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    return builder.sign(ca_key, _hash_for(ca_key))
+
+
+def cert_uid(cert: x509.Certificate) -> str | None:
+    """The subject UID attribute (the agency code), or None when absent or repeated."""
+    attrs = cert.subject.get_attributes_for_oid(UID_OID)
+    if len(attrs) != 1:
+        return None
+    value = attrs[0].value
+    return value if isinstance(value, str) else None
+
+
+# ---- the directory layout --------------------------------------------------------------------------------------
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class Issued:
+    code: str
+    key_path: Path
+    cert_path: Path
+    serial: int
+    not_after: dt.datetime
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "key": str(self.key_path), "cert": str(self.cert_path),
+                "serial": format(self.serial, "x"), "not_after": self.not_after.isoformat()}
+
+
+class CertificateAuthority:
+    """A CA directory on disk. ``init`` creates one; the constructor opens an existing one."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.dir = Path(directory)
+        if not (self.dir / CA_KEY).is_file() or not (self.dir / CA_CERT).is_file():
+            raise PkiError(f"no axis CA in {self.dir} (run: axis pki init --dir {self.dir})")
+        self.key = load_key((self.dir / CA_KEY).read_bytes())
+        self.cert = load_certs((self.dir / CA_CERT).read_bytes())[0]
+
+    @classmethod
+    def init(cls, directory: Path | str, *, algorithm: Algorithm = "rsa", name: str = "axis root CA",
+             days: int = 3650) -> CertificateAuthority:
+        """Create the CA key, certificate, an empty CRL and index. Refuses to overwrite an existing CA."""
+        d = Path(directory)
+        if (d / CA_KEY).exists():
+            raise FileExistsError(f"a CA already exists in {d}")
+        d.mkdir(parents=True, exist_ok=True)
+        key, cert = make_ca(name, algorithm=algorithm, days=days)
+        _write_private(d / CA_KEY, key_pem(key))
+        _write_public(d / CA_CERT, cert_pem(cert))
+        _write_public(d / INDEX, json.dumps({"certs": []}, indent=1).encode())
+        ca = cls(d)
+        ca.write_crl()
+        return ca
+
+    @property
+    def ca_path(self) -> Path:
+        return self.dir / CA_CERT
+
+    @property
+    def crl_path(self) -> Path:
+        return self.dir / CRL
+
+    def agency_dir(self, code: str) -> Path:
+        return self.dir / "agencies" / code
+
+    def _index(self) -> list[dict[str, object]]:
+        path = self.dir / INDEX
+        if not path.is_file():
+            return []
+        certs = json.loads(path.read_text()).get("certs", [])
+        return certs if isinstance(certs, list) else []
+
+    def _save_index(self, certs: list[dict[str, object]]) -> None:
+        _write_public(self.dir / INDEX, json.dumps({"certs": certs}, indent=1).encode())
+
+    def issue(self, code: str, *, name: str | None = None, days: int = 365, algorithm: Algorithm = "rsa") -> Issued:
+        """Issue (or re-issue) one agency's key and certificate."""
+        return self.issue_many([(code, name)], days=days, algorithm=algorithm)[0]
+
+    def issue_many(self, agencies: list[tuple[str, str | None]], *, days: int = 365, algorithm: Algorithm = "rsa"
+                   ) -> list[Issued]:
+        """Issue certificates to many (code, name) at once, writing the index once (use "ec" for thousands)."""
+        for code, _ in agencies:
+            if not valid_code(code):
+                raise PkiError(f"malformed agency code {code!r} (e.g. 000.00.00.G22 or H55.242)")
+        if days < 1:
+            raise PkiError("--days must be at least 1")
+        certs = self._index()
+        out = []
+        for code, name in agencies:
+            key = new_key(algorithm)
+            cert = issue_cert(self.key, self.cert, code, key.public_key(), name=name, days=days)
+            d = self.agency_dir(code)
+            _write_private(d / "key.pem", key_pem(key))
+            _write_public(d / "cert.pem", cert_pem(cert))
+            certs.append({"code": code, "serial": format(cert.serial_number, "x"),
+                          "not_after": cert.not_valid_after_utc.isoformat(), "revoked_at": None})
+            out.append(Issued(code, d / "key.pem", d / "cert.pem", cert.serial_number, cert.not_valid_after_utc))
+        self._save_index(certs)
+        return out
+
+    def revoke(self, code: str) -> int:
+        """Revoke the agency's current certificate and re-issue the CRL; returns the revoked serial.
+
+        Raises Refusal(CERT_UNTRUSTED) for an agency this CA never issued to (the CLI exits 1).
+        """
+        if not valid_code(code):
+            raise PkiError(f"malformed agency code {code!r}")
+        cert_file = self.agency_dir(code) / "cert.pem"
+        if not cert_file.is_file():
+            raise Refusal(Reason.CERT_UNTRUSTED, f"no certificate was issued to {code} by this CA")
+        serial = load_certs(cert_file.read_bytes())[0].serial_number
+        certs = self._index()
+        now = _now()
+        for entry in certs:
+            if entry.get("code") == code and entry.get("serial") == format(serial, "x") and not entry.get("revoked_at"):
+                entry["revoked_at"] = now.isoformat()
+        self._save_index(certs)
+        self.write_crl()
+        return serial
+
+    def revoked(self) -> list[tuple[int, dt.datetime]]:
+        out = []
+        for entry in self._index():
+            if entry.get("revoked_at"):
+                out.append((int(str(entry["serial"]), 16), dt.datetime.fromisoformat(str(entry["revoked_at"]))))
+        return out
+
+    def write_crl(self, *, days: int = CRL_DAYS) -> x509.CertificateRevocationList:
+        crl = make_crl(self.key, self.cert, self.revoked(), days=days)
+        _write_public(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        return crl
+
+
+def load_trust(ca_pem: Path | str | bytes, crl_pem: Path | str | bytes | None = None
+               ) -> tuple[tuple[x509.Certificate, ...], tuple[x509.CertificateRevocationList, ...]]:
+    """Trust anchors and CRLs from PEM files (paths) or PEM bytes; a PEM file may hold several of each."""
+
+    def read(src: Path | str | bytes) -> bytes:
+        return src if isinstance(src, bytes) else Path(src).read_bytes()
+
+    anchors = tuple(load_certs(read(ca_pem)))
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
+    if crl_pem is not None:
+        data = read(crl_pem)
+        blocks = [b"-----BEGIN X509 CRL-----" + part for part in data.split(b"-----BEGIN X509 CRL-----")[1:]]
+        crls = tuple(load_crl(b) for b in blocks)
+    return anchors, crls

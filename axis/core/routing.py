@@ -1,0 +1,114 @@
+"""Routing decisions (pure): where a verified document or a status goes, given the directory.
+
+No I/O here: the router shell (axis.router) feeds in codes read from verified bytes and publishes what these
+functions decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from axis.core import envelope
+from axis.core.directory import Agency, Directory, Server
+from axis.core.reasons import Reason, Refusal
+
+
+def document_key(sender: str, document_id: str, doc_type: int) -> str:
+    """The idempotency key of a document: a re-submission with the same key is delivered and counted once."""
+    return f"{sender}|{document_id}|{doc_type}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message to one endpoint server, for the listed recipient agencies it hosts."""
+
+    server: Server
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRoute:
+    sender: Agency
+    sender_server: Server
+    deliveries: tuple[Delivery, ...]
+    unknown: tuple[str, ...]
+
+    @property
+    def known_recipients(self) -> tuple[tuple[str, str], ...]:
+        """``(agency code, server kind)`` of every recipient that will get the document."""
+        return tuple((code, d.server.kind) for d in self.deliveries for code in d.recipients)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRoute:
+    """A status from ``reporter`` about a document that ``to`` sent; delivered to ``server``."""
+
+    reporter: Agency
+    to: Agency
+    server: Server
+
+
+def sender_of(directory: Directory, code: str) -> tuple[Agency, Server]:
+    agency = directory.agency(code)
+    if agency is None:
+        raise Refusal(Reason.UNKNOWN_SENDER, f"sender {code!r} is not in the directory")
+    return agency, directory.servers[agency.server]
+
+
+def route_document(directory: Directory, sender: str, recipients: Iterable[str]) -> DocumentRoute:
+    """Group the recipients by server (order kept, duplicates dropped) and list the unknown ones.
+
+    Raises UNKNOWN_SENDER for a sender outside the directory, UNKNOWN_RECIPIENT when no recipient is known
+    (nothing could be delivered). Some unknown recipients do not block the others: they come back in ``unknown``.
+    """
+    agency, server = sender_of(directory, sender)
+    groups: dict[str, list[str]] = {}
+    unknown: list[str] = []
+    seen: set[str] = set()
+    for code in recipients:
+        if code in seen:
+            continue
+        seen.add(code)
+        rec = directory.agency(code)
+        if rec is None:
+            unknown.append(code)
+        else:
+            groups.setdefault(rec.server, []).append(code)
+    if not groups:
+        what = ", ".join(unknown) if unknown else "(none)"
+        raise Refusal(Reason.UNKNOWN_RECIPIENT, f"no recipient is in the directory: {what}")
+    deliveries = tuple(Delivery(directory.servers[sid], tuple(codes)) for sid, codes in groups.items())
+    return DocumentRoute(agency, server, deliveries, tuple(unknown))
+
+
+def route_status(directory: Directory, reporter: str, original_sender: str, via_server: str | None) -> StatusRoute:
+    """Route a status back to the server of the original sender (``ResponseFor/OrganId``).
+
+    Statuses are authenticated by the server that publishes them: ``via_server`` must be the server hosting the
+    reporting agency, or one that hosted it before a move (its status 01s for deliveries it consumed before the
+    move are still in flight); FORBIDDEN otherwise. UNKNOWN_SENDER / UNKNOWN_RECIPIENT for codes outside the directory.
+    """
+    rep, rep_server = sender_of(directory, reporter)
+    if via_server != rep_server.id and via_server not in rep.moved_from:
+        raise Refusal(
+            Reason.FORBIDDEN,
+            f"a status from {reporter} must come from its server {rep_server.id}, not {via_server or '(none)'}",
+        )
+    to = directory.agency(original_sender)
+    if to is None:
+        raise Refusal(Reason.UNKNOWN_RECIPIENT, f"the original sender {original_sender!r} is not in the directory")
+    return StatusRoute(rep, to, directory.servers[to.server])
+
+
+#: ``limits.max_recipients`` when the configuration does not say: recipients (``To``) one document may name
+DEFAULT_MAX_RECIPIENTS = 500
+
+
+def check_recipients(msg: envelope.DocumentMessage, limit: int) -> None:
+    """Refuse (TOO_LARGE) a document naming more than ``limit`` recipients: what one submission may make the axis
+    do (deliveries, refusal notices, headers) stays bounded. The endpoint server checks it at the door, the
+    router again (a component credential may bypass the door)."""
+    if len(msg.recipients) > limit:
+        raise Refusal(Reason.TOO_LARGE, f"{len(msg.recipients)} recipients: at most {limit} per document "
+                                        "(limits.max_recipients)")

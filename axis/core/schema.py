@@ -1,0 +1,66 @@
+"""XML Schema validation of edXML against ``schemas/*.xsd`` (document and status messages).
+
+The schema is chosen by content: a MessageHeader with a StatusCode is a status message, anything else a
+document message. Each schema is compiled once per process. Validation itself is thread-safe: lxml makes a
+fresh libxml2 validation context per call over the read-only compiled schema; only the error log on the
+XMLSchema object is shared, so the happy path uses a lock-free instance and, on failure, the document is
+validated again under a lock with a second instance kept only for reading error messages.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from axis.core.envelope.parse import is_status
+from axis.core.reasons import Reason, Refusal
+
+#: Where the XSD files live: repository root ``schemas/``, linked into the package as ``axis/schemas``.
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+DOCUMENT_XSD = "edxml-document.xsd"
+STATUS_XSD = "edxml-status.xsd"
+
+_lock = threading.Lock()
+
+
+def _compile(name: str) -> etree.XMLSchema:
+    path = SCHEMA_DIR / name
+    # Trusted input (our own files), but still: no network, no entities.
+    parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
+    return etree.XMLSchema(etree.parse(str(path), parser))
+
+
+@cache
+def _schemas(name: str) -> tuple[etree.XMLSchema, etree.XMLSchema]:
+    """(fast instance, reporting instance) for one XSD, compiled once."""
+    return _compile(name), _compile(name)
+
+
+def schema_for(root: Any) -> str:
+    """The XSD file name that applies to this root."""
+    return STATUS_XSD if is_status(root) else DOCUMENT_XSD
+
+
+def validate(root: Any) -> None:
+    """Validate an edXML root element; raise ``Refusal(SCHEMA_INVALID, "line N: message")`` on the first error."""
+    fast, reporting = _schemas(schema_for(root))
+    if fast.validate(root):
+        return
+    with _lock:
+        if reporting.validate(root):  # pragma: no cover - only if the tree changed under us
+            return
+        errors = list(reporting.error_log)
+    if not errors:  # pragma: no cover
+        raise Refusal(Reason.SCHEMA_INVALID, "document does not match the edXML schema")
+    first = errors[0]
+    raise Refusal(Reason.SCHEMA_INVALID, f"line {first.line}: {first.message}")
+
+
+def preload() -> None:
+    """Compile both schemas now (servers call this at start-up so the first request is not slow)."""
+    _schemas(DOCUMENT_XSD)
+    _schemas(STATUS_XSD)

@@ -1,0 +1,224 @@
+"""Bring a whole axis up as child processes: N routers, endpoint-server hosts, the admin app.
+
+Process layout (``axis up``):
+- ``axis router --config C`` × ``config.routers`` — competing consumers of ``axis.submissions``;
+- ``axis serve --config C --server ID [--server ID ...]`` — ``hosts`` (config) host processes, the logical
+  servers dealt round-robin over them (shared servers first), each server on its own port;
+- ``axis admin --config C`` — the admin app (dashboard, /admin/stats).
+
+Before any child starts, the broker is prepared with the provisioning account (``amqp_url``;
+:mod:`axis.broker.setup`): the topology is declared (retried while the broker comes up) and, with
+``broker.auth: users`` (generated configs), one least-privilege broker user per component is created, its
+password kept in ``broker.users_file`` (mode 0600); each child then connects as its own user.
+
+Children log to ``<work dir>/logs/``. ``connections.json`` is written once every server answers ``/healthz``;
+then the supervisor listens on its control socket (axis.ops.control): the admin app asks it to move an agency live
+(axis.ops.livemove).
+Stopping sends SIGTERM to every child, waits, then kills what is left.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
+from axis.ops.control import ControlServer, control_dir_for
+from axis.ops.reload import ENV_CONTROL_DIR
+
+DEMO_SERVERS = [("d-g22", "dedicated"), ("d-h53", "dedicated"), ("shared-1", "shared")]
+DEMO_AGENCIES = [
+    ("000.00.00.G22", "Văn phòng Chính phủ", "d-g22"),
+    ("000.00.00.H53", "UBND tỉnh Tây Ninh", "d-h53"),
+    ("000.00.00.G01", "Bộ Công an", "shared-1"),
+    ("000.00.00.G03", "Bộ Giáo dục và Đào tạo", "shared-1"),
+]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class StartError(RuntimeError):
+    """The axis could not be brought up (a child exited, or servers never answered)."""
+
+
+def prepare_demo(work_dir: Path, *, amqp_url: str | None = None, base_port: int = 8701) -> tuple[Path, dict[str, Any]]:
+    """Reuse the demo in ``work_dir`` (config.yaml + connections.json) or generate a fresh one."""
+    cfg, conn = work_dir / "config.yaml", work_dir / "connections.json"
+    if cfg.is_file() and conn.is_file():
+        return cfg, orjson.loads(conn.read_bytes())
+    if cfg.exists() or (work_dir / "pki").exists():
+        raise StartError(f"{work_dir} holds an incomplete axis work directory; remove it or pass --config")
+    return generate_workdir(work_dir, DEMO_AGENCIES, DEMO_SERVERS, base_port=base_port, amqp_url=amqp_url)
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+@dataclass
+class Running:
+    config: Config
+    work_dir: Path
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    connections_path: Path | None = None
+    hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # host process name → its server ids
+    #: the supervisor's control channel (axis.ops.control): the admin app's moves, the children's reload acks
+    control_dir: Path | None = None
+    control: ControlServer | None = None
+    host_count: int = 0
+
+    def spawn(self, name: str, args: Sequence[str]) -> None:
+        logs = self.work_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        out = (logs / f"{name}.log").open("ab")
+        env = _child_env()
+        if self.control_dir is not None:
+            env[ENV_CONTROL_DIR] = str(self.control_dir)
+        proc = subprocess.Popen([sys.executable, "-m", "axis", *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=env, cwd=self.work_dir, start_new_session=True)
+        out.close()
+        self.procs.append((name, proc))
+
+    def spawn_host(self, server_ids: Sequence[str]) -> str:
+        """Start one ``axis serve`` host process for ``server_ids``; returns its name (``host-N``)."""
+        assert self.config.path is not None
+        self.host_count += 1
+        name = f"host-{self.host_count}"
+        self.hosts[name] = tuple(server_ids)
+        self.spawn(name, ["serve", "--config", str(self.config.path), *[a for sid in server_ids
+                                                                          for a in ("--server", sid)]])
+        return name
+
+    # -- what a live move (axis.ops.livemove) needs to know and do ----------------------------------------------------
+    def proc(self, name: str) -> subprocess.Popen[bytes] | None:
+        return next((p for n, p in self.procs if n == name), None)
+
+    def router_names(self) -> list[str]:
+        return [n for n, _ in self.procs if n.startswith("router-")]
+
+    def host_of(self, server_id: str) -> str | None:
+        return next((n for n, ids in self.hosts.items() if server_id in ids), None)
+
+    def stop_child(self, name: str) -> None:
+        """Stop one child (SIGTERM, then SIGKILL) and forget it."""
+        proc = self.proc(name)
+        self.procs = [(n, p) for n, p in self.procs if n != name]
+        self.hosts.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def log(self, message: str) -> None:
+        with (self.work_dir / "logs" / "supervisor.log").open("a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def serve_control(self) -> None:
+        """Listen on the control socket (moves asked for by the admin app, see axis.ops.livemove)."""
+        from axis.ops.livemove import LiveMove
+
+        assert self.control_dir is not None
+        mover = LiveMove(self)
+
+        def handle(request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            status, body = mover.handle(request)
+            self.log(f"control {request.get('op')} {request.get('agency', '')} → {request.get('server', '')}: "
+                     f"{status} {body}")
+            return status, body
+
+        self.control = ControlServer(self.control_dir, handle)
+
+    def failed(self) -> list[str]:
+        return [f"{n} (exit {p.returncode}, see {self.work_dir / 'logs' / (n + '.log')})"
+                for n, p in self.procs if p.poll() is not None]
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self.control_dir is not None and self.work_dir not in self.control_dir.parents:
+            shutil.rmtree(self.control_dir, ignore_errors=True)  # the private temp dir of a long work dir path
+        for _, p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for _, p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def wait(self) -> None:
+        """Block until a child exits (then report it) — the foreground of ``axis up``."""
+        while not self.failed():
+            time.sleep(0.5)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = None, *, routers: int | None = None,
+          servers_per_host: int | None = None, admin: bool = True, timeout: float = 60.0) -> Running:
+    """Start every process of the config and return once all servers answer; writes connections.json."""
+    config = load_config(config_path)
+    run = Running(config, work_dir, control_dir=control_dir_for(work_dir))
+    for stale in run.control_dir.glob("reload-*.json"):  # type: ignore[union-attr]
+        stale.unlink()  # an earlier run's: a reused pid must not look ready before it handles SIGHUP
+    cfg = str(config_path)
+    from axis.broker.setup import prepare_broker_sync
+    from axis.broker.topology import TopologyError
+    from axis.broker.users import BrokerAuthError
+
+    try:
+        prepare_broker_sync(config, timeout=timeout)
+    except (TopologyError, BrokerAuthError) as exc:
+        raise StartError(f"preparing RabbitMQ: {exc}") from None
+    try:
+        for i in range(routers or config.routers):
+            run.spawn(f"router-{i + 1}", ["router", "--config", cfg])
+        # shared servers first, then dealt round-robin: the busiest servers (a shared one carries the traffic of
+        # many agencies) land in different host processes
+        ids = [s.id for s in sorted(config.servers, key=lambda s: s.kind != "shared")]
+        n = -(-len(ids) // servers_per_host) if servers_per_host else min(config.hosts, len(ids))
+        for h in range(n):
+            run.spawn_host(ids[h::n])
+        if admin and importlib.util.find_spec("axis.stats.admin") is not None:
+            run.spawn("admin", ["admin", "--config", cfg])
+        pending = {s.url for s in config.servers}
+        deadline = time.monotonic() + timeout
+        while pending:
+            if run.failed():
+                raise StartError("a process exited during start: " + "; ".join(run.failed()))
+            if time.monotonic() > deadline:
+                raise StartError(f"servers did not answer /healthz within {timeout:.0f}s: {sorted(pending)}")
+            pending = {u for u in pending if not _healthy(u)}
+            if pending:
+                time.sleep(0.2)
+        run.connections_path = write_connections(work_dir, connections_for(config, known))
+        run.serve_control()
+        return run
+    except BaseException:
+        run.stop()
+        raise

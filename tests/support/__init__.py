@@ -1,0 +1,1 @@
+"""Test and benchmark helpers (never installed): test PKIs and edXML, the signxml reference verifier."""
