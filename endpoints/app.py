@@ -138,7 +138,7 @@ async def check_related(srv: EndpointServer, agency: str, msg: envelope.Document
                                              "(Bussiness/DocumentId)")
     assert srv.store is not None
     for document_id in related:
-        if not await srv.store.sent_documents(agency, document_id):
+        if await srv.store.sent_recipients(agency, document_id) is None:
             raise Refusal(Reason.FORBIDDEN, f"{agency} never sent document {document_id!r}: only its sender may "
                                             "revoke, update or replace it")
 

@@ -242,8 +242,8 @@ class DeliveryConsumer:
         if owner not in self.s.local_agencies:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"{owner} is not on server {self.s.id}")
         reporter, document_id = st.sender.organ_id, st.response_for.document_id
-        sent = await self.s.store.sent_documents(owner, document_id)
-        if not any(reporter in orjson.loads(row.recipients) for row in sent) and (sent or not self._moved(owner)):
+        recipients = await self.s.store.sent_recipients(owner, document_id)
+        if reporter not in (recipients or ()) and (recipients is not None or not self._moved(owner)):
             # a status only from an agency the document was sent to (a server's leaked credential could otherwise
             # report on any document of any agency). An agency that moved servers may have sent it from its old
             # server, whose rows move after the switch (axis.ops.livemove): without the row there is nothing to check.

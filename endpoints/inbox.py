@@ -189,6 +189,11 @@ class InboxStore(abc.ABC):
     async def sent_documents(self, agency: str, document_id: str) -> list[SentRow]:
         """Every document ``agency`` sent with this DocumentId (one per BussinessDocType at most)."""
 
+    @abc.abstractmethod
+    async def sent_recipients(self, agency: str, document_id: str) -> list[str] | None:
+        """The recipients of the documents ``agency`` sent with this DocumentId (every BussinessDocType), or None
+        when it sent none: what checking a status or a revocation needs, without reading the document's bytes."""
+
     # -- statuses ----------------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def store_status(self, agency: str, *, document_id: str, from_code: str, code: str, description: str,

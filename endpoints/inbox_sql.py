@@ -151,6 +151,12 @@ class SqlInboxStore(InboxStore):
                 sa.select(sent).where(sent.c.id == rid, sent.c.agency == agency))).one_or_none()
         return None if row is None else SentRow(*row)
 
+    async def sent_recipients(self, agency: str, document_id: str) -> list[str] | None:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(sent.c.recipients).where(
+                sent.c.agency == agency, sent.c.document_id == document_id))).all()
+        return [r for (recipients,) in rows for r in orjson.loads(recipients)] if rows else None
+
     async def sent_documents(self, agency: str, document_id: str) -> list[SentRow]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(sa.select(sent).where(sent.c.agency == agency, sent.c.document_id == document_id)

@@ -346,6 +346,11 @@ class SqliteInboxStore(InboxStore):
             f"SELECT {_SENT_COLS} FROM axis_sent WHERE id = ? AND agency = ?", (rid, agency)).fetchone())
         return None if row is None else SentRow(*row)
 
+    async def sent_recipients(self, agency: str, document_id: str) -> list[str] | None:
+        rows = await self._run(lambda db: db.execute(
+            "SELECT recipients FROM axis_sent WHERE agency = ? AND document_id = ?", (agency, document_id)).fetchall())
+        return [r for (recipients,) in rows for r in orjson.loads(recipients)] if rows else None
+
     async def sent_documents(self, agency: str, document_id: str) -> list[SentRow]:
         rows = await self._run(lambda db: db.execute(
             f"SELECT {_SENT_COLS} FROM axis_sent WHERE agency = ? AND document_id = ? ORDER BY doc_type",
