@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -24,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from axis.broker.transport import BROKER_ERRORS
 from axis.core import envelope, schema
 from axis.core.ratelimit import TooManyFailures
 from axis.core.reasons import Reason, Refusal, http_status
@@ -211,7 +211,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         # the broker connection is down or being restored: nothing was published, the client may retry
         return unavailable(f"the message broker is unavailable, retry shortly ({type(exc).__name__})")
 
-    for broker_error in (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError):
+    for broker_error in BROKER_ERRORS:
         app.add_exception_handler(broker_error, _broker_unavailable)
 
     @app.exception_handler(StoreBusy)

@@ -34,9 +34,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
 
-from axis.broker.transport import Coalescer
+from axis.broker.transport import Coalescer, IncomingMessage
 from axis.core import bundle, envelope, schema
 from axis.core.reasons import Reason, Refusal
 from axis.core.verify import CertFacts, check_time_revocation_usage
@@ -150,7 +149,7 @@ class DeliveryConsumer:
     async def _publish_statuses(self, items: list[bundle.Item]) -> None:
         await self.s.publisher.publish(submission(bundle.pack(items), self.s.id, KIND_STATUS_BUNDLE))
 
-    async def __call__(self, message: AbstractIncomingMessage) -> None:
+    async def __call__(self, message: IncomingMessage) -> None:
         headers = message.headers or {}
         kind = header_text(headers.get(H_KIND))
         try:

@@ -45,9 +45,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from axis.broker.transport import connect
 from axis.config import Config
+from axis.config.reload import install_sighup
 from axis.config.verifier import make_verifier
 from axis.core import schema
-from axis.ops.reload import install_sighup
 from axis.stats.counting import open_counter
 from endpoints.app import create_app
 from endpoints.gate import GatedApp
@@ -308,7 +308,7 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
     fd_headroom(guard)
 
     async def apply(new: Config) -> None:
-        """Hot reload (SIGHUP, axis.ops.reload): every logical server of this host takes the new configuration."""
+        """Hot reload (SIGHUP, axis.config.reload): every logical server of this host takes the new configuration."""
         pair = await asyncio.to_thread(lambda: (make_verifier(new), make_verifier(new, require_signature=False)))
         for s in servers:
             await s.reload(new, verifier=pair[0], verifier_unsigned_ok=pair[1])

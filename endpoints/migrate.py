@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from endpoints.inbox import TABLES, InboxStore
+from endpoints.inbox import TABLES, InboxStore, open_inbox
 
 BATCH = 500
 
@@ -51,7 +51,7 @@ async def move_agency_rows(old: InboxStore, new: InboxStore, agency: str) -> Mov
 
 async def move_agency(old_url: str, new_url: str, agency: str) -> Moved:
     """:func:`move_agency_rows` between two inbox store URLs."""
-    old, new = await InboxStore.open(old_url), await InboxStore.open(new_url)
+    old, new = await open_inbox(old_url), await open_inbox(new_url)
     try:
         return await move_agency_rows(old, new, agency)
     finally:

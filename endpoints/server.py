@@ -14,12 +14,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 
 from axis.broker.topology import attach_exchanges, attach_queue
-from axis.broker.transport import Publisher, connect
+from axis.broker.transport import Connection, Publisher, connect
 from axis.broker.users import component_url, publisher_user_id, server_user
 from axis.config import Config, ServerConfig
 from axis.core.ratelimit import FailureLimiter
@@ -27,7 +26,7 @@ from axis.core.wire import server_queue
 from axis.stats.counting import Counter, open_counter
 from endpoints.auth import TokenTable
 from endpoints.gate import Gate
-from endpoints.inbox import InboxStore
+from endpoints.inbox import InboxStore, open_inbox
 from endpoints.refusals import RefusalRecorder
 
 log = logging.getLogger("axis.endpoint")
@@ -105,17 +104,17 @@ class EndpointServer:
         self.publisher: Publisher = None  # type: ignore[assignment]
         self._consumer_tag: str | None = None
         self._queue: Any = None
-        self._own_connection: AbstractRobustConnection | None = None
+        self._own_connection: Connection | None = None
         #: deliveries and HTTP requests hold it; :meth:`reload` swaps the configuration between them
         self.gate = Gate()
 
-    async def start(self, connection: AbstractRobustConnection | None = None, *, prefetch: int = 32) -> None:
+    async def start(self, connection: Connection | None = None, *, prefetch: int = 32) -> None:
         """Attach to the broker and consume. ``connection`` (the host's shared one) is used only when broker users
         are shared; with per-component users the server connects as its own user."""
         from endpoints.delivery import DeliveryConsumer
 
         if self.store is None:
-            self.store = await InboxStore.open(self.server.inbox_url)
+            self.store = await open_inbox(self.server.inbox_url)
         if self.stats is None:
             self.stats = await open_counter(self.config.stats_url)
         self.refusals = RefusalRecorder(self.stats)
@@ -132,7 +131,7 @@ class EndpointServer:
                  server_queue(self.id))
 
     async def reload(self, config: Config, *, verifier: Any = None, verifier_unsigned_ok: Any = None) -> None:
-        """Swap to a new configuration (hot reload, axis.ops.reload): agencies, tokens, signing keys, directory and,
+        """Swap to a new configuration (hot reload, axis.config.reload): agencies, tokens, signing keys, directory and,
         when given, verifiers — all at once, between deliveries and requests (:class:`endpoints.gate.Gate`). The
         server's own address and store stay (they are bound); a server gone from ``config`` raises ConfigError."""
         server = config.server(self.id)

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from axis.config import Config, announce_move, generate_workdir, load_config, move_agency
+from axis.config.reload import ENV_CONTROL_DIR, Reloader, read_ack
 from axis.ops.control import ControlError, ControlServer, control_dir_for, request
 from axis.ops.livemove import MoveError, check_move
-from axis.ops.reload import ENV_CONTROL_DIR, Reloader, read_ack
 from endpoints.gate import Gate
 
 G22, G01, G03 = "000.00.00.G22", "000.00.00.G01", "000.00.00.G03"
@@ -192,7 +192,7 @@ async def test_endpoint_server_hot_swap(workdir: tuple[Path, dict[str, Any]]) ->
 def test_admin_move_needs_the_supervisor(workdir: tuple[Path, dict[str, Any]]) -> None:
     from fastapi.testclient import TestClient
 
-    from axis.stats.admin import AdminSettings, create_app
+    from axis.admin.app import AdminSettings, create_app
 
     config = load_config(workdir[0])
     settings = AdminSettings.from_config(config, token=TOKEN, token_sha256="", control_socket=None,

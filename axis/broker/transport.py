@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from axis.broker.amqpio import AxisConnection
 from axis.core.wire import (
@@ -31,6 +32,12 @@ from axis.core.wire import (
 )
 
 T = TypeVar("T")
+
+#: What the rest of the axis names broker things by (only this package imports aio-pika):
+IncomingMessage = AbstractIncomingMessage  # a consumed message: body, headers, ack/nack/reject
+Connection = AbstractRobustConnection  # a connection that reconnects and restores its consumers
+#: The broker link is down or being restored: nothing was published, the caller may retry (HTTP 503).
+BROKER_ERRORS: tuple[type[BaseException], ...] = (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError)
 
 def _queue_args(dead_letter: bool = True) -> dict[str, Any]:
     args: dict[str, Any] = {"x-queue-type": "quorum"}

@@ -176,8 +176,8 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
 
     import uvicorn
 
+    from axis.admin.app import create_app
     from axis.broker.users import ADMIN_USER, component_url
-    from axis.stats.admin import create_app
 
     # the admin app reads queue depths through the management API as axis-admin (monitoring, changes nothing)
     cfg = dataclasses.replace(cfg, amqp_url=component_url(cfg, ADMIN_USER))

@@ -3,7 +3,7 @@
 ``axis up`` (axis.ops.up.start) listens on ``<control dir>/control.sock``; the control dir (mode 0700) is
 ``<work dir>/.axis-control``, or a private directory under the system temp dir when that path is too long for
 a Unix socket. Every child process gets it in ``AXIS_CONTROL_DIR`` (the admin app asks the supervisor through
-it; routers and hosts write their reload acknowledgements there, see axis.ops.reload).
+it; routers and hosts write their reload acknowledgements there, see axis.config.reload).
 
 Protocol: one JSON object per connection, newline-terminated, each way. Request ``{"op": "move", "agency":
 CODE, "server": ID[, "port": N][, "kind": "dedicated"|"shared"]}`` or ``{"op": "ping"}``; answer ``{"status":

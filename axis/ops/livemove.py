@@ -18,7 +18,7 @@ control socket (axis.ops.control) by the admin app's ``POST /admin/agencies/{cod
    and its token is refused there;
 8. the agency's rows (inbox, sent documents, statuses) move to the new server's store (endpoints.migrate).
 
-Every reload is SIGHUP + an acknowledgement carrying the digest of the file loaded (axis.ops.reload), and swaps
+Every reload is SIGHUP + an acknowledgement carrying the digest of the file loaded (axis.config.reload), and swaps
 between messages: no process restarts, no request is dropped. A failure before step 4 puts the old
 configuration back; after it, the same request finishes the move (every step is idempotent).
 """
@@ -42,9 +42,9 @@ from axis.broker.setup import prepare_broker_sync
 from axis.broker.topology import TopologyError
 from axis.broker.users import BrokerAuthError
 from axis.config import Config, ConfigError, announce_move, connections_for, load_config, move_agency, write_connections
+from axis.config.reload import ack_path, config_digest, read_ack
 from axis.core.reasons import Reason
 from axis.ops.entrypoints import endpoints_entry
-from axis.ops.reload import ack_path, config_digest, read_ack
 
 if TYPE_CHECKING:
     from axis.ops.up import Running

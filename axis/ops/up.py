@@ -35,8 +35,8 @@ import httpx
 import orjson
 
 from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
+from axis.config.reload import ENV_CONTROL_DIR
 from axis.ops.control import ControlServer, control_dir_for
-from axis.ops.reload import ENV_CONTROL_DIR
 
 DEMO_SERVERS = [("d-g22", "dedicated"), ("d-h53", "dedicated"), ("shared-1", "shared")]
 DEMO_AGENCIES = [
@@ -204,7 +204,7 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
         n = -(-len(ids) // servers_per_host) if servers_per_host else min(config.hosts, len(ids))
         for h in range(n):
             run.spawn_host(ids[h::n])
-        if admin and importlib.util.find_spec("axis.stats.admin") is not None:
+        if admin and importlib.util.find_spec("axis.admin.app") is not None:
             run.spawn("admin", ["admin", "--config", cfg])
         pending = {s.url for s in config.servers}
         deadline = time.monotonic() + timeout

@@ -21,10 +21,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
-
 from axis.broker.topology import attach_exchanges, attach_queue
-from axis.broker.transport import Publisher, connect
+from axis.broker.transport import Connection, IncomingMessage, Publisher, connect
 from axis.broker.users import ROUTER_USER, authenticated_server, component_url, publisher_user_id
 from axis.config import Config
 from axis.config.verifier import make_verifier
@@ -52,8 +50,8 @@ class RouterService:
         self.batch = batch
         self.linger = linger
         self._rate = Rate()
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._conn: AbstractRobustConnection | None = None
+        self._inbox: asyncio.Queue[IncomingMessage] = asyncio.Queue()
+        self._conn: Connection | None = None
         self._worker: asyncio.Task[None] | None = None
         self._swap = asyncio.Lock()  # held by each batch; a reload swaps the core between batches
         self.processed = 0  # submissions handled (each status of a bundle counts)
@@ -104,14 +102,14 @@ class RouterService:
                 await self._handle(messages)
 
     async def reload(self, config: Config) -> None:
-        """Hot reload (SIGHUP, axis.ops.reload): the new directory and verifier apply from the next batch on; the
+        """Hot reload (SIGHUP, axis.config.reload): the new directory and verifier apply from the next batch on; the
         batch in flight finishes (published and counted) with the old ones."""
         core = await asyncio.to_thread(lambda: core_for(config, make_verifier(config)))
         async with self._swap:
             self.config, self.core = config, core
         log.info("router reloaded: %d agencies, %d servers", len(config.directory), len(config.directory.servers))
 
-    def _origin(self, m: AbstractIncomingMessage) -> dict[str, Any]:
+    def _origin(self, m: IncomingMessage) -> dict[str, Any]:
         """The headers with ``x-axis-server`` = the authenticated publishing server (from the broker-validated
         ``user_id`` when components have their own users; absent when the publisher is not an endpoint server)."""
         headers = dict(m.headers or {})
@@ -122,7 +120,7 @@ class RouterService:
             headers[H_SERVER] = server
         return headers
 
-    def _decide(self, messages: list[AbstractIncomingMessage]) -> list[Outcome | None]:
+    def _decide(self, messages: list[IncomingMessage]) -> list[Outcome | None]:
         outcomes: list[Outcome | None] = []
         for m in messages:
             try:
@@ -132,7 +130,7 @@ class RouterService:
                 outcomes.append(None)
         return outcomes
 
-    async def _handle(self, messages: list[AbstractIncomingMessage]) -> None:
+    async def _handle(self, messages: list[IncomingMessage]) -> None:
         if _light(messages):  # a few ms of work at most: not worth two thread switches
             outcomes = self._decide(messages)
         else:
@@ -154,7 +152,7 @@ class RouterService:
                     log.exception("router: message %s could not be settled; it goes back to the queue", m.message_id)
                     await _requeue([m])
 
-    async def _settle(self, done: list[tuple[AbstractIncomingMessage, Outcome]]) -> None:
+    async def _settle(self, done: list[tuple[IncomingMessage, Outcome]]) -> None:
         """Publish the outcomes (confirmed), record their counts (one transaction), then ack the messages."""
         if not done:
             return
@@ -177,7 +175,7 @@ class RouterService:
         self.processed += sum(o.items for _, o in done)  # submissions: documents and statuses
 
 
-async def _requeue(messages: Iterable[AbstractIncomingMessage]) -> None:
+async def _requeue(messages: Iterable[IncomingMessage]) -> None:
     for m in messages:
         with contextlib.suppress(Exception):
             await m.nack(requeue=True)
@@ -223,7 +221,7 @@ LIGHT_BYTES = 64 * 1024  # statuses: ~60 µs each for ~1 KB
 LIGHT_DOCUMENT_BYTES = 512 * 1024  # documents: ~0.5 ms each for 10 KB (signature check)
 
 
-def _light(messages: list[AbstractIncomingMessage]) -> bool:
+def _light(messages: list[IncomingMessage]) -> bool:
     """Little to check (a few ms): decided on the event loop itself. Batches are handled one after the other,
     so the loop has nothing else to do meanwhile but read frames, which the socket buffers."""
     size, documents = 0, False
@@ -234,7 +232,7 @@ def _light(messages: list[AbstractIncomingMessage]) -> bool:
 
 
 async def run_router(config: Config) -> None:
-    from axis.ops.reload import install_sighup
+    from axis.config.reload import install_sighup
 
     service = RouterService(config)
     install_sighup(config, service.reload, "router")

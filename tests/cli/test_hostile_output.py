@@ -270,7 +270,7 @@ class _Directory:
 
 
 def test_stats_table_with_hostile_names(tmp_path: Path) -> None:
-    from axis.stats.admin import AdminSettings, create_app
+    from axis.admin.app import AdminSettings, create_app
     from axis.stats.store import Accepted, Delivered, Refused, StatsStore
 
     url = f"sqlite:///{tmp_path / 'stats.sqlite3'}"

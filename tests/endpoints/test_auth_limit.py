@@ -12,7 +12,7 @@ import pytest
 from axis.config import ConfigError, Limits, config_from_dict, generate_workdir, load_config
 from axis.core.ratelimit import FailureLimiter, TooManyFailures
 from endpoints.app import create_app
-from endpoints.inbox import InboxStore
+from endpoints.inbox import open_inbox
 from endpoints.server import EndpointServer
 
 G01, G03 = "000.00.00.G01", "000.00.00.G03"
@@ -52,7 +52,7 @@ def test_limits_in_the_config_file() -> None:
 async def server(tmp_path: Path) -> AsyncIterator[tuple[EndpointServer, dict[str, str]]]:
     path, conn = generate_workdir(tmp_path, [(G01, "A", "sh"), (G03, "B", "sh")], [("sh", "shared")])
     config = dataclasses.replace(load_config(path), limits=Limits(auth_failures=4, auth_window_seconds=60))
-    store = await InboxStore.open(f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}")
+    store = await open_inbox(f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}")
     try:
         tokens = {a["code"]: a["token"] for a in conn["agencies"]}
         yield EndpointServer(config, "sh", store=store), {**tokens, "admin": conn["admin"]["token"]}

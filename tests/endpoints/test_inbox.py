@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from endpoints.inbox import InboxStore
+from endpoints.inbox import InboxStore, open_inbox
 
 A, B, S = "000.00.00.H53", "000.00.00.H41", "000.00.00.G22"
 
@@ -21,7 +21,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[InboxStore]:
-    st = await InboxStore.open(db_url)
+    st = await open_inbox(db_url)
     try:
         yield st
     finally:

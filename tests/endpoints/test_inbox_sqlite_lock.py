@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from endpoints import inbox_sqlite
-from endpoints.inbox import InboxStore, StoreBusy
+from endpoints.inbox import sqlite as inbox_sqlite
+from endpoints.inbox import StoreBusy, open_inbox
 
 S, A = "000.00.00.G22", "000.00.00.H53"
 STATUS = {"document_id": f"{S},2019/03/12,1/VPCP", "from_code": A, "code": "01", "description": "arrived",
@@ -26,7 +26,7 @@ def _locker(path: Path) -> sqlite3.Connection:
 
 async def test_a_write_waits_for_another_writer_off_the_loop(tmp_path: Path) -> None:
     path = tmp_path / "inbox.sqlite3"
-    store = await InboxStore.open(f"sqlite:///{path}")
+    store = await open_inbox(f"sqlite:///{path}")
     try:
         other = _locker(path)
         write = asyncio.create_task(store.store_status(S, **STATUS))
@@ -47,7 +47,7 @@ async def test_a_write_waits_for_another_writer_off_the_loop(tmp_path: Path) -> 
 async def test_a_lock_held_too_long_is_store_busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inbox_sqlite, "PATIENT_BUSY_MS", 200)
     path = tmp_path / "inbox.sqlite3"
-    store = await InboxStore.open(f"sqlite:///{path}")
+    store = await open_inbox(f"sqlite:///{path}")
     other = _locker(path)
     try:
         with pytest.raises(StoreBusy):
@@ -58,7 +58,7 @@ async def test_a_lock_held_too_long_is_store_busy(tmp_path: Path, monkeypatch: p
         other.execute("ROLLBACK")
         other.close()
         await store.close()
-    store = await InboxStore.open(f"sqlite:///{path}")  # and nothing half-written was left behind
+    store = await open_inbox(f"sqlite:///{path}")  # and nothing half-written was left behind
     try:
         assert await store.count_received() == 0
     finally:
@@ -68,7 +68,7 @@ async def test_a_lock_held_too_long_is_store_busy(tmp_path: Path, monkeypatch: p
 async def test_writes_of_one_loop_turn_share_a_transaction_and_a_bad_one_fails_alone(tmp_path: Path) -> None:
     """Group commit: deliveries stored in the same event-loop turn commit in one transaction; if that fails,
     each is written alone, so only the bad one fails."""
-    store = await InboxStore.open(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
+    store = await open_inbox(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
     assert isinstance(store, inbox_sqlite.SqliteInboxStore)
     try:
         kw = {"sender": S, "doc_type": 0, "related_document_id": None, "subject": "s", "data": b"<edXML/>"}

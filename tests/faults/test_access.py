@@ -60,7 +60,7 @@ async def test_token_guessing_is_stopped_per_client(tmp_path: Path, vhost_url: s
 
 
 async def test_admin_endpoints_need_the_admin_token(tmp_path: Path, vhost_url: str) -> None:
-    from axis.stats.admin import create_app as admin_app
+    from axis.admin.app import create_app as admin_app
 
     async with running_axis(tmp_path / "work", vhost_url) as env:
         app = admin_app(env.config)

@@ -14,7 +14,7 @@ import pytest
 
 from axis.config import Limits, generate_workdir, load_config
 from endpoints.app import create_app
-from endpoints.inbox import InboxStore
+from endpoints.inbox import open_inbox
 from endpoints.server import EndpointServer
 
 G01, G03 = "000.00.00.G01", "000.00.00.G03"
@@ -24,7 +24,7 @@ G01, G03 = "000.00.00.G01", "000.00.00.G03"
 async def shared(tmp_path: Path) -> AsyncIterator[tuple[EndpointServer, dict[str, Any]]]:
     path, conn = generate_workdir(tmp_path, [(G01, "A", "sh"), (G03, "B", "sh")], [("sh", "shared")])
     config = dataclasses.replace(load_config(path), limits=Limits(auth_failures=3, auth_window_seconds=60))
-    store = await InboxStore.open(f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}")
+    store = await open_inbox(f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}")
     try:
         yield EndpointServer(config, "sh", store=store), conn
     finally:

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from axis.config import generate_workdir, load_config
+from axis.config.reload import read_ack
 from axis.core import envelope
-from axis.ops.reload import read_ack
 from tests.integration.conftest import G01, G03, G22
 from tests.support.testing import free_port_block
 

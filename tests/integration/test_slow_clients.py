@@ -18,7 +18,7 @@ from axis.stats.counting import MemoryCounter
 from endpoints.app import create_app
 from endpoints.gate import GatedApp
 from endpoints.host import ConnectionGuard, uvicorn_server
-from endpoints.inbox import InboxStore
+from endpoints.inbox import open_inbox
 from endpoints.refusals import RefusalRecorder
 from endpoints.server import EndpointServer
 
@@ -43,7 +43,7 @@ class Endpoint:
 async def endpoint(tmp_path: Path) -> AsyncIterator[Endpoint]:
     path, conn = generate_workdir(tmp_path, [(G01, "A", "sh")], [("sh", "shared")])
     config = load_config(path)
-    store = await InboxStore.open(f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}")
+    store = await open_inbox(f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}")
     srv = EndpointServer(config, "sh", store=store)
     srv.refusals = RefusalRecorder(MemoryCounter())  # no broker, no statistics store: refusals counted in memory
     guard = ConnectionGuard(header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT, body_min_rate=BODY_MIN_RATE,

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from stats_data import DIRECTORY
 
-from axis.stats.admin import COOKIE, AdminSettings, create_app
+from axis.admin.app import COOKIE, AdminSettings, create_app
 
 TOKEN = "admin-test-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

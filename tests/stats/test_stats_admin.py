@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from stats_data import DIRECTORY, G01, H03, fill
 from stats_live import serve
 
-from axis.stats.admin import COOKIE, AdminSettings, create_app
-from axis.stats.probe import amqp_vhost_and_auth
+from axis.admin.app import COOKIE, AdminSettings, create_app
+from axis.admin.probe import amqp_vhost_and_auth
 from axis.stats.store import Accepted, StatsStore
 
 TOKEN = "admin-test-token"

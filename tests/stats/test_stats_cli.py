@@ -11,8 +11,8 @@ from stats_data import DIRECTORY, G01, fill
 from stats_live import serve
 from typer.testing import CliRunner
 
+from axis.admin.app import AdminSettings, create_app
 from axis.cli import app
-from axis.stats.admin import AdminSettings, create_app
 from axis.stats.store import StatsStore
 
 TOKEN = "cli-admin-token"

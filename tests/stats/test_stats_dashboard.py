@@ -22,7 +22,7 @@ import pytest
 from stats_data import DIRECTORY, G01, G02, H01, H03, KIND, fill
 from stats_live import serve
 
-from axis.stats.admin import AdminSettings, create_app
+from axis.admin.app import AdminSettings, create_app
 from axis.stats.store import Accepted, Delivered, Refused, StatsStore
 
 pytestmark = pytest.mark.browser

@@ -1,8 +1,8 @@
 """The endpoint server's store: received documents (inboxes), sent documents, and statuses about sent ones.
 
-This module is the interface and the schema; :meth:`InboxStore.open` picks the backend by URL:
-SQLite (``sqlite:///`` or ``sqlite+aiosqlite:///``, the default) → :mod:`endpoints.inbox_sqlite`, one
-``sqlite3`` connection driven from the event loop; anything else (PostgreSQL) → :mod:`endpoints.inbox_sql`,
+This module is the interface and the schema; :func:`endpoints.inbox.open_inbox` picks the backend by URL:
+SQLite (``sqlite:///`` or ``sqlite+aiosqlite:///``, the default) → :mod:`endpoints.inbox.sqlite`, one
+``sqlite3`` connection driven from the event loop; anything else (PostgreSQL) → :mod:`endpoints.inbox.sql`,
 SQLAlchemy async Core. Both keep the same semantics. Idempotency lives here: a received document is one row per
 (recipient agency, sender, DocumentId, BussinessDocType) — a redelivery or a re-submission finds the existing
 row and changes nothing; statuses are unique per (document, reporter, code, timestamp) so a re-sent status 01
@@ -139,16 +139,6 @@ class InboxStore(abc.ABC):
 
     #: identifies the database (two stores with the same location share their rows)
     location: str
-
-    @classmethod
-    async def open(cls, url: str) -> InboxStore:
-        if is_sqlite(url):
-            from endpoints.inbox_sqlite import SqliteInboxStore
-
-            return await SqliteInboxStore.open_path(sqlite_path(url))
-        from endpoints.inbox_sql import SqlInboxStore
-
-        return await SqlInboxStore.open_url(normalize_url(url))
 
     @abc.abstractmethod
     async def close(self) -> None: ...

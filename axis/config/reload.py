@@ -26,7 +26,7 @@ import orjson
 from axis.config import Config, load_config
 
 ENV_CONTROL_DIR = "AXIS_CONTROL_DIR"
-log = logging.getLogger("axis.ops.reload")
+log = logging.getLogger("axis.config.reload")
 
 
 def config_digest(path: Path) -> str:

@@ -40,12 +40,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from axis.admin.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.core.ratelimit import FailureLimiter, TooManyFailures
 from axis.core.reasons import Reason
 from axis.ops.control import ControlError, socket_from_env
 from axis.ops.control import request as control_request
 from axis.stats.metrics import render, snapshot_registry
-from axis.stats.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.stats.query import BY_CHOICES, StatsFilter, iso, parse_when, query_counters, query_stats
 from axis.stats.store import StatsStore
 

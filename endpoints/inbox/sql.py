@@ -1,6 +1,6 @@
 """The inbox store on SQLAlchemy async Core: the PostgreSQL backend of :class:`endpoints.inbox.InboxStore`.
 
-(It works on any SQLAlchemy async URL; SQLite URLs go to :mod:`endpoints.inbox_sqlite` instead.)
+(It works on any SQLAlchemy async URL; SQLite URLs go to :mod:`endpoints.inbox.sqlite` instead.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from endpoints.inbox import (
+from endpoints.inbox.store import (
     KINDS,
     TABLES,
     InboxStore,

@@ -36,7 +36,7 @@ import orjson
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from endpoints.inbox import (
+from endpoints.inbox.store import (
     KINDS,
     TABLES,
     InboxStore,
