@@ -32,8 +32,8 @@ from axis.core.signing import sign
 from axis.core.wire import H_DOC_TYPE, H_SUBMITTED_AT, KIND_DOCUMENT, KIND_STATUS, now_ms, submission
 from axis.stats.metrics import process_metrics
 from endpoints.auth import bearer_matches
+from endpoints.checks import checks_for
 from endpoints.cpu import run_cpu_for
-from endpoints.delivery import checks_for
 from endpoints.inbox import StoreBusy
 from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer

@@ -14,49 +14,25 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client import Counter as PromCounter
-
 from axis.broker.topology import attach_exchanges, attach_queue
 from axis.broker.transport import Connection, Publisher, connect
 from axis.broker.users import component_url, publisher_user_id, server_user
 from axis.config import Config, ServerConfig
+from axis.core import envelope
 from axis.core.ratelimit import FailureLimiter
 from axis.core.wire import server_queue
 from axis.stats.counting import Counter, open_counter
 from endpoints.auth import TokenTable
+from endpoints.checks import check_delivery
+from endpoints.cpu import run_cpu_for
+from endpoints.decide import LocalView
+from endpoints.delivery import DeliveryConsumer
 from endpoints.gate import Gate
 from endpoints.inbox import InboxStore, open_inbox
+from endpoints.metrics import Metrics
 from endpoints.refusals import RefusalRecorder
 
 log = logging.getLogger("axis.endpoint")
-
-
-class Metrics:
-    """Prometheus counters of one server (own registry: several servers may share a process)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.submitted = PromCounter("axis_endpoint_submitted", "documents submitted", ["agency"],
-                                     registry=self.registry)
-        self.refused = PromCounter("axis_endpoint_refused", "submissions refused", ["agency", "reason"],
-                                   registry=self.registry)
-        self.received = PromCounter("axis_endpoint_received", "documents stored in an inbox", ["agency"],
-                                    registry=self.registry)
-        self.statuses = PromCounter("axis_endpoint_statuses", "statuses stored for sent documents",
-                                    ["agency", "code"], registry=self.registry)
-        self.sent_statuses = PromCounter("axis_endpoint_status_sent", "statuses sent by agencies",
-                                         ["agency", "code"], registry=self.registry)
-        self.unverified_refusals = PromCounter(
-            "axis_endpoint_unverified_refusals",
-            "messages this server published that the axis refused without a proven sender", ["reason"],
-            registry=self.registry)
-        # Not document refusals: requests without a valid token (401) and those turned away by the limit (429).
-        self.auth_failed = PromCounter("axis_endpoint_auth_failed", "requests with a missing or wrong token",
-                                       registry=self.registry)
-        self.auth_limited = PromCounter("axis_endpoint_auth_limited",
-                                        "requests refused because their address failed authentication too often",
-                                        registry=self.registry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +83,24 @@ class EndpointServer:
         self._own_connection: Connection | None = None
         #: deliveries and HTTP requests hold it; :meth:`reload` swaps the configuration between them
         self.gate = Gate()
+        self._view = self._make_view()
+
+    @property
+    def view(self) -> LocalView:
+        """What deliveries are decided with (:mod:`endpoints.decide`); a reload replaces it whole."""
+        return self._view
+
+    def _make_view(self) -> LocalView:
+        return LocalView(self.id, self.local_agencies, self.config.directory, self.config.limits.max_envelope_bytes)
+
+    async def check_delivery(self, body: bytes) -> envelope.DocumentMessage:
+        """The full check of a delivered document's exact bytes, with the current verifier (in the CPU pool when
+        large)."""
+        return await run_cpu_for(len(body), check_delivery, self.verifier, body)
 
     async def start(self, connection: Connection | None = None, *, prefetch: int = 32) -> None:
         """Attach to the broker and consume. ``connection`` (the host's shared one) is used only when broker users
         are shared; with per-component users the server connects as its own user."""
-        from endpoints.delivery import DeliveryConsumer
-
         if self.store is None:
             self.store = await open_inbox(self.server.inbox_url)
         if self.stats is None:
@@ -126,7 +114,9 @@ class EndpointServer:
         self.publisher = Publisher(exchanges, user_id=publisher_user_id(self.config, user))
         # passive declare (not get_queue): the robust channel restores this consumer after a reconnect
         _, self._queue = await attach_queue(connection, server_queue(self.id), prefetch=prefetch)
-        self._consumer_tag = await self._queue.consume(_gated(self.gate, DeliveryConsumer(self)), no_ack=False)
+        consumer = DeliveryConsumer(view=lambda: self._view, store=self.store, publish=self.publisher.publish,
+                                    check=self.check_delivery, metrics=self.metrics)
+        self._consumer_tag = await self._queue.consume(_gated(self.gate, consumer), no_ack=False)
         log.info("server %s (%s, %d agencies) consuming %s", self.id, self.server.kind, len(self.local_agencies),
                  server_queue(self.id))
 
@@ -148,6 +138,7 @@ class EndpointServer:
                 self.verifier = verifier
             if verifier_unsigned_ok is not None:
                 self.verifier_unsigned_ok = verifier_unsigned_ok
+            self._view = self._make_view()
         log.info("server %s reloaded: %d agencies", self.id, len(self.local_agencies))
 
     async def stop(self) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from axis.core.reasons import Reason, Refusal
-from endpoints.delivery import DeliveryChecks, check_delivery
+from endpoints.checks import DeliveryChecks, check_delivery
 from tests.support.testing import TestPKI, make_pki
 
 A, B = "000.00.00.G01", "000.00.00.H01"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from endpoints.inbox import sqlite as inbox_sqlite
 from endpoints.inbox import StoreBusy, open_inbox
+from endpoints.inbox import sqlite as inbox_sqlite
 
 S, A = "000.00.00.G22", "000.00.00.H53"
 STATUS = {"document_id": f"{S},2019/03/12,1/VPCP", "from_code": A, "code": "01", "description": "arrived",

@@ -1,0 +1,81 @@
+"""The signed-document checks of an endpoint host process: every recipient server verifies the exact bytes it
+stores (signature, chain, signer, schema), once per process for the same bytes (:class:`DeliveryChecks`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+from axis.core import envelope, schema
+from axis.core.reasons import Reason, Refusal
+from axis.core.verify import CertFacts, check_time_revocation_usage
+
+
+def check_delivery(verifier: Any, body: bytes) -> envelope.DocumentMessage:
+    """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model."""
+    msg = checks_for(verifier).check(body)
+    if not isinstance(msg, envelope.DocumentMessage):
+        raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
+    return msg
+
+
+class DeliveryChecks:
+    """The signed-document checks of one host process, remembered by the SHA-256 of the exact bytes.
+
+    A document fanned out to several servers of one host process reaches it once per server, and a document
+    submitted through a server of this process may come back to another: the same bytes, checked against the
+    same policy. Everything the check decides is a function of those bytes and the policy
+    (well-formedness, profile, digest and signature value, chain, signer, schema) except the certificate's
+    validity window, the CRL and the key usage at this moment: those are checked again at every delivery
+    (:func:`axis.core.verify.check_time_revocation_usage`). The cache belongs to one :class:`~axis.core.verify.Verifier`
+    (its trust anchors and CRLs): a reload makes a new verifier, hence an empty cache. Only successes are kept
+    (a refusal is never expected here), without attachment data (the delivery stores the exact bytes), at most
+    ``size`` entries. Thread-safe: large documents are checked in the CPU pool.
+    """
+
+    def __init__(self, verifier: Any, size: int = 1024) -> None:
+        self.verifier = verifier
+        self.size = size
+        self._done: OrderedDict[bytes, tuple[envelope.Message, CertFacts | None]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def check(self, body: bytes) -> envelope.Message:
+        """The message of a signed envelope that passes the full check (else Refusal, never remembered)."""
+        key = hashlib.sha256(body).digest()
+        with self._lock:
+            done = self._done.get(key)
+            if done is not None:
+                self._done.move_to_end(key)
+        if done is not None:
+            msg, facts = done
+            if facts is not None:  # the moment-dependent part of the certificate check, again
+                check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked)
+            self.hits += 1
+            return msg
+        verified, facts = self.verifier.verify_with_facts(body)
+        schema.validate(verified.root)
+        msg = envelope.from_element(verified.root)
+        kept = dataclasses.replace(msg, attachments=()) if isinstance(msg, envelope.DocumentMessage) else msg
+        with self._lock:
+            self._done[key] = (kept, facts)
+            if len(self._done) > self.size:
+                self._done.popitem(last=False)
+        return msg
+
+
+_checks: weakref.WeakKeyDictionary[Any, DeliveryChecks] = weakref.WeakKeyDictionary()
+_checks_lock = threading.Lock()
+
+
+def checks_for(verifier: Any) -> DeliveryChecks:
+    """The process's :class:`DeliveryChecks` for ``verifier`` (one per verifier: a reload starts afresh)."""
+    with _checks_lock:
+        checks = _checks.get(verifier)
+        if checks is None:
+            checks = _checks[verifier] = DeliveryChecks(verifier)
+        return checks

@@ -1,0 +1,33 @@
+"""Prometheus counters of one endpoint server (its own registry: several logical servers share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+
+
+class Metrics:
+    """Prometheus counters of one server (own registry: several servers may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.submitted = PromCounter("axis_endpoint_submitted", "documents submitted", ["agency"],
+                                     registry=self.registry)
+        self.refused = PromCounter("axis_endpoint_refused", "submissions refused", ["agency", "reason"],
+                                   registry=self.registry)
+        self.received = PromCounter("axis_endpoint_received", "documents stored in an inbox", ["agency"],
+                                    registry=self.registry)
+        self.statuses = PromCounter("axis_endpoint_statuses", "statuses stored for sent documents",
+                                    ["agency", "code"], registry=self.registry)
+        self.sent_statuses = PromCounter("axis_endpoint_status_sent", "statuses sent by agencies",
+                                         ["agency", "code"], registry=self.registry)
+        self.unverified_refusals = PromCounter(
+            "axis_endpoint_unverified_refusals",
+            "messages this server published that the axis refused without a proven sender", ["reason"],
+            registry=self.registry)
+        # Not document refusals: requests without a valid token (401) and those turned away by the limit (429).
+        self.auth_failed = PromCounter("axis_endpoint_auth_failed", "requests with a missing or wrong token",
+                                       registry=self.registry)
+        self.auth_limited = PromCounter("axis_endpoint_auth_limited",
+                                        "requests refused because their address failed authentication too often",
+                                        registry=self.registry)
