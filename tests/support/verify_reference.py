@@ -1,7 +1,7 @@
 """The reference verifier: the same contract as :class:`axis.core.verify.Verifier`, built on signxml.
 
 Slower and simpler; it exists so the fast path can be tested against an independent implementation
-(tests/test_verify_differential.py) and measured against it (bench/verify.py).
+(tests/core/test_verify_differential.py) and measured against it (bench/verify.py).
 
 What is independent of the fast path: the profile checks are written again with XPath (not the fast path's
 element walking), and digest + signature are computed by signxml's ``XMLVerifier`` (its own enveloped transform,

@@ -87,7 +87,7 @@ SPLIT_VARIANTS = ("comment", "cdata", "comment+cdata", "comment-first", "pi")
 def split_corpus(corpus: tuple[TestPKI, list[tuple[str, bytes, Reason]]]) -> list[tuple[str, bytes, object]]:
     """(name, signed bytes, expected): the expected message, or the Reason for PIs."""
     from axis.core import envelope as env
-    from tests.test_comment_truncation import FULL_DOCUMENT, FULL_STATUS, leaves, sign_as_written, split_value
+    from tests.core.test_comment_truncation import FULL_DOCUMENT, FULL_STATUS, leaves, sign_as_written, split_value
 
     kit, _ = corpus
     items: list[tuple[str, bytes, object]] = []
