@@ -69,11 +69,11 @@ class Client:
 
     def submit(self, data: bytes) -> dict[str, Any]:
         r = self._http.post("/v1/documents", content=data, headers={"content-type": "application/xml"})
-        return _check(r).json()  # type: ignore[no-any-return]
+        return _check(r).json()
 
     def inbox(self, *, unread: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         r = self._http.get("/v1/inbox", params={"unread": str(unread).lower(), "limit": limit, "offset": offset})
-        return _check(r).json()["items"]  # type: ignore[no-any-return]
+        return _check(r).json()["items"]
 
     def iter_inbox(self, *, unread: bool = False, page: int = 500) -> Iterator[dict[str, Any]]:
         offset = 0
@@ -92,13 +92,13 @@ class Client:
 
     def send_status(self, doc_id: str, code: str, description: str = "") -> dict[str, Any]:
         r = self._http.post(f"/v1/documents/{doc_id}/status", json={"code": code, "description": description})
-        return _check(r).json()  # type: ignore[no-any-return]
+        return _check(r).json()
 
     def statuses(self, doc_id: str) -> list[dict[str, Any]]:
-        return _check(self._http.get(f"/v1/documents/{doc_id}/status")).json()["items"]  # type: ignore[no-any-return]
+        return _check(self._http.get(f"/v1/documents/{doc_id}/status")).json()["items"]
 
     def health(self) -> dict[str, Any]:
-        return _check(self._http.get("/healthz")).json()  # type: ignore[no-any-return]
+        return _check(self._http.get("/healthz")).json()
 
 
 class AsyncClient:
@@ -117,12 +117,12 @@ class AsyncClient:
 
     async def submit(self, data: bytes) -> dict[str, Any]:
         r = await self._http.post("/v1/documents", content=data, headers={"content-type": "application/xml"})
-        return _check(r).json()  # type: ignore[no-any-return]
+        return _check(r).json()
 
     async def inbox(self, *, unread: bool = False, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         r = await self._http.get("/v1/inbox", params={"unread": str(unread).lower(), "limit": limit,
                                                       "offset": offset})
-        return _check(r).json()["items"]  # type: ignore[no-any-return]
+        return _check(r).json()["items"]
 
     async def get(self, doc_id: str) -> bytes:
         return _check(await self._http.get(f"/v1/documents/{doc_id}")).content
@@ -132,11 +132,11 @@ class AsyncClient:
 
     async def send_status(self, doc_id: str, code: str, description: str = "") -> dict[str, Any]:
         r = await self._http.post(f"/v1/documents/{doc_id}/status", json={"code": code, "description": description})
-        return _check(r).json()  # type: ignore[no-any-return]
+        return _check(r).json()
 
     async def statuses(self, doc_id: str) -> list[dict[str, Any]]:
         r = await self._http.get(f"/v1/documents/{doc_id}/status")
-        return _check(r).json()["items"]  # type: ignore[no-any-return]
+        return _check(r).json()["items"]
 
     async def health(self) -> dict[str, Any]:
-        return _check(await self._http.get("/healthz")).json()  # type: ignore[no-any-return]
+        return _check(await self._http.get("/healthz")).json()

@@ -7,11 +7,12 @@ tenant's, or no such id) answers the same ``404`` with reason ``FORBIDDEN`` — 
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -34,7 +35,7 @@ from axis.stats.metrics import process_metrics
 from endpoints.auth import bearer_matches
 from endpoints.checks import checks_for
 from endpoints.cpu import run_cpu_for
-from endpoints.inbox import StoreBusy
+from endpoints.inbox import ReceivedRow, SentRow, StoreBusy
 from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer
 
@@ -149,6 +150,10 @@ def status_for(data: bytes, agency: str, code: str, description: str, limit: int
     return envelope.build(envelope.new_status(agency, original, code, description))
 
 
+#: A handler of the fast path: the request and the path's groups → the response.
+PostHandler = Callable[..., Awaitable[Response]]
+
+
 class FastPath:
     """ASGI in front of the FastAPI app: the two requests of the traffic itself — ``POST /v1/documents`` for every
     document and ``POST /v1/documents/{id}/status`` for every status — go straight to their handlers, past
@@ -157,7 +162,7 @@ class FastPath:
     handlers, so the responses are exactly those of the routed path; an exception without a handler propagates
     (a 500, as through the app). Everything else goes to the app."""
 
-    def __init__(self, app: FastAPI, posts: Sequence[tuple[str, Any]]) -> None:
+    def __init__(self, app: FastAPI, posts: Sequence[tuple[str, PostHandler]]) -> None:
         self.app = app
         self.state = app.state
         self._posts = [(re.compile(pattern), handler) for pattern, handler in posts]
@@ -171,7 +176,8 @@ class FastPath:
                     return
         await self.app(scope, receive, send)
 
-    async def _answer(self, handler: Any, args: tuple[str, ...], scope: Scope, receive: Receive, send: Send) -> None:
+    async def _answer(self, handler: PostHandler, args: tuple[str, ...], scope: Scope, receive: Receive, send: Send
+                      ) -> None:
         request = Request(scope, receive)
         try:
             response = await handler(request, *args)
@@ -182,7 +188,8 @@ class FastPath:
                     break
             else:
                 raise
-            response = await on_error(request, exc)
+            answer = on_error(request, exc)
+            response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
 
 
@@ -229,7 +236,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         response.headers["Retry-After"] = str(math.ceil(exc.retry_after))
         return response
 
-    def caller(request: Request, check: Any = None) -> str:
+    def caller(request: Request, check: Callable[[str | None], str] | None = None) -> str:
         """The authenticated caller: an agency code (``check``, default: this server's agency tokens), behind
         the failed-authentication limit per client address."""
         address = request.client.host if request.client else "-"
@@ -298,14 +305,14 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         items = await srv.store.inbox(agency, unread=unread, limit=limit, offset=offset)
         return {"items": items, "next_offset": offset + len(items) if len(items) == limit else None}
 
-    async def own_document(agency: str, rid: str) -> tuple[str, Any]:
+    async def own_document(agency: str, rid: str) -> tuple[str, ReceivedRow | SentRow]:
         assert srv.store is not None
-        row = await srv.store.received_row(agency, rid)
-        if row is not None:
-            return "received", row
-        row = await srv.store.sent_row(agency, rid)
-        if row is not None:
-            return "sent", row
+        received = await srv.store.received_row(agency, rid)
+        if received is not None:
+            return "received", received
+        sent = await srv.store.sent_row(agency, rid)
+        if sent is not None:
+            return "sent", sent
         raise NotYours(rid)
 
     @app.get("/v1/documents/{rid}")

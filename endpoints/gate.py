@@ -15,6 +15,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 log = logging.getLogger("axis.endpoint")
 
 
@@ -61,13 +63,13 @@ class Gate:
 class GatedApp:
     """ASGI wrapper: every HTTP request holds the gate (lifespan and other scopes pass through)."""
 
-    def __init__(self, app: object, gate: Gate) -> None:
+    def __init__(self, app: ASGIApp, gate: Gate) -> None:
         self.app = app
         self.gate = gate
 
-    async def __call__(self, scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
-            await self.app(scope, receive, send)  # type: ignore[operator]
+            await self.app(scope, receive, send)
             return
         async with self.gate.hold():
-            await self.app(scope, receive, send)  # type: ignore[operator]
+            await self.app(scope, receive, send)

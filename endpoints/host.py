@@ -41,10 +41,11 @@ from typing import Any
 
 import orjson
 import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from axis.broker.transport import connect
-from axis.config import Config
+from axis.config import Config, Limits
 from axis.config.reload import install_sighup
 from axis.config.verifier import make_verifier
 from axis.core import schema
@@ -76,12 +77,12 @@ class ConnectionGuard:
     timed_out: int = 0  # closed by a header or body timeout
 
     @classmethod
-    def from_limits(cls, limits: Any) -> ConnectionGuard:
+    def from_limits(cls, limits: Limits) -> ConnectionGuard:
         guard = cls()
         guard.configure(limits)
         return guard
 
-    def configure(self, limits: Any) -> None:
+    def configure(self, limits: Limits) -> None:
         """Take the values of ``axis.config.Limits`` (at start and on a hot reload; new connections use them)."""
         self.header_timeout = limits.header_timeout_seconds
         self.body_timeout = limits.body_timeout_seconds
@@ -119,7 +120,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.timeout_keep_alive = self.guard.keep_alive
+        # uvicorn types it int (its Config's); it only goes to loop.call_later, and limits.keep_alive_seconds is a float
+        self.timeout_keep_alive = self.guard.keep_alive  # type: ignore[assignment]
         self._counted = False
         self._phase = _IDLE
         self._since = 0.0
@@ -130,6 +132,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._timer_at = 0.0
 
     # -- connection --------------------------------------------------------------------------------------------
+    # uvicorn's own override narrows BaseTransport to Transport (and ignores [override] the same way)
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         guard = self.guard
         if guard.open >= guard.max_connections:
@@ -262,7 +265,7 @@ def guarded_protocol(guard: ConnectionGuard) -> type[GuardedHttpToolsProtocol]:
     return type("HostHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"guard": guard})
 
 
-def uvicorn_server(app: Any, host: str, port: int, guard: ConnectionGuard, *,
+def uvicorn_server(app: ASGIApp, host: str, port: int, guard: ConnectionGuard, *,
                    log_level: str = "warning") -> uvicorn.Server:
     """The uvicorn server of one logical endpoint server (httptools, guarded; no lifespan, no access log)."""
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
@@ -322,8 +325,6 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
     uvis = [uvicorn_server(GatedApp(create_app(s), s.gate),  # requests vs. hot reloads
                            s.server.host, s.server.port, guard, log_level=log_level)
             for s in servers]
-    for u in uvis:
-        u.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

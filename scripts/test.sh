@@ -8,6 +8,7 @@ bash scripts/services.sh
 bash scripts/browser.sh
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
+.venv/bin/mypy                                    # types: strict on axis.core, checked on the rest (pyproject.toml)
 .venv/bin/lint-imports --no-cache                 # the layers and the pure core (pyproject.toml)
 .venv/bin/python scripts/check_cycles.py         # no import cycle between two modules
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

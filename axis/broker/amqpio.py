@@ -67,6 +67,8 @@ class CorkedTCP(TCPTransportFactory):
         reader, writer = await super().create(url, **kwargs)
         if not isinstance(reader, asyncio.StreamReader):  # pragma: no cover - aiormq's contract
             raise AMQPConnectionError("unexpected stream type")
+        # aiormq's factory contract names the concrete StreamWriter; CorkedWriter is one by duck typing (it
+        # delegates the rest through __getattr__), not by class: there is no wider type to return
         return reader, CorkedWriter(writer)  # type: ignore[return-value]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
@@ -37,7 +38,7 @@ T = TypeVar("T")
 IncomingMessage = AbstractIncomingMessage  # a consumed message: body, headers, ack/nack/reject
 Connection = AbstractRobustConnection  # a connection that reconnects and restores its consumers
 #: The broker link is down or being restored: nothing was published, the caller may retry (HTTP 503).
-BROKER_ERRORS: tuple[type[BaseException], ...] = (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError)
+BROKER_ERRORS: tuple[type[Exception], ...] = (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError)
 
 def _queue_args(dead_letter: bool = True) -> dict[str, Any]:
     args: dict[str, Any] = {"x-queue-type": "quorum"}
@@ -100,13 +101,22 @@ def make_message(out: Outgoing, user_id: str | None = None) -> aio_pika.Message:
     )
 
 
+def _channel_bound(exchange: AbstractExchange) -> aio_pika.Exchange:
+    """``exchange`` as aio-pika's Exchange, which keeps the channel it was declared on (its abstract base does not
+    say so); every exchange aio-pika declares or looks up is one."""
+    if not isinstance(exchange, aio_pika.Exchange):
+        raise TypeError(f"not an aio-pika Exchange: {type(exchange).__name__}")
+    return exchange
+
+
 class Publisher:
     """Confirmed publishing on one channel; ``publish_all`` publishes concurrently and waits for every confirm.
     ``user_id`` (the connection's broker user; RabbitMQ refuses any other) is set on every message when given:
     it tells the router, unforgeably, which endpoint server published (:mod:`axis.broker.users`)."""
 
     def __init__(self, exchanges: Exchanges, *, user_id: str | None = None) -> None:
-        self._ex = {EX_SUBMIT: exchanges.submit, EX_DELIVER: exchanges.deliver, EX_DLX: exchanges.dlx}
+        self._ex = {EX_SUBMIT: _channel_bound(exchanges.submit), EX_DELIVER: _channel_bound(exchanges.deliver),
+                    EX_DLX: _channel_bound(exchanges.dlx)}
         self.user_id = user_id
 
     async def publish(self, out: Outgoing) -> None:
@@ -114,6 +124,8 @@ class Publisher:
         # the socket drained, so concurrent publishes (publish_all) leave in one write (axis.broker.amqpio); the
         # publisher confirm (and a mandatory return, raised) is still awaited.
         channel = await self._ex[out.exchange].channel.get_underlay_channel()
+        if not isinstance(channel, aiormq.Channel):  # always (narrows to the class whose basic_publish has `wait`)
+            raise TypeError(f"not an aiormq Channel: {type(channel).__name__}")
         await channel.basic_publish(out.body, exchange=out.exchange, routing_key=out.routing_key,
                                     properties=make_message(out, self.user_id).properties, mandatory=True,
                                     wait=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from lxml import etree
 from rich.panel import Panel
 from rich.table import Table
 
@@ -142,7 +143,7 @@ def validate(
         raise typer.Exit(EXIT_REFUSED)
 
 
-def _local(tag: Any) -> str:
+def _local(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
@@ -168,14 +169,14 @@ def certificate_info(b64: str) -> dict[str, Any]:
         return {"subject": None, "uid": None, "error": f"unreadable certificate: {str(exc)[:80] or type(exc).__name__}"}
 
 
-def signature_info(root: Any) -> dict[str, Any]:
+def signature_info(root: etree._Element) -> dict[str, Any]:
     """Signature elements (XML-DSig or misplaced in the edXML namespace) and the signer certificate, unverified."""
     sigs = [el for el in root.iter(f"{{{env.DS_NS}}}Signature", f"{{{env.NS}}}Signature")]
     info: dict[str, Any] = {"present": bool(sigs), "count": len(sigs), "verified": False}
     if not sigs:
         return info
     sig = sigs[0]
-    info["namespace"] = sig.tag[1:].split("}", 1)[0]
+    info["namespace"] = etree.QName(sig).namespace  # both names iterated are namespaced
     info["in_dsig_namespace"] = info["namespace"] == env.DS_NS
     algs = [el.get("Algorithm") for el in sig.iter() if _local(el.tag) in ("SignatureMethod", "DigestMethod")]
     info["algorithms"] = [a for a in algs if a]
@@ -187,7 +188,7 @@ def signature_info(root: Any) -> dict[str, Any]:
     return info
 
 
-def summary(path: Path, root: Any, msg: env.Message) -> dict[str, Any]:
+def summary(path: Path, root: etree._Element, msg: env.Message) -> dict[str, Any]:
     out: dict[str, Any] = {"file": str(path), "ok": True, "reason": None, "detail": "", "kind": env.message_kind(msg)}
     out["sender"] = {"organ_id": msg.sender.organ_id, "organ_name": msg.sender.organ_name}
     if isinstance(msg, env.StatusMessage):

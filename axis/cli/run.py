@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -15,8 +17,11 @@ from rich.table import Table
 from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
 from axis.core.reasons import Reason, Refusal
 
+if TYPE_CHECKING:
+    from axis.config import Config
 
-def _config(path: Path):  # type: ignore[no-untyped-def]
+
+def _config(path: Path) -> Config:
     from axis.config import ConfigError, load_config
 
     try:
@@ -56,6 +61,7 @@ def up(
         raise typer.Exit(EXIT_REFUSED) from None
     import orjson
 
+    assert run.connections_path is not None  # written by start()
     admin_token = orjson.loads(run.connections_path.read_bytes())["admin"]["token"]
     console.print(f"[green]axis is up[/] — {len(run.config.servers)} servers, {len(run.config.agencies)} agencies")
     console.print(f"dashboard: {safe(run.config.admin.url)}/?token={safe(admin_token)}")
@@ -223,7 +229,7 @@ def init(
     console.print(f"wrote {safe(path)} and {safe(work_dir / 'connections.json')}")
 
 
-def _run_until_signal(coro) -> None:  # type: ignore[no-untyped-def]
+def _run_until_signal(coro: Coroutine[object, None, None]) -> None:
     async def main() -> None:
         task = asyncio.ensure_future(coro)
         loop = asyncio.get_running_loop()
@@ -235,7 +241,7 @@ def _run_until_signal(coro) -> None:  # type: ignore[no-untyped-def]
     _asyncio_run(main())
 
 
-def _asyncio_run(coro) -> None:  # type: ignore[no-untyped-def]
+def _asyncio_run(coro: Coroutine[object, None, None]) -> None:
     """``asyncio.run`` on uvloop when it is installed — a cheaper event loop and socket I/O for the long-running
     router and endpoint-host processes — else on the standard loop."""
     import gc

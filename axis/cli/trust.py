@@ -8,7 +8,6 @@ file and line: ``{"file", "ok", "reason", "detail", "signer"}``. Exit 1 if any f
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,15 +17,9 @@ from rich.table import Table
 from axis.cli._common import EXIT_REFUSED, console, fail, print_json, safe, usage_error
 from axis.core import pki, signing
 from axis.core.reasons import Refusal
+from axis.core.schema import validate as _schema_validate
 from axis.core.verify import Verifier, VerifyPolicy
 from axis.core.xmlsafe import parse_untrusted
-
-try:  # schema validation lives in axis.core.schema (another module); verify uses it when it is there
-    from axis.core.schema import validate as _schema_validate  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the build
-    _schema_validate = None
-
-SchemaCheck = Callable[[Any], None]
 
 
 def _files(paths: list[Path]) -> list[Path]:
@@ -85,8 +78,7 @@ def verify_cmd(
         row: dict[str, Any] = {"file": str(path), "ok": True, "reason": None, "detail": "", "signer": None}
         try:
             data = path.read_bytes()
-            if _schema_validate is not None:
-                _schema_validate(parse_untrusted(data, max_bytes=verifier.policy.max_bytes))
+            _schema_validate(parse_untrusted(data, max_bytes=verifier.policy.max_bytes))
             verified = verifier.verify(data)
             row["signer"] = verified.signer
         except Refusal as refusal:

@@ -6,7 +6,7 @@ import csv
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -25,7 +25,7 @@ from axis.config.model import (
     ServerConfig,
     _Loader,
 )
-from axis.core.directory import Agency, Directory, DirectoryError, Server
+from axis.core.directory import Agency, Directory, DirectoryError, Server, ServerKind
 from axis.core.xmlsafe import DEFAULT_MAX_BYTES
 
 
@@ -186,14 +186,16 @@ def config_from_dict(
 
     try:
         directory = Directory(
-            (Server(s.id, s.kind, s.host, s.port) for s in servers),  # type: ignore[arg-type]
+            # the kind is a plain str here: cast, and checked by Directory (DirectoryError for any other kind)
+            (Server(s.id, cast(ServerKind, s.kind), s.host, s.port) for s in servers),
             (Agency(a.code, a.name, a.server, a.moved_from) for a in agencies),
         )
     except DirectoryError as exc:
         raise ConfigError(str(exc)) from None
     for s in servers:
         for code in s.keys:
-            if directory.agency(code) is None or directory.agency(code).server != s.id:  # type: ignore[union-attr]
+            agency = directory.agency(code)
+            if agency is None or agency.server != s.id:
                 raise ConfigError(f"server {s.id}: holds the key of {code}, which is not one of its agencies")
 
     return Config(

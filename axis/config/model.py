@@ -133,9 +133,9 @@ class Config:
     limits: Limits
     servers: tuple[ServerConfig, ...]
     agencies: tuple[AgencyConfig, ...]
+    directory: Directory = field(repr=False, compare=False)
     routers: int = 1
     hosts: int = 2  # endpoint-host processes: a host process checks a document once for all its servers
-    directory: Directory = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     _by_code: dict[str, AgencyConfig] = field(init=False, repr=False, compare=False, default_factory=dict)
 

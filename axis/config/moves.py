@@ -12,29 +12,32 @@ import yaml
 from axis.config.loader import config_from_dict
 from axis.config.model import Config, ConfigError, _Loader
 
+#: A mapping of the YAML file as loaded (its values are whatever YAML holds: checked by config_from_dict).
+YamlMap = dict[str, Any]
 
-def _load_raw(path: Path) -> dict[str, Any]:
+
+def _load_raw(path: Path) -> YamlMap:
     raw = yaml.load(path.read_bytes(), Loader=_Loader)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return raw
 
 
-def _agency_entry(raw: Mapping[str, Any], code: str, path: Path) -> dict[str, Any]:
+def _agency_entry(raw: Mapping[str, Any], code: str, path: Path) -> YamlMap:
     entry = next((a for a in raw.get("agencies") or [] if isinstance(a, dict) and str(a.get("code")) == code), None)
     if entry is None:
         raise ConfigError(f"agency {code} is not in the agencies of {path} (agencies_file: edit the CSV)")
     return entry
 
 
-def _ensure_server(raw: dict[str, Any], server_id: str, near: Mapping[str, Any], *, kind: str, host: str | None,
-                   port: int | None, inbox_url: str | None) -> dict[str, Any]:
+def _ensure_server(raw: YamlMap, server_id: str, near: Mapping[str, Any], *, kind: str, host: str | None,
+                   port: int | None, inbox_url: str | None) -> YamlMap:
     """The entry of server ``server_id``, added (host of ``near``, port one above the highest) when missing."""
-    servers = raw.setdefault("servers", [])
+    servers: list[YamlMap] = raw.setdefault("servers", [])
     found = next((s for s in servers if str(s.get("id")) == server_id), None)
     if found is not None:
-        return found  # type: ignore[no-any-return]
-    entry = {
+        return found
+    entry: YamlMap = {
         "id": server_id, "kind": kind, "host": host or near.get("host", "127.0.0.1"),
         "port": port if port is not None else max([int(s.get("port", 0)) for s in servers] or [8700]) + 1,
         "inbox_url": inbox_url or f"sqlite+aiosqlite:///inbox-{server_id}.db", "keys": [],
@@ -43,7 +46,7 @@ def _ensure_server(raw: dict[str, Any], server_id: str, near: Mapping[str, Any],
     return entry
 
 
-def _write_validated(raw: dict[str, Any], path: Path, out: str | Path | None) -> Config:
+def _write_validated(raw: YamlMap, path: Path, out: str | Path | None) -> Config:
     target = Path(out).expanduser().resolve() if out else path
     config = config_from_dict(raw, base=target.parent, path=target)  # validate before writing
     tmp = target.with_suffix(".tmp")
@@ -70,7 +73,7 @@ def announce_move(
     raw = _load_raw(path)
     entry = _agency_entry(raw, code, path)
     old_id = str(entry["server"])
-    old = next((s for s in raw.get("servers") or [] if str(s.get("id")) == old_id), {})
+    old: YamlMap = next((s for s in raw.get("servers") or [] if str(s.get("id")) == old_id), {})
     _ensure_server(raw, server_id, old, kind=kind, host=host, port=port, inbox_url=inbox_url)
     if server_id != old_id and server_id not in (entry.get("moved_from") or []):
         entry["moved_from"] = [*(entry.get("moved_from") or []), server_id]
@@ -96,9 +99,9 @@ def move_agency(
     path = Path(config_path).expanduser().resolve()
     raw = _load_raw(path)
     entry = _agency_entry(raw, code, path)
-    servers = raw.setdefault("servers", [])
+    servers: list[YamlMap] = raw.setdefault("servers", [])
     old_id = str(entry["server"])
-    old = next((s for s in servers if str(s.get("id")) == old_id), {})
+    old: YamlMap = next((s for s in servers if str(s.get("id")) == old_id), {})
     new = _ensure_server(raw, server_id, old, kind=kind, host=host, port=port, inbox_url=inbox_url)
     entry["server"] = server_id
     if old_id != server_id:

@@ -63,7 +63,7 @@ class Reloader:
         self.apply = apply
         self.name = name
         self._lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
 
     def install(self) -> None:
         """Handle SIGHUP in the running loop, then announce readiness to the supervisor."""

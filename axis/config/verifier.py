@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from axis.config.model import Config
 from axis.core.verify import Verifier, VerifyPolicy
 
 
-def make_verifier(config: Config, **policy: Any) -> Verifier:
+def make_verifier(config: Config, *, require_signature: bool = True) -> Verifier:
     """The one Verifier of a process: trusts the configured axis CA and CRL."""
     if config.pki.ca is None:
         raise ValueError("the configuration names no pki.ca: nothing could be verified")
     return Verifier(VerifyPolicy.from_files(config.pki.ca, config.pki.crl, max_bytes=config.limits.max_envelope_bytes,
-                                            **policy))
+                                            require_signature=require_signature))

@@ -6,7 +6,7 @@ import csv
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
@@ -14,6 +14,9 @@ import yaml
 from axis.config.model import BROKER_AUTH_USERS, Config, hash_token, new_token
 from axis.core.directory import Directory
 from axis.core.xmlsafe import DEFAULT_MAX_BYTES
+
+if TYPE_CHECKING:
+    from axis.core.pki import Algorithm
 
 CSV_AGENCIES_ABOVE = 5000
 
@@ -23,7 +26,7 @@ def generate_workdir(
     agencies: list[tuple[str, str, str]],
     servers: list[tuple[str, str]],
     base_port: int = 8701,
-    algorithm: str = "ec",
+    algorithm: Algorithm = "ec",
     *,
     amqp_url: str | None = None,
     stats_url: str | None = None,
@@ -50,7 +53,7 @@ def generate_workdir(
     # Validate before issuing anything.
     Directory.from_records(servers, agencies)
     pki_dir = wd / "pki"
-    ca = CertificateAuthority.init(pki_dir, algorithm=algorithm)  # type: ignore[arg-type]
+    ca = CertificateAuthority.init(pki_dir, algorithm=algorithm)
     admin_token = new_token()
     ports = {sid: base_port + i for i, (sid, _kind) in enumerate(servers)}
     kinds = dict(servers)
@@ -58,7 +61,7 @@ def generate_workdir(
     agency_entries: list[dict[str, Any]] = []
     conn_agencies: list[dict[str, Any]] = []
     # one index write for all of them (issuing one by one rewrites the CA's index each time: quadratic)
-    every = ca.issue_many([(code, name) for code, name, _ in agencies], algorithm=algorithm)  # type: ignore[arg-type]
+    every = ca.issue_many([(code, name) for code, name, _ in agencies], algorithm=algorithm)
     for (code, name, sid), issued in zip(agencies, every, strict=True):
         token = new_token()
         key, cert = str(issued.key_path.relative_to(wd)), str(issued.cert_path.relative_to(wd))

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, cast
 
 ServerKind = Literal["dedicated", "shared"]
 SERVER_KINDS: tuple[str, ...] = ("dedicated", "shared")
@@ -46,10 +46,6 @@ class Server:
     kind: ServerKind
     host: str = "127.0.0.1"
     port: int = 0
-
-    @property
-    def queue(self) -> str:
-        return f"axis.server.{self.id}"
 
     @property
     def url(self) -> str:
@@ -110,7 +106,8 @@ class Directory:
         cls, servers: Iterable[tuple[str, str]], agencies: Iterable[tuple[str, str, str]]
     ) -> Directory:
         """Build from plain tuples: servers ``(id, kind)``, agencies ``(code, name, server_id)``."""
-        srv = [Server(sys.intern(sid), kind) for sid, kind in servers]  # type: ignore[arg-type]
+        # the kind is a plain str here: cast, and checked by __init__ (DirectoryError for any other kind)
+        srv = [Server(sys.intern(sid), cast(ServerKind, kind)) for sid, kind in servers]
         ids = {s.id: s.id for s in srv}
         return cls(srv, (Agency(code, name, ids.get(sid, sid)) for code, name, sid in agencies))
 

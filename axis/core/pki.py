@@ -26,7 +26,8 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from axis.core.reasons import Reason, Refusal
@@ -55,7 +56,7 @@ def valid_code(code: str) -> bool:
 CN_MAX_BYTES = 64
 
 
-def _cn(name: str) -> x509.NameAttribute:
+def _cn(name: str) -> x509.NameAttribute[str]:
     if len(name.encode("utf-8")) > CN_MAX_BYTES:
         name = name.encode("utf-8")[: CN_MAX_BYTES - 3].decode("utf-8", "ignore") + "…"
     return x509.NameAttribute(NameOID.COMMON_NAME, name)
@@ -98,7 +99,17 @@ def load_crl(data: bytes) -> x509.CertificateRevocationList:
     return x509.load_pem_x509_crl(data)
 
 
-def _hash_for(key: PrivateKey) -> hashes.HashAlgorithm:
+def issuer_public_key(cert: x509.Certificate) -> CertificateIssuerPublicKeyTypes:
+    """The public key of ``cert`` as the key of an issuer (of certificates, of CRLs): TypeError for a key kind
+    that cannot sign (X25519, X448, ML-KEM, ...), as cryptography itself raises when given one."""
+    key = cert.public_key()
+    if not isinstance(key, dsa.DSAPublicKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+                      | ed448.Ed448PublicKey):
+        raise TypeError(f"a {type(key).__name__} cannot sign certificates or CRLs")
+    return key
+
+
+def _hash_for(key: PrivateKey) -> hashes.SHA256:
     return hashes.SHA256()
 
 
@@ -166,7 +177,7 @@ def issue_cert(
         .not_valid_before(start)
         .not_valid_after(start + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
     )
     if key_usage:
         builder = builder.add_extension(

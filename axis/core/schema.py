@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from lxml import etree
 
@@ -40,12 +39,12 @@ def _schemas(name: str) -> tuple[etree.XMLSchema, etree.XMLSchema]:
     return _compile(name), _compile(name)
 
 
-def schema_for(root: Any) -> str:
+def schema_for(root: etree._Element) -> str:
     """The XSD file name that applies to this root."""
     return STATUS_XSD if is_status(root) else DOCUMENT_XSD
 
 
-def validate(root: Any) -> None:
+def validate(root: etree._Element) -> None:
     """Validate an edXML root element; raise ``Refusal(SCHEMA_INVALID, "line N: message")`` on the first error."""
     fast, reporting = _schemas(schema_for(root))
     if fast.validate(root):

@@ -49,7 +49,7 @@ def _sub(parent: etree._Element, local: str, text: str | None = None, **attrs: s
 
 def _header(root: etree._Element) -> etree._Element:
     if root.tag != e("edXML"):
-        raise Refusal(Reason.SCHEMA_INVALID, f"root element is {root.tag}, not edXML")
+        raise Refusal(Reason.SCHEMA_INVALID, f"root element is {root.tag!s}, not edXML")
     envelope = root.find(e("edXMLEnvelope"))
     header = envelope.find(e("edXMLHeader")) if envelope is not None else None
     if header is None:
@@ -79,7 +79,9 @@ def sign(
     """Return ``data`` signed per the profile. Raises Refusal for input that cannot be signed."""
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise TypeError("key must be an RSA or EC private key")
-    if key.public_key().public_numbers() != cert.public_key().public_numbers():
+    cert_key = cert.public_key()
+    if (not isinstance(cert_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+            or key.public_key().public_numbers() != cert_key.public_numbers()):
         raise ValueError("the private key does not match the certificate")
     root = parse_untrusted(data, max_bytes=max_bytes)
     header = _header(root)

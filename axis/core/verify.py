@@ -54,6 +54,8 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypedDict, Unpack
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -76,13 +78,23 @@ from axis.core.dsig import (
     q,
 )
 from axis.core.envelope import Message, from_element
-from axis.core.pki import cert_uid, load_trust
+from axis.core.pki import cert_uid, issuer_public_key, load_trust
 from axis.core.reasons import Reason, Refusal
 from axis.core.xmlsafe import DEFAULT_MAX_BYTES, parse_untrusted
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class PolicyOptions(TypedDict, total=False):
+    """The settings of a :class:`VerifyPolicy` besides its trust (keywords of :meth:`VerifyPolicy.from_files`)."""
+
+    max_bytes: int
+    digest_algorithms: frozenset[str]
+    signature_algorithms: frozenset[str]
+    clock: Callable[[], dt.datetime]
+    require_signature: bool
 
 
 @dataclass(frozen=True)
@@ -108,11 +120,11 @@ class VerifyPolicy:
     require_signature: bool = True
 
     @classmethod
-    def from_files(cls, ca_pem: str | bytes | object, crl_pem: str | bytes | object | None = None,
-                   **kwargs: object) -> VerifyPolicy:
+    def from_files(cls, ca_pem: Path | str | bytes, crl_pem: Path | str | bytes | None = None,
+                   **options: Unpack[PolicyOptions]) -> VerifyPolicy:
         """A policy trusting the CA(s) in ``ca_pem`` with the CRL(s) in ``crl_pem`` (paths or PEM bytes)."""
-        anchors, crls = load_trust(ca_pem, crl_pem)  # type: ignore[arg-type]
-        return cls(trust_anchors=anchors, crls=crls, **kwargs)  # type: ignore[arg-type]
+        anchors, crls = load_trust(ca_pem, crl_pem)
+        return cls(trust_anchors=anchors, crls=crls, **options)
 
 
 @dataclass(frozen=True)
@@ -204,7 +216,7 @@ def _qs(names: tuple[str, ...]) -> list[str]:
 def _expect(children: list[etree._Element], names: tuple[str, ...], where: str) -> None:
     got = [c.tag for c in children]
     if got != _qs(names):
-        shown = ", ".join(etree.QName(t).localname for t in got)
+        shown = ", ".join(etree.QName(c).localname for c in children)
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{where} must contain {', '.join(names)}; found: {shown or 'nothing'}")
 
 
@@ -213,9 +225,12 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
     candidates = []
     dsig_count = 0
     for el in root.iter("{*}Signature", _DSIG_ANY):  # one walk: Signature in any namespace (or none), all of ds:*
-        if el.tag.startswith(_DSIG_OPEN):
+        tag = el.tag
+        if not isinstance(tag, str):  # pragma: no cover - a tag selector yields elements, whose tag is a str
+            continue
+        if tag.startswith(_DSIG_OPEN):
             dsig_count += 1
-        if el.tag.endswith("}Signature") or el.tag == "Signature":
+        if tag.endswith("}Signature") or tag == "Signature":
             candidates.append(el)
     if not candidates and not dsig_count:
         if policy.require_signature:
@@ -437,7 +452,7 @@ def revoked_index(policy: VerifyPolicy) -> frozenset[tuple[bytes, int]]:
     out: set[tuple[bytes, int]] = set()
     for crl in policy.crls:
         issuer = next((a for a in policy.trust_anchors if a.subject == crl.issuer), None)
-        if issuer is None or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        if issuer is None or not crl.is_signature_valid(issuer_public_key(issuer)):
             raise ValueError(f"CRL from {crl.issuer.rfc4514_string()} is not signed by a trust anchor")
         for entry in crl:
             out.add((crl.issuer.public_bytes(), entry.serial_number))

@@ -46,14 +46,14 @@ H_FORWARD_KIND = "x-axis-forward-kind"  # the kind of the forwarded delivery (do
 H_BOUNCES = "x-axis-bounces"  # times a forward went back to its server while it and the router disagreed
 
 
-def header_text(value: Any) -> str:
+def header_text(value: object) -> str:
     """An AMQP header value as text ("" when absent; bytes decoded, never raising)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return "" if value is None else str(value)
 
 
-def header_codes(value: Any) -> list[str]:
+def header_codes(value: object) -> list[str]:
     """Agency codes of a header (``x-axis-recipients``): an AMQP array, or a comma-separated string."""
     if isinstance(value, list | tuple):
         return [header_text(x) for x in value]

@@ -25,6 +25,8 @@ behind CVE-2017-11427/11428/11429 (SAML). So the tree every reader gets is the s
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from lxml import etree
 
 from axis.core.reasons import Reason, Refusal
@@ -34,10 +36,25 @@ DEFAULT_MAX_BYTES = 25 * 1024 * 1024
 
 _DOCTYPE = b"<!DOCTYPE"
 
-_OPTIONS = {"resolve_entities": False, "no_network": True, "load_dtd": False, "dtd_validation": False,
-            "huge_tree": False, "remove_comments": True, "remove_pis": False, "strip_cdata": True,
-            "collect_ids": False}
-_PARSER = etree.XMLParser(**_OPTIONS)  # type: ignore[arg-type]
+
+class _ParserOptions(TypedDict):
+    """The parser settings both parsers take (a TypedDict, so each keyword is checked against lxml's)."""
+
+    resolve_entities: bool
+    no_network: bool
+    load_dtd: bool
+    dtd_validation: bool
+    huge_tree: bool
+    remove_comments: bool
+    remove_pis: bool
+    strip_cdata: bool
+    collect_ids: bool
+
+
+_OPTIONS: _ParserOptions = {"resolve_entities": False, "no_network": True, "load_dtd": False,
+                            "dtd_validation": False, "huge_tree": False, "remove_comments": True,
+                            "remove_pis": False, "strip_cdata": True, "collect_ids": False}
+_PARSER: etree.XMLParser[etree._Element] = etree.XMLParser(**_OPTIONS)
 
 
 def parse_untrusted(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Element:
@@ -68,8 +85,9 @@ def parse_untrusted(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree
 def _refuse_pis(root: etree._Element) -> None:
     """XML_FORBIDDEN for a processing instruction anywhere inside ``root`` (see the module docstring)."""
     for pi in root.iter(etree.ProcessingInstruction):
-        raise Refusal(Reason.XML_FORBIDDEN, f"line {pi.sourceline}: a processing instruction (<?{pi.target} ...?>) "
-                      "inside the document is not allowed")
+        if isinstance(pi, etree._ProcessingInstruction):  # always, by the selector (narrows the type to a PI)
+            raise Refusal(Reason.XML_FORBIDDEN, f"line {pi.sourceline}: a processing instruction "
+                          f"(<?{pi.target} ...?>) inside the document is not allowed")
 
 
 def _admit(data: bytes, max_bytes: int) -> bytes:
@@ -91,13 +109,13 @@ def parse_head_untrusted(data: bytes, tag: str, *, max_bytes: int = DEFAULT_MAX_
     parser settings as :func:`parse_untrusted` (no comments, CDATA merged; a processing instruction in what was
     read of the root element is XML_FORBIDDEN); None when the bytes end without one."""
     data = _admit(data, max_bytes)
-    parser = etree.XMLPullParser(events=("end",), tag=tag, **_OPTIONS)  # type: ignore[call-overload]
+    parser: etree.XMLPullParser[etree._Element] = etree.XMLPullParser(events=("end",), tag=tag, **_OPTIONS)
     try:
         for start in range(0, len(data), chunk):
             parser.feed(data[start:start + chunk])
             for _, element in parser.read_events():
                 _refuse_pis(element.getroottree().getroot())  # everything parsed so far, the element included
-                return element  # type: ignore[no-any-return]
+                return element
         parser.close()
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if getattr(exc, "lineno", None) else exc.position[0]

@@ -26,6 +26,7 @@ configuration back; after it, the same request finishes the move (every step is 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import signal
 import subprocess
@@ -51,6 +52,16 @@ if TYPE_CHECKING:
 
 SERVER_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # as axis.core.directory
 KINDS = ("dedicated", "shared")
+
+
+def _ready(control: Path, pid: int) -> bool:
+    """Process ``pid`` has acknowledged readiness (or a reload)."""
+    return read_ack(control, pid) is not None
+
+
+def _acknowledged(control: Path, pid: int, digest: str) -> bool:
+    """Process ``pid`` has acknowledged the configuration file of ``digest``."""
+    return (read_ack(control, pid) or {}).get("digest") == digest
 
 
 class MoveError(Exception):
@@ -94,7 +105,8 @@ def check_move(config: Config, request: Mapping[str, Any]) -> MovePlan:
     server = config.directory.server(target)
     if agency.server == target:
         if agency.moved_from and agency.moved_from[-1] != target:
-            return MovePlan(agency.code, agency.moved_from[-1], target, server.kind, False, True)  # type: ignore[union-attr]
+            assert server is not None  # the agency's own server
+            return MovePlan(agency.code, agency.moved_from[-1], target, server.kind, False, True)
         raise MoveError(409, Reason.FORBIDDEN, f"agency {agency.code} is already on server {target}")
     if server is not None:
         others = [c for c in config.directory.agencies_on(target) if c != agency.code]
@@ -219,10 +231,10 @@ class LiveMove:
             proc = self.run.proc(name)
             if proc is None or proc.poll() is not None:
                 raise MoveError(500, None, f"{step}: process {name} is not running")
-            self._wait(lambda p=proc: read_ack(control, p.pid) is not None, proc, f"{step}: {name} never got ready")
+            self._wait(functools.partial(_ready, control, proc.pid), proc, f"{step}: {name} never got ready")
             ack_path(control, proc.pid).unlink(missing_ok=True)
             proc.send_signal(signal.SIGHUP)
-            self._wait(lambda p=proc: (read_ack(control, p.pid) or {}).get("digest") == digest, proc,
+            self._wait(functools.partial(_acknowledged, control, proc.pid, digest), proc,
                        f"{step}: {name} did not acknowledge the reload")
             ack = read_ack(control, proc.pid) or {}
             if not ack.get("ok"):

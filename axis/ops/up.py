@@ -183,8 +183,9 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
           servers_per_host: int | None = None, admin: bool = True, timeout: float = 60.0) -> Running:
     """Start every process of the config and return once all servers answer; writes connections.json."""
     config = load_config(config_path)
-    run = Running(config, work_dir, control_dir=control_dir_for(work_dir))
-    for stale in run.control_dir.glob("reload-*.json"):  # type: ignore[union-attr]
+    control_dir = control_dir_for(work_dir)
+    run = Running(config, work_dir, control_dir=control_dir)
+    for stale in control_dir.glob("reload-*.json"):
         stale.unlink()  # an earlier run's: a reused pid must not look ready before it handles SIGHUP
     cfg = str(config_path)
     from axis.broker.setup import prepare_broker_sync

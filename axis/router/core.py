@@ -40,11 +40,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from lxml import etree
 
 from axis.core import bundle, envelope, schema
 from axis.core.directory import Directory
 from axis.core.reasons import Reason, Refusal
 from axis.core.routing import DEFAULT_MAX_RECIPIENTS, check_recipients, document_key, route_document, route_status
+from axis.core.verify import Verifier
 from axis.core.wire import (
     EX_DELIVER,
     EX_DLX,
@@ -98,7 +100,7 @@ LATENCY_SKEW_MS = 5_000
 LATENCY_CAP_MS = 24 * 3600 * 1000
 
 
-def _claimed(root: Any) -> tuple[str | None, str | None]:
+def _claimed(root: etree._Element | None) -> tuple[str | None, str | None]:
     """Best-effort (sender, DocumentId) from an element that failed a check — only to address the refusal."""
     if root is None:
         return None, None
@@ -114,7 +116,7 @@ def _claimed(root: Any) -> tuple[str | None, str | None]:
 class RouterCore:
     """Stateless per message; one instance (one Verifier, one Directory) serves every message of a process."""
 
-    def __init__(self, directory: Directory, verifier: Any, *, max_bytes: int,
+    def __init__(self, directory: Directory, verifier: Verifier, *, max_bytes: int,
                  max_recipients: int = DEFAULT_MAX_RECIPIENTS,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.directory = directory
@@ -186,7 +188,7 @@ class RouterCore:
         return out
 
     # -- statuses ----------------------------------------------------------------------------------------------
-    def _status(self, root: Any, body: bytes, headers: Mapping[str, Any]) -> Outcome:
+    def _status(self, root: etree._Element, body: bytes, headers: Mapping[str, Any]) -> Outcome:
         st = envelope.from_element(root)
         if not isinstance(st, envelope.StatusMessage):
             raise Refusal(Reason.SCHEMA_INVALID, "a document was submitted as a status")
@@ -222,10 +224,12 @@ class RouterCore:
 
     # -- refusals ----------------------------------------------------------------------------------------------
     def _refuse(self, refusal: Refusal, body: bytes, headers: Mapping[str, Any], message_id: str, *, notify: bool,
-                proven: tuple[str, str] | None = None, root: Any = None) -> Outcome:
+                proven: tuple[str, str] | None = None, root: etree._Element | None = None) -> Outcome:
         """Dead-letter the message; with ``notify``, tell its sender (``proven``: the verified sender and its
         DocumentId) or else the endpoint server that published it (what the bytes claim, marked unverified)."""
         server_id = header_text(headers.get(H_SERVER))
+        sender: str | None
+        document_id: str | None
         if proven is not None:
             sender, document_id = proven
         else:
@@ -245,7 +249,7 @@ class RouterCore:
         out = Outcome(reason=refusal.reason)
         out.outgoing.append(Outgoing(EX_DLX, "", body, dead_headers, message_id=message_id,
                                      content_type="application/octet-stream"))
-        tell = (self.directory.server_of(sender) if proven is not None
+        tell = (self.directory.server_of(proven[0]) if proven is not None
                 else self.directory.servers.get(server_id) if server_id else None)
         if notify and tell is not None:
             out.outgoing.append(Outgoing(
@@ -300,19 +304,19 @@ def coalesce(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoin
     for server_id, group in documents.items():
         batch: list[Outgoing] = []
         size = 0
-        for o in [*group, None]:
-            if batch and (o is None or size + len(o.body) > BUNDLE_BYTES or len(batch) == max_items):
+        for nxt in [*group, None]:
+            if batch and (nxt is None or size + len(nxt.body) > BUNDLE_BYTES or len(batch) == max_items):
                 rest.append(batch[0] if len(batch) == 1 else Outgoing(
                     EX_DELIVER, server_id, bundle.pack([bundle.Item(b.body, b.headers) for b in batch]),
                     {H_KIND: KIND_DOCUMENT_BUNDLE}, content_type="application/octet-stream"))
                 batch, size = [], 0
-            if o is not None:
-                batch.append(o)
-                size += len(o.body)
+            if nxt is not None:
+                batch.append(nxt)
+                size += len(nxt.body)
     return rest
 
 
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
     try:
         return int(header_text(value) or 0)
     except ValueError:

@@ -38,6 +38,7 @@ import orjson
 from axis.core import envelope, schema
 from axis.core.directory import Directory
 from axis.core.reasons import Reason, Refusal
+from axis.core.verify import Verifier
 from axis.core.wire import (
     EX_DELIVER,
     H_BOUNCES,
@@ -94,7 +95,7 @@ def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool,
     return out
 
 
-def forward(directory: Directory, verifier: Any, max_bytes: int, body: bytes,
+def forward(directory: Directory, verifier: Verifier, max_bytes: int, body: bytes,
             headers: Mapping[str, Any]) -> list[Outgoing]:
     """The deliveries a forward turns into, or raises Refusal. ``headers[H_SERVER]`` must be authenticated."""
     via, kind = header_text(headers.get(H_SERVER)), header_text(headers.get(H_FORWARD_KIND))

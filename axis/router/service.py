@@ -26,6 +26,7 @@ from axis.broker.transport import Connection, IncomingMessage, Publisher, connec
 from axis.broker.users import ROUTER_USER, authenticated_server, component_url, publisher_user_id
 from axis.config import Config
 from axis.config.verifier import make_verifier
+from axis.core.verify import Verifier
 from axis.core.wire import H_KIND, H_SERVER, KIND_STATUS, KIND_STATUS_BUNDLE, Q_SUBMISSIONS, header_text
 from axis.router.core import Outcome, RouterCore, coalesce
 from axis.stats.counting import Counter, open_counter
@@ -34,13 +35,13 @@ log = logging.getLogger("axis.router")
 LIGHT_KINDS = frozenset({KIND_STATUS, KIND_STATUS_BUNDLE})
 
 
-def core_for(config: Config, verifier: Any) -> RouterCore:
+def core_for(config: Config, verifier: Verifier) -> RouterCore:
     return RouterCore(config.directory, verifier, max_bytes=config.limits.max_envelope_bytes,
                       max_recipients=config.limits.max_recipients)
 
 
 class RouterService:
-    def __init__(self, config: Config, *, counter: Counter | None = None, verifier: Any = None,
+    def __init__(self, config: Config, *, counter: Counter | None = None, verifier: Verifier | None = None,
                  prefetch: int = 1024, batch: int = 512, linger: float = 0.15) -> None:
         self.config = config
         self.core = core_for(config, verifier or make_verifier(config))
@@ -114,8 +115,8 @@ class RouterService:
         ``user_id`` when components have their own users; absent when the publisher is not an endpoint server)."""
         headers = dict(m.headers or {})
         claimed = headers.pop(H_SERVER, None)
-        server = authenticated_server(self.config, m.user_id,
-                                      claimed.decode() if isinstance(claimed, bytes) else claimed)
+        server = authenticated_server(self.config, m.user_id, claimed.decode() if isinstance(claimed, bytes)
+                                      else None if claimed is None else str(claimed))
         if server:
             headers[H_SERVER] = server
         return headers

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -24,6 +24,9 @@ import orjson
 from axis.sim.connections import Connections
 from axis.sim.connections import from_dict as connections_from_dict
 from axis.sim.scenario import Scenario
+
+if TYPE_CHECKING:
+    from axis.ops.up import Running
 
 MARKER = ".axis-demo"
 
@@ -69,23 +72,21 @@ class AxisProcess:
         self.timeout = timeout
         self.log_path = work_dir / "axis-up.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.running: Any = None
+        self.running: Running | None = None
 
     def start(self, connections: dict[str, Any]) -> Connections:
         """Start everything; return once every server answers and connections.json is written."""
         try:
             from axis.ops import up
-        except ImportError:
-            up = None  # type: ignore[assignment]
-        if up is not None:
-            try:
-                self.running = up.start(self.config, self.work_dir, connections, timeout=self.timeout)
-            except up.StartError as exc:
-                raise DemoError(str(exc)) from None
-            path = self.running.connections_path or self.work_dir / "connections.json"
-            return _with_tokens(self.work_dir, path, connections)
-        self._spawn()
-        return self._wait_ready(connections)
+        except ImportError:  # the fallback below: `python -m axis up` as one child process
+            self._spawn()
+            return self._wait_ready(connections)
+        try:
+            self.running = up.start(self.config, self.work_dir, connections, timeout=self.timeout)
+        except up.StartError as exc:
+            raise DemoError(str(exc)) from None
+        path = self.running.connections_path or self.work_dir / "connections.json"
+        return _with_tokens(self.work_dir, path, connections)
 
     def alive(self) -> bool:
         if self.running is not None:

@@ -165,7 +165,8 @@ class Driver:
         out: list[bytes] = []
         t0 = time.monotonic()
         for fut in self._builds(msgs):
-            out.extend(await asyncio.wrap_future(fut, loop=loop))
+            built = await asyncio.wrap_future(fut, loop=loop)
+            out.extend(built)
             rate = len(out) / max(time.monotonic() - t0, 1e-6)
             self.rep.update(len(out), f"{rate:,.0f} envelopes/s signed ({self.workers or 1} processes)")
         self.report.prepared_bytes = sum(len(d) for d in out)

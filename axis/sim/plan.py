@@ -255,7 +255,7 @@ def _subject(rng: random.Random, type_name: str, at: dt.datetime) -> str:
 
 def _statuses(rng: random.Random, sc: Scenario, recipients: Sequence[str], doc_type: int
               ) -> tuple[tuple[str, tuple[str, ...]], ...]:  # fmt: skip
-    out = []
+    out: list[tuple[str, tuple[str, ...]]] = []
     for r in recipients:
         if rng.random() >= sc.mix.status_share:
             continue

@@ -59,7 +59,7 @@ async def open_counter(url: str) -> Counter:
     from axis.stats.store import StatsStore  # SQLAlchemy only for those that open a real store
     for attempt in range(5):  # several processes may create the schema at the same moment
         try:
-            return await StatsStore.open(url)  # type: ignore[no-any-return]
+            return await StatsStore.open(url)
         except Exception as exc:  # sqlite "table already exists" race, PostgreSQL catalog races
             if attempt == 4 or "exist" not in str(exc).lower():
                 raise

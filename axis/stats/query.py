@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVarTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -98,7 +98,11 @@ def _bucket(col: sa.ColumnElement[Any], step: int, dialect: str) -> sa.ColumnEle
     return sa.cast(col / step, sa.Integer)
 
 
-async def _rows(conn: AsyncConnection, stmt: sa.Select[Any]) -> list[sa.Row[Any]]:
+_Cols = TypeVarTuple("_Cols")
+
+
+async def _rows(conn: AsyncConnection, stmt: sa.Select[*_Cols]) -> list[sa.Row[*_Cols]]:
+    """The rows of ``stmt``, each typed as its selected columns (so unpacking a row is checked)."""
     return list((await conn.execute(stmt)).all())
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 import time
@@ -193,11 +194,11 @@ class SqliteInboxStore(InboxStore):
         delivery). Returns once that transaction committed. If the shared transaction fails, each body is run
         again in a transaction of its own, so one bad write never fails the others."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: asyncio.Future[T] = loop.create_future()
         self._group.append((body, fut))
         if len(self._group) == 1:
             loop.call_soon(self._commit_group)
-        return await fut  # type: ignore[no-any-return]
+        return await fut
 
     def _commit_group(self) -> None:
         group, self._group = self._group, []
@@ -221,7 +222,7 @@ class SqliteInboxStore(InboxStore):
         try:
             for body, fut in group:
                 try:
-                    result = await self._run(lambda db, body=body: _write(db, body), write=True)  # type: ignore[misc]
+                    result = await self._run(functools.partial(_write, body=body), write=True)
                 except Exception as exc:  # handed to the waiting caller
                     if not fut.done():
                         fut.set_exception(exc)

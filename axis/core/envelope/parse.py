@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+
+from lxml import etree
 
 from axis.core.envelope.model import (
     NS,
@@ -86,9 +87,9 @@ def _bad(detail: str) -> Refusal:
     return Refusal(Reason.SCHEMA_INVALID, detail)
 
 
-def _children(el: Any) -> dict[str, Any]:
+def _children(el: etree._Element) -> dict[str, etree._Element]:
     """Direct children by tag (the first of each tag wins); comments and PIs are skipped."""
-    out: dict[str, Any] = {}
+    out: dict[str, etree._Element] = {}
     for c in el:
         t = c.tag
         if isinstance(t, str) and t not in out:
@@ -96,16 +97,16 @@ def _children(el: Any) -> dict[str, Any]:
     return out
 
 
-def _texts(el: Any) -> dict[str, str]:
+def _texts(el: etree._Element) -> dict[str, str | None]:
     """Direct children's text by tag (for flat records; values may be None, read them with ``or ""``)."""
-    return {c.tag: c.text for c in el}
+    return {t: c.text for c in el if isinstance(t := c.tag, str)}
 
 
-def _text_list(el: Any, tag: str) -> tuple[str, ...]:
+def _text_list(el: etree._Element, tag: str) -> tuple[str, ...]:
     return tuple(c.text or "" for c in el if c.tag == tag)
 
 
-def _organization(el: Any, where: str) -> Organization:
+def _organization(el: etree._Element, where: str) -> Organization:
     t = _texts(el)
     g = t.get
     organ_id = g(_ORGAN_ID) or ""
@@ -123,7 +124,7 @@ def _organization(el: Any, where: str) -> Organization:
     )
 
 
-def _staff(el: Any | None) -> StaffInfo:
+def _staff(el: etree._Element | None) -> StaffInfo:
     if el is None:
         return StaffInfo()
     t = _texts(el)
@@ -135,7 +136,7 @@ def _staff(el: Any | None) -> StaffInfo:
     )
 
 
-def _response_for(el: Any) -> ResponseFor:
+def _response_for(el: etree._Element) -> ResponseFor:
     t = _texts(el)
     return ResponseFor(
         organ_id=(t.get(_Q["OrganId"]) or ""),
@@ -145,7 +146,7 @@ def _response_for(el: Any) -> ResponseFor:
     )
 
 
-def _business(el: Any | None) -> Business:
+def _business(el: etree._Element | None) -> Business:
     if el is None:
         return Business()
     c = _children(el)
@@ -205,8 +206,8 @@ def _decode(text: str, content_id: str, line: int | None) -> bytes:
         raise Refusal(Reason.XML_MALFORMED, f"line {line}: attachment {content_id} is not valid base64") from None
 
 
-def _attachments(root: Any, envelope_children: dict[str, Any]) -> tuple[Attachment, ...]:
-    refs: dict[str, dict[str, str]] = {}
+def _attachments(root: etree._Element, envelope_children: dict[str, etree._Element]) -> tuple[Attachment, ...]:
+    refs: dict[str, dict[str, str | None]] = {}
     body = envelope_children.get(BODY)
     manifest = _children(body).get(MANIFEST) if body is not None else None
     if manifest is not None:
@@ -255,11 +256,12 @@ def _attachments(root: Any, envelope_children: dict[str, Any]) -> tuple[Attachme
     return tuple(out)
 
 
-def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any, attachments: bool = True
-              ) -> DocumentMessage:
+def _document(root: etree._Element | None, env: dict[str, etree._Element], header: dict[str, etree._Element],
+              mh: etree._Element, attachments: bool = True) -> DocumentMessage:
+    """``root`` may be None only with ``attachments=False`` (:func:`document_head`: the MessageHeader alone)."""
     sender: Organization | None = None
     recipients: list[Organization] = []
-    c: dict[str, Any] = {}
+    c: dict[str, etree._Element] = {}
     for el in mh:
         tag = el.tag
         if tag == TO:
@@ -282,7 +284,7 @@ def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any, a
         e = c.get(_Q[name])
         return (e.text or "") if e is not None else ""
 
-    def rec(name: str) -> dict[str, str]:
+    def rec(name: str) -> dict[str, str | None]:
         e = c.get(_Q[name])
         return _texts(e) if e is not None else {}
 
@@ -306,7 +308,7 @@ def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any, a
     rf = c.get(_Q["ResponseFor"])
 
     traces: list[TraceHeader] = []
-    business_el = None
+    business_el: etree._Element | None = None
     tl = header.get(TRACE_LIST)
     if tl is not None:
         for el in tl:
@@ -340,11 +342,11 @@ def _document(root: Any, env: dict[str, Any], header: dict[str, Any], mh: Any, a
         application_type=text("ApplicationType"),
         trace_headers=tuple(traces),
         business=_business(business_el),
-        attachments=_attachments(root, env) if attachments else (),
+        attachments=_attachments(root, env) if attachments and root is not None else (),
     )
 
 
-def _status(mh: Any) -> StatusMessage:
+def _status(mh: etree._Element) -> StatusMessage:
     c = _children(mh)
     frm = c.get(FROM)
     if frm is None:
@@ -370,12 +372,12 @@ def _status(mh: Any) -> StatusMessage:
     )
 
 
-def from_element(root: Any, *, attachments: bool = True) -> Message:
+def from_element(root: etree._Element, *, attachments: bool = True) -> Message:
     """The message in an edXML root parsed by :mod:`axis.core.xmlsafe` (as handed over by the verifier; never reparsed).
     ``attachments=False``: a document's attachments are neither read nor checked (``attachments=()``), for a
     caller that needs only the header of bytes already checked in full."""
     if root.tag != ROOT:
-        raise _bad(f"line {root.sourceline}: root element is {root.tag}, not {{{NS}}}edXML")
+        raise _bad(f"line {root.sourceline}: root element is {root.tag!s}, not {{{NS}}}edXML")
     env_el = _children(root).get(ENVELOPE)
     if env_el is None:
         raise _bad(f"line {root.sourceline}: no edXMLEnvelope")
@@ -393,7 +395,7 @@ def from_element(root: Any, *, attachments: bool = True) -> Message:
     return _document(root, env, header, mh, attachments)
 
 
-def is_status(root: Any) -> bool:
+def is_status(root: etree._Element) -> bool:
     """True when the root's MessageHeader carries a StatusCode (a status message)."""
     env = _children(root).get(ENVELOPE)
     header = _children(env).get(HEADER) if env is not None else None
