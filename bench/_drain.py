@@ -24,31 +24,9 @@ from typing import Any
 
 import aio_pika
 
+from axis.broker.transport import declare_topology
+from axis.core.wire import EX_SUBMIT, Q_DEAD, Q_SUBMISSIONS, server_queue
 from bench._common import H_TARGETS, SERVERS, Corpus, rss_kb, server_id
-
-try:  # the project's own topology, when merged (identical names and arguments either way)
-    from axis.broker.transport import declare_topology
-    from axis.core.wire import EX_SUBMIT, Q_DEAD, Q_SUBMISSIONS, server_queue
-except ImportError:  # pragma: no cover - only before core's transport lands
-    EX_SUBMIT, Q_SUBMISSIONS, Q_DEAD = "axis.submit", "axis.submissions", "axis.dead"
-
-    def server_queue(server_id: str) -> str:
-        return f"axis.server.{server_id}"
-
-    async def declare_topology(channel: Any, server_ids: Sequence[str] = ()) -> Any:
-        args = {"x-queue-type": "quorum", "x-delivery-limit": 5, "x-dead-letter-exchange": "axis.dlx"}
-        submit = await channel.declare_exchange(EX_SUBMIT, aio_pika.ExchangeType.FANOUT, durable=True)
-        deliver = await channel.declare_exchange("axis.deliver", aio_pika.ExchangeType.DIRECT, durable=True)
-        dlx = await channel.declare_exchange("axis.dlx", aio_pika.ExchangeType.FANOUT, durable=True)
-        dead = await channel.declare_queue(Q_DEAD, durable=True, arguments={"x-queue-type": "quorum"})
-        await dead.bind(dlx)
-        subs = await channel.declare_queue(Q_SUBMISSIONS, durable=True, arguments=args)
-        await subs.bind(submit)
-        for sid in server_ids:
-            q = await channel.declare_queue(server_queue(sid), durable=True, arguments=args)
-            await q.bind(deliver, routing_key=sid)
-        return None
-
 
 SERVER_IDS = [server_id(j) for j in range(SERVERS)]
 

@@ -43,6 +43,7 @@ from fastapi.staticfiles import StaticFiles
 from axis.admin.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.core.ratelimit import FailureLimiter, TooManyFailures
 from axis.core.reasons import Reason
+from axis.core.wire import server_queue
 from axis.ops.control import ControlError, socket_from_env
 from axis.ops.control import request as control_request
 from axis.stats.metrics import render, snapshot_registry
@@ -136,7 +137,9 @@ class _Auth:
         if scheme.lower() == "bearer" and self.token_ok(value.strip()):
             return True
         cookie = request.cookies.get(COOKIE)
-        return bool(cookie) and hmac.compare_digest(cookie, self.cookie_value)
+        if not cookie:
+            return False
+        return hmac.compare_digest(cookie, self.cookie_value)
 
 
 class _Cache:
@@ -255,7 +258,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
         server_ids = list(directory.servers) if directory is not None else sorted(endpoints)
         for sid in server_ids:
             server = directory.servers.get(sid) if directory is not None else None
-            queue = f"axis.server.{sid}"
+            queue = server_queue(sid)
             seen = st.last_seen.get(sid)
             row = traffic.get(sid, {})
             out.append(

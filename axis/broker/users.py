@@ -50,6 +50,8 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 import orjson
 
+from axis.core.wire import EX_SUBMIT, server_queue
+
 if TYPE_CHECKING:
     from axis.config import Config
 
@@ -106,7 +108,7 @@ def router_permissions() -> Permissions:
 def server_permissions(server_id: str) -> Permissions:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", server_id):
         raise ValueError(f"server id {server_id!r} must be letters, digits, '_', '.', '-'")
-    return Permissions(write=_exact("axis.submit"), read=_exact(f"axis.server.{server_id}"))
+    return Permissions(write=_exact(EX_SUBMIT), read=_exact(server_queue(server_id)))
 
 
 def admin_permissions() -> Permissions:
