@@ -13,12 +13,12 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from stats_data import DIRECTORY, G01, H03, fill
-from stats_live import serve
 
 from axis.admin.app import COOKIE, AdminSettings, create_app
 from axis.admin.probe import amqp_vhost_and_auth
 from axis.stats.store import Accepted, StatsStore
+from tests.stats.stats_data import DIRECTORY, G01, H03, fill
+from tests.stats.stats_live import serve
 
 TOKEN = "admin-test-token"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from stats_data import DIRECTORY
 
 from axis.admin.app import COOKIE, AdminSettings, create_app
+from tests.stats.stats_data import DIRECTORY
 
 TOKEN = "admin-test-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -19,11 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
-from stats_data import DIRECTORY, G01, G02, H01, H03, KIND, fill
-from stats_live import serve
 
 from axis.admin.app import AdminSettings, create_app
 from axis.stats.store import Accepted, Delivered, Refused, StatsStore
+from tests.stats.stats_data import DIRECTORY, G01, G02, H01, H03, KIND, fill
+from tests.stats.stats_live import serve
 
 pytestmark = pytest.mark.browser
 TOKEN = "dashboard-test-token"

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from stats_data import DIRECTORY, G01, fill
-from stats_live import serve
 from typer.testing import CliRunner
 
 from axis.admin.app import AdminSettings, create_app
 from axis.cli import app
 from axis.stats.store import StatsStore
+from tests.stats.stats_data import DIRECTORY, G01, fill
+from tests.stats.stats_live import serve
 
 TOKEN = "cli-admin-token"
 TOTALS = ("agencies", "dedicated", "shared", "sent", "received", "refused")

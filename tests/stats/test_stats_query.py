@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from stats_data import DIRECTORY, G01, G02, H01, H02, H03, fill
 
 from axis.stats.query import StatsFilter, parse_when, query_stats
 from axis.stats.store import StatsStore
+from tests.stats.stats_data import DIRECTORY, G01, G02, H01, H02, H03, fill
 
 
 @pytest.fixture
