@@ -376,3 +376,70 @@ def load_trust(ca_pem: Path | str | bytes, crl_pem: Path | str | bytes | None = 
         blocks = [b"-----BEGIN X509 CRL-----" + part for part in data.split(b"-----BEGIN X509 CRL-----")[1:]]
         crls = tuple(load_crl(b) for b in blocks)
     return anchors, crls
+
+
+# ---- the evidence log's signing certificate (contract section 5) --------------------------------------------------
+
+#: Subject CN of the log's certificate; it has no UID (no agency can hold it), which is how a tree head's
+#: verifier tells it from an agency's certificate (``axis.core.evidence.verify_sth``).
+LOG_CN = "axis transparency log"
+LOG_DIR = "log"
+#: The log's entry in ``index.json`` (lower case: never an agency code, which is upper case).
+LOG_CODE = "log"
+
+
+def issue_log_cert(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    *,
+    days: int = 365,
+    not_before: dt.datetime | None = None,
+    digital_signature: bool = True,
+) -> x509.Certificate:
+    """The transparency log's certificate: CN ``axis transparency log``, O = axis, no UID; not a CA;
+    digitalSignature only (``digital_signature=False`` makes a wrong one on purpose, for tests)."""
+    start = not_before or (_now() - dt.timedelta(minutes=5))
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, LOG_CN),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
+    ])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=digital_signature, content_commitment=False,
+                key_encipherment=not digital_signature, data_encipherment=False, key_agreement=False,
+                key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, _hash_for(ca_key))
+    )
+
+
+def issue_log_certificate(ca_dir: Path | str, *, days: int = 365, algorithm: Algorithm = "ec") -> Issued:
+    """Issue (or re-issue) the transparency log's signing key and certificate from the CA in ``ca_dir``:
+    ``log/key.pem`` (0600) and ``log/cert.pem``, recorded in ``index.json`` under the code ``log`` (so that
+    :meth:`CertificateAuthority.revoked` lists it once its ``revoked_at`` is set). EC P-256 by default."""
+    if days < 1:
+        raise PkiError("--days must be at least 1")
+    ca = CertificateAuthority(ca_dir)
+    key = new_key(algorithm)
+    cert = issue_log_cert(ca.key, ca.cert, key.public_key(), days=days)
+    d = ca.dir / LOG_DIR
+    _write_private(d / "key.pem", key_pem(key))
+    _write_public(d / "cert.pem", cert_pem(cert))
+    certs = ca._index()
+    certs.append({"code": LOG_CODE, "serial": format(cert.serial_number, "x"),
+                  "not_after": cert.not_valid_after_utc.isoformat(), "revoked_at": None})
+    ca._save_index(certs)
+    return Issued(LOG_CODE, d / "key.pem", d / "cert.pem", cert.serial_number, cert.not_valid_after_utc)

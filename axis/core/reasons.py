@@ -27,6 +27,9 @@ class Reason(StrEnum):
     UNKNOWN_RECIPIENT = "UNKNOWN_RECIPIENT"
     UNAUTHORIZED = "UNAUTHORIZED"
     FORBIDDEN = "FORBIDDEN"
+    # contract section 5, the evidence log
+    PROOF_INVALID = "PROOF_INVALID"  # an inclusion or consistency proof, a leaf or a root does not match
+    STH_INVALID = "STH_INVALID"  # a signed tree head's signature or certificate does not verify
 
 
 # HTTP status for each reason when it is the caller's fault (problem+json).
