@@ -19,6 +19,9 @@ and the dashboard answer 429 (reason ``UNAUTHORIZED``, ``Retry-After``) without 
 ``POST /admin/agencies/{code}/move`` ``{"server": ID}`` moves an agency to another server live: the app asks
 the ``axis up`` supervisor over its control socket (axis.ops.control, axis.ops.livemove) and answers once the move is
 complete; it then reloads its own view of the directory from the configuration file.
+
+The evidence log's routes (``/admin/documents``, ``/admin/documents/{sender}/{document_id}/trace``,
+``/admin/log/sth``, ``/admin/log/status``), its tree-head monitor and its gauges are :mod:`axis.admin.evidence`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from axis.admin.evidence import EvidenceApi
 from axis.admin.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.core.ratelimit import FailureLimiter, TooManyFailures
 from axis.core.reasons import Reason
@@ -74,6 +78,10 @@ class AdminSettings:
     auth_failures: int = 20  # failed token checks per client address within auth_window_seconds → 429
     auth_window_seconds: float = 60.0
     auth_clients: int = 100_000
+    evidence_url: str | None = None  # the evidence log's store (axis.admin.evidence); None: its routes answer 503
+    ca_path: Path | None = None  # the axis CA (and its CRL): the log monitor checks tree heads against them
+    crl_path: Path | None = None
+    log_check_seconds: float = 5.0
 
     @classmethod
     def from_config(cls, config: Any, **overrides: Any) -> AdminSettings:
@@ -87,6 +95,9 @@ class AdminSettings:
             "endpoints": endpoints,
             "config_path": getattr(config, "path", None),
             "control_socket": socket_from_env(),
+            "evidence_url": getattr(getattr(config, "evidence", None), "url", None),
+            "ca_path": getattr(getattr(config, "pki", None), "ca", None),
+            "crl_path": getattr(getattr(config, "pki", None), "crl", None),
         }
         limits = getattr(config, "limits", None)
         for name in ("auth_failures", "auth_window_seconds", "auth_clients"):
@@ -197,6 +208,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
         endpoints, amqp_url=settings.amqp_url, rabbit_mgmt_url=settings.rabbit_mgmt_url, interval=settings.poll_seconds
     )
     cache = _Cache(settings.cache_seconds)
+    evidence = EvidenceApi(settings.evidence_url, settings.ca_path, settings.crl_path, settings.log_check_seconds)
     per_server: dict[str, list[str]] = {}  # the directory is immutable: group its agencies by server once
 
     def set_directory(new: Any, new_endpoints: Mapping[str, str]) -> None:
@@ -229,9 +241,11 @@ def create_app(config_or_settings: Any) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store()
         prober.start()
+        await evidence.start()
         try:
             yield
         finally:
+            await evidence.stop()
             await prober.stop()
             if state["store"] is not None:
                 await state["store"].close()
@@ -241,6 +255,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
     app.state.settings = settings
     app.state.prober = prober
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.state.evidence = evidence
+    evidence.install(app)
 
     async def stats(flt: StatsFilter, by: str = "agency", top: int = 20, limit: int = 1000) -> dict[str, Any]:
         s = await store()
@@ -430,7 +446,9 @@ def create_app(config_or_settings: Any) -> FastAPI:
         s = dict(await stats(StatsFilter(), "agency", 20, 1_000_000))
         s["breakdown_agencies"] = s["breakdown"]
         queues = {q: n for q, n in prober.state.queues.items() if q.startswith("axis.")}
-        body, content_type = render(snapshot_registry(s, queues))
+        registry = snapshot_registry(s, queues)
+        evidence.register_metrics(registry)
+        body, content_type = render(registry)
         return Response(body, media_type=content_type)
 
     @app.get("/admin/events", response_model=None)
