@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from axis.cli import envelope, pki, run, sim, stats, trust
+from axis.cli import envelope, evidence, pki, run, sim, stats, trust
 
 app = typer.Typer(
     name="axis",
@@ -23,6 +23,7 @@ trust.register(envelope.app)
 run.register(app)
 stats.register(app)
 sim.register(app)
+evidence.register(app)
 
 
 def main() -> None:
