@@ -5,7 +5,8 @@
 - :func:`range_root`, :func:`inclusion_path`, :func:`consistency_path` computed from a :class:`HashSource` — the
   hashes of *perfect* subtrees (``2**level`` leaves starting at leaf ``index * 2**level``), which a store keeps
   once and never recomputes. Each needs O(log n) lookups; which lookups depends only on the sizes and indices,
-  never on the hash values (a store may collect them with a recording source and fetch them in one query);
+  never on the hash values: :func:`inclusion_ranges` / :func:`consistency_ranges` and :func:`perfect_subtrees`
+  name them, so that a store fetches them in one query;
 - :func:`verify_inclusion` (RFC 9162 2.1.3.2) and :func:`verify_consistency` (2.1.4.2), for anyone who holds
   only a leaf, a proof and two roots.
 
@@ -69,27 +70,30 @@ def perfect_ranges(start: int, end: int) -> list[tuple[int, int]]:
     ``start`` must be a multiple of the power of two at or above ``end - start`` (true of every subtree the
     RFC's recursion reaches, and of ``start == 0``); ValueError otherwise.
     """
-    if not 0 <= start < end:
-        raise ValueError(f"empty or negative leaf range [{start}, {end})")
     width = end - start
-    if start % (1 << (width - 1).bit_length()):
+    if start < 0 or width <= 0:
+        raise ValueError(f"empty or negative leaf range [{start}, {end})")
+    if start & ((1 << (width - 1).bit_length()) - 1):
         raise ValueError(f"leaf range [{start}, {end}) is not aligned as RFC 9162's recursion makes it")
     out = []
-    pos = start
-    for level in range(width.bit_length() - 1, -1, -1):
+    level = width.bit_length()
+    while width:
+        level -= 1
         if width >> level & 1:
-            out.append((level, pos >> level))
-            pos += 1 << level
+            out.append((level, start >> level))
+            start += 1 << level
+            width -= 1 << level
     return out
 
 
 def range_root(src: HashSource, start: int, end: int) -> bytes:
     """MTH(leaves[start:end]) from at most log2(end - start) + 1 perfect subtrees (alignment: see
     :func:`perfect_ranges`)."""
-    parts = [src.perfect(level, index) for level, index in perfect_ranges(start, end)]
-    root = parts[-1]
-    for h in reversed(parts[:-1]):
-        root = node_hash(h, root)
+    parts = perfect_ranges(start, end)
+    level, index = parts[-1]
+    root = src.perfect(level, index)
+    for level, index in reversed(parts[:-1]):
+        root = node_hash(src.perfect(level, index), root)
     return root
 
 
@@ -100,9 +104,8 @@ def tree_root(src: HashSource, size: int) -> bytes:
     return range_root(src, 0, size) if size else EMPTY_ROOT
 
 
-def inclusion_path(src: HashSource, index: int, size: int) -> list[bytes]:
-    """RFC 9162 2.1.3.1: PATH(index, D[0:size]), the audit path of leaf ``index`` in the tree of ``size`` leaves
-    (from the leaf's sibling up to the root's child)."""
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges ``[start, end)`` whose roots make PATH(index, D[0:size]), in path order (leaf upward)."""
     if not 0 <= index < size:
         raise ValueError(f"leaf index {index} is not in a tree of {size} leaves")
     top_down = []
@@ -110,18 +113,18 @@ def inclusion_path(src: HashSource, index: int, size: int) -> list[bytes]:
     while hi - lo > 1:
         k = split(hi - lo)
         if index < lo + k:
-            top_down.append(range_root(src, lo + k, hi))
+            top_down.append((lo + k, hi))
             hi = lo + k
         else:
-            top_down.append(range_root(src, lo, lo + k))
+            top_down.append((lo, lo + k))
             lo += k
     top_down.reverse()
     return top_down
 
 
-def consistency_path(src: HashSource, first: int, second: int) -> list[bytes]:
-    """RFC 9162 2.1.4.1: PROOF(first, D[0:second]) for ``0 < first < second``; empty when ``first == second`` or
-    ``first == 0`` (the empty tree is a prefix of every tree)."""
+def consistency_ranges(first: int, second: int) -> list[tuple[int, int]]:
+    """The leaf ranges ``[start, end)`` whose roots make PROOF(first, D[0:second]), in proof order (RFC 9162
+    2.1.4.1); none when ``first == second`` or ``first == 0`` (the empty tree is a prefix of every tree)."""
     if not 0 <= first <= second:
         raise ValueError(f"no consistency proof from {first} to {second} leaves")
     if first in (0, second):
@@ -131,16 +134,33 @@ def consistency_path(src: HashSource, first: int, second: int) -> list[bytes]:
     while hi != first:
         k = split(hi - lo)
         if first - lo <= k:
-            top_down.append(range_root(src, lo + k, hi))
+            top_down.append((lo + k, hi))
             hi = lo + k
         else:
-            top_down.append(range_root(src, lo, lo + k))
+            top_down.append((lo, lo + k))
             lo += k
             complete = False
     if not complete:
-        top_down.append(range_root(src, lo, hi))
+        top_down.append((lo, hi))
     top_down.reverse()
     return top_down
+
+
+def perfect_subtrees(ranges: Sequence[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Every perfect subtree (level, index) the roots of ``ranges`` need: what a store fetches in one query."""
+    return {node for start, end in ranges for node in perfect_ranges(start, end)}
+
+
+def inclusion_path(src: HashSource, index: int, size: int) -> list[bytes]:
+    """RFC 9162 2.1.3.1: PATH(index, D[0:size]), the audit path of leaf ``index`` in the tree of ``size`` leaves
+    (from the leaf's sibling up to the root's child)."""
+    return [range_root(src, start, end) for start, end in inclusion_ranges(index, size)]
+
+
+def consistency_path(src: HashSource, first: int, second: int) -> list[bytes]:
+    """RFC 9162 2.1.4.1: PROOF(first, D[0:second]) for ``0 < first < second``; empty when ``first == second`` or
+    ``first == 0`` (the empty tree is a prefix of every tree)."""
+    return [range_root(src, start, end) for start, end in consistency_ranges(first, second)]
 
 
 def _valid_path(path: Sequence[bytes]) -> bool:

@@ -78,6 +78,15 @@ def test_leaf_is_canonical_json() -> None:
     assert "xóa".encode() in u and b"\\n" in u and "quản trị".encode() in u
 
 
+def test_leaf_escapes_as_json_does() -> None:
+    """Event.leaf() (orjson) writes exactly what json.dumps(ensure_ascii=False) writes, for every code point."""
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    e = ev("admin", action=every, admin="\x00\x1f\x7f\"\\/\u2028")
+    assert e.leaf() == json.dumps(e.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    small = ev("admin", action="".join(chr(c) for c in range(0x100)) + "\u2028\U0001f600")
+    assert event_from_leaf(small.leaf()) == small
+
+
 @pytest.mark.parametrize("type_", EVENT_TYPES)
 def test_leaf_round_trip(type_: str) -> None:
     e = ev(type_, agency="000.00.00.H01", code="01", reason="CERT_EXPIRED", server="s", action="a", admin="root")
