@@ -29,7 +29,7 @@ from aiormq.exceptions import (
 )
 
 from axis.broker.transport import Exchanges, declare_topology, open_channel
-from axis.core.wire import EX_DELIVER, EX_DLX, EX_SUBMIT
+from axis.core.wire import EX_DELIVER, EX_DLX, EX_EVIDENCE, EX_SUBMIT
 
 log = logging.getLogger("axis.broker.topology")
 
@@ -102,13 +102,14 @@ async def _attach(connection: AbstractRobustConnection, what: str,
 
 async def attach_exchanges(connection: AbstractRobustConnection, *, declare: Iterable[str] | None = None,
                            timeout: float = 30.0) -> tuple[AbstractChannel, Exchanges]:
-    """A confirm channel and the three exchanges: looked up (passive), or declared with the queues of the
-    servers in ``declare`` when that is given (development mode, the component's account may configure)."""
+    """A confirm channel and the four exchanges (submit, deliver, dead letters, evidence): looked up (passive),
+    or declared with the queues of the servers in ``declare`` when that is given (development mode, the
+    component's account may configure)."""
 
     async def get(channel: AbstractChannel) -> Exchanges:
         if declare is not None:
             return await declare_topology(channel, declare)
-        names = (EX_SUBMIT, EX_DELIVER, EX_DLX)
+        names = (EX_SUBMIT, EX_DELIVER, EX_DLX, EX_EVIDENCE)
         return Exchanges(*[await channel.get_exchange(n, ensure=True) for n in names])
 
     return await _attach(connection, "the axis exchanges", get, timeout=timeout)

@@ -24,8 +24,10 @@ from axis.core.wire import (
     DELIVERY_LIMIT,
     EX_DELIVER,
     EX_DLX,
+    EX_EVIDENCE,
     EX_SUBMIT,
     Q_DEAD,
+    Q_EVIDENCE,
     Q_SUBMISSIONS,
     Outgoing,
     bounded,
@@ -67,10 +69,12 @@ class Exchanges:
     submit: AbstractExchange
     deliver: AbstractExchange
     dlx: AbstractExchange
+    evidence: AbstractExchange
 
 
 async def declare_topology(channel: AbstractChannel, server_ids: Iterable[str] = ()) -> Exchanges:
-    """Declare the exchanges, the shared queues and one delivery queue per server id (idempotent)."""
+    """Declare the exchanges, the shared queues (submissions, dead letters, evidence) and one delivery queue per
+    server id (idempotent)."""
     submit = await channel.declare_exchange(EX_SUBMIT, aio_pika.ExchangeType.FANOUT, durable=True)
     deliver = await channel.declare_exchange(EX_DELIVER, aio_pika.ExchangeType.DIRECT, durable=True)
     dlx = await channel.declare_exchange(EX_DLX, aio_pika.ExchangeType.FANOUT, durable=True)
@@ -78,10 +82,13 @@ async def declare_topology(channel: AbstractChannel, server_ids: Iterable[str] =
     await dead.bind(dlx)
     subs = await channel.declare_queue(Q_SUBMISSIONS, durable=True, arguments=_queue_args())
     await subs.bind(submit)
+    evidence = await channel.declare_exchange(EX_EVIDENCE, aio_pika.ExchangeType.FANOUT, durable=True)
+    events = await channel.declare_queue(Q_EVIDENCE, durable=True, arguments=_queue_args())
+    await events.bind(evidence)
     for sid in server_ids:
         q = await channel.declare_queue(server_queue(sid), durable=True, arguments=_queue_args())
         await q.bind(deliver, routing_key=sid)
-    return Exchanges(submit, deliver, dlx)
+    return Exchanges(submit, deliver, dlx, evidence)
 
 
 # Message ids: a random per-process prefix and a counter — unique like a uuid4 each, without a urandom call per
@@ -116,7 +123,7 @@ class Publisher:
 
     def __init__(self, exchanges: Exchanges, *, user_id: str | None = None) -> None:
         self._ex = {EX_SUBMIT: _channel_bound(exchanges.submit), EX_DELIVER: _channel_bound(exchanges.deliver),
-                    EX_DLX: _channel_bound(exchanges.dlx)}
+                    EX_DLX: _channel_bound(exchanges.dlx), EX_EVIDENCE: _channel_bound(exchanges.evidence)}
         self.user_id = user_id
 
     async def publish(self, out: Outgoing) -> None:

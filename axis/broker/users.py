@@ -2,19 +2,22 @@
 
 Who may do what on the axis vhost (RabbitMQ permission regexes: configure / write / read):
 
-============================  ==========  ===========================================  ==========================
-user                          configure   write (publish to exchange)                  read (consume from queue)
-============================  ==========  ===========================================  ==========================
-``axis-router``               nothing     ``axis.deliver``, ``axis.dlx``, ``axis.submit``  ``axis.submissions``
-``axis-server-<id>``          nothing     ``axis.submit``                              ``axis.server.<id>``
-``axis-admin`` (monitoring)   nothing     nothing                                      nothing (management API)
-============================  ==========  ===========================================  ==========================
+============================  ==========  ===================================================  =========================
+user                          configure   write (publish to exchange)                          read (consume from queue)
+============================  ==========  ===================================================  =========================
+``axis-router``               nothing     ``axis.deliver``, ``axis.dlx``, ``axis.submit``,       ``axis.submissions``
+                                          ``axis.evidence``
+``axis-server-<id>``          nothing     ``axis.submit``, ``axis.evidence``                    ``axis.server.<id>``
+``axis-admin`` (monitoring)   nothing     ``axis.evidence`` (operators' actions are logged)     nothing (management API)
+``axis-evidence`` (log)       nothing     nothing                                              ``axis.evidence``
+============================  ==========  ===================================================  =========================
 
 Nobody but the provisioning account (the broker administrator) declares or deletes queues and exchanges: the
 topology is declared once with that account (``axis.broker.transport.declare_topology``), components only use it.
 An endpoint server can therefore publish submissions and consume its own queue — and nothing else: not another
 server's queue, not the delivery exchange (it cannot deliver to anyone directly, every document passes the
-router), not the dead letters.
+router), not the dead letters. Every component that sees a document's life publishes its events to
+``axis.evidence`` (write only: nobody but the log writer reads them, and the log writer publishes nothing).
 
 Origin of submissions: every endpoint server publishes with AMQP ``user_id`` = its broker user; RabbitMQ refuses
 (``PRECONDITION_FAILED``) a ``user_id`` other than the connection's user, so the router can trust
@@ -50,7 +53,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 import orjson
 
-from axis.core.wire import EX_SUBMIT, server_queue
+from axis.core.wire import EX_DELIVER, EX_DLX, EX_EVIDENCE, EX_SUBMIT, Q_EVIDENCE, Q_SUBMISSIONS, server_queue
 
 if TYPE_CHECKING:
     from axis.config import Config
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
 NOTHING = "^$"
 ROUTER_USER = "axis-router"
 ADMIN_USER = "axis-admin"
+EVIDENCE_USER = "axis-evidence"
 SERVER_USER_PREFIX = "axis-server-"
 
 
@@ -102,17 +106,23 @@ def server_of_user(user_id: str | None, *, prefix: str = "") -> str | None:
 
 
 def router_permissions() -> Permissions:
-    return Permissions(write=_exact("axis.deliver", "axis.dlx", "axis.submit"), read=_exact("axis.submissions"))
+    return Permissions(write=_exact(EX_DELIVER, EX_DLX, EX_SUBMIT, EX_EVIDENCE), read=_exact(Q_SUBMISSIONS))
 
 
 def server_permissions(server_id: str) -> Permissions:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", server_id):
         raise ValueError(f"server id {server_id!r} must be letters, digits, '_', '.', '-'")
-    return Permissions(write=_exact(EX_SUBMIT), read=_exact(server_queue(server_id)))
+    return Permissions(write=_exact(EX_SUBMIT, EX_EVIDENCE), read=_exact(server_queue(server_id)))
 
 
 def admin_permissions() -> Permissions:
-    return Permissions()
+    return Permissions(write=_exact(EX_EVIDENCE))
+
+
+def evidence_permissions() -> Permissions:
+    """The log writer: reads the events, publishes nothing (a bad message is rejected to the queue's dead-letter
+    exchange by the broker, which needs no write permission of the consumer)."""
+    return Permissions(read=_exact(Q_EVIDENCE))
 
 
 def plan(server_ids: Iterable[str], *, password: str | None = None) -> list[BrokerUser]:
@@ -122,7 +132,8 @@ def plan(server_ids: Iterable[str], *, password: str | None = None) -> list[Brok
         return password or secrets.token_urlsafe(24)
 
     users = [BrokerUser(ROUTER_USER, pw(), "", router_permissions()),
-             BrokerUser(ADMIN_USER, pw(), "monitoring", admin_permissions())]
+             BrokerUser(ADMIN_USER, pw(), "monitoring", admin_permissions()),
+             BrokerUser(EVIDENCE_USER, pw(), "", evidence_permissions())]
     users += [BrokerUser(server_user(s), pw(), "", server_permissions(s)) for s in server_ids]
     return users
 
@@ -167,7 +178,7 @@ class BrokerAdmin:
 
 def provision(mgmt_url: str, auth: tuple[str, str], vhost: str, server_ids: Iterable[str], *,
               prefix: str = "") -> list[BrokerUser]:
-    """Create the router, admin and per-server users on ``vhost``; ``prefix`` keeps several axes apart."""
+    """Create the router, admin, log writer and per-server users on ``vhost``; ``prefix`` keeps several axes apart."""
     users = [BrokerUser(prefix + u.name, u.password, u.tags, u.permissions) for u in plan(server_ids)]
     with BrokerAdmin(mgmt_url, auth) as admin:
         return admin.provision(vhost, users)
@@ -275,7 +286,7 @@ def provision_config(config: Config) -> list[BrokerUser]:
 
 def component_url(config: Config, user: str) -> str:
     """The AMQP URL a component connects with: its own user (``user`` without the prefix, e.g.
-    ``axis-router`` or ``server_user(id)``) when ``broker.auth`` is ``users``, else ``amqp_url``."""
+    ``axis-router``, ``axis-evidence`` or ``server_user(id)``) when ``broker.auth`` is ``users``, else ``amqp_url``."""
     if not config.broker.per_component:
         return config.amqp_url
     name = config.broker.user_prefix + user

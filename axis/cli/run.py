@@ -1,5 +1,5 @@
-"""Top-level `axis` commands of the run group: up, send, inbox (and the process entry points router, serve,
-admin, init used by `axis up` and docker-compose)."""
+"""Top-level `axis` commands of the run group: up, send, inbox (and the process entry points router, log-writer,
+serve, admin, init used by `axis up` and docker-compose)."""
 
 from __future__ import annotations
 
@@ -157,6 +157,15 @@ def router(config: Path = typer.Option(..., "--config")) -> None:
     _run_until_signal(run_router(cfg))
 
 
+def log_writer(config: Path = typer.Option(..., "--config")) -> None:
+    """Run the evidence log's writer (the one consumer of axis.evidence; signs the tree heads)."""
+    from axis.evidence.writer import run_log_writer
+
+    _logging()
+    cfg = _config(config)
+    _run_until_signal(run_log_writer(cfg))
+
+
 def serve(
     config: Path = typer.Option(..., "--config"),
     server: list[str] = typer.Option(..., "--server", help="server id (repeat to host several)"),
@@ -195,7 +204,7 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
 def init(
     work_dir: Path = typer.Option(Path("axis-work"), "--work-dir"),
     amqp_url: str | None = typer.Option(None, "--amqp-url"),
-    db_url: str | None = typer.Option(None, "--db-url", help="PostgreSQL URL for stats and inboxes"),
+    db_url: str | None = typer.Option(None, "--db-url", help="PostgreSQL URL for stats, inboxes and the evidence log"),
     host: str = typer.Option("127.0.0.1", "--host", help="host name the servers are reached at"),
     broker_auth: str = typer.Option("users", "--broker-auth",
                                     help="users: one least-privilege broker user per component, provisioned now "
@@ -213,7 +222,7 @@ def init(
     if broker_auth not in ("users", "shared"):
         usage_error("--broker-auth must be 'users' or 'shared'")
     path, conn = generate_workdir(work_dir, DEMO_AGENCIES, DEMO_SERVERS, amqp_url=amqp_url, stats_url=db_url,
-                                  inbox_url=db_url, host=host, broker_auth=broker_auth)
+                                  inbox_url=db_url, evidence_url=db_url, host=host, broker_auth=broker_auth)
     cfg = load_config(path)
     write_connections(work_dir, connections_for(cfg, conn))
     if cfg.broker.per_component:
@@ -263,6 +272,7 @@ def register(app: typer.Typer) -> None:
     app.command("send")(send)
     app.command("inbox")(inbox)
     app.command("router", hidden=True)(router)
+    app.command("log-writer", hidden=True)(log_writer)
     app.command("serve", hidden=True)(serve)
     app.command("admin", hidden=True)(admin)
     app.command("init", hidden=True)(init)

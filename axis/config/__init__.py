@@ -16,6 +16,12 @@ broker:                                       # who connects to RabbitMQ as whom
   users_file: broker-users.json               # passwords written by `axis up` (mode 0600, never in git)
   management_url: http://127.0.0.1:15672      # default: the amqp_url host, port 15672
   user_prefix: ""                             # default: "" on vhost "/", else "<vhost>." (users are per broker)
+evidence:                                     # the evidence log (contract section 5; axis.evidence)
+  url: sqlite:///evidence.sqlite3             # its store: SQLite (default <work dir>/evidence.sqlite3, else env
+                                              #   AXIS_EVIDENCE_URL) or postgresql://…
+  key: pki/log/key.pem                        # the log's signing key and its certificate (issued by the axis CA,
+  cert: pki/log/cert.pem                      #   CN "axis transparency log"): the log writer signs tree heads
+  sth_interval_seconds: 10                    # a new signed tree head at least this often while the log grows
 servers:
   - {id: s1, kind: dedicated, host: 127.0.0.1, port: 8701, inbox_url: sqlite+aiosqlite:///inbox-s1.db,
      keys: [000.00.00.G22]}                    # agencies whose signing key this server holds
@@ -41,6 +47,7 @@ from axis.config.model import (
     BrokerConfig,
     Config,
     ConfigError,
+    EvidenceConfig,
     Limits,
     PkiConfig,
     ServerConfig,
@@ -52,7 +59,7 @@ from axis.config.workdir import CSV_AGENCIES_ABOVE, connections_for, generate_wo
 
 __all__ = [
     "AGENCY_COLUMNS", "BROKER_AUTH_SHARED", "BROKER_AUTH_USERS", "CSV_AGENCIES_ABOVE", "DEFAULT_ADMIN_PORT",
-    "DEFAULT_AMQP_URL", "AdminConfig", "AgencyConfig", "BrokerConfig", "Config", "ConfigError", "Limits",
-    "PkiConfig", "ServerConfig", "announce_move", "config_from_dict", "connections_for", "generate_workdir",
+    "DEFAULT_AMQP_URL", "AdminConfig", "AgencyConfig", "BrokerConfig", "Config", "ConfigError", "EvidenceConfig",
+    "Limits", "PkiConfig", "ServerConfig", "announce_move", "config_from_dict", "connections_for", "generate_workdir",
     "hash_token", "load_config", "move_agency", "new_token", "resolve_db_url", "write_connections",
 ]

@@ -15,11 +15,13 @@ from axis.config.model import (
     BROKER_AUTH_USERS,
     DEFAULT_ADMIN_PORT,
     DEFAULT_AMQP_URL,
+    DEFAULT_STH_INTERVAL_SECONDS,
     AdminConfig,
     AgencyConfig,
     BrokerConfig,
     Config,
     ConfigError,
+    EvidenceConfig,
     Limits,
     PkiConfig,
     ServerConfig,
@@ -86,6 +88,26 @@ def _broker(raw: Any, base: Path, amqp_url: str) -> BrokerConfig:
         management_url=str(raw.get("management_url") or f"http://{parts.hostname or '127.0.0.1'}:15672"),
         user_prefix=str(prefix) if prefix is not None else ("" if vhost == "/" else f"{vhost}."),
     )
+
+
+DEFAULT_EVIDENCE_URL = "sqlite:///evidence.sqlite3"
+
+
+def _evidence(raw: Any, base: Path, env: Mapping[str, str]) -> EvidenceConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("evidence: must be a mapping")
+    url = str(raw.get("url") or env.get("AXIS_EVIDENCE_URL") or DEFAULT_EVIDENCE_URL)
+    try:
+        interval = float(raw.get("sth_interval_seconds", DEFAULT_STH_INTERVAL_SECONDS))
+    except (TypeError, ValueError):
+        raise ConfigError(f"evidence.sth_interval_seconds {raw.get('sth_interval_seconds')!r} is not a number"
+                          ) from None
+    if not 0 < interval <= 3600:  # the contract: a new tree head at least every 10 s while the log grows
+        raise ConfigError("evidence.sth_interval_seconds must be positive (at most 3600)")
+    return EvidenceConfig(url=resolve_db_url(base, url), key=_resolve(base, raw.get("key")),
+                          cert=_resolve(base, raw.get("cert")), sth_interval_seconds=interval)
 
 
 def _read_agencies_csv(path: Path) -> Iterable[dict[str, str]]:
@@ -212,6 +234,7 @@ def config_from_dict(
         hosts=hosts,
         directory=directory,
         broker=_broker(raw.get("broker"), base, amqp_url),
+        evidence=_evidence(raw.get("evidence"), base, env),
     )
 
 

@@ -97,6 +97,21 @@ class BrokerConfig:
         return self.auth == BROKER_AUTH_USERS
 
 
+DEFAULT_STH_INTERVAL_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceConfig:
+    """The evidence log (contract section 5; :mod:`axis.evidence`): where its leaves and tree heads are stored
+    (``url``: SQLite or PostgreSQL), the log's signing key and certificate (issued by the axis CA), and how often
+    the log writer signs a new tree head while the log grows."""
+
+    url: str = "sqlite:///evidence.sqlite3"
+    key: Path | None = None
+    cert: Path | None = None
+    sth_interval_seconds: float = DEFAULT_STH_INTERVAL_SECONDS
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     id: str
@@ -137,6 +152,7 @@ class Config:
     routers: int = 1
     hosts: int = 2  # endpoint-host processes: a host process checks a document once for all its servers
     broker: BrokerConfig = field(default_factory=BrokerConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     _by_code: dict[str, AgencyConfig] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import yaml
 
-from axis.config.model import BROKER_AUTH_USERS, Config, hash_token, new_token
+from axis.config.model import BROKER_AUTH_USERS, DEFAULT_STH_INTERVAL_SECONDS, Config, hash_token, new_token
 from axis.core.directory import Directory
 from axis.core.xmlsafe import DEFAULT_MAX_BYTES
 
@@ -36,6 +36,8 @@ def generate_workdir(
     host: str = "127.0.0.1",
     server_signs: bool = True,
     broker_auth: str = BROKER_AUTH_USERS,
+    evidence_url: str | None = None,
+    sth_interval_seconds: float = DEFAULT_STH_INTERVAL_SECONDS,
 ) -> tuple[Path, dict[str, Any]]:
     """Write a complete work directory: PKI, tokens, ``config.yaml``; return ``(config_path, connections)``.
 
@@ -44,9 +46,11 @@ def generate_workdir(
     app ``admin_port`` (default ``base_port - 1``). With ``server_signs`` every server holds its agencies' keys
     (so agency software may submit unsigned documents). ``broker_auth`` is the config's ``broker.auth``:
     ``users`` (default: one least-privilege broker user per component, provisioned when the axis starts) or
-    ``shared`` (development: every component uses ``amqp_url``).
+    ``shared`` (development: every component uses ``amqp_url``). The evidence log's signing key and certificate
+    are issued by the same CA (``pki/log/key.pem``, ``pki/log/cert.pem``); its store is ``evidence_url``
+    (default ``<work dir>/evidence.sqlite3``).
     """
-    from axis.core.pki import CertificateAuthority
+    from axis.core.pki import CertificateAuthority, issue_log_certificate
 
     wd = Path(work_dir).expanduser().resolve()
     wd.mkdir(parents=True, exist_ok=True)
@@ -62,6 +66,7 @@ def generate_workdir(
     conn_agencies: list[dict[str, Any]] = []
     # one index write for all of them (issuing one by one rewrites the CA's index each time: quadratic)
     every = ca.issue_many([(code, name) for code, name, _ in agencies], algorithm=algorithm)
+    log_cert = issue_log_certificate(pki_dir, algorithm=algorithm)
     for (code, name, sid), issued in zip(agencies, every, strict=True):
         token = new_token()
         key, cert = str(issued.key_path.relative_to(wd)), str(issued.cert_path.relative_to(wd))
@@ -94,6 +99,12 @@ def generate_workdir(
         "routers": routers,
         "hosts": 2,  # one per core of the 2-core reference machine: fewer, fuller hosts re-check less
         "broker": {"auth": broker_auth},
+        "evidence": {
+            "url": evidence_url or "sqlite:///evidence.sqlite3",
+            "key": str(log_cert.key_path.relative_to(wd)),
+            "cert": str(log_cert.cert_path.relative_to(wd)),
+            "sth_interval_seconds": sth_interval_seconds,
+        },
         "servers": [
             {
                 "id": sid,

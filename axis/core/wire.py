@@ -8,14 +8,20 @@ Topology (declared once by the provisioning account, :mod:`axis.broker.topology`
 - exchange ``axis.deliver`` (direct) → quorum queue ``axis.server.<id>`` (:func:`server_queue`), routing key ``<id>``
 - exchange ``axis.dlx`` (fanout)     → quorum queue ``axis.dead``  (refusals with ``x-axis-reason``; poison
   messages that exceeded ``x-delivery-limit`` land here too, with RabbitMQ's own ``x-death`` headers)
+- exchange ``axis.evidence`` (fanout) → quorum queue ``axis.evidence`` (events of the evidence log, :func:`evidence`)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
+
+from axis.core.evidence import Event
 
 EX_SUBMIT = "axis.submit"
 Q_SUBMISSIONS = "axis.submissions"
@@ -89,6 +95,7 @@ def server_queue(server_id: str) -> str:
     return f"axis.server.{server_id}"
 
 H_SUBMITTED_AT = "x-axis-submitted-at"  # epoch milliseconds when the endpoint server published the submission
+H_SHA256 = "x-axis-sha256"  # a status: hex SHA-256 of the document's exact bytes as its recipient stored them
 
 
 def now_ms() -> int:
@@ -110,3 +117,37 @@ class Outgoing:
 def submission(body: bytes, server_id: str, kind: str, **headers: Any) -> Outgoing:
     """A message from endpoint server ``server_id`` to the router."""
     return Outgoing(EX_SUBMIT, "", body, {H_KIND: kind, H_SERVER: server_id, **headers})
+
+
+# ---- the evidence log (contract section 5; axis.core.evidence) -------------------------------------------------
+
+#: exchange ``axis.evidence`` (fanout) → quorum queue ``axis.evidence``, consumed by the log writer
+#: (:mod:`axis.evidence.writer`): the router, the endpoint servers and the admin app publish the events they see.
+EX_EVIDENCE = "axis.evidence"
+Q_EVIDENCE = "axis.evidence"
+CONTENT_EVENTS = "application/json"
+
+
+def evidence(events: Sequence[Event]) -> Outgoing:
+    """One message carrying ``events`` to the log writer: an orjson list of ``dataclasses.asdict(event)``."""
+    return Outgoing(EX_EVIDENCE, "", orjson.dumps([dataclasses.asdict(e) for e in events]),
+                    content_type=CONTENT_EVENTS)
+
+
+def read_events(body: bytes) -> list[Event]:
+    """The events of an ``axis.evidence`` message body; ValueError when it is not a JSON list of valid events."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"an evidence message is not JSON: {exc}") from None
+    if not isinstance(raw, list):
+        raise ValueError("an evidence message is a JSON list of events")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ValueError("an event is a JSON object")
+        try:
+            out.append(Event(**item))
+        except TypeError as exc:  # unknown or missing fields
+            raise ValueError(f"not an event: {exc}") from None
+    return out

@@ -2,6 +2,8 @@
 
 Process layout (``axis up``):
 - ``axis router --config C`` × ``config.routers`` — competing consumers of ``axis.submissions``;
+- ``axis log-writer --config C`` — exactly one: the evidence log's writer, the one consumer of ``axis.evidence``
+  (:mod:`axis.evidence.writer`; the log's order is the order it commits in);
 - ``axis serve --config C --server ID [--server ID ...]`` — ``hosts`` (config) host processes, the logical
   servers dealt round-robin over them (shared servers first), each server on its own port;
 - ``axis admin --config C`` — the admin app (dashboard, /admin/stats).
@@ -11,7 +13,9 @@ Before any child starts, the broker is prepared with the provisioning account (`
 ``broker.auth: users`` (generated configs), one least-privilege broker user per component is created, its
 password kept in ``broker.users_file`` (mode 0600); each child then connects as its own user.
 
-Children log to ``<work dir>/logs/``. ``connections.json`` is written once every server answers ``/healthz``;
+Children log to ``<work dir>/logs/``. ``connections.json`` is written once every server answers ``/healthz`` and
+the log writer consumes (its readiness acknowledgement, :mod:`axis.config.reload`); like every child, a log writer
+that exits makes ``axis up`` report it and stop (nothing is restarted behind the operator's back);
 then the supervisor listens on its control socket (axis.ops.control): the admin app asks it to move an agency live
 (axis.ops.livemove).
 Stopping sends SIGTERM to every child, waits, then kills what is left.
@@ -35,7 +39,7 @@ import httpx
 import orjson
 
 from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
-from axis.config.reload import ENV_CONTROL_DIR
+from axis.config.reload import ENV_CONTROL_DIR, read_ack
 from axis.ops.control import ControlServer, control_dir_for
 
 DEMO_SERVERS = [("d-g22", "dedicated"), ("d-h53", "dedicated"), ("shared-1", "shared")]
@@ -46,6 +50,7 @@ DEMO_AGENCIES = [
     ("000.00.00.G03", "Bộ Giáo dục và Đào tạo", "shared-1"),
 ]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOG_WRITER = "log-writer"  # the child process name of the evidence log's writer
 
 
 class StartError(RuntimeError):
@@ -106,6 +111,12 @@ class Running:
     # -- what a live move (axis.ops.livemove) needs to know and do ----------------------------------------------------
     def proc(self, name: str) -> subprocess.Popen[bytes] | None:
         return next((p for n, p in self.procs if n == name), None)
+
+    def ready(self, name: str) -> bool:
+        """The child ``name`` runs and has announced that it is ready (its reload acknowledgement)."""
+        proc = self.proc(name)
+        return (proc is not None and proc.poll() is None and self.control_dir is not None
+                and read_ack(self.control_dir, proc.pid) is not None)
 
     def router_names(self) -> list[str]:
         return [n for n, _ in self.procs if n.startswith("router-")]
@@ -199,6 +210,7 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
     try:
         for i in range(routers or config.routers):
             run.spawn(f"router-{i + 1}", ["router", "--config", cfg])
+        run.spawn(LOG_WRITER, ["log-writer", "--config", cfg])
         # shared servers first, then dealt round-robin: the busiest servers (a shared one carries the traffic of
         # many agencies) land in different host processes
         ids = [s.id for s in sorted(config.servers, key=lambda s: s.kind != "shared")]
@@ -207,14 +219,15 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
             run.spawn_host(ids[h::n])
         if admin and importlib.util.find_spec("axis.admin.app") is not None:
             run.spawn("admin", ["admin", "--config", cfg])
-        pending = {s.url for s in config.servers}
+        pending = {s.url for s in config.servers} | {LOG_WRITER}
         deadline = time.monotonic() + timeout
         while pending:
             if run.failed():
                 raise StartError("a process exited during start: " + "; ".join(run.failed()))
             if time.monotonic() > deadline:
-                raise StartError(f"servers did not answer /healthz within {timeout:.0f}s: {sorted(pending)}")
-            pending = {u for u in pending if not _healthy(u)}
+                raise StartError(f"servers did not answer /healthz (or the log writer did not start) within "
+                                 f"{timeout:.0f}s: {sorted(pending)}")
+            pending = {u for u in pending if not (run.ready(u) if u == LOG_WRITER else _healthy(u))}
             if pending:
                 time.sleep(0.2)
         run.connections_path = write_connections(work_dir, connections_for(config, known))

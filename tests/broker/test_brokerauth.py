@@ -14,7 +14,7 @@ from aio_pika.exceptions import ChannelClosed
 
 from axis.broker import users as brokerauth
 from axis.broker.transport import declare_topology
-from axis.core.wire import EX_DELIVER, EX_DLX, EX_SUBMIT, Q_SUBMISSIONS, server_queue
+from axis.core.wire import EX_DELIVER, EX_DLX, EX_EVIDENCE, EX_SUBMIT, Q_DEAD, Q_EVIDENCE, Q_SUBMISSIONS, server_queue
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -27,7 +27,15 @@ def test_permission_regexes_are_exact() -> None:
     for other in ("axis.server.s10", "axis.server.s1x", "axis.server.s2", "axis.submissions", "axis.dead"):
         assert not re.fullmatch(p.read, other), other
     assert re.fullmatch(p.write, "axis.submit") and not re.fullmatch(p.write, "axis.deliver")
+    assert re.fullmatch(p.write, "axis.evidence") and not re.fullmatch(p.read, "axis.evidence")
     assert p.configure == "^$"
+    w = brokerauth.evidence_permissions()
+    assert re.fullmatch(w.read, "axis.evidence") and w.write == w.configure == "^$"
+    for other in ("axis.evidence2", "axis.submissions", "axis.dead", "axis.server.s1"):
+        assert not re.fullmatch(w.read, other), other
+    assert re.fullmatch(brokerauth.router_permissions().write, "axis.evidence")
+    a = brokerauth.admin_permissions()
+    assert re.fullmatch(a.write, "axis.evidence") and not re.fullmatch(a.write, "axis.submit") and a.read == "^$"
     with pytest.raises(ValueError):
         brokerauth.server_permissions("s1|.*")
     assert brokerauth.server_of_user("axis-server-s1") == "s1"
@@ -93,16 +101,18 @@ async def test_endpoint_server_least_privilege(vhost: tuple[str, str],
     s1 = users["axis-server-s1"]
     conn = await aio_pika.connect(url_of(s1, name))
     try:
-        # allowed: publish a submission (confirmed), consume its own queue
-        ch = await conn.channel()
+        # allowed: publish a submission and an event (confirmed), consume its own queue
+        ch = await conn.channel(publisher_confirms=True)
         submit = await ch.get_exchange(EX_SUBMIT, ensure=False)
         await submit.publish(aio_pika.Message(b"<x/>", user_id=s1.name), routing_key="")
+        evidence = await ch.get_exchange(EX_EVIDENCE, ensure=False)
+        await evidence.publish(aio_pika.Message(b"[]", user_id=s1.name), routing_key="", mandatory=True)
         own = await ch.declare_queue(server_queue("s1"), passive=True)
         tag = await own.consume(_ack)
         await own.cancel(tag)
 
-        # refused: another server's queue, the submissions, the dead letters
-        for queue in (server_queue("s2"), Q_SUBMISSIONS, "axis.dead"):
+        # refused: another server's queue, the submissions, the dead letters, the evidence (write only)
+        for queue in (server_queue("s2"), Q_SUBMISSIONS, "axis.dead", Q_EVIDENCE):
             ch = await conn.channel()
             q = await ch.declare_queue(queue, passive=True)
             assert "ACCESS_REFUSED" in await refused(q.consume(_ignore))
@@ -129,12 +139,13 @@ async def test_router_and_admin_least_privilege(vhost: tuple[str, str], users: d
         ch = await conn.channel()
         subs = await ch.declare_queue(Q_SUBMISSIONS, passive=True)
         await subs.cancel(await subs.consume(_ignore))
-        for exchange in (EX_DELIVER, EX_DLX, EX_SUBMIT):
+        for exchange in (EX_DELIVER, EX_DLX, EX_SUBMIT, EX_EVIDENCE):
             ex = await ch.get_exchange(exchange, ensure=False)
             await ex.publish(aio_pika.Message(b"<x/>"), routing_key="s1")
-        ch = await conn.channel()
-        q = await ch.declare_queue(server_queue("s1"), passive=True)
-        await refused(q.consume(_ignore))
+        for queue in (server_queue("s1"), Q_EVIDENCE):
+            ch = await conn.channel()
+            q = await ch.declare_queue(queue, passive=True)
+            await refused(q.consume(_ignore))
     finally:
         await conn.close()
 
@@ -148,11 +159,70 @@ async def test_router_and_admin_least_privilege(vhost: tuple[str, str], users: d
         assert http.delete(f"/api/queues/{name}/axis.dead").status_code in (401, 403)
     conn = await aio_pika.connect(url_of(admin, name))
     try:
-        ch = await conn.channel()
-        q = await ch.declare_queue("axis.dead", passive=True)
-        await refused(q.consume(_ignore))
+        # an operator's action is an event of the log: the admin user may publish it, and nothing else
+        ch = await conn.channel(publisher_confirms=True)
+        evidence = await ch.get_exchange(EX_EVIDENCE, ensure=False)
+        await evidence.publish(aio_pika.Message(b"[]"), routing_key="", mandatory=True)
+        for exchange in (EX_SUBMIT, EX_DELIVER):
+            ch = await conn.channel()
+            ex = await ch.get_exchange(exchange, ensure=False)
+            await refused(ex.publish(aio_pika.Message(b"<x/>"), routing_key="s1"))
+        for queue in ("axis.dead", Q_EVIDENCE):
+            ch = await conn.channel()
+            q = await ch.declare_queue(queue, passive=True)
+            await refused(q.consume(_ignore))
     finally:
         await conn.close()
+
+
+async def test_log_writer_least_privilege(vhost: tuple[str, str], users: dict[str, brokerauth.BrokerUser]) -> None:
+    """The log writer reads axis.evidence — and nothing else; it publishes nowhere (its bad messages are
+    dead-lettered by the broker, through the queue's dead-letter exchange, on its reject)."""
+    name, guest_url = vhost
+    writer = users[brokerauth.EVIDENCE_USER]
+    assert writer.permissions == brokerauth.evidence_permissions()
+    guest = await aio_pika.connect(guest_url)
+    try:
+        ch = await guest.channel(publisher_confirms=True)
+        ex = await ch.get_exchange(EX_EVIDENCE, ensure=False)
+        await ex.publish(aio_pika.Message(b"not events", message_id="bad"), routing_key="", mandatory=True)
+    finally:
+        await guest.close()
+    conn = await aio_pika.connect(url_of(writer, name))
+    try:
+        ch = await conn.channel()
+        q = await ch.declare_queue(Q_EVIDENCE, passive=True)
+        m = await q.get(timeout=5)
+        assert m is not None and m.message_id == "bad"
+        await m.reject(requeue=False)  # to the dead letters, without any write permission
+        # refused: publishing anywhere (a submission, a delivery, a dead letter, an event)
+        for exchange in (EX_SUBMIT, EX_DELIVER, EX_DLX, EX_EVIDENCE):
+            ch = await conn.channel()
+            ex = await ch.get_exchange(exchange, ensure=False)
+            assert "ACCESS_REFUSED" in await refused(ex.publish(aio_pika.Message(b"<x/>"), routing_key="s1"))
+        # refused: reading any other queue
+        for queue in (Q_SUBMISSIONS, server_queue("s1"), Q_DEAD):
+            ch = await conn.channel()
+            q = await ch.declare_queue(queue, passive=True)
+            await refused(q.consume(_ignore))
+        # refused: declaring or deleting topology
+        ch = await conn.channel()
+        await refused(ch.declare_queue("axis.evidence.copy", durable=True))
+        ch = await conn.channel()
+        await refused(ch.queue_delete(Q_EVIDENCE))
+    finally:
+        await conn.close()
+    guest = await aio_pika.connect(guest_url)
+    try:
+        dead = await (await guest.channel()).declare_queue(Q_DEAD, passive=True)
+        for _ in range(50):
+            got = await dead.get(no_ack=True, fail=False)
+            if got is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert got is not None and got.message_id == "bad"
+    finally:
+        await guest.close()
 
 
 async def test_user_id_is_validated_by_the_broker(vhost: tuple[str, str],

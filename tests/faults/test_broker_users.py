@@ -31,6 +31,7 @@ from axis.core.wire import (
     KIND_FORWARD,
     KIND_STATUS,
     Q_DEAD,
+    Q_EVIDENCE,
     Q_SUBMISSIONS,
     server_queue,
 )
@@ -65,8 +66,8 @@ async def test_components_run_on_their_own_users(tmp_path: Path, vhost_url: str,
         assert stat.S_IMODE(os.stat(users_file).st_mode) == 0o600
         names = set(brokerauth.load_passwords(users_file))
         prefix = env.config.broker.user_prefix
-        assert names == {prefix + n for n in ("axis-router", "axis-admin", "axis-server-d1", "axis-server-d2",
-                                              "axis-server-sh")}
+        assert names == {prefix + n for n in ("axis-router", "axis-admin", "axis-evidence", "axis-server-d1",
+                                              "axis-server-d2", "axis-server-sh")}
         base, auth, _ = rabbit_mgmt
         vhost = vhost_url.rsplit("/", 1)[1]
 
@@ -91,8 +92,8 @@ async def test_leaked_server_credentials(tmp_path: Path, vhost_url: str) -> None
         conn = await aio_pika.connect(url)
         tried = 0
         try:
-            # another server's deliveries, the router's work queue, the dead letters: not readable
-            for queue in (server_queue("d2"), server_queue("sh"), Q_SUBMISSIONS, Q_DEAD):
+            # another server's deliveries, the router's work queue, the dead letters, the evidence: not readable
+            for queue in (server_queue("d2"), server_queue("sh"), Q_SUBMISSIONS, Q_DEAD, Q_EVIDENCE):
                 for take in ("consume", "get"):
                     ch = await conn.channel()
                     q = await ch.declare_queue(queue, passive=True)

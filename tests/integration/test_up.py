@@ -1,5 +1,6 @@
-"""`axis up` machinery end to end: child processes (routers, endpoint host, admin), connections.json, the
-Python client and the `axis send` / `axis inbox` commands over real HTTP and the real RabbitMQ."""
+"""`axis up` machinery end to end: child processes (routers, the log writer, endpoint host, admin),
+connections.json, the Python client and the `axis send` / `axis inbox` commands over real HTTP and the real
+RabbitMQ."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def test_up_send_inbox(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, t
         assert run.connections_path == work / "connections.json"
         conn = json.loads(run.connections_path.read_text())
         names = sorted(n for n, _ in run.procs)
-        assert names == ["admin", "host-1", "host-2", "router-1", "router-2"]
+        assert names == ["admin", "host-1", "host-2", "log-writer", "router-1", "router-2"]  # one log writer
+        assert run.ready("log-writer")  # start() returned once it consumed axis.evidence
         by = {a["code"]: a for a in conn["agencies"]}
         assert by[G01]["kind"] == "shared" and by[G22]["kind"] == "dedicated" and by[G22]["token"]
 
@@ -66,7 +68,8 @@ def test_up_send_inbox(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, t
         users_file = work / "broker-users.json"
         assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
         vhost = vhost_url.rsplit("/", 1)[1]
-        expected = {f"{vhost}.axis-router", *(f"{vhost}.axis-server-{sid}" for sid, _ in SERVERS)}
+        expected = {f"{vhost}.axis-router", f"{vhost}.axis-evidence",
+                    *(f"{vhost}.axis-server-{sid}" for sid, _ in SERVERS)}
         base, auth, _ = rabbit_mgmt
         deadline = time.monotonic() + 30
         while True:
