@@ -7,7 +7,9 @@ tenant's, or no such id) answers the same ``404`` with reason ``FORBIDDEN`` — 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import logging
 import math
 import os
 import re
@@ -26,19 +28,32 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from axis.broker.transport import BROKER_ERRORS
 from axis.core import envelope, schema
+from axis.core.evidence import Event
 from axis.core.ratelimit import TooManyFailures
 from axis.core.reasons import Reason, Refusal, http_status
 from axis.core.routing import check_recipients
 from axis.core.signing import sign
-from axis.core.wire import H_DOC_TYPE, H_SUBMITTED_AT, KIND_DOCUMENT, KIND_STATUS, now_ms, submission
+from axis.core.wire import (
+    H_DOC_TYPE,
+    H_SHA256,
+    H_SUBMITTED_AT,
+    KIND_DOCUMENT,
+    KIND_STATUS,
+    evidence,
+    now_ms,
+    submission,
+)
+from axis.log.store import LogStore
 from axis.stats.metrics import process_metrics
 from endpoints.auth import bearer_matches
 from endpoints.checks import checks_for
 from endpoints.cpu import run_cpu_for
+from endpoints.evidence import Owned, add_evidence_routes
 from endpoints.inbox import ReceivedRow, SentRow, StoreBusy
 from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer
 
+log = logging.getLogger("axis.endpoint")
 PROBLEM = "application/problem+json"
 #: Status codes agency software may send (01 is sent automatically by the server when a document arrives).
 CLIENT_STATUS_CODES = frozenset({"02", "03", "04", "05", "06", "13", "15", "16"})
@@ -279,8 +294,20 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             size = r.size if isinstance(r, BodyTooLarge) else len(got[0]) if got else 0
             srv.metrics.refused.labels(agency, r.reason.value).inc()
             process_metrics().count_refused(r.reason.value)
-            await srv.refusals.record(refused_record(agency, r.reason.value, size))
+            record = refused_record(agency, r.reason.value, size)
+            await srv.refusals.record(record)
+            # a leaf of the log: the caller's agency (authenticated) and the digest of what it sent; no
+            # DocumentId (nothing in refused bytes is proven)
+            await log_event(Event("refused", now_ms(), agency, "", 0, hashlib.sha256(got[0]).hexdigest() if got else "",
+                                  reason=r.reason.value, server=srv.id, ref=record.message_id))
             raise
+
+    async def log_event(event: Event) -> None:
+        """A door refusal's leaf: best effort — the refusal is answered and counted even if the broker is down."""
+        try:
+            await srv.publisher.publish(evidence([event]))
+        except Exception:
+            log.warning("server %s: the evidence of a refusal could not be published", srv.id, exc_info=True)
 
     async def _submit(request: Request, agency: str, got: list[bytes]) -> JSONResponse:
         body = await read_body(request, limit)
@@ -324,8 +351,14 @@ def create_app(srv: EndpointServer) -> ASGIApp:
     async def ack(request: Request, rid: str) -> dict[str, Any]:
         agency = caller(request)
         assert srv.store is not None
-        if not await srv.store.ack(agency, rid):
+        row = await srv.store.received_row(agency, rid)
+        if row is None:
             raise NotYours(rid)
+        # the leaf first (confirmed), then the store: a failure in between leaves an ack the client retries
+        await srv.publisher.publish(evidence([Event(
+            "acked", now_ms(), row.sender, row.document_id, row.doc_type, hashlib.sha256(row.data).hexdigest(),
+            agency=agency)]))
+        await srv.store.ack(agency, rid)
         return {"id": rid, "acked": True}
 
     @app.post("/v1/documents/{rid}/status", status_code=202)
@@ -347,7 +380,8 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             raise Refusal(Reason.SCHEMA_INVALID, f"status code {code!r} is not one of {sorted(CLIENT_STATUS_CODES)}")
         built = await run_cpu_for(len(row.data), status_for, row.data, agency, code, description, limit)
         await srv.publisher.publish(submission(built, srv.id, KIND_STATUS,
-                                               **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms()}))
+                                               **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms(),
+                                                  H_SHA256: hashlib.sha256(row.data).hexdigest()}))
         srv.metrics.sent_statuses.labels(agency, code).inc()
         return JSONResponse({"id": rid, "document_id": row.document_id, "code": code, "to": row.sender},
                             status_code=202)
@@ -362,4 +396,29 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         return {"id": rid, "document_id": row.document_id, "items": await srv.store.statuses_for(agency,
                                                                                                row.document_id)}
 
+    async def find_document(agency: str, document_id: str, sender: str | None) -> Owned:
+        """The caller's row of a document by its DocumentId: one it sent (no ``sender``, or itself), else one it
+        received from ``sender``; a new document (type 0) before a revocation, update or replacement."""
+        assert srv.store is not None
+        if sender in (None, agency):
+            sent = await srv.store.sent_documents(agency, document_id)
+            if sent:
+                return "sent", sent[0]
+        if sender is not None:
+            received = await srv.store.received_documents(agency, sender, document_id)
+            if received:
+                return "received", received[0]
+        raise NotYours(document_id)
+
+    def log_store() -> LogStore:
+        assert srv.log is not None
+        return srv.log
+
+    def trust() -> tuple[bytes, bytes | None]:
+        pki = srv.config.pki
+        assert pki.ca is not None
+        return pki.ca.read_bytes(), pki.crl.read_bytes() if pki.crl is not None and pki.crl.is_file() else None
+
+    add_evidence_routes(app, log=log_store, caller=caller, own_document=own_document, find_document=find_document,
+                        trust=trust)
     return FastPath(app, [("/v1/documents", submit), ("/v1/documents/([^/]+)/status", send_status)])

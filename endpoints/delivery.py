@@ -45,6 +45,7 @@ from axis.core.wire import (
     H_FORWARD_KIND,
     H_KIND,
     H_RECIPIENTS,
+    H_SHA256,
     KIND_DOCUMENT,
     KIND_DOCUMENT_BUNDLE,
     KIND_FORWARD,
@@ -167,7 +168,9 @@ class DeliveryConsumer:
         for row in rows:
             if row.new:
                 self.metrics.received.labels(row.agency).inc()
-        return [bundle.Item(st, {H_DOC_TYPE: doc_type}) for st in arrived]
+        # the digest of the exact bytes stored: the router logs it in the ``stored`` leaf (the sender's receipt)
+        digest = hashlib.sha256(body).hexdigest()
+        return [bundle.Item(st, {H_DOC_TYPE: doc_type, H_SHA256: digest}) for st in arrived]
 
     async def _status(self, body: bytes, headers: Any) -> None:
         view = self.view()

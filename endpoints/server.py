@@ -21,6 +21,7 @@ from axis.config import Config, ServerConfig
 from axis.core import envelope
 from axis.core.ratelimit import FailureLimiter
 from axis.core.wire import server_queue
+from axis.log.store import LogStore
 from axis.stats.counting import Counter, open_counter
 from endpoints.auth import TokenTable
 from endpoints.checks import check_delivery
@@ -74,6 +75,7 @@ class EndpointServer:
         self.metrics = Metrics()
         self.store = store
         self._own_store = store is None
+        self.log: LogStore | None = None
         self.stats = stats  # the statistics store: HTTP refusals are counted there (the router never sees them)
         self._own_stats = stats is None
         self.refusals: RefusalRecorder = None  # type: ignore[assignment]
@@ -103,6 +105,8 @@ class EndpointServer:
         are shared; with per-component users the server connects as its own user."""
         if self.store is None:
             self.store = await open_inbox(self.server.inbox_url)
+        if self.log is None:  # the evidence log, read for traces, receipts and proofs (one writer elsewhere)
+            self.log = await LogStore.open(self.config.evidence.url)
         if self.stats is None:
             self.stats = await open_counter(self.config.stats_url)
         self.refusals = RefusalRecorder(self.stats)
@@ -156,6 +160,8 @@ class EndpointServer:
             await self.refusals.close()
         if self.store is not None and self._own_store:
             await self.store.close()
+        if self.log is not None:
+            await self.log.close()
         if self.stats is not None and self._own_stats:
             await self.stats.close()
 

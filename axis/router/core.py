@@ -44,6 +44,7 @@ from lxml import etree
 
 from axis.core import bundle, envelope, schema
 from axis.core.directory import Directory
+from axis.core.evidence import Event
 from axis.core.reasons import Reason, Refusal
 from axis.core.routing import DEFAULT_MAX_RECIPIENTS, check_recipients, document_key, route_document, route_status
 from axis.core.verify import Verifier
@@ -59,6 +60,7 @@ from axis.core.wire import (
     H_RECIPIENTS,
     H_SENDER,
     H_SERVER,
+    H_SHA256,
     H_SUBMITTED_AT,
     H_UNKNOWN,
     KIND_DOCUMENT,
@@ -83,6 +85,7 @@ class Outcome:
     refused: list[Refused] = field(default_factory=list)
     reason: Reason | None = None  # set when the message was refused
     items: int = 1  # submissions the message carried (a status bundle: its statuses)
+    events: list[Event] = field(default_factory=list)  # for the evidence log (published with the outgoing)
 
 
 def refusal_body(reason: Reason, detail: str, *, sender: str | None, document_id: str | None,
@@ -160,15 +163,23 @@ class RouterCore:
             check_recipients(msg, self.max_recipients)
             return self._route(msg, body, headers)
         except Refusal as refusal:
-            return self._refuse(refusal, body, headers, message_id, notify=True, proven=(sender, msg.document_id))
+            return self._refuse(refusal, body, headers, message_id, notify=True,
+                                proven=(sender, msg.document_id, _doc_type(msg)))
 
     def _route(self, msg: envelope.DocumentMessage, body: bytes, headers: Mapping[str, Any]) -> Outcome:
         sender = msg.sender.organ_id
         route = route_document(self.directory, sender, [r.organ_id for r in msg.recipients])
-        doc_type = int(msg.business.doc_type) if msg.business is not None else 0
+        doc_type = _doc_type(msg)
         now = self.clock()
         base = {H_SENDER: sender, H_DOCUMENT_ID: msg.document_id, H_DOC_TYPE: doc_type}
         out = Outcome()
+        digest = hashlib.sha256(body).hexdigest()
+        latency = _latency_ms(headers, now)
+        now_ms = int(now.timestamp() * 1000)
+        # accepted at its endpoint server (when that server said so plausibly), then routed here
+        out.events += [Event("submitted", now_ms - int(latency), sender, msg.document_id, doc_type, digest,
+                             server=header_text(headers.get(H_SERVER)) or None),
+                       Event("routed", now_ms, sender, msg.document_id, doc_type, digest)]
         for d in route.deliveries:
             out.outgoing.append(Outgoing(EX_DELIVER, d.server.id, body,
                                          {H_KIND: KIND_DOCUMENT, H_RECIPIENTS: list(d.recipients), **base}))
@@ -184,7 +195,7 @@ class RouterCore:
         out.accepted.append(Accepted(
             key=document_key(sender, msg.document_id, doc_type), sender=sender, sender_kind=route.sender_server.kind,
             document_id=msg.document_id, doc_type=doc_type, size=len(body), recipients=route.known_recipients,
-            latency_ms=_latency_ms(headers, now), at=now))
+            latency_ms=latency, at=now))
         return out
 
     # -- statuses ----------------------------------------------------------------------------------------------
@@ -198,8 +209,14 @@ class RouterCore:
         out = Outcome()
         out.outgoing.append(Outgoing(EX_DELIVER, route.server.id, body,
                                      {H_KIND: KIND_STATUS, H_SENDER: reporter, H_DOCUMENT_ID: doc_id}))
+        doc_type = _int(headers.get(H_DOC_TYPE))
+        at = int(self.clock().timestamp() * 1000)
+        digest = _hex_digest(headers.get(H_SHA256))
+        if st.status_code == "01":  # the recipient's inbox committed it: stored, then the status itself
+            out.events.append(Event("stored", at, original, doc_id, doc_type, digest, agency=reporter))
+        out.events.append(Event("status", at, original, doc_id, doc_type, digest, agency=reporter,
+                                code=st.status_code))
         if st.status_code == "01":
-            doc_type = _int(headers.get(H_DOC_TYPE))
             out.delivered.append(Delivered(
                 key=document_key(original, doc_id, doc_type), sender=original, sender_kind=route.server.kind,
                 recipient=reporter, recipient_kind=self.directory.servers[route.reporter.server].kind,
@@ -215,23 +232,24 @@ class RouterCore:
         out = Outcome(items=len(items))
         for i, item in enumerate(items):
             # the publishing server is the bundle's (authenticated) one; nothing in an item can change it
-            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: server,
-                                           H_DOC_TYPE: item.meta.get(H_DOC_TYPE)}, f"{message_id}#{i}")
+            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: server, H_DOC_TYPE: item.meta.get(H_DOC_TYPE),
+                                           H_SHA256: item.meta.get(H_SHA256)}, f"{message_id}#{i}")
             out.outgoing += one.outgoing
             out.delivered += one.delivered
             out.refused += one.refused
+            out.events += one.events
         return out
 
     # -- refusals ----------------------------------------------------------------------------------------------
     def _refuse(self, refusal: Refusal, body: bytes, headers: Mapping[str, Any], message_id: str, *, notify: bool,
-                proven: tuple[str, str] | None = None, root: etree._Element | None = None) -> Outcome:
+                proven: tuple[str, str, int] | None = None, root: etree._Element | None = None) -> Outcome:
         """Dead-letter the message; with ``notify``, tell its sender (``proven``: the verified sender and its
         DocumentId) or else the endpoint server that published it (what the bytes claim, marked unverified)."""
         server_id = header_text(headers.get(H_SERVER))
         sender: str | None
         document_id: str | None
         if proven is not None:
-            sender, document_id = proven
+            sender, document_id, _ = proven
         else:
             if root is None:  # refused while parsing or verifying: what the bytes claim, for the dead letter only
                 try:
@@ -261,9 +279,15 @@ class RouterCore:
                  H_SENDER: sender or "", H_DOCUMENT_ID: document_id or ""},
                 content_type="application/json"))
         # counted against the proven sender, else against the publishing server (never the claimed sender)
+        at = self.clock()
         out.refused.append(Refused(message_id=message_id, sender=sender if proven is not None else None,
-                                   reason=refusal.reason.value, size=len(body), at=self.clock(),
+                                   reason=refusal.reason.value, size=len(body), at=at,
                                    server=None if proven is not None else server_id or None))
+        # the log names a sender and a document only when the signature proved them (a claim is not a fact)
+        out.events.append(Event(
+            "refused", int(at.timestamp() * 1000), proven[0] if proven else "", proven[1] if proven else "",
+            proven[2] if proven else 0, hashlib.sha256(body).hexdigest(), reason=refusal.reason.value,
+            server=None if proven is not None else server_id or None, ref=message_id))
         return out
 
 
@@ -314,6 +338,16 @@ def coalesce(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoin
                 batch.append(nxt)
                 size += len(nxt.body)
     return rest
+
+
+def _doc_type(msg: envelope.DocumentMessage) -> int:
+    return int(msg.business.doc_type) if msg.business is not None else 0
+
+
+def _hex_digest(value: object) -> str:
+    """A SHA-256 hex digest from a header ("" when absent or not one: the log's field must be exactly that)."""
+    text = header_text(value).lower()
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else ""
 
 
 def _int(value: object) -> int:

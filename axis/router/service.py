@@ -27,7 +27,7 @@ from axis.broker.users import ROUTER_USER, authenticated_server, component_url, 
 from axis.config import Config
 from axis.config.verifier import make_verifier
 from axis.core.verify import Verifier
-from axis.core.wire import H_KIND, H_SERVER, KIND_STATUS, KIND_STATUS_BUNDLE, Q_SUBMISSIONS, header_text
+from axis.core.wire import H_KIND, H_SERVER, KIND_STATUS, KIND_STATUS_BUNDLE, Q_SUBMISSIONS, evidence, header_text
 from axis.router.core import Outcome, RouterCore, coalesce
 from axis.stats.counting import Counter, open_counter
 
@@ -157,7 +157,11 @@ class RouterService:
         """Publish the outcomes (confirmed), record their counts (one transaction), then ack the messages."""
         if not done:
             return
-        await self._publisher.publish_all(coalesce([x for _, o in done for x in o.outgoing]))
+        outgoing = coalesce([x for _, o in done for x in o.outgoing])
+        events = [e for _, o in done for e in o.events]
+        if events:  # the batch's events for the log, one message, confirmed with the rest before the ack
+            outgoing.append(evidence(events))
+        await self._publisher.publish_all(outgoing)
         assert self._counter is not None
         await self._counter.record(
             accepted=[a for _, o in done for a in o.accepted],

@@ -112,6 +112,13 @@ class SqlInboxStore(InboxStore):
                 sa.select(received).where(received.c.id == rid, received.c.agency == agency))).one_or_none()
         return None if row is None else ReceivedRow(*row)
 
+    async def received_documents(self, agency: str, sender: str, document_id: str) -> list[ReceivedRow]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(received).where(
+                received.c.agency == agency, received.c.sender == sender, received.c.document_id == document_id)
+                .order_by(received.c.doc_type))).all()
+        return [ReceivedRow(*row) for row in rows]
+
     async def ack(self, agency: str, rid: str) -> bool:
         async with self.engine.begin() as conn:
             result = await conn.execute(

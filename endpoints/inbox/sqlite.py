@@ -305,6 +305,12 @@ class SqliteInboxStore(InboxStore):
             f"SELECT {_RECEIVED_COLS} FROM axis_received WHERE id = ? AND agency = ?", (rid, agency)).fetchone())
         return None if row is None else ReceivedRow(*row)
 
+    async def received_documents(self, agency: str, sender: str, document_id: str) -> list[ReceivedRow]:
+        rows = await self._run(lambda db: db.execute(
+            f"SELECT {_RECEIVED_COLS} FROM axis_received WHERE agency = ? AND sender = ? AND document_id = ? "
+            "ORDER BY doc_type", (agency, sender, document_id)).fetchall())
+        return [ReceivedRow(*row) for row in rows]
+
     async def ack(self, agency: str, rid: str) -> bool:
         now = time.time()
 

@@ -160,6 +160,10 @@ class InboxStore(abc.ABC):
     async def received_row(self, agency: str, rid: str) -> ReceivedRow | None: ...
 
     @abc.abstractmethod
+    async def received_documents(self, agency: str, sender: str, document_id: str) -> list[ReceivedRow]:
+        """``agency``'s inbox rows of ``sender``'s document ``document_id`` (one per BussinessDocType at most)."""
+
+    @abc.abstractmethod
     async def ack(self, agency: str, rid: str) -> bool:
         """Mark the row read; False when ``rid`` is not one of ``agency``'s rows (acking twice is True)."""
 
