@@ -12,6 +12,7 @@ Routes (admin token, as every ``/admin`` path; RFC 9457 problems otherwise):
   items) in leaf order; 404 when the log holds nothing of it. A DocumentId holds ``/``: send it percent-encoded
   or as is, both route here.
 - ``GET /admin/log/sth`` — the latest signed tree head (404 before the first one is signed).
+- ``GET /admin/log/counts`` — leaves per event type and ``tree_size``.
 - ``GET /admin/log/status`` — the monitor's state: ``{"consistent", "tree_size", "sth", "checked_at",
   "problem", "error", "checks"}``.
 
@@ -276,6 +277,14 @@ class EvidenceApi:
             if sth is None:
                 return _problem(404, "Not Found", "no tree head has been signed yet")
             return _json(sth.to_json())
+
+        @app.get("/admin/log/counts", response_model=None)
+        async def counts() -> Response:
+            """Leaves per event type and the log's size (the simulator checks them against the counters)."""
+            store = await opened()
+            if isinstance(store, JSONResponse):
+                return store
+            return _json({**await store.counts(), "tree_size": await store.size()})
 
         @app.get("/admin/log/status", response_model=None)
         async def status() -> Response:

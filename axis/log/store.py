@@ -478,6 +478,16 @@ class LogStore:
 
     # -- reading --------------------------------------------------------------------------------------------------
 
+    async def counts(self) -> dict[str, int]:
+        """Leaves per event type (every type present, 0 when none): what the simulator and the demo compare with
+        the axis's counters."""
+        rows = await self._backend.read(lambda db: db.rows(
+            "SELECT kind, count(*) FROM axis_log_leaves GROUP BY kind", {}))
+        out = dict.fromkeys(EVENT_TYPES, 0)
+        for kind, count in rows:
+            out[EVENT_TYPES[int(kind)]] = int(count)
+        return out
+
     async def size(self) -> int:
         return await self._backend.read(_size)
 

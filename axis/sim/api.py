@@ -136,6 +136,15 @@ class Api:
             raise RuntimeError(f"GET {admin_url}/admin/stats: HTTP {a.status}: {a.body}")
         return a.body
 
+    async def log_counts(self, admin_url: str, token: str | None) -> dict[str, int] | None:
+        """Leaves per event type in the evidence log (``GET /admin/log/counts``); None for an axis without one."""
+        a = await self.call("GET", f"{admin_url}/admin/log/counts", token)
+        if a.status in (404, 503):
+            return None
+        if not a.ok or not isinstance(a.body, dict):
+            raise RuntimeError(f"GET {admin_url}/admin/log/counts: HTTP {a.status}: {a.body}")
+        return {str(k): int(v) for k, v in a.body.items()}
+
     async def healthy(self, url: str) -> bool:
         try:
             r = await self.pool.request("GET", f"{url}/healthz", timeout=2.0)

@@ -296,6 +296,24 @@ class Driver:
                 return s
             await asyncio.sleep(0.25)
 
+    async def log_settled(self, base: dict[str, int]) -> dict[str, int]:
+        """This run's leaves per event type, once the log has caught up with the counters (the log writer is a
+        batch behind at most) or stopped moving for the stall timeout."""
+        r = self.report
+        want = r.log_expected()
+        last, last_change = None, time.monotonic()
+        while True:
+            now = await self.api.log_counts(self.conns.admin_url, self.conns.admin_token) or {}
+            got = {k: now.get(k, 0) - base.get(k, 0) for k in want}
+            if got == want:
+                return got
+            if got != last:
+                last, last_change = got, time.monotonic()
+            elif time.monotonic() - last_change > self.opts.stall_timeout:
+                self.rep.log("[yellow]the evidence log stopped moving before it matched the counters[/]")
+                return got
+            await asyncio.sleep(0.25)
+
     # ---------------------------------------------------------------- phase 3: inboxes
 
     async def inboxes(self) -> dict[tuple[str, str, str], str]:
@@ -466,6 +484,7 @@ class Driver:
         async with new_client(self.opts.concurrency) as client:
             self._api = Api(client)
             base = await self._counters()
+            log_base = await self.api.log_counts(self.conns.admin_url, self.conns.admin_token)
             t_replay, cpu_replay = time.monotonic(), time.process_time()  # the replay clock starts here
             phase_t = t_replay
 
@@ -493,6 +512,8 @@ class Driver:
             r.sent = int(final.get("sent", 0)) - int(base.get("sent", 0))
             r.received = int(final.get("received", 0)) - int(base.get("received", 0))
             r.refused = int(final.get("refused", 0)) - int(base.get("refused", 0))
+            if log_base is not None:
+                r.log = await self.log_settled(log_base)
         r.total_seconds = time.monotonic() - t0
         return r
 

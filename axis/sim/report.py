@@ -54,6 +54,19 @@ class Report:
     generator_cpu_seconds: float = 0.0  # the simulator process's own CPU time during the replay
     dashboard: str | None = None
     stats_raw: dict[str, Any] = field(default_factory=dict)
+    #: this run's leaves per event type in the evidence log (None: the axis keeps no log)
+    log: dict[str, int] | None = None
+
+    def log_expected(self) -> dict[str, int]:
+        """The leaves this run must leave in the log, from the axis's own counters: a ``submitted`` and a
+        ``routed`` leaf per counted document, a ``stored`` leaf per counted delivery, a ``status`` leaf per
+        status (the 01 of every delivery and the ones the recipients sent), a ``refused`` leaf per refusal."""
+        return {"submitted": self.sent or 0, "routed": self.sent or 0, "stored": self.received or 0,
+                "status": (self.received or 0) + self.statuses_sent, "refused": self.refused or 0}
+
+    @property
+    def log_agree(self) -> bool:
+        return self.log is None or self.log == self.log_expected()
 
     @property
     def refused_seen(self) -> int:
@@ -71,6 +84,7 @@ class Report:
             and self.refused_seen == self.planned_bad == self.refused
             and self.statuses_failed == 0
             and not self.unexpected
+            and self.log_agree
         )
 
     @property
@@ -119,6 +133,7 @@ class Report:
                 "statuses_failed": self.statuses_failed,
             },
             "refused_agree": self.refused_agree,
+            "log": None if self.log is None else {**self.log, "agree": self.log_agree},
             "inbox_duplicates": self.inbox_duplicates,
             "inbox_mismatched_agencies": self.inbox_mismatched_agencies,
             "statuses_checked": self.statuses_checked,
@@ -167,6 +182,16 @@ class Report:
         t.add_row("refused (bad envelopes)", n(self.refused_seen), n(self.refused), "",
                   mark(self.refused_seen == self.planned_bad and self.refused_agree))  # fmt: skip
         t.add_row("statuses sent back", n(self.statuses_sent), "", "", mark(self.statuses_failed == 0))
+        if self.log is not None:
+            want = self.log_expected()
+            both = f"{self.log['submitted']:,} / {self.log['routed']:,}"
+            t.add_row("evidence log: submitted/routed", n(self.sent), both, "",
+                      mark(self.log["submitted"] == self.log["routed"] == want["routed"]))
+            t.add_row("evidence log: stored", n(self.received), n(self.log["stored"]), "",
+                      mark(self.log["stored"] == want["stored"]))
+            t.add_row("evidence log: statuses, refused", f"{want['status']:,}, {want['refused']:,}",
+                      f"{self.log['status']:,}, {self.log['refused']:,}", "",
+                      mark(self.log["status"] == want["status"] and self.log["refused"] == want["refused"]))
         console.print(t)
         reasons = {**self.refused_sync}
         for k, v in self.refused_async.items():
@@ -200,7 +225,8 @@ class Report:
         for u in self.unexpected[:10]:
             console.print(f"[yellow]unexpected:[/] {safe(u)}")
         verdict = "[bold green]AGREE[/]" if self.agree else "[bold red]DISAGREE[/]"
-        console.print(f"{verdict}: simulator, axis counters and inboxes")
+        console.print(f"{verdict}: simulator, axis counters, inboxes" + (" and the evidence log" if self.log is not None
+                                                                         else ""))
         if self.dashboard:
             console.print(f"dashboard: {safe(self.dashboard)}")
 
