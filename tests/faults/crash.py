@@ -53,6 +53,9 @@ class Report:
     stats: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)
     dead_expected: int = 0  # messages that must end in axis.dead (the poison); every other queue must be empty
+    log: dict[str, int] = field(default_factory=dict)  # the evidence log's leaves per type after the run
+    log_missing: int = 0  # submitted/routed/stored leaves the log lacks for accepted documents and deliveries
+    log_duplicates: int = 0  # leaves the log holds more than once for one fact
     seconds: float = 0.0
     def queues_settled(self) -> bool:
         return all(n == (self.dead_expected if name == Q_DEAD else 0) for name, n in self.queues.items())
@@ -82,6 +85,7 @@ class Axis:
             "router-1": ["router", "--config", str(cfg)],
             "router-2": ["router", "--config", str(cfg)],
             "host": ["serve", "--config", str(cfg), *[a for s, _ in SERVERS for a in ("--server", s)]],
+            "log-writer": ["log-writer", "--config", str(cfg)],
         }
 
     def proc(self, name: str) -> subprocess.Popen[bytes] | None:
@@ -154,6 +158,29 @@ async def publish_flood(axis: Axis) -> str:
     finally:
         await connection.close()
     return f"published a {len(doc):,}-byte document naming {len(FLOOD_CODES) + 1:,} recipients past the door"
+
+
+async def audit_log(axis: Axis, docs: list[tuple[str, list[str], bytes]], report: Report) -> None:
+    """The evidence log after the run: every accepted document's submitted and routed leaves and every delivery's
+    stored leaf, each exactly once."""
+    from collections import Counter as Tally
+
+    from axis.core import envelope
+    from axis.core.evidence import event_from_leaf
+    from axis.log.store import LogStore
+
+    log = await LogStore.open(axis.config.evidence.url)
+    try:
+        report.log = await log.counts()
+        for sender, recipients, doc in docs:
+            document_id = envelope.parse(doc).document_id
+            events = [event_from_leaf(leaf) for _, leaf in await log.leaves_of(sender, document_id)]
+            seen = Tally((e.type, e.agency or "") for e in events if e.type in ("submitted", "routed", "stored"))
+            wanted = Tally([("submitted", ""), ("routed", ""), *(("stored", r) for r in recipients)])
+            report.log_missing += sum((wanted - seen).values())
+            report.log_duplicates += sum((seen - wanted).values())
+    finally:
+        await log.close()
 
 
 async def submit_all(axis: Axis, docs: list[tuple[str, list[str], bytes]], plan: Plan, report: Report) -> None:
@@ -271,6 +298,7 @@ async def audit(axis: Axis, docs: list[tuple[str, list[str], bytes]], report: Re
                 await asyncio.sleep(2)
     finally:
         await store.close()
+    await audit_log(axis, docs, report)
     report.inbox_rows = sum(got.values())
     report.duplicates = sum(c - 1 for c in got.values() if c > 1)
     report.lost = sum(1 for k in expected if k not in got)

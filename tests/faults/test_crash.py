@@ -55,6 +55,9 @@ def _check(report: Report, plan: Plan, *, refused: int = 0) -> None:
     assert report.inbox_rows == report.deliveries_expected
     assert report.stats == {"sent": plan.documents, "received": report.deliveries_expected, "refused": refused}
     assert report.queues_settled(), report.queues
+    # the evidence log exact: every accepted document and delivery logged once, nothing twice
+    assert (report.log_missing, report.log_duplicates) == (0, 0), report.log
+    assert report.log["routed"] == plan.documents and report.log["stored"] == report.deliveries_expected
 
 
 @pytest.mark.rabbitmq
@@ -68,6 +71,10 @@ async def test_crash_safety_ci(tmp_path: Path, vhost_url: str, rabbit_mgmt: tupl
     async def drop_connections(step: int, total: int) -> str | None:
         if step == 2:  # the poison of finding 1, while documents flow and routers restart
             return await publish_flood(axis)
+        if step == 3:  # the evidence log's one writer, mid-batch
+            axis.kill9("log-writer")
+            axis.spawn("log-writer")
+            return "kill -9 log-writer (restarted at once)"
         if step != 1:
             return None
         async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
@@ -85,6 +92,7 @@ async def test_crash_safety_ci(tmp_path: Path, vhost_url: str, rabbit_mgmt: tupl
     _check(report, plan, refused=plan.poison)  # the flood refused alone (TOO_LARGE), every other document delivered
     assert any("broker closed all" in f and "all 0 " not in f for f in report.faults), report.faults
     assert any("past the door" in f for f in report.faults), report.faults
+    assert any("log-writer" in f for f in report.faults), report.faults
 
 
 @pytest.mark.faults
