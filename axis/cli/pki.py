@@ -1,4 +1,5 @@
-"""`axis pki` commands: a root CA, agency signing certificates, revocation (contract section 3).
+"""`axis pki` commands: a root CA, agency signing certificates, TLS server and client certificates, revocation
+(contract sections 3 and 6).
 
 Exit status: 0 done; 1 refused (a CA already exists, revoking an agency that has no certificate);
 2 usage error (no CA in --dir, malformed agency code, bad option values).
@@ -16,7 +17,8 @@ from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_jso
 from axis.core import pki as core
 from axis.core.reasons import Refusal
 
-app = typer.Typer(help="The axis PKI: root CA, agency signing certificates, CRL.", no_args_is_help=True)
+app = typer.Typer(help="The axis PKI: root CA, agency signing certificates, TLS certificates, CRL.",
+                  no_args_is_help=True)
 
 DirOpt = Annotated[Path, typer.Option("--dir", help="PKI directory (ca.cert.pem, crl.pem, agencies/<CODE>/...)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
@@ -80,16 +82,68 @@ def issue(
         console.print(f"key:  {safe(issued.key_path)}\ncert: {safe(issued.cert_path)}")
 
 
+@app.command("issue-server")
+def issue_server(
+    dir: DirOpt,
+    host: Annotated[list[str] | None, typer.Option("--host", help="a host name or IP address clients use (repeat); "
+                                                   "127.0.0.1 and localhost are always included")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="validity in days")] = 365,
+    algorithm: Annotated[KeyAlgorithm, typer.Option("--algorithm", help="key type: ec (P-256) or rsa (2048)")] = (
+        KeyAlgorithm.ec
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue the TLS server certificate of the endpoint and admin servers (serverAuth; SANs 127.0.0.1, localhost
+    and every --host) into DIR/tls/server/; prints the key and cert paths (the configuration's tls: cert, key)."""
+    _open(dir)
+    try:
+        issued = core.issue_server_certificate(dir, host or (), days=days, algorithm=algorithm.value)
+    except core.PkiError as exc:
+        usage_error(str(exc))
+    names = core.server_names(host or ())
+    if as_json:
+        print_json({"ok": True, **issued.as_dict(), "names": names})
+    else:
+        console.print(f"key:   {safe(issued.key_path)}\ncert:  {safe(issued.cert_path)}\n"
+                      f"names: {safe(', '.join(names))}")
+
+
+@app.command("issue-client")
+def issue_client(
+    code: Annotated[str, typer.Argument(help="agency code (subject UID), e.g. 000.00.00.G22")],
+    dir: DirOpt,
+    name: Annotated[str | None, typer.Option("--name", help="agency name (subject CN)")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="validity in days")] = 365,
+    algorithm: Annotated[KeyAlgorithm, typer.Option("--algorithm", help="key type: ec (P-256) or rsa (2048)")] = (
+        KeyAlgorithm.ec
+    ),
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue an agency's TLS client certificate for mutual TLS (subject UID = CODE, clientAuth) into
+    DIR/tls/clients/CODE/; prints the key and cert paths (connections.json's tls_key, tls_cert)."""
+    _open(dir)
+    try:
+        issued = core.issue_client_certificates(dir, [(code, name)], days=days, algorithm=algorithm.value)[0]
+    except core.PkiError as exc:
+        usage_error(str(exc))
+    if as_json:
+        print_json({"ok": True, **issued.as_dict()})
+    else:
+        console.print(f"key:  {safe(issued.key_path)}\ncert: {safe(issued.cert_path)}")
+
+
 @app.command()
 def revoke(
     code: Annotated[str, typer.Argument(help="agency code whose current certificate is revoked")],
     dir: DirOpt,
+    tls_client: Annotated[bool, typer.Option("--tls-client", help="revoke the agency's TLS client certificate "
+                                             "instead of its signing certificate")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke the agency's current certificate and re-issue the CRL."""
+    """Revoke the agency's current signing (or, with --tls-client, TLS client) certificate and re-issue the CRL."""
     ca = _open(dir)
     try:
-        serial = ca.revoke(code)
+        serial = core.revoke_client_certificate(dir, code) if tls_client else ca.revoke(code)
     except core.PkiError as exc:
         usage_error(str(exc))
     except Refusal as refusal:

@@ -8,6 +8,11 @@ Directory layout under ``DIR`` (what ``axis pki`` writes)::
     index.json            issued certificates: {"certs": [{"code", "serial", "not_after", "revoked_at"}...]}
     agencies/<CODE>/key.pem   agency private key (0600)
     agencies/<CODE>/cert.pem  agency certificate (subject UID = CODE, CN = name; digitalSignature + nonRepudiation)
+    log/key.pem, log/cert.pem the evidence log's signing key and certificate (CN axis transparency log, no UID)
+    tls/server/key.pem, cert.pem          the TLS server certificate of every endpoint and admin server
+                                          (SANs 127.0.0.1, localhost and the configured host names; serverAuth)
+    tls/clients/<CODE>/key.pem, cert.pem  an agency software's TLS client certificate (subject UID = CODE;
+                                          clientAuth) for mutual TLS
 
 Issuing to an agency that already has a certificate replaces its key and certificate (the old serial stays in
 the index; revoke it first if it must stop verifying). EC P-256 keys are much faster to generate than RSA-2048,
@@ -20,6 +25,7 @@ import datetime as dt
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -443,3 +449,236 @@ def issue_log_certificate(ca_dir: Path | str, *, days: int = 365, algorithm: Alg
                   "not_after": cert.not_valid_after_utc.isoformat(), "revoked_at": None})
     ca._save_index(certs)
     return Issued(LOG_CODE, d / "key.pem", d / "cert.pem", cert.serial_number, cert.not_valid_after_utc)
+
+
+# ---- transport certificates (contract section 6): TLS servers and agency clients ---------------------------------
+
+#: ``<pki dir>/tls/server/{key,cert}.pem``: the certificate every endpoint and admin server presents.
+SERVER_DIR = "tls/server"
+#: ``<pki dir>/tls/clients/<CODE>/{key,cert}.pem``: an agency software's TLS client certificate (mutual TLS).
+CLIENTS_DIR = "tls/clients"
+#: The server certificate's entry in ``index.json`` (lower case: never an agency code).
+SERVER_CODE = "tls-server"
+#: ``index.json`` marks client certificates with ``"usage": "tls-client"`` (an agency's signing certificate has none).
+TLS_CLIENT_USAGE = "tls-client"
+#: Subject alternative names every server certificate carries (``axis`` runs on the loopback by default).
+DEFAULT_SERVER_NAMES = ("127.0.0.1", "localhost")
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    import ipaddress
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _tls_key_usage(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> x509.KeyUsage:
+    # digitalSignature for (EC)DHE handshakes; keyEncipherment too for an RSA key (RFC 5280 4.2.1.3, TLS 1.2 RSA kx)
+    return x509.KeyUsage(
+        digital_signature=True, content_commitment=False, key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+        data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False, encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def server_names(hosts: Sequence[str] = ()) -> list[str]:
+    """The names a server certificate is issued for: 127.0.0.1, localhost and ``hosts`` (deduplicated, in order;
+    ``0.0.0.0``/``::`` — listen-on-all addresses, never a name a client uses — are left out)."""
+    out: list[str] = []
+    for name in (*DEFAULT_SERVER_NAMES, *hosts):
+        name = name.strip().lower()
+        if name and name not in ("0.0.0.0", "::") and name not in out:
+            out.append(name)
+    return out
+
+
+def issue_server_cert(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    hosts: Sequence[str] = (),
+    *,
+    days: int = 365,
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A TLS server certificate: SANs for 127.0.0.1, localhost and ``hosts`` (IP addresses as iPAddress, the rest
+    as dNSName), extendedKeyUsage serverAuth only, CN = the first host name, O = axis, no UID (no agency holds
+    it: it cannot sign a document, nor authenticate as a client)."""
+    names = server_names(hosts)
+    start = not_before or (_now() - dt.timedelta(minutes=5))
+    extra = names[len(DEFAULT_SERVER_NAMES):]
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, extra[0] if extra else "localhost"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "axis server"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
+    ])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_tls_key_usage(public_key), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
+        .sign(ca_key, _hash_for(ca_key))
+    )
+
+
+def issue_client_cert(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    code: str,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    *,
+    name: str | None = None,
+    days: int = 365,
+    not_before: dt.datetime | None = None,
+    client_auth: bool = True,
+) -> x509.Certificate:
+    """An agency's TLS client certificate (mutual TLS): subject UID = ``code``, CN = ``name``, O = axis;
+    extendedKeyUsage clientAuth only — the document verifier refuses it as a signer (a transport key does not
+    sign official documents). ``client_auth=False`` makes a wrong one on purpose (serverAuth), for tests."""
+    start = not_before or (_now() - dt.timedelta(minutes=5))
+    subject = x509.Name([
+        x509.NameAttribute(UID_OID, code),
+        _cn(name or code),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "axis TLS client"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
+    ])
+    usage = x509.ExtendedKeyUsageOID.CLIENT_AUTH if client_auth else x509.ExtendedKeyUsageOID.SERVER_AUTH
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
+        .add_extension(_tls_key_usage(public_key), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .sign(ca_key, _hash_for(ca_key))
+    )
+
+
+def is_tls_certificate(cert: x509.Certificate) -> bool:
+    """Whether ``cert`` is for TLS (its extendedKeyUsage names serverAuth or clientAuth): such a certificate
+    authenticates a transport, never the signer of a document."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return x509.ExtendedKeyUsageOID.SERVER_AUTH in eku or x509.ExtendedKeyUsageOID.CLIENT_AUTH in eku
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """What the endpoint servers need of a TLS peer's certificate (read once per connection): the agency it names
+    (subject UID, None when absent or repeated), its serial (for the CRL) and whether it was issued for TLS client
+    authentication (extendedKeyUsage clientAuth: an agency's signing certificate is not)."""
+
+    uid: str | None
+    serial: int
+    client_auth: bool
+
+    @classmethod
+    def from_der(cls, der: bytes) -> ClientCertificate:
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            client_auth = x509.ExtendedKeyUsageOID.CLIENT_AUTH in eku
+        except x509.ExtensionNotFound:
+            client_auth = False
+        return cls(cert_uid(cert), cert.serial_number, client_auth)
+
+
+def revoked_serials(ca_pem: bytes, crl_pem: bytes) -> frozenset[int]:
+    """The serials a CRL lists, once its signature is checked against one of the CA certificates in ``ca_pem``
+    (ValueError otherwise: an unsigned or foreign list revokes nothing and trusts nothing)."""
+    anchors, crls = load_trust(ca_pem, crl_pem)
+    out: set[int] = set()
+    for crl in crls:
+        issuer = next((a for a in anchors if a.subject == crl.issuer), None)
+        if issuer is None or not crl.is_signature_valid(issuer_public_key(issuer)):
+            raise ValueError("the CRL is not signed by the axis CA")
+        out.update(r.serial_number for r in crl)
+    return frozenset(out)
+
+
+def _issue_tls(ca: CertificateAuthority, directory: Path, code: str, cert: x509.Certificate, key: PrivateKey,
+               usage: str, certs: list[dict[str, object]]) -> Issued:
+    _write_private(directory / "key.pem", key_pem(key))
+    _write_public(directory / "cert.pem", cert_pem(cert))
+    certs.append({"code": code, "serial": format(cert.serial_number, "x"), "usage": usage,
+                  "not_after": cert.not_valid_after_utc.isoformat(), "revoked_at": None})
+    return Issued(code, directory / "key.pem", directory / "cert.pem", cert.serial_number, cert.not_valid_after_utc)
+
+
+def issue_server_certificate(ca_dir: Path | str, hosts: Sequence[str] = (), *, days: int = 365,
+                             algorithm: Algorithm = "ec") -> Issued:
+    """Issue (or re-issue) the TLS server key and certificate from the CA in ``ca_dir``: ``tls/server/key.pem``
+    (0600) and ``tls/server/cert.pem`` for 127.0.0.1, localhost and ``hosts``; recorded in ``index.json`` under
+    the code ``tls-server``. EC P-256 by default (the cheapest handshakes)."""
+    if days < 1:
+        raise PkiError("--days must be at least 1")
+    ca = CertificateAuthority(ca_dir)
+    key = new_key(algorithm)
+    cert = issue_server_cert(ca.key, ca.cert, key.public_key(), hosts, days=days)
+    certs = ca._index()
+    issued = _issue_tls(ca, ca.dir / SERVER_DIR, SERVER_CODE, cert, key, "tls-server", certs)
+    ca._save_index(certs)
+    return issued
+
+
+def client_dir(ca_dir: Path | str, code: str) -> Path:
+    """Where an agency's TLS client key and certificate are (``<pki dir>/tls/clients/<CODE>``)."""
+    return Path(ca_dir) / CLIENTS_DIR / code
+
+
+def issue_client_certificates(ca_dir: Path | str, agencies: Sequence[tuple[str, str | None]], *, days: int = 365,
+                              algorithm: Algorithm = "ec") -> list[Issued]:
+    """Issue (or re-issue) TLS client keys and certificates to many (code, name) at once (one index write):
+    ``tls/clients/<CODE>/key.pem`` (0600) and ``cert.pem``, subject UID = CODE, extendedKeyUsage clientAuth."""
+    for code, _ in agencies:
+        if not valid_code(code):
+            raise PkiError(f"malformed agency code {code!r} (e.g. 000.00.00.G22 or H55.242)")
+    if days < 1:
+        raise PkiError("--days must be at least 1")
+    ca = CertificateAuthority(ca_dir)
+    certs = ca._index()
+    out = []
+    for code, name in agencies:
+        key = new_key(algorithm)
+        cert = issue_client_cert(ca.key, ca.cert, code, key.public_key(), name=name, days=days)
+        out.append(_issue_tls(ca, client_dir(ca.dir, code), code, cert, key, TLS_CLIENT_USAGE, certs))
+    ca._save_index(certs)
+    return out
+
+
+def revoke_client_certificate(ca_dir: Path | str, code: str) -> int:
+    """Revoke the agency's current TLS client certificate and re-issue the CRL; returns the revoked serial.
+    Refusal(CERT_UNTRUSTED) when this CA never issued one to ``code``."""
+    if not valid_code(code):
+        raise PkiError(f"malformed agency code {code!r}")
+    ca = CertificateAuthority(ca_dir)
+    cert_file = client_dir(ca.dir, code) / "cert.pem"
+    if not cert_file.is_file():
+        raise Refusal(Reason.CERT_UNTRUSTED, f"no TLS client certificate was issued to {code} by this CA")
+    serial = load_certs(cert_file.read_bytes())[0].serial_number
+    certs = ca._index()
+    now = _now()
+    for entry in certs:
+        if entry.get("code") == code and entry.get("serial") == format(serial, "x") and not entry.get("revoked_at"):
+            entry["revoked_at"] = now.isoformat()
+    ca._save_index(certs)
+    ca.write_crl()
+    return serial

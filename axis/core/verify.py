@@ -78,7 +78,7 @@ from axis.core.dsig import (
     q,
 )
 from axis.core.envelope import Message, from_element
-from axis.core.pki import cert_uid, issuer_public_key, load_trust
+from axis.core.pki import cert_uid, is_tls_certificate, issuer_public_key, load_trust
 from axis.core.reasons import Reason, Refusal
 from axis.core.xmlsafe import DEFAULT_MAX_BYTES, parse_untrusted
 
@@ -441,6 +441,8 @@ def cert_facts(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certifi
         usage_problem = "the certificate has no key usage extension (digitalSignature required)"
     if usage_problem is None and _is_ca(signer):
         usage_problem = "a CA certificate may not sign envelopes"
+    if usage_problem is None and is_tls_certificate(signer):
+        usage_problem = "a TLS certificate (extendedKeyUsage serverAuth/clientAuth) may not sign envelopes"
     windows = tuple((c.not_valid_before_utc, c.not_valid_after_utc, c.issuer.public_bytes(), c.serial_number)
                     for c in path)
     return CertFacts(certificate=signer, path=tuple(path), uid=cert_uid(signer), usage_problem=usage_problem,
