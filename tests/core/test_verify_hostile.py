@@ -16,8 +16,9 @@ A, B = "000.00.00.G22", "000.00.00.H41"
 MAX = 200_000
 
 #: The reasons verification can give (section 2 minus the directory/auth/schema ones).
+# the verifier's reasons: not the directory's, the door's, or the evidence log's (proofs and tree heads)
 VERIFY_REASONS = set(Reason) - {Reason.SCHEMA_INVALID, Reason.UNKNOWN_SENDER, Reason.UNKNOWN_RECIPIENT,
-                                Reason.UNAUTHORIZED, Reason.FORBIDDEN}
+                                Reason.UNAUTHORIZED, Reason.FORBIDDEN, Reason.PROOF_INVALID, Reason.STH_INVALID}
 
 
 @pytest.fixture(scope="module", params=["rsa", "ec"])
