@@ -13,7 +13,6 @@ Topology (declared once by the provisioning account, :mod:`axis.broker.topology`
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,9 +128,9 @@ CONTENT_EVENTS = "application/json"
 
 
 def evidence(events: Sequence[Event]) -> Outgoing:
-    """One message carrying ``events`` to the log writer: an orjson list of ``dataclasses.asdict(event)``."""
-    return Outgoing(EX_EVIDENCE, "", orjson.dumps([dataclasses.asdict(e) for e in events]),
-                    content_type=CONTENT_EVENTS)
+    """One message carrying ``events`` to the log writer: a JSON list of the events' fields (orjson serializes the
+    dataclasses natively: a tenth of the cost of ``dataclasses.asdict``, the same JSON)."""
+    return Outgoing(EX_EVIDENCE, "", orjson.dumps(list(events)), content_type=CONTENT_EVENTS)
 
 
 def read_events(body: bytes) -> list[Event]:
