@@ -8,7 +8,19 @@ Tables (``axis_log_*``):
 - ``nodes``   the hash of every perfect subtree, leaf hashes included: ``id = level << 48 | index`` (the subtree of
   ``2**level`` leaves starting at leaf ``index * 2**level``), ``hash``. An append adds the leaf hashes and the
   subtrees they complete; a root or a proof reads O(log n) of them in one query and never rehashes the log;
-- ``sth`` and ``certs``  the signed tree heads (the log certificate stored once per certificate).
+- ``sth`` and ``certs``  the signed tree heads (the log certificate stored once per certificate);
+- ``meta``    ``name``/``value`` pairs: ``archived_upto`` (see Retention).
+
+**Retention.** ``axis log archive`` writes the oldest leaves to a sealed segment (:mod:`axis.log.segment`);
+:meth:`LogStore.drop_archived` then deletes the leaves below a boundary ``upto`` that a tree head covers, and with
+them every perfect-subtree hash inside ``[0, upto)`` except the few that proofs still need
+(:func:`retained_below`): the subtrees of the tree of ``upto`` leaves (its RFC 9162 decomposition, at most one per
+level) and the hash of leaf ``upto - 1``. Every subtree that a root of ``size >= upto`` leaves, an inclusion proof
+of a leaf ``>= upto`` or a consistency proof between sizes ``>= upto`` reads is either one of those or reaches past
+``upto`` (never dropped), so all of them stay computable and unchanged; a dropped leaf, or a proof that would need
+a dropped hash, is a ValueError that says so. The boundary is ``meta.archived_upto``; the tree keeps its indices
+and its size (an empty leaves table after a drop still has ``archived_upto`` leaves). Searches, traces and counts
+see the leaves still stored.
 
 :meth:`LogStore.append` is ONE transaction: events in the given order, each whose key is already stored keeps its
 first index. A single writer appends (on PostgreSQL concurrent appends are serialized by an advisory lock; on
@@ -54,6 +66,7 @@ PG_APPEND_LOCK = 0x6178697367  # "axisg"
 CHUNK = 500  # values per IN (...) list
 MAX_SEARCH = 10_000
 MAX_PROBLEMS = 1_000  # verify() stops listing problems after this many (and says how many more)
+DROP_STEP = 100_000  # drop_archived() deletes at most this many leaves per transaction (about a second on SQLite)
 _KIND = {t: i for i, t in enumerate(EVENT_TYPES)}
 
 
@@ -76,6 +89,7 @@ _SQLITE_DDL = (
     "CREATE TABLE IF NOT EXISTS axis_log_sth (tree_size INTEGER NOT NULL, ts INTEGER NOT NULL, "
     "root_hash BLOB NOT NULL, signature BLOB NOT NULL, cert_fp BLOB NOT NULL, PRIMARY KEY (tree_size, ts)) "
     "WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS axis_log_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
 )
 _PG_DDL = (
     "CREATE TABLE IF NOT EXISTS axis_log_leaves (idx BIGINT PRIMARY KEY, key_hash BYTEA NOT NULL UNIQUE, "
@@ -85,6 +99,7 @@ _PG_DDL = (
     "CREATE TABLE IF NOT EXISTS axis_log_certs (fp BYTEA PRIMARY KEY, pem TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS axis_log_sth (tree_size BIGINT NOT NULL, ts BIGINT NOT NULL, "
     "root_hash BYTEA NOT NULL, signature BYTEA NOT NULL, cert_fp BYTEA NOT NULL, PRIMARY KEY (tree_size, ts))",
+    "CREATE TABLE IF NOT EXISTS axis_log_meta (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
 )
 #: secondary indexes (same SQL on both; on SQLite every index ends with the rowid, i.e. idx, implicitly)
 _INDEXES = (
@@ -172,13 +187,18 @@ class _Fetched:
 
 
 def _fetch(db: _Db, wanted: set[tuple[int, int]], size: int) -> _Fetched:
-    """The hashes of ``wanted`` perfect subtrees; ValueError when one is missing (``size`` beyond the log)."""
+    """The hashes of ``wanted`` perfect subtrees; ValueError when one is missing (``size`` beyond the log, or a
+    subtree dropped with the archived leaves)."""
     ids = [node_id(level, index) for level, index in wanted]
     found: dict[tuple[int, int], bytes] = {}
     for chunk in _chunks(ids):
         for nid, h in db.rows("SELECT id, hash FROM axis_log_nodes WHERE id IN :ids", {"ids": list(chunk)}):
             found[(nid >> LEVEL_SHIFT, nid & ((1 << LEVEL_SHIFT) - 1))] = bytes(h)
     if len(found) != len(wanted):
+        upto = _archived_upto(db)
+        if upto and any((index + 1) << level <= upto for level, index in wanted.difference(found)):
+            raise ValueError(f"the leaves below {upto} are archived: the store no longer holds the hashes this "
+                             f"needs (roots and proofs from {upto} leaves on only; see the archive segments)")
         raise ValueError(f"the log has fewer than {size} leaves")
     return _Fetched(found)
 
@@ -197,7 +217,38 @@ def _range_roots(db: _Db, ranges: Sequence[tuple[int, int]], size: int) -> list[
 
 def _size(db: _Db) -> int:
     (top,) = db.rows("SELECT max(idx) FROM axis_log_leaves")[0]
-    return 0 if top is None else int(top) + 1
+    # no leaf left: the archived ones were dropped (the tree keeps its size) or the log is empty
+    return _archived_upto(db) if top is None else int(top) + 1
+
+
+def _archived_upto(db: _Db) -> int:
+    rows = db.rows("SELECT value FROM axis_log_meta WHERE name = 'archived_upto'")
+    return int(rows[0][0]) if rows else 0
+
+
+def retained_below(upto: int) -> set[tuple[int, int]]:
+    """The perfect subtrees (level, index) inside leaves ``[0, upto)`` that :meth:`LogStore.drop_archived` keeps:
+    the RFC 9162 decomposition of the tree of ``upto`` leaves, and leaf ``upto - 1``'s hash (the proof of a tree of
+    ``upto`` leaves reads it to know that the tree exists)."""
+    if upto <= 0:
+        return set()
+    return {*merkle.perfect_ranges(0, upto), (0, upto - 1)}
+
+
+def dropped_ranges(upto: int) -> list[tuple[int, int]]:
+    """``(level, end)``: :meth:`LogStore.drop_archived` deletes the subtrees ``(level, 0)`` … ``(level, end - 1)``
+    of each level — every one inside ``[0, upto)`` but :func:`retained_below`'s (the last one of a level, when
+    kept)."""
+    out = []
+    level = 0
+    while upto >> level:
+        end = upto >> level
+        if level == 0 or end & 1:  # (level, end - 1) is retained: leaf upto - 1, or a subtree of the decomposition
+            end -= 1
+        if end:
+            out.append((level, end))
+        level += 1
+    return out
 
 
 def _root(db: _Db, size: int) -> bytes:
@@ -480,7 +531,7 @@ class LogStore:
 
     async def counts(self) -> dict[str, int]:
         """Leaves per event type (every type present, 0 when none): what the simulator and the demo compare with
-        the axis's counters."""
+        the axis's counters. Leaves dropped after archiving are not counted."""
         rows = await self._backend.read(lambda db: db.rows(
             "SELECT kind, count(*) FROM axis_log_leaves GROUP BY kind", {}))
         out = dict.fromkeys(EVENT_TYPES, 0)
@@ -499,9 +550,16 @@ class LogStore:
         return await self._backend.read(tx)
 
     async def leaf(self, index: int) -> bytes:
-        rows = await self._backend.read(lambda db: db.rows("SELECT leaf FROM axis_log_leaves WHERE idx = :i",
-                                                           {"i": index}))
+        """Leaf ``index``'s bytes; ValueError when the log has no such leaf or it was archived and dropped."""
+        def tx(db: _Db) -> tuple[list[tuple[Any, ...]], int]:
+            rows = db.rows("SELECT leaf FROM axis_log_leaves WHERE idx = :i", {"i": index})
+            return rows, (0 if rows else _archived_upto(db))
+
+        rows, upto = await self._backend.read(tx)
         if not rows:
+            if 0 <= index < upto:
+                raise ValueError(f"leaf {index} was archived and dropped from the store (it keeps the leaves from "
+                                 f"{upto} on): read it from the archive segment that holds it")
             raise ValueError(f"no leaf {index} in the log")
         return bytes(rows[0][0])
 
@@ -567,13 +625,118 @@ class LogStore:
             f"{_STH_SELECT} WHERE s.tree_size > :i ORDER BY s.tree_size, s.ts LIMIT 1", {"i": index}))
         return _sth_row(rows[0]) if rows else None
 
+    # -- retention (module docstring; the segment files: axis.log.segment) ------------------------------------------
+
+    async def archived_upto(self) -> int:
+        """The archived boundary: leaves below it were dropped from the store (0: none)."""
+        return await self._backend.read(_archived_upto)
+
+    async def archive_bounds(self, before_ms: int) -> tuple[int, int, SignedTreeHead | None]:
+        """What a segment of the leaves before ``before_ms`` (ms since the epoch) holds: ``(start, end, sth)`` —
+        leaves ``start`` (the archived boundary) to ``end - 1``, where ``end`` is the largest size such that every
+        leaf below it is before ``before_ms`` and a tree head covers it, and ``sth`` the latest tree head (the
+        freshest signature; a consistency proof leads the segment's root to it). ``end == start`` and no tree
+        head: nothing to archive."""
+        def tx(db: _Db) -> tuple[int, int, SignedTreeHead | None]:
+            start, n = _archived_upto(db), _size(db)
+            (late,) = db.rows("SELECT min(idx) FROM axis_log_leaves WHERE at >= :t", {"t": before_ms})[0]
+            (covered,) = db.rows("SELECT max(tree_size) FROM axis_log_sth")[0]
+            end = min(n if late is None else int(late), int(covered or 0))
+            if end <= start:
+                return start, start, None
+            rows = db.rows(f"{_STH_SELECT} ORDER BY s.tree_size DESC, s.ts DESC LIMIT 1")
+            return start, end, _sth_row(rows[0])
+
+        return await self._backend.read(tx)
+
+    async def leaves_between(self, start: int, end: int, limit: int = 10_000) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` leaves ``(index, leaf)`` with ``start <= index < end``, in log order (one query)."""
+        rows = await self._backend.read(lambda db: db.rows(
+            f"SELECT {_LEAF_COLS} FROM axis_log_leaves WHERE idx >= :a AND idx < :b ORDER BY idx LIMIT :limit",
+            {"a": start, "b": end, "limit": limit}))
+        return [(int(i), bytes(leaf)) for i, leaf in rows]
+
+    async def decomposition(self, size: int) -> list[bytes]:
+        """The hashes of the perfect subtrees that make the tree of ``size`` leaves (RFC 9162's decomposition,
+        largest first; empty for 0): what a segment starting at leaf ``size`` needs to rebuild the roots of the
+        trees it ends."""
+        ranges = merkle.perfect_ranges(0, size) if size else []
+        if not ranges:
+            return []
+
+        def tx(db: _Db) -> list[bytes]:
+            src = _fetch(db, {*ranges, (0, size - 1)}, size)
+            return [src.perfect(level, index) for level, index in ranges]
+
+        return await self._backend.read(tx)
+
+    async def drop_archived(self, upto: int) -> int:
+        """Delete the leaves below ``upto`` (archived first: ``axis log archive``), with every
+        perfect-subtree hash inside ``[0, upto)`` that no later root or proof needs (module docstring), and record
+        ``upto`` as the archived boundary. Returns how many leaves were deleted (0 when ``upto`` is not above the
+        boundary already). ValueError when ``upto`` is beyond the log, when no tree head covers it, or when the
+        smallest tree head that does is not the log's root at its size (the store is damaged: nothing is
+        dropped).
+
+        A long range goes in steps of :data:`DROP_STEP` leaves, one transaction each (every step a valid
+        boundary), so that the log writer never waits long for the write lock."""
+        def check(db: _Db) -> None:
+            n = _size(db)
+            if upto > n:
+                raise ValueError(f"cannot drop below {upto}: the log has {n} leaves")
+            (covered,) = db.rows("SELECT max(tree_size) FROM axis_log_sth")[0]
+            if covered is None or int(covered) < upto:
+                raise ValueError(f"no signed tree head covers the first {upto} leaves: they cannot be dropped")
+
+        await self._backend.read(check)
+        total = 0
+        while True:
+            done = await self._backend.read(_archived_upto)
+            if upto <= done:
+                return total
+            total += await self._drop_step(min(upto, done + DROP_STEP))
+
+    async def _drop_step(self, upto: int) -> int:
+        def tx(db: _Db) -> int:
+            done = _archived_upto(db)
+            if upto <= done:
+                return 0
+            n = _size(db)
+            if upto > n:
+                raise ValueError(f"cannot drop below {upto}: the log has {n} leaves")
+            rows = db.rows(f"{_STH_SELECT} WHERE s.tree_size >= :k ORDER BY s.tree_size, s.ts LIMIT 1", {"k": upto})
+            if not rows:
+                raise ValueError(f"no signed tree head covers the first {upto} leaves: they cannot be dropped")
+            sth = _sth_row(rows[0])
+            if _root(db, sth.tree_size) != sth.root:
+                raise ValueError(f"tree head {sth.tree_size}@{sth.timestamp} is not the log's root at its size: "
+                                 "the store is damaged (run axis log verify); nothing dropped")
+            _fetch(db, retained_below(upto), upto)  # what stays must be there
+            (count,) = db.rows("SELECT count(*) FROM axis_log_leaves WHERE idx < :u", {"u": upto})[0]
+            db.rows("DELETE FROM axis_log_leaves WHERE idx < :u", {"u": upto})
+            for level, end in dropped_ranges(upto):
+                db.rows("DELETE FROM axis_log_nodes WHERE id >= :a AND id < :b",
+                        {"a": node_id(level, 0), "b": node_id(level, end)})
+            db.rows("INSERT INTO axis_log_meta (name, value) VALUES ('archived_upto', :u) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value", {"u": upto})
+            return int(count)
+
+        async with self._append_lock:
+            return await self._backend.write(tx)
+
     # -- checking -------------------------------------------------------------------------------------------------
 
     async def verify(self, ca_pems: Sequence[bytes], crl_pem: bytes | None = None) -> list[str]:
         """Recompute the log from its leaves: every leaf parses and matches its indexed columns, indices run
         0..n-1, every stored leaf hash and perfect subtree is what the leaves give (none missing, none extra),
         every tree head's signature and certificate verify (:func:`verify_sth`, now) and its root is the log's
-        root at its size. Returns the problems found (empty: the log is intact)."""
+        root at its size. Returns the problems found (empty: the log is intact).
+
+        After :meth:`drop_archived`, indices run from the archived boundary ``a``; the subtrees kept inside
+        ``[0, a)`` (:func:`retained_below`) must be there and nothing else of that range; they are checked as the
+        halves of the subtrees that reach past ``a`` and through the roots of the tree heads of ``a`` leaves or
+        more (a tree head covering ``a`` must exist). Tree heads of fewer leaves are checked for their signature
+        only (their roots are in the archive segments)."""
         return await self._backend.read_long(lambda db: _Verifier(db, ca_pems, crl_pem).run())
 
 
@@ -584,6 +747,7 @@ class _Verifier:
         self.crl_pem = crl_pem
         self.problems: list[str] = []
         self.more = 0
+        self.archived = 0
 
     def problem(self, text: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -592,7 +756,9 @@ class _Verifier:
             self.more += 1
 
     def run(self) -> list[str]:
+        self.archived = _archived_upto(self.db)
         n = self.leaves()
+        self.retained()
         self.levels(n)
         self.tree_heads(n)
         if self.more:
@@ -600,8 +766,9 @@ class _Verifier:
         return self.problems
 
     def leaves(self) -> int:
-        """Check every leaf and its level-0 hash; returns the tree size (the highest index + 1)."""
-        db, expected, last = self.db, 0, -1
+        """Check every leaf and its level-0 hash; returns the tree size (the highest index + 1, or the archived
+        boundary when every leaf was dropped)."""
+        db, expected, last, a = self.db, self.archived, -1, self.archived
         while True:
             rows = db.rows("SELECT l.idx, l.leaf, l.kind, l.at, l.sender, l.document_id, l.agency, n.hash "
                            "FROM axis_log_leaves l LEFT JOIN axis_log_nodes n ON n.id = l.idx "
@@ -610,6 +777,9 @@ class _Verifier:
                 break
             for idx, leaf, kind, at, sender, document_id, agency, stored in rows:
                 idx, leaf = int(idx), bytes(leaf)
+                if idx < a:
+                    self.problem(f"leaf {idx} is below the archived boundary {a} (it should have been dropped)")
+                    continue
                 if idx != expected:
                     self.problem(f"leaves {expected}..{idx - 1} are missing" if idx > expected + 1
                                  else f"leaf {expected} is missing")
@@ -627,12 +797,33 @@ class _Verifier:
                 elif bytes(stored) != merkle.leaf_hash(leaf):
                     self.problem(f"leaf {idx}: the stored hash is not the leaf's hash")
             last = int(rows[-1][0])
-        (count,) = db.rows("SELECT count(*) FROM axis_log_nodes WHERE id < :top",
-                           {"top": node_id(1, 0)})[0]
-        (leaves,) = db.rows("SELECT count(*) FROM axis_log_leaves")[0]
+        (count,) = db.rows("SELECT count(*) FROM axis_log_nodes WHERE id >= :a AND id < :top",
+                           {"a": a, "top": node_id(1, 0)})[0]
+        (leaves,) = db.rows("SELECT count(*) FROM axis_log_leaves WHERE idx >= :a", {"a": a})[0]
         if int(count) != int(leaves):
             self.problem(f"{count} leaf hashes are stored for {leaves} leaves")
         return expected
+
+    def retained(self) -> None:
+        """Inside the archived range, exactly the subtrees :func:`retained_below` names are stored."""
+        a = self.archived
+        if not a:
+            return
+        kept = retained_below(a)
+        ids = [node_id(level, index) for level, index in kept]
+        found = {int(r[0]) for chunk in _chunks(ids)
+                 for r in self.db.rows("SELECT id FROM axis_log_nodes WHERE id IN :ids", {"ids": list(chunk)})}
+        for level, index in sorted(kept):
+            if node_id(level, index) not in found:
+                self.problem(f"subtree ({level}, {index}), kept for the archived leaves below {a}, has no stored hash")
+        level = 0
+        while a >> level:
+            (count,) = self.db.rows("SELECT count(*) FROM axis_log_nodes WHERE id >= :lo AND id < :hi",
+                                    {"lo": node_id(level, 0), "hi": node_id(level, a >> level)})[0]
+            extra = int(count) - sum(1 for lv, _ in kept if lv == level)
+            if extra > 0:
+                self.problem(f"{extra} hashes of archived subtrees at level {level} are still stored")
+            level += 1
 
     def levels(self, n: int) -> None:
         """Each perfect subtree of level L is the node hash of its two halves (stored at level L - 1)."""
@@ -650,7 +841,8 @@ class _Verifier:
                 if int(beyond):
                     self.problem(f"{beyond} hashes stored above level {level}")
                 return
-            for start in range(0, count, 2000):
+            # the subtrees inside the archived range were dropped (the kept ones: retained())
+            for start in range(self.archived >> level, count, 2000):
                 stop = min(count, start + 2000)
                 below = dict(db.rows("SELECT id, hash FROM axis_log_nodes WHERE id >= :a AND id < :b",
                                      {"a": node_id(level - 1, 2 * start), "b": node_id(level - 1, 2 * stop)}))
@@ -667,11 +859,13 @@ class _Verifier:
             level += 1
 
     def tree_heads(self, n: int) -> None:
-        db, last = self.db, (-1, -1)
+        db, last, covering = self.db, (-1, -1), False
         while True:
             rows = db.rows(f"{_STH_SELECT} WHERE s.tree_size > :size OR (s.tree_size = :size AND s.ts > :ts) "
                            "ORDER BY s.tree_size, s.ts LIMIT 500", {"size": last[0], "ts": last[1]})
             if not rows:
+                if self.archived and not covering:
+                    self.problem(f"no tree head covers the archived boundary {self.archived}")
                 return
             for row in rows:
                 sth = _sth_row(row)
@@ -683,6 +877,9 @@ class _Verifier:
                 if sth.tree_size > n:
                     self.problem(f"{name}: the log has only {n} leaves")
                     continue
+                if sth.tree_size < self.archived:
+                    continue  # its root is in the archive segments, not here
+                covering = True
                 try:
                     root = _root(db, sth.tree_size)
                 except (ValueError, KeyError):
