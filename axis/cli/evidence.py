@@ -20,6 +20,13 @@ agency's ``tls_cert``/``tls_key``, when listed, are presented to its endpoint se
 - ``axis log verify [--config FILE]`` — recompute the whole stored log (the store named by the running axis's
   configuration: ``config.yaml`` beside connections.json, or ``--config``) and check every stored tree head
   against the axis CA (:meth:`axis.log.store.LogStore.verify`). Exit 1 listing the problems.
+- ``axis log archive --before DATE -o FILE [--drop]`` — write the sealed segment of the log's oldest leaves
+  (:func:`axis.log.segment.archive`: the longest prefix, from the archived boundary, of leaves before DATE that a
+  tree head covers), checked before it is renamed into place; ``--drop`` then drops them from the store
+  (:meth:`axis.log.store.LogStore.drop_archived`). Nothing to archive: exit 0, no file.
+- ``axis log verify --archive FILE [--ca CA_PEM] [--crl CRL] [--at WHEN]`` — check a segment offline
+  (:func:`axis.log.segment.verify_segment`; the CA defaults to the running axis's). Exit 1 with ``PROOF_INVALID``
+  or ``STH_INVALID``.
 
 Exit status: 0 success, 1 refused or failed (the reason, when there is one, is printed), 2 usage error.
 ``--json`` prints one JSON object on stdout.
@@ -339,13 +346,13 @@ def _classify(problems: list[str]) -> Reason:
     return Reason.STH_INVALID if all(sth_only(p) for p in problems) else Reason.PROOF_INVALID
 
 
-async def _verify_log(url: str, ca_pem: bytes, crl_pem: bytes | None) -> tuple[list[str], int, Any]:
+async def _verify_log(url: str, ca_pem: bytes, crl_pem: bytes | None) -> tuple[list[str], int, Any, int]:
     from axis.log.store import LogStore
 
     store = await LogStore.open(url)
     try:
         problems = await store.verify([ca_pem], crl_pem)
-        return problems, await store.size(), await store.latest_sth()
+        return problems, await store.size(), await store.latest_sth(), await store.archived_upto()
     finally:
         await store.close()
 
@@ -357,14 +364,9 @@ def _sqlite_file(url: str) -> Path | None:
     return None if "://" in url else Path(url)
 
 
-@log_app.command("verify")
-def log_verify(
-    as_json: bool = typer.Option(False, "--json", help='Print {"ok", "reason", "detail", "problems", ...}.'),
-    connections: Path | None = CONNECTIONS_OPTION,
-    config: Path | None = typer.Option(None, "--config", metavar="FILE",
-                                       help="The axis configuration (default: config.yaml beside connections.json)."),
-) -> None:
-    """Check the stored log: every leaf and subtree hash recomputed, every tree head's root and signature."""
+def _log_config(connections: Path | None, config: Path | None, as_json: bool) -> tuple[str, bytes, bytes | None]:
+    """The running axis's log store URL, CA certificate and CRL (when there is one), from its configuration:
+    ``--config``, else config.yaml beside connections.json. Usage errors exit 2; a missing SQLite log exits 1."""
     from axis.config import ConfigError, load_config
 
     if config is None:
@@ -382,11 +384,100 @@ def log_verify(
         _error(f"the evidence log {sqlite_file} does not exist", as_json)
     ca_pem = _read(Path(cfg.pki.ca), "CA certificate")
     crl_pem = _read(Path(cfg.pki.crl), "CRL") if cfg.pki.crl is not None and Path(cfg.pki.crl).is_file() else None
+    return url, ca_pem, crl_pem
+
+
+class _Progress:
+    """A progress bar on stderr for the leaves written and checked (only on a terminal: never in --json's way)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err_console, transient=True,
+                            disable=not err_console.is_terminal)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Progress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        task = self.tasks.get(phase)
+        if task is None:
+            task = self.tasks[phase] = self.bar.add_task(f"{phase} leaves", total=total)
+        self.bar.update(task, completed=done, total=total)
+
+
+def _segment_line(report: Any) -> str:
+    sth = report.sth
+    return (f"leaves {report.start:,}..{report.end - 1:,} ({report.leaves:,}, at {_when(report.min_at)} to "
+            f"{_when(report.max_at)}), root {report.root_hash[:16]}…, in the tree head of {sth.tree_size:,} leaves "
+            f"signed {_when(sth.timestamp)}")
+
+
+def _verify_archive(file: Path, ca: Path | None, crl: Path | None, at: str | None, as_json: bool,
+                    connections: Path | None, config: Path | None) -> None:
+    """``axis log verify --archive FILE``: a sealed segment, offline (axis.log.segment.verify_segment)."""
+    from axis.log.segment import verify_segment
+
+    if not file.is_file():
+        usage_error(f"segment {file} cannot be read: no such file")
+    when = _parse_at(at)
+    if ca is not None:
+        ca_pem = _read(ca, "CA certificate")
+    elif connections is None and config is None and not DEFAULT_CONNECTIONS.is_file():
+        usage_error("--ca CA_PEM is needed (no ./axis-work/connections.json to take the axis CA from)")
+    else:
+        _, ca_pem, _ = _log_config(connections, config, as_json)
+    crl_pem = _read(crl, "CRL") if crl is not None else None
+    with _Progress() as progress:
+        report = verify_segment(file, ca_pem, crl_pem=crl_pem, at=when, progress=progress)
+    extra = {"file": str(file), "bytes": file.stat().st_size}
+    if not report.ok:
+        assert report.reason is not None
+        fail(Refusal(report.reason, report.detail), as_json=as_json,
+             extra={**extra, **{k: v for k, v in report.as_dict().items() if k not in ("ok", "reason", "detail")}})
+    if as_json:
+        print_json({**report.as_dict(), **extra})
+    else:
+        console.print(f"[bold green]ok[/] the segment {safe(file)} is intact: {safe(_segment_line(report))}",
+                      soft_wrap=True)
+
+
+@log_app.command("verify")
+def log_verify(
+    as_json: bool = typer.Option(False, "--json", help='Print {"ok", "reason", "detail", "problems", ...}.'),
+    connections: Path | None = CONNECTIONS_OPTION,
+    config: Path | None = typer.Option(None, "--config", metavar="FILE",
+                                       help="The axis configuration (default: config.yaml beside connections.json)."),
+    archive: Path | None = typer.Option(None, "--archive", metavar="FILE",
+                                        help="Check this sealed segment (axis log archive) offline instead."),
+    ca: Path | None = typer.Option(None, "--ca", metavar="CA_PEM",
+                                   help="With --archive: the axis CA certificate you trust (default: the axis's)."),
+    crl: Path | None = typer.Option(None, "--crl", metavar="CRL",
+                                    help="With --archive: a CRL to use instead of the segment's."),
+    at: str | None = typer.Option(None, "--at", metavar="WHEN",
+                                  help="With --archive: when the log certificate must be valid (ISO 8601; default "
+                                       "now; an old segment: e.g. its tree head's time)."),
+) -> None:
+    """Check the stored log (every leaf and subtree hash recomputed, every tree head's root and signature), or
+    with --archive a sealed segment offline (its leaves make its root, a consistency proof leads that root to a
+    signed tree head, whose signature and chain verify)."""
+    if archive is not None:
+        _verify_archive(archive, ca, crl, at, as_json, connections, config)
+        return
+    if ca is not None or crl is not None or at is not None:
+        usage_error("--ca, --crl and --at go with --archive (the stored log is checked against the axis's CA)")
+    url, ca_pem, crl_pem = _log_config(connections, config, as_json)
     try:
-        problems, size, sth = asyncio.run(_verify_log(url, ca_pem, crl_pem))
+        problems, size, sth, archived = asyncio.run(_verify_log(url, ca_pem, crl_pem))
     except Exception as exc:  # the store cannot be opened or read
         _error(f"cannot read the evidence log {url}: {type(exc).__name__}: {exc}", as_json)
-    extra = {"tree_size": size, "sth": sth.to_json() if sth is not None else None}
+    extra = {"tree_size": size, "archived_upto": archived, "sth": sth.to_json() if sth is not None else None}
     if problems:
         if as_json:
             print_json({"ok": False, "reason": _classify(problems).value, "detail": problems[0],
@@ -399,7 +490,86 @@ def log_verify(
         raise typer.Exit(EXIT_REFUSED)
     detail = (f"{size:,} leaves; the latest tree head covers {sth.tree_size:,}" if sth is not None
               else f"{size:,} leaves; no tree head signed yet")
+    if archived:
+        detail += f" (leaves 0..{archived - 1:,} archived and dropped: checked through the subtree hashes kept)"
     if as_json:
         print_json({"ok": True, "reason": None, "detail": detail, "problems": [], **extra})
     else:
-        console.print(f"[bold green]ok[/] the evidence log is intact: {detail}")
+        console.print(f"[bold green]ok[/] the evidence log is intact: {detail}", soft_wrap=True)
+
+
+def _parse_before(text: str) -> int:
+    """``--before``: an ISO 8601 date or datetime (UTC unless it says otherwise), or 'now'; ms since the epoch."""
+    if text == "now":
+        return int(time.time() * 1000)
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        usage_error(f"--before must be an ISO 8601 date or datetime (or 'now'), not {text!r}")
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return max(0, int(t.timestamp() * 1000))
+
+
+async def _archive(url: str, before: int, output: Path, ca_pem: bytes, crl_pem: bytes | None, drop: bool,
+                   progress: _Progress) -> tuple[Any, int | None, int]:
+    from axis.log.segment import archive
+    from axis.log.store import LogStore
+
+    store = await LogStore.open(url)
+    try:
+        report = await archive(store, before, output, ca_pem=ca_pem, crl_pem=crl_pem, progress=progress)
+        dropped = await store.drop_archived(report.end) if drop and report is not None and report.end else None
+        return report, dropped, await store.archived_upto()
+    finally:
+        await store.close()
+
+
+@log_app.command("archive")
+def log_archive(
+    before: str = typer.Option(..., "--before", metavar="DATE",
+                               help="Archive the leaves older than this (ISO 8601 date or datetime, UTC by default)."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="FILE", help="The segment file to write (a ZIP)."),
+    drop: bool = typer.Option(False, "--drop", help="Then drop the archived leaves from the store (the subtree "
+                                                    "hashes proofs need are kept)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+    connections: Path | None = CONNECTIONS_OPTION,
+    config: Path | None = typer.Option(None, "--config", metavar="FILE",
+                                       help="The axis configuration (default: config.yaml beside connections.json)."),
+) -> None:
+    """Write the log's oldest leaves to a sealed segment: the longest prefix of the log (from the archived
+    boundary) whose leaves are all before DATE and that a signed tree head covers, with that tree head, a
+    consistency proof to it and the log certificate — checkable offline with `axis log verify --archive FILE`."""
+    before_ms = _parse_before(before)
+    if output.exists():
+        usage_error(f"{output} exists (a segment is never overwritten)")
+    url, ca_pem, crl_pem = _log_config(connections, config, as_json)
+    try:
+        with _Progress() as progress:
+            report, dropped, archived = asyncio.run(_archive(url, before_ms, output, ca_pem, crl_pem, drop, progress))
+    except Refusal as exc:
+        fail(exc, as_json=as_json, extra={"file": None})
+    except FileExistsError as exc:
+        usage_error(str(exc))
+    except Exception as exc:  # the store cannot be opened or read, the file cannot be written
+        _error(f"cannot archive the evidence log {url}: {type(exc).__name__}: {exc}", as_json)
+    if report is None:
+        detail = (f"nothing to archive: no leaf from {archived:,} on is both before {_when(before_ms)} and covered "
+                  "by a signed tree head")
+        if as_json:
+            print_json({"ok": True, "reason": None, "detail": detail, "file": None, "leaves": 0,
+                        "archived_upto": archived})
+        else:
+            console.print(safe(detail))
+        return
+    size = output.stat().st_size
+    extra = {"file": str(output), "bytes": size, "bytes_per_leaf": round(size / report.leaves, 1),
+             "dropped": dropped, "archived_upto": archived}
+    if as_json:
+        print_json({**report.as_dict(), "detail": f"wrote {output}: {report.detail}", **extra})
+        return
+    console.print(f"[bold green]ok[/] wrote {safe(output)} ({size:,} bytes, {size / report.leaves:.1f} per leaf): "
+                  f"{safe(_segment_line(report))}", soft_wrap=True)
+    if dropped is not None:
+        console.print(f"dropped {dropped:,} archived leaves from the store (it holds the leaves from {archived:,} on)",
+                      soft_wrap=True)
