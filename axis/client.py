@@ -1,7 +1,7 @@
 """A small Python client for agency software talking to an axis endpoint server (contract section 4).
 
     from axis.client import Client
-    with Client("http://127.0.0.1:8701", token) as c:
+    with Client("https://127.0.0.1:8701", token, ca="axis-work/pki/ca.cert.pem") as c:
         sub = c.submit(Path("doc.edxml").read_bytes())       # {"id", "document_id", "recipients"}
         for item in c.inbox(unread=True):
             data = c.get(item["id"]); c.ack(item["id"]); c.send_status(item["id"], "03", "registered")
@@ -9,16 +9,25 @@
 
 ``AsyncClient`` has the same methods as coroutines. A refusal (problem+json) raises :class:`AxisError`
 carrying ``reason`` (contract section 2), ``status`` and ``detail``.
+
+TLS (contract section 6): ``ca`` is the axis CA the server's certificate is checked against (connections.json's
+``ca``; without it, the system's trust store); ``cert``/``key`` are the agency's TLS client certificate
+(connections.json's ``tls_cert``/``tls_key``) for servers with ``client_auth``. :meth:`Client.from_connections`
+takes all of it from connections.json.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ssl
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from axis.core.reasons import Reason
+from axis.core.tlsconfig import client_context
 
 
 class AxisError(Exception):
@@ -54,9 +63,46 @@ def _headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+PathLike = str | Path
+
+
+def tls_verify(ca: PathLike | None = None, cert: PathLike | None = None, key: PathLike | None = None
+               ) -> ssl.SSLContext | bool:
+    """httpx's ``verify``: an SSLContext trusting ``ca`` (and presenting ``cert``/``key``), or True (the system's
+    trust store) when neither is given."""
+    if ca is None and cert is None:
+        return True
+    return client_context(ca, cert, key)
+
+
+def _kwargs(ca: PathLike | None, cert: PathLike | None, key: PathLike | None, kwargs: dict[str, Any]
+            ) -> dict[str, Any]:
+    if "verify" not in kwargs:
+        kwargs["verify"] = tls_verify(ca, cert, key)
+    return kwargs
+
+
+def agency_connection(connections: PathLike | Mapping[str, Any], code: str) -> dict[str, Any]:
+    """``Client``'s arguments for agency ``code`` from connections.json (a path or its parsed object): endpoint,
+    token, ca and, when issued, the TLS client certificate (cert, key)."""
+    raw = orjson.loads(Path(connections).read_bytes()) if isinstance(connections, str | Path) else connections
+    agency = next((a for a in raw.get("agencies") or [] if isinstance(a, Mapping) and a.get("code") == code), None)
+    if agency is None:
+        raise KeyError(f"agency {code} is not in connections.json")
+    return {"endpoint": agency["endpoint"], "token": agency["token"], "ca": raw.get("ca"),
+            "cert": agency.get("tls_cert"), "key": agency.get("tls_key")}
+
+
 class Client:
-    def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0, **kwargs: Any) -> None:
-        self._http = httpx.Client(base_url=endpoint.rstrip("/"), headers=_headers(token), timeout=timeout, **kwargs)
+    def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0, ca: PathLike | None = None,
+                 cert: PathLike | None = None, key: PathLike | None = None, **kwargs: Any) -> None:
+        self._http = httpx.Client(base_url=endpoint.rstrip("/"), headers=_headers(token), timeout=timeout,
+                                  **_kwargs(ca, cert, key, kwargs))
+
+    @classmethod
+    def from_connections(cls, connections: PathLike | Mapping[str, Any], code: str, **kwargs: Any) -> Client:
+        """A client acting as agency ``code`` of connections.json (endpoint, token, CA, client certificate)."""
+        return cls(**agency_connection(connections, code), **kwargs)
 
     def __enter__(self) -> Client:
         return self
@@ -102,9 +148,15 @@ class Client:
 
 
 class AsyncClient:
-    def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0, **kwargs: Any) -> None:
+    def __init__(self, endpoint: str, token: str, *, timeout: float = 30.0, ca: PathLike | None = None,
+                 cert: PathLike | None = None, key: PathLike | None = None, **kwargs: Any) -> None:
         self._http = httpx.AsyncClient(base_url=endpoint.rstrip("/"), headers=_headers(token), timeout=timeout,
-                                       **kwargs)
+                                       **_kwargs(ca, cert, key, kwargs))
+
+    @classmethod
+    def from_connections(cls, connections: PathLike | Mapping[str, Any], code: str, **kwargs: Any) -> AsyncClient:
+        """A client acting as agency ``code`` of connections.json (endpoint, token, CA, client certificate)."""
+        return cls(**agency_connection(connections, code), **kwargs)
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -6,7 +6,10 @@ user + system) before and after: routers, endpoint hosts, the RabbitMQ node (``b
 generator. CPU time per document hardly moves with what else runs on the machine, unlike rates, so it is the
 figure to compare across runs and commits; the wall-clock rate is printed beside it.
 
-    python bench/cpu_per_doc.py [--documents 3000] [--json out.json] [--profile DIR]
+    python bench/cpu_per_doc.py [--documents 3000] [--json out.json] [--profile DIR] [--plain]
+
+HTTPS by default, as ``axis up`` serves (the load generator keeps its connections alive: one handshake per
+connection); ``--plain`` measures the same axis with ``tls: off`` — the difference is the cost of TLS.
 
 ``--profile DIR`` also records py-spy raw stacks of every axis process for the measured window (needs
 ``pip install py-spy``).
@@ -44,9 +47,9 @@ def _beam_pid() -> int | None:
         return None
 
 
-async def measure(documents: int, profile: Path | None = None) -> dict[str, Any]:
+async def measure(documents: int, profile: Path | None = None, *, tls: bool = True) -> dict[str, Any]:
     with temp_vhost("axis-bench-cpu") as url, tempfile.TemporaryDirectory(prefix="axis-bench-cpu-") as tmp:
-        ax = Axis(url, Path(tmp))
+        ax = Axis(url, Path(tmp), tls=tls)
         docs = presign(ax.connections, documents + 20)
         with ax:
             await sustained(ax, docs[:20], concurrency=4)  # connections, caches: not measured
@@ -77,7 +80,8 @@ async def measure(documents: int, profile: Path | None = None) -> dict[str, Any]
     for name, ms in per.items():
         key = name.split("-")[0]
         groups[key] = groups.get(key, 0.0) + ms
-    return {"documents": documents, "wall_s": wall, "rate": documents / wall, "complete": run["rate"] is not None,
+    return {"documents": documents, "tls": tls, "wall_s": wall, "rate": documents / wall,
+            "complete": run["rate"] is not None,
             "ms_per_doc": per, "ms_per_doc_by_kind": groups, "total_ms_per_doc": sum(per.values()), "run": run}
 
 
@@ -86,10 +90,11 @@ def main() -> None:
     ap.add_argument("--documents", type=int, default=3000)
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--profile", type=Path, help="py-spy raw stacks of every axis process into this directory")
+    ap.add_argument("--plain", action="store_true", help="tls: off (plain HTTP), to measure what TLS costs")
     args = ap.parse_args()
-    r = asyncio.run(measure(args.documents, args.profile))
+    r = asyncio.run(measure(args.documents, args.profile, tls=not args.plain))
     print(f"{r['documents']} documents in {r['wall_s']:.1f} s ({r['rate']:.1f} doc/s), "
-          f"complete: {r['complete']}")
+          f"{'HTTPS' if r['tls'] else 'plain HTTP'}, complete: {r['complete']}")
     for name, ms in sorted(r["ms_per_doc"].items()):
         print(f"  {name:12s} {ms:7.2f} ms CPU/doc")
     print("  by kind: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["ms_per_doc_by_kind"].items())))

@@ -125,14 +125,15 @@ def _pct(xs: list[float], p: float) -> float:
 class Axis:
     """A whole axis (``axis.ops.up.start``) on a fresh vhost and work directory."""
 
-    def __init__(self, url: str, work: Path, routers: int = 2) -> None:
+    def __init__(self, url: str, work: Path, routers: int = 2, *, tls: bool = True) -> None:
         from axis.config import generate_workdir, load_config
 
         base = free_port_block(len(SERVERS))
         self.config_path, self.connections = generate_workdir(work, AGENCIES, SERVERS, base_port=base,
                                                               algorithm="rsa", amqp_url=url, routers=routers,
-                                                              server_signs=False)
+                                                              server_signs=False, tls=tls, client_certs=False)
         self.config = load_config(self.config_path)
+        self.verify = self.config.client_ssl()  # HTTPS (the default): the axis CA
         self.work = work
         self.routers = routers
         self.endpoints = {a["code"]: (a["endpoint"], a["token"]) for a in self.connections["agencies"]}
@@ -165,7 +166,7 @@ async def sustained(ax: Axis, docs: list[tuple[str, list[str], bytes]], concurre
     it = iter(docs)
     errors: list[str] = []
     limits = httpx.Limits(max_connections=concurrency, keepalive_expiry=2.0)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=60, limits=limits, verify=ax.verify) as client:
         t0 = time.time()
 
         async def lane() -> None:
@@ -203,7 +204,7 @@ async def open_loop(ax: Axis, docs: list[tuple[str, list[str], bytes]], rate: fl
     expected = sum(len(r) for _, r, _ in docs)
     slots = asyncio.Semaphore(in_flight)
     limits = httpx.Limits(max_connections=in_flight, keepalive_expiry=2.0)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=60, limits=limits, verify=ax.verify) as client:
 
         async def one(sender: str, body: bytes, scheduled: float) -> None:
             async with slots:

@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -29,17 +30,19 @@ from axis import envelope  # noqa: E402
 from axis.config import generate_workdir  # noqa: E402
 from axis.core.pki import load_certs, load_key  # noqa: E402
 from axis.core.signing import sign  # noqa: E402
+from axis.core.tlsconfig import client_context  # noqa: E402
 
 MGMT, AUTH = "http://127.0.0.1:15672", ("guest", "guest")
 A, B = "000.00.00.G22", "000.00.00.H53"
 
 
-async def load(url: str, token: str, docs: list[bytes], concurrency: int) -> tuple[float, list[float]]:
+async def load(url: str, token: str, docs: list[bytes], concurrency: int, verify: Any = True
+               ) -> tuple[float, list[float]]:
     sem = asyncio.Semaphore(concurrency)
     probes: list[float] = []
     done = asyncio.Event()
     limits = httpx.Limits(max_connections=concurrency + 2)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits,
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits, verify=verify,
                                  headers={"Authorization": f"Bearer {token}"}) as c:
         async def one(d: bytes) -> None:
             async with sem:
@@ -53,7 +56,7 @@ async def load(url: str, token: str, docs: list[bytes], concurrency: int) -> tup
                 assert r.status_code == 202, r.text
 
         async def probe() -> None:
-            async with httpx.AsyncClient(base_url=url, timeout=120) as p:
+            async with httpx.AsyncClient(base_url=url, timeout=120, verify=verify) as p:
                 while not done.is_set():
                     t = time.perf_counter()
                     try:
@@ -78,6 +81,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=200)
     ap.add_argument("--server-root", type=Path, default=ROOT, help="run the server from another checkout "
                     "(e.g. the baseline commit's worktree) for a same-run comparison")
+    ap.add_argument("--plain", action="store_true", help="tls: off (plain HTTP): for checkouts older than TLS, "
+                    "or to measure what TLS costs")
     args = ap.parse_args()
     vhost = f"axis-bench-{uuid.uuid4().hex[:8]}"
     httpx.put(f"{MGMT}/api/vhosts/{vhost}", auth=AUTH).raise_for_status()
@@ -89,7 +94,9 @@ def main() -> None:
             cfg, conn = generate_workdir(Path(tmp), [(A, "A", "d1"), (B, "B", "d2")],
                                          [("d1", "dedicated"), ("d2", "dedicated")], base_port=18951,
                                          amqp_url=f"amqp://guest:guest@127.0.0.1/{vhost}",
-                                         broker_auth="shared")  # comparable with older checkouts
+                                         broker_auth="shared",  # comparable with older checkouts
+                                         tls=not args.plain, client_certs=False)
+            verify = client_context(conn["ca"]) if not args.plain else True
             a = next(x for x in conn["agencies"] if x["code"] == A)
             env = {**os.environ, "PYTHONPATH": str(args.server_root)}
             log = Path(os.environ.get("AXIS_BENCH_LOG") or Path(tmp) / "server.log").open("wb")  # noqa: SIM115
@@ -98,17 +105,17 @@ def main() -> None:
             url = a["endpoint"]
             for _ in range(200):
                 try:
-                    if httpx.get(url + "/healthz").status_code == 200:
+                    if httpx.get(url + "/healthz", verify=verify).status_code == 200:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
             key, cert = load_key(Path(a["key"]).read_bytes()), load_certs(Path(a["cert"]).read_bytes())[0]
             unsigned = [envelope.build(envelope.new_document(A, [B], f"bench {i}")) for i in range(args.n)]
             signed = [sign(d, key, cert) for d in unsigned]
-            asyncio.run(load(url, a["token"], signed[:20], 20))  # warm-up
+            asyncio.run(load(url, a["token"], signed[:20], 20, verify))  # warm-up
             for label, docs in (("signed (server verifies)", signed), ("unsigned (server signs+verifies)",
                                                                        unsigned)):
-                rate, probes = asyncio.run(load(url, a["token"], docs, args.concurrency))
+                rate, probes = asyncio.run(load(url, a["token"], docs, args.concurrency, verify))
                 p = sorted(probes) or [0.0]
                 print(f"{label:34s} {rate:7.1f} docs/s   /healthz during load: median "
                       f"{statistics.median(p):6.1f} ms, max {p[-1]:7.1f} ms ({len(p)} probes)")

@@ -252,8 +252,9 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         return response
 
     def caller(request: Request, check: Callable[[str | None], str] | None = None) -> str:
-        """The authenticated caller: an agency code (``check``, default: this server's agency tokens), behind
-        the failed-authentication limit per client address."""
+        """The authenticated caller: an agency code (``check``, default: this server's agency tokens and, with
+        ``client_auth``, the agency's TLS client certificate — endpoints.mtls), behind the failed-authentication
+        limit per client address."""
         address = request.client.host if request.client else "-"
         now = time.monotonic()
         try:
@@ -262,7 +263,11 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             srv.metrics.auth_limited.inc()
             raise
         try:
-            return (check or srv.tokens.authenticate)(request.headers.get("authorization"))
+            if check is not None:
+                return check(request.headers.get("authorization"))
+            agency = srv.tokens.authenticate(request.headers.get("authorization"))
+            srv.client_auth.check(agency, request.scope)  # mutual TLS: the certificate must be the agency's too
+            return agency
         except Refusal:
             srv.metrics.auth_failed.inc()
             srv.auth_limiter.failed(address, now)

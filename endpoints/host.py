@@ -27,14 +27,23 @@ timer is keep-alive, armed after a response, and any byte disarms it). So every 
 
 Holding a connection open thus costs a client real traffic (a byte-per-second trickle is cut after ~30 s),
 and no client can exhaust the host's descriptors. A hot reload (SIGHUP) applies new values at once.
+
+TLS (contract section 6; the configuration's ``tls``, on by default): every server serves HTTPS with the SSLContext
+of :mod:`axis.core.tlsconfig` (uvicorn's ``ssl_context_factory``). The protocol above sees a connection only once
+its handshake is over, so the handshake has its own limit: ``header_timeout_seconds`` (asyncio's default would be
+60 s; :class:`GuardedServer`). A verified client certificate reaches the app in the ASGI scope
+(``scope["extensions"]["tls"]``, read once per connection: :mod:`endpoints.mtls`), where ``client_auth`` is
+decided per request. With ``tls: off`` the host logs a warning first (development only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import http
 import logging
 import signal
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,9 +58,11 @@ from axis.config import Config, Limits
 from axis.config.reload import install_sighup
 from axis.config.verifier import make_verifier
 from axis.core import schema
+from axis.core.tlsconfig import PLAINTEXT_WARNING, server_context, set_client_auth
 from axis.stats.counting import open_counter
 from endpoints.app import create_app
 from endpoints.gate import GatedApp
+from endpoints.mtls import tls_extension
 from endpoints.server import EndpointServer
 
 log = logging.getLogger("axis.endpoint")
@@ -130,6 +141,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._too_large = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._extensions: dict[str, Any] | None = None  # the ASGI TLS extension of this connection
 
     # -- connection --------------------------------------------------------------------------------------------
     # uvicorn's own override narrows BaseTransport to Transport (and ignores [override] the same way)
@@ -147,6 +159,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         guard.open += 1
         self._counted = True
         super().connection_made(transport)
+        tls = tls_extension(transport.get_extra_info("ssl_object"))  # the handshake is over: read its peer once
+        if tls is not None:
+            self._extensions = {"tls": tls}
         self._enter(_HEADERS, begun=False)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -172,6 +187,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- parser callbacks --------------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._extensions is not None:
+            self.scope["extensions"] = self._extensions
         if self._phase == _HEADERS and not self._begun:  # a new connection's first request: its clock runs
             self._begun = True  # from the connection's opening
         else:  # a kept-alive connection's next request (uvicorn's keep-alive timer covered the silence before)
@@ -265,15 +282,74 @@ def guarded_protocol(guard: ConnectionGuard) -> type[GuardedHttpToolsProtocol]:
     return type("HostHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"guard": guard})
 
 
-def uvicorn_server(app: ASGIApp, host: str, port: int, guard: ConnectionGuard, *,
-                   log_level: str = "warning") -> uvicorn.Server:
-    """The uvicorn server of one logical endpoint server (httptools, guarded; no lifespan, no access log)."""
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
-                                         access_log=False, http=guarded_protocol(guard), ws="none",
-                                         timeout_keep_alive=max(1, round(guard.keep_alive)),
-                                         # the failed-authentication limit is per peer address: do not let
-                                         # X-Forwarded-For (trusted from 127.0.0.1 by default) choose it
-                                         proxy_headers=False))
+#: The TLS handshake limit of the server being started (GuardedServer.startup, per task).
+_HANDSHAKE_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("axis_handshake_timeout",
+                                                                                  default=None)
+
+
+def _limit_handshakes(loop: asyncio.AbstractEventLoop) -> None:
+    """Make the loop's ``create_server`` pass ``ssl_handshake_timeout`` (when a server being started set one):
+    uvicorn does not, and asyncio's default lets a client hold a descriptor for 60 s without ever finishing its
+    handshake — before the guard's own timers can see the connection. Installed once per loop."""
+    original = loop.create_server
+    if getattr(original, "_axis_handshake_limit", False):
+        return
+
+    async def create_server(*args: Any, **kwargs: Any) -> Any:
+        timeout = _HANDSHAKE_TIMEOUT.get()
+        if timeout is not None and kwargs.get("ssl") is not None:
+            kwargs.setdefault("ssl_handshake_timeout", timeout)
+        return await original(*args, **kwargs)
+
+    create_server._axis_handshake_limit = True  # type: ignore[attr-defined]
+    loop.create_server = create_server  # type: ignore[method-assign]
+
+
+class GuardedServer(uvicorn.Server):
+    """uvicorn's server, its TLS handshakes limited to the guard's header timeout."""
+
+    def __init__(self, config: uvicorn.Config, guard: ConnectionGuard) -> None:
+        super().__init__(config)
+        self.guard = guard
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        _limit_handshakes(asyncio.get_running_loop())
+        token = _HANDSHAKE_TIMEOUT.set(self.guard.header_timeout)
+        try:
+            await super().startup(sockets)
+        finally:
+            _HANDSHAKE_TIMEOUT.reset(token)
+
+
+def uvicorn_server(app: ASGIApp, host: str, port: int, guard: ConnectionGuard, *, log_level: str = "warning",
+                   ssl_context: ssl.SSLContext | None = None) -> uvicorn.Server:
+    """The uvicorn server of one logical endpoint server (httptools, guarded; no lifespan, no access log): HTTPS
+    with ``ssl_context`` (axis.core.tlsconfig.server_context), plain HTTP without."""
+    tls: dict[str, Any] = {}
+    if ssl_context is not None:
+        tls["ssl_context_factory"] = lambda _config, _default: ssl_context
+    return GuardedServer(uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="off",
+                                        access_log=False, http=guarded_protocol(guard), ws="none",
+                                        timeout_keep_alive=max(1, round(guard.keep_alive)),
+                                        # the failed-authentication limit is per peer address: do not let
+                                        # X-Forwarded-For (trusted from 127.0.0.1 by default) choose it
+                                        proxy_headers=False, **tls), guard)
+
+
+def server_contexts(config: Config, server_ids: Sequence[str]) -> dict[str, ssl.SSLContext | None]:
+    """One SSLContext per logical server (its own ``client_auth``), or None for each with ``tls: off``. Raises
+    ConfigError when TLS is on and the server certificate is missing."""
+    from axis.config import ConfigError
+
+    if not config.tls.enabled:
+        return dict.fromkeys(server_ids)
+    problem = config.tls.missing()
+    if problem is not None:
+        raise ConfigError(problem)
+    assert config.tls.cert is not None and config.tls.key is not None
+    return {sid: server_context(config.tls.cert, config.tls.key, client_ca=config.pki.ca,
+                                client_auth=config.server(sid).client_auth)
+            for sid in server_ids}
 
 
 def fd_headroom(guard: ConnectionGuard) -> None:
@@ -300,6 +376,9 @@ def fd_headroom(guard: ConnectionGuard) -> None:
 
 
 async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "warning") -> None:
+    if not config.tls.enabled:
+        log.warning(PLAINTEXT_WARNING)
+    contexts = server_contexts(config, server_ids)
     stats = await open_counter(config.stats_url)  # one statistics store per host process, shared by its servers
     # One Verifier pair per process (stateless per call, thread-safe; its certificate cache is shared).
     verifier, unsigned_ok = make_verifier(config), make_verifier(config, require_signature=False)
@@ -317,13 +396,16 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
             await s.reload(new, verifier=pair[0], verifier_unsigned_ok=pair[1])
         guard.configure(new.limits)
         fd_headroom(guard)
+        for sid, ctx in contexts.items():  # new connections ask for client certificates, or stop asking
+            if ctx is not None:
+                set_client_auth(ctx, new.server(sid).client_auth)
 
     install_sighup(config, apply, "host " + ",".join(server_ids))
     connection = None if config.broker.per_component else await connect(config.amqp_url)
     for s in servers:
         await s.start(connection)
     uvis = [uvicorn_server(GatedApp(create_app(s), s.gate),  # requests vs. hot reloads
-                           s.server.host, s.server.port, guard, log_level=log_level)
+                           s.server.host, s.server.port, guard, log_level=log_level, ssl_context=contexts[s.id])
             for s in servers]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

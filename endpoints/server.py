@@ -31,6 +31,7 @@ from endpoints.delivery import DeliveryConsumer
 from endpoints.gate import Gate
 from endpoints.inbox import InboxStore, open_inbox
 from endpoints.metrics import Metrics
+from endpoints.mtls import ClientAuth
 from endpoints.refusals import RefusalRecorder
 
 log = logging.getLogger("axis.endpoint")
@@ -67,6 +68,7 @@ class EndpointServer:
         agencies = config.agencies_on(server_id)
         self.local_agencies = frozenset(a.code for a in agencies)
         self.tokens = TokenTable(agencies)
+        self.client_auth = _client_auth(config, self.server)
         lim = config.limits
         self.auth_limiter = FailureLimiter(lim.auth_failures, lim.auth_window_seconds, lim.auth_clients)
         self.verifier = verifier or make_verifier(config)
@@ -138,6 +140,7 @@ class EndpointServer:
             self.config, self.server = config, server
             self.local_agencies = frozenset(a.code for a in agencies)
             self.tokens, self.keys = tokens, keys
+            self.client_auth = _client_auth(config, server)
             if verifier is not None:
                 self.verifier = verifier
             if verifier_unsigned_ok is not None:
@@ -164,6 +167,11 @@ class EndpointServer:
             await self.log.close()
         if self.stats is not None and self._own_stats:
             await self.stats.close()
+
+
+def _client_auth(config: Config, server: ServerConfig) -> ClientAuth:
+    """The server's mutual-TLS rule (``client_auth``; off without TLS)."""
+    return ClientAuth(server.client_auth if config.tls.enabled else "off", config.pki.ca, config.pki.crl)
 
 
 def _gated(gate: Gate, consumer: Any) -> Any:

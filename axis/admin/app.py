@@ -56,6 +56,7 @@ from axis.stats.store import StatsStore
 
 STATIC_DIR = Path(__file__).with_name("static")
 COOKIE = "axis_admin"
+HSTS = "max-age=31536000"  # one year (no includeSubDomains: the admin app does not speak for its domain's others)
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1/"
 
 
@@ -205,7 +206,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
     if not endpoints and directory is not None:
         endpoints = {sid: s.url for sid, s in directory.servers.items() if getattr(s, "url", None)}
     prober = Prober(
-        endpoints, amqp_url=settings.amqp_url, rabbit_mgmt_url=settings.rabbit_mgmt_url, interval=settings.poll_seconds
+        endpoints, amqp_url=settings.amqp_url, rabbit_mgmt_url=settings.rabbit_mgmt_url, interval=settings.poll_seconds,
+        ca=settings.ca_path,  # the endpoint servers' HTTPS certificates are the axis CA's
     )
     cache = _Cache(settings.cache_seconds)
     evidence = EvidenceApi(settings.evidence_url, settings.ca_path, settings.crl_path, settings.log_check_seconds)
@@ -326,6 +328,15 @@ def create_app(config_or_settings: Any) -> FastAPI:
             failed(request)
         return problem(401, "Unauthorized", "missing or wrong admin token", Reason.UNAUTHORIZED)
 
+    @app.middleware("http")  # added last: the outermost, so every answer (401s too) carries it
+    async def strict_transport_security(request: Request, call_next: Any) -> Response:
+        """HSTS over HTTPS (RFC 6797; a browser ignores it over plain HTTP): a browser that has once reached the
+        dashboard over HTTPS never falls back to plain HTTP for it, where the admin token would travel in clear."""
+        response: Response = await call_next(request)
+        if request.url.scheme == "https":
+            response.headers["Strict-Transport-Security"] = HSTS
+        return response
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "service": "admin"}
@@ -342,7 +353,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
                 failed(request)
                 return HTMLResponse(_login_page("That token is not the admin token."), status_code=401)
             response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE, auth.cookie_value, httponly=True, samesite="strict", path="/")
+            response.set_cookie(COOKIE, auth.cookie_value, httponly=True, samesite="strict", path="/",
+                                secure=request.url.scheme == "https")
             return response
         if not auth.request_ok(request):
             if auth.presented(request):

@@ -1,6 +1,6 @@
 """Liveness of the endpoint servers and RabbitMQ queue depths, polled in the background for the admin app.
 
-- "last seen": the last time ``GET <server url>/healthz`` answered 2xx;
+- "last seen": the last time ``GET <server url>/healthz`` answered 2xx (HTTPS checked against the axis CA, ``ca``);
 - queue depths: one ``GET /api/queues/<vhost>`` on the RabbitMQ management API, credentials and vhost taken from
   the AMQP URL (``amqp://user:pass@host/vhost``; an empty path is the default vhost ``/``).
 """
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
+
+from axis.core.tlsconfig import client_context
 
 DEFAULT_RABBIT_MGMT = "http://127.0.0.1:15672"
 
@@ -49,8 +53,10 @@ class Prober:
         rabbit_mgmt_url: str = DEFAULT_RABBIT_MGMT,
         interval: float = 2.0,
         timeout: float = 1.5,
+        ca: Path | str | None = None,
     ) -> None:
         self.endpoints = dict(endpoints)
+        self.ca = ca
         self.vhost, self.auth = amqp_vhost_and_auth(amqp_url)
         self.mgmt = rabbit_mgmt_url.rstrip("/")
         self.interval = interval
@@ -61,7 +67,9 @@ class Prober:
 
     async def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.timeout, trust_env=False)
+            trusted = self.ca is not None and Path(self.ca).is_file()
+            verify: ssl.SSLContext | bool = client_context(self.ca) if trusted else True
+            self._http = httpx.AsyncClient(timeout=self.timeout, trust_env=False, verify=verify)
         return self._http
 
     async def _health(self, http: httpx.AsyncClient, server_id: str, url: str) -> None:

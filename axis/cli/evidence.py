@@ -46,7 +46,8 @@ import httpx
 import orjson
 import typer
 
-from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
+from axis.cli._common import EXIT_REFUSED, connection_tls, console, err_console, fail, print_json, safe, usage_error
+from axis.client import tls_verify
 from axis.core.reasons import Reason, Refusal
 
 DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
@@ -87,10 +88,8 @@ def _connections(path: Path | None) -> tuple[dict[str, Any], Path]:
 
 def _client(url: str, ca: str | None, cert: tuple[str, str] | None = None) -> httpx.Client:
     verify: ssl.SSLContext | bool = True
-    if url.startswith("https://") and ca:
-        verify = ssl.create_default_context(cafile=ca)
-        if cert:
-            verify.load_cert_chain(*cert)
+    if url.startswith("https://") and (ca or cert):
+        verify = tls_verify(ca, *(cert or (None, None)))  # axis.core.tlsconfig's client settings
     return httpx.Client(base_url=url.rstrip("/"), timeout=TIMEOUT, verify=verify, trust_env=False)
 
 
@@ -208,7 +207,7 @@ def register(app: typer.Typer) -> None:
         token: str | None = typer.Option(None, "--token", envvar="AXIS_ADMIN_TOKEN", help="admin token"),
     ) -> None:
         """A document's life, from the evidence log: every event in log order."""
-        ca = None
+        ca = connection_tls(admin, connections=connections)["ca"] if admin else None
         if admin is None:
             raw, _ = _connections(connections)
             section = raw.get("admin")

@@ -14,7 +14,18 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
+from axis.cli._common import (
+    EXIT_REFUSED,
+    announce_plaintext,
+    connection_tls,
+    console,
+    err_console,
+    fail,
+    print_json,
+    safe,
+    tls_problem,
+    usage_error,
+)
 from axis.core.reasons import Reason, Refusal
 
 if TYPE_CHECKING:
@@ -28,6 +39,22 @@ def _config(path: Path) -> Config:
         return load_config(path)
     except ConfigError as exc:
         usage_error(str(exc))
+
+
+def _tls_on(path: Path) -> bool:
+    from axis.config.loader import tls_enabled
+
+    return tls_enabled(path)
+
+
+# -- TLS options of the commands that talk to an endpoint server ------------------------------------------------
+CA_OPTION = typer.Option(None, "--ca", envvar="AXIS_CA", help="the axis CA to trust (default: connections.json's ca "
+                         "when the endpoint is one of its servers)")
+CERT_OPTION = typer.Option(None, "--cert", help="your agency's TLS client certificate, for servers with "
+                           "client_auth (default: connections.json's tls_cert for your token)")
+KEY_OPTION = typer.Option(None, "--key", help="the key of --cert (default: connections.json's tls_key)")
+CONNECTIONS_OPTION = typer.Option(None, "--connections", metavar="FILE", help="connections.json to take the "
+                                  "TLS defaults from (default ./axis-work/connections.json, when present)")
 
 
 def _logging() -> None:
@@ -48,8 +75,10 @@ def up(
     try:
         if config is None:
             config, known = prepare_demo(work_dir)
+            announce_plaintext(_tls_on(config))  # the first line, before anything else
             console.print(f"demo configuration: {safe(config)}")
         else:
+            announce_plaintext(_tls_on(config))
             conn = work_dir / "connections.json"
             if conn.is_file():
                 import orjson
@@ -82,17 +111,22 @@ def send(
     endpoint: str = typer.Option(..., "--endpoint", help="endpoint server URL"),
     token: str = typer.Option(..., "--token", help="your agency's token"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    ca: Path | None = CA_OPTION,
+    cert: Path | None = CERT_OPTION,
+    key: Path | None = KEY_OPTION,
+    connections: Path | None = CONNECTIONS_OPTION,
 ) -> None:
     """Submit a document through an endpoint server."""
     from axis.client import AxisError, Client
 
+    tls = connection_tls(endpoint, token=token, ca=ca, cert=cert, key=key, connections=connections)
     try:
-        with Client(endpoint, token) as c:
+        with Client(endpoint, token, ca=tls["ca"], cert=tls["cert"], key=tls["key"]) as c:
             result = c.submit(file.read_bytes())
     except AxisError as exc:
         _client_fail(exc, as_json)
-    except Exception as exc:  # connection refused, timeouts
-        usage_error(f"cannot reach {endpoint}: {exc}")
+    except Exception as exc:  # connection refused, timeouts, an untrusted certificate
+        usage_error(f"cannot reach {endpoint}: {tls_problem(exc)}")
     if as_json:
         print_json({"ok": True, "reason": None, "detail": "", **result})
     else:
@@ -109,17 +143,22 @@ def inbox(
     limit: int = typer.Option(100, "--limit"),
     offset: int = typer.Option(0, "--offset"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    ca: Path | None = CA_OPTION,
+    cert: Path | None = CERT_OPTION,
+    key: Path | None = KEY_OPTION,
+    connections: Path | None = CONNECTIONS_OPTION,
 ) -> None:
     """List documents received by your agency."""
     from axis.client import AxisError, Client
 
+    tls = connection_tls(endpoint, token=token, ca=ca, cert=cert, key=key, connections=connections)
     try:
-        with Client(endpoint, token) as c:
+        with Client(endpoint, token, ca=tls["ca"], cert=tls["cert"], key=tls["key"]) as c:
             items = c.inbox(unread=unread, limit=limit, offset=offset)
     except AxisError as exc:
         _client_fail(exc, as_json)
     except Exception as exc:
-        usage_error(f"cannot reach {endpoint}: {exc}")
+        usage_error(f"cannot reach {endpoint}: {tls_problem(exc)}")
     if as_json:
         print_json({"ok": True, "reason": None, "detail": "", "items": items})
         return
@@ -175,6 +214,7 @@ def serve(
 
     serve_hosts = endpoints_entry("serve")
 
+    announce_plaintext(_tls_on(config))
     _logging()
     cfg = _config(config)
     for sid in server:
@@ -184,10 +224,12 @@ def serve(
 
 
 def admin(config: Path = typer.Option(..., "--config")) -> None:
-    """Run the admin app (dashboard, /admin/stats)."""
+    """Run the admin app (dashboard, /admin/stats) — over HTTPS unless the configuration says tls: off."""
+    announce_plaintext(_tls_on(config))
     _logging()
     cfg = _config(config)
     import dataclasses
+    from typing import Any
 
     import uvicorn
 
@@ -197,8 +239,19 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
     # the admin app reads queue depths through the management API as axis-admin (monitoring, changes nothing)
     cfg = dataclasses.replace(cfg, amqp_url=component_url(cfg, ADMIN_USER))
 
+    tls: dict[str, Any] = {}
+    if cfg.tls.enabled:
+        from axis.core.tlsconfig import server_context
+
+        problem = cfg.tls.missing()
+        if problem is not None:
+            usage_error(problem)
+        assert cfg.tls.cert is not None and cfg.tls.key is not None
+        context = server_context(cfg.tls.cert, cfg.tls.key)
+        tls["ssl_context_factory"] = lambda _config, _default: context
     # proxy_headers=False: the failed-login limit is per peer address; X-Forwarded-For must not choose it
-    uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning", proxy_headers=False)
+    uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning", proxy_headers=False,
+                **tls)
 
 
 def init(

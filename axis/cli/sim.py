@@ -135,6 +135,10 @@ def register(app: typer.Typer) -> None:
                 log.print(f"[bold red]error:[/] {safe(exc, lines=True)}")
                 raise typer.Exit(EXIT_REFUSED) from None
             log.print(f"axis up; connections: {safe(work_dir / 'connections.json')}")
+            if conns.ca and conns.admin_url.startswith("https://"):
+                log.print(f"HTTPS everywhere: certificates from the axis CA {safe(conns.ca)} "
+                          f"(curl --cacert {safe(conns.ca)} {safe(conns.admin_url)}/healthz; a browser needs it "
+                          "imported to open the dashboard without a warning)")
             report = _run(sc, seed, conns, Options(workers=workers), quiet, signers)
             if signers is not None:
                 signers.close()

@@ -5,6 +5,9 @@ Where the numbers come from, first match wins:
    directory (agency names, dedicated/shared totals), else the agencies seen in the traffic are counted;
 2. ``--admin URL`` (or env ``AXIS_ADMIN_URL``) with ``--token`` (or env ``AXIS_ADMIN_TOKEN``);
 3. ``./axis-work/connections.json`` (written by ``axis up``/``axis demo``): its ``admin.url`` and ``admin.token``.
+
+An ``https://`` admin app is checked against ``--ca`` (env ``AXIS_CA``), else connections.json's ``ca`` when the URL
+is its admin app's.
 """
 
 from __future__ import annotations
@@ -20,7 +23,18 @@ import orjson
 import typer
 from rich.table import Table
 
-from axis.cli._common import EXIT_REFUSED, console, err_console, fail, print_json, safe, usage_error
+from axis.cli._common import (
+    EXIT_REFUSED,
+    connection_tls,
+    console,
+    err_console,
+    fail,
+    print_json,
+    safe,
+    tls_problem,
+    usage_error,
+)
+from axis.client import tls_verify
 from axis.core.reasons import Reason, Refusal
 
 DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
@@ -47,12 +61,15 @@ def _params(by: str, since: str | None, until: str | None, agency: str | None) -
     return params
 
 
-def _fetch(admin: str, token: str | None, params: dict[str, str], as_json: bool) -> dict[str, Any]:
+def _fetch(admin: str, token: str | None, params: dict[str, str], as_json: bool, ca: Path | None = None
+           ) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    tls = connection_tls(admin, ca=ca)
     try:
-        r = httpx.get(admin.rstrip("/") + "/admin/stats", params=params, headers=headers, timeout=30, trust_env=False)
+        r = httpx.get(admin.rstrip("/") + "/admin/stats", params=params, headers=headers, timeout=30, trust_env=False,
+                      verify=tls_verify(tls["ca"]))
     except httpx.HTTPError as exc:
-        _error(f"cannot reach the admin app at {admin}: {type(exc).__name__}", as_json)
+        _error(f"cannot reach the admin app at {admin}: {type(exc).__name__}: {tls_problem(exc)}", as_json)
     if r.status_code == 401:
         fail(Refusal(Reason.UNAUTHORIZED, "missing or wrong admin token (--token)"), as_json=as_json)
     if r.status_code != 200:
@@ -189,6 +206,8 @@ def register(app: typer.Typer) -> None:
         db: str | None = typer.Option(None, "--db", help="read a statistics store directly (offline)"),
         config: Path | None = typer.Option(None, "--config", help="with --db: config file for the directory"),
         rows: int = typer.Option(40, "--rows", help="breakdown rows shown in the table"),
+        ca: Path | None = typer.Option(None, "--ca", envvar="AXIS_CA", help="the axis CA to trust (default: "
+                                       "connections.json's ca)"),
     ) -> None:
         """Traffic statistics: agencies connected (dedicated/shared), documents sent, received, refused."""
         if by not in BY_CHOICES:
@@ -209,7 +228,7 @@ def register(app: typer.Typer) -> None:
                 token = token or known_token
             if admin is None:
                 usage_error(f"no --admin URL, no --db and no {DEFAULT_CONNECTIONS} here (run axis up first)")
-            s = _fetch(admin, token, params, as_json)
+            s = _fetch(admin, token, params, as_json, ca)
         if as_json:
             print_json(s)
         elif as_csv:

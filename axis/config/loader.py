@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,9 +26,11 @@ from axis.config.model import (
     Limits,
     PkiConfig,
     ServerConfig,
+    TlsConfig,
     _Loader,
 )
 from axis.core.directory import Agency, Directory, DirectoryError, Server, ServerKind
+from axis.core.tlsconfig import CLIENT_AUTH_MODES, CLIENT_AUTH_OFF
 from axis.core.xmlsafe import DEFAULT_MAX_BYTES
 
 
@@ -110,6 +113,57 @@ def _evidence(raw: Any, base: Path, env: Mapping[str, str]) -> EvidenceConfig:
                           cert=_resolve(base, raw.get("cert")), sth_interval_seconds=interval)
 
 
+#: Where ``axis pki issue-server`` writes the server certificate, under the PKI directory (beside pki.ca).
+SERVER_CERT, SERVER_KEY = "tls/server/cert.pem", "tls/server/key.pem"
+_OFF = ("off", "false", "no")
+_ON = ("on", "true", "yes")
+
+
+def _tls(raw: Any, base: Path, ca: Path | None) -> TlsConfig:
+    """``tls: off`` (development), ``tls: on``/absent (HTTPS with the server certificate beside the CA:
+    ``<pki dir>/tls/server/``) or ``tls: {cert, key}``."""
+    if isinstance(raw, str) and raw.strip().lower() in (*_OFF, *_ON):
+        raw = raw.strip().lower() in _ON
+    if raw is False:
+        return TlsConfig(enabled=False)
+    if raw is None or raw is True:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("tls: must be off, on, or a mapping {cert: PATH, key: PATH}")
+    enabled = raw.get("enabled", True)
+    if isinstance(enabled, str):
+        enabled = enabled.strip().lower() not in _OFF
+    pki_dir = ca.parent if ca is not None else None
+    cert = _resolve(base, raw.get("cert")) or (pki_dir / SERVER_CERT if pki_dir else None)
+    key = _resolve(base, raw.get("key")) or (pki_dir / SERVER_KEY if pki_dir else None)
+    return TlsConfig(enabled=bool(enabled), cert=cert, key=key)
+
+
+def _client_auth(value: Any, sid: str) -> str:
+    if value is None or value is False:  # YAML 1.1 reads an unquoted `off` as false
+        return CLIENT_AUTH_OFF
+    mode = str(value).strip().lower()
+    if mode not in CLIENT_AUTH_MODES:
+        raise ConfigError(f"server {sid}: client_auth must be required, optional or off, not {value!r}")
+    return mode
+
+
+def tls_enabled(path: str | Path) -> bool:
+    """Whether the configuration file turns TLS on (the default), read cheaply before anything starts — so that a
+    command starting servers can say ``tls: off`` on its first line. An unreadable file counts as on (loading it
+    properly reports the problem)."""
+    try:
+        raw = yaml.load(Path(path).expanduser().read_bytes(), Loader=_Loader)
+    except (OSError, yaml.YAMLError):
+        return True
+    if not isinstance(raw, Mapping):
+        return True
+    try:
+        return _tls(raw.get("tls"), Path(path).parent, None).enabled
+    except ConfigError:
+        return True
+
+
 def _read_agencies_csv(path: Path) -> Iterable[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as f:
         yield from csv.DictReader(f)
@@ -173,6 +227,9 @@ def config_from_dict(
     if not 1 <= limits.max_recipients <= 1000:
         raise ConfigError("limits.max_recipients must be between 1 and 1000")
 
+    pki = PkiConfig(ca=_resolve(base, pki_raw.get("ca")), crl=_resolve(base, pki_raw.get("crl")))
+    tls = _tls(raw.get("tls"), base, pki.ca)
+    admin = dataclasses.replace(admin, tls=tls.enabled)
     servers: list[ServerConfig] = []
     for entry in raw.get("servers") or []:
         if not isinstance(entry, Mapping):
@@ -183,6 +240,12 @@ def config_from_dict(
         except (TypeError, ValueError):
             raise ConfigError(f"server {sid}: port {entry.get('port')!r} is not a number") from None
         inbox = str(entry.get("inbox_url") or env.get("AXIS_INBOX_URL") or f"sqlite+aiosqlite:///inbox-{sid}.db")
+        client_auth = _client_auth(entry.get("client_auth"), sid)
+        if client_auth != CLIENT_AUTH_OFF and not tls.enabled:
+            raise ConfigError(f"server {sid}: client_auth {client_auth} needs TLS (the configuration says tls: off)")
+        if client_auth != CLIENT_AUTH_OFF and pki.ca is None:
+            raise ConfigError(f"server {sid}: client_auth {client_auth} needs pki.ca (the CA of the client "
+                              "certificates)")
         servers.append(
             ServerConfig(
                 id=sid,
@@ -191,6 +254,8 @@ def config_from_dict(
                 port=port,
                 inbox_url=resolve_db_url(base, inbox),
                 keys=tuple(str(k) for k in entry.get("keys") or ()),
+                client_auth=client_auth,
+                tls=tls.enabled,
             )
         )
 
@@ -209,7 +274,7 @@ def config_from_dict(
     try:
         directory = Directory(
             # the kind is a plain str here: cast, and checked by Directory (DirectoryError for any other kind)
-            (Server(s.id, cast(ServerKind, s.kind), s.host, s.port) for s in servers),
+            (Server(s.id, cast(ServerKind, s.kind), s.host, s.port, s.tls) for s in servers),
             (Agency(a.code, a.name, a.server, a.moved_from) for a in agencies),
         )
     except DirectoryError as exc:
@@ -225,7 +290,7 @@ def config_from_dict(
         work_dir=base,
         amqp_url=amqp_url,
         stats_url=resolve_db_url(base, stats_url),
-        pki=PkiConfig(ca=_resolve(base, pki_raw.get("ca")), crl=_resolve(base, pki_raw.get("crl"))),
+        pki=pki,
         admin=admin,
         limits=limits,
         servers=tuple(servers),
@@ -235,6 +300,7 @@ def config_from_dict(
         directory=directory,
         broker=_broker(raw.get("broker"), base, amqp_url),
         evidence=_evidence(raw.get("evidence"), base, env),
+        tls=tls,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,15 +37,46 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def base_url(host: str, port: int, tls: bool) -> str:
+    """``https://host:port`` (``http://`` with ``tls: off``); an IPv6 address in brackets."""
+    return f"{'https' if tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_ADMIN_PORT
     token_sha256: str = ""
+    tls: bool = True  # the configuration's top-level tls (set by the loader)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return base_url(self.host, self.port, self.tls)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Transport security of every endpoint and admin server (contract section 6): HTTPS with ``cert``/``key``
+    (the server certificate from the axis CA, ``axis pki issue-server``; default ``<pki dir>/tls/server/``), or
+    plain HTTP when ``enabled`` is False (``tls: off``: development only, announced by every server)."""
+
+    enabled: bool = True
+    cert: Path | None = None
+    key: Path | None = None
+
+    def missing(self) -> str | None:
+        """Why the servers cannot serve HTTPS with this configuration (None when they can, or when TLS is off)."""
+        if not self.enabled:
+            return None
+        if self.cert is None or self.key is None:
+            return ("tls is on (the default) but no server certificate is configured: set tls: {cert: …, key: …} "
+                    "(axis pki issue-server), or tls: off for development")
+        for what, path in (("certificate", self.cert), ("key", self.key)):
+            if not path.is_file():
+                return (f"tls is on (the default) but the server {what} {path} does not exist: issue it with "
+                        "`axis pki issue-server --dir PKI_DIR` (it writes PKI_DIR/tls/server/cert.pem and key.pem) "
+                        "or set tls: {cert, key}; tls: off for development")
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +152,15 @@ class ServerConfig:
     port: int = 0
     inbox_url: str = ""
     keys: tuple[str, ...] = ()
+    #: Mutual TLS for agency software (contract section 6; axis.core.tlsconfig): ``required`` — every agency
+    #: request presents a TLS client certificate from the axis CA whose subject UID is the bearer token's agency;
+    #: ``optional`` — checked when presented; ``off`` (default) — not asked for.
+    client_auth: str = "off"
+    tls: bool = True  # the configuration's top-level tls (set by the loader)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return base_url(self.host, self.port, self.tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +190,7 @@ class Config:
     hosts: int = 2  # endpoint-host processes: a host process checks a document once for all its servers
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
     _by_code: dict[str, AgencyConfig] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -169,6 +207,15 @@ class Config:
 
     def agency(self, code: str) -> AgencyConfig | None:
         return self._by_code.get(code)
+
+    def client_ssl(self) -> ssl.SSLContext | bool:
+        """How the axis's own clients (``axis up``'s health checks, the admin's probes, live moves) verify its
+        servers: an SSLContext trusting the axis CA (``pki.ca``); True (the system's trust store) without one."""
+        from axis.core.tlsconfig import client_context
+
+        if self.pki.ca is not None and self.pki.ca.is_file():
+            return client_context(self.pki.ca)
+        return True
 
 
 # -- loading ---------------------------------------------------------------------------------------------------

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
 
-from axis.config.model import BROKER_AUTH_USERS, DEFAULT_STH_INTERVAL_SECONDS, Config, hash_token, new_token
+from axis.config.model import (
+    BROKER_AUTH_USERS,
+    DEFAULT_STH_INTERVAL_SECONDS,
+    Config,
+    base_url,
+    hash_token,
+    new_token,
+)
 from axis.core.directory import Directory
+from axis.core.tlsconfig import CLIENT_AUTH_MODES, CLIENT_AUTH_OFF
 from axis.core.xmlsafe import DEFAULT_MAX_BYTES
 
 if TYPE_CHECKING:
@@ -38,6 +46,10 @@ def generate_workdir(
     broker_auth: str = BROKER_AUTH_USERS,
     evidence_url: str | None = None,
     sth_interval_seconds: float = DEFAULT_STH_INTERVAL_SECONDS,
+    tls: bool = True,
+    client_auth: str = CLIENT_AUTH_OFF,
+    client_certs: bool = True,
+    server_names: Sequence[str] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """Write a complete work directory: PKI, tokens, ``config.yaml``; return ``(config_path, connections)``.
 
@@ -49,8 +61,26 @@ def generate_workdir(
     ``shared`` (development: every component uses ``amqp_url``). The evidence log's signing key and certificate
     are issued by the same CA (``pki/log/key.pem``, ``pki/log/cert.pem``); its store is ``evidence_url``
     (default ``<work dir>/evidence.sqlite3``).
+
+    Transport (contract section 6): with ``tls`` (default) every server serves HTTPS with one server certificate
+    from the CA (``pki/tls/server/``; names 127.0.0.1, localhost, ``host`` and ``server_names``) and the URLs are
+    ``https://``; ``tls=False`` writes ``tls: off`` (plain HTTP, development only). Every server gets
+    ``client_auth`` (``off``, ``optional``, ``required``). With ``client_certs`` (default) every agency also gets a
+    TLS client certificate (``pki/tls/clients/<CODE>/``, subject UID = its code), listed in connections.json as
+    ``tls_cert``/``tls_key`` — needed where ``client_auth`` is not ``off`` (so always issued then; such agencies'
+    entries also say ``client_auth``).
     """
-    from axis.core.pki import CertificateAuthority, issue_log_certificate
+    from axis.core.pki import (
+        CertificateAuthority,
+        issue_client_certificates,
+        issue_log_certificate,
+        issue_server_certificate,
+    )
+
+    if client_auth not in CLIENT_AUTH_MODES:
+        raise ValueError(f"client_auth must be one of {CLIENT_AUTH_MODES}, not {client_auth!r}")
+    if client_auth != CLIENT_AUTH_OFF and not tls:
+        raise ValueError("client_auth needs tls")
 
     wd = Path(work_dir).expanduser().resolve()
     wd.mkdir(parents=True, exist_ok=True)
@@ -67,6 +97,11 @@ def generate_workdir(
     # one index write for all of them (issuing one by one rewrites the CA's index each time: quadratic)
     every = ca.issue_many([(code, name) for code, name, _ in agencies], algorithm=algorithm)
     log_cert = issue_log_certificate(pki_dir, algorithm=algorithm)
+    server_cert = issue_server_certificate(pki_dir, [host, *server_names]) if tls else None
+    clients: dict[str, tuple[str, str]] = {}
+    if tls and (client_certs or client_auth != CLIENT_AUTH_OFF):
+        clients = {c.code: (str(c.cert_path), str(c.key_path))
+                   for c in issue_client_certificates(pki_dir, [(code, name) for code, name, _ in agencies])}
     for (code, name, sid), issued in zip(agencies, every, strict=True):
         token = new_token()
         key, cert = str(issued.key_path.relative_to(wd)), str(issued.cert_path.relative_to(wd))
@@ -81,10 +116,12 @@ def generate_workdir(
                 "name": name,
                 "server": sid,
                 "kind": kinds[sid],
-                "endpoint": f"http://{host}:{ports[sid]}",
+                "endpoint": base_url(host, ports[sid], tls),
                 "token": token,
                 "key": str(issued.key_path),
                 "cert": str(issued.cert_path),
+                **({"tls_cert": clients[code][0], "tls_key": clients[code][1]} if code in clients else {}),
+                **({"client_auth": client_auth} if client_auth != CLIENT_AUTH_OFF else {}),
             }
         )
     raw: dict[str, Any] = {
@@ -95,6 +132,8 @@ def generate_workdir(
             "port": admin_port if admin_port is not None else base_port - 1,
             "token_sha256": hash_token(admin_token),
         },
+        "tls": ({"cert": str(server_cert.cert_path.relative_to(wd)), "key": str(server_cert.key_path.relative_to(wd))}
+                if server_cert is not None else False),
         "limits": {"max_envelope_bytes": DEFAULT_MAX_BYTES},
         "routers": routers,
         "hosts": 2,  # one per core of the 2-core reference machine: fewer, fuller hosts re-check less
@@ -113,6 +152,7 @@ def generate_workdir(
                 "port": ports[sid],
                 "inbox_url": inbox_url or f"sqlite+aiosqlite:///inbox-{sid}.db",
                 "keys": holds[sid],
+                "client_auth": client_auth,
             }
             for sid, kind in servers
         ],
@@ -134,7 +174,7 @@ def generate_workdir(
     connections = {
         "ca": str(ca.ca_path),
         "crl": str(ca.crl_path),
-        "admin": {"url": f"http://{host}:{admin_port_v}", "token": admin_token},
+        "admin": {"url": base_url(host, admin_port_v, tls), "token": admin_token},
         "agencies": conn_agencies,
     }
     return config_path, connections
@@ -143,9 +183,26 @@ def generate_workdir(
 
 def connections_for(config: Config, known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The connections.json object for ``config``; tokens come from ``known`` (an earlier connections object)
-    when available, else are ``null`` (the config only stores their hashes)."""
-    tokens = {a.get("code"): a.get("token") for a in (known or {}).get("agencies", [])}
+    when available, else are ``null`` (the config only stores their hashes). An agency's TLS client certificate
+    (``tls_cert``/``tls_key``) comes from ``known`` too, else from the PKI layout beside ``pki.ca``
+    (``tls/clients/<CODE>/``) when it is there."""
+    from axis.core.pki import client_dir
+
+    earlier = {a.get("code"): a for a in (known or {}).get("agencies", []) if isinstance(a, Mapping)}
+    tokens = {code: a.get("token") for code, a in earlier.items()}
     kinds = {s.id: s for s in config.servers}
+    clients = config.pki.ca.parent if config.pki.ca is not None and config.tls.enabled else None
+
+    def tls_files(code: str) -> dict[str, str]:
+        old = earlier.get(code) or {}
+        if old.get("tls_cert") and old.get("tls_key"):
+            return {"tls_cert": str(old["tls_cert"]), "tls_key": str(old["tls_key"])}
+        if clients is not None:
+            d = client_dir(clients, code)
+            if (d / "cert.pem").is_file():
+                return {"tls_cert": str(d / "cert.pem"), "tls_key": str(d / "key.pem")}
+        return {}
+
     return {
         "ca": str(config.pki.ca) if config.pki.ca else None,
         "crl": str(config.pki.crl) if config.pki.crl else None,
@@ -160,6 +217,10 @@ def connections_for(config: Config, known: Mapping[str, Any] | None = None) -> d
                 "token": tokens.get(a.code),
                 "key": str(a.key) if a.key else None,
                 "cert": str(a.cert) if a.cert else None,
+                **tls_files(a.code),
+                # where the server asks for client certificates, say so (the simulator presents them only then)
+                **({"client_auth": kinds[a.server].client_auth} if kinds[a.server].client_auth != CLIENT_AUTH_OFF
+                   else {}),
             }
             for a in config.agencies
         ],

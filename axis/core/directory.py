@@ -46,10 +46,12 @@ class Server:
     kind: ServerKind
     host: str = "127.0.0.1"
     port: int = 0
+    tls: bool = True  # HTTPS (contract section 6); False only with the configuration's ``tls: off``
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)

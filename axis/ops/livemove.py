@@ -201,6 +201,7 @@ class LiveMove:
             raise MoveError(500, None, f"preparing RabbitMQ for {server_id}: {exc}") from None
         name = self.run.spawn_host([server_id])
         url = config.server(server_id).url
+        verify = config.client_ssl()  # its HTTPS certificate is the axis CA's
         deadline = time.monotonic() + self.step_timeout
         while True:
             proc = self.run.proc(name)
@@ -214,7 +215,7 @@ class LiveMove:
                 self.run.stop_child(name)  # forgotten: `axis up` does not count it as a failed child
                 raise MoveError(500, None, failure)
             try:
-                if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(url + "/healthz", timeout=1.0, verify=verify, trust_env=False).status_code == 200:
                     self._timed("start the new server", started)
                     return name
             except httpx.HTTPError:

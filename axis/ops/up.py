@@ -27,6 +27,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -183,9 +184,10 @@ class Running:
             time.sleep(0.5)
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, verify: ssl.SSLContext | bool = True) -> bool:
+    """``GET url/healthz`` answers 200 (over HTTPS: a certificate ``verify`` trusts — the axis CA)."""
     try:
-        return httpx.get(url + "/healthz", timeout=1.0).status_code == 200
+        return httpx.get(url + "/healthz", timeout=1.0, verify=verify, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -194,6 +196,10 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
           servers_per_host: int | None = None, admin: bool = True, timeout: float = 60.0) -> Running:
     """Start every process of the config and return once all servers answer; writes connections.json."""
     config = load_config(config_path)
+    problem = config.tls.missing()
+    if problem is not None:  # every server would exit at once: say why here
+        raise StartError(problem)
+    verify = config.client_ssl()
     control_dir = control_dir_for(work_dir)
     run = Running(config, work_dir, control_dir=control_dir)
     for stale in control_dir.glob("reload-*.json"):
@@ -227,7 +233,7 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
             if time.monotonic() > deadline:
                 raise StartError(f"servers did not answer /healthz (or the log writer did not start) within "
                                  f"{timeout:.0f}s: {sorted(pending)}")
-            pending = {u for u in pending if not (run.ready(u) if u == LOG_WRITER else _healthy(u))}
+            pending = {u for u in pending if not (run.ready(u) if u == LOG_WRITER else _healthy(u, verify))}
             if pending:
                 time.sleep(0.2)
         run.connections_path = write_connections(work_dir, connections_for(config, known))

@@ -8,9 +8,12 @@ calls) are retried with a bounded backoff; anything else is returned to the call
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from axis.core.tlsconfig import CLIENT_AUTH_OFF, client_context
+from axis.sim.connections import Connections
 from axis.sim.http import Pool, TransportError
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
@@ -31,9 +34,11 @@ class Answer:
         return self.body.get("reason") if isinstance(self.body, dict) else None
 
 
-def new_client(concurrency: int) -> Pool:
-    """The simulator's connection pool (the callers bound concurrency; ``concurrency`` caps idle connections)."""
-    return Pool(timeout=120.0, connect_timeout=10.0, max_idle=max(1, concurrency))
+def new_client(concurrency: int, conns: Connections | None = None) -> Pool:
+    """The simulator's connection pool (the callers bound concurrency; ``concurrency`` caps idle connections);
+    HTTPS servers are checked against connections.json's ``ca``."""
+    ctx = client_context(conns.ca) if conns is not None and conns.ca else None
+    return Pool(timeout=120.0, connect_timeout=10.0, max_idle=max(1, concurrency), ssl_context=ctx)
 
 
 def _items(body: Any) -> list[dict[str, Any]]:
@@ -47,10 +52,28 @@ def _items(body: Any) -> list[dict[str, Any]]:
 
 
 class Api:
-    def __init__(self, pool: Pool, *, retries: int = 8) -> None:
+    """``conns``: with it, an agency whose server asks for client certificates (connections.json's ``client_auth``)
+    presents its own (``tls_cert``/``tls_key``): one SSLContext per such agency, made on its first request."""
+
+    def __init__(self, pool: Pool, conns: Connections | None = None, *, retries: int = 8) -> None:
         self.pool = pool
         self.retries = retries
         self._no_counters = False
+        self._mtls = {a.token: a for a in (conns.agencies.values() if conns is not None else ())
+                      if a.client_auth != CLIENT_AUTH_OFF and a.tls_cert and a.tls_key}
+        self._ca = conns.ca if conns is not None else None
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    def _context(self, token: str | None) -> ssl.SSLContext | None:
+        """The agency's own SSLContext (its client certificate) when its server asks for one, else None (the
+        pool's)."""
+        if not token or token not in self._mtls:
+            return None
+        ctx = self._contexts.get(token)
+        if ctx is None:
+            a = self._mtls[token]
+            ctx = self._contexts[token] = client_context(self._ca, a.tls_cert, a.tls_key)
+        return ctx
 
     async def call(self, method: str, url: str, token: str | None, *, idempotent: bool = False, **kw: Any) -> Answer:
         """One request with bounded retries; ``idempotent`` also retries HTTP 500 (safe for a submission: the
@@ -62,7 +85,7 @@ class Api:
         delay = 0.1
         for attempt in range(self.retries + 1):
             try:
-                r = await self.pool.request(method, url, headers=headers, **kw)
+                r = await self.pool.request(method, url, headers=headers, ssl_context=self._context(token), **kw)
             except TransportError:
                 if attempt == self.retries:
                     raise

@@ -25,6 +25,10 @@ class AgencyConn:
     token: str
     key: str | None
     cert: str | None
+    #: the agency's TLS client certificate (contract section 6), and whether its server asks for it
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_auth: str = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,9 @@ def from_dict(raw: Any, *, path: Path | None = None) -> Connections:
                 token=str(a["token"]) if a.get("token") else "",
                 key=str(a["key"]) if a.get("key") else None,
                 cert=str(a["cert"]) if a.get("cert") else None,
+                tls_cert=str(a["tls_cert"]) if a.get("tls_cert") else None,
+                tls_key=str(a["tls_key"]) if a.get("tls_key") else None,
+                client_auth=str(a.get("client_auth") or "off"),
             )
         except (KeyError, TypeError) as exc:
             raise ConnectionsError(f"{where}: agencies[{i}] lacks {exc}") from exc

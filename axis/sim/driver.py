@@ -481,8 +481,8 @@ class Driver:
         datas = await self.prepare(msgs)
         r.prepare_seconds = time.monotonic() - t0
         r.prepare_workers = self.workers
-        async with new_client(self.opts.concurrency) as client:
-            self._api = Api(client)
+        async with new_client(self.opts.concurrency, self.conns) as client:  # HTTPS: the axis CA
+            self._api = Api(client, self.conns)  # mutual TLS where a server asks for it
             base = await self._counters()
             log_base = await self.api.log_counts(self.conns.admin_url, self.conns.admin_token)
             t_replay, cpu_replay = time.monotonic(), time.process_time()  # the replay clock starts here

@@ -15,7 +15,11 @@ simulator needs, cheaply (``bench/sim_http.py`` measures it against httpx and ai
 - every transport failure (refused, reset, timeout, malformed answer) raises :class:`TransportError`; callers
   retry as they see fit (``axis.sim.api``).
 
-Plain ``http`` and ``https`` (default TLS context) URLs; no proxies, no redirects, no cookies, no HTTP/2.
+Plain ``http`` and ``https`` URLs; no proxies, no redirects, no cookies, no HTTP/2. TLS (contract section 6): the
+pool's ``ssl_context`` (:func:`axis.core.tlsconfig.client_context` over the axis CA; the system's trust store when
+None); a request may bring its own (an agency's client certificate for mutual TLS) — connections are pooled per
+context, so a kept-alive connection is only ever reused with the certificate it was opened with. Keep-alive is
+what keeps TLS cheap here: a handshake per connection, not per request.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import orjson
+
+from axis.core.tlsconfig import client_context
 
 _MAX_HEAD = 256 * 1024
 
@@ -69,6 +75,10 @@ class _Conn:
         self.writer.close()
 
 
+#: A pooled connection's key: scheme, host, port and the SSLContext of a request that brought its own.
+_Key = tuple[str, str, int, ssl.SSLContext | None]
+
+
 class _NoAnswer(Exception):
     """The connection ended before the first byte of an answer (a stale keep-alive connection, or worse)."""
 
@@ -96,7 +106,7 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.max_idle = max_idle
         self._ssl = ssl_context
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
+        self._idle: dict[_Key, list[_Conn]] = {}
         self._closed = False
 
     async def __aenter__(self) -> Pool:
@@ -122,6 +132,7 @@ class Pool:
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Response:
         scheme, host, port, target = _origin(url)
         if params:
@@ -138,11 +149,11 @@ class Pool:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                return await self._send((scheme, host, port), method, head, body or b"")
+                return await self._send((scheme, host, port, ssl_context), method, head, body or b"")
         except TimeoutError:
             raise TransportError(f"{method} {url}: timed out") from None
 
-    async def _send(self, key: tuple[str, str, int], method: str, head: bytes, body: bytes) -> Response:
+    async def _send(self, key: _Key, method: str, head: bytes, body: bytes) -> Response:
         while True:
             conn = self._take(key)
             fresh = conn is None
@@ -167,7 +178,7 @@ class Pool:
                 conn.close()
             return resp
 
-    def _take(self, key: tuple[str, str, int]) -> _Conn | None:
+    def _take(self, key: _Key) -> _Conn | None:
         idle = self._idle.get(key)
         while idle:
             c = idle.pop()
@@ -176,20 +187,20 @@ class Pool:
             c.close()
         return None
 
-    def _give(self, key: tuple[str, str, int], conn: _Conn) -> None:
+    def _give(self, key: _Key, conn: _Conn) -> None:
         idle = self._idle.setdefault(key, [])
         if len(idle) < self.max_idle:
             idle.append(conn)
         else:
             conn.close()
 
-    async def _connect(self, key: tuple[str, str, int]) -> _Conn:
-        scheme, host, port = key
+    async def _connect(self, key: _Key) -> _Conn:
+        scheme, host, port, own = key
         ctx = None
         if scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            ctx = self._ssl
+            if own is None and self._ssl is None:
+                self._ssl = client_context()
+            ctx = own or self._ssl
         try:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(host, port, ssl=ctx, limit=_MAX_HEAD)

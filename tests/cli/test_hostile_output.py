@@ -193,14 +193,15 @@ def test_send_and_inbox_with_a_real_endpoint(tmp_path: Path, vhost_url: str) -> 
         doc = tmp_path / "doc.edxml"
         doc.write_bytes(env.build(env.new_document(env.Organization(G22, organ_name=XML_HOSTILE), [H53],
                                                    XML_HOSTILE, number="9", notation=f"VP[/]{LINK}\x9b2J")))
-        check(axis("send", str(doc), "--endpoint", by[G22]["endpoint"], "--token", by[G22]["token"]),
-              f"VP[/]{LINK}\\x9b2J", "accepted")
-        with Client(by[H53]["endpoint"], by[H53]["token"]) as c:
+        conns = str(run.connections_path)  # HTTPS: the axis CA comes from connections.json
+        check(axis("send", str(doc), "--endpoint", by[G22]["endpoint"], "--token", by[G22]["token"],
+                   "--connections", conns), f"VP[/]{LINK}\\x9b2J", "accepted")
+        with Client.from_connections(run.connections_path, H53) as c:
             deadline = time.monotonic() + 30
             while not (items := c.inbox()) and time.monotonic() < deadline:
                 time.sleep(0.2)
         assert [i["subject"] for i in items] == [XML_HOSTILE]  # the endpoint keeps the subject as it came
-        check(axis("inbox", "--endpoint", by[H53]["endpoint"], "--token", by[H53]["token"]),
+        check(axis("inbox", "--endpoint", by[H53]["endpoint"], "--token", by[H53]["token"], "--connections", conns),
               "[/]", LINK, "[bold red]alarm[/]", ":warning:", "a\\rb", "\\x9b2J", "\\x9d8;;https://evil.example/c1",
               f"VP[/]{LINK}\\x9b2J", "inbox (1)")
     finally:

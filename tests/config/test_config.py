@@ -37,7 +37,9 @@ def test_load(tmp_path: Path) -> None:
     assert cfg.amqp_url == "amqp://guest:guest@127.0.0.1/"
     assert cfg.stats_url == f"sqlite+aiosqlite:///{tmp_path}/stats.db"
     assert cfg.pki.ca == tmp_path / "pki/ca.pem"
-    assert cfg.admin.port == 9000 and cfg.admin.url == "http://127.0.0.1:9000"
+    assert cfg.admin.port == 9000 and cfg.admin.url == "https://127.0.0.1:9000"  # TLS unless the config says off
+    assert cfg.tls.enabled and cfg.tls.cert == tmp_path / "pki/tls/server/cert.pem"  # beside the CA by default
+    assert cfg.server("d1").url == "https://127.0.0.1:9001" and cfg.server("d1").client_auth == "off"
     assert cfg.server("d1").inbox_url == f"sqlite+aiosqlite:///{tmp_path}/inbox-d1.db"
     assert cfg.server("sh").inbox_url == "postgresql+asyncpg://db/inbox"
     assert cfg.server("d1").keys == ("000.00.00.G22",)
@@ -98,10 +100,10 @@ def test_missing_and_bad_yaml(tmp_path: Path) -> None:
 def test_connections_for_and_write(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, BASE), env={})
     conn = connections_for(cfg, {"admin": {"token": "admin"}, "agencies": [{"code": "000.00.00.G22", "token": "t1"}]})
-    assert conn["admin"] == {"url": "http://127.0.0.1:9000", "token": "admin"}
+    assert conn["admin"] == {"url": "https://127.0.0.1:9000", "token": "admin"}
     by = {a["code"]: a for a in conn["agencies"]}
     assert by["000.00.00.G22"]["token"] == "t1" and by["000.00.00.G01"]["token"] is None
-    assert by["000.00.00.G01"]["kind"] == "shared" and by["000.00.00.G01"]["endpoint"] == "http://127.0.0.1:9002"
+    assert by["000.00.00.G01"]["kind"] == "shared" and by["000.00.00.G01"]["endpoint"] == "https://127.0.0.1:9002"
     path = write_connections(tmp_path, conn)
     assert json.loads(path.read_text()) == conn
     assert path.stat().st_mode & 0o777 == 0o600
@@ -122,8 +124,12 @@ def test_generate_workdir(tmp_path: Path) -> None:
         assert cfg.agency(a["code"]).token_sha256 == hash_token(a["token"])  # type: ignore[union-attr]
         assert Path(a["key"]).is_file() and Path(a["cert"]).is_file()
     assert set(cfg.server("sh").keys) == {"000.00.00.G01", "000.00.00.H53"}
-    assert conn["admin"]["url"] == "http://127.0.0.1:9100"
+    assert conn["admin"]["url"] == "https://127.0.0.1:9100"
     assert hash_token(conn["admin"]["token"]) == cfg.admin.token_sha256
+    assert cfg.tls.missing() is None and all(a["endpoint"].startswith("https://") for a in conn["agencies"])
+    for a in conn["agencies"]:  # every agency has its TLS client certificate (mutual TLS)
+        assert Path(a["tls_cert"]).is_file() and Path(a["tls_key"]).is_file()
+    assert connections_for(cfg, None)["agencies"][0]["tls_cert"] == conn["agencies"][0]["tls_cert"]
     assert Path(conn["ca"]).is_file() and Path(conn["crl"]).is_file()
     assert {a["kind"] for a in conn["agencies"]} == {"dedicated", "shared"}
 

@@ -78,6 +78,7 @@ class Axis:
             cfg.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False))
         self.cfg_path = cfg
         self.config: Config = load_config(cfg)
+        self.verify = self.config.client_ssl()  # HTTPS (the default): the servers' certificates are the axis CA's
         prepare_broker_sync(self.config)  # as `axis up` does: topology + least-privilege users per component
         self.pki: TestPKI = pki_of(work, CODES)
         self.run = Running(self.config, work)
@@ -102,7 +103,7 @@ class Axis:
     def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         for s in self.config.servers:
-            while not _healthy(s.url):
+            while not _healthy(s.url, self.verify):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{s.url} not healthy; logs in {self.work / 'logs'}")
                 time.sleep(0.2)
@@ -213,7 +214,7 @@ async def submit_all(axis: Axis, docs: list[tuple[str, list[str], bytes]], plan:
                 await asyncio.sleep(0.3)
             report.sent += 1
 
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30, verify=axis.verify) as http:
         await asyncio.gather(*(worker(http) for _ in range(plan.concurrency)))
 
 
@@ -273,7 +274,7 @@ async def audit(axis: Axis, docs: list[tuple[str, list[str], bytes]], report: Re
     store = await StatsStore.open(axis.config.stats_url, create=False)
     deadline = time.monotonic() + timeout
     try:
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30, verify=axis.verify) as http:
             while True:
                 got: Counter[tuple[str, str, str]] = Counter()
                 for code in CODES:

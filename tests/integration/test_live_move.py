@@ -16,6 +16,7 @@ import pytest
 from axis.config import generate_workdir, load_config
 from axis.config.reload import read_ack
 from axis.core import envelope
+from axis.core.tlsconfig import client_context
 from tests.integration.conftest import G01, G03, G22
 from tests.support.testing import free_port_block
 
@@ -57,7 +58,7 @@ async def scenario(conn: dict[str, Any], admin: str, admin_token: str, log: list
     admin_headers = {"Authorization": f"Bearer {admin_token}"}
     to_g03_g01: list[str] = []  # sent by G22 to G03 and G01
     from_g03: list[str] = []  # sent by G03 (the moving agency) to G22
-    async with httpx.AsyncClient(timeout=180) as http:
+    async with httpx.AsyncClient(timeout=180, verify=client_context(conn["ca"])) as http:  # HTTPS: the axis CA
         # bad requests first: nothing moves
         r = await http.post(f"{admin}/admin/agencies/000.00.00.X99/move", json={"server": "x"}, headers=admin_headers)
         assert r.status_code == 404 and r.json()["reason"] == "UNKNOWN_RECIPIENT", r.text
@@ -145,7 +146,7 @@ def test_agency_moves_live_through_the_admin_app(tmp_path: Path, vhost_url: str)
         run.stop()
     moved = out["moved"]
     assert {k: moved[k] for k in ("agency", "from", "to")} == {"agency": G03, "from": "sh", "to": "d-g03"}
-    assert moved["endpoint"].startswith("http://127.0.0.1:") and moved["kind"] == "dedicated"
+    assert moved["endpoint"].startswith("https://127.0.0.1:") and moved["kind"] == "dedicated"
     # every document exactly once in each recipient's inbox; G03's whole inbox is on its new server
     assert sorted(i["document_id"] for i in out["g03"]) == sorted(out["sent"])
     assert sorted(i["document_id"] for i in out["g01"]) == sorted(out["sent"])
@@ -169,4 +170,5 @@ def test_agency_moves_live_through_the_admin_app(tmp_path: Path, vhost_url: str)
     import orjson
 
     written = orjson.loads((wd / "connections.json").read_bytes())
-    assert next(a for a in written["agencies"] if a["code"] == G03)["endpoint"] == moved["endpoint"]
+    g03 = next(a for a in written["agencies"] if a["code"] == G03)
+    assert g03["endpoint"] == moved["endpoint"] and Path(g03["tls_cert"]).is_file()  # its TLS certificate stays

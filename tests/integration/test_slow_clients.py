@@ -1,11 +1,14 @@
 """Slow and idle clients against a real endpoint server (uvicorn on httptools, as endpoints/host.py runs it),
 over raw sockets: an idle connection, trickled headers and a trickled body are closed within their limits, a
 body sent at the minimum rate still gets through, normal keep-alive requests work, and a host's connection
-limit refuses the extra connections. Small limits (fractions of a second) keep the test fast; no broker."""
+limit refuses the extra connections — over plain HTTP (``tls: off``) and over TLS (the default), where a client that
+never finishes its handshake is dropped within the header timeout too. Small limits (fractions of a second) keep
+the test fast; no broker."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from axis.config import generate_workdir, load_config
+from axis.core.tlsconfig import client_context
 from axis.stats.counting import MemoryCounter
 from endpoints.app import create_app
 from endpoints.gate import GatedApp
-from endpoints.host import ConnectionGuard, uvicorn_server
+from endpoints.host import ConnectionGuard, server_contexts, uvicorn_server
 from endpoints.inbox import open_inbox
 from endpoints.refusals import RefusalRecorder
 from endpoints.server import EndpointServer
@@ -37,25 +41,28 @@ class Endpoint:
     port: int
     token: str
     guard: ConnectionGuard
+    ssl: ssl.SSLContext | None = None  # the client's, when the server speaks TLS
 
 
-@pytest.fixture
-async def endpoint(tmp_path: Path) -> AsyncIterator[Endpoint]:
-    path, conn = generate_workdir(tmp_path, [(G01, "A", "sh")], [("sh", "shared")])
+@pytest.fixture(params=["plain", "tls"])
+async def endpoint(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Endpoint]:
+    tls = request.param == "tls"
+    path, conn = generate_workdir(tmp_path, [(G01, "A", "sh")], [("sh", "shared")], tls=tls, client_certs=False)
     config = load_config(path)
     store = await open_inbox(f"sqlite+aiosqlite:///{tmp_path / 'inbox.db'}")
     srv = EndpointServer(config, "sh", store=store)
     srv.refusals = RefusalRecorder(MemoryCounter())  # no broker, no statistics store: refusals counted in memory
     guard = ConnectionGuard(header_timeout=HEADER_TIMEOUT, body_timeout=BODY_TIMEOUT, body_min_rate=BODY_MIN_RATE,
                             keep_alive=KEEP_ALIVE, max_connections=MAX_CONNECTIONS)
-    server = uvicorn_server(GatedApp(create_app(srv), srv.gate), "127.0.0.1", 0, guard)
+    server = uvicorn_server(GatedApp(create_app(srv), srv.gate), "127.0.0.1", 0, guard,
+                            ssl_context=server_contexts(config, ["sh"])["sh"])
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), task
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Endpoint(port, conn["agencies"][0]["token"], guard)
+        yield Endpoint(port, conn["agencies"][0]["token"], guard, client_context(config.pki.ca) if tls else None)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
@@ -63,7 +70,7 @@ async def endpoint(tmp_path: Path) -> AsyncIterator[Endpoint]:
 
 
 async def connect(ep: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", ep.port)
+    return await asyncio.open_connection("127.0.0.1", ep.port, ssl=ep.ssl)
 
 
 async def until_closed(reader: asyncio.StreamReader, within: float) -> tuple[bytes, float]:
@@ -98,6 +105,18 @@ async def test_an_idle_connection_is_closed(endpoint: Endpoint) -> None:
     reader, writer = await connect(endpoint)
     data, took = await until_closed(reader, HEADER_TIMEOUT + SLACK)
     assert data == b"" and took >= HEADER_TIMEOUT - 0.1  # nothing was asked: closed without an answer
+    close(writer)
+
+
+async def test_a_connection_that_never_finishes_its_handshake_is_closed(endpoint: Endpoint) -> None:
+    """Over TLS the guard's timers start once the handshake is over: the handshake itself gets the header
+    timeout (not asyncio's 60 s). A client that sends half a ClientHello and waits is dropped."""
+    if endpoint.ssl is None:
+        pytest.skip("plain HTTP has no handshake")
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)  # TCP only
+    writer.write(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, never finished
+    _, took = await until_closed(reader, HEADER_TIMEOUT + SLACK)
+    assert took >= HEADER_TIMEOUT - 0.1
     close(writer)
 
 

@@ -17,6 +17,7 @@ import pytest
 from axis.client import AxisError, Client
 from axis.config import generate_workdir
 from axis.core import envelope
+from axis.core.tlsconfig import client_context
 from axis.ops.up import start
 from tests.integration.conftest import AGENCIES, G01, G22, H53, SERVERS
 from tests.support.testing import free_port_block
@@ -37,29 +38,37 @@ def test_up_send_inbox(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, t
         assert run.ready("log-writer")  # start() returned once it consumed axis.evidence
         by = {a["code"]: a for a in conn["agencies"]}
         assert by[G01]["kind"] == "shared" and by[G22]["kind"] == "dedicated" and by[G22]["token"]
+        # HTTPS everywhere (contract section 6): every URL, the CA to trust, each agency's TLS client certificate
+        assert conn["admin"]["url"].startswith("https://") and all(a["endpoint"].startswith("https://")
+                                                                   for a in conn["agencies"])
+        assert Path(conn["ca"]).is_file() and all(Path(a["tls_cert"]).is_file() for a in conn["agencies"])
+        ca = conn["ca"]
+        admin = httpx.get(conn["admin"]["url"] + "/healthz", verify=client_context(ca), trust_env=False, timeout=10)
+        assert admin.status_code == 200 and admin.headers["strict-transport-security"] == "max-age=31536000"
 
         doc = tmp_path / "doc.edxml"
         doc.write_bytes(envelope.build(envelope.new_document(G22, [H53, G01], "Qua axis up")))
         cli = [sys.executable, "-m", "axis"]
         out = subprocess.run([*cli, "send", str(doc), "--endpoint", by[G22]["endpoint"], "--token", by[G22]["token"],
-                              "--json"], capture_output=True, text=True, timeout=60)
+                              "--ca", ca, "--json"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         sub = json.loads(out.stdout)
         assert sub["ok"] and sub["recipients"] == [H53, G01]
 
-        with Client(by[G01]["endpoint"], by[G01]["token"]) as c:
+        with Client(by[G01]["endpoint"], by[G01]["token"], ca=ca) as c:
             deadline = time.monotonic() + 30
             while not (items := c.inbox()) and time.monotonic() < deadline:
                 time.sleep(0.2)
             assert [i["document_id"] for i in items] == [sub["document_id"]]
         out = subprocess.run([*cli, "inbox", "--endpoint", by[H53]["endpoint"], "--token", by[H53]["token"],
-                              "--json"], capture_output=True, text=True, timeout=60)
+                              "--connections", str(run.connections_path), "--json"], capture_output=True, text=True,
+                             timeout=60)
         assert out.returncode == 0 and len(json.loads(out.stdout)["items"]) == 1
 
-        out = subprocess.run([*cli, "inbox", "--endpoint", by[H53]["endpoint"], "--token", "nope", "--json"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run([*cli, "inbox", "--endpoint", by[H53]["endpoint"], "--token", "nope", "--ca", ca,
+                              "--json"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 1 and json.loads(out.stdout)["reason"] == "UNAUTHORIZED"
-        with Client(by[H53]["endpoint"], by[G01]["token"]) as c, pytest.raises(AxisError) as e:
+        with Client(by[H53]["endpoint"], by[G01]["token"], ca=ca) as c, pytest.raises(AxisError) as e:
             c.inbox()
         assert (e.value.status, e.value.reason) == (401, "UNAUTHORIZED")
 
