@@ -259,6 +259,8 @@ def init(
     amqp_url: str | None = typer.Option(None, "--amqp-url"),
     db_url: str | None = typer.Option(None, "--db-url", help="PostgreSQL URL for stats, inboxes and the evidence log"),
     host: str = typer.Option("127.0.0.1", "--host", help="host name the servers are reached at"),
+    server_name: list[str] = typer.Option([], "--server-name", help="another name clients reach the servers at "
+                                          "(repeat): added to the TLS server certificate"),
     broker_auth: str = typer.Option("users", "--broker-auth",
                                     help="users: one least-privilege broker user per component, provisioned now "
                                          "(needs the management API); shared: everyone uses the AMQP URL (dev)"),
@@ -275,7 +277,8 @@ def init(
     if broker_auth not in ("users", "shared"):
         usage_error("--broker-auth must be 'users' or 'shared'")
     path, conn = generate_workdir(work_dir, DEMO_AGENCIES, DEMO_SERVERS, amqp_url=amqp_url, stats_url=db_url,
-                                  inbox_url=db_url, evidence_url=db_url, host=host, broker_auth=broker_auth)
+                                  inbox_url=db_url, evidence_url=db_url, host=host, broker_auth=broker_auth,
+                                  server_names=server_name)
     cfg = load_config(path)
     write_connections(work_dir, connections_for(cfg, conn))
     if cfg.broker.per_component:

@@ -4,6 +4,9 @@
 amqp_url: amqp://guest:guest@127.0.0.1/      # else env AXIS_AMQP_URL, else this default
 stats_url: sqlite+aiosqlite:///stats.db       # else env AXIS_STATS_URL, else <work dir>/stats.db
 pki: {ca: pki/ca.pem, crl: pki/crl.pem}
+tls: {cert: pki/tls/server/cert.pem,          # HTTPS on every endpoint and admin server (contract section 6); on
+      key: pki/tls/server/key.pem}            #   when absent, with these paths beside pki.ca; `tls: off`: plain
+                                              #   HTTP, development only (every server says so on its first line)
 admin: {host: 127.0.0.1, port: 8700, token_sha256: <hex>}
 limits: {max_envelope_bytes: 26214400,        # refused with TOO_LARGE above this
          auth_failures: 20, auth_window_seconds: 60}  # failed token checks per client address → 429
@@ -24,7 +27,8 @@ evidence:                                     # the evidence log (contract secti
   sth_interval_seconds: 10                    # a new signed tree head at least this often while the log grows
 servers:
   - {id: s1, kind: dedicated, host: 127.0.0.1, port: 8701, inbox_url: sqlite+aiosqlite:///inbox-s1.db,
-     keys: [000.00.00.G22]}                    # agencies whose signing key this server holds
+     keys: [000.00.00.G22],                    # agencies whose signing key this server holds
+     client_auth: required}                    # mutual TLS: required | optional | off (default; endpoints.mtls)
 agencies:
   - {code: 000.00.00.G22, name: Government Office, server: s1, token_sha256: <hex>,
      key: pki/agencies/000.00.00.G22/key.pem, cert: pki/agencies/000.00.00.G22/cert.pem}
