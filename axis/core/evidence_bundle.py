@@ -49,10 +49,11 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from cryptography import x509
 
@@ -192,28 +193,42 @@ def _proof_invalid(detail: str) -> Refusal:
     return Refusal(Reason.PROOF_INVALID, detail)
 
 
+def open_container(source: bytes | str | os.PathLike[str] | IO[bytes], what: str, known: Collection[str],
+                   required: Sequence[str]) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """An ASiC-like ZIP container (an evidence bundle, a log segment) and its members, once its shape is right:
+    each member once, none unknown, none missing, ``mimetype`` first and stored, nothing encrypted; else
+    Refusal(PROOF_INVALID) naming ``what`` it should have been. The caller closes the ZipFile."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise _proof_invalid(f"not {what} (a ZIP file): {exc}") from None
+    infos = zf.infolist()
+    names = [i.filename for i in infos]
+    problem = None
+    if len(names) != len(set(names)):
+        problem = f"{what} holds a member twice"
+    elif set(names) - set(known) or [n for n in required if n not in names]:
+        problem = (f"not {what}: unknown members {sorted(set(names) - set(known))}, "
+                   f"missing {[n for n in required if n not in names]}")
+    elif names[0] != M_MIMETYPE or infos[0].compress_type != zipfile.ZIP_STORED:
+        problem = f"the first member of {what} is 'mimetype', stored"
+    elif any(i.flag_bits & 0x1 for i in infos):
+        problem = f"{what} holds an encrypted member"
+    if problem is not None:
+        zf.close()
+        raise _proof_invalid(problem)
+    return zf, infos
+
+
 def _members(data: bytes) -> dict[str, bytes]:
     """The bundle's members by name, read within the limits; Refusal(PROOF_INVALID) for anything else."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-        raise _proof_invalid(f"not an evidence bundle (a ZIP file): {exc}") from None
+    zf, infos = open_container(data, "an evidence bundle", KNOWN, REQUIRED)
     with zf:
-        infos = zf.infolist()
-        names = [i.filename for i in infos]
-        if len(names) != len(set(names)):
-            raise _proof_invalid("the bundle holds a member twice")
-        unknown = sorted(set(names) - KNOWN)
-        missing = [n for n in REQUIRED if n not in names]
-        if unknown or missing:
-            raise _proof_invalid(f"not an evidence bundle: unknown members {unknown}, missing {missing}")
-        if names[0] != M_MIMETYPE or infos[0].compress_type != zipfile.ZIP_STORED:
-            raise _proof_invalid("the first member of a bundle is 'mimetype', stored")
         out: dict[str, bytes] = {}
         for info in infos:
             limit = MAX_ENVELOPE_BYTES if info.filename == M_ENVELOPE else MAX_MEMBER_BYTES
-            if info.file_size > limit or info.flag_bits & 0x1:
-                raise _proof_invalid(f"{info.filename}: too large or encrypted")
+            if info.file_size > limit:
+                raise _proof_invalid(f"{info.filename}: too large")
             try:
                 with zf.open(info) as f:
                     body = f.read(limit + 1)

@@ -69,6 +69,7 @@ from axis.core.evidence import (
     event_from_leaf,
     verify_sth,
 )
+from axis.core.evidence_bundle import open_container
 from axis.core.reasons import Reason, Refusal
 from axis.log.store import LogStore
 
@@ -342,23 +343,9 @@ def verify_segment(source: str | os.PathLike[str] | bytes | IO[bytes], ca_pem: b
 
 def _verify(source: str | os.PathLike[str] | IO[bytes], ca_pem: bytes, crl_pem: bytes | None,
             at: dt.datetime | None, progress: Progress | None, found: dict[str, Any]) -> None:
-    try:
-        zf = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
-        raise _invalid(f"not a log segment (a ZIP file): {exc}") from None
+    zf, infos = open_container(source, "a log segment", KNOWN, REQUIRED)
     with zf:
-        infos = zf.infolist()
         names = [i.filename for i in infos]
-        if len(names) != len(set(names)):
-            raise _invalid("the segment holds a member twice")
-        unknown = sorted(set(names) - KNOWN)
-        missing = [n for n in REQUIRED if n not in names]
-        if unknown or missing:
-            raise _invalid(f"not a log segment: unknown members {unknown}, missing {missing}")
-        if names[0] != M_MIMETYPE or infos[0].compress_type != zipfile.ZIP_STORED:
-            raise _invalid("the first member of a segment is 'mimetype', stored")
-        if any(i.flag_bits & 0x1 for i in infos):
-            raise _invalid("the segment holds an encrypted member")
         by_name = dict(zip(names, infos, strict=True))
         small = {n: _small(zf, by_name[n]) for n in names if n != M_LEAVES}
         if small[M_MIMETYPE] != MIMETYPE.encode("ascii"):
