@@ -150,6 +150,24 @@ def make_ca(
     return key, cert
 
 
+def _end_entity(ca_cert: x509.Certificate, subject: x509.Name,
+                public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, start: dt.datetime, days: int, *,
+                serial: int | None = None) -> x509.CertificateBuilder:
+    """What every certificate the axis CA issues to a non-CA shares: subject, issuer, key, serial, validity from
+    ``start`` for ``days``, not a CA (critical), the CA's key identifier."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(serial or x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
+    )
+
+
 def issue_cert(
     ca_key: PrivateKey,
     ca_cert: x509.Certificate,
@@ -174,17 +192,7 @@ def issue_cert(
         _cn(name or code),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
     ])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(serial or x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
-    )
+    builder = _end_entity(ca_cert, subject, public_key, start, days, serial=serial)
     if key_usage:
         builder = builder.add_extension(
             x509.KeyUsage(
@@ -411,15 +419,7 @@ def issue_log_cert(
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
     ])
     return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
+        _end_entity(ca_cert, subject, public_key, start, days)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=digital_signature, content_commitment=False,
@@ -515,15 +515,7 @@ def issue_server_cert(
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
     ])
     return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
+        _end_entity(ca_cert, subject, public_key, start, days)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_tls_key_usage(public_key), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -555,15 +547,7 @@ def issue_client_cert(
     ])
     usage = x509.ExtendedKeyUsageOID.CLIENT_AUTH if client_auth else x509.ExtendedKeyUsageOID.SERVER_AUTH
     return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key(ca_cert)), critical=False)
+        _end_entity(ca_cert, subject, public_key, start, days)
         .add_extension(_tls_key_usage(public_key), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .sign(ca_key, _hash_for(ca_key))
