@@ -15,12 +15,13 @@ from axis.core.reasons import Reason, Refusal
 from axis.core.verify import CertFacts, check_time_revocation_usage
 
 
-def check_delivery(verifier: Any, body: bytes) -> envelope.DocumentMessage:
-    """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model."""
-    msg = checks_for(verifier).check(body)
+def check_delivery(verifier: Any, body: bytes) -> tuple[envelope.DocumentMessage, str]:
+    """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model; with
+    the hex SHA-256 of those bytes (the check's own cache key: what the ``stored`` leaf of the log names)."""
+    msg, key = checks_for(verifier).check_keyed(body)
     if not isinstance(msg, envelope.DocumentMessage):
         raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
-    return msg
+    return msg, key.hex()
 
 
 class DeliveryChecks:
@@ -46,6 +47,10 @@ class DeliveryChecks:
 
     def check(self, body: bytes) -> envelope.Message:
         """The message of a signed envelope that passes the full check (else Refusal, never remembered)."""
+        return self.check_keyed(body)[0]
+
+    def check_keyed(self, body: bytes) -> tuple[envelope.Message, bytes]:
+        """:meth:`check`, with the SHA-256 of ``body`` it is remembered by."""
         key = hashlib.sha256(body).digest()
         with self._lock:
             done = self._done.get(key)
@@ -56,7 +61,7 @@ class DeliveryChecks:
             if facts is not None:  # the moment-dependent part of the certificate check, again
                 check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked)
             self.hits += 1
-            return msg
+            return msg, key
         verified, facts = self.verifier.verify_with_facts(body)
         schema.validate(verified.root)
         msg = envelope.from_element(verified.root)
@@ -65,7 +70,7 @@ class DeliveryChecks:
             self._done[key] = (kept, facts)
             if len(self._done) > self.size:
                 self._done.popitem(last=False)
-        return msg
+        return msg, key
 
 
 _checks: weakref.WeakKeyDictionary[Any, DeliveryChecks] = weakref.WeakKeyDictionary()

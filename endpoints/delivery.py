@@ -77,12 +77,12 @@ def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]
 
 class DeliveryConsumer:
     """Consumes ``axis.server.<id>``. ``view`` returns the server's current :class:`LocalView` (a hot reload swaps
-    it); ``check`` fully checks a delivered document's exact bytes; ``publish`` publishes to ``axis.submit``
-    (confirmed) as this server."""
+    it); ``check`` fully checks a delivered document's exact bytes (the message and their hex SHA-256);
+    ``publish`` publishes to ``axis.submit`` (confirmed) as this server."""
 
     def __init__(self, *, view: Callable[[], LocalView], store: InboxStore,
                  publish: Callable[[Outgoing], Awaitable[None]],
-                 check: Callable[[bytes], Awaitable[envelope.DocumentMessage]], metrics: Metrics) -> None:
+                 check: Callable[[bytes], Awaitable[tuple[envelope.DocumentMessage, str]]], metrics: Metrics) -> None:
         self.view = view
         self.store = store
         self.publish = publish
@@ -154,7 +154,7 @@ class DeliveryConsumer:
             if placed.refusal is not None:
                 raise placed.refusal
             return []
-        msg = await self.check(body)
+        msg, digest = await self.check(body)
         mine = decide_delivery(view, placed.store, {r.organ_id for r in msg.recipients})  # only whom it names
         if mine.refusal is not None:
             raise mine.refusal
@@ -169,7 +169,6 @@ class DeliveryConsumer:
             if row.new:
                 self.metrics.received.labels(row.agency).inc()
         # the digest of the exact bytes stored: the router logs it in the ``stored`` leaf (the sender's receipt)
-        digest = hashlib.sha256(body).hexdigest()
         return [bundle.Item(st, {H_DOC_TYPE: doc_type, H_SHA256: digest}) for st in arrived]
 
     async def _status(self, body: bytes, headers: Any) -> None:

@@ -97,9 +97,9 @@ class EndpointServer:
     def _make_view(self) -> LocalView:
         return LocalView(self.id, self.local_agencies, self.config.directory, self.config.limits.max_envelope_bytes)
 
-    async def check_delivery(self, body: bytes) -> envelope.DocumentMessage:
+    async def check_delivery(self, body: bytes) -> tuple[envelope.DocumentMessage, str]:
         """The full check of a delivered document's exact bytes, with the current verifier (in the CPU pool when
-        large)."""
+        large): the message and the hex SHA-256 of the bytes."""
         return await run_cpu_for(len(body), check_delivery, self.verifier, body)
 
     async def start(self, connection: Connection | None = None, *, prefetch: int = 32) -> None:

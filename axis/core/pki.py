@@ -350,9 +350,13 @@ class CertificateAuthority:
         """
         if not valid_code(code):
             raise PkiError(f"malformed agency code {code!r}")
-        cert_file = self.agency_dir(code) / "cert.pem"
+        return self.revoke_file(code, self.agency_dir(code) / "cert.pem", "certificate")
+
+    def revoke_file(self, code: str, cert_file: Path, what: str) -> int:
+        """Revoke the certificate in ``cert_file`` (issued to ``code``: a signing or a TLS client certificate) and
+        re-issue the CRL; returns its serial. Refusal(CERT_UNTRUSTED) when this CA never issued it."""
         if not cert_file.is_file():
-            raise Refusal(Reason.CERT_UNTRUSTED, f"no certificate was issued to {code} by this CA")
+            raise Refusal(Reason.CERT_UNTRUSTED, f"no {what} was issued to {code} by this CA")
         serial = load_certs(cert_file.read_bytes())[0].serial_number
         certs = self._index()
         now = _now()
@@ -654,15 +658,4 @@ def revoke_client_certificate(ca_dir: Path | str, code: str) -> int:
     if not valid_code(code):
         raise PkiError(f"malformed agency code {code!r}")
     ca = CertificateAuthority(ca_dir)
-    cert_file = client_dir(ca.dir, code) / "cert.pem"
-    if not cert_file.is_file():
-        raise Refusal(Reason.CERT_UNTRUSTED, f"no TLS client certificate was issued to {code} by this CA")
-    serial = load_certs(cert_file.read_bytes())[0].serial_number
-    certs = ca._index()
-    now = _now()
-    for entry in certs:
-        if entry.get("code") == code and entry.get("serial") == format(serial, "x") and not entry.get("revoked_at"):
-            entry["revoked_at"] = now.isoformat()
-    ca._save_index(certs)
-    ca.write_crl()
-    return serial
+    return ca.revoke_file(code, client_dir(ca.dir, code) / "cert.pem", "TLS client certificate")
