@@ -76,6 +76,24 @@ def rabbit_mgmt(amqp_url: str) -> tuple[str, tuple[str, str], str]:
     return RABBIT_MGMT, RABBIT_AUTH, amqp_url.rsplit("/", 1)[1]
 
 
+@pytest.fixture
+def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
+    """A fresh vhost for ONE test (its queues start empty), deleted after it with the axis's broker users."""
+    from axis.broker.users import delete_users_with_prefix
+
+    base, auth, _ = rabbit_mgmt
+    vhost = f"axis-test-{uuid.uuid4().hex[:10]}"
+    with httpx.Client(base_url=base, auth=auth, timeout=30) as http:
+        http.put(f"/api/vhosts/{vhost}").raise_for_status()
+        http.put(f"/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"}
+                 ).raise_for_status()
+        try:
+            yield amqp_url.rsplit("/", 1)[0] + "/" + vhost
+        finally:
+            http.delete(f"/api/vhosts/{vhost}")
+            delete_users_with_prefix(base, auth, f"{vhost}.")  # the axis's broker users (axis.broker.users)
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (asyncpg-style URL); dropped afterwards."""

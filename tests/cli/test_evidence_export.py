@@ -19,7 +19,7 @@ from axis.cli import app
 from axis.config import write_connections
 from axis.core.evidence_bundle import M_ENVELOPE
 from endpoints.app import create_app
-from tests.integration.conftest import G22, H53, Axis, axis_env, vhost_url  # noqa: F401  (fixtures)
+from tests.integration.conftest import G22, H53, Axis, axis_env  # noqa: F401  (fixtures)
 from tests.integration.test_evidence_flow import _sent_and_stored, logged  # noqa: F401  (a fixture)
 from tests.support.evidence import members, rezip
 

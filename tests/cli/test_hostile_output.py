@@ -19,13 +19,11 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -158,23 +156,6 @@ def test_validate_and_verify_hostile_file_names(tmp_path: Path, hostile_document
 
 
 # -- axis inbox / axis send: a real axis (`axis up` machinery) and a hostile server ------------------------------
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    from axis.broker.users import delete_users_with_prefix
-
-    base, auth, _ = rabbit_mgmt
-    vhost = f"axis-hostile-{uuid.uuid4().hex[:10]}"
-    with httpx.Client(base_url=base, auth=auth, timeout=30) as http:
-        http.put(f"/api/vhosts/{vhost}").raise_for_status()
-        http.put(f"/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"}
-                 ).raise_for_status()
-        try:
-            yield amqp_url.rsplit("/", 1)[0] + "/" + vhost
-        finally:
-            http.delete(f"/api/vhosts/{vhost}")
-            delete_users_with_prefix(base, auth, f"{vhost}.")
 
 
 @pytest.mark.rabbitmq

@@ -11,15 +11,6 @@ import httpx
 import pytest
 
 from tests.faults.cluster import Balancer, Cluster, rabbit_available
-from tests.faults.harness import fresh_vhost
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    """A fresh vhost on the local broker for one test, deleted after it (with its broker users)."""
-    base, auth, _ = rabbit_mgmt
-    with fresh_vhost(base, auth, amqp_url.rsplit("/", 1)[0]) as url:
-        yield url
 
 
 @pytest.fixture(scope="session")

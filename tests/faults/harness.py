@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ import httpx
 
 from axis.broker.setup import prepare_broker
 from axis.broker.transport import connect
-from axis.broker.users import delete_users_with_prefix
 from axis.config import Config, Limits, generate_workdir, load_config
 from axis.core import pki as pkimod
 from axis.router.service import RouterService
@@ -37,21 +35,6 @@ AGENCIES = [
 ]
 SERVERS = [("d1", "dedicated"), ("d2", "dedicated"), ("sh", "shared")]
 CODES = [a[0] for a in AGENCIES]
-
-
-@contextmanager
-def fresh_vhost(mgmt: str, auth: tuple[str, str], amqp_base: str, prefix: str = "axis-faults") -> Iterator[str]:
-    """A new vhost (guest has full rights), deleted afterwards; yields its AMQP URL."""
-    vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    with httpx.Client(base_url=mgmt, auth=auth, timeout=30) as http:
-        http.put(f"/api/vhosts/{vhost}").raise_for_status()
-        http.put(f"/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"}
-                 ).raise_for_status()
-        try:
-            yield f"{amqp_base}/{vhost}"
-        finally:
-            http.delete(f"/api/vhosts/{vhost}")
-            delete_users_with_prefix(mgmt, auth, f"{vhost}.")  # the axis's broker users (axis.broker.users)
 
 
 def pki_of(work: Path, codes: list[str]) -> TestPKI:

@@ -4,8 +4,7 @@ the HTTP apps reached through httpx's ASGI transport. Each test gets its own vho
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import pytest
 
 from axis.broker.setup import prepare_broker
 from axis.broker.transport import connect
-from axis.broker.users import delete_users_with_prefix
 from axis.config import Config, generate_workdir, load_config
 from axis.router.service import RouterService
 from axis.stats.counting import Accepted, Delivered, MemoryCounter, Refused, open_counter
@@ -31,22 +29,6 @@ AGENCIES = [
     (H41, "UBND tỉnh Nghệ An", "sh"),
 ]
 SERVERS = [("d1", "dedicated"), ("d2", "dedicated"), ("sh", "shared")]
-
-
-@pytest.fixture
-def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> Iterator[str]:
-    """A fresh vhost for ONE test (queues start empty)."""
-    base, auth, _ = rabbit_mgmt
-    vhost = f"axis-core-{uuid.uuid4().hex[:10]}"
-    with httpx.Client(base_url=base, auth=auth, timeout=30) as http:
-        http.put(f"/api/vhosts/{vhost}").raise_for_status()
-        http.put(f"/api/permissions/{vhost}/guest", json={"configure": ".*", "write": ".*", "read": ".*"}
-                 ).raise_for_status()
-        try:
-            yield amqp_url.rsplit("/", 1)[0] + "/" + vhost
-        finally:
-            http.delete(f"/api/vhosts/{vhost}")
-            delete_users_with_prefix(base, auth, f"{vhost}.")  # the axis's broker users (axis.broker.users)
 
 
 class TeeCounter:
