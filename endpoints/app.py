@@ -31,7 +31,7 @@ from axis.core import envelope, schema
 from axis.core.evidence import Event
 from axis.core.ratelimit import TooManyFailures
 from axis.core.reasons import Reason, Refusal, http_status
-from axis.core.routing import check_recipients
+from axis.core.routing import check_limits
 from axis.core.signing import sign
 from axis.core.wire import (
     H_DOC_TYPE,
@@ -126,7 +126,7 @@ def check_submission(srv: EndpointServer, agency: str, body: bytes) -> tuple[byt
         raise Refusal(Reason.SCHEMA_INVALID, "this is a status message: use POST /v1/documents/{id}/status")
     if msg.sender.organ_id != agency:
         raise Refusal(Reason.FORBIDDEN, f"the document's sender {msg.sender.organ_id} is not your agency")
-    check_recipients(msg, srv.config.limits.max_recipients)
+    check_limits(msg, srv.config.limits.max_recipients)
     if unsigned:
         held = srv.keys.get(agency)
         if held is None:

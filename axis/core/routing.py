@@ -105,10 +105,27 @@ def route_status(directory: Directory, reporter: str, original_sender: str, via_
 DEFAULT_MAX_RECIPIENTS = 500
 
 
-def check_recipients(msg: envelope.DocumentMessage, limit: int) -> None:
-    """Refuse (TOO_LARGE) a document naming more than ``limit`` recipients: what one submission may make the axis
-    do (deliveries, refusal notices, headers) stays bounded. The endpoint server checks it at the door, the
-    router again (a component credential may bypass the door)."""
-    if len(msg.recipients) > limit:
-        raise Refusal(Reason.TOO_LARGE, f"{len(msg.recipients)} recipients: at most {limit} per document "
+#: The longest DocumentId the axis takes — a document's own, those a revocation, update or replacement names, a
+#: status's: the endpoint stores keep it in a column of this width, and every leaf of the evidence log names it
+#: (a leaf is at most ``axis.core.evidence.MAX_LEAF_BYTES``: one over-long id must not make a batch unloggable).
+MAX_DOCUMENT_ID = 512
+
+
+def check_document_id(document_id: str, what: str = "DocumentId") -> None:
+    """Refuse (SCHEMA_INVALID) a DocumentId longer than :data:`MAX_DOCUMENT_ID` characters."""
+    if len(document_id) > MAX_DOCUMENT_ID:
+        raise Refusal(Reason.SCHEMA_INVALID, f"{what} has {len(document_id)} characters: at most {MAX_DOCUMENT_ID}")
+
+
+def check_limits(msg: envelope.DocumentMessage, max_recipients: int) -> None:
+    """Refuse a document naming more than ``max_recipients`` recipients (TOO_LARGE) or an over-long DocumentId,
+    its own or one it acts on (SCHEMA_INVALID): what one submission may make the axis do and store (deliveries,
+    refusal notices, headers, inbox rows, log leaves) stays bounded. The endpoint server checks it at the door,
+    the router again (a component credential may bypass the door)."""
+    if len(msg.recipients) > max_recipients:
+        raise Refusal(Reason.TOO_LARGE, f"{len(msg.recipients)} recipients: at most {max_recipients} per document "
                                         "(limits.max_recipients)")
+    check_document_id(msg.document_id)
+    check_document_id(msg.business.document_id, "Bussiness/DocumentId")
+    for info in msg.business.replacement_info:
+        check_document_id(info.document_id, "ReplacementInfo/DocumentId")

@@ -46,7 +46,15 @@ from axis.core import bundle, envelope, schema
 from axis.core.directory import Directory
 from axis.core.evidence import Event
 from axis.core.reasons import Reason, Refusal
-from axis.core.routing import DEFAULT_MAX_RECIPIENTS, check_recipients, document_key, route_document, route_status
+from axis.core.routing import (
+    DEFAULT_MAX_RECIPIENTS,
+    MAX_DOCUMENT_ID,
+    check_document_id,
+    check_limits,
+    document_key,
+    route_document,
+    route_status,
+)
 from axis.core.verify import Verifier
 from axis.core.wire import (
     EX_DELIVER,
@@ -160,7 +168,7 @@ class RouterCore:
         if sender not in self.directory:
             raise Refusal(Reason.UNKNOWN_SENDER, f"{sender} is not in the directory")
         try:  # from here on the sender is proven: a refusal goes to it, about its document
-            check_recipients(msg, self.max_recipients)
+            check_limits(msg, self.max_recipients)
             return self._route(msg, body, headers)
         except Refusal as refusal:
             return self._refuse(refusal, body, headers, message_id, notify=True,
@@ -206,6 +214,7 @@ class RouterCore:
         reporter, original = st.sender.organ_id, st.response_for.organ_id
         route = route_status(self.directory, reporter, original, header_text(headers.get(H_SERVER)) or None)
         doc_id = st.response_for.document_id
+        check_document_id(doc_id, "ResponseFor/DocumentId")
         out = Outcome()
         out.outgoing.append(Outgoing(EX_DELIVER, route.server.id, body,
                                      {H_KIND: KIND_STATUS, H_SENDER: reporter, H_DOCUMENT_ID: doc_id}))
@@ -285,7 +294,8 @@ class RouterCore:
                                    server=None if proven is not None else server_id or None))
         # the log names a sender and a document only when the signature proved them (a claim is not a fact)
         out.events.append(Event(
-            "refused", int(at.timestamp() * 1000), proven[0] if proven else "", proven[1] if proven else "",
+            "refused", int(at.timestamp() * 1000), proven[0] if proven else "",
+            proven[1] if proven and len(proven[1]) <= MAX_DOCUMENT_ID else "",
             proven[2] if proven else 0, hashlib.sha256(body).hexdigest(), reason=refusal.reason.value,
             server=None if proven is not None else server_id or None, ref=message_id))
         return out

@@ -261,3 +261,25 @@ def test_bad_bundle_framing_refuses_the_whole_message(core: RouterCore) -> None:
     out = core.process(b"AXB1\x00\x00\x00\x02junk", {H_KIND: "status-bundle", H_SERVER: "sh"}, "b2")
     assert out.reason == "XML_MALFORMED" and [o.exchange for o in out.outgoing] == [EX_DLX]
     assert [r.message_id for r in out.refused] == ["b2"]
+
+
+def test_an_overlong_document_id_is_refused_and_every_leaf_stays_loggable(pki: TestPKI, core: RouterCore) -> None:
+    """A DocumentId over MAX_DOCUMENT_ID characters (legal in the schema) is refused, and the refusal's leaf still
+    fits the log (one over-long id made the log writer dead-letter the whole batch's events, another agency's
+    included); the longest legal one is routed."""
+    from axis.core.evidence import MAX_LEAF_BYTES
+    from axis.core.routing import MAX_DOCUMENT_ID
+
+    def with_id(document_id: str) -> bytes:
+        msg = envelope.new_document(G22, [H53], "x")
+        return pki.sign(envelope.build(dataclasses.replace(msg, document_id=document_id)), G22)
+
+    out = core.process(with_id("Đ" * (MAX_DOCUMENT_ID + 1)), {H_KIND: "document", H_SERVER: "d1"}, "long")
+    assert out.reason == "SCHEMA_INVALID" and out.accepted == []
+    assert [o.routing_key for o in out.outgoing if o.exchange == EX_DELIVER] == ["d1"]  # told to its sender
+    assert all(len(e.leaf()) <= MAX_LEAF_BYTES for e in out.events) and out.events[0].document_id == ""
+    longest = core.process(with_id("Đ" * MAX_DOCUMENT_ID), {H_KIND: "document", H_SERVER: "d1"}, "ok")
+    assert longest.reason is None and all(len(e.leaf()) <= MAX_LEAF_BYTES for e in longest.events)
+    # a status about such an id is refused too
+    status = envelope.build(envelope.new_status(H53, envelope.ResponseFor(G22, "Đ" * 600), "03"))
+    assert core.process(status, {H_KIND: "status", H_SERVER: "d2"}, "st").reason == "SCHEMA_INVALID"
