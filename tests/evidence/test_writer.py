@@ -289,7 +289,12 @@ async def test_the_writer_runs_as_its_own_broker_user(config: Config, rabbit_mgm
             async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
                 r = await http.get(f"/api/queues/{vhost}/{Q_EVIDENCE}")
                 details = r.json().get("consumer_details") or []
-                return {c.get("channel_details", {}).get("user", "") for c in details}
+                # The management API gives channel_details as [] until it has
+                # collected the channel's statistics: wait until every
+                # consumer's user is known.
+                channels = [c.get("channel_details") for c in details]
+                users = {ch.get("user", "") if isinstance(ch, dict) else "" for ch in channels}
+                return users if users and "" not in users else set()
 
         await wait_for(consumers, 20, "the writer's consumer")
         assert await consumers() == {config.broker.user_prefix + EVIDENCE_USER}
