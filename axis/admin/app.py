@@ -43,6 +43,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from axis.admin.certificates import CertificateWatch
 from axis.admin.evidence import EvidenceApi
 from axis.admin.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.core.ratelimit import FailureLimiter, TooManyFailures
@@ -211,6 +212,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
     )
     cache = _Cache(settings.cache_seconds)
     evidence = EvidenceApi(settings.evidence_url, settings.ca_path, settings.crl_path, settings.log_check_seconds)
+    certificates = CertificateWatch.for_settings(settings)
     per_server: dict[str, list[str]] = {}  # the directory is immutable: group its agencies by server once
 
     def set_directory(new: Any, new_endpoints: Mapping[str, str]) -> None:
@@ -244,9 +246,11 @@ def create_app(config_or_settings: Any) -> FastAPI:
         await store()
         prober.start()
         await evidence.start()
+        await certificates.start()
         try:
             yield
         finally:
+            await certificates.stop()
             await evidence.stop()
             await prober.stop()
             if state["store"] is not None:
@@ -259,6 +263,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.state.evidence = evidence
     evidence.install(app)
+    app.state.certificates = certificates
+    certificates.install(app)
 
     async def stats(flt: StatsFilter, by: str = "agency", top: int = 20, limit: int = 1000) -> dict[str, Any]:
         s = await store()
@@ -460,6 +466,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
         queues = {q: n for q, n in prober.state.queues.items() if q.startswith("axis.")}
         registry = snapshot_registry(s, queues)
         evidence.register_metrics(registry)
+        certificates.register_metrics(registry)
         body, content_type = render(registry)
         return Response(body, media_type=content_type)
 
