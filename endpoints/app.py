@@ -48,6 +48,7 @@ from axis.stats.metrics import process_metrics
 from endpoints.auth import bearer_matches
 from endpoints.checks import checks_for
 from endpoints.cpu import run_cpu_for
+from endpoints.directory import add_directory_routes
 from endpoints.evidence import Owned, add_evidence_routes
 from endpoints.inbox import ReceivedRow, SentRow, StoreBusy
 from endpoints.refusals import refused_record
@@ -426,4 +427,5 @@ def create_app(srv: EndpointServer) -> ASGIApp:
 
     add_evidence_routes(app, log=log_store, caller=caller, own_document=own_document, find_document=find_document,
                         trust=trust)
+    add_directory_routes(app, caller=caller, config=lambda: srv.config)
     return FastPath(app, [("/v1/documents", submit), ("/v1/documents/([^/]+)/status", send_status)])

@@ -37,11 +37,15 @@ class Decision:
 
 def decide_delivery(view: LocalView, codes: Sequence[str], addressed: Collection[str] | None = None) -> Decision:
     """The agencies ``codes`` of a delivery: stored here when they are this server's (and, when ``addressed`` is
-    given, named by the signed document), forwarded when the directory places them on another server; refused
-    (UNKNOWN_RECIPIENT) when nothing is left to store or forward."""
+    given, named by the signed document, by the current code or a former one), forwarded when the directory places
+    them on another server; refused (UNKNOWN_RECIPIENT) when nothing is left to store or forward."""
     store: list[str] = []
     forward: list[str] = []
-    for code in dict.fromkeys(codes):
+    # a delivery queued before a code change, or a document naming a former code: the agency's current code
+    current = view.directory.current_code
+    if addressed is not None:
+        addressed = {current(code) for code in addressed}
+    for code in dict.fromkeys(current(code) for code in codes):
         if code in view.agencies:
             if addressed is None or code in addressed:
                 store.append(code)

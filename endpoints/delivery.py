@@ -177,6 +177,7 @@ class DeliveryConsumer:
         if not isinstance(st, envelope.StatusMessage):
             raise Refusal(Reason.SCHEMA_INVALID, "a document was delivered as a status")
         owner, reporter, document_id = st.response_for.organ_id, st.sender.organ_id, st.response_for.document_id
+        owner = view.directory.current_code(owner)  # a document sent before the owner's code changed
         placed = decide_delivery(view, [owner])
         await self._forward(body, KIND_STATUS, headers, placed.forward)
         if placed.refusal is not None:

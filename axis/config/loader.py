@@ -67,7 +67,32 @@ def _agency(entry: Mapping[str, Any], base: Path) -> AgencyConfig:
         key=_resolve(base, entry.get("key")),
         cert=_resolve(base, entry.get("cert")),
         moved_from=tuple(str(s) for s in entry.get("moved_from") or ()),
+        aliases=_codes(entry.get("aliases"), what),
+        active=_flag(entry.get("active", True), f"{what}: active"),
     )
+
+
+def _codes(value: Any, what: str) -> tuple[str, ...]:
+    """A list of codes: a YAML list, or ``a;b`` in a CSV cell (empty: none)."""
+    if value in (None, ""):
+        return ()
+    if isinstance(value, str):
+        return tuple(c.strip() for c in value.split(";") if c.strip())
+    if isinstance(value, (list, tuple)):
+        return tuple(str(c) for c in value)
+    raise ConfigError(f"{what}: aliases must be a list of agency codes")
+
+
+def _flag(value: Any, what: str) -> bool:
+    """A boolean: YAML true/false, or a CSV cell (true/false, yes/no, 1/0; empty: true)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("", "true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ConfigError(f"{what} must be true or false, not {value!r}")
 
 
 def _broker(raw: Any, base: Path, amqp_url: str) -> BrokerConfig:
@@ -275,7 +300,7 @@ def config_from_dict(
         directory = Directory(
             # the kind is a plain str here: cast, and checked by Directory (DirectoryError for any other kind)
             (Server(s.id, cast(ServerKind, s.kind), s.host, s.port, s.tls) for s in servers),
-            (Agency(a.code, a.name, a.server, a.moved_from) for a in agencies),
+            (Agency(a.code, a.name, a.server, a.moved_from, a.aliases, a.active) for a in agencies),
         )
     except DirectoryError as exc:
         raise ConfigError(str(exc)) from None

@@ -172,6 +172,8 @@ class AgencyConfig:
     key: Path | None = None
     cert: Path | None = None
     moved_from: tuple[str, ...] = ()  # servers that hosted it before (axis.config.move_agency)
+    aliases: tuple[str, ...] = ()  # former codes (axis.config.rename_agency): still route to it
+    active: bool = True  # False: retired, still listed in the directory for agency software
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,12 +63,17 @@ class Agency:
     server: str
     #: Servers that hosted the agency before a move: their in-flight status 01s are still authentic.
     moved_from: tuple[str, ...] = ()
+    #: The agency's former codes (a code change keeps the old one as an alias: envelopes addressed to it reach the
+    #: agency, its statistics stay continuous; :mod:`axis.core.directory_versions` publishes them).
+    aliases: tuple[str, ...] = ()
+    #: False once the agency is retired: it stays listed (``active: false``) for agency software.
+    active: bool = True
 
 
 class Directory:
     """Agencies and servers with O(1) lookups; immutable after construction."""
 
-    __slots__ = ("_agencies", "_by_server", "_servers")
+    __slots__ = ("_agencies", "_aliases", "_by_server", "_servers")
 
     def __init__(self, servers: Iterable[Server], agencies: Iterable[Agency]) -> None:
         srv: dict[str, Server] = {}
@@ -97,6 +102,16 @@ class Directory:
                 )
             members.append(a.code)
             ags[a.code] = a
+        aliases: dict[str, str] = {}
+        for a in ags.values():
+            for old in a.aliases:
+                if not valid_agency_code(old):
+                    raise DirectoryError(f"agency {a.code}: alias {old!r} is not an agency code")
+                if old in ags:
+                    raise DirectoryError(f"agency {a.code}: alias {old} is the code of agency {ags[old].code}")
+                if aliases.setdefault(old, a.code) != a.code:
+                    raise DirectoryError(f"agency {a.code}: alias {old} is already an alias of {aliases[old]}")
+        self._aliases: Mapping[str, str] = MappingProxyType(aliases)
         self._servers: Mapping[str, Server] = MappingProxyType(srv)
         self._agencies: Mapping[str, Agency] = MappingProxyType(ags)
         self._by_server: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -127,6 +142,23 @@ class Directory:
 
     def server(self, server_id: str) -> Server | None:
         return self._servers.get(server_id)
+
+    @property
+    def aliases(self) -> Mapping[str, str]:
+        """Former code → the agency's current code."""
+        return self._aliases
+
+    def resolve(self, code: str) -> Agency | None:
+        """The agency whose code or former code (alias) is ``code`` (None when neither)."""
+        a = self._agencies.get(code)
+        if a is None:
+            current = self._aliases.get(code)
+            a = None if current is None else self._agencies[current]
+        return a
+
+    def current_code(self, code: str) -> str:
+        """``code``, or the current code of the agency it is an alias of."""
+        return self._aliases.get(code, code)
 
     def server_of(self, code: str) -> Server | None:
         """The server that hosts agency ``code`` (None when the agency is unknown)."""

@@ -57,7 +57,8 @@ def sender_of(directory: Directory, code: str) -> tuple[Agency, Server]:
 
 
 def route_document(directory: Directory, sender: str, recipients: Iterable[str]) -> DocumentRoute:
-    """Group the recipients by server (order kept, duplicates dropped) and list the unknown ones.
+    """Group the recipients by server (order kept, duplicates dropped; a former code of an agency counts as its
+    current code) and list the unknown ones.
 
     Raises UNKNOWN_SENDER for a sender outside the directory, UNKNOWN_RECIPIENT when no recipient is known
     (nothing could be delivered). Some unknown recipients do not block the others: they come back in ``unknown``.
@@ -67,14 +68,14 @@ def route_document(directory: Directory, sender: str, recipients: Iterable[str])
     unknown: list[str] = []
     seen: set[str] = set()
     for code in recipients:
-        if code in seen:
-            continue
-        seen.add(code)
-        rec = directory.agency(code)
+        rec = directory.resolve(code)  # a former code (alias) reaches the agency under its current code
         if rec is None:
-            unknown.append(code)
-        else:
-            groups.setdefault(rec.server, []).append(code)
+            if code not in seen:
+                seen.add(code)
+                unknown.append(code)
+        elif rec.code not in seen:
+            seen.add(rec.code)
+            groups.setdefault(rec.server, []).append(rec.code)
     if not groups:
         what = ", ".join(unknown) if unknown else "(none)"
         raise Refusal(Reason.UNKNOWN_RECIPIENT, f"no recipient is in the directory: {what}")
@@ -95,7 +96,7 @@ def route_status(directory: Directory, reporter: str, original_sender: str, via_
             Reason.FORBIDDEN,
             f"a status from {reporter} must come from its server {rep_server.id}, not {via_server or '(none)'}",
         )
-    to = directory.agency(original_sender)
+    to = directory.resolve(original_sender)  # the document may have been sent under a former code
     if to is None:
         raise Refusal(Reason.UNKNOWN_RECIPIENT, f"the original sender {original_sender!r} is not in the directory")
     return StatusRoute(rep, to, directory.servers[to.server])

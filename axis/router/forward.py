@@ -79,7 +79,7 @@ def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool,
         raise Refusal(Reason.SCHEMA_INVALID, "a forward names no agency")
     out: dict[str, list[str]] = {}
     for code in codes:
-        a = directory.agency(code)
+        a = directory.resolve(code)  # queued before a code change: the former code is an alias
         if a is None:
             raise Refusal(Reason.UNKNOWN_RECIPIENT, f"forwarded for {code!r}, which is not in the directory")
         if not via:
@@ -91,7 +91,7 @@ def _targets(directory: Directory, via: str, codes: list[str], *, moved: bool,
         elif a.server == via or (moved and via not in a.moved_from):
             raise Refusal(Reason.FORBIDDEN, f"server {via} may forward only for agencies that moved away "
                                             f"from it; {code} did not")
-        out.setdefault(a.server, []).append(code)
+        out.setdefault(a.server, []).append(a.code)
     return out
 
 

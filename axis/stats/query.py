@@ -7,7 +7,8 @@ the agency/server totals and names; without one, the agencies seen in the traffi
 
 Filters: ``start`` (inclusive) and ``end`` (exclusive) in UTC epoch seconds (see :func:`parse_when` for the
 ISO strings the HTTP and CLI layers accept), and ``agency``: documents it sent, deliveries it received,
-refusals of messages it sent; the route matrix then counts deliveries from or to it.
+refusals of messages it sent; the route matrix then counts deliveries from or to it. An agency whose code changed
+is counted under its current code, its traffic under former codes (the directory's ``aliases``) included.
 """
 
 from __future__ import annotations
@@ -80,15 +81,24 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def _where(table: sa.Table, flt: StatsFilter, agency_col: str | None) -> list[sa.ColumnElement[bool]]:
+def _where(table: sa.Table, flt: StatsFilter, agency_col: str | None,
+           codes: tuple[str, ...] = ()) -> list[sa.ColumnElement[bool]]:
+    """The time filter and, with ``agency_col``, the agency filter: its code and ``codes`` (its former codes)."""
     conds: list[sa.ColumnElement[bool]] = []
     if flt.start is not None:
         conds.append(table.c.at >= flt.start)
     if flt.end is not None:
         conds.append(table.c.at < flt.end)
     if flt.agency and agency_col:
-        conds.append(table.c[agency_col] == flt.agency)
+        conds.append(table.c[agency_col].in_((flt.agency, *codes)))
     return conds
+
+
+def _aliases(directory: DirectoryLike | None) -> Mapping[str, str]:
+    """Former code → current code (an agency's code change, :mod:`axis.config.renames`): traffic recorded under a
+    former code is counted under the current one, so an agency's statistics stay continuous."""
+    found = getattr(directory, "aliases", None)
+    return found if isinstance(found, Mapping) else {}
 
 
 def _bucket(col: sa.ColumnElement[Any], step: int, dialect: str) -> sa.ColumnElement[Any]:
@@ -158,12 +168,15 @@ async def query_stats(
     flt = flt or StatsFilter()
     dialect = store.dialect
     A, D, R = accepted_table, delivered_table, refused_table
-    a_where = _where(A, flt, "sender")
-    d_where = _where(D, flt, "recipient")
-    r_where = _where(R, flt, "sender")
+    alias_of = _aliases(directory)
+    former = tuple(old for old, code in alias_of.items() if code == flt.agency) if flt.agency else ()
+    a_where = _where(A, flt, "sender", former)
+    d_where = _where(D, flt, "recipient", former)
+    r_where = _where(R, flt, "sender", former)
     route_where = _where(D, StatsFilter(flt.start, flt.end), None)
     if flt.agency:
-        route_where.append(sa.or_(D.c.sender == flt.agency, D.c.recipient == flt.agency))
+        mine = (flt.agency, *former)
+        route_where.append(sa.or_(D.c.sender.in_(mine), D.c.recipient.in_(mine)))
 
     n = sa.func.count().label("n")
     async with store.engine.connect() as conn:
@@ -240,7 +253,11 @@ async def query_stats(
     by_kind = {k: {"sent": 0, "received": 0} for k in KINDS}
     expected = 0
     bytes_sent = 0
+    def current(code: str) -> str:
+        return alias_of.get(code, code)
+
     for sender, kind, count, size, nrec in sent_rows:
+        sender = current(sender)
         sent_by[sender] += int(count)
         bytes_by[sender] += int(size or 0)
         bytes_sent += int(size or 0)
@@ -248,6 +265,7 @@ async def query_stats(
         seen_kind[sender] = kind
         by_kind.setdefault(kind, {"sent": 0, "received": 0})["sent"] += int(count)
     for recipient, kind, count in recv_rows:
+        recipient = current(recipient)
         recv_by[recipient] += int(count)
         seen_kind.setdefault(recipient, kind)
         by_kind.setdefault(kind, {"sent": 0, "received": 0})["received"] += int(count)
@@ -256,7 +274,7 @@ async def query_stats(
         by_reason[reason] += int(count)
         refused_bytes += int(size or 0)
         if sender:
-            refused_by_sender[sender] += int(count)
+            refused_by_sender[current(sender)] += int(count)
         elif server:
             refused_by_server[server] += int(count)
     routes = dict.fromkeys(ROUTES, 0)
