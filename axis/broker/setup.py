@@ -5,6 +5,10 @@
 2. with ``broker.auth: users``, create or update one least-privilege user per component and write their
    passwords to ``broker.users_file`` (:func:`axis.broker.users.provision_config`).
 
+With ``broker.tls`` (AMQPS), every component's client certificate — and the provisioning account's — is issued
+(or renewed) from the axis CA first (:func:`axis.broker.users.issue_component_certificates`), and only
+``axis-admin`` keeps a password (for the management HTTP API).
+
 Idempotent: run it again after a configuration change (a new server, an agency moved) before starting the new
 processes. Raises :class:`axis.broker.topology.TopologyError` or :class:`axis.broker.users.BrokerAuthError` with a
 message that says what to do.
@@ -15,12 +19,14 @@ from __future__ import annotations
 import asyncio
 
 from axis.broker.topology import declare_with_retry
-from axis.broker.users import BrokerUser, provision_config
+from axis.broker.users import BrokerUser, issue_component_certificates, provision_config, provisioning_url, users_of
 from axis.config import Config
 
 
 async def prepare_broker(config: Config, *, timeout: float = 60.0) -> list[BrokerUser]:
-    await declare_with_retry(config.amqp_url, [s.id for s in config.servers], timeout=timeout)
+    if config.broker.tls:  # the provisioning account needs its certificate before it can declare anything
+        await asyncio.to_thread(issue_component_certificates, config, [u.name for u in users_of(config)])
+    await declare_with_retry(provisioning_url(config), [s.id for s in config.servers], timeout=timeout)
     if not config.broker.per_component:
         return []
     return await asyncio.to_thread(provision_config, config)

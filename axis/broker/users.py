@@ -154,8 +154,10 @@ class BrokerAdmin:
         self.close()
 
     def put_user(self, user: BrokerUser) -> None:
-        self._http.put(f"/api/users/{quote(user.name, safe='')}",
-                       json={"password": user.password, "tags": user.tags}).raise_for_status()
+        """Create or update ``user``; one without a password (AMQPS: authenticated by its certificate) gets an empty
+        password hash, so that no password logs it in."""
+        body = {"password": user.password} if user.password else {"password_hash": ""}
+        self._http.put(f"/api/users/{quote(user.name, safe='')}", json=body | {"tags": user.tags}).raise_for_status()
 
     def set_permissions(self, vhost: str, user: str, permissions: Permissions) -> None:
         self._http.put(f"/api/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}",
@@ -249,13 +251,18 @@ def save_passwords(path: Path, passwords: Mapping[str, str]) -> Path:
 
 
 def users_of(config: Config) -> list[BrokerUser]:
-    """The users of this axis, prefixed, with the passwords of the users file (new random ones for new users)."""
+    """The users of this axis, prefixed, with the passwords of the users file (new random ones for new users).
+    With ``broker.tls`` only ``axis-admin`` has a password (for the management HTTP API, which knows no
+    certificates); every other user has none: its certificate is its only credential."""
     known = load_passwords(config.broker.users_file)
     prefix = config.broker.user_prefix
     users = []
     for u in plan(s.id for s in config.servers):
         name = prefix + u.name
-        users.append(BrokerUser(name, known.get(name) or u.password, u.tags, u.permissions))
+        password = known.get(name) or u.password
+        if config.broker.tls and u.name != ADMIN_USER:
+            password = ""
+        users.append(BrokerUser(name, password, u.tags, u.permissions))
     return users
 
 
@@ -280,8 +287,58 @@ def provision_config(config: Config) -> list[BrokerUser]:
             "(rabbitmq-plugins enable rabbitmq_management), set broker.management_url, or set broker.auth: shared "
             "in the config (development only: every component then uses amqp_url)") from None
     config.broker.users_file.parent.mkdir(parents=True, exist_ok=True)
-    save_passwords(config.broker.users_file, {u.name: u.password for u in users})
+    save_passwords(config.broker.users_file, {u.name: u.password for u in users if u.password})
     return users
+
+
+# -- AMQPS: components authenticated by their certificates (contract section 6) --------------------------------
+
+#: ``axis up`` re-issues a component's broker certificate when it has fewer days than this left.
+RENEW_WITHIN_DAYS = 30
+
+
+def issue_component_certificates(config: Config, names: Iterable[str]) -> None:
+    """Issue (or renew, under :data:`RENEW_WITHIN_DAYS` left) the AMQPS client certificates of ``names`` (full
+    broker user names) and of the provisioning account, from the axis CA beside ``broker.ca``."""
+    from axis.core.pki import PkiError, issue_broker_certificates
+
+    assert config.broker.ca is not None and config.broker.certs_dir is not None  # the loader's rule for tls
+    _, (provisioner, _) = provisioning_auth(config.amqp_url)
+    try:
+        issue_broker_certificates(config.broker.ca.parent, [provisioner, *names], certs_dir=config.broker.certs_dir,
+                                  renew_within_days=RENEW_WITHIN_DAYS)
+    except (PkiError, OSError) as exc:
+        raise BrokerAuthError(f"cannot issue the components' broker certificates from the CA in "
+                              f"{config.broker.ca.parent}: {exc}") from None
+
+
+def tls_url(config: Config, name: str, password: str = "") -> str:
+    """The ``amqps://`` URL with which broker user ``name`` (full name) connects: its certificate and key from
+    ``broker.certs_dir/<name>/``, the broker verified against ``broker.ca``, SASL EXTERNAL (aiormq's URL
+    parameters). ``password`` is carried only for the management HTTP API (axis-admin); EXTERNAL ignores it."""
+    from urllib.parse import urlencode
+
+    from axis.core.pki import broker_client_dir
+
+    assert config.broker.ca is not None and config.broker.certs_dir is not None
+    directory = broker_client_dir(config.broker.certs_dir, name)
+    for path in (directory / "cert.pem", directory / "key.pem"):
+        if not path.is_file():
+            raise BrokerAuthError(f"no broker certificate for {name!r}: {path} is missing; start the axis with "
+                                  "`axis up`: it issues one per component from the axis CA")
+    parts = urlsplit(with_credentials(config.amqp_url, name, password))
+    netloc = parts.netloc if password else parts.netloc.replace(":@", "@", 1)
+    query = urlencode({"auth": "external", "cafile": str(config.broker.ca), "certfile": str(directory / "cert.pem"),
+                       "keyfile": str(directory / "key.pem")})
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def provisioning_url(config: Config) -> str:
+    """The URL of the provisioning account (``amqp_url``): as it is, or over AMQPS with its own certificate."""
+    if not config.broker.tls:
+        return config.amqp_url
+    _, (provisioner, _) = provisioning_auth(config.amqp_url)
+    return tls_url(config, provisioner)
 
 
 def component_url(config: Config, user: str) -> str:
@@ -290,6 +347,9 @@ def component_url(config: Config, user: str) -> str:
     if not config.broker.per_component:
         return config.amqp_url
     name = config.broker.user_prefix + user
+    if config.broker.tls:
+        secret = load_passwords(config.broker.users_file).get(name, "") if user == ADMIN_USER else ""
+        return tls_url(config, name, secret)
     password = load_passwords(config.broker.users_file).get(name)
     if not password:
         raise BrokerAuthError(

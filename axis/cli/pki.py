@@ -152,3 +152,25 @@ def revoke(
         print_json({"ok": True, "code": code, "serial": format(serial, "x"), "crl": str(ca.crl_path)})
     else:
         console.print(f"revoked {safe(code)} (serial {serial:x}); CRL: {safe(ca.crl_path)}")
+
+
+@app.command("rabbitmq-conf")
+def rabbitmq_conf(
+    dir: DirOpt,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="the AMQPS port")] = 5671,
+    host: Annotated[str, typer.Option("--host", help="the address RabbitMQ listens on")] = "127.0.0.1",
+    plain_port: Annotated[int | None, typer.Option(
+        "--keep-plain", min=1, max=65535, help="also keep plain AMQP on this port (default: plain AMQP off)")] = None,
+) -> None:
+    """Print the rabbitmq.conf lines for AMQPS with certificate-authenticated components (broker: {tls: true}):
+    the broker presents DIR/tls/server's certificate (`axis pki issue-server`), accepts only peers with a
+    certificate from this CA, and makes each one the broker user its certificate's CN names (SASL EXTERNAL)."""
+    from axis.broker.tlsconf import EXTERNAL_AUTH_PLUGIN, rabbitmq_tls_conf
+
+    ca = _open(dir)
+    server = dir.resolve() / core.SERVER_DIR
+    if not (server / "cert.pem").is_file():
+        usage_error(f"no server certificate in {server}: run `axis pki issue-server --dir {dir}` first")
+    typer.echo(rabbitmq_tls_conf(ca=ca.ca_path.resolve(), cert=server / "cert.pem", key=server / "key.pem",
+                                 port=port, host=host, plain_port=plain_port), nl=False)
+    typer.echo(f"# and: rabbitmq-plugins enable {EXTERNAL_AUTH_PLUGIN}", err=True)

@@ -19,6 +19,12 @@ broker:                                       # who connects to RabbitMQ as whom
   users_file: broker-users.json               # passwords written by `axis up` (mode 0600, never in git)
   management_url: http://127.0.0.1:15672      # default: the amqp_url host, port 15672
   user_prefix: ""                             # default: "" on vhost "/", else "<vhost>." (users are per broker)
+  tls: false                                  # true: AMQPS (amqps:// amqp_url), every component — the amqp_url
+                                              #   account too — authenticated by its own certificate from the axis
+                                              #   CA (SASL EXTERNAL, CN = broker user; issued by `axis up`); implies
+                                              #   auth: users; the broker's side: `axis pki rabbitmq-conf`
+  ca: pki/ca.cert.pem                         # the CA the broker's certificate is checked against (default pki.ca)
+  certs_dir: pki/tls/broker                   # <certs_dir>/<broker user>/{cert,key}.pem (default beside the CA)
 evidence:                                     # the evidence log (contract section 5; axis.evidence)
   url: sqlite:///evidence.sqlite3             # its store: SQLite (default <work dir>/evidence.sqlite3, else env
                                               #   AXIS_EVIDENCE_URL) or postgresql://…

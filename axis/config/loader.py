@@ -95,17 +95,29 @@ def _flag(value: Any, what: str) -> bool:
     raise ConfigError(f"{what} must be true or false, not {value!r}")
 
 
-def _broker(raw: Any, base: Path, amqp_url: str) -> BrokerConfig:
+def _broker(raw: Any, base: Path, amqp_url: str, ca: Path | None) -> BrokerConfig:
     from urllib.parse import unquote, urlsplit
 
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError("broker: must be a mapping")
-    auth = str(raw.get("auth") or BROKER_AUTH_SHARED)
+    tls = raw.get("tls", False)
+    if not isinstance(tls, bool):
+        raise ConfigError(f"broker.tls must be true or false, not {tls!r}")
+    parts = urlsplit(amqp_url)
+    auth = str(raw.get("auth") or (BROKER_AUTH_USERS if tls else BROKER_AUTH_SHARED))
     if auth not in (BROKER_AUTH_USERS, BROKER_AUTH_SHARED):
         raise ConfigError(f"broker.auth must be '{BROKER_AUTH_USERS}' or '{BROKER_AUTH_SHARED}', not {auth!r}")
-    parts = urlsplit(amqp_url)
+    if tls and parts.scheme != "amqps":
+        raise ConfigError(f"broker.tls: true needs an amqps:// amqp_url (port 5671), not {parts.scheme}://")
+    if tls and auth != BROKER_AUTH_USERS:
+        raise ConfigError("broker.tls: true authenticates each component by its own certificate: it needs "
+                          f"broker.auth: {BROKER_AUTH_USERS}")
+    broker_ca = _resolve(base, raw.get("ca")) or ca
+    if tls and broker_ca is None:
+        raise ConfigError("broker.tls: true needs the CA that issued the broker's certificate: set pki.ca or broker.ca")
+    certs_dir = _resolve(base, raw.get("certs_dir")) or (broker_ca.parent / "tls" / "broker" if broker_ca else None)
     vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
     prefix = raw.get("user_prefix")
     users_file = _resolve(base, raw.get("users_file") or "broker-users.json")
@@ -115,6 +127,9 @@ def _broker(raw: Any, base: Path, amqp_url: str) -> BrokerConfig:
         users_file=users_file,
         management_url=str(raw.get("management_url") or f"http://{parts.hostname or '127.0.0.1'}:15672"),
         user_prefix=str(prefix) if prefix is not None else ("" if vhost == "/" else f"{vhost}."),
+        tls=tls,
+        ca=broker_ca,
+        certs_dir=certs_dir,
     )
 
 
@@ -323,7 +338,7 @@ def config_from_dict(
         routers=routers,
         hosts=hosts,
         directory=directory,
-        broker=_broker(raw.get("broker"), base, amqp_url),
+        broker=_broker(raw.get("broker"), base, amqp_url, pki.ca),
         evidence=_evidence(raw.get("evidence"), base, env),
         tls=tls,
     )

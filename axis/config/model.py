@@ -117,12 +117,21 @@ BROKER_AUTH_SHARED = "shared"
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
-    """How components authenticate to RabbitMQ (see :mod:`axis.broker.users`)."""
+    """How components authenticate to RabbitMQ (see :mod:`axis.broker.users`).
+
+    ``tls`` (contract section 6): every component, the provisioning account included, connects over AMQPS
+    (``amqps://`` in ``amqp_url``) with its own client certificate from the axis CA (``certs_dir/<user>/``,
+    CN = its broker user) and is authenticated by the broker from that certificate (SASL EXTERNAL) — no
+    password travels or is kept for it (only ``axis-admin`` keeps one, for the management HTTP API). The broker
+    and its certificate are trusted through ``ca`` (default: ``pki.ca``). Implies ``auth: users``."""
 
     auth: str = BROKER_AUTH_SHARED
     users_file: Path = Path("broker-users.json")
     management_url: str = "http://127.0.0.1:15672"
     user_prefix: str = ""
+    tls: bool = False
+    ca: Path | None = None
+    certs_dir: Path | None = None
 
     @property
     def per_component(self) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
@@ -465,6 +466,10 @@ CLIENTS_DIR = "tls/clients"
 SERVER_CODE = "tls-server"
 #: ``index.json`` marks client certificates with ``"usage": "tls-client"`` (an agency's signing certificate has none).
 TLS_CLIENT_USAGE = "tls-client"
+#: ``<pki dir>/tls/broker/<user>/{key,cert}.pem``: a component's AMQPS client certificate (CN = its broker user).
+BROKER_DIR = "tls/broker"
+#: ``index.json`` marks broker client certificates with ``"usage": "broker-client"``.
+BROKER_CLIENT_USAGE = "broker-client"
 #: Subject alternative names every server certificate carries (``axis`` runs on the loopback by default).
 DEFAULT_SERVER_NAMES = ("127.0.0.1", "localhost")
 
@@ -659,3 +664,77 @@ def revoke_client_certificate(ca_dir: Path | str, code: str) -> int:
         raise PkiError(f"malformed agency code {code!r}")
     ca = CertificateAuthority(ca_dir)
     return ca.revoke_file(code, client_dir(ca.dir, code) / "cert.pem", "TLS client certificate")
+
+
+# ---- broker client certificates (contract section 6: AMQPS, SASL EXTERNAL) ----------------------------------------
+
+_BROKER_USER = re.compile(r"[A-Za-z0-9_.@-]{1,128}")
+
+
+def issue_broker_client_cert(
+    ca_key: PrivateKey,
+    ca_cert: x509.Certificate,
+    user: str,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    *,
+    days: int = 365,
+    not_before: dt.datetime | None = None,
+) -> x509.Certificate:
+    """A component's AMQPS client certificate: CN = its broker user (RabbitMQ's ``ssl_cert_login_from =
+    common_name`` makes it that user), OU "axis broker client", O = axis, extendedKeyUsage clientAuth only, no
+    UID — it names no agency, so it neither signs documents nor passes an endpoint server's mutual TLS."""
+    if not _BROKER_USER.fullmatch(user):
+        raise PkiError(f"broker user {user!r}: letters, digits, '_', '.', '@', '-' only")
+    start = not_before or (_now() - dt.timedelta(minutes=5))
+    subject = x509.Name([
+        _cn(user),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "axis broker client"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
+    ])
+    return (
+        _end_entity(ca_cert, subject, public_key, start, days)
+        .add_extension(_tls_key_usage(public_key), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, _hash_for(ca_key))
+    )
+
+
+def broker_client_dir(certs_dir: Path | str, user: str) -> Path:
+    """Where a broker user's key and certificate are (``<certs_dir>/<user>/{key,cert}.pem``)."""
+    if not _BROKER_USER.fullmatch(user):
+        raise PkiError(f"broker user {user!r}: letters, digits, '_', '.', '@', '-' only")
+    return Path(certs_dir) / user
+
+
+def issue_broker_certificates(ca_dir: Path | str, users: Sequence[str], *, certs_dir: Path | str | None = None,
+                              days: int = 365, algorithm: Algorithm = "ec", renew_within_days: int | None = None
+                              ) -> list[Issued]:
+    """Issue AMQPS client keys and certificates to broker ``users`` (one index write), in ``certs_dir`` (default
+    ``<ca_dir>/tls/broker``). With ``renew_within_days``, a user whose certificate exists and stays valid longer
+    than that is skipped (``axis up`` re-runs this at every start)."""
+    if days < 1:
+        raise PkiError("--days must be at least 1")
+    ca = CertificateAuthority(ca_dir)
+    base = Path(certs_dir) if certs_dir is not None else ca.dir / BROKER_DIR
+    certs = ca._index()
+    out = []
+    for user in users:
+        directory = broker_client_dir(base, user)
+        if renew_within_days is not None and _valid_for(directory / "cert.pem", ca.cert, renew_within_days):
+            continue
+        key = new_key(algorithm)
+        cert = issue_broker_client_cert(ca.key, ca.cert, user, key.public_key(), days=days)
+        out.append(_issue_tls(ca, directory, user, cert, key, BROKER_CLIENT_USAGE, certs))
+    if out:
+        ca._save_index(certs)
+    return out
+
+
+def _valid_for(cert_file: Path, ca_cert: x509.Certificate, days: int) -> bool:
+    """Whether ``cert_file`` holds a certificate from ``ca_cert`` valid for at least ``days`` more days."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    return cert.not_valid_after_utc - _now() > dt.timedelta(days=days)

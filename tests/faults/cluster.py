@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +62,13 @@ class Node:
 class Cluster:
     """``size`` RabbitMQ nodes under ``root``; ports ``port_base+i`` (AMQP), ``+10000`` (mgmt), ``+20000`` (dist)."""
 
-    def __init__(self, root: Path, size: int = 3, port_base: int = 5701, prefix: str = "axis-f") -> None:
+    def __init__(self, root: Path, size: int = 3, port_base: int = 5701, prefix: str = "axis-f", *,
+                 listeners: Callable[[Node], str] | None = None, plugins: Sequence[str] = ()) -> None:
+        """``listeners``: a node's listener lines for rabbitmq.conf (default: plain AMQP on its port);
+        ``plugins``: enabled besides the management plugin."""
         self.root = root
+        self.listeners = listeners or (lambda n: f"listeners.tcp.1 = 127.0.0.1:{n.amqp_port}\n")
+        self.plugins = ["rabbitmq_management", *plugins]
         self.home = root / "home"
         self.nodes = [
             Node(i, f"{prefix}{i + 1}@localhost", port_base + i, port_base + 20000 + i, port_base + 10000 + i,
@@ -105,12 +111,12 @@ class Cluster:
         cookie.write_text(COOKIE)
         cookie.chmod(0o400)
         (self.root / "rabbitmq-env.conf").write_text("")
-        (self.root / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        (self.root / "enabled_plugins").write_text(f"[{','.join(self.plugins)}].\n")
         for n in self.nodes:
             n.base.mkdir(parents=True, exist_ok=True)
             (n.base / "rabbitmq.conf").write_text(
-                f"listeners.tcp.1 = 127.0.0.1:{n.amqp_port}\n"
-                f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {n.mgmt_port}\n"
+                self.listeners(n)
+                + f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {n.mgmt_port}\n"
                 "loopback_users = none\n"
                 # the nodes share 2 cores with everything else: keep Erlang schedulers quiet
                 "collect_statistics_interval = 10000\n"
