@@ -6,6 +6,7 @@
         for item in c.inbox(unread=True):
             data = c.get(item["id"]); c.ack(item["id"]); c.send_status(item["id"], "03", "registered")
         c.statuses(sub["id"])
+        d = c.directory(); later = c.directory(since=d["version"])   # directory sync (contract section 7)
 
 ``AsyncClient`` has the same methods as coroutines. A refusal (problem+json) raises :class:`AxisError`
 carrying ``reason`` (contract section 2), ``status`` and ``detail``.
@@ -64,6 +65,10 @@ def _headers(token: str) -> dict[str, str]:
 
 
 PathLike = str | Path
+
+
+def _since(since: int | None) -> dict[str, int]:
+    return {} if since is None else {"since": since}
 
 
 def tls_verify(ca: PathLike | None = None, cert: PathLike | None = None, key: PathLike | None = None
@@ -143,6 +148,12 @@ class Client:
     def statuses(self, doc_id: str) -> list[dict[str, Any]]:
         return _check(self._http.get(f"/v1/documents/{doc_id}/status")).json()["items"]
 
+    def directory(self, since: int | None = None) -> dict[str, Any]:
+        """The directory (contract section 7): ``{"version", "agencies": [{"code", "name", "kind", "active",
+        "aliases"}], "deleted": [codes], "full"}`` — with ``since`` (the version last seen), only what changed
+        after it (``full`` is true when the answer lists everything instead)."""
+        return _check(self._http.get("/v1/directory", params=_since(since))).json()
+
     def health(self) -> dict[str, Any]:
         return _check(self._http.get("/healthz")).json()
 
@@ -189,6 +200,10 @@ class AsyncClient:
     async def statuses(self, doc_id: str) -> list[dict[str, Any]]:
         r = await self._http.get(f"/v1/documents/{doc_id}/status")
         return _check(r).json()["items"]
+
+    async def directory(self, since: int | None = None) -> dict[str, Any]:
+        """As :meth:`Client.directory`."""
+        return _check(await self._http.get("/v1/directory", params=_since(since))).json()
 
     async def health(self) -> dict[str, Any]:
         return _check(await self._http.get("/healthz")).json()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from axis.cli import envelope, evidence, pki, run, sim, stats, trust
+from axis.cli import directory, envelope, evidence, pki, run, sim, stats, trust
 
 app = typer.Typer(
     name="axis",
@@ -24,6 +24,7 @@ run.register(app)
 stats.register(app)
 sim.register(app)
 evidence.register(app)
+directory.register(app)
 
 
 def main() -> None:
