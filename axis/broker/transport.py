@@ -20,6 +20,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from axis.broker.amqpio import AxisConnection
+from axis.broker.waiting import connect_with_retry
+from axis.core.backoff import Backoff
 from axis.core.wire import (
     DELIVERY_LIMIT,
     EX_DELIVER,
@@ -49,11 +51,14 @@ def _queue_args(dead_letter: bool = True) -> dict[str, Any]:
     return args
 
 
-async def connect(url: str) -> AbstractRobustConnection:
+async def connect(url: str, *, backoff: Backoff | None = None) -> AbstractRobustConnection:
     """A connection that reconnects (and re-declares its channels and consumers) after broker outages; on plain
-    TCP its frames leave in one write per event-loop turn (:mod:`axis.broker.amqpio`)."""
-    return await aio_pika.connect_robust(url, client_properties={"connection_name": "axis"},
-                                         connection_class=AxisConnection)
+    TCP its frames leave in one write per event-loop turn (:mod:`axis.broker.amqpio`). The first connection is
+    retried too, with back-off up to a deadline (:func:`axis.broker.waiting.connect_with_retry`: a broker still
+    starting, a vhost not created yet), then :class:`axis.broker.waiting.BrokerUnavailable`."""
+    return await connect_with_retry(
+        lambda: aio_pika.connect_robust(url, client_properties={"connection_name": "axis"},
+                                        connection_class=AxisConnection), url, backoff=backoff)
 
 
 async def open_channel(connection: AbstractRobustConnection, *, prefetch: int = 0) -> AbstractChannel:

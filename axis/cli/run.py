@@ -65,8 +65,12 @@ def up(
     config: Path | None = typer.Option(None, "--config", help="axis config file (default: a generated demo)"),
     work_dir: Path = typer.Option(Path("axis-work"), "--work-dir", help="where logs, stores and connections.json go"),
     routers: int | None = typer.Option(None, "--routers", help="router processes (default: config 'routers')"),
+    broker_wait: float = typer.Option(300.0, "--broker-wait", min=0, metavar="SECONDS",
+                                      help="how long to wait for RabbitMQ (and each process for its first broker "
+                                           "connection) before giving up"),
 ) -> None:
     """Run router(s), all endpoint servers of the config and the admin dashboard against RabbitMQ."""
+    from axis.ops.progress import ProgressLine
     from axis.ops.up import StartError, prepare_demo, start
 
     work_dir = work_dir.expanduser().resolve()
@@ -84,7 +88,12 @@ def up(
                 import orjson
 
                 known = orjson.loads(conn.read_bytes())
-        run = start(config.resolve(), work_dir, known, routers=routers)
+        progress = ProgressLine()
+        try:
+            run = start(config.resolve(), work_dir, known, routers=routers, broker_wait=broker_wait,
+                        progress=progress)
+        finally:
+            progress.done()
     except StartError as exc:
         err_console.print(f"[bold red]axis up failed:[/] {safe(exc, lines=True)}")
         raise typer.Exit(EXIT_REFUSED) from None
@@ -93,7 +102,7 @@ def up(
     assert run.connections_path is not None  # written by start()
     admin_token = orjson.loads(run.connections_path.read_bytes())["admin"]["token"]
     console.print(f"[green]axis is up[/] — {len(run.config.servers)} servers, {len(run.config.agencies)} agencies")
-    console.print(f"dashboard: {safe(run.config.admin.url)}/?token={safe(admin_token)}")
+    console.print(f"dashboard: {safe(run.config.admin.url)}/  (sign in with the admin token {safe(admin_token)})")
     console.print(f"connections: {safe(run.connections_path)}")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:

@@ -120,7 +120,10 @@ def register(app: typer.Typer) -> None:
             config, conns_raw = demo.prepare(sc, work_dir, base_port=base_port)
         except (demo.DemoError, ValueError) as exc:
             usage_error(str(exc))
-        axis = demo.AxisProcess(config, work_dir)
+        from axis.ops.progress import ProgressLine
+
+        progress = ProgressLine()
+        axis = demo.AxisProcess(config, work_dir, progress=None if quiet else progress)
         previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo cleanly, like Ctrl-C
         signers: SigningPool | None = None
         try:
@@ -130,7 +133,10 @@ def register(app: typer.Typer) -> None:
                 signers = SigningPool(keys, workers=n)
             log.print("starting the axis (router, endpoint servers, admin)…")
             try:
-                conns = axis.start(conns_raw)
+                try:
+                    conns = axis.start(conns_raw)
+                finally:
+                    progress.done()
             except demo.DemoError as exc:
                 log.print(f"[bold red]error:[/] {safe(exc, lines=True)}")
                 raise typer.Exit(EXIT_REFUSED) from None
@@ -146,7 +152,7 @@ def register(app: typer.Typer) -> None:
             _finish(report, as_json)
             code = EXIT_OK if report.agree else EXIT_REFUSED
             if not exit_after:
-                token = f"?token={conns.admin_token}" if conns.admin_token else ""
+                token = f"  (sign in with the admin token {conns.admin_token})" if conns.admin_token else ""
                 log.print(f"[bold]dashboard:[/] {safe(f'{conns.admin_url}/{token}')}  — Ctrl-C to stop")
                 try:
                     while axis.alive():

@@ -31,7 +31,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import orjson
 
+from axis.broker.waiting import DEFAULT_BROKER_WAIT, ENV_BROKER_WAIT
 from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
 from axis.config.reload import ENV_CONTROL_DIR, read_ack
 from axis.ops.control import ControlServer, control_dir_for
@@ -86,12 +87,16 @@ class Running:
     control_dir: Path | None = None
     control: ControlServer | None = None
     host_count: int = 0
+    #: how long each child waits for its first broker connection (``AXIS_BROKER_WAIT``, axis.broker.waiting)
+    broker_wait: float | None = None
 
     def spawn(self, name: str, args: Sequence[str]) -> None:
         logs = self.work_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out = (logs / f"{name}.log").open("ab")
         env = _child_env()
+        if self.broker_wait is not None:
+            env[ENV_BROKER_WAIT] = str(self.broker_wait)
         if self.control_dir is not None:
             env[ENV_CONTROL_DIR] = str(self.control_dir)
         proc = subprocess.Popen([sys.executable, "-m", "axis", *args], stdout=out, stderr=subprocess.STDOUT,
@@ -192,16 +197,46 @@ def _healthy(url: str, verify: ssl.SSLContext | bool = True) -> bool:
         return False
 
 
+#: ``progress(subject, detail)``: what ``start`` waits for, and for how long (axis.ops.progress.ProgressLine)
+StartProgress = Callable[[str, str], None]
+
+
+def _wait_for_broker(config: Config, deadline: float, progress: StartProgress | None) -> None:
+    """Wait (up to ``deadline`` s) until RabbitMQ accepts the provisioning account on its vhost, saying so."""
+    from axis.broker.waiting import BrokerUnavailable, redact, wait_for_broker_sync
+    from axis.core.backoff import Backoff
+
+    where = redact(config.amqp_url)
+
+    def waiting(waited: float, limit: float, error: BaseException) -> None:
+        if progress is not None:
+            progress(f"waiting for RabbitMQ at {where}:", f"{waited:.0f}s of {limit:.0f}s ({type(error).__name__}: "
+                                                         f"{str(error)[:120] or 'no answer'})")
+
+    try:
+        waited = wait_for_broker_sync(config.amqp_url, backoff=Backoff(deadline=deadline), progress=waiting)
+    except BrokerUnavailable as exc:
+        raise StartError(f"{exc} (--broker-wait sets how long axis up waits)") from None
+    if progress is not None and waited >= 1:
+        progress(f"RabbitMQ at {where} answered", f"after {waited:.0f}s")
+
+
 def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = None, *, routers: int | None = None,
-          servers_per_host: int | None = None, admin: bool = True, timeout: float = 60.0) -> Running:
-    """Start every process of the config and return once all servers answer; writes connections.json."""
+          servers_per_host: int | None = None, admin: bool = True, timeout: float = 60.0,
+          broker_wait: float = DEFAULT_BROKER_WAIT, progress: StartProgress | None = None) -> Running:
+    """Start every process of the config and return once all servers answer; writes connections.json.
+
+    First waits up to ``broker_wait`` seconds for RabbitMQ (a broker still starting, a vhost being created) and
+    gives every child the same deadline for its own first connection; then up to ``timeout`` seconds for the
+    servers to answer. ``progress`` hears what is waited for (one line, see :class:`axis.ops.progress.ProgressLine`).
+    """
     config = load_config(config_path)
     problem = config.tls.missing()
     if problem is not None:  # every server would exit at once: say why here
         raise StartError(problem)
     verify = config.client_ssl()
     control_dir = control_dir_for(work_dir)
-    run = Running(config, work_dir, control_dir=control_dir)
+    run = Running(config, work_dir, control_dir=control_dir, broker_wait=broker_wait)
     for stale in control_dir.glob("reload-*.json"):
         stale.unlink()  # an earlier run's: a reused pid must not look ready before it handles SIGHUP
     cfg = str(config_path)
@@ -209,6 +244,7 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
     from axis.broker.topology import TopologyError
     from axis.broker.users import BrokerAuthError
 
+    _wait_for_broker(config, broker_wait, progress)
     try:
         prepare_broker_sync(config, timeout=timeout)
     except (TopologyError, BrokerAuthError) as exc:
@@ -226,8 +262,13 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
         if admin and importlib.util.find_spec("axis.admin.app") is not None:
             run.spawn("admin", ["admin", "--config", cfg])
         pending = {s.url for s in config.servers} | {LOG_WRITER}
-        deadline = time.monotonic() + timeout
+        total = len(pending)
+        began = time.monotonic()
+        deadline = began + timeout
         while pending:
+            if progress is not None:
+                progress("starting:", f"{total - len(pending)} of {total} servers and the log writer ready "
+                                      f"({time.monotonic() - began:.0f}s of {timeout:.0f}s)")
             if run.failed():
                 raise StartError("a process exited during start: " + "; ".join(run.failed()))
             if time.monotonic() > deadline:

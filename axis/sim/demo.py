@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,10 +73,12 @@ class AxisProcess:
     hosts and the admin app as child processes in their own sessions, so Ctrl-C reaches the demo, which stops
     them cleanly). Falls back to running ``python -m axis up`` as one child when ``axis.ops.up`` is missing."""
 
-    def __init__(self, config: Path, work_dir: Path, *, timeout: float = 240.0) -> None:
+    def __init__(self, config: Path, work_dir: Path, *, timeout: float = 240.0,
+                 progress: Callable[[str, str], None] | None = None) -> None:
         self.config = config
         self.work_dir = work_dir
         self.timeout = timeout
+        self.progress = progress  # what the start waits for (axis.ops.progress.ProgressLine)
         self.log_path = work_dir / "axis-up.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.running: Running | None = None
@@ -88,7 +91,8 @@ class AxisProcess:
             self._spawn()
             return self._wait_ready(connections)
         try:
-            self.running = up.start(self.config, self.work_dir, connections, timeout=self.timeout)
+            self.running = up.start(self.config, self.work_dir, connections, timeout=self.timeout,
+                                    progress=self.progress)
         except up.StartError as exc:
             raise DemoError(str(exc)) from None
         path = self.running.connections_path or self.work_dir / "connections.json"
