@@ -3,11 +3,13 @@
 Authentication is the admin token (contract section 4), checked in constant time against its SHA-256:
 
 - API clients send ``Authorization: Bearer <token>`` on every request;
-- a person opens ``<admin url>/?token=<token>`` once (the URL ``axis up`` prints): the app answers with a
-  redirect to ``/`` that sets an HttpOnly, SameSite=Strict session cookie (an HMAC derived from the token hash,
-  never the token itself), so the token leaves the address bar and the dashboard's own requests
-  (``/admin/stats``, ``/admin/servers``, ``/admin/events``) are authenticated by the cookie. Opening ``/``
-  without it shows a small form asking for the token.
+- a person opens ``<admin url>/`` (the URL ``axis up`` prints) and signs in with the token on its form, which
+  POSTs it to ``/login`` (never in a URL: not in the browser's history, nor in any proxy's log); the answer is a
+  redirect to ``/`` that sets an HttpOnly, SameSite=Strict (and, over HTTPS, Secure) session cookie valid for
+  :data:`SESSION_SECONDS` — ``<expiry>.<HMAC of the expiry keyed by the token's hash>``, never the token itself —
+  so the dashboard's own requests (``/admin/stats``, ``/admin/servers``, the ``/admin/events`` stream) are
+  authenticated by the cookie. ``/?token=<token>`` still signs in (scripts written for earlier versions), with the
+  same redirect that takes the token out of the address bar.
 
 Without valid credentials every protected path answers 401 ``application/problem+json`` with reason
 ``UNAUTHORIZED`` (the dashboard page answers 401 with the HTML form instead). Failed checks are limited per
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 from fastapi import FastAPI, Request
@@ -129,10 +132,28 @@ def _json(obj: Any) -> Response:
     return Response(orjson.dumps(obj), media_type="application/json")
 
 
+#: How long a dashboard session cookie is valid; then the dashboard asks for the token again.
+SESSION_SECONDS = 12 * 3600
+
+
 class _Auth:
     def __init__(self, digest: str) -> None:
         self.digest = digest
-        self.cookie_value = hmac.new(bytes.fromhex(digest), b"axis-admin-dashboard", hashlib.sha256).hexdigest()
+        self._key = bytes.fromhex(digest)
+
+    def _mac(self, expires: int) -> str:
+        return hmac.new(self._key, b"axis-admin-dashboard|%d" % expires, hashlib.sha256).hexdigest()
+
+    def new_session(self, now: float | None = None) -> str:
+        """A session cookie's value: its expiry (epoch seconds) and an HMAC of it keyed by the token's hash."""
+        expires = int(time.time() if now is None else now) + SESSION_SECONDS
+        return f"{expires}.{self._mac(expires)}"
+
+    def session_ok(self, cookie: str, now: float | None = None) -> bool:
+        expires, _, mac = cookie.partition(".")
+        if not expires.isdigit() or len(expires) > 12:
+            return False
+        return hmac.compare_digest(mac, self._mac(int(expires))) and int(expires) > (now or time.time())
 
     def token_ok(self, token: str | None) -> bool:
         if not token:
@@ -150,9 +171,7 @@ class _Auth:
         if scheme.lower() == "bearer" and self.token_ok(value.strip()):
             return True
         cookie = request.cookies.get(COOKIE)
-        if not cookie:
-            return False
-        return hmac.compare_digest(cookie, self.cookie_value)
+        return bool(cookie) and self.session_ok(cookie)
 
 
 class _Cache:
@@ -187,10 +206,10 @@ def _login_page(message: str) -> str:
     return f"""<!doctype html><html lang="vi"><head><meta charset="utf-8"><title>axis admin</title>
 <link rel="stylesheet" href="/static/dashboard.css"></head><body class="login"><main class="card">
 <h1>axis — Trục liên thông văn bản</h1><p>{escape(message)}</p>
-<form method="get" action="/"><label>Admin token <input name="token" type="password" autofocus></label>
-<button type="submit">Open the dashboard</button></form>
-<p class="hint">Open the admin URL printed by <code>axis up</code> (it ends in <code>/?token=…</code>) or paste
-the <code>admin.token</code> from <code>connections.json</code>.</p></main></body></html>"""
+<form method="post" action="/login"><label>Admin token <input name="token" type="password" autocomplete="off"
+autofocus></label> <button type="submit">Sign in</button></form>
+<p class="hint">The admin token is the one <code>axis up</code> prints, and <code>admin.token</code> in
+<code>connections.json</code>.</p></main></body></html>"""
 
 
 def create_app(config_or_settings: Any) -> FastAPI:
@@ -323,7 +342,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Response:
         path = request.url.path
-        if path == "/healthz" or path.startswith("/static/") or path == "/":
+        if path in ("/healthz", "/", "/login") or path.startswith("/static/"):
             return await call_next(request)
         limited = over_limit(request)
         if limited is not None:
@@ -347,6 +366,29 @@ def create_app(config_or_settings: Any) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "service": "admin"}
 
+    def sign_in(request: Request, token: str) -> Response:
+        if not auth.token_ok(token):
+            failed(request)
+            return HTMLResponse(_login_page("That token is not the admin token."), status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, auth.new_session(), max_age=SESSION_SECONDS, httponly=True, samesite="strict",
+                            path="/", secure=request.url.scheme == "https")
+        return response
+
+    @app.post("/login", response_model=None)
+    async def login(request: Request) -> Response:
+        """The sign-in form's POST (application/x-www-form-urlencoded ``token=…``, at most 4 KiB)."""
+        limited = over_limit(request)
+        if limited is not None:
+            return too_many(limited, HTMLResponse(_login_page(f"Too many wrong tokens from your address: try again "
+                                                              f"in {math.ceil(limited.retry_after)} s."),
+                                                  status_code=429))
+        body = await request.body()
+        if len(body) > 4096:
+            return HTMLResponse(_login_page("That is not an admin token."), status_code=413)
+        token = parse_qs(body.decode("utf-8", "replace")).get("token", [""])[0]
+        return sign_in(request, token)
+
     @app.get("/", response_model=None)
     async def dashboard(request: Request, token: str | None = None) -> Response:
         limited = over_limit(request)
@@ -355,13 +397,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
                                                               f"in {math.ceil(limited.retry_after)} s."),
                                                   status_code=429))
         if token is not None:
-            if not auth.token_ok(token):
-                failed(request)
-                return HTMLResponse(_login_page("That token is not the admin token."), status_code=401)
-            response = RedirectResponse("/", status_code=303)
-            response.set_cookie(COOKIE, auth.cookie_value, httponly=True, samesite="strict", path="/",
-                                secure=request.url.scheme == "https")
-            return response
+            return sign_in(request, token)
         if not auth.request_ok(request):
             if auth.presented(request):
                 failed(request)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from axis.admin.app import COOKIE, AdminSettings, create_app
+from axis.admin.app import COOKIE, SESSION_SECONDS, AdminSettings, _Auth, create_app
 from axis.admin.probe import amqp_vhost_and_auth
 from axis.stats.store import Accepted, StatsStore
 from tests.stats.stats_data import DIRECTORY, G01, H03, fill
@@ -137,14 +138,18 @@ def test_metrics_are_the_store_totals(client: TestClient) -> None:
     assert "axis_stats_received 6.0" in text
 
 
-def test_dashboard_token_once_then_cookie(client: TestClient) -> None:
+def test_dashboard_sign_in_form_then_cookie(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 401 and "admin token" in page.text
-    assert client.get("/", params={"token": "wrong"}).status_code == 401
-    r = client.get("/", params={"token": TOKEN})
+    assert 'method="post" action="/login"' in page.text  # the token travels in a body, never in a URL
+    assert client.post("/login", data={"token": "wrong"}).status_code == 401
+    assert client.post("/login", content=b"token=" + b"x" * 5000,
+                       headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 413
+    r = client.post("/login", data={"token": TOKEN})
     assert r.status_code == 303 and r.headers["location"] == "/"
     set_cookie = r.headers["set-cookie"]
     assert "HttpOnly" in set_cookie and "samesite=strict" in set_cookie.lower()
+    assert "Max-Age=43200" in set_cookie  # a session of 12 hours, then the token again
     assert TOKEN not in set_cookie  # the cookie is derived from the token hash, not the token
     page = client.get("/")  # the client kept the cookie
     assert page.status_code == 200
@@ -154,6 +159,23 @@ def test_dashboard_token_once_then_cookie(client: TestClient) -> None:
     assert client.get("/static/dashboard.js").status_code == 200
     client.cookies.set(COOKIE, "0" * 64)
     assert client.get("/admin/stats").status_code == 401
+    # a session is its expiry and an HMAC of it: an expired one, or one whose expiry was moved, is refused
+    session = r.cookies[COOKIE]
+    expires, _, mac = session.partition(".")
+    client.cookies.set(COOKIE, f"{int(expires) + 3600}.{mac}")
+    assert client.get("/admin/stats").status_code == 401
+    auth = _Auth(hashlib.sha256(TOKEN.encode()).hexdigest())
+    client.cookies.set(COOKIE, auth.new_session(now=time.time() - SESSION_SECONDS - 1))
+    assert client.get("/admin/stats").status_code == 401
+    client.cookies.set(COOKIE, auth.new_session())
+    assert client.get("/admin/stats").status_code == 200
+
+
+def test_the_old_token_url_still_signs_in(client: TestClient) -> None:
+    assert client.get("/", params={"token": "wrong"}).status_code == 401
+    r = client.get("/", params={"token": TOKEN})
+    assert r.status_code == 303 and r.headers["location"] == "/"  # the token leaves the address bar at once
+    assert client.get("/admin/stats").status_code == 200
 
 
 def test_needs_a_token() -> None:

@@ -74,6 +74,18 @@ async def test_dashboard_logins_are_limited(app: FastAPI) -> None:
         assert r.status_code == 303 and COOKIE in r.cookies
 
 
+async def test_sign_in_form_posts_are_limited(app: FastAPI) -> None:
+    async with client(app, "10.0.0.6") as bad:
+        for _ in range(LIMIT):
+            assert (await bad.post("/login", data={"token": "guess"})).status_code == 401
+        r = await bad.post("/login", data={"token": TOKEN})
+        assert_limited(r)
+        assert COOKIE not in r.cookies
+    async with client(app, "10.0.0.7") as person:
+        r = await person.post("/login", data={"token": TOKEN})
+        assert r.status_code == 303 and COOKIE in r.cookies
+
+
 async def test_wrong_session_cookies_count_too(app: FastAPI) -> None:
     async with client(app, "10.0.0.5") as bad:
         bad.cookies.set(COOKIE, "0" * 64)

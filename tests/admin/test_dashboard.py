@@ -1,6 +1,6 @@
 """The dashboard in a real headless Chromium (Debian's package, driven by Playwright for Python).
 
-Serves the admin app on 127.0.0.1 over a store with known rows, opens the URL `axis up` prints (`/?token=…`),
+Serves the admin app on 127.0.0.1 over a store with known rows, opens the URL `axis up` prints, signs in on its form,
 checks that the numbers shown are those of /admin/stats, that the traffic chart is drawn, that rows recorded
 later appear without a reload, and that no request leaves 127.0.0.1. Saves a screenshot (path printed; set
 AXIS_DASHBOARD_SCREENSHOT to choose it).
@@ -134,8 +134,11 @@ def test_dashboard_shows_the_stats_live(browser: Any, tmp_path: Path) -> None:
                 route.abort()
 
         page.route("**/*", guard)
-        page.goto(f"{admin}/?token={TOKEN}")
-        assert page.url == f"{admin}/"  # the token left the address bar; the cookie carries the session
+        page.goto(f"{admin}/")  # the URL `axis up` prints: the sign-in form
+        page.fill("input[name=token]", TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{admin}/")
+        assert "token" not in page.url  # the token never was in a URL; the cookie carries the session
         page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1", timeout=15000)
         page.evaluate("window.__noReload = 42")
 

@@ -238,7 +238,7 @@ async function poll() {
   try {
     const [stats, servers] = await Promise.all([fetch("/admin/stats"), fetch("/admin/servers")]);
     if (stats.status === 401) {
-      setLive("error", "not signed in — reopen the admin URL with ?token=");
+      setLive("error", "not signed in (or the session expired) — reload the page to sign in");
       return;
     }
     renderStats(await stats.json());
