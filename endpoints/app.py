@@ -53,6 +53,8 @@ from endpoints.evidence import Owned, add_evidence_routes
 from endpoints.inbox import ReceivedRow, SentRow, StoreBusy
 from endpoints.refusals import refused_record
 from endpoints.server import EndpointServer
+from endpoints.vxp.facade import VxpFacade
+from endpoints.vxp.internal import AUTHENTICATED_AGENCY, SUBMIT_CHECK
 
 log = logging.getLogger("axis.endpoint")
 PROBLEM = "application/problem+json"
@@ -256,6 +258,9 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         """The authenticated caller: an agency code (``check``, default: this server's agency tokens and, with
         ``client_auth``, the agency's TLS client certificate — endpoints.mtls), behind the failed-authentication
         limit per client address."""
+        authenticated = request.scope.get(AUTHENTICATED_AGENCY)  # the /vxp facade's, after its own checks
+        if authenticated is not None and check is None:
+            return str(authenticated)
         address = request.client.host if request.client else "-"
         now = time.monotonic()
         try:
@@ -319,6 +324,9 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         body = await read_body(request, limit)
         got.append(body)
         body, msg = await run_cpu_for(len(body), check_submission, srv, agency, body)
+        agrees = request.scope.get(SUBMIT_CHECK)  # /vxp: the document agrees with the SDK's headers
+        if agrees is not None:
+            agrees(msg)
         await check_related(srv, agency, msg)
         doc_type = int(msg.business.doc_type)
         recipients = [r.organ_id for r in msg.recipients]
@@ -428,4 +436,4 @@ def create_app(srv: EndpointServer) -> ASGIApp:
     add_evidence_routes(app, log=log_store, caller=caller, own_document=own_document, find_document=find_document,
                         trust=trust)
     add_directory_routes(app, caller=caller, config=lambda: srv.config)
-    return FastPath(app, [("/v1/documents", submit), ("/v1/documents/([^/]+)/status", send_status)])
+    return VxpFacade(FastPath(app, [("/v1/documents", submit), ("/v1/documents/([^/]+)/status", send_status)]), srv)

@@ -24,11 +24,13 @@ from endpoints.inbox.store import (
     SentRow,
     Stored,
     inbox_item,
+    item_states,
     metadata,
     received,
     sent,
     status_item,
     statuses,
+    uncollected_item,
 )
 
 
@@ -137,6 +139,17 @@ class SqlInboxStore(InboxStore):
         async with self.engine.connect() as conn:
             return int((await conn.execute(q)).scalar_one())
 
+    async def uncollected(self, before: float, *, agency: str | None = None, limit: int = 100, offset: int = 0
+                          ) -> list[dict[str, Any]]:
+        q = sa.select(received.c.id, received.c.document_id, received.c.sender, received.c.agency,
+                      received.c.received_at).where(received.c.acked_at.is_(None), received.c.received_at < before)
+        if agency:
+            q = q.where(received.c.agency == agency)
+        q = q.order_by(received.c.received_at, received.c.id).limit(limit).offset(offset)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [uncollected_item(*row) for row in rows]
+
     # -- sent --------------------------------------------------------------------------------------------------
     async def store_sent(self, agency: str, *, document_id: str, doc_type: int, recipients: Sequence[str],
                          subject: str, data: bytes) -> tuple[str, bool]:
@@ -186,6 +199,36 @@ class SqlInboxStore(InboxStore):
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
         return [status_item(r) for r in rows]
+
+    async def statuses_of(self, agency: str) -> list[dict[str, Any]]:
+        q = sa.select(statuses).where(statuses.c.agency == agency).order_by(statuses.c.received_at, statuses.c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [{"id": r.id, "document_id": r.document_id, **status_item(r)} for r in rows]
+
+    async def sent_list(self, agency: str) -> list[dict[str, Any]]:
+        q = (sa.select(sent.c.id, sent.c.document_id, sent.c.doc_type, sent.c.recipients, sent.c.subject,
+                       sent.c.created_at).where(sent.c.agency == agency).order_by(sent.c.created_at, sent.c.id))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [{"id": r.id, "document_id": r.document_id, "doc_type": r.doc_type,
+                 "recipients": orjson.loads(r.recipients), "subject": r.subject, "created_at": r.created_at}
+                for r in rows]
+
+    # -- what agency software recorded about its items -------------------------------------------------------
+    async def item_states(self, agency: str) -> dict[str, str]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(item_states.c.id, item_states.c.state)
+                                       .where(item_states.c.agency == agency))).all()
+        return {r.id: r.state for r in rows}
+
+    async def set_item_state(self, agency: str, item: str, state: str) -> None:
+        ins = self._insert(item_states).values(id=item, agency=agency, state=state, updated_at=time.time())
+        upsert = ins.on_conflict_do_update(index_elements=["id"], set_={"state": ins.excluded.state,
+                                                                         "updated_at": ins.excluded.updated_at},
+                                           where=item_states.c.agency == ins.excluded.agency)
+        async with self.engine.begin() as conn:
+            await conn.execute(upsert)
 
     # -- moving an agency --------------------------------------------------------------------------------------
     async def rows_of(self, table: str, agency: str, limit: int) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ from endpoints.inbox.store import (
     Stored,
     iso,
     metadata,
+    uncollected_item,
 )
 
 T = TypeVar("T")
@@ -332,6 +333,15 @@ class SqliteInboxStore(InboxStore):
             row = await self._run(lambda db: db.execute("SELECT count(*) FROM axis_received").fetchone())
         return int(row[0])
 
+    async def uncollected(self, before: float, *, agency: str | None = None, limit: int = 100, offset: int = 0
+                          ) -> list[dict[str, Any]]:
+        sql = ("SELECT id, document_id, sender, agency, received_at FROM axis_received WHERE acked_at IS NULL "
+               "AND received_at < ?" + (" AND agency = ?" if agency else "")
+               + " ORDER BY received_at, id LIMIT ? OFFSET ?")
+        args = (before, *((agency,) if agency else ()), limit, offset)
+        rows = await self._run(lambda db: db.execute(sql, args).fetchall())
+        return [uncollected_item(*row) for row in rows]
+
     # -- sent --------------------------------------------------------------------------------------------------
     async def store_sent(self, agency: str, *, document_id: str, doc_type: int, recipients: Sequence[str],
                          subject: str, data: bytes) -> tuple[str, bool]:
@@ -376,6 +386,33 @@ class SqliteInboxStore(InboxStore):
             "WHERE agency = ? AND document_id = ? ORDER BY received_at, id", (agency, document_id)).fetchall())
         return [{"from": f, "code": c, "description": d, "timestamp": ts, "reason": r, "received_at": iso(at)}
                 for f, c, d, ts, r, at in rows]
+
+    async def statuses_of(self, agency: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda db: db.execute(
+            "SELECT id, document_id, from_code, code, description, timestamp, reason, received_at FROM axis_status "
+            "WHERE agency = ? ORDER BY received_at, id", (agency,)).fetchall())
+        return [{"id": i, "document_id": doc, "from": f, "code": c, "description": d, "timestamp": ts, "reason": r,
+                 "received_at": iso(at)} for i, doc, f, c, d, ts, r, at in rows]
+
+    async def sent_list(self, agency: str) -> list[dict[str, Any]]:
+        rows = await self._run(lambda db: db.execute(
+            "SELECT id, document_id, doc_type, recipients, subject, created_at FROM axis_sent WHERE agency = ? "
+            "ORDER BY created_at, id", (agency,)).fetchall())
+        return [{"id": i, "document_id": doc, "doc_type": t, "recipients": orjson.loads(rc), "subject": sj,
+                 "created_at": at} for i, doc, t, rc, sj, at in rows]
+
+    # -- what agency software recorded about its items -------------------------------------------------------
+    async def item_states(self, agency: str) -> dict[str, str]:
+        rows = await self._run(lambda db: db.execute(
+            "SELECT id, state FROM axis_item_state WHERE agency = ?", (agency,)).fetchall())
+        return dict(rows)
+
+    async def set_item_state(self, agency: str, item: str, state: str) -> None:
+        params = (item, agency, state, time.time())
+        await self._write_grouped(lambda d: d.execute(
+            "INSERT INTO axis_item_state (id, agency, state, updated_at) VALUES (?,?,?,?) ON CONFLICT (id) DO UPDATE "
+            "SET state = excluded.state, updated_at = excluded.updated_at WHERE axis_item_state.agency = "
+            "excluded.agency", params))
 
     # -- moving an agency --------------------------------------------------------------------------------------
     async def rows_of(self, table: str, agency: str, limit: int) -> list[dict[str, Any]]:

@@ -70,7 +70,20 @@ statuses = sa.Table(
 )
 sa.Index("ix_axis_status_doc", statuses.c.agency, statuses.c.document_id)
 
-TABLES = {t.name: t for t in (received, sent, statuses)}
+#: What agency software recorded about an item it was handed (a received document, or a status about a document
+#: it sent): ``processing``, ``fail`` or ``done`` (the VPCP SDK's updateStatus, :mod:`endpoints.vxp`). A received
+#: document's ``done`` is its ack (``acked_at``); a status's ``done`` lives only here. ``id`` is the item's id.
+item_states = sa.Table(
+    "axis_item_state",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("agency", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+sa.Index("ix_axis_item_state_agency", item_states.c.agency)
+
+TABLES = {t.name: t for t in (received, sent, statuses, item_states)}
 KINDS = {0: "edoc", 1: "revocation", 2: "update", 3: "replacement"}
 
 
@@ -170,6 +183,13 @@ class InboxStore(abc.ABC):
     @abc.abstractmethod
     async def count_received(self, agency: str | None = None) -> int: ...
 
+    @abc.abstractmethod
+    async def uncollected(self, before: float, *, agency: str | None = None, limit: int = 100, offset: int = 0
+                          ) -> list[dict[str, Any]]:
+        """Deliveries not yet acked that arrived before ``before`` (epoch seconds), oldest first, every agency of
+        the store (or ``agency``'s): ``{"id", "document_id", "sender", "recipient", "received_at"}`` (ISO 8601;
+        ``received_ts``: epoch seconds). For the administrators' uncollected list and reminders."""
+
     # -- sent --------------------------------------------------------------------------------------------------
     @abc.abstractmethod
     async def store_sent(self, agency: str, *, document_id: str, doc_type: int, recipients: Sequence[str],
@@ -196,6 +216,25 @@ class InboxStore(abc.ABC):
 
     @abc.abstractmethod
     async def statuses_for(self, agency: str, document_id: str) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def statuses_of(self, agency: str) -> list[dict[str, Any]]:
+        """Every status about every document ``agency`` sent, oldest first: :func:`status_item` plus the row's
+        ``id`` (an integer) and ``document_id``."""
+
+    @abc.abstractmethod
+    async def sent_list(self, agency: str) -> list[dict[str, Any]]:
+        """Every document ``agency`` sent, oldest first, without its bytes: ``id``, ``document_id``, ``doc_type``,
+        ``recipients`` (a list), ``subject``, ``created_at`` (seconds since the epoch)."""
+
+    # -- what agency software recorded about its items -------------------------------------------------------
+    @abc.abstractmethod
+    async def item_states(self, agency: str) -> dict[str, str]:
+        """``{item id: state}`` of every item ``agency`` recorded a state for (:data:`item_states`)."""
+
+    @abc.abstractmethod
+    async def set_item_state(self, agency: str, item: str, state: str) -> None:
+        """Record ``state`` for ``agency``'s item ``item`` (the last one wins)."""
 
     # -- moving an agency (endpoints.migrate) --------------------------------------------------------------
     @abc.abstractmethod
@@ -224,6 +263,11 @@ def inbox_item(r: Any) -> dict[str, Any]:
 def status_item(r: Any) -> dict[str, Any]:
     return {"from": r.from_code, "code": r.code, "description": r.description, "timestamp": r.timestamp,
             "reason": r.reason, "received_at": iso(r.received_at)}
+
+
+def uncollected_item(rid: str, document_id: str, sender: str, recipient: str, received_at: float) -> dict[str, Any]:
+    return {"id": rid, "document_id": document_id, "sender": sender, "recipient": recipient,
+            "received_at": iso(received_at), "received_ts": received_at}
 
 
 def iso(t: float) -> str:

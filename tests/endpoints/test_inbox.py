@@ -58,3 +58,26 @@ async def test_sent_and_statuses_are_idempotent(store: InboxStore) -> None:
     assert await store.store_status(S, **st) is True
     assert await store.store_status(S, **st) is False
     assert [s["code"] for s in await store.statuses_for(S, doc)] == ["01"]
+
+
+async def test_sent_list_statuses_of_and_item_states(store: InboxStore) -> None:
+    """What the VPCP SDK facade (endpoints.vxp) reads beside /v1: the sent documents without their bytes, every
+    status about them with its row id, and the state agency software recorded per item (last one wins, per agency)."""
+    rid, _ = await store.store_sent("A", document_id="D1", doc_type=0, recipients=["B", "C"], subject="S", data=b"x")
+    await store.store_sent("Z", document_id="D9", doc_type=0, recipients=["B"], subject="other", data=b"y")
+    [row] = await store.sent_list("A")
+    assert (row["id"], row["document_id"], row["doc_type"], row["recipients"], row["subject"]) == (
+        rid, "D1", 0, ["B", "C"], "S")
+    assert isinstance(row["created_at"], float) and "data" not in row
+    await store.store_status("A", document_id="D1", from_code="B", code="01", description="", timestamp="t1")
+    await store.store_status("Z", document_id="D9", from_code="B", code="01", description="", timestamp="t1")
+    [status] = await store.statuses_of("A")
+    assert (status["document_id"], status["from"], status["code"]) == ("D1", "B", "01")
+    assert isinstance(status["id"], int)
+    assert await store.item_states("A") == {}
+    await store.set_item_state("A", "item1", "processing")
+    await store.set_item_state("A", "item1", "done")
+    await store.set_item_state("B", "item2", "fail")
+    assert await store.item_states("A") == {"item1": "done"}
+    await store.set_item_state("B", "item1", "fail")  # another agency cannot overwrite A's item
+    assert await store.item_states("A") == {"item1": "done"} and await store.item_states("B") == {"item2": "fail"}
