@@ -46,6 +46,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from axis.admin.agencies import AgencyAdmin
 from axis.admin.certificates import CertificateWatch
 from axis.admin.evidence import EvidenceApi
 from axis.admin.probe import DEFAULT_RABBIT_MGMT, Prober
@@ -494,6 +495,18 @@ def create_app(config_or_settings: Any) -> FastAPI:
             new = await asyncio.to_thread(load_config, settings.config_path)
             set_directory(new.directory, {s.id: s.url for s in new.servers})
         return _json(answer)
+
+    async def reread_config() -> None:
+        """After an agency was added, retired, renamed or re-certified (axis.admin.agencies): the new directory and
+        certificates."""
+        if settings.config_path is not None:
+            from axis.config import load_config
+
+            new = await asyncio.to_thread(load_config, settings.config_path)
+            set_directory(new.directory, {s.id: s.url for s in new.servers})
+        await certificates.refresh()
+
+    AgencyAdmin.for_settings(settings, reread_config).install(app)
 
     @app.get("/metrics", response_model=None)
     async def metrics() -> Response:

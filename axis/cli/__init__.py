@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from axis.cli import directory, envelope, evidence, pki, run, sim, stats, trust
+from axis.cli import agency, directory, envelope, evidence, pki, run, sim, stats, trust
 
 app = typer.Typer(
     name="axis",
@@ -25,6 +25,7 @@ stats.register(app)
 sim.register(app)
 evidence.register(app)
 directory.register(app)
+agency.register(app)
 
 
 def main() -> None:

@@ -33,6 +33,8 @@ class DocumentRoute:
     sender_server: Server
     deliveries: tuple[Delivery, ...]
     unknown: tuple[str, ...]
+    #: recipients that are retired agencies (``active: false``): in the directory, but no longer receiving
+    retired: tuple[str, ...] = ()
 
     @property
     def known_recipients(self) -> tuple[tuple[str, str], ...]:
@@ -60,12 +62,16 @@ def route_document(directory: Directory, sender: str, recipients: Iterable[str])
     """Group the recipients by server (order kept, duplicates dropped; a former code of an agency counts as its
     current code) and list the unknown ones.
 
-    Raises UNKNOWN_SENDER for a sender outside the directory, UNKNOWN_RECIPIENT when no recipient is known
-    (nothing could be delivered). Some unknown recipients do not block the others: they come back in ``unknown``.
+    Raises UNKNOWN_SENDER for a sender outside the directory, FORBIDDEN for a retired sender (``active: false``:
+    axis agency retire), UNKNOWN_RECIPIENT when no recipient can receive it (nothing could be delivered). Some
+    unknown or retired recipients do not block the others: they come back in ``unknown`` and ``retired``.
     """
     agency, server = sender_of(directory, sender)
+    if not agency.active:
+        raise Refusal(Reason.FORBIDDEN, f"agency {sender} is retired: it no longer sends documents")
     groups: dict[str, list[str]] = {}
     unknown: list[str] = []
+    retired: list[str] = []
     seen: set[str] = set()
     for code in recipients:
         rec = directory.resolve(code)  # a former code (alias) reaches the agency under its current code
@@ -75,12 +81,25 @@ def route_document(directory: Directory, sender: str, recipients: Iterable[str])
                 unknown.append(code)
         elif rec.code not in seen:
             seen.add(rec.code)
-            groups.setdefault(rec.server, []).append(rec.code)
+            if rec.active:
+                groups.setdefault(rec.server, []).append(rec.code)
+            else:
+                retired.append(rec.code)
     if not groups:
-        what = ", ".join(unknown) if unknown else "(none)"
-        raise Refusal(Reason.UNKNOWN_RECIPIENT, f"no recipient is in the directory: {what}")
+        raise Refusal(Reason.UNKNOWN_RECIPIENT, "no recipient can receive it: " + (
+            missing_recipients(tuple(unknown), tuple(retired)) or "(none)"))
     deliveries = tuple(Delivery(directory.servers[sid], tuple(codes)) for sid, codes in groups.items())
-    return DocumentRoute(agency, server, deliveries, tuple(unknown))
+    return DocumentRoute(agency, server, deliveries, tuple(unknown), tuple(retired))
+
+
+def missing_recipients(unknown: tuple[str, ...], retired: tuple[str, ...]) -> str:
+    """Who will not get a document, and why: ``not in the directory: A, B; retired: C`` ("" for nobody)."""
+    parts = []
+    if unknown:
+        parts.append("not in the directory: " + ", ".join(unknown))
+    if retired:
+        parts.append("retired (no longer a recipient): " + ", ".join(retired))
+    return "; ".join(parts)
 
 
 def route_status(directory: Directory, reporter: str, original_sender: str, via_server: str | None) -> StatusRoute:

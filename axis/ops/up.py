@@ -148,16 +148,22 @@ class Running:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def serve_control(self) -> None:
-        """Listen on the control socket (moves asked for by the admin app, see axis.ops.livemove)."""
+        """Listen on the control socket (moves asked for by the admin app, see axis.ops.livemove; the agency
+        lifecycle's ``agency-*`` operations, see axis.ops.agencies)."""
+        from axis.ops.agencies import AgencyLifecycle
         from axis.ops.livemove import LiveMove
 
         assert self.control_dir is not None
         mover = LiveMove(self)
+        lifecycle = AgencyLifecycle(self, mover)
 
         def handle(request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            status, body = mover.handle(request)
-            self.log(f"control {request.get('op')} {request.get('agency', '')} → {request.get('server', '')}: "
-                     f"{status} {body}")
+            op = request.get("op")
+            status, body = (lifecycle.handle(request) if isinstance(op, str) and op.startswith("agency-")
+                            else mover.handle(request))
+            shown = {k: v for k, v in body.items() if k != "token"}  # a new agency's token stays out of the log
+            self.log(f"control {op} {request.get('agency', request.get('code', ''))} → {request.get('server', '')}: "
+                     f"{status} {shown}")
             return status, body
 
         self.control = ControlServer(self.control_dir, handle)

@@ -52,6 +52,7 @@ from axis.core.routing import (
     check_document_id,
     check_limits,
     document_key,
+    missing_recipients,
     route_document,
     route_status,
 )
@@ -191,14 +192,15 @@ class RouterCore:
         for d in route.deliveries:
             out.outgoing.append(Outgoing(EX_DELIVER, d.server.id, body,
                                          {H_KIND: KIND_DOCUMENT, H_RECIPIENTS: list(d.recipients), **base}))
-        if route.unknown:
-            detail = "not in the directory: " + ", ".join(route.unknown)
+        if route.unknown or route.retired:  # retired agencies are in the directory, but receive nothing more
+            detail = missing_recipients(route.unknown, route.retired)
+            missing = (*route.unknown, *route.retired)
             out.outgoing.append(Outgoing(
                 EX_DELIVER, route.sender_server.id,
                 refusal_body(Reason.UNKNOWN_RECIPIENT, detail, sender=sender, document_id=msg.document_id,
-                             unknown=route.unknown),
+                             unknown=missing),
                 {H_KIND: KIND_REFUSAL, H_REASON: Reason.UNKNOWN_RECIPIENT.value, H_DETAIL: detail,
-                 H_UNKNOWN: list(route.unknown), **base},
+                 H_UNKNOWN: list(missing), **base},
                 content_type="application/json"))
         out.accepted.append(Accepted(
             key=document_key(sender, msg.document_id, doc_type), sender=sender, sender_kind=route.sender_server.kind,
