@@ -206,14 +206,21 @@ class SqlInboxStore(InboxStore):
             rows = (await conn.execute(q)).all()
         return [{"id": r.id, "document_id": r.document_id, **status_item(r)} for r in rows]
 
-    async def sent_list(self, agency: str) -> list[dict[str, Any]]:
+    async def status_by_id(self, agency: str, status_id: int) -> dict[str, Any] | None:
+        q = sa.select(statuses).where(statuses.c.id == status_id, statuses.c.agency == agency)
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(q)).one_or_none()
+        return None if r is None else {"id": r.id, "document_id": r.document_id, **status_item(r)}
+
+    async def sent_list(self, agency: str, limit: int = 1000) -> list[dict[str, Any]]:
         q = (sa.select(sent.c.id, sent.c.document_id, sent.c.doc_type, sent.c.recipients, sent.c.subject,
-                       sent.c.created_at).where(sent.c.agency == agency).order_by(sent.c.created_at, sent.c.id))
+                       sent.c.created_at).where(sent.c.agency == agency)
+             .order_by(sent.c.created_at.desc(), sent.c.id.desc()).limit(limit))
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
         return [{"id": r.id, "document_id": r.document_id, "doc_type": r.doc_type,
                  "recipients": orjson.loads(r.recipients), "subject": r.subject, "created_at": r.created_at}
-                for r in rows]
+                for r in reversed(rows)]
 
     # -- what agency software recorded about its items -------------------------------------------------------
     async def item_states(self, agency: str) -> dict[str, str]:

@@ -68,6 +68,15 @@ _INS_STATUS = ("INSERT INTO axis_status (agency, document_id, from_code, code, r
                "received_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
 
 
+_STATUS_COLS = "id, document_id, from_code, code, description, timestamp, reason, received_at"
+
+
+def _status_of(row: Sequence[Any]) -> dict[str, Any]:
+    i, doc, f, c, d, ts, r, at = row
+    return {"id": i, "document_id": doc, "from": f, "code": c, "description": d, "timestamp": ts, "reason": r,
+            "received_at": iso(at)}
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -389,17 +398,20 @@ class SqliteInboxStore(InboxStore):
 
     async def statuses_of(self, agency: str) -> list[dict[str, Any]]:
         rows = await self._run(lambda db: db.execute(
-            "SELECT id, document_id, from_code, code, description, timestamp, reason, received_at FROM axis_status "
-            "WHERE agency = ? ORDER BY received_at, id", (agency,)).fetchall())
-        return [{"id": i, "document_id": doc, "from": f, "code": c, "description": d, "timestamp": ts, "reason": r,
-                 "received_at": iso(at)} for i, doc, f, c, d, ts, r, at in rows]
+            f"SELECT {_STATUS_COLS} FROM axis_status WHERE agency = ? ORDER BY received_at, id", (agency,)).fetchall())
+        return [_status_of(row) for row in rows]
 
-    async def sent_list(self, agency: str) -> list[dict[str, Any]]:
+    async def status_by_id(self, agency: str, status_id: int) -> dict[str, Any] | None:
+        row = await self._run(lambda db: db.execute(
+            f"SELECT {_STATUS_COLS} FROM axis_status WHERE id = ? AND agency = ?", (status_id, agency)).fetchone())
+        return None if row is None else _status_of(row)
+
+    async def sent_list(self, agency: str, limit: int = 1000) -> list[dict[str, Any]]:
         rows = await self._run(lambda db: db.execute(
             "SELECT id, document_id, doc_type, recipients, subject, created_at FROM axis_sent WHERE agency = ? "
-            "ORDER BY created_at, id", (agency,)).fetchall())
+            "ORDER BY created_at DESC, id DESC LIMIT ?", (agency, limit)).fetchall())
         return [{"id": i, "document_id": doc, "doc_type": t, "recipients": orjson.loads(rc), "subject": sj,
-                 "created_at": at} for i, doc, t, rc, sj, at in rows]
+                 "created_at": at} for i, doc, t, rc, sj, at in reversed(rows)]
 
     # -- what agency software recorded about its items -------------------------------------------------------
     async def item_states(self, agency: str) -> dict[str, str]:

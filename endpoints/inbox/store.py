@@ -223,9 +223,14 @@ class InboxStore(abc.ABC):
         ``id`` (an integer) and ``document_id``."""
 
     @abc.abstractmethod
-    async def sent_list(self, agency: str) -> list[dict[str, Any]]:
-        """Every document ``agency`` sent, oldest first, without its bytes: ``id``, ``document_id``, ``doc_type``,
-        ``recipients`` (a list), ``subject``, ``created_at`` (seconds since the epoch)."""
+    async def status_by_id(self, agency: str, status_id: int) -> dict[str, Any] | None:
+        """One row of :meth:`statuses_of` by its ``id``; None when it is not one of ``agency``'s."""
+
+    @abc.abstractmethod
+    async def sent_list(self, agency: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The last ``limit`` documents ``agency`` sent, oldest first, without their bytes: ``id``,
+        ``document_id``, ``doc_type``, ``recipients`` (a list), ``subject``, ``created_at`` (seconds since the
+        epoch)."""
 
     # -- what agency software recorded about its items -------------------------------------------------------
     @abc.abstractmethod

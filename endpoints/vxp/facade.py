@@ -40,6 +40,7 @@ Decisions where the SDK reference is silent or does not fit axis:
   accept the caller's received documents and status items, also once taken (agency software may download again);
   anything else is FORBIDDEN (downloadEdoc: 404, empty body). ``getSentEdocList`` with a docId that is not one of
   the caller's sent documents answers an empty list, not FAIL: the SDK re-sends a stale docId of an earlier call.
+  Without a docId it lists the last :data:`SENT_LIST_MAX` documents (the SDK has no paging).
 - **receiverDocId / receiveStatus** are known only when the recipient's inbox is in this server's store; for a
   recipient elsewhere they are ``""`` and ``receiveStatus`` is ``new`` once its status 01 arrived.
 - **Error codes**: reason codes of contract section 2, plus ``UNAVAILABLE`` (broker or store busy: nothing was
@@ -91,7 +92,9 @@ JSON = "application/json"
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: Nothing was taken, the client may retry: the broker is down or the store is locked by another process.
 RETRYABLE: tuple[type[Exception], ...] = (StoreBusy, *BROKER_ERRORS)
-SMALL_BODY = 64 * 1024  # what any call but sendEdoc may carry (its body means nothing: everything is in headers)
+SMALL_BODY = 64 * 1024
+#: getSentEdocList without a docId: the most recent documents only (the SDK has no paging; each row costs reads)
+SENT_LIST_MAX = 500  # what any call but sendEdoc may carry (its body means nothing: everything is in headers)
 
 
 class Failed(Exception):
@@ -292,10 +295,10 @@ class VxpFacade:
 
     async def _status_row(self, agency: str, doc_id: str) -> dict[str, Any] | None:
         number = mapping.status_row_id(doc_id)
-        if number is None:
+        if number is None or number >= 2**63:
             return None
-        rows: list[dict[str, Any]] = await self._store.statuses_of(agency)
-        return next((r for r in rows if int(r["id"]) == number), None)
+        row: dict[str, Any] | None = await self._store.status_by_id(agency, number)
+        return row
 
     async def _item_bytes(self, c: Call) -> tuple[str, bytes]:
         """(docId, bytes) of one of the caller's items, else Failed(FORBIDDEN)."""
@@ -343,9 +346,13 @@ class VxpFacade:
 
     async def sent_list(self, c: Call) -> Response:
         doc_id = c.request.get("docid")
-        docs: list[dict[str, Any]] = await self._store.sent_list(c.agency)
         if doc_id:
-            docs = [d for d in docs if d["id"] == doc_id]
+            row = await self._store.sent_row(c.agency, doc_id) if SAFE_ID.fullmatch(doc_id) else None
+            docs = [] if row is None else [
+                {"id": row.id, "document_id": row.document_id, "doc_type": row.doc_type,
+                 "recipients": orjson.loads(row.recipients), "subject": row.subject, "created_at": row.created_at}]
+        else:
+            docs = await self._store.sent_list(c.agency, SENT_LIST_MAX)
         statuses: list[dict[str, Any]] = await self._store.statuses_of(c.agency) if docs else []
         states: dict[str, dict[str, str]] = {}
         data: list[dict[str, Any]] = []

@@ -74,6 +74,11 @@ async def test_sent_list_statuses_of_and_item_states(store: InboxStore) -> None:
     [status] = await store.statuses_of("A")
     assert (status["document_id"], status["from"], status["code"]) == ("D1", "B", "01")
     assert isinstance(status["id"], int)
+    assert await store.status_by_id("A", status["id"]) == status
+    assert await store.status_by_id("Z", status["id"]) is None  # another agency's id
+    for n in range(3):
+        await store.store_sent("A", document_id=f"E{n}", doc_type=0, recipients=["B"], subject="", data=b"z")
+    assert [d["document_id"] for d in await store.sent_list("A", limit=2)] == ["E1", "E2"]  # the last, oldest first
     assert await store.item_states("A") == {}
     await store.set_item_state("A", "item1", "processing")
     await store.set_item_state("A", "item1", "done")

@@ -185,3 +185,27 @@ async def test_agencies_and_operator_calls(axis_env: Axis) -> None:
                                                "mail": "", "mobile": "", "fax": ""}),
                     await h53.delete_agency(G01)):
         assert (refused["status"], refused["ErrorCode"]) == ("FAIL", "FORBIDDEN")
+
+
+async def test_revocation_through_vxp(axis_env: Axis) -> None:
+    """messagetype revocation = BussinessDocType 1: sent through /vxp, listed by its kind at the recipient."""
+    env = axis_env
+    g01 = sdk(env, G01)
+    original = envelope.new_document(G01, [H53], "Bản gốc")
+    assert (await g01.send_edoc(sign_as(env, G01, envelope.build(original))))["status"] == "OK"
+    revocation = envelope.build(envelope.new_document(G01, [H53], "Thu hồi", doc_type="revocation",
+                                                      related_document_id=original.document_id))
+    sent = await g01.send_edoc(sign_as(env, G01, revocation), messagetype="revocation")
+    assert sent["status"] == "OK", sent
+    h53 = sdk(env, H53)
+
+    async def revocations() -> list[dict]:  # type: ignore[type-arg]
+        return (await h53.get_received_edoc_list("revocation"))["data"]  # type: ignore[no-any-return]
+
+    [entry] = await wait_for(revocations, what="H53's revocation")
+    assert (entry["messageType"], entry["from"]) == ("revocation", G01)
+    kinds = [e["messageType"] for e in (await h53.get_received_edoc_list("edoc"))["data"]]
+    assert kinds == ["edoc"]
+    assert (await h53.count_receive_edoc())["count"] == 2  # any document type
+    rows = (await g01.get_sent_edoc_list(sent["DocId"]))["data"]
+    assert [(r["messageType"], r["toCode"]) for r in rows] == [("revocation", H53)]
