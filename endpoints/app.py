@@ -323,6 +323,9 @@ def create_app(srv: EndpointServer) -> ASGIApp:
     async def _submit(request: Request, agency: str, got: list[bytes]) -> JSONResponse:
         body = await read_body(request, limit)
         got.append(body)
+        caller = srv.config.agency(agency)
+        if caller is not None and not caller.active:  # retired (axis agency retire): reads its inbox, sends nothing
+            raise Refusal(Reason.FORBIDDEN, f"agency {agency} is retired: it no longer sends documents")
         body, msg = await run_cpu_for(len(body), check_submission, srv, agency, body)
         agrees = request.scope.get(SUBMIT_CHECK)  # /vxp: the document agrees with the SDK's headers
         if agrees is not None:

@@ -3,8 +3,9 @@ in real processes (axis.ops.up.start) on its own RabbitMQ vhost. Nothing is rest
 
 - add: G09 on a new dedicated server and G10 on the shared one; documents reach them and leave them;
 - rotate-cert (with the CLI): documents signed with the new key AND with the previous one are both delivered;
-- retire: a retired agency's document is refused FORBIDDEN (its status says so), a document to it is refused
-  UNKNOWN_RECIPIENT while the other recipient gets it; its inbox stays readable and ackable;
+- retire: a retired agency's document is refused FORBIDDEN at its server's door, a document to it is refused
+  UNKNOWN_RECIPIENT (the sender's status 02 names it) while the other recipient gets it; its inbox stays readable
+  and ackable;
 - rename: a document addressed to the former code reaches the renamed agency;
 - every action is an `admin` leaf of the evidence log naming the administrator; the certificate gauges follow."""
 
@@ -155,8 +156,10 @@ async def scenario(wd: Path, conn: dict[str, Any]) -> dict[str, Any]:
         out["retired"] = r.json()
         r = await http.post(f"{admin}/admin/agencies/{G03}/retire", headers=bearer)
         assert r.status_code == 409 and r.json()["reason"] == "FORBIDDEN", r.text
-        data, _ = doc(G03, [G22], "from a retired agency")
-        out["from_retired"] = await wait_refusal(http, ag[G03], await submit(http, ag[G03], data))
+        data, _ = doc(G03, [G22], "from a retired agency")  # refused at its server's door
+        r = await http.post(f"{ag[G03].endpoint}/v1/documents", content=data, headers={**XML, **ag[G03].headers})
+        assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json", r.text
+        out["from_retired"] = r.json()
         data, to_both = doc(G22, [G03, G01], "to a retired agency and another")
         sid = await submit(http, ag[G22], data)
         await wait_inbox(http, ag[G01], to_both)
@@ -217,8 +220,8 @@ def test_agency_lifecycle_on_a_running_axis(tmp_path: Path, vhost_url: str) -> N
     finally:
         run.stop()
     assert out["added"]["token"] not in supervisor_log  # the new token is never logged
-    refused = out["from_retired"]  # the axis's status 02 on the retired agency's own document
-    assert refused["reason"] == "FORBIDDEN" and f"{G03} is retired" in refused["description"]
+    refused = out["from_retired"]  # its server's answer (the router refuses it too: tests/router)
+    assert refused["reason"] == "FORBIDDEN" and f"{G03} is retired" in refused["detail"]
     refused = out["to_retired"]  # the sender is told who did not get its document, and why
     assert refused["reason"] == "UNKNOWN_RECIPIENT" and f"retired (no longer a recipient): {G03}" in \
         refused["description"]
