@@ -66,25 +66,13 @@ from axis.broker.transport import BROKER_ERRORS
 from axis.core import envelope
 from axis.core.ratelimit import TooManyFailures
 from axis.core.reasons import Reason, Refusal
+from axis.core.vpcp import DOC_TYPES, ITEM_STATES, STATUS, sdk_hash_file, strip_sdk_body
 from endpoints.cpu import run_cpu_for
 from endpoints.inbox import StoreBusy
 from endpoints.server import EndpointServer
 from endpoints.vxp import mapping
 from endpoints.vxp.internal import SUBMIT_CHECK, Answer, call
-from endpoints.vxp.protocol import (
-    DOC_TYPES,
-    ITEM_STATES,
-    STATUS,
-    UNAVAILABLE,
-    SignedRequest,
-    answer,
-    fail,
-    hmac_key,
-    mac_ok,
-    read_signed,
-    sdk_hash_file,
-    strip_sdk_body,
-)
+from endpoints.vxp.protocol import UNAVAILABLE, SignedRequest, answer, fail, hmac_key, mac_ok, read_signed
 
 log = logging.getLogger("axis.endpoint.vxp")
 PREFIX = "/vxp"

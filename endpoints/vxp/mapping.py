@@ -18,7 +18,7 @@ import orjson
 from axis.core import envelope
 from axis.core.directory import Directory
 from axis.core.reasons import Reason, Refusal
-from endpoints.vxp.protocol import DOC_TYPES
+from axis.core.vpcp import DOC_TYPES
 
 STATUS_PREFIX = "st-"
 SERVICE_TYPE = "eDoc"

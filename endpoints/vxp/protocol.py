@@ -10,7 +10,7 @@ What the SDK (SDKVXP 2.0.1, ``com.vpcp.services``) puts on the wire is described
   takes is the one :func:`hmac_key` derives from the agency's stored token digest (see there).
 - :func:`answer` writes ``{"status", "ErrorCode", "ErrorDesc", …}`` as ASCII-only JSON (the SDK reads sendEdoc's
   answer as US-ASCII; ``\\uXXXX`` escapes keep Vietnamese names intact).
-- :func:`sdk_hash_file` is the SDK's ``hash-file``: SHA-256 in lowercase hex with no zero padding per byte.
+- What the SDK sends (its headers, ``hash-file``, sendEdoc's body) is built in :mod:`axis.core.vpcp`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,7 @@ SIGN_HEADER = "xroadvnpt-sign-header"
 HASH_HEADER = "xroadvnpt-hash-header"
 #: Headers the SDK sends beside the signed ones (never parameters of a call).
 UNSIGNED = frozenset({SIGN_HEADER, HASH_HEADER, "xroadvnpt-sign-header-key", "xroadvnpt-version"})
-#: sendEdoc's messagetype → BussinessDocType (vpcp-sdk.md section 6); ``status`` is a status message.
-DOC_TYPES = {"edoc": 0, "revocation": 1, "update": 2, "replacement": 3}
-STATUS = "status"
-#: updateStatus values: ``done`` takes the item (an ack), the others are recorded and it stays listed.
-ITEM_STATES = frozenset({"done", "processing", "fail"})
-#: A retryable condition (broker or store busy): nothing was taken. The one ErrorCode not from contract section 2.
+#: A retryable condition (broker or store busy): nothing was taken (an ErrorCode beside contract section 2's).
 UNAVAILABLE = "UNAVAILABLE"
 #: The HMAC block size: a longer key is hashed first (RFC 2104), which is what lets axis verify with the digest.
 HMAC_BLOCK = 64
@@ -101,25 +96,10 @@ def mac_ok(key: bytes, request: SignedRequest) -> bool:
     return hmac.compare_digest(expected, request.mac)
 
 
-def sign_headers(params: Mapping[str, str], secret: str) -> dict[str, str]:
-    """The headers the SDK sends for ``params`` (a map with ``systemid``, ``timestamp``, …): each parameter as
-    ``XroadVnpt-<key>``, the sign-header JSON, its key list and MAC. What agency software (and the tests) send."""
-    signed = {f"XroadVnpt-{k}": v for k, v in params.items()}
-    sign_header = json.dumps(signed, separators=(",", ":"), ensure_ascii=False)
-    mac = hmac.new(secret.encode(), sign_header.encode(), hashlib.sha256).hexdigest()
-    return {**signed, "XroadVnpt-sign-header": sign_header, "XroadVnpt-sign-header-key": ";".join(params),
-            "XroadVnpt-hash-header": mac, "XroadVnpt-version": "3.0.201608",
-            "User-Agent": "JAVASDKAgent/1.0.0 XRoad/VPCP"}
 
 
-def sdk_hash_file(data: bytes) -> str:
-    """SHA-256 as the SDK writes it: each byte in lowercase hex without zero padding (``0x0d`` → ``d``)."""
-    return "".join(format(b, "x") for b in hashlib.sha256(data).digest())
 
 
-def strip_sdk_body(body: bytes) -> bytes:
-    """sendEdoc's document: the SDK sends the file followed by exactly one ``\\r\\n``."""
-    return body[:-2] if body.endswith(b"\r\n") else body
 
 
 def answer(status: str = "OK", code: str = "0", desc: str = "Success", **fields: Any) -> bytes:

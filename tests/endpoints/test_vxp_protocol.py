@@ -11,7 +11,8 @@ import pytest
 from axis.config.model import hash_token
 from axis.config.workdir import new_agency_token
 from axis.core.reasons import Reason, Refusal
-from endpoints.vxp.protocol import answer, hmac_key, mac_ok, read_signed, sdk_hash_file, strip_sdk_body
+from axis.core.vpcp import sdk_hash_file, strip_sdk_body
+from endpoints.vxp.protocol import answer, hmac_key, mac_ok, read_signed
 from tests.support.vpcp_sdk import SdkService, java_hex_sha256, sdk_timestamp
 
 
@@ -79,3 +80,16 @@ def test_sdk_timestamp_is_milliseconds_not_a_zone() -> None:
     from datetime import datetime
 
     assert sdk_timestamp(datetime(2026, 11, 28, 6, 31, 40, 265_000)) == "28112026T063140+0265"
+
+
+def test_core_request_builder_matches_the_sdk_emulation() -> None:
+    """axis.core.vpcp.sign_headers (the simulator's) builds the same headers as the independent emulation."""
+    from axis.core.vpcp import sign_headers
+
+    params = {"timestamp": "28112026T063140+0265", "systemid": "000.00.00.G01", "Content-Type": "application/json",
+              "docId": "d", "status": "done"}
+    service = SdkService(None, "http://x/vxp", "000.00.00.G01", "k" * 72)  # type: ignore[arg-type]
+    service.params = dict(params)
+    emulated = service.headers()
+    emulated.pop("Content-Type")
+    assert sign_headers(params, "k" * 72) == emulated
