@@ -3,7 +3,8 @@
 What is watched (read from the files the configuration names; :mod:`axis.core.certexpiry` decides what is due):
 
 - ``ca`` — the axis CA certificate (``pki.ca``);
-- ``crl`` — the CRL's nextUpdate (``pki.crl``);
+- ``crl`` — the CRL's nextUpdate (``pki.crl``), or sooner its thisUpdate + ``pki.crl_max_age_hours`` when the
+  verifiers refuse older lists;
 - ``log`` — the evidence log's signing certificate (``evidence.cert``);
 - ``tls-server`` — the TLS server certificate of the endpoint and admin servers (``tls.cert``);
 - ``agency`` — each agency's current signing certificate (its ``cert`` in the configuration, else
@@ -74,11 +75,13 @@ def _problem(status: int, detail: str) -> JSONResponse:
 
 @dataclass(frozen=True, slots=True)
 class Watched:
-    """One file to watch: what it is (``kind``, ``agency``) and where."""
+    """One file to watch: what it is (``kind``, ``agency``) and where; for the CRL, the oldest the verifiers accept
+    (``pki.crl_max_age_hours``, None: up to its nextUpdate)."""
 
     kind: str
     agency: str
     path: Path
+    max_age: dt.timedelta | None = None
 
 
 def watched_files(config: Any) -> list[Watched]:
@@ -90,7 +93,8 @@ def watched_files(config: Any) -> list[Watched]:
     if ca is not None:
         out.append(Watched("ca", "", Path(ca)))
     if crl is not None:
-        out.append(Watched("crl", "", Path(crl)))
+        max_age = getattr(pki, "crl_max_age", None)  # pki.crl_max_age_hours, when the configuration has one
+        out.append(Watched("crl", "", Path(crl), max_age if isinstance(max_age, dt.timedelta) else None))
     log_cert = getattr(getattr(config, "evidence", None), "cert", None)
     if log_cert is not None:
         out.append(Watched("log", "", Path(log_cert)))
@@ -131,7 +135,7 @@ class ScanState:
     items: tuple[Expiring, ...] = ()
     errors: tuple[str, ...] = ()
     scanned_at: dt.datetime | None = None
-    cache: dict[tuple[str, str, Path], _Parsed] = field(default_factory=dict)
+    cache: dict[tuple[str, str, Path, dt.timedelta | None], _Parsed] = field(default_factory=dict)
 
 
 def scan(files: Iterable[Watched], revoked: set[str], state: ScanState) -> None:
@@ -139,9 +143,9 @@ def scan(files: Iterable[Watched], revoked: set[str], state: ScanState) -> None:
     certificates are normal (not every agency has one); other missing or unreadable files are ``errors``."""
     items: list[Expiring] = []
     errors: list[str] = []
-    seen: set[tuple[str, str, Path]] = set()
+    seen: set[tuple[str, str, Path, dt.timedelta | None]] = set()
     for w in files:
-        key = (w.kind, w.agency, w.path)
+        key = (w.kind, w.agency, w.path, w.max_age)
         seen.add(key)
         try:
             st = w.path.stat()
@@ -158,7 +162,7 @@ def scan(files: Iterable[Watched], revoked: set[str], state: ScanState) -> None:
         if hit is None or hit.stamp != stamp:
             try:
                 data = w.path.read_bytes()
-                item = (crl_expiry(x509.load_pem_x509_crl(data)) if w.kind == "crl"
+                item = (crl_expiry(x509.load_pem_x509_crl(data), w.max_age) if w.kind == "crl"
                         else certificate_expiry(w.kind, x509.load_pem_x509_certificates(data)[0], w.agency))
             except (OSError, ValueError, IndexError) as exc:
                 errors.append(f"{w.kind}{' ' + w.agency if w.agency else ''}: {w.path}: {exc}")

@@ -88,12 +88,15 @@ def certificate_expiry(kind: str, cert: x509.Certificate, agency: str = "") -> E
                     cert.not_valid_after_utc)
 
 
-def crl_expiry(crl: x509.CertificateRevocationList) -> Expiring:
-    """When a CRL must be replaced: its nextUpdate (a CRL without one never gets stale: ValueError — the axis
-    always writes one, :func:`axis.core.pki.make_crl`)."""
+def crl_expiry(crl: x509.CertificateRevocationList, max_age: dt.timedelta | None = None) -> Expiring:
+    """When a CRL must be replaced: its nextUpdate or, when the verifiers refuse a CRL older than ``max_age``
+    (``pki.crl_max_age_hours``), its thisUpdate + ``max_age`` if that comes first. A CRL without a nextUpdate:
+    ValueError (the axis always writes one, :func:`axis.core.pki.make_crl`)."""
     next_update = crl.next_update_utc
     if next_update is None:
         raise ValueError("the CRL has no nextUpdate")
+    if max_age is not None:
+        next_update = min(next_update, crl.last_update_utc + max_age)
     return Expiring("crl", "", "", crl.issuer.rfc4514_string(), next_update)
 
 

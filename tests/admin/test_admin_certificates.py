@@ -108,12 +108,25 @@ def test_scan_parses_a_file_again_only_when_it_changed(tmp_path: Path) -> None:
           Watched("log", "", tmp_path / "missing.pem")], set(), state)
     assert [i.kind for i in state.items] == ["ca"]
     assert state.errors == (f"log: {tmp_path / 'missing.pem'} does not exist",)  # a missing client cert is normal
-    first = state.cache[("ca", "", f)]
+    first = state.cache[("ca", "", f, None)]
     scan([Watched("ca", "", f)], set(), state)
-    assert state.cache[("ca", "", f)] is first and len(state.cache) == 1
+    assert state.cache[("ca", "", f, None)] is first and len(state.cache) == 1
     _, other = pki.make_ca(algorithm="ec", days=10)
     f.write_bytes(pki.cert_pem(other))
     scan([Watched("ca", "", f)], set(), state)
     assert state.items[0].serial == format(other.serial_number, "x")
     scan([Watched("ca", "", f)], {format(other.serial_number, "x")}, state)  # revoked: left out
     assert state.items == ()
+
+
+def test_a_crl_max_age_brings_the_crl_due_sooner(workdir: tuple[Path, dict[str, Any]]) -> None:
+    import dataclasses
+    from types import SimpleNamespace
+
+    config = load_config(workdir[0])
+    pki_cfg = SimpleNamespace(**{f.name: getattr(config.pki, f.name) for f in dataclasses.fields(config.pki)},
+                              crl_max_age=dt.timedelta(hours=24))  # pki.crl_max_age_hours: 24
+    state = ScanState()
+    scan(watched_files(SimpleNamespace(pki=pki_cfg)), set(), state)
+    [crl] = [i for i in state.items if i.kind == "crl"]
+    assert crl.kind == "crl" and 0.9 < crl.days_left(dt.datetime.now(dt.UTC)) <= 1.0

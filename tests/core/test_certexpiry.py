@@ -64,6 +64,9 @@ def test_ca_and_crl(ca: tuple[pki.PrivateKey, Any]) -> None:
     assert c.status(NOW, ExpiryPolicy()) == OK  # a CRL warns 2 days before its nextUpdate, not 30
     assert c.status(NOW + dt.timedelta(days=5, seconds=1), ExpiryPolicy()) == WARNING
     assert c.status(NOW + dt.timedelta(days=5, seconds=1), ExpiryPolicy(crl_warn_days=1)) == OK
+    # verifiers that refuse a CRL older than 24 h: it must be replaced a day after its thisUpdate (NOW - 5 min)
+    assert crl_expiry(crl, dt.timedelta(hours=24)).not_after == NOW - dt.timedelta(minutes=5) + dt.timedelta(days=1)
+    assert crl_expiry(crl, dt.timedelta(days=30)).not_after == c.not_after  # nextUpdate comes first
     with pytest.raises(ValueError, match="crl_expiry"):
         certificate_expiry("crl", cert)
 
