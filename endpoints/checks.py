@@ -59,7 +59,8 @@ class DeliveryChecks:
         if done is not None:
             msg, facts = done
             if facts is not None:  # the moment-dependent part of the certificate check, again
-                check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked)
+                check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked,
+                                            self.verifier.crl_fresh_until)
             self.hits += 1
             return msg, key
         verified, facts = self.verifier.verify_with_facts(body)

@@ -58,7 +58,7 @@ from axis.config import Config, Limits
 from axis.config.reload import install_sighup
 from axis.config.verifier import make_verifier
 from axis.core import schema
-from axis.core.tlsconfig import PLAINTEXT_WARNING, server_context, set_client_auth
+from axis.core.tlsconfig import PLAINTEXT_WARNING, reload_server_contexts, server_context, set_client_auth
 from axis.stats.counting import open_counter
 from endpoints.app import create_app
 from endpoints.gate import GatedApp
@@ -399,6 +399,10 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
         for sid, ctx in contexts.items():  # new connections ask for client certificates, or stop asking
             if ctx is not None:
                 set_client_auth(ctx, new.server(sid).client_auth)
+        if new.tls.enabled and new.tls.missing() is None:  # rotation: new connections get the files as they now are
+            assert new.tls.cert is not None and new.tls.key is not None
+            reload_server_contexts([c for c in contexts.values() if c is not None], new.tls.cert, new.tls.key,
+                                   client_ca=new.pki.ca)
 
     install_sighup(config, apply, "host " + ",".join(server_ids))
     connection = None if config.broker.per_component else await connect(config.amqp_url)

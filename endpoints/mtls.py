@@ -11,7 +11,8 @@ token names an agency, :class:`ClientAuth` decides:
 - ``optional`` and ``required``: a presented certificate must be an axis TLS client certificate (extendedKeyUsage
   clientAuth — an agency's document-signing certificate is not one) whose subject UID is the token's agency, and
   not revoked (the CRL ``pki.crl``, re-read when the file changes, its signature checked against the CA; a CRL
-  that cannot be read or verified refuses every certificate rather than trust a revoked one).
+  that cannot be read or verified, or is stale — past its nextUpdate or older than ``pki.crl_max_age_hours`` —
+  refuses every certificate rather than trust a revoked one).
 
 Both credentials must then leak together for someone to act as an agency: the token alone (a log, a proxy, a
 shoulder) is not enough, nor the certificate alone.
@@ -19,6 +20,7 @@ shoulder) is not enough, nor the certificate alone.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import ssl
@@ -26,9 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from axis.core.pki import ClientCertificate, revoked_serials
+from axis.core.pki import ClientCertificate, load_trust, revoked_serials
 from axis.core.reasons import Reason, Refusal
 from axis.core.tlsconfig import CLIENT_AUTH_OFF, CLIENT_AUTH_REQUIRED
+from axis.core.verify import crl_fresh_until
 
 log = logging.getLogger("axis.endpoint")
 
@@ -72,10 +75,13 @@ def client_certificate(scope: Any) -> ClientCertificate | None:
 class ClientAuth:
     """One endpoint server's mutual-TLS rule: ``check(agency, scope)`` raises Refusal(UNAUTHORIZED) or returns."""
 
-    def __init__(self, mode: str, ca: Path | None, crl: Path | None) -> None:
+    def __init__(self, mode: str, ca: Path | None, crl: Path | None, crl_max_age: dt.timedelta | None = None
+                 ) -> None:
         self.mode = mode
         self.ca = ca
         self.crl = crl
+        self.crl_max_age = crl_max_age
+        self._fresh_until: dt.datetime | None = None
         self._revoked: frozenset[int] = frozenset()
         self._crl_problem: str | None = None
         self._crl_stamp: tuple[int, int] | None = None
@@ -99,6 +105,9 @@ class ClientAuth:
         self._refresh()
         if self._crl_problem is not None:
             raise Refusal(Reason.UNAUTHORIZED, f"client certificates cannot be checked: {self._crl_problem}")
+        if self._fresh_until is not None and dt.datetime.now(dt.UTC) > self._fresh_until:
+            raise Refusal(Reason.UNAUTHORIZED, "client certificates cannot be checked: the CRL is stale since "
+                                               f"{self._fresh_until.isoformat()}")
         if cert.serial in self._revoked:
             raise Refusal(Reason.UNAUTHORIZED, "your TLS client certificate is revoked")
 
@@ -117,7 +126,9 @@ class ClientAuth:
                 return
             if self.ca is None:
                 raise ValueError("no CA (pki.ca) to check the CRL against")
-            self._revoked = revoked_serials(self.ca.read_bytes(), self.crl.read_bytes())
+            ca_pem, crl_pem = self.ca.read_bytes(), self.crl.read_bytes()
+            self._revoked = revoked_serials(ca_pem, crl_pem)
+            self._fresh_until = crl_fresh_until(load_trust(ca_pem, crl_pem)[1], self.crl_max_age)
             self._crl_stamp, self._crl_problem = stamp, None
         except (OSError, ValueError) as exc:
             if self._crl_problem is None:

@@ -171,7 +171,8 @@ class EndpointServer:
 
 def _client_auth(config: Config, server: ServerConfig) -> ClientAuth:
     """The server's mutual-TLS rule (``client_auth``; off without TLS)."""
-    return ClientAuth(server.client_auth if config.tls.enabled else "off", config.pki.ca, config.pki.crl)
+    return ClientAuth(server.client_auth if config.tls.enabled else "off", config.pki.ca, config.pki.crl,
+                      config.pki.crl_max_age)
 
 
 def _gated(gate: Gate, consumer: Any) -> Any:

@@ -172,7 +172,7 @@ class _Auth:
         if scheme.lower() == "bearer" and self.token_ok(value.strip()):
             return True
         cookie = request.cookies.get(COOKIE)
-        return bool(cookie) and self.session_ok(cookie)
+        return cookie is not None and self.session_ok(cookie)
 
 
 class _Cache:

@@ -154,6 +154,27 @@ def revoke(
         console.print(f"revoked {safe(code)} (serial {serial:x}); CRL: {safe(ca.crl_path)}")
 
 
+@app.command()
+def crl(
+    dir: DirOpt,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="validity (nextUpdate) in days")] = core.CRL_DAYS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a fresh CRL (the same revocations, a new thisUpdate and nextUpdate). Run it regularly (cron): a CRL past
+    its nextUpdate, or older than pki.crl_max_age_hours, is stale and the axis then refuses signed documents
+    (CERT_UNTRUSTED) and TLS client certificates until a fresh one is in place. Endpoint servers re-read the file
+    when it changes; routers on a hot reload (SIGHUP) — `axis up` sends one when the CRL changes."""
+    ca = _open(dir)
+    issued = ca.write_crl(days=days)
+    result = {"ok": True, "crl": str(ca.crl_path), "revoked": len(list(issued)),
+              "this_update": issued.last_update_utc.isoformat(),
+              "next_update": issued.next_update_utc.isoformat() if issued.next_update_utc else None}
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"CRL: {safe(ca.crl_path)} — {result['revoked']} revoked, next update {result['next_update']}")
+
+
 @app.command("rabbitmq-conf")
 def rabbitmq_conf(
     dir: DirOpt,

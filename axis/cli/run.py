@@ -259,8 +259,24 @@ def admin(config: Path = typer.Option(..., "--config")) -> None:
         context = server_context(cfg.tls.cert, cfg.tls.key)
         tls["ssl_context_factory"] = lambda _config, _default: context
     # proxy_headers=False: the failed-login limit is per peer address; X-Forwarded-For must not choose it
-    uvicorn.run(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port, log_level="warning", proxy_headers=False,
-                **tls)
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host=cfg.admin.host, port=cfg.admin.port,
+                                           log_level="warning", proxy_headers=False, **tls))
+
+    async def rotate(new: Any) -> None:
+        """SIGHUP (axis.config.reload; ``axis up`` sends one when the files change): the server certificate as the
+        files now are, for new connections."""
+        if "ssl_context_factory" in tls and new.tls.enabled and new.tls.missing() is None:
+            from axis.core.tlsconfig import reload_server_contexts
+
+            reload_server_contexts([context], new.tls.cert, new.tls.key)
+
+    async def main() -> None:
+        from axis.config.reload import install_sighup
+
+        install_sighup(cfg, rotate, "admin")
+        await server.serve()
+
+    _asyncio_run(main())
 
 
 def init(

@@ -3,7 +3,8 @@
 ```yaml
 amqp_url: amqp://guest:guest@127.0.0.1/      # else env AXIS_AMQP_URL, else this default
 stats_url: sqlite+aiosqlite:///stats.db       # else env AXIS_STATS_URL, else <work dir>/stats.db
-pki: {ca: pki/ca.pem, crl: pki/crl.pem}
+pki: {ca: pki/ca.pem, crl: pki/crl.pem,       # the axis CA and its CRL; a CRL older than crl_max_age_hours
+      crl_max_age_hours: 48}                  #   (or past its nextUpdate) is stale: signatures CERT_UNTRUSTED
 tls: {cert: pki/tls/server/cert.pem,          # HTTPS on every endpoint and admin server (contract section 6); on
       key: pki/tls/server/key.pem}            #   when absent, with these paths beside pki.ca; `tls: off`: plain
                                               #   HTTP, development only (every server says so on its first line)

@@ -267,7 +267,15 @@ def config_from_dict(
     if not 1 <= limits.max_recipients <= 1000:
         raise ConfigError("limits.max_recipients must be between 1 and 1000")
 
-    pki = PkiConfig(ca=_resolve(base, pki_raw.get("ca")), crl=_resolve(base, pki_raw.get("crl")))
+    max_age = pki_raw.get("crl_max_age_hours")
+    try:
+        crl_max_age_hours = None if max_age is None else float(max_age)
+    except (TypeError, ValueError):
+        raise ConfigError(f"pki.crl_max_age_hours {max_age!r} is not a number") from None
+    if crl_max_age_hours is not None and not crl_max_age_hours > 0:
+        raise ConfigError("pki.crl_max_age_hours must be positive")
+    pki = PkiConfig(ca=_resolve(base, pki_raw.get("ca")), crl=_resolve(base, pki_raw.get("crl")),
+                    crl_max_age_hours=crl_max_age_hours)
     tls = _tls(raw.get("tls"), base, pki.ca)
     admin = dataclasses.replace(admin, tls=tls.enabled)
     servers: list[ServerConfig] = []

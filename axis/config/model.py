@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 import ssl
@@ -81,8 +82,18 @@ class TlsConfig:
 
 @dataclass(frozen=True, slots=True)
 class PkiConfig:
+    """The axis CA (``ca``) every signature and TLS peer is checked against, its CRL (``crl``), and how old a CRL
+    may be (``crl_max_age_hours``, since its thisUpdate) before the axis stops trusting it: a signed document is
+    then refused CERT_UNTRUSTED and a TLS client certificate UNAUTHORIZED until a newer CRL is in place. A CRL past
+    its own nextUpdate is stale in any case; None: the nextUpdate alone."""
+
     ca: Path | None = None
     crl: Path | None = None
+    crl_max_age_hours: float | None = None
+
+    @property
+    def crl_max_age(self) -> dt.timedelta | None:
+        return None if self.crl_max_age_hours is None else dt.timedelta(hours=self.crl_max_age_hours)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,4 +11,5 @@ def make_verifier(config: Config, *, require_signature: bool = True) -> Verifier
     if config.pki.ca is None:
         raise ValueError("the configuration names no pki.ca: nothing could be verified")
     return Verifier(VerifyPolicy.from_files(config.pki.ca, config.pki.crl, max_bytes=config.limits.max_envelope_bytes,
-                                            require_signature=require_signature))
+                                            require_signature=require_signature,
+                                            crl_max_age=config.pki.crl_max_age))

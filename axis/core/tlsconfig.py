@@ -20,6 +20,7 @@ when a CA is given; present an agency's client certificate when one is given.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterable
 from pathlib import Path
 
 #: The configuration's values of ``client_auth`` (per server).
@@ -52,6 +53,19 @@ def server_context(cert: PathLike, key: PathLike, *, client_ca: PathLike | None 
         ctx.load_verify_locations(cafile=str(client_ca))
     set_client_auth(ctx, client_auth)
     return ctx
+
+
+def reload_server_contexts(contexts: Iterable[ssl.SSLContext], cert: PathLike, key: PathLike, *,
+                           client_ca: PathLike | None = None) -> None:
+    """Rotation without a restart (on SIGHUP; ``axis up`` sends one when the files change): ``contexts`` present
+    ``cert``/``key`` — and also trust ``client_ca`` — from their next handshake on; connections already open keep
+    theirs. A pair that does not load (a key that does not match, a file half-written) raises before any context
+    changes, so a reload fails whole and the servers go on with what they had."""
+    server_context(cert, key, client_ca=client_ca)  # the whole set loads, or nothing changes
+    for ctx in contexts:
+        ctx.load_cert_chain(str(cert), str(key))
+        if client_ca is not None:
+            ctx.load_verify_locations(cafile=str(client_ca))
 
 
 def set_client_auth(ctx: ssl.SSLContext, client_auth: str) -> None:

@@ -36,7 +36,9 @@ Order of checks — the first failing check gives the one reason:
    exc-C14N(document minus Signature).
 7. ``CERT_UNTRUSTED`` — the certificate does not chain (through the X509Data intermediates) to a trust anchor.
 8. ``CERT_EXPIRED`` — the certificate or an intermediate is expired or not yet valid at ``policy.clock()``.
-9. ``CERT_REVOKED`` — the certificate or an intermediate is on a CRL of the policy.
+9. ``CERT_UNTRUSTED`` when the policy's CRLs are stale — past their nextUpdate, or older than
+   ``policy.crl_max_age`` — (revocation cannot be known: refused rather than trusted, as X-Road refuses on a stale
+   OCSP answer); then ``CERT_REVOKED`` — the certificate or an intermediate is on a CRL of the policy.
 10. ``CERT_USAGE`` — the signer certificate lacks the digitalSignature key usage, or is a CA certificate.
 11. ``SIGNER_MISMATCH`` — the certificate has no single UID, or it differs from ``MessageHeader/From/OrganId``.
 
@@ -95,6 +97,7 @@ class PolicyOptions(TypedDict, total=False):
     signature_algorithms: frozenset[str]
     clock: Callable[[], dt.datetime]
     require_signature: bool
+    crl_max_age: dt.timedelta | None
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,9 @@ class VerifyPolicy:
     - ``clock``: returns "now" (aware UTC) for certificate validity; tests pass a fixed clock.
     - ``require_signature``: refuse unsigned documents (SIGNATURE_MISSING). With False, an unsigned document is
       returned with ``signer=None``; a signed one is still fully verified.
+    - ``crl_max_age``: a CRL older than this (since its thisUpdate) no longer vouches for anything: signed
+      documents are refused ``CERT_UNTRUSTED`` until a newer CRL is loaded. A CRL past its own nextUpdate is stale
+      in any case (RFC 5280 section 6.3.3). None: the nextUpdate alone.
     """
 
     trust_anchors: tuple[x509.Certificate, ...] = ()
@@ -118,6 +124,7 @@ class VerifyPolicy:
     signature_algorithms: frozenset[str] = frozenset(SIGNATURES)
     clock: Callable[[], dt.datetime] = _utcnow
     require_signature: bool = True
+    crl_max_age: dt.timedelta | None = None
 
     @classmethod
     def from_files(cls, ca_pem: Path | str | bytes, crl_pem: Path | str | bytes | None = None,
@@ -461,8 +468,23 @@ def revoked_index(policy: VerifyPolicy) -> frozenset[tuple[bytes, int]]:
     return frozenset(out)
 
 
-def check_time_revocation_usage(facts: CertFacts, now: dt.datetime, revoked: frozenset[tuple[bytes, int]]) -> None:
-    """Steps 8-10: validity of signer and intermediates (and the anchor) at ``now``, CRL membership, key usage."""
+def crl_fresh_until(crls: tuple[x509.CertificateRevocationList, ...], max_age: dt.timedelta | None = None
+                    ) -> dt.datetime | None:
+    """Until when ``crls`` vouch for revocation: the earliest nextUpdate, or thisUpdate + ``max_age`` when that is
+    earlier (None: no CRL, nothing to go stale)."""
+    limits = []
+    for crl in crls:
+        if crl.next_update_utc is not None:
+            limits.append(crl.next_update_utc)
+        if max_age is not None:
+            limits.append(crl.last_update_utc + max_age)
+    return min(limits) if limits else None
+
+
+def check_time_revocation_usage(facts: CertFacts, now: dt.datetime, revoked: frozenset[tuple[bytes, int]],
+                                fresh_until: dt.datetime | None = None) -> None:
+    """Steps 8-10: validity of signer and intermediates (and the anchor) at ``now``, a fresh CRL (``fresh_until``,
+    :func:`crl_fresh_until`), CRL membership, key usage."""
     *certs, anchor = facts.windows
     for not_before, not_after, _, _ in certs:
         if now < not_before:
@@ -471,6 +493,9 @@ def check_time_revocation_usage(facts: CertFacts, now: dt.datetime, revoked: fro
             raise Refusal(Reason.CERT_EXPIRED, f"certificate expired at {not_after.isoformat()}")
     if not anchor[0] <= now <= anchor[1]:
         raise Refusal(Reason.CERT_EXPIRED, "the trust anchor is not valid now")
+    if fresh_until is not None and now > fresh_until:
+        raise Refusal(Reason.CERT_UNTRUSTED, f"the CRL is stale since {fresh_until.isoformat()}: revocation cannot "
+                                             "be checked until the axis CA issues a new one (axis pki crl)")
     for _, _, issuer, serial in certs:
         if (issuer, serial) in revoked:
             raise Refusal(Reason.CERT_REVOKED, f"certificate {serial:x} is revoked")
@@ -516,6 +541,7 @@ class Verifier:
             raise ValueError(f"algorithms outside the profile cannot be allowed: {sorted(unknown)}")
         self.policy = policy
         self.revoked = revoked_index(policy)
+        self.crl_fresh_until = crl_fresh_until(policy.crls, policy.crl_max_age)
         self._facts = functools.lru_cache(maxsize=cache_size)(self._facts_uncached)
 
     def _facts_uncached(self, certs_der: tuple[bytes, ...]) -> CertFacts:
@@ -550,6 +576,6 @@ class Verifier:
             raise Refusal(Reason.SIGNATURE_INVALID, "the document does not match its digest: it was altered")
         if isinstance(facts, Refusal):
             raise facts
-        check_time_revocation_usage(facts, self.policy.clock(), self.revoked)
+        check_time_revocation_usage(facts, self.policy.clock(), self.revoked, self.crl_fresh_until)
         uid = check_signer(root, facts.uid)
         return Verified(root=root, signer=uid, certificate=facts.certificate, data=bytes(data)), facts

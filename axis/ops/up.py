@@ -43,6 +43,7 @@ from axis.broker.waiting import DEFAULT_BROKER_WAIT, ENV_BROKER_WAIT
 from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
 from axis.config.reload import ENV_CONTROL_DIR, read_ack
 from axis.ops.control import ControlServer, control_dir_for
+from axis.ops.trustwatch import TrustWatch, trust_files
 
 DEMO_SERVERS = [("d-g22", "dedicated"), ("d-h53", "dedicated"), ("shared-1", "shared")]
 DEMO_AGENCIES = [
@@ -89,6 +90,8 @@ class Running:
     host_count: int = 0
     #: how long each child waits for its first broker connection (``AXIS_BROKER_WAIT``, axis.broker.waiting)
     broker_wait: float | None = None
+    #: reloads the children when the CRL, CA or TLS server certificate changes (axis.ops.trustwatch)
+    trust_watch: TrustWatch | None = None
 
     def spawn(self, name: str, args: Sequence[str]) -> None:
         logs = self.work_dir / "logs"
@@ -168,11 +171,23 @@ class Running:
 
         self.control = ControlServer(self.control_dir, handle)
 
+    def reload_children(self) -> None:
+        """SIGHUP every child that handles it (it has announced readiness, axis.config.reload)."""
+        names = [n for n, p in self.procs if self.ready(n)]
+        for name in names:
+            proc = self.proc(name)
+            if proc is not None:
+                proc.send_signal(signal.SIGHUP)
+        self.log(f"trust files changed: reloading {', '.join(names) or 'nothing'}")
+
     def failed(self) -> list[str]:
         return [f"{n} (exit {p.returncode}, see {self.work_dir / 'logs' / (n + '.log')})"
                 for n, p in self.procs if p.poll() is not None]
 
     def stop(self, timeout: float = 15.0) -> None:
+        if self.trust_watch is not None:
+            self.trust_watch.stop()
+            self.trust_watch = None
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -285,6 +300,7 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
                 time.sleep(0.2)
         run.connections_path = write_connections(work_dir, connections_for(config, known))
         run.serve_control()
+        run.trust_watch = TrustWatch(trust_files(config), run.reload_children).start()
         return run
     except BaseException:
         run.stop()

@@ -7,6 +7,7 @@ it is served; ``optional`` checks what is presented; ``tls: off`` is announced o
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import shutil
 import ssl
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from axis.config import Config, generate_workdir, load_config
 from axis.core import pki
@@ -273,3 +275,17 @@ async def test_the_simulator_verifies_and_presents_certificates(serve: Serve) ->
 
         with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED"):
             await Api(pool, retries=0).call("GET", f"{s.url}/healthz", None)
+
+
+async def test_a_stale_crl_refuses_every_certificate_until_a_fresh_one(serve: Serve,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """CRL freshness (issue 18 item 4): past its nextUpdate a CRL vouches for nothing; `axis pki crl` mends it."""
+    monkeypatch.setattr(mtls, "CRL_CHECK_SECONDS", 0.0)
+    s = await serve("required")
+    assert s.config.pki.crl is not None
+    ca = pki.CertificateAuthority(s.ca.parent)
+    stale = pki.make_crl(ca.key, ca.cert, ca.revoked(), days=7, now=dt.datetime.now(dt.UTC) - dt.timedelta(days=8))
+    s.config.pki.crl.write_bytes(stale.public_bytes(serialization.Encoding.PEM))
+    _unauthorized(await _get(s.client(G01)), "the CRL is stale")
+    ca.write_crl()  # what `axis pki crl` does
+    assert (await _get(s.client(G01))).status_code == 200
