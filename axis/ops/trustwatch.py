@@ -9,15 +9,23 @@ routers and endpoint hosts build a new verifier (the new CRL), hosts and the adm
 certificate for new connections (connections already open keep theirs until they close). Broker client
 certificates are renewed by ``axis up`` at start (:func:`axis.broker.users.issue_component_certificates`).
 
+Where the CA's key sits beside ``pki.ca`` (the demo's and a single-machine axis's work dir), the watch also keeps
+the CRL fresh (:func:`refresh_crl`): at start and every hour, a CRL with less than half its life left is re-issued
+(the same revocations), so an axis left running never goes stale by itself. With the CA offline — as it should be
+in production — the operator runs ``axis pki crl`` on a schedule; the ``axis_crl_days_left`` gauge and the alert
+rules watch it.
+
 Monitoring never breaks delivery: a file that cannot be read is simply "absent" until it can; an exception in
 ``on_change`` is logged and the watch goes on.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -44,13 +52,43 @@ def stamp(path: Path) -> Stamp:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def refresh_crl(config: Config, *, now: dt.datetime | None = None) -> bool:
+    """Re-issue the CRL when the CA's key is at hand and the CRL has less than half its life left (or is missing
+    or unreadable); True when a new one was written."""
+    from axis.core.pki import CA_KEY, CertificateAuthority, PkiError, load_crl
+
+    if config.pki.ca is None or config.pki.crl is None or not (config.pki.ca.parent / CA_KEY).is_file():
+        return False
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        crl = load_crl(config.pki.crl.read_bytes())
+        next_update = crl.next_update_utc
+        due = next_update is None or next_update - now < (next_update - crl.last_update_utc) / 2
+    except (OSError, ValueError):
+        due = True
+    if not due:
+        return False
+    try:
+        ca = CertificateAuthority(config.pki.ca.parent)
+        if ca.crl_path.resolve() != config.pki.crl.resolve():
+            return False  # a CRL this CA directory does not own
+        ca.write_crl()
+    except (PkiError, OSError) as exc:
+        log.error("cannot re-issue the CRL %s: %s", config.pki.crl, exc)
+        return False
+    log.info("re-issued the CRL %s (it had less than half its life left)", config.pki.crl)
+    return True
+
+
 class TrustWatch:
     """Calls ``on_change`` when any of ``files`` changed and then stayed unchanged for one ``interval``."""
 
-    def __init__(self, files: Iterable[Path], on_change: Callable[[], None], *, interval: float = 2.0) -> None:
+    def __init__(self, files: Iterable[Path], on_change: Callable[[], None], *, interval: float = 2.0,
+                 hourly: Callable[[], object] | None = None) -> None:
         self.files = list(files)
         self.on_change = on_change
         self.interval = interval
+        self.hourly = hourly  # housekeeping (refresh_crl), run on the watch's thread at start and every hour
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -67,10 +105,22 @@ class TrustWatch:
         if self._thread is not None:
             self._thread.join(timeout=self.interval + 1)
 
+    def _housekeeping(self) -> None:
+        if self.hourly is not None:
+            try:
+                self.hourly()
+            except Exception:
+                log.exception("trust housekeeping failed")
+
     def _run(self) -> None:
         seen = self.stamps()
         pending: list[Stamp] | None = None  # a change not settled yet
+        self._housekeeping()
+        next_housekeeping = time.monotonic() + 3600
         while not self._stop.wait(self.interval):
+            if time.monotonic() >= next_housekeeping:
+                self._housekeeping()
+                next_housekeeping = time.monotonic() + 3600
             now = self.stamps()
             if pending is not None and now == pending:
                 seen, pending = now, None

@@ -23,6 +23,7 @@ Stopping sends SIGTERM to every child, waits, then kills what is left.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -43,7 +44,7 @@ from axis.broker.waiting import DEFAULT_BROKER_WAIT, ENV_BROKER_WAIT
 from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
 from axis.config.reload import ENV_CONTROL_DIR, read_ack
 from axis.ops.control import ControlServer, control_dir_for
-from axis.ops.trustwatch import TrustWatch, trust_files
+from axis.ops.trustwatch import TrustWatch, refresh_crl, trust_files
 
 DEMO_SERVERS = [("d-g22", "dedicated"), ("d-h53", "dedicated"), ("shared-1", "shared")]
 DEMO_AGENCIES = [
@@ -300,7 +301,8 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
                 time.sleep(0.2)
         run.connections_path = write_connections(work_dir, connections_for(config, known))
         run.serve_control()
-        run.trust_watch = TrustWatch(trust_files(config), run.reload_children).start()
+        run.trust_watch = TrustWatch(trust_files(config), run.reload_children,
+                                     hourly=functools.partial(refresh_crl, config)).start()
         return run
     except BaseException:
         run.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from axis.ops.trustwatch import TrustWatch
+from axis.ops.trustwatch import TrustWatch, refresh_crl
 
 
 def wait_until(check: object, timeout: float = 5.0) -> bool:
@@ -40,3 +40,21 @@ def test_one_reload_per_settled_change(tmp_path: Path) -> None:
         assert wait_until(lambda: len(calls) == 2)
     finally:
         watch.stop()
+
+
+def test_refresh_crl_when_half_its_life_is_gone(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from axis.config import config_from_dict
+    from axis.core import pki
+
+    ca = pki.CertificateAuthority.init(tmp_path / "pki", algorithm="ec")
+    config = config_from_dict({"pki": {"ca": "pki/ca.cert.pem", "crl": "pki/crl.pem"}, "servers": [],
+                               "agencies": []}, base=tmp_path, env={})
+    now = dt.datetime.now(dt.UTC)
+    assert not refresh_crl(config, now=now)  # a fresh CRL (7 days) is left alone
+    before = ca.crl_path.read_bytes()
+    assert refresh_crl(config, now=now + dt.timedelta(days=4))  # under half its life left: re-issued
+    assert ca.crl_path.read_bytes() != before
+    (tmp_path / "pki" / pki.CA_KEY).unlink()  # the CA offline: nothing to do here (the operator's `axis pki crl`)
+    assert not refresh_crl(config, now=now + dt.timedelta(days=30))
