@@ -16,6 +16,7 @@ from axis.sim import scenario as scn
 from axis.sim.build import SigningPool
 from axis.sim.driver import Options, signing_keys, simulate
 from axis.sim.report import Report, Reporter
+from axis.sim.vxp import PROTOCOLS
 
 QUICK_DOCUMENTS = 500
 
@@ -75,6 +76,8 @@ def register(app: typer.Typer) -> None:
             None, "--workers", min=0, help="signing processes (default: one per core; 0: in-process)"
         ),
         unsigned: bool = typer.Option(False, "--unsigned", help="let the endpoint servers sign (they hold keys)"),
+        protocol: str = typer.Option("v1", "--protocol", help="v1: every agency uses the REST API; vxp: every agency "
+                                     "submits and sends statuses through the VPCP SDK's /vxp; mixed: every other one"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
     ) -> None:
         """Drive simulated agency traffic through a running axis, then compare the axis's counters, the
@@ -84,7 +87,9 @@ def register(app: typer.Typer) -> None:
             conns = conn_mod.load(connections)
         except conn_mod.ConnectionsError as exc:
             usage_error(str(exc))
-        opts = Options(rate=rate, concurrency=concurrency, workers=workers, sign=not unsigned)
+        if protocol not in PROTOCOLS:
+            usage_error(f"--protocol must be one of {', '.join(PROTOCOLS)}")
+        opts = Options(rate=rate, concurrency=concurrency, workers=workers, sign=not unsigned, protocol=protocol)
         report = _run(sc, seed, conns, opts, quiet)
         _finish(report, as_json)
         raise typer.Exit(EXIT_OK if report.agree else EXIT_REFUSED)
@@ -103,12 +108,16 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(
             None, "--workers", min=0, help="signing processes (default: one per core; 0: in-process)"
         ),
+        protocol: str = typer.Option("v1", "--protocol", help="v1: every agency uses the REST API; vxp: every agency "
+                                     "submits and sends statuses through the VPCP SDK's /vxp; mixed: every other one"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
     ) -> None:
         """The main job: PKI and configuration for seed-2019, the axis up, the scenario replayed in full
         (--quick: a small run), the traffic report, then the dashboard until Ctrl-C (--exit: stop)."""
         from axis.sim import demo
 
+        if protocol not in PROTOCOLS:
+            usage_error(f"--protocol must be one of {', '.join(PROTOCOLS)}")
         sc = _scenario(scenario, QUICK_DOCUMENTS if quick and documents is None else documents, agencies)
         work_dir = work_dir.expanduser().resolve()
         log = err_console
@@ -145,7 +154,7 @@ def register(app: typer.Typer) -> None:
                 log.print(f"HTTPS everywhere: certificates from the axis CA {safe(conns.ca)} "
                           f"(curl --cacert {safe(conns.ca)} {safe(conns.admin_url)}/healthz; a browser needs it "
                           "imported to open the dashboard without a warning)")
-            report = _run(sc, seed, conns, Options(workers=workers), quiet, signers)
+            report = _run(sc, seed, conns, Options(workers=workers, protocol=protocol), quiet, signers)
             if signers is not None:
                 signers.close()
                 signers = None

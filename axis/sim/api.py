@@ -75,12 +75,14 @@ class Api:
             ctx = self._contexts[token] = client_context(self._ca, a.tls_cert, a.tls_key)
         return ctx
 
-    async def call(self, method: str, url: str, token: str | None, *, idempotent: bool = False, **kw: Any) -> Answer:
+    async def call(self, method: str, url: str, token: str | None, *, idempotent: bool = False, bearer: bool = True,
+                   **kw: Any) -> Answer:
         """One request with bounded retries; ``idempotent`` also retries HTTP 500 (safe for a submission: the
-        axis keeps one delivery per (sender, DocumentId) and counts a document once)."""
+        axis keeps one delivery per (sender, DocumentId) and counts a document once). ``bearer=False``: the token
+        only picks the agency's TLS client certificate (the VPCP SDK's requests carry a MAC instead)."""
         retry = RETRY_STATUS | {500} if idempotent else RETRY_STATUS
         headers = dict(kw.pop("headers", {}) or {})
-        if token:
+        if token and bearer:
             headers["Authorization"] = f"Bearer {token}"
         delay = 0.1
         for attempt in range(self.retries + 1):
@@ -127,7 +129,10 @@ class Api:
                 return out
             offset += len(items)
 
-    async def post_status(self, endpoint: str, token: str, rid: str, code: str, description: str) -> Answer:
+    async def post_status(self, endpoint: str, token: str, rid: str, code: str, description: str, *,
+                          sender: str | None = None, document_id: str | None = None) -> Answer:
+        """A status about received document ``rid`` (``sender``'s ``document_id``: what a status edXML names, for
+        the agencies that speak the VPCP SDK's protocol, axis.sim.vxp)."""
         # a status repeated after a 500 is harmless: the sender sees the same (from, code) again
         return await self.call(
             "POST",

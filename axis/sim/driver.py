@@ -40,6 +40,7 @@ from axis.sim.api import Api, new_client
 from axis.sim.connections import AgencyConn, Connections
 from axis.sim.report import Report, Reporter
 from axis.sim.scenario import Scenario, on_directory
+from axis.sim.vxp import VxpApi, vxp_agencies
 
 STATUS_TEXT = {
     "03": "Đã tiếp nhận, vào sổ",
@@ -60,6 +61,7 @@ class Options:
     stall_timeout: float = 60.0  # drain/refusal waits give up after this long without progress
     status_sample: int = 300  # documents whose statuses are checked at the sender
     tag: str | None = None  # document-number tag; default: random per run
+    protocol: str = "v1"  # v1 | vxp | mixed: which agencies submit and send statuses through /vxp (axis.sim.vxp)
 
 
 def signing_keys(agencies: Mapping[str, AgencyConn]) -> dict[str, build.KeyPaths]:
@@ -374,7 +376,8 @@ class Driver:
                 return
             async with sem:
                 for c in codes:  # in order: a recipient registers before it assigns, handles, finishes
-                    ans = await self.api.post_status(a.endpoint, a.token, rid, c, STATUS_TEXT.get(c, c))
+                    ans = await self.api.post_status(a.endpoint, a.token, rid, c, STATUS_TEXT.get(c, c),
+                                                     sender=p.sender, document_id=p.document_id)
                     if ans.ok:
                         self.report.statuses_sent += 1
                     else:
@@ -482,7 +485,10 @@ class Driver:
         r.prepare_seconds = time.monotonic() - t0
         r.prepare_workers = self.workers
         async with new_client(self.opts.concurrency, self.conns) as client:  # HTTPS: the axis CA
-            self._api = Api(client, self.conns)  # mutual TLS where a server asks for it
+            # mutual TLS where a server asks for it; some agencies through the VPCP SDK's /vxp (--protocol)
+            speakers = vxp_agencies(self.conns, self.opts.protocol)
+            self._api = VxpApi(client, self.conns, speakers) if speakers else Api(client, self.conns)
+            r.protocol, r.vxp_agencies = self.opts.protocol, len(speakers)
             base = await self._counters()
             log_base = await self.api.log_counts(self.conns.admin_url, self.conns.admin_token)
             t_replay, cpu_replay = time.monotonic(), time.process_time()  # the replay clock starts here

@@ -49,6 +49,8 @@ class Report:
     seconds: float = 0.0  # the replay: submit → drain → inboxes → statuses → checks (preparation apart)
     prepare_seconds: float = 0.0  # building and signing every envelope, before the replay clock starts
     prepare_workers: int = 0
+    protocol: str = "v1"  # which agencies spoke the VPCP SDK's /vxp (axis.sim.vxp): v1 none, vxp all, mixed half
+    vxp_agencies: int = 0
     prepared_bytes: int = 0
     total_seconds: float = 0.0  # preparation + replay
     generator_cpu_seconds: float = 0.0  # the simulator process's own CPU time during the replay
@@ -149,6 +151,7 @@ class Report:
             "total_seconds": round(self.total_seconds, 2),
             "generator_cpu_ms_per_document": round(cpu, 3) if cpu is not None else None,
             "dashboard": self.dashboard,
+            "protocol": {"name": self.protocol, "vxp_agencies": self.vxp_agencies},
         }
 
     def render(self, console: Console) -> None:
@@ -216,6 +219,9 @@ class Report:
             f"{self.prepare_workers or 1} processes, before the replay clock): {self.prepare_seconds:.1f}s"
         )
         console.print(f"replay phases: {phases}")
+        if self.vxp_agencies:
+            console.print(f"protocol {self.protocol}: {self.vxp_agencies} of {self.agencies} agencies submitted and "
+                          "sent statuses through the VPCP SDK's /vxp")
         cpu = js["generator_cpu_ms_per_document"]
         console.print(
             f"[bold]replay {self.seconds:.1f}s[/] — {js['replay_documents_per_second'] or '—'} documents/s over "

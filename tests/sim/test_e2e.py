@@ -170,3 +170,21 @@ def test_migration_scenario_reduced_cli(own_vhost: str, tmp_path: Path) -> None:
         ("000.00.00.H05", "moved"), ("000.00.00.H35", "moved"), ("000.00.00.G24", "moved")]
     assert out["agree"] is True and out["unexpected"] == [] and out["inbox_duplicates"] == 0
     assert out["sent"] == 300 and out["received"] == out["inbox"] == 853
+
+
+def test_mixed_protocol_agrees(small: scn.Scenario, running: Connections) -> None:
+    """--protocol mixed: every other agency submits and sends its statuses through the VPCP SDK's /vxp (signed
+    XroadVnpt-* headers, no bearer token); the tallies agree exactly as over /v1 alone (issue 16)."""
+    planned = pl.totals(pl.plan(small, 9))
+    opts = Options(workers=0, stall_timeout=30, protocol="mixed")
+    report = asyncio.run(simulate(small, 9, running, opts, Reporter(quiet=True)))
+    assert report.unexpected == []
+    assert (report.protocol, report.vxp_agencies) == ("mixed", 4)
+    assert report.agree is True
+    assert report.accepted == report.sent == DOCUMENTS
+    assert report.received == report.inbox == planned.deliveries
+    refusals = {**report.refused_sync}
+    for k, v in report.refused_async.items():
+        refusals[k] = refusals.get(k, 0) + v
+    assert refusals == planned.by_reason
+    assert report.statuses_sent == planned.statuses and report.statuses_failed == 0
