@@ -107,6 +107,7 @@ class EndpointServer:
         are shared; with per-component users the server connects as its own user."""
         if self.store is None:
             self.store = await open_inbox(self.server.inbox_url)
+        await self._follow_code_changes(self.config)
         if self.log is None:  # the evidence log, read for traces, receipts and proofs (one writer elsewhere)
             self.log = await LogStore.open(self.config.evidence.url)
         if self.stats is None:
@@ -146,7 +147,26 @@ class EndpointServer:
             if verifier_unsigned_ok is not None:
                 self.verifier_unsigned_ok = verifier_unsigned_ok
             self._view = self._make_view()
+            await self._follow_code_changes(config)  # before the first request under the new code
         log.info("server %s reloaded: %d agencies", self.id, len(self.local_agencies))
+
+    async def _follow_code_changes(self, config: Config) -> None:
+        """An agency of this server whose code changed (``aliases``, axis agency rename) finds its rows under its new
+        code: inbox, sent documents, statuses (:meth:`endpoints.inbox.InboxStore.rename_agency`; a no-op once done).
+        A failure is logged and tried again at the next reload: it never stops the server or the reload."""
+        if self.store is None:
+            return
+        for agency in config.agencies_on(self.id):
+            if agency.aliases:
+                try:
+                    renamed = await self.store.rename_agency(agency.aliases, agency.code)
+                except Exception:
+                    log.exception("server %s: the rows of %s under %s could not take its code", self.id,
+                                  agency.code, ", ".join(agency.aliases))
+                    continue
+                if renamed:
+                    log.info("server %s: %d rows of %s now under its code (formerly %s)", self.id, renamed,
+                             agency.code, ", ".join(agency.aliases))
 
     async def stop(self) -> None:
         if self._queue is not None and self._consumer_tag is not None:

@@ -31,6 +31,7 @@ from endpoints.inbox.store import (
     status_item,
     statuses,
     uncollected_item,
+    unique_key,
 )
 
 
@@ -254,3 +255,20 @@ class SqlInboxStore(InboxStore):
         t = TABLES[table]
         async with self.engine.begin() as conn:
             await conn.execute(sa.delete(t).where(t.c.id.in_(list(ids))))
+
+    async def rename_agency(self, former: Sequence[str], code: str) -> int:
+        old = [c for c in dict.fromkeys(former) if c != code]
+        if not old:
+            return 0
+        renamed = 0
+        async with self.engine.begin() as conn:
+            for t in TABLES.values():
+                where: sa.ColumnElement[bool] = t.c.agency.in_(old)
+                key = unique_key(t)
+                if key:  # a row already there under the new code stays, the old one goes
+                    other = t.alias("other")
+                    where = sa.and_(where, ~sa.exists().where(other.c.agency == code,
+                                                             *[other.c[k] == t.c[k] for k in key]))
+                renamed += (await conn.execute(sa.update(t).where(where).values(agency=code))).rowcount
+                await conn.execute(sa.delete(t).where(t.c.agency.in_(old)))
+        return renamed

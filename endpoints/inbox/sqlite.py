@@ -447,3 +447,19 @@ class SqliteInboxStore(InboxStore):
         values = [(i,) for i in ids]
         await self._run(lambda db: _write(db, lambda d: d.executemany(f"DELETE FROM {table} WHERE id = ?", values)),
                         write=True)
+
+    async def rename_agency(self, former: Sequence[str], code: str) -> int:
+        old = [c for c in dict.fromkeys(former) if c != code]
+        if not old:
+            return 0
+        marks = ", ".join("?" for _ in old)
+
+        def body(d: sqlite3.Connection) -> int:
+            renamed = 0
+            for table in TABLES:  # OR IGNORE: a row already there under the new code stays, the old one goes
+                renamed += d.execute(f"UPDATE OR IGNORE {table} SET agency = ? WHERE agency IN ({marks})",
+                                     (code, *old)).rowcount
+                d.execute(f"DELETE FROM {table} WHERE agency IN ({marks})", tuple(old))
+            return renamed
+
+        return await self._run(lambda db: _write(db, body), write=True)

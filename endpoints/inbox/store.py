@@ -84,6 +84,14 @@ item_states = sa.Table(
 sa.Index("ix_axis_item_state_agency", item_states.c.agency)
 
 TABLES = {t.name: t for t in (received, sent, statuses, item_states)}
+
+
+def unique_key(table: sa.Table) -> tuple[str, ...]:
+    """The columns besides ``agency`` of the table's unique constraint (() when it has none but its id)."""
+    for c in table.constraints:
+        if isinstance(c, sa.UniqueConstraint):
+            return tuple(col.name for col in c.columns if col.name != "agency")
+    return ()
 KINDS = {0: "edoc", 1: "revocation", 2: "update", 3: "replacement"}
 
 
@@ -252,6 +260,14 @@ class InboxStore(abc.ABC):
 
     @abc.abstractmethod
     async def delete_rows(self, table: str, ids: Sequence[Any]) -> None: ...
+
+    # -- an agency code change (axis agency rename) -------------------------------------------------------------
+    @abc.abstractmethod
+    async def rename_agency(self, former: Sequence[str], code: str) -> int:
+        """Give the rows of an agency's former codes its current ``code`` (every table's ``agency`` column), in one
+        transaction: its inbox, sent documents and statuses follow it to its new code. A row whose key already
+        exists under ``code`` (a delivery stored under both around the change) is kept once, the new code's.
+        Returns the rows renamed; 0 once done (idempotent: endpoint servers run it at every start and reload)."""
 
 
 def inbox_item(r: Any) -> dict[str, Any]:

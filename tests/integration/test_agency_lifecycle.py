@@ -177,6 +177,7 @@ async def scenario(wd: Path, conn: dict[str, Any]) -> dict[str, Any]:
         data, to_former = doc(G22, [G10], "to the former code")
         await submit(http, ag[G22], data)
         await wait_inbox(http, ag[G10], to_former)  # same token, now G10.2's
+        await wait_inbox(http, ag[G10], to_g09)  # what it received under its former code is still there
 
         # -- the evidence log and the gauges
         deadline = time.monotonic() + 60
