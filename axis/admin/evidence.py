@@ -13,7 +13,7 @@ Routes (admin token, as every ``/admin`` path; RFC 9457 problems otherwise):
   or as is, both route here.
 - ``GET /admin/log/sth`` — the latest signed tree head (404 before the first one is signed).
 - ``GET /admin/log/counts`` — leaves per event type and ``tree_size``.
-- ``GET /admin/log/status`` — the monitor's state: ``{"consistent", "tree_size", "sth", "checked_at",
+- ``GET /admin/log/status`` — the monitor's state: ``{"consistent", "tree_size", "sth", "checked_at", "gap",
   "problem", "error", "checks"}``.
 
 **The monitor.** Every ``log_check_seconds`` it reads the latest tree head; when it is new, it checks its
@@ -23,7 +23,10 @@ that it extends the last good tree head it saw: a consistency proof from the sto
 not extend the old one, is inconsistent). An inconsistency is a fact about the log that no later tree head
 undoes: the alarm stays until the admin app restarts (and the problem is logged). The Prometheus gauges
 ``axis_log_consistent`` (1/0) and ``axis_log_tree_size`` (the last good tree head's size) are on ``/metrics``;
-the dashboard shows the alarm. A store that cannot be read is an ``error``, not an inconsistency.
+the dashboard shows the alarm. A store that cannot be read is an ``error``, not an inconsistency. When leaves were
+archived and dropped (``axis log archive --drop``) past the last tree head the monitor checked, the store can no
+longer prove the link between the two heads: that is a ``gap`` (the new head's signature is still checked; the
+link is in the archive segment, ``axis log verify``), noted in the status, never a false alarm.
 
 The admin app only reads the log (the log writer, :mod:`axis.evidence.writer`, is its one writer).
 """
@@ -93,6 +96,7 @@ class MonitorState:
     last_seen: SignedTreeHead | None = None
     problem: str | None = None
     error: str | None = None
+    gap: str | None = None
     checked_at: float | None = None
     checks: int = 0
 
@@ -104,6 +108,7 @@ class MonitorState:
             "checked_at": iso(self.checked_at) if self.checked_at else None,
             "problem": self.problem,
             "error": self.error,
+            "gap": self.gap,
             "checks": self.checks,
         }
 
@@ -200,6 +205,13 @@ class EvidenceApi:
             if prev is not None:
                 if sth.tree_size < prev.tree_size:
                     self._inconsistent(f"{name}: the log shrank from {prev.tree_size} leaves")
+                    return
+                archived = await store.archived_upto()
+                if prev.tree_size < archived:
+                    s.gap = (f"{name}: the leaves below {archived} were archived since tree head "
+                             f"{prev.tree_size}@{prev.timestamp}; the link between the two is in the archive segment")
+                    log.warning("evidence log monitor: %s", s.gap)
+                    s.last_good = sth
                     return
                 try:
                     path = await store.consistency(prev.tree_size, sth.tree_size)

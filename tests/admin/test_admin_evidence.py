@@ -256,3 +256,22 @@ def test_a_tree_head_that_does_not_verify_raises_the_alarm(client: TestClient, l
     log.run(go)
     s = wait_status(client, lambda s: s["consistent"] is False)
     assert "tree head 9@" in s["problem"] and s["tree_size"] == 8
+
+
+def test_an_archive_past_the_last_checked_tree_head_is_a_gap_not_an_alarm(client: TestClient, log: Log) -> None:
+    """`axis log archive --drop` may drop leaves below a tree head the monitor has not seen yet: the store can then
+    no longer prove the link from the monitor's last tree head. That is a gap (noted, the signature of the new head
+    still checked), never a false alarm of a rewritten history."""
+    wait_status(client, lambda s: s["tree_size"] == 8)
+    log.append_and_sign([Event("submitted", T0 + 2, G22, f"{G22},z,{i}", 1, DIGEST) for i in range(29)])  # 37
+    log.run(lambda store: store.drop_archived(33))  # below a head (37) the monitor may not have seen
+    log.append_and_sign([Event("routed", T0 + 3, G22, f"{G22},z,0", 1, DIGEST)])  # 38
+    s = wait_status(client, lambda s: s["tree_size"] == 38)
+    assert s["consistent"] is True and s["problem"] is None
+    assert metric(client, "axis_log_consistent") == 1
+    if s.get("gap"):  # when it had seen only tree head 8
+        assert "archived" in str(s["gap"])
+    # and afterwards it follows the log again, with proofs
+    log.append_and_sign([Event("routed", T0 + 4, G22, f"{G22},z,1", 1, DIGEST)])
+    s = wait_status(client, lambda s: s["tree_size"] == 39)
+    assert s["consistent"] is True
