@@ -95,8 +95,8 @@ class Failed(Exception):
 
 def failed_from(ans: Answer) -> Failed:
     """The SDK's refusal for a ``/v1`` answer that is not a success."""
-    if ans.status == 503:
-        return Failed(UNAVAILABLE, ans.detail or "retry shortly")
+    if ans.status == 503:  # nothing was taken: 503 (with the FAIL body) so that retrying clients retry
+        return Failed(UNAVAILABLE, ans.detail or "retry shortly", 503)
     code = ans.reason or {401: "UNAUTHORIZED", 404: "FORBIDDEN", 413: "TOO_LARGE"}.get(ans.status, "SCHEMA_INVALID")
     return Failed(code, ans.detail or f"HTTP {ans.status}")
 
@@ -325,10 +325,11 @@ class VxpFacade:
         if await self._status_row(c.agency, doc_id) is None:
             if not SAFE_ID.fullmatch(doc_id) or await self._store.received_row(c.agency, doc_id) is None:
                 raise Failed(Reason.FORBIDDEN.value, "no such document for this agency")
-            if state == "done":
+            if state == "done":  # the ack is the record (acked_at): the document leaves the list for good
                 ans = await call(self.app, c.scope, c.agency, "POST", f"/v1/documents/{doc_id}/ack")
                 if ans.status != 200:
                     raise failed_from(ans)
+                return ok()
         await self._store.set_item_state(c.agency, doc_id, state)
         return ok()
 

@@ -135,3 +135,24 @@ async def test_send_refusals(axis_env: Axis) -> None:
         stats = await query_stats(store, env.config.directory)
     # the refusals /v1 decided are counted like any: messagetype, to, sender, XML, size
     assert stats["by_reason"] == {"SCHEMA_INVALID": 2, "FORBIDDEN": 1, "XML_MALFORMED": 1, "TOO_LARGE": 1}
+
+
+async def test_broker_down_is_a_retryable_fail_not_a_500(axis_env: Axis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker unreachable: sendEdoc answers FAIL UNAVAILABLE with HTTP 503 (nothing taken; retry), DocId
+    present; a later attempt goes through."""
+    env = axis_env
+    server = env.servers[env.agency(G01)["server"]]
+
+    async def down(*args: object, **kw: object) -> None:
+        raise ConnectionError("broker gone")
+
+    document = sign_as(env, G01, unsigned(G01, [H53]))
+    with monkeypatch.context() as m:
+        m.setattr(server.publisher, "publish", down)
+        g01 = sdk(env, G01)
+        answer = await g01.send_edoc(document)
+        assert g01.last is not None and g01.last.status_code == 503
+        assert (answer["status"], answer["ErrorCode"], answer["DocId"]) == ("FAIL", "UNAVAILABLE", "")
+    again = await sdk(env, G01).send_edoc(document)
+    assert again["status"] == "OK", again
+    await wait_for(lambda: inbox(env, H53), what="H53 receives the retried document")
