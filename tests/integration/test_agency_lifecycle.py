@@ -6,7 +6,8 @@ in real processes (axis.ops.up.start) on its own RabbitMQ vhost. Nothing is rest
 - retire: a retired agency's document is refused FORBIDDEN at its server's door, a document to it is refused
   UNKNOWN_RECIPIENT (the sender's status 02 names it) while the other recipient gets it; its inbox stays readable
   and ackable;
-- rename: a document addressed to the former code reaches the renamed agency;
+- rename: a document addressed to the former code reaches the renamed agency, which still lists what it received
+  before; then it is retired with its certificate revoked (on the CRL, no longer watched for expiry);
 - every action is an `admin` leaf of the evidence log naming the administrator; the certificate gauges follow."""
 
 from __future__ import annotations
@@ -179,13 +180,20 @@ async def scenario(wd: Path, conn: dict[str, Any]) -> dict[str, Any]:
         await wait_inbox(http, ag[G10], to_former)  # same token, now G10.2's
         await wait_inbox(http, ag[G10], to_g09)  # what it received under its former code is still there
 
+        # -- retire with --revoke: its certificate is on the CRL, no longer watched for expiry
+        r = await http.post(f"{admin}/admin/agencies/{G10_NEW}/retire", json={"revoke": True}, headers=bearer)
+        assert r.status_code == 200, r.text
+        out["revoked"] = r.json()
+        r = await http.get(f"{admin}/admin/certificates", params={"limit": 1000}, headers=bearer)
+        out["watched"] = {(i["kind"], i["agency"]) for i in r.json()["items"]}
+
         # -- the evidence log and the gauges
         deadline = time.monotonic() + 60
         while True:
             r = await http.get(f"{admin}/admin/documents", params={"type": "admin"}, headers=bearer)
             assert r.status_code == 200, r.text
             out["admin_leaves"] = r.json()["items"]
-            if len(out["admin_leaves"]) >= 5:
+            if len(out["admin_leaves"]) >= 6:
                 break
             assert time.monotonic() < deadline, out["admin_leaves"]
             await asyncio.sleep(0.5)
@@ -229,11 +237,16 @@ def test_agency_lifecycle_on_a_running_axis(tmp_path: Path, vhost_url: str) -> N
     leaves = out["admin_leaves"]
     actions = [(x["action"], x["agency"], x["sender"]) for x in leaves]
     assert actions == [("agency-add", G09, G09), ("agency-add", G10, G10), ("agency-rotate-cert", G22, G22),
-                       ("agency-retire", G03, G03), ("agency-rename", G10_NEW, G10)]
+                       ("agency-retire", G03, G03), ("agency-rename", G10_NEW, G10),
+                       ("agency-retire", G10_NEW, G10_NEW)]
     assert {x["admin"] for x in leaves} == {"test-admin", leaves[2]["admin"]} and leaves[2]["admin"]
     assert leaves[2]["sha256"] == out["rotated"]["certificate"]["sha256"] and leaves[3]["sha256"] == ""
     assert f'axis_certificate_days_left{{agency="{G09}",kind="agency"}}' in out["metrics"]
     assert f'axis_certificate_days_left{{agency="{G03}",kind="agency"}}' not in out["metrics"]  # retired
+    revoked = int(out["revoked"]["revoked_serial"], 16)
+    crl = pki.load_crl((wd / "pki" / "crl.pem").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(revoked) is not None
+    assert ("agency", G10_NEW) not in out["watched"] and ("agency", G22) in out["watched"]
     rows = {a["code"]: a for a in out["agencies"]}
     assert rows[G09]["server"] == "d-g09" and G10_NEW in rows and G10 not in rows
     final = load_config(path)
