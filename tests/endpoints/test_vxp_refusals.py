@@ -156,3 +156,19 @@ async def test_broker_down_is_a_retryable_fail_not_a_500(axis_env: Axis, monkeyp
     again = await sdk(env, G01).send_edoc(document)
     assert again["status"] == "OK", again
     await wait_for(lambda: inbox(env, H53), what="H53 receives the retried document")
+
+
+async def test_failed_macs_count_against_the_same_limit_as_tokens(axis_env: Axis) -> None:
+    """Wrong secrets on /vxp and wrong tokens on /v1 share one failed-authentication limit per client address;
+    over it, /vxp answers FAIL UNAUTHORIZED with HTTP 429 without checking the MAC (the right secret too)."""
+    env = axis_env
+    limit = env.config.limits.auth_failures
+    for _ in range(limit - 1):
+        refused(await sdk(env, G01, secret="wrong").count_receive_edoc(), "UNAUTHORIZED")
+    r = await env.client(G01, token="wrong").get("/v1/inbox")  # the limit's last failure, through /v1
+    assert r.status_code == 401
+    right = sdk(env, G01)
+    answer = await right.count_receive_edoc()
+    assert right.last is not None and right.last.status_code == 429
+    refused(answer, "UNAUTHORIZED")
+    assert "too many" in answer["ErrorDesc"].lower() or "retry" in answer["ErrorDesc"].lower()
