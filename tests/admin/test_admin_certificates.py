@@ -49,7 +49,7 @@ def test_watched_files_cover_every_kind(workdir: tuple[Path, dict[str, Any]]) ->
     kinds = sorted({(w.kind, w.agency) for w in files})
     assert kinds == sorted([("ca", ""), ("crl", ""), ("log", ""), ("tls-server", ""),
                             *((k, c) for c in (G22, G01, G03) for k in ("agency", "tls-client"))])
-    assert all(w.path.is_file() for w in files)
+    assert all(Path(w.path).is_file() for w in files)
 
 
 def test_metrics_and_report(workdir: tuple[Path, dict[str, Any]]) -> None:
@@ -104,18 +104,18 @@ def test_scan_parses_a_file_again_only_when_it_changed(tmp_path: Path) -> None:
     f = tmp_path / "ca.pem"
     f.write_bytes(pki.cert_pem(cert))
     state = ScanState()
-    scan([Watched("ca", "", f), Watched("tls-client", G22, tmp_path / "none.pem"),
-          Watched("log", "", tmp_path / "missing.pem")], set(), state)
+    scan([Watched("ca", "", str(f)), Watched("tls-client", G22, str(tmp_path / "none.pem")),
+          Watched("log", "", str(tmp_path / "missing.pem"))], set(), state)
     assert [i.kind for i in state.items] == ["ca"]
     assert state.errors == (f"log: {tmp_path / 'missing.pem'} does not exist",)  # a missing client cert is normal
-    first = state.cache[("ca", "", f, None)]
-    scan([Watched("ca", "", f)], set(), state)
-    assert state.cache[("ca", "", f, None)] is first and len(state.cache) == 1
+    first = state.cache[("ca", "", str(f), None)]
+    scan([Watched("ca", "", str(f))], set(), state)
+    assert state.cache[("ca", "", str(f), None)] is first and len(state.cache) == 1
     _, other = pki.make_ca(algorithm="ec", days=10)
     f.write_bytes(pki.cert_pem(other))
-    scan([Watched("ca", "", f)], set(), state)
+    scan([Watched("ca", "", str(f))], set(), state)
     assert state.items[0].serial == format(other.serial_number, "x")
-    scan([Watched("ca", "", f)], {format(other.serial_number, "x")}, state)  # revoked: left out
+    scan([Watched("ca", "", str(f))], {format(other.serial_number, "x")}, state)  # revoked: left out
     assert state.items == ()
 
 
