@@ -47,9 +47,10 @@ async def _proved(log: LogStore, leaves: list[tuple[int, bytes]]) -> tuple[Signe
     sth = await log.latest_sth()
     if sth is None:
         return None, []
-    proved = [(index, leaf, inclusion_json(index, sth.tree_size, leaf, await log.inclusion(index, sth.tree_size)))
-              for index, leaf in leaves if index < sth.tree_size]
-    return sth, proved
+    covered = [(index, leaf) for index, leaf in leaves if index < sth.tree_size]
+    paths = await log.inclusions([index for index, _ in covered], sth.tree_size)
+    return sth, [(index, leaf, inclusion_json(index, sth.tree_size, leaf, path))
+                 for (index, leaf), path in zip(covered, paths, strict=True)]
 
 
 def add_evidence_routes(app: FastAPI, *, log: Callable[[], LogStore], caller: Callable[[Request], str],

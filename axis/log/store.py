@@ -606,6 +606,23 @@ class LogStore:
         ranges = merkle.inclusion_ranges(index, size)
         return await self._backend.read(lambda db: _range_roots(db, ranges, size))
 
+    async def inclusions(self, indices: Sequence[int], size: int) -> list[list[bytes]]:
+        """The audit paths of several leaves in the tree of ``size`` leaves, from one query (a receipt proves
+        each recipient's ``stored`` leaf against the same tree head)."""
+        per_leaf = [merkle.inclusion_ranges(index, size) for index in indices]
+        if not per_leaf:
+            return []
+
+        def tx(db: _Db) -> list[list[bytes]]:
+            roots = _range_roots(db, [r for ranges in per_leaf for r in ranges], size)
+            out, at = [], 0
+            for ranges in per_leaf:
+                out.append(roots[at:at + len(ranges)])
+                at += len(ranges)
+            return out
+
+        return await self._backend.read(tx)
+
     async def consistency(self, first: int, second: int) -> list[bytes]:
         """The consistency path from the tree of ``first`` leaves to the tree of ``second`` (RFC 9162 2.1.4.1)."""
         ranges = merkle.consistency_ranges(first, second)

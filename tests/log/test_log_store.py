@@ -113,6 +113,8 @@ async def test_append_roots_and_proofs(store_url: str) -> None:
             for index in range(size):
                 path = await store.inclusion(index, size)
                 assert merkle.verify_inclusion(hashes[index], index, size, path, root), (index, size)
+            some = sorted({0, size // 3, size - 1})
+            assert await store.inclusions(some, size) == [await store.inclusion(i, size) for i in some]  # one query
             for first in range(0, size + 1):
                 path = await store.consistency(first, size)
                 assert merkle.verify_consistency(first, size, merkle.mth(hashes[:first]), root, path), (first, size)
