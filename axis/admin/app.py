@@ -456,6 +456,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
                     "sent": row.get("sent", 0),
                     "received": row.get("received", 0),
                     "refused": row.get("refused", 0),
+                    "active": getattr(agency, "active", True),  # False once retired (axis agency retire)
+                    "aliases": list(getattr(agency, "aliases", ())),  # its former codes (axis agency rename)
                 }
             )
         return _json(out)

@@ -249,6 +249,7 @@ def test_agency_lifecycle_on_a_running_axis(tmp_path: Path, vhost_url: str) -> N
     assert ("agency", G10_NEW) not in out["watched"] and ("agency", G22) in out["watched"]
     rows = {a["code"]: a for a in out["agencies"]}
     assert rows[G09]["server"] == "d-g09" and G10_NEW in rows and G10 not in rows
+    assert rows[G03]["active"] is False and rows[G22]["active"] is True and rows[G10_NEW]["aliases"] == [G10]
     final = load_config(path)
     assert final.agency(G03).active is False and final.agency(G10_NEW).aliases == (G10,)  # type: ignore[union-attr]
     written = orjson.loads((wd / "connections.json").read_bytes())
