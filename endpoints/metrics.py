@@ -28,6 +28,8 @@ class Metrics:
         # Not document refusals: requests without a valid token (401) and those turned away by the limit (429).
         self.auth_failed = PromCounter("axis_endpoint_auth_failed", "requests with a missing or wrong token",
                                        registry=self.registry)
+        self.vxp_calls = PromCounter("axis_endpoint_vxp_calls", "VPCP SDK calls under /vxp (endpoints.vxp) by call "
+                                     "and result (OK or the ErrorCode)", ["call", "result"], registry=self.registry)
         self.auth_limited = PromCounter("axis_endpoint_auth_limited",
                                         "requests refused because their address failed authentication too often",
                                         registry=self.registry)

@@ -135,27 +135,37 @@ class VxpFacade:
 
     async def _serve(self, scope: Scope, receive: Receive, method: str) -> Response:
         handler = CALLS.get(method)
-        download = method == "downloadEdoc"
         if handler is None:
+            self._count("unknown", "NOT_FOUND")
             return Response(orjson.dumps({"status": "FAIL", "ErrorCode": "NOT_FOUND", "ErrorDesc": f"no SDK call "
-                            f"{method!r} under /vxp (see README: the VPCP SDK facade)"}), 404, media_type=JSON)
+                            f"{method[:100]!r} under /vxp (see README: the VPCP SDK facade)"}), 404, media_type=JSON)
         limit = self.srv.config.limits.max_envelope_bytes + 2 if method == "sendEdoc" else SMALL_BODY
+        code, desc, http = "OK", "", 200
         try:
             agency, request = self._authenticate(scope)
             body, too_large = await _read(receive, limit)
-            return await handler(self, Call(scope, agency, request, body, too_large))
+            response = await handler(self, Call(scope, agency, request, body, too_large))
+            self._count(method, "OK")
+            return response
         except Failed as f:
-            return _refused(download, f.code, f.desc, f.http, method)
+            code, desc, http = f.code, f.desc, f.http
         except Refusal as r:
-            return _refused(download, r.reason.value, r.detail, 401 if r.reason is Reason.UNAUTHORIZED else 404,
-                            method)
+            code, desc, http = r.reason.value, r.detail, 401 if r.reason is Reason.UNAUTHORIZED else 404
         except TooManyFailures as exc:
-            return _refused(download, Reason.UNAUTHORIZED.value, str(exc), 429, method)
+            code, desc, http = Reason.UNAUTHORIZED.value, str(exc), 429
         except RETRYABLE as exc:
-            return _refused(download, UNAVAILABLE, f"retry shortly ({type(exc).__name__})", 503, method)
+            code, desc, http = UNAVAILABLE, f"retry shortly ({type(exc).__name__})", 503
         except Exception:
             log.exception("server %s: /vxp/%s failed", self.srv.id, method)
-            return _refused(download, "INTERNAL", "internal error (logged on the server)", 500, method)
+            code, desc, http = "INTERNAL", "internal error (logged on the server)", 500
+        self._count(method, code)
+        return _refused(method == "downloadEdoc", code, desc, http, method)
+
+    def _count(self, call: str, result: str) -> None:
+        try:
+            self.srv.metrics.vxp_calls.labels(call, result).inc()
+        except Exception:  # monitoring never breaks a call
+            log.debug("vxp metrics", exc_info=True)
 
     def _authenticate(self, scope: Scope) -> tuple[str, SignedRequest]:
         """The agency of a signed SDK request, behind the same failed-authentication limit and mutual-TLS rule
@@ -192,14 +202,6 @@ class VxpFacade:
 
     # -- the calls ---------------------------------------------------------------------------------------------
     async def send_edoc(self, c: Call) -> Response:
-        try:
-            return await self._send(c)
-        except Failed as f:  # sendEdoc's answer always carries DocId, or the SDK discards it
-            return Response(fail(f.code, f.desc, DocId=""), f.http, media_type=JSON)
-        except Refusal as r:
-            return Response(fail(r.reason.value, r.detail, DocId=""), media_type=JSON)
-
-    async def _send(self, c: Call) -> Response:
         messagetype = c.request.get("messagetype")
         sender = c.request.get("from")
         if sender and sender != c.agency:

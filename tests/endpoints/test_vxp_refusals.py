@@ -61,6 +61,12 @@ async def test_wrong_credentials_get_the_sdk_error_shape(axis_env: Axis) -> None
 
     # the right secret still works, and a failed authentication is not a document refusal
     assert (await sdk(env, G01).get_received_edoc_list())["status"] == "OK"
+    registry = env.servers["sh"].metrics.registry
+    calls = {(s.labels["call"], s.labels["result"]): s.value for m in registry.collect()
+             if m.name == "axis_endpoint_vxp_calls" for s in m.samples if s.name.endswith("_total")}
+    # three of the four wrong services and the tampered request are on the shared server (G22 is on d1)
+    assert calls[("getReceivedEdocList", "UNAUTHORIZED")] == 4 and calls[("getReceivedEdocList", "OK")] == 1
+    assert calls[("sendEdoc", "UNAUTHORIZED")] == 3 and calls[("unknown", "NOT_FOUND")] == 1
     async with await StatsStore.open(env.config.stats_url) as store:
         assert (await query_stats(store, env.config.directory))["refused"] == 0
 
