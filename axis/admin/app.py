@@ -50,6 +50,8 @@ from axis.admin.agencies import AgencyAdmin
 from axis.admin.certificates import CertificateWatch
 from axis.admin.evidence import EvidenceApi
 from axis.admin.probe import DEFAULT_RABBIT_MGMT, Prober
+from axis.admin.reminders import ReminderScheduler
+from axis.admin.uncollected import UncollectedApi
 from axis.core.ratelimit import FailureLimiter, TooManyFailures
 from axis.core.reasons import Reason
 from axis.core.wire import server_queue
@@ -233,6 +235,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
     cache = _Cache(settings.cache_seconds)
     evidence = EvidenceApi(settings.evidence_url, settings.ca_path, settings.crl_path, settings.log_check_seconds)
     certificates = CertificateWatch.for_settings(settings)
+    uncollected = UncollectedApi.for_settings(settings)  # GET /admin/uncollected; reminders (issue 14)
+    reminders = ReminderScheduler.for_settings(settings, uncollected)
     per_server: dict[str, list[str]] = {}  # the directory is immutable: group its agencies by server once
 
     def set_directory(new: Any, new_endpoints: Mapping[str, str]) -> None:
@@ -267,9 +271,12 @@ def create_app(config_or_settings: Any) -> FastAPI:
         prober.start()
         await evidence.start()
         await certificates.start()
+        await reminders.start()
         try:
             yield
         finally:
+            await reminders.stop()
+            await uncollected.stop()
             await certificates.stop()
             await evidence.stop()
             await prober.stop()
@@ -285,6 +292,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
     evidence.install(app)
     app.state.certificates = certificates
     certificates.install(app)
+    uncollected.install(app)
+    reminders.install(app)
 
     async def stats(flt: StatsFilter, by: str = "agency", top: int = 20, limit: int = 1000) -> dict[str, Any]:
         s = await store()
@@ -518,6 +527,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
         registry = snapshot_registry(s, queues)
         evidence.register_metrics(registry)
         certificates.register_metrics(registry)
+        uncollected.register_metrics(registry)
+        reminders.register_metrics(registry)
         body, content_type = render(registry)
         return Response(body, media_type=content_type)
 
