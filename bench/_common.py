@@ -34,9 +34,12 @@ RABBIT_MGMT = os.environ.get("AXIS_BENCH_RABBIT_MGMT", f"http://{RABBIT_HOST}:15
 RABBIT_AUTH = ("guest", "guest")
 CACHE_DIR = Path(os.environ.get("AXIS_BENCH_CACHE", Path(tempfile.gettempdir()) / "axis-bench-cache"))
 
-#: Header the pre-fill puts on each submission: the server ids the envelope fans out to. Only the no-op relay
+#: Header the pre-fill puts on each submission: the server ids the envelope fans out to. Only the relay
 #: reads it (it must not parse); the router ignores it and routes from the verified bytes.
 H_TARGETS = "x-bench-targets"
+#: Header the pre-fill puts on each submission for the relay (bench/relay.py), which must not parse: JSON with the
+#: sender, its server, the document id, the sha256 of the bytes and ``targets`` (server id → recipient codes).
+H_META = "x-bench-meta"
 
 
 # -- results -------------------------------------------------------------------------------------------------

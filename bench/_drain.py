@@ -1,4 +1,4 @@
-"""Drain measurement shared by the router and the no-op relay benchmarks.
+"""Drain measurement shared by the router and the relay benchmarks.
 
 One run: a fresh vhost, the axis topology, the inbound queue ``axis.submissions`` pre-filled with N signed
 envelopes (confirmed, before any consumer exists), then K worker processes started as competing consumers.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -23,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import orjson
 
 from axis.broker.transport import declare_topology
 from axis.core.wire import EX_SUBMIT, Q_DEAD, Q_SUBMISSIONS, server_queue
-from bench._common import H_TARGETS, SERVERS, Corpus, rss_kb, server_id
+from bench._common import H_META, H_TARGETS, SERVERS, Corpus, plan, rss_kb, server_id
 
 SERVER_IDS = [server_id(j) for j in range(SERVERS)]
 
@@ -40,12 +42,12 @@ async def prefill(url: str, c: Corpus, n: int, *, window: int = 500) -> int:
         ex = await ch.get_exchange(EX_SUBMIT)
         expected = 0
         pending: list[Any] = []
-        for sender_server, targets, body in c.records(n):
+        for i, (sender_server, targets, body) in enumerate(c.records(n)):
             expected += len(targets)
             msg = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                    content_type="application/xml",
                                    headers={"x-axis-kind": "document", "x-axis-server": sender_server,
-                                            H_TARGETS: ",".join(targets)})
+                                            H_TARGETS: ",".join(targets), H_META: relay_meta(i, sender_server, body)})
             pending.append(ex.publish(msg, routing_key=""))
             if len(pending) >= window:
                 await asyncio.gather(*pending)
@@ -59,6 +61,18 @@ async def prefill(url: str, c: Corpus, n: int, *, window: int = 500) -> int:
         return expected
     finally:
         await conn.close()
+
+
+def relay_meta(i: int, sender_server: str, body: bytes) -> str:
+    """What the relay needs to publish what the router would for envelope ``i`` without parsing it."""
+    sender, recipients, servers = plan(i)
+    targets: dict[str, list[str]] = {}
+    for code, sid in zip(recipients, servers, strict=True):
+        targets.setdefault(sid, []).append(code)
+    a = body.find(b"<DocumentId>") + len(b"<DocumentId>")
+    doc_id = body[a : body.find(b"</DocumentId>", a)].decode() if a >= len(b"<DocumentId>") else f"bench-{i}"
+    return orjson.dumps({"sender": sender, "server": sender_server, "document_id": doc_id,
+                         "sha256": hashlib.sha256(body).hexdigest(), "targets": targets}).decode()
 
 
 async def _depths(ch: Any, names: Sequence[str]) -> list[int]:
@@ -109,11 +123,20 @@ def _routed(stats_db: Path, expected: int, n: int) -> int:
     return int(accepted) * expected // n
 
 
+def _relayed(progress: Path, expected: int, n: int) -> int:
+    """Deliveries made so far by relay workers: envelopes they acked (``bench/relay.py`` progress files) times the
+    mean fan-out."""
+    from bench.relay import acked
+
+    return acked(progress) * expected // n
+
+
 async def watch(url: str, expected: int, procs: Sequence[subprocess.Popen[bytes]], *, timeout: float,
-                poll: float = 0.05, stats_db: Path | None = None, n: int = 0
+                poll: float = 0.05, stats_db: Path | None = None, progress: Path | None = None, n: int = 0
                 ) -> tuple[float | None, float | None, int, list[float]]:
-    """Poll until ``expected`` deliveries are made: messages in the delivery queues (one per delivery: the
-    relay), or, with ``stats_db``, the router's own count of routed documents (:func:`_routed`).
+    """Poll until ``expected`` deliveries are made: with ``stats_db``, the router's own count of routed documents
+    (:func:`_routed`); with ``progress``, the relay's (:func:`_relayed`); else messages in the delivery queues
+    (one per delivery).
 
     Returns (t at 5 %, t at 100 %, delivered, the workers' CPU seconds at 5 %)."""
     conn = await aio_pika.connect(url)
@@ -126,7 +149,12 @@ async def watch(url: str, expected: int, procs: Sequence[subprocess.Popen[bytes]
         ch = await conn.channel()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            total = _routed(stats_db, expected, n) if stats_db is not None else sum(await _depths(ch, names))
+            if stats_db is not None:
+                total = _routed(stats_db, expected, n)
+            elif progress is not None:
+                total = _relayed(progress, expected, n)
+            else:
+                total = sum(await _depths(ch, names))
             now = time.perf_counter()
             if t5 is None and total >= 0.05 * expected:
                 if total >= expected and below is not None:  # all in one poll (a small run, one batch)
@@ -185,9 +213,10 @@ def spawn(cmd: Sequence[str], k: int, env: dict[str, str] | None = None) -> list
 
 
 async def drain(url: str, c: Corpus, n: int, cmd: Sequence[str], k: int, *, timeout: float = 600,
-                env: dict[str, str] | None = None, profile: Path | None = None, stats_db: Path | None = None) -> Drain:
+                env: dict[str, str] | None = None, profile: Path | None = None, stats_db: Path | None = None,
+                progress: Path | None = None) -> Drain:
     """Pre-fill ``n`` envelopes, start ``k`` workers running ``cmd`` and measure the drain (``stats_db``: the
-    routers' statistics store, which counts what they routed).
+    routers' statistics store, which counts what they routed; ``progress``: the relay workers' progress files).
 
     With ``profile`` (a directory), py-spy samples every worker for the whole drain and writes collapsed stacks
     (``<pid>.txt``, flamegraph.pl / speedscope input) there; sampling costs a little throughput.
@@ -202,7 +231,8 @@ async def drain(url: str, c: Corpus, n: int, cmd: Sequence[str], k: int, *, time
             spies = [subprocess.Popen([spy, "record", "--nonblocking", "--format", "raw", "-r", "200",
                                        "-o", str(profile / f"{p.pid}.txt"), "--pid", str(p.pid)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in procs]
-        t5, t100, total, cpu5 = await watch(url, expected, procs, timeout=timeout, stats_db=stats_db, n=n)
+        t5, t100, total, cpu5 = await watch(url, expected, procs, timeout=timeout, stats_db=stats_db,
+                                            progress=progress, n=n)
         cpu = [_cpu_seconds(p.pid) for p in procs]
         rss = [rss_kb(p.pid) for p in procs]
     finally:

@@ -5,10 +5,11 @@
     python bench/run.py --full            # the figures as specified: 20,000-envelope drain, 1,000,000 for memory
     python bench/run.py --json out.json --only router,directory
 
-Every figure stands beside a baseline measured in the same run on the same machine (no-op relay, signxml, one
-router process, RSS after 10,000 envelopes, a bare CSV read): on a shared or noisy machine the ratios travel,
-the absolute figures do not. A benchmark that cannot run (broker down, a module not merged yet) is listed as
-not measured with the reason, and the others still run. Needs RabbitMQ with the management API on 127.0.0.1.
+Every figure stands beside a baseline measured in the same run on the same machine (a relay doing the router's
+broker work, signxml, one router process, RSS after 10,000 envelopes, a bare CSV read, httpx for the load
+generator): on a shared or noisy machine the ratios travel, the absolute figures do not. A benchmark that cannot
+run (broker down, a module not merged yet) is listed as not measured with the reason, and the others still run.
+Needs RabbitMQ with the management API on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import Result, broker_reachable, machine, skipped, table, write_json
 
 BENCH = Path(__file__).resolve().parent
-ALL = ("verify", "router", "e2e", "memory", "directory")
+ALL = ("verify", "router", "e2e", "cpu", "memory", "directory")
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,19 @@ class Sizes:
     agencies: int
     e2e_documents: int
     e2e_seconds: float
+    cpu_documents: int = 3000
     scaling: bool = True  # the one-router-process drain (for the scaling ratio)
 
 
 SIZES = {
     "smoke": Sizes(verify_seconds=0.2, drain=100, memory=400, memory_warm=100, agencies=3000, e2e_documents=60,
-                   e2e_seconds=1.5, scaling=False),
+                   e2e_seconds=1.5, cpu_documents=60, scaling=False),
     "quick": Sizes(verify_seconds=1.0, drain=1500, memory=15_000, memory_warm=5_000, agencies=120_000,
-                   e2e_documents=1000, e2e_seconds=5),
+                   e2e_documents=1000, e2e_seconds=5, cpu_documents=1500),
     "default": Sizes(verify_seconds=3.0, drain=4000, memory=40_000, memory_warm=10_000, agencies=120_000,
-                     e2e_documents=3000, e2e_seconds=10),
+                     e2e_documents=3000, e2e_seconds=10, cpu_documents=3000),
     "full": Sizes(verify_seconds=5.0, drain=20_000, memory=1_000_000, memory_warm=10_000, agencies=120_000,
-                  e2e_documents=10_000, e2e_seconds=30),
+                  e2e_documents=10_000, e2e_seconds=30, cpu_documents=10_000),
 }
 
 
@@ -89,6 +91,12 @@ def bench_e2e(s: Sizes, log: Callable[[str], None]) -> list[Result]:
     return asyncio.run(e2e.measure(documents=s.e2e_documents, seconds=s.e2e_seconds, log=log))
 
 
+def bench_cpu(s: Sizes, log: Callable[[str], None]) -> list[Result]:
+    from bench import cpu_per_doc
+
+    return cpu_per_doc.results(asyncio.run(cpu_per_doc.measure(s.cpu_documents)), log=log)
+
+
 def bench_memory(s: Sizes, log: Callable[[str], None]) -> list[Result]:
     from bench import memory
 
@@ -102,10 +110,10 @@ def bench_directory(s: Sizes, log: Callable[[str], None]) -> list[Result]:
 
 
 RUNNERS: dict[str, Callable[[Sizes, Callable[[str], None]], list[Result]]] = {
-    "verify": bench_verify, "router": bench_router, "e2e": bench_e2e, "memory": bench_memory,
+    "verify": bench_verify, "router": bench_router, "e2e": bench_e2e, "cpu": bench_cpu, "memory": bench_memory,
     "directory": bench_directory,
 }
-NEEDS_BROKER = {"router", "e2e", "memory"}
+NEEDS_BROKER = {"router", "e2e", "cpu", "memory"}
 
 
 def run(names: tuple[str, ...], sizes: Sizes, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -170,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
           f"RabbitMQ {m['rabbitmq']}, Python {m['python']}\n")
     print(out["table"])
     for r in out["results"]:
-        if r["notes"]:
+        if r["notes"] and r["notes"] != "reported, no target":
             print(f"- {r['figure']}: {r['notes']}")
     if a.json:
         write_json(a.json, out)

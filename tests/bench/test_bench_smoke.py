@@ -75,3 +75,19 @@ def test_broker_benchmarks_smoke(tmp_path: Path, amqp_url: str) -> None:
         assert all(d["deliveries"] == r["extra"]["router"]["deliveries"] > 0 for d in r["extra"]["relay"])
     memory = [r for r in results if r["figure"].startswith("router RSS")]
     assert memory and memory[0]["measured"] is not None and len(memory[0]["extra"]["samples"]) >= 2
+
+
+@pytest.mark.rabbitmq
+def test_e2e_and_cpu_smoke(tmp_path: Path, amqp_url: str) -> None:
+    # a whole axis twice (axis.ops.up): the load generator (axis.sim.http) reports its own CPU beside httpx's
+    pytest.importorskip("axis.ops.up", reason="the axis lands with ops")
+    data = _run(tmp_path, "e2e,cpu")
+    results = {r["figure"]: r for r in _check_shape(data, ["e2e", "cpu"])}
+    assert results["e2e sustained (HTTP submit → every inbox)"]["measured"] is not None, results
+    gen = results["load generator's own CPU per document (sustained)"]
+    assert gen["measured"] > 0 and gen["baseline"] > 0  # the cheap client beside httpx, same run
+    cpu = results["CPU per document, the whole axis (hosts, routers, RabbitMQ, log writer)"]
+    assert cpu["measured"] is not None and cpu["measured"] > 0
+    kinds = cpu["extra"]["ms_per_doc_by_kind"]
+    assert {"host", "router", "rabbitmq", "generator"} <= kinds.keys()
+    assert cpu["measured"] == pytest.approx(sum(v for k, v in kinds.items() if k != "generator"))
