@@ -226,15 +226,14 @@ class SqlInboxStore(InboxStore):
     # -- what agency software recorded about its items -------------------------------------------------------
     async def item_states(self, agency: str) -> dict[str, str]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(item_states.c.id, item_states.c.state)
+            rows = (await conn.execute(sa.select(item_states.c.item, item_states.c.state)
                                        .where(item_states.c.agency == agency))).all()
-        return {r.id: r.state for r in rows}
+        return {r.item: r.state for r in rows}
 
     async def set_item_state(self, agency: str, item: str, state: str) -> None:
-        ins = self._insert(item_states).values(id=item, agency=agency, state=state, updated_at=time.time())
-        upsert = ins.on_conflict_do_update(index_elements=["id"], set_={"state": ins.excluded.state,
-                                                                         "updated_at": ins.excluded.updated_at},
-                                           where=item_states.c.agency == ins.excluded.agency)
+        ins = self._insert(item_states).values(agency=agency, item=item, state=state, updated_at=time.time())
+        upsert = ins.on_conflict_do_update(index_elements=["agency", "item"],
+                                           set_={"state": ins.excluded.state, "updated_at": ins.excluded.updated_at})
         async with self.engine.begin() as conn:
             await conn.execute(upsert)
 

@@ -416,15 +416,15 @@ class SqliteInboxStore(InboxStore):
     # -- what agency software recorded about its items -------------------------------------------------------
     async def item_states(self, agency: str) -> dict[str, str]:
         rows = await self._run(lambda db: db.execute(
-            "SELECT id, state FROM axis_item_state WHERE agency = ?", (agency,)).fetchall())
+            "SELECT item, state FROM axis_item_states WHERE agency = ?", (agency,)).fetchall())
         return dict(rows)
 
     async def set_item_state(self, agency: str, item: str, state: str) -> None:
-        params = (item, agency, state, time.time())
+        params = (agency, item, state, time.time())
         await self._write_grouped(lambda d: d.execute(
-            "INSERT INTO axis_item_state (id, agency, state, updated_at) VALUES (?,?,?,?) ON CONFLICT (id) DO UPDATE "
-            "SET state = excluded.state, updated_at = excluded.updated_at WHERE axis_item_state.agency = "
-            "excluded.agency", params))
+            "INSERT INTO axis_item_states (agency, item, state, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT (agency, item) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            params))
 
     # -- moving an agency --------------------------------------------------------------------------------------
     async def rows_of(self, table: str, agency: str, limit: int) -> list[dict[str, Any]]:

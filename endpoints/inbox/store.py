@@ -72,18 +72,18 @@ sa.Index("ix_axis_status_doc", statuses.c.agency, statuses.c.document_id)
 
 #: What agency software recorded about an item it was handed (a received document, or a status about a document
 #: it sent): ``processing``, ``fail`` or ``done`` (the VPCP SDK's updateStatus, :mod:`endpoints.vxp`). A received
-#: document's ``done`` is its ack (``acked_at``); a status's ``done`` lives only here. ``id`` is the item's id.
+#: document's ``done`` is its ack (``acked_at``); a status's ``done`` lives only here. Keyed by (agency, item id).
+#: Not moved with an agency (endpoints.migrate renumbers statuses): after a move its marks start afresh.
 item_states = sa.Table(
-    "axis_item_state",
+    "axis_item_states",
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("agency", sa.String(64), nullable=False),
+    sa.Column("agency", sa.String(64), primary_key=True),
+    sa.Column("item", sa.String(64), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
-sa.Index("ix_axis_item_state_agency", item_states.c.agency)
 
-TABLES = {t.name: t for t in (received, sent, statuses, item_states)}
+TABLES = {t.name: t for t in (received, sent, statuses)}  # what endpoints.migrate moves
 
 
 def unique_key(table: sa.Table) -> tuple[str, ...]:

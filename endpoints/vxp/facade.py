@@ -41,6 +41,10 @@ Decisions where the SDK reference is silent or does not fit axis:
   anything else is FORBIDDEN (downloadEdoc: 404, empty body). ``getSentEdocList`` with a docId that is not one of
   the caller's sent documents answers an empty list, not FAIL: the SDK re-sends a stale docId of an earlier call.
   Without a docId it lists the last :data:`SENT_LIST_MAX` documents (the SDK has no paging).
+- **updateStatus marks** (``processing``, ``fail``, a status item's ``done``) are kept per (agency, item) in the
+  server's store (``axis_item_states``); they do not move with an agency to another server (statuses are renumbered
+  there), so after a live move its status items are listed again. A received document's ``done`` is its ack, which
+  moves with it.
 - **receiverDocId / receiveStatus** are known only when the recipient's inbox is in this server's store; for a
   recipient elsewhere they are ``""`` and ``receiveStatus`` is ``new`` once its status 01 arrived.
 - **Error codes**: reason codes of contract section 2, plus ``UNAVAILABLE`` (broker or store busy: nothing was

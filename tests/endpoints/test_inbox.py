@@ -84,5 +84,6 @@ async def test_sent_list_statuses_of_and_item_states(store: InboxStore) -> None:
     await store.set_item_state("A", "item1", "done")
     await store.set_item_state("B", "item2", "fail")
     assert await store.item_states("A") == {"item1": "done"}
-    await store.set_item_state("B", "item1", "fail")  # another agency cannot overwrite A's item
-    assert await store.item_states("A") == {"item1": "done"} and await store.item_states("B") == {"item2": "fail"}
+    await store.set_item_state("B", "item1", "fail")  # the same item id of another agency is another row
+    assert await store.item_states("A") == {"item1": "done"}
+    assert await store.item_states("B") == {"item1": "fail", "item2": "fail"}
