@@ -35,7 +35,9 @@ Decisions where the SDK reference is silent or does not fit axis:
   ``/v1`` sees the bytes, so they are not counted as document refusals (as a wrong token is not). ``from``, when
   given, must be the systemId (FORBIDDEN); ``to``, when given, must name the document's recipients and
   ``messagetype`` must agree with BussinessDocType (SCHEMA_INVALID, checked by ``/v1`` and counted there).
-  A status sent with sendEdoc answers DocId = the inbox id of the document it is about.
+  A status sent with sendEdoc answers DocId = the inbox id of the document it is about; what axis takes from it is
+  what ``POST /v1/documents/{id}/status`` takes (ResponseFor, StatusCode, Description: the sender must be the
+  systemId, a signature on it is not checked) and the status travels as ``/v1`` builds it.
 - **Lists** put documents and statuses together, oldest first. ``getEdoc``/``downloadEdoc``/``updateStatus``
   accept the caller's received documents and status items, also once taken (agency software may download again);
   anything else is FORBIDDEN (downloadEdoc: 404, empty body). ``getSentEdocList`` with a docId that is not one of
