@@ -553,13 +553,21 @@ class Verifier:
         except Refusal as refusal:  # not cached (lru_cache does not cache exceptions); cheap enough to redo
             return refusal
 
-    def verify(self, data: bytes) -> Verified:
-        return self.verify_with_facts(data)[0]
+    def verify(self, data: bytes, *, check_tree: Callable[[etree._Element], None] | None = None) -> Verified:
+        return self.verify_with_facts(data, check_tree=check_tree)[0]
 
-    def verify_with_facts(self, data: bytes) -> tuple[Verified, CertFacts | None]:
+    def verify_with_facts(self, data: bytes, *, check_tree: Callable[[etree._Element], None] | None = None
+                          ) -> tuple[Verified, CertFacts | None]:
         """:meth:`verify`, and the (cached) chain facts behind its result (None when unsigned): what a caller
-        that remembers the result must check again at each later use (:func:`check_time_revocation_usage`)."""
+        that remembers the result must check again at each later use (:func:`check_time_revocation_usage`).
+
+        ``check_tree``, if given, is called with the parsed tree right after step 1 and before any signature
+        check (it may raise a Refusal, which then is the one reason): ``axis envelope verify`` validates the
+        schema there, so every file is parsed once and a document that is both schema-invalid and unsigned or
+        tampered is still refused SCHEMA_INVALID. It must not change the tree."""
         root = parse_untrusted(data, max_bytes=self.policy.max_bytes)
+        if check_tree is not None:
+            check_tree(root)
         located = locate(root, self.policy)
         if located is None:
             return Verified(root=root, signer=None, certificate=None, data=bytes(data)), None
