@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from endpoints.inbox.store import (
+    AGENCY_TABLES,
     KINDS,
     TABLES,
     InboxStore,
@@ -261,7 +262,7 @@ class SqlInboxStore(InboxStore):
             return 0
         renamed = 0
         async with self.engine.begin() as conn:
-            for t in TABLES.values():
+            for t in AGENCY_TABLES.values():
                 where: sa.ColumnElement[bool] = t.c.agency.in_(old)
                 key = unique_key(t)
                 if key:  # a row already there under the new code stays, the old one goes

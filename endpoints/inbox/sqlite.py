@@ -38,6 +38,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from endpoints.inbox.store import (
+    AGENCY_TABLES,
     KINDS,
     TABLES,
     InboxStore,
@@ -456,7 +457,7 @@ class SqliteInboxStore(InboxStore):
 
         def body(d: sqlite3.Connection) -> int:
             renamed = 0
-            for table in TABLES:  # OR IGNORE: a row already there under the new code stays, the old one goes
+            for table in AGENCY_TABLES:  # OR IGNORE: a row already there under the new code stays, the old one goes
                 renamed += d.execute(f"UPDATE OR IGNORE {table} SET agency = ? WHERE agency IN ({marks})",
                                      (code, *old)).rowcount
                 d.execute(f"DELETE FROM {table} WHERE agency IN ({marks})", tuple(old))

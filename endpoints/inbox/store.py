@@ -84,12 +84,14 @@ item_states = sa.Table(
 )
 
 TABLES = {t.name: t for t in (received, sent, statuses)}  # what endpoints.migrate moves
+#: what a code change (InboxStore.rename_agency) gives the new code: every table of the agency's rows
+AGENCY_TABLES = {**TABLES, item_states.name: item_states}
 
 
 def unique_key(table: sa.Table) -> tuple[str, ...]:
     """The columns besides ``agency`` of the table's unique constraint (() when it has none but its id)."""
     for c in table.constraints:
-        if isinstance(c, sa.UniqueConstraint):
+        if isinstance(c, sa.UniqueConstraint) or (isinstance(c, sa.PrimaryKeyConstraint) and "agency" in c.columns):
             return tuple(col.name for col in c.columns if col.name != "agency")
     return ()
 KINDS = {0: "edoc", 1: "revocation", 2: "update", 3: "replacement"}

@@ -87,3 +87,15 @@ async def test_sent_list_statuses_of_and_item_states(store: InboxStore) -> None:
     await store.set_item_state("B", "item1", "fail")  # the same item id of another agency is another row
     assert await store.item_states("A") == {"item1": "done"}
     assert await store.item_states("B") == {"item1": "fail", "item2": "fail"}
+
+
+async def test_item_states_follow_a_code_change(store: InboxStore) -> None:
+    """A renamed agency keeps what it recorded with updateStatus (InboxStore.rename_agency); where the new code
+    already has a mark for the same item, that one stays."""
+    await store.set_item_state("OLD", "i1", "processing")
+    await store.set_item_state("OLD", "i2", "fail")
+    await store.set_item_state("NEW", "i2", "done")
+    await store.set_item_state("OTHER", "i1", "fail")
+    await store.rename_agency(["OLD"], "NEW")
+    assert await store.item_states("NEW") == {"i1": "processing", "i2": "done"}
+    assert await store.item_states("OLD") == {} and await store.item_states("OTHER") == {"i1": "fail"}
