@@ -124,6 +124,8 @@ def test_agencies(client: TestClient) -> None:
         "sent": 2,
         "received": 2,
         "refused": 0,
+        "active": True,
+        "aliases": [],
     }
     assert (rows[H03]["kind"], rows[H03]["received"]) == ("shared", 1)
 
