@@ -16,7 +16,7 @@ getEdoc / downloadEdoc   the received document's exact bytes, or the status edXM
 updateStatus             ``done``: ``POST /v1/documents/{id}/ack``; ``processing``/``fail``: recorded
 countReceiveEdoc/Status  how many document / status items getReceivedEdocList lists
 getSentEdocList          the documents the caller sent, one row per recipient, with their statuses
-getAgenciesList(QD20)    the directory's active agencies; getSynchronizeUnit: the directory with versions
+getAgenciesList(QD20)    ``GET /v1/directory``'s active agencies; getSynchronizeUnit: all, with its version
 registerAgency/delete    FAIL FORBIDDEN: the operator owns the directory
 ======================== ==============================================================================
 
@@ -378,15 +378,29 @@ class VxpFacade:
             data += mapping.sent_entries({**doc, "sender": c.agency}, notation, mine, received)
         return ok(data=data)
 
+    async def _directory(self, c: Call) -> dict[str, Any]:
+        """``GET /v1/directory`` (the whole directory, with its version)."""
+        ans = await call(self.app, c.scope, c.agency, "GET", "/v1/directory")
+        if ans.status != 200:
+            raise failed_from(ans)
+        body: dict[str, Any] = ans.json()
+        return body
+
     async def agencies(self, c: Call) -> Response:
-        return ok(data=mapping.agency_entries(self.srv.config.directory))
+        return ok(data=mapping.agency_entries((await self._directory(c))["agencies"]))
 
     async def agencies_qd20(self, c: Call) -> Response:
-        return ok(data=mapping.qd20_entries(self.srv.config.directory))
+        return ok(data=mapping.qd20_entries((await self._directory(c))["agencies"]))
 
     async def synchronize(self, c: Call) -> Response:
+        listing = await self._directory(c)
         directory = self.srv.config.directory
-        return ok(data=mapping.synchronize_entries(directory, mapping.directory_version(directory)))
+
+        def server_of(code: str) -> str:
+            agency = directory.agency(code)
+            return agency.server if agency is not None else ""
+
+        return ok(data=mapping.synchronize_entries(listing["agencies"], int(listing["version"]), server_of))
 
     async def operator_only(self, c: Call) -> Response:
         raise Failed(Reason.FORBIDDEN.value, "the axis operator owns the directory (axis configuration); agency "

@@ -8,15 +8,13 @@ caller sent is listed under ``st-<n>`` (``n`` = the status row's number in the s
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from axis.core import envelope
-from axis.core.directory import Directory
 from axis.core.reasons import Reason, Refusal
 from axis.core.vpcp import DOC_TYPES
 
@@ -106,41 +104,26 @@ def notation_of(head: envelope.DocumentMessage) -> str:
     return "/".join(p for p in (head.code_number, head.code_notation) if p)
 
 
-def agency_entries(directory: Directory) -> list[dict[str, Any]]:
-    """getAgenciesList's ``data``: every active agency. ``id`` = the code (the SDK's own register call sends ids
-    as strings), ``pid`` empty (axis's directory is flat), ``oldCode`` = the former codes, comma-separated."""
-    out = []
-    for code in sorted(directory.agencies):
-        agency = directory.agencies[code]
-        if not getattr(agency, "active", True):
-            continue
-        aliases: Iterable[str] = getattr(agency, "aliases", ())
-        out.append({"code": code, "id": code, "mail": "", "name": agency.name, "pid": "",
-                    "oldCode": ",".join(aliases)})
-    return out
+def agency_entries(listing: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """getAgenciesList's ``data`` from ``GET /v1/directory``'s agencies: the active ones. ``id`` = the code (the
+    SDK's own register call sends ids as strings), ``pid`` empty (axis's directory is flat), ``oldCode`` = the
+    agency's former codes, comma-separated."""
+    return [{"code": a["code"], "id": a["code"], "mail": "", "name": a["name"], "pid": "",
+             "oldCode": ",".join(a.get("aliases") or ())} for a in listing if a.get("active", True)]
 
 
-def qd20_entries(directory: Directory) -> list[dict[str, Any]]:
+def qd20_entries(listing: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{"code": a["code"], "id": a["id"], "mail": a["mail"], "name": a["name"], "code102": a["code"]}
-            for a in agency_entries(directory)]
+            for a in agency_entries(listing)]
 
 
-def synchronize_entries(directory: Directory, version: int) -> list[dict[str, Any]]:
-    """getSynchronizeUnit's ``data``: the directory, each agency with its server as ``centerCode``."""
-    out = []
-    for code in sorted(directory.agencies):
-        agency = directory.agencies[code]
-        out.append({"code": code, "id": code, "mail": "", "name": agency.name, "pid": "", "version": version,
-                    "centerCode": agency.server, "deleted": not getattr(agency, "active", True), "modifyDate": "",
-                    "isAgency": True})
-    return out
-
-
-def directory_version(directory: Directory) -> int:
-    """A version number of the directory as it is (the same directory, the same number; 31 bits, for the SDK's
-    ``int``): changes whenever an agency, its name or its server changes."""
-    text = orjson.dumps(sorted((c, a.name, a.server) for c, a in directory.agencies.items()))
-    return int.from_bytes(hashlib.sha256(text).digest()[:4], "big") & 0x7FFFFFFF
+def synchronize_entries(listing: Sequence[Mapping[str, Any]], version: int, server_of: Callable[[str], str]
+                        ) -> list[dict[str, Any]]:
+    """getSynchronizeUnit's ``data``: every agency of the directory (retired ones ``deleted``), ``version`` the
+    directory's version (``GET /v1/directory``), ``centerCode`` the server it is reached through."""
+    return [{"code": a["code"], "id": a["code"], "mail": "", "name": a["name"], "pid": "", "version": version,
+             "centerCode": server_of(str(a["code"])), "deleted": not a.get("active", True), "modifyDate": "",
+             "isAgency": True} for a in listing]
 
 
 def submit_check(messagetype: str | None, to: str | None) -> Callable[[envelope.DocumentMessage], None]:
