@@ -19,7 +19,7 @@ def build_app() -> typer.Typer:
     """The whole ``axis`` application, every command group registered (add new groups here)."""
     import typer
 
-    from axis.cli import agency, directory, envelope, evidence, pki, run, sim, stats, trust
+    from axis.cli import agency, backup, directory, envelope, evidence, pki, run, sim, stats, trust
 
     app = typer.Typer(
         name="axis",
@@ -37,6 +37,7 @@ def build_app() -> typer.Typer:
     evidence.register(app)
     directory.register(app)
     agency.register(app)
+    backup.register(app)
     return app
 
 
