@@ -219,6 +219,8 @@ class _Target:
         self.canon = _Canon(self.digest.write)
         self.tree = etree.TreeBuilder()
         self.new_ns: dict[str, str] = {}  # declarations of the element about to start
+        self.scopes: list[dict[str, str]] = [{}]  # the namespaces in scope, per open element
+        self.relative: list[bool] = [False]  # whether a relative namespace URI is in scope, per open element
         self.tags: list[str] = []
         self.depth = 0
         self.skip_depth = 0  # > 0 while inside the enveloped ds:Signature (left out of the digest)
@@ -229,6 +231,8 @@ class _Target:
         self.digest_methods: list[str] = []
         self.outside: list[tuple[bool, str, str | None]] = []  # processing instructions before/after the root
         self.seen_root = False
+        self.relative_in_signed_info = False
+        self.relative_in_document = False
         self.big: _Base64Check | None = None
         self.bad_base64 = False
         self.run = 0  # length of the current text value (between two events)
@@ -241,9 +245,6 @@ class _Target:
         raise refusal
 
     def namespace(self, prefix: str | None, uri: str | None) -> None:
-        if uri and not _SCHEME.match(uri):
-            self._fail(Refusal(Reason.SIGNATURE_PROFILE, "the document cannot be canonicalized; relative "
-                                                         "namespace URIs are not allowed"))
         self.new_ns[prefix or ""] = uri or ""
 
     def start(self, name: str, attributes: list[str]) -> None:
@@ -277,6 +278,20 @@ class _Target:
             self.si_canon.start(prefix, uri, local, attrs)
         if tag == _DIGEST_METHOD and parent == _REFERENCE and self.skip_depth:
             self.digest_methods.append(values.get("Algorithm", ""))
+        if new:
+            scope = {**self.scopes[-1], **new}
+            self.relative.append(any(u and not _SCHEME.match(u) for u in scope.values()))
+        else:
+            scope = self.scopes[-1]
+            self.relative.append(self.relative[-1])
+        self.scopes.append(scope)
+        if self.relative[-1]:
+            # libxml2's C14N refuses an element with a relative namespace URI in scope: the inline path refuses it
+            # when it canonicalizes the SignedInfo, or the document; so is it refused here (at the same step)
+            if self.si_canon is not None:
+                self.relative_in_signed_info = True
+            elif not self.skip_depth and tag != _SIGNATURE:
+                self.relative_in_document = True
         if self.skip_depth:
             self.skip_depth += 1
         elif tag == _SIGNATURE:
@@ -288,6 +303,8 @@ class _Target:
 
     def end(self, name: str) -> None:
         tag = self.tags.pop()
+        self.scopes.pop()
+        self.relative.pop()
         self.depth -= 1
         self.run = 0
         if self.big is not None:
@@ -302,11 +319,10 @@ class _Target:
                 self.si_canon = None
         if self.skip_depth:
             self.skip_depth -= 1
-            if self.skip_depth == 1 and tag == _SIGNATURE:
-                self.skip_depth = 0
-                if self.digest_methods and self.digest.pending is not None:
-                    allowed = [DIGESTS[m] for m in self.digest_methods if m in DIGESTS]
-                    self.digest.choose(allowed[:1])
+            # the end of the enveloped Signature: the digest method is known
+            if not self.skip_depth and self.digest_methods and self.digest.pending is not None:
+                allowed = [DIGESTS[m] for m in self.digest_methods if m in DIGESTS]
+                self.digest.choose(allowed[:1])
         else:
             self.canon.end()
 
@@ -357,6 +373,7 @@ def _names(name: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+_RELATIVE = "the document cannot be canonicalized; relative namespace URIs are not allowed"
 _SEP = "\x01"  # not allowed anywhere in an XML 1.0 document: splits expat's names unambiguously
 
 
@@ -417,7 +434,11 @@ def verify_stream(verifier: Verifier, chunks: Iterable[bytes], *, max_bytes: int
     key = facts.public_key if isinstance(facts, CertFacts) else signer.public_key()
     if target.si_count != 1:  # never reached: locate() found exactly one Signature with one SignedInfo
         raise Refusal(Reason.SIGNATURE_PROFILE, "exactly one SignedInfo is allowed")
+    if target.relative_in_signed_info:
+        raise Refusal(Reason.SIGNATURE_PROFILE, _RELATIVE)
     check_signature_value(key, located.signature_method, b"".join(target.signed_info), located.signature_value)
+    if target.relative_in_document:
+        raise Refusal(Reason.SIGNATURE_PROFILE, _RELATIVE)
     digest = target.digest.digest(DIGESTS[located.digest_method])
     if digest != located.digest_value:
         raise Refusal(Reason.SIGNATURE_INVALID, "the document does not match its digest: it was altered")

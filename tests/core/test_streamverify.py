@@ -102,6 +102,8 @@ def test_mutated_envelopes_same_outcome(kit: Kit, data: st.DataObject) -> None:
     doc = data.draw(mutated(kit.bases))
     size = data.draw(st.sampled_from([5, 64, 4096, 1 << 20]))
     expected, got = inline(kit.fast, doc), streamed(kit.fast, doc, size)
+    if got != expected and os.environ.get("AXIS_DIFF_DUMP"):
+        Path(os.environ["AXIS_DIFF_DUMP"]).write_bytes(doc)
     assert got == expected
 
 
