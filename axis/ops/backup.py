@@ -143,8 +143,8 @@ def _summary_sqlite(files: Mapping[str, tuple[str, Path]]) -> dict[str, Any]:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if role == "evidence" and "axis_log_leaf" in tables:
-                out["log_leaves"] = db.execute("SELECT count(*) FROM axis_log_leaf").fetchone()[0]
+            if role == "evidence" and "axis_log_leaves" in tables:  # the log's size (archived leaves included)
+                out["log_leaves"] = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM axis_log_leaves").fetchone()[0]
                 sth = db.execute("SELECT max(tree_size) FROM axis_log_sth").fetchone() if "axis_log_sth" in tables \
                     else (None,)
                 out["sth_tree_size"] = sth[0]
