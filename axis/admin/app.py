@@ -23,7 +23,8 @@ the ``axis up`` supervisor over its control socket (axis.ops.control, axis.ops.l
 complete; it then reloads its own view of the directory from the configuration file.
 
 The evidence log's routes (``/admin/documents``, ``/admin/documents/{sender}/{document_id}/trace``,
-``/admin/log/sth``, ``/admin/log/status``), its tree-head monitor and its gauges are :mod:`axis.admin.evidence`.
+``/admin/log/sth``, ``/admin/log/status``), its tree-head monitor and its gauges are :mod:`axis.admin.evidence`;
+the dead letters' (``/admin/dead-letters``…) are :mod:`axis.admin.deadletters`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from fastapi.staticfiles import StaticFiles
 
 from axis.admin.agencies import AgencyAdmin
 from axis.admin.certificates import CertificateWatch
+from axis.admin.deadletters import DeadLetterApi
 from axis.admin.evidence import EvidenceApi
 from axis.admin.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.admin.reminders import ReminderScheduler
@@ -235,6 +237,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
     cache = _Cache(settings.cache_seconds)
     evidence = EvidenceApi(settings.evidence_url, settings.ca_path, settings.crl_path, settings.log_check_seconds)
     certificates = CertificateWatch.for_settings(settings)
+    dead_letters = DeadLetterApi.for_config(settings.amqp_url, config_or_settings)
     uncollected = UncollectedApi.for_settings(settings)  # GET /admin/uncollected; reminders (issue 14)
     reminders = ReminderScheduler.for_settings(settings, uncollected)
     per_server: dict[str, list[str]] = {}  # the directory is immutable: group its agencies by server once
@@ -271,12 +274,14 @@ def create_app(config_or_settings: Any) -> FastAPI:
         prober.start()
         await evidence.start()
         await certificates.start()
+        await dead_letters.start()
         await reminders.start()
         try:
             yield
         finally:
             await reminders.stop()
             await uncollected.stop()
+            await dead_letters.stop()
             await certificates.stop()
             await evidence.stop()
             await prober.stop()
@@ -292,6 +297,8 @@ def create_app(config_or_settings: Any) -> FastAPI:
     evidence.install(app)
     app.state.certificates = certificates
     certificates.install(app)
+    app.state.dead_letters = dead_letters
+    dead_letters.install(app)
     uncollected.install(app)
     reminders.install(app)
 
@@ -527,6 +534,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
         registry = snapshot_registry(s, queues)
         evidence.register_metrics(registry)
         certificates.register_metrics(registry)
+        dead_letters.register_metrics(registry)
         uncollected.register_metrics(registry)
         reminders.register_metrics(registry)
         body, content_type = render(registry)

@@ -8,6 +8,7 @@ drop) and waits for the broker's publisher confirm. Consumers ack manually, afte
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.connection import make_url
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from axis.broker.amqpio import AxisConnection
@@ -56,9 +58,21 @@ async def connect(url: str, *, backoff: Backoff | None = None) -> AbstractRobust
     TCP its frames leave in one write per event-loop turn (:mod:`axis.broker.amqpio`). The first connection is
     retried too, with back-off up to a deadline (:func:`axis.broker.waiting.connect_with_retry`: a broker still
     starting, a vhost not created yet), then :class:`axis.broker.waiting.BrokerUnavailable`."""
-    return await connect_with_retry(
-        lambda: aio_pika.connect_robust(url, client_properties={"connection_name": "axis"},
-                                        connection_class=AxisConnection), url, backoff=backoff)
+
+
+    async def attempt() -> AbstractRobustConnection:
+        # aio-pika's connect_robust, keeping hold of the connection: one whose first connect failed still runs its
+        # reconnect task, and must be closed before the next attempt (else every attempt leaves one behind)
+        connection = AxisConnection(make_url(url), client_properties={"connection_name": "axis"})
+        try:
+            await connection.connect()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        return connection
+
+    return await connect_with_retry(attempt, url, backoff=backoff)
 
 
 async def open_channel(connection: AbstractRobustConnection, *, prefetch: int = 0) -> AbstractChannel:

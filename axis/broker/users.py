@@ -8,7 +8,9 @@ user                          configure   write (publish to exchange)           
 ``axis-router``               nothing     ``axis.deliver``, ``axis.dlx``, ``axis.submit``,       ``axis.submissions``
                                           ``axis.evidence``
 ``axis-server-<id>``          nothing     ``axis.submit``, ``axis.evidence``                    ``axis.server.<id>``
-``axis-admin`` (monitoring)   nothing     ``axis.evidence`` (operators' actions are logged)     nothing (management API)
+``axis-admin`` (monitoring)   nothing     ``axis.evidence`` (operators' actions are logged),    ``axis.dead``
+                                          ``axis.dlx``, ``axis.submit``, ``axis.deliver``
+                                          (dead letters kept, resent)
 ``axis-evidence`` (log)       nothing     nothing                                              ``axis.evidence``
 ============================  ==========  ===================================================  =========================
 
@@ -53,7 +55,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 import orjson
 
-from axis.core.wire import EX_DELIVER, EX_DLX, EX_EVIDENCE, EX_SUBMIT, Q_EVIDENCE, Q_SUBMISSIONS, server_queue
+from axis.core.wire import EX_DELIVER, EX_DLX, EX_EVIDENCE, EX_SUBMIT, Q_DEAD, Q_EVIDENCE, Q_SUBMISSIONS, server_queue
 
 if TYPE_CHECKING:
     from axis.config import Config
@@ -116,7 +118,9 @@ def server_permissions(server_id: str) -> Permissions:
 
 
 def admin_permissions() -> Permissions:
-    return Permissions(write=_exact(EX_EVIDENCE))
+    """The admin app: logs operators' actions; reads the dead letters and keeps them (publishing them back into
+    ``axis.dead`` through ``axis.dlx``) or resends them where they came from (axis.admin.deadletters)."""
+    return Permissions(write=_exact(EX_EVIDENCE, EX_DLX, EX_SUBMIT, EX_DELIVER), read=_exact(Q_DEAD))
 
 
 def evidence_permissions() -> Permissions:
@@ -366,7 +370,11 @@ def publisher_user_id(config: Config, user: str) -> str | None:
 
 def authenticated_server(config: Config, user_id: str | None, header: str | None) -> str | None:
     """Which endpoint server published a submission: from the broker-validated ``user_id`` when components have
-    their own users (the ``x-axis-server`` header is then only information), else from the header."""
+    their own users (the ``x-axis-server`` header is then only information), else from the header. An
+    administrator's resend of a dead letter (published by ``axis-admin``) names the server that first submitted
+    it, which the router had authenticated then: the header is believed from that user alone."""
     if config.broker.per_component:
+        if user_id is not None and user_id == config.broker.user_prefix + ADMIN_USER:
+            return header
         return server_of_user(user_id, prefix=config.broker.user_prefix)
     return header

@@ -43,6 +43,7 @@ import orjson
 from lxml import etree
 
 from axis.core import bundle, envelope, schema
+from axis.core.deadletters import H_DEAD_AT
 from axis.core.directory import Directory
 from axis.core.evidence import Event
 from axis.core.reasons import Reason, Refusal
@@ -269,8 +270,9 @@ class RouterCore:
                     root = None
             sender, document_id = _claimed(root)
         detail = refusal.detail[:1000]
+        at = self.clock()
         dead_headers = {H_REASON: refusal.reason.value, H_DETAIL: detail, H_SERVER: server_id,
-                        H_KIND: header_text(headers.get(H_KIND))}
+                        H_KIND: header_text(headers.get(H_KIND)), H_DEAD_AT: int(at.timestamp() * 1000)}
         if sender:
             dead_headers[H_SENDER] = sender
         if document_id:
@@ -290,7 +292,6 @@ class RouterCore:
                  H_SENDER: sender or "", H_DOCUMENT_ID: document_id or ""},
                 content_type="application/json"))
         # counted against the proven sender, else against the publishing server (never the claimed sender)
-        at = self.clock()
         out.refused.append(Refused(message_id=message_id, sender=sender if proven is not None else None,
                                    reason=refusal.reason.value, size=len(body), at=at,
                                    server=None if proven is not None else server_id or None))

@@ -35,7 +35,12 @@ def test_permission_regexes_are_exact() -> None:
         assert not re.fullmatch(w.read, other), other
     assert re.fullmatch(brokerauth.router_permissions().write, "axis.evidence")
     a = brokerauth.admin_permissions()
-    assert re.fullmatch(a.write, "axis.evidence") and not re.fullmatch(a.write, "axis.submit") and a.read == "^$"
+    # the admin app logs actions and keeps or resends dead letters (axis.admin.deadletters); it reads nothing else
+    for name in ("axis.evidence", "axis.dlx", "axis.submit", "axis.deliver"):
+        assert re.fullmatch(a.write, name), name
+    assert re.fullmatch(a.read, "axis.dead") and a.configure == "^$"
+    for other in ("axis.submissions", "axis.evidence", "axis.server.s1", "axis.dead2"):
+        assert not re.fullmatch(a.read, other), other
     with pytest.raises(ValueError):
         brokerauth.server_permissions("s1|.*")
     assert brokerauth.server_of_user("axis-server-s1") == "s1"
@@ -159,15 +164,17 @@ async def test_router_and_admin_least_privilege(vhost: tuple[str, str], users: d
         assert http.delete(f"/api/queues/{name}/axis.dead").status_code in (401, 403)
     conn = await aio_pika.connect(url_of(admin, name))
     try:
-        # an operator's action is an event of the log: the admin user may publish it, and nothing else
+        # an operator's action is an event of the log; a dead letter is kept (axis.dlx) or resent where it came
+        # from (axis.submit, axis.deliver): the admin user may publish there (axis.admin.deadletters)
         ch = await conn.channel(publisher_confirms=True)
         evidence = await ch.get_exchange(EX_EVIDENCE, ensure=False)
         await evidence.publish(aio_pika.Message(b"[]"), routing_key="", mandatory=True)
-        for exchange in (EX_SUBMIT, EX_DELIVER):
-            ch = await conn.channel()
-            ex = await ch.get_exchange(exchange, ensure=False)
-            await refused(ex.publish(aio_pika.Message(b"<x/>"), routing_key="s1"))
-        for queue in ("axis.dead", Q_EVIDENCE):
+        dead = await ch.declare_queue("axis.dead", passive=True)
+        taken = await dead.get(fail=False)  # it may read the dead letters (not refused: no exception)
+        if taken is not None:
+            await taken.nack(requeue=True)
+        # and no other queue
+        for queue in ("axis.submissions", "axis.server.s1", Q_EVIDENCE):
             ch = await conn.channel()
             q = await ch.declare_queue(queue, passive=True)
             await refused(q.consume(_ignore))

@@ -1,0 +1,145 @@
+"""The broker side of dead letters: reading the queue ``axis.dead`` and keeping or removing each message in it.
+
+A queue has no random access and no browsing that leaves it untouched: a message read and returned unacked
+counts as a redelivery (quorum queues count deliveries; RabbitMQ 4 drops a message past its default limit of 20
+returns), and one held unacked for long trips the consumer timeout. So :meth:`DeadLetterQueue.scan` ROTATES the
+queue: it takes the messages that were in it when the scan began, one after the other (``basic.get``), asks
+``decide`` what to do with each, and
+
+- :class:`Keep`: publishes the message again into ``axis.dead`` (through ``axis.dlx``, confirmed; the same body,
+  message id and content type, the headers ``decide`` gives) and then acks the copy it took — the queue keeps
+  every dead letter, in the same order, and nothing is ever only in this process's memory;
+- :class:`Remove`: publishes what ``decide`` gives (a resend, a log event; confirmed) and then acks.
+
+A crash between the publish and the ack leaves both copies (the taken one returns to the queue): one dead letter
+twice, with the same stable id, which the next scan folds into one (:func:`axis.core.deadletters.unique`). A
+dead letter is never lost. Messages that arrive during a scan stay behind the ones it takes, for the next scan.
+
+One scan at a time per process (a lock); one admin app per axis does the scanning (two would each see part of
+the queue during a scan, though neither loses anything). What to do is decided by the pure
+:mod:`axis.core.deadletters`; this module only moves messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from axis.broker.transport import connect, make_message
+from axis.core.backoff import Backoff
+from axis.core.wire import EX_DLX, Q_DEAD, Outgoing
+
+#: messages taken before their copies are published and acked together
+BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class DeadMessage:
+    """One message of ``axis.dead`` as taken from the queue."""
+
+    body: bytes
+    headers: Mapping[str, Any]
+    message_id: str | None
+    user_id: str | None
+    content_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """Put the message back into ``axis.dead`` with these headers."""
+
+    headers: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """Take the message out of ``axis.dead`` once these messages are published (confirmed)."""
+
+    publish: Sequence[Outgoing] = field(default_factory=tuple)
+
+
+Decide = Callable[[DeadMessage], Keep | Remove]
+
+
+class DeadLetterQueue:
+    """``axis.dead`` on the broker at ``url`` (a user that may read it and publish to ``axis.dlx`` and to where
+    resends and log events go); ``user_id``: the AMQP user id set on what it publishes (per-component users)."""
+
+    def __init__(self, url: str, *, user_id: str | None = None, connect_wait: float = 10.0) -> None:
+        self.url = url
+        self.user_id = user_id
+        self.connect_wait = connect_wait
+        self._conn: AbstractRobustConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _channel(self) -> AbstractChannel:
+        if self._conn is None or self._conn.is_closed:
+            self._conn = await connect(self.url, backoff=Backoff(first=0.2, cap=2.0, deadline=self.connect_wait))
+        return await self._conn.channel(publisher_confirms=True, on_return_raises=True)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+
+    async def depth(self) -> int:
+        """Messages ready in ``axis.dead`` now."""
+        async with self._lock:
+            channel = await self._channel()
+            try:
+                queue = await channel.declare_queue(Q_DEAD, passive=True)
+                return int(queue.declaration_result.message_count or 0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+
+    async def scan(self, decide: Decide) -> int:
+        """Rotate the queue once (module docstring); returns how many messages were taken."""
+        async with self._lock:
+            channel = await self._channel()
+            try:
+                queue = await channel.declare_queue(Q_DEAD, passive=True)
+                todo = int(queue.declaration_result.message_count or 0)
+                exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+                taken = 0
+                while taken < todo:
+                    batch: list[AbstractIncomingMessage] = []
+                    while taken + len(batch) < todo and len(batch) < BATCH:
+                        message = await queue.get(no_ack=False, fail=False)
+                        if message is None:
+                            break
+                        batch.append(message)
+                    if not batch:
+                        break
+                    taken += len(batch)
+                    outgoing: list[Outgoing] = []
+                    for m in batch:
+                        dead = DeadMessage(m.body, dict(m.headers or {}), m.message_id, m.user_id, m.content_type)
+                        verdict = decide(dead)
+                        if isinstance(verdict, Keep):
+                            outgoing.append(Outgoing(EX_DLX, "", m.body, verdict.headers,
+                                                     message_id=m.message_id or "",
+                                                     content_type=m.content_type or "application/octet-stream"))
+                        else:
+                            outgoing.extend(verdict.publish)
+                    await asyncio.gather(*(self._publish(channel, exchanges, o) for o in outgoing))
+                    await batch[-1].ack(multiple=True)  # every message this channel took so far is settled
+                return taken
+            finally:
+                # what was taken and not acked (an error above) goes back to the queue with the channel
+                with contextlib.suppress(Exception):
+                    await channel.close()
+
+    async def _publish(self, channel: AbstractChannel, exchanges: dict[str, aio_pika.abc.AbstractExchange],
+                       out: Outgoing) -> None:
+        exchange = exchanges.get(out.exchange)
+        if exchange is None:
+            exchange = exchanges[out.exchange] = await channel.get_exchange(out.exchange, ensure=False)
+        await exchange.publish(make_message(out, self.user_id), out.routing_key, mandatory=True)
