@@ -15,7 +15,9 @@ axis.uncollected``, ``X-Axis-Timestamp: <epoch seconds>`` and ``X-Axis-Signature
 "<timestamp>.<body>" keyed by reminders.webhook.secret>`` (:func:`axis.core.reminders.verify_webhook` is the
 receiver's check). Routes: ``GET /admin/reminders`` (settings without secrets, the last round),
 ``POST /admin/reminders/run`` (one round now). Counters: ``axis_reminders_sent_total{channel}``,
-``axis_reminders_failed_total{channel}``, ``axis_reminded_documents_total{channel}``.
+``axis_reminders_failed_total{channel}``, ``axis_reminded_documents_total{channel}``. Without a ``reminders``
+section nothing is sent, but the uncollected gauges (:mod:`axis.admin.uncollected`) are still refreshed every
+:data:`OBSERVE_SECONDS` for deliveries older than 24 h.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from axis.core.reminders import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Digest,
+    ReminderPolicy,
     due_keys,
     email_message,
     iso,
@@ -57,6 +60,8 @@ from axis.core.reminders import (
 )
 
 log = logging.getLogger("axis.admin.reminders")
+#: how often the uncollected gauges are refreshed when no reminders are configured
+OBSERVE_SECONDS = 300.0
 
 
 class SentLog:
@@ -280,9 +285,25 @@ class ReminderScheduler:
                 log.exception("reminder round failed")
             await asyncio.sleep(self.settings.interval_seconds)
 
+    async def _observe_loop(self) -> None:
+        """Without reminders: the uncollected gauges still follow the inboxes (default ``after``, 24 h)."""
+        assert self.source is not None and self.gauges is not None
+        policy = ReminderPolicy()
+        while True:
+            try:
+                now = self.clock()
+                self.gauges.observe(await self.source.all(policy.after_seconds, now=now), now, policy.after_seconds)
+            except Exception:  # the gauges must never end the loop (nor the admin app)
+                log.exception("reading the uncollected deliveries failed")
+            await asyncio.sleep(OBSERVE_SECONDS)
+
     async def start(self) -> None:
-        if self.enabled and self._task is None:
+        if self._task is not None:
+            return
+        if self.enabled:
             self._task = asyncio.create_task(self._loop(), name="axis-reminders")
+        elif self.source is not None and self.gauges is not None:
+            self._task = asyncio.create_task(self._observe_loop(), name="axis-uncollected-gauges")
 
     async def stop(self) -> None:
         if self._task is not None:

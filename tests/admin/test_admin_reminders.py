@@ -4,6 +4,7 @@ signature, and the endpoint servers' real inbox stores (SQLite files named by co
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -265,3 +266,22 @@ async def test_admin_uncollected_route(filled: Path) -> None:
         assert (await c.get("/admin/reminders")).json()["enabled"] is True
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as anonymous:
         assert (await anonymous.get("/admin/uncollected")).status_code == 401
+
+
+async def test_without_reminders_the_gauges_still_follow(filled: Path) -> None:
+    raw = yaml.safe_load(filled.read_text())
+    del raw["reminders"]
+    filled.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    s = scheduler(filled, [])
+    assert not s.enabled and s.gauges is not None
+    await s.start()
+    try:
+        for _ in range(100):
+            if s.gauges.last_count is not None:
+                break
+            await asyncio.sleep(0.05)
+        count, oldest, after = s.gauges.last_count or (None, None, None)
+        assert (count, after) == (3, 86400.0) and oldest == pytest.approx(40 * H, abs=120)
+        assert (await s.run_once())["enabled"] is False
+    finally:
+        await s.stop()
