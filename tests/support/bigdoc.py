@@ -17,7 +17,6 @@ from pathlib import Path
 
 from axis.core.signing import raw_signature
 from axis.core.streamverify import _parse
-
 from tests.support.testing import TestPKI, make_edxml
 
 _CONTENT = re.compile(rb"(<ContentTransferEncoded>)([^<]*)(</ContentTransferEncoded>)")
