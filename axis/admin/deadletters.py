@@ -14,8 +14,9 @@ Routes (admin token, as every ``/admin`` path; RFC 9457 problems otherwise):
   a poison log event to the log writer; :func:`axis.core.deadletters.resend`), then out of ``axis.dead``.
 - ``POST /admin/dead-letters/{id}/discard`` — out of ``axis.dead``.
 
-Both actions take an optional JSON body ``{"admin": NAME}`` (who acts; default ``"admin"``, the holder of the
-admin token), answer ``{"id", "action", "admin", "sender", "document_id", "reason", "copies", "message_id"}``
+Both actions take an optional JSON body ``{"admin": NAME}`` (who acts; else the ``X-Axis-Admin`` header; else
+``"admin"``, the holder of the admin token), answer ``{"id", "action", "admin", "sender", "document_id",
+"reason", "copies", "message_id"}``
 and publish an evidence-log leaf of type ``admin`` (``action``, ``admin``, the dead letter's ``sender`` and
 ``document_id``, the SHA-256 of its bytes, its ``reason``) in the same confirmed step as the resend; the dead
 letter leaves the queue only after both are confirmed (a crash in between may resend twice, which inboxes
@@ -336,6 +337,8 @@ class DeadLetterApi:
                 if not isinstance(parsed, dict) or not isinstance(parsed.get("admin", ""), str):
                     return _problem(400, "Bad Request", 'expected no body or JSON {"admin": "<your name>"}')
                 admin = parsed.get("admin")
+            if not admin:  # `axis agency` and `axis dead` send the operator's login name here
+                admin = request.headers.get("x-axis-admin")
             try:
                 who = dl.check_admin(admin)
             except ValueError as exc:

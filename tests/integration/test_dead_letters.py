@@ -5,12 +5,19 @@ leave an `admin` leaf for the evidence log and are counted. The admin app's user
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import hashlib
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
 
 import aio_pika
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest
@@ -160,3 +167,96 @@ async def test_discard_removes_one_and_keeps_the_others_in_order(
     assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
     assert (await client.get("/admin/dead-letters", params={"limit": 0})).status_code == 400
     assert api.actions == {"resend": 0, "discard": 1}
+
+
+@contextlib.contextmanager
+def served(app: FastAPI) -> Iterator[str]:
+    """``app`` on a real port (uvicorn in a thread, its own event loop): what the CLI talks to."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+async def test_the_cli_lists_shows_resends_and_discards(axis_env: Axis, tmp_path: Path) -> None:
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+    from typer.testing import CliRunner
+
+    from axis.cli import build_app
+
+    env = axis_env
+    api = DeadLetterApi.for_config(component_url(env.config, ADMIN_USER), env.config)
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def token(request: Request, call_next: Any) -> Any:  # the admin app's token check, in short
+        if request.headers.get("authorization") != "Bearer t0k":
+            return JSONResponse({"detail": "missing or wrong admin token"}, status_code=401)
+        return await call_next(request)
+
+    api.install(app)
+    await env.router.reload(without(env.config, H41))
+    for recipient in (H41, G99):
+        r = await env.client(G22).post("/v1/documents", content=unsigned(G22, [recipient]), headers=XML)
+        assert r.status_code == 202
+    runner = CliRunner()
+
+    def axis(*args: str) -> Any:
+        return runner.invoke(build_app(), [*args], catch_exceptions=False)
+
+    with served(app) as url:
+        common = ["--admin", url, "--token", "t0k"]
+
+        async def two() -> Any:
+            res = await asyncio.to_thread(axis, "dead", "list", "--json", *common)
+            return res if res.exit_code == 0 and len(orjson.loads(res.stdout)["items"]) == 2 else None
+
+        listed_ = orjson.loads((await wait_for(two, what="two dead letters through the CLI")).stdout)
+        assert listed_["ok"] is True and {i["reason"] for i in listed_["items"]} == {"UNKNOWN_RECIPIENT"}
+        to_h41 = next(i for i in listed_["items"] if H41 in i["detail"])
+        to_g99 = next(i for i in listed_["items"] if G99 in i["detail"])
+        table = await asyncio.to_thread(axis, "dead", "list", *common)
+        assert table.exit_code == 0 and to_h41["id"][:10] in table.stdout and "dead letters (2 of 2)" in table.stdout
+        out = tmp_path / "letter.xml"
+        shown = await asyncio.to_thread(axis, "dead", "show", to_h41["id"], "-o", str(out), "--json", *common)
+        assert shown.exit_code == 0, shown.stdout
+        assert orjson.loads(shown.stdout)["headers"]["x-axis-reason"] == "UNKNOWN_RECIPIENT"
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == to_h41["sha256"]
+
+        await env.router.reload(env.config)
+        res = await asyncio.to_thread(axis, "dead", "resend", to_h41["id"], "--as", "cli-ops", "--json", *common)
+        assert res.exit_code == 0 and orjson.loads(res.stdout)["admin"] == "cli-ops"
+        res = await asyncio.to_thread(axis, "dead", "discard", to_g99["id"], *common)
+        assert res.exit_code == 0 and "discarded" in res.stdout
+        # no such dead letter any more: exit 1, JSON says why; a wrong token: exit 1 too; bad usage: 2
+        res = await asyncio.to_thread(axis, "dead", "discard", to_g99["id"], "--json", *common)
+        assert res.exit_code == 1 and orjson.loads(res.stdout)["status"] == 404
+        res = await asyncio.to_thread(axis, "dead", "list", "--admin", url, "--token", "wrong", "--json")
+        assert res.exit_code == 1 and orjson.loads(res.stdout)["status"] == 401
+        assert (await asyncio.to_thread(axis, "dead", "list", "--admin", url)).exit_code == 2
+    await wait_for(lambda: inbox(env, H41), what="the resent document in H41's inbox")
+    events = await wait_for(lambda: admin_events(env), what="the admin events")
+    assert sorted((e.action, e.admin) for e in events) == [("discard", _login_name()), ("resend", "cli-ops")]
+    await api.stop()
+
+
+def _login_name() -> str:
+    import getpass
+
+    return getpass.getuser()

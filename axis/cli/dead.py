@@ -1,0 +1,208 @@
+"""``axis dead list|show|resend|discard``: the dead letters of a running axis, through its admin app
+(``/admin/dead-letters``, :mod:`axis.admin.deadletters`).
+
+The admin app is found as ``axis stats`` finds it: ``./axis-work/connections.json`` by default, ``--connections
+FILE`` otherwise, or ``--admin URL --token T`` (``AXIS_ADMIN_URL``/``AXIS_ADMIN_TOKEN``). ``resend`` and
+``discard`` name the administrator in the evidence log: ``--as NAME``, else the login name (``X-Axis-Admin``).
+
+Exit status (contract section 3): 0 done; 1 the operation failed (no such dead letter, the admin app refused or
+cannot be reached; ``--json``: ``{"ok": false, "reason": null, "detail", "status"}``); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ssl
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import httpx
+import orjson
+import typer
+from rich.table import Table
+
+from axis.cli._common import EXIT_REFUSED, connection_tls, console, err_console, print_json, safe, usage_error
+from axis.client import tls_verify
+
+app = typer.Typer(help="List, inspect, resend and discard the dead letters (refused and poison messages) of a "
+                       "running axis.", no_args_is_help=True)
+
+DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
+TIMEOUT = 120.0  # a scan of a long queue
+CONNECTIONS = typer.Option(None, "--connections", metavar="FILE",
+                           help="connections.json of the running axis (default ./axis-work/connections.json)")
+ADMIN = typer.Option(None, "--admin", envvar="AXIS_ADMIN_URL", help="admin app URL (default: from connections.json)")
+TOKEN = typer.Option(None, "--token", envvar="AXIS_ADMIN_TOKEN", help="admin token (default: from connections.json)")
+JSON = typer.Option(False, "--json", help="print the answer as one JSON object")
+AS = typer.Option(None, "--as", metavar="NAME", help="the administrator named in the evidence log (default: your "
+                  "login name)")
+
+
+def _target(connections: Path | None, admin: str | None, token: str | None) -> tuple[str, str, str | None]:
+    """The admin app's URL, token and the CA to trust."""
+    if admin is not None:
+        if not token:
+            usage_error("--admin needs --token (or AXIS_ADMIN_TOKEN)")
+        return admin, token, connection_tls(admin, connections=connections)["ca"]
+    path = connections or DEFAULT_CONNECTIONS
+    if not path.is_file():
+        usage_error(f"no {path} here (run `axis up` or `axis demo` first, or pass --connections FILE or --admin URL)")
+    try:
+        raw = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        usage_error(f"{path} cannot be read: {exc}")
+    section = raw.get("admin") if isinstance(raw, dict) else None
+    if not isinstance(section, dict) or not section.get("url"):
+        usage_error(f"{path} has no admin.url")
+    if not (token or section.get("token")):
+        usage_error(f"{path} has no admin.token: pass --token")
+    return str(section["url"]), str(token or section["token"]), raw.get("ca")
+
+
+def _failed(detail: str, as_json: bool, status: int | None = None) -> NoReturn:
+    if as_json:
+        print_json({"ok": False, "reason": None, "detail": detail, "status": status})
+    else:
+        err_console.print(f"[bold red]error:[/] {safe(detail, lines=True)}")
+    raise typer.Exit(EXIT_REFUSED)
+
+
+def _request(target: tuple[str, str, str | None], method: str, path: str, as_json: bool, *,
+             params: dict[str, Any] | None = None, admin_name: str | None = None) -> httpx.Response:
+    url, token, ca = target
+    verify: ssl.SSLContext | bool = tls_verify(ca, None, None) if url.startswith("https://") and ca else True
+    headers = {"Authorization": f"Bearer {token}"}
+    body = None
+    if admin_name is not None:
+        body = {"admin": admin_name}
+    try:
+        with httpx.Client(base_url=url.rstrip("/"), timeout=TIMEOUT, verify=verify, trust_env=False) as c:
+            r = c.request(method, path, params=params, headers=headers, json=body)
+    except httpx.HTTPError as exc:
+        _failed(f"cannot reach the admin app at {url}: {exc}", as_json)
+    if r.status_code != 200:
+        try:
+            problem = r.json()
+            detail = str(problem.get("detail") or problem.get("title")) if isinstance(problem, dict) else r.text
+        except ValueError:
+            detail = r.text[:300]
+        _failed(f"{method} {path}: {r.status_code} {detail}", as_json, r.status_code)
+    return r
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "admin"
+
+
+def _path(letter_id: str, suffix: str = "") -> str:
+    return f"/admin/dead-letters/{quote(letter_id, safe='')}{suffix}"
+
+
+@app.command("list")
+def list_(
+    reason: str | None = typer.Option(None, "--reason", help="only this reason (a contract code, or RabbitMQ's "
+                                      "delivery_limit/rejected for poison messages)"),
+    sender: str | None = typer.Option(None, "--sender", metavar="CODE", help="only this sending agency"),
+    server: str | None = typer.Option(None, "--server", metavar="ID", help="only what this endpoint server submitted"),
+    document_id: str | None = typer.Option(None, "--document-id", help="only this DocumentId"),
+    limit: int = typer.Option(100, "--limit", min=1, max=1000),
+    offset: int = typer.Option(0, "--offset", min=0),
+    as_json: bool = JSON,
+    connections: Path | None = CONNECTIONS,
+    admin: str | None = ADMIN,
+    token: str | None = TOKEN,
+) -> None:
+    """The dead letters, oldest first (one page: --limit, --offset)."""
+    params = {k: v for k, v in {"reason": reason, "sender": sender, "server": server, "document_id": document_id,
+                                "limit": limit, "offset": offset}.items() if v is not None}
+    page = _request(_target(connections, admin, token), "GET", "/admin/dead-letters", as_json, params=params).json()
+    if as_json:
+        print_json({"ok": True, **page})
+        return
+    items = page.get("items") or []
+    table = Table(title=f"dead letters ({len(items)} of {page.get('total', len(items))})")
+    table.add_column("id", no_wrap=True)  # what the other commands take: never broken over lines
+    for col in ("at", "reason", "sender", "document id", "server", "detail"):
+        table.add_column(col)
+    for i in items:  # everything here came from a refused message: through safe()
+        table.add_row(safe(i.get("id")), safe(i.get("at")), safe(i.get("reason")), safe(i.get("sender")),
+                      safe(i.get("document_id")), safe(i.get("server")), safe(str(i.get("detail") or "")[:80]))
+    console.print(table)
+    if page.get("next_offset") is not None:
+        console.print(f"more: --offset {page['next_offset']}")
+
+
+@app.command("show")
+def show(
+    letter_id: str = typer.Argument(..., metavar="ID"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="write the dead letter's bytes to this file"),
+    as_json: bool = JSON,
+    connections: Path | None = CONNECTIONS,
+    admin: str | None = ADMIN,
+    token: str | None = TOKEN,
+) -> None:
+    """One dead letter: its fields and headers (-o FILE: its bytes, exactly as refused)."""
+    target = _target(connections, admin, token)
+    letter = _request(target, "GET", _path(letter_id), as_json).json()
+    if output is not None:
+        raw = _request(target, "GET", _path(letter_id, "/bytes"), as_json).content
+        try:
+            output.write_bytes(raw)
+        except OSError as exc:
+            usage_error(f"cannot write {output}: {exc.strerror or exc}")
+        letter["written"] = str(output)
+    if as_json:
+        print_json({"ok": True, **letter})
+        return
+    for key in ("id", "reason", "detail", "sender", "document_id", "server", "at", "kind", "source", "size",
+                "sha256", "message_id", "content_type", "written"):
+        if letter.get(key) is not None:
+            console.print(f"[bold]{key}[/]: {safe(letter[key])}", soft_wrap=True, highlight=False)
+    for name, value in (letter.get("headers") or {}).items():
+        console.print(f"  {safe(name)}: {safe(value)}", soft_wrap=True, highlight=False)
+
+
+def _act(action: str, letter_id: str, name: str | None, as_json: bool, connections: Path | None,
+         admin: str | None, token: str | None) -> None:
+    target = _target(connections, admin, token)
+    done = _request(target, "POST", _path(letter_id, f"/{action}"), as_json, admin_name=name or _login()).json()
+    if as_json:
+        print_json({"ok": True, **done})
+        return
+    what = "resent" if action == "resend" else "discarded"
+    console.print(f"[green]{what}[/] {safe(letter_id)} ({safe(done.get('reason'))}; {safe(done.get('sender'))} "
+                  f"{safe(done.get('document_id'))}) by {safe(done.get('admin'))}; logged", soft_wrap=True)
+
+
+@app.command("resend")
+def resend(
+    letter_id: str = typer.Argument(..., metavar="ID"),
+    as_name: str | None = AS,
+    as_json: bool = JSON,
+    connections: Path | None = CONNECTIONS,
+    admin: str | None = ADMIN,
+    token: str | None = TOKEN,
+) -> None:
+    """Send a dead letter back where it came from, as if just submitted (after fixing its cause)."""
+    _act("resend", letter_id, as_name, as_json, connections, admin, token)
+
+
+@app.command("discard")
+def discard(
+    letter_id: str = typer.Argument(..., metavar="ID"),
+    as_name: str | None = AS,
+    as_json: bool = JSON,
+    connections: Path | None = CONNECTIONS,
+    admin: str | None = ADMIN,
+    token: str | None = TOKEN,
+) -> None:
+    """Remove a dead letter for good (the evidence log keeps the action)."""
+    _act("discard", letter_id, as_name, as_json, connections, admin, token)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="dead")
