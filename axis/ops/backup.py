@@ -160,6 +160,18 @@ def _summary_sqlite(files: Mapping[str, tuple[str, Path]]) -> dict[str, Any]:
 
 
 # -- backup ------------------------------------------------------------------------------------------------------
+def _referenced_files(config: Any) -> Iterator[Path]:
+    """The files the configuration names (the PKI, keys and certificates, TLS, the evidence log's key)."""
+    for p in (config.pki.ca, config.pki.crl, config.tls.cert if config.tls.enabled else None,
+              config.tls.key if config.tls.enabled else None, config.evidence.key, config.evidence.cert):
+        if p is not None:
+            yield p
+    for a in config.agencies:
+        for p in (a.key, a.cert):
+            if p is not None:
+                yield p
+
+
 @dataclass
 class _Member:
     name: str
@@ -199,6 +211,12 @@ def take_backup(work_dir: Path, out: Path, passphrase: str, *, config_path: Path
         config = load_config(config_path)
     except ConfigError as exc:
         raise BackupError("usage", str(exc)) from None
+    outside = sorted({str(p) for p in _referenced_files(config) if not p.resolve().is_relative_to(work_dir)})
+    if not config_path.is_relative_to(work_dir):
+        outside.insert(0, str(config_path))
+    if outside:
+        raise BackupError("usage", f"files the configuration needs are outside {work_dir}, so a backup of it would "
+                                   f"not restore: {', '.join(outside[:5])}{' …' if len(outside) > 5 else ''}")
     roles: dict[str, str] = {config.stats_url: "stats", config.evidence.url: "evidence"}
     for server in config.servers:
         roles.setdefault(server.inbox_url, "inbox")

@@ -205,3 +205,18 @@ def test_an_unknown_member_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="unexpected member"):
         restore_backup(out, tmp_path / "r", PASS)
     assert not (tmp_path / "escape").exists()
+
+
+def test_a_configuration_that_needs_files_elsewhere_is_refused(work: Path, tmp_path: Path) -> None:
+    import yaml
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "ca.pem").write_bytes((work / "pki/ca.cert.pem").read_bytes())
+    raw = yaml.safe_load((work / "config.yaml").read_text())
+    raw["pki"]["ca"] = str(elsewhere / "ca.pem")
+    (work / "config.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(BackupError) as exc:
+        take_backup(work, tmp_path / "b", PASS)
+    assert exc.value.kind == "usage" and str(elsewhere / "ca.pem") in exc.value.detail
+    assert not (tmp_path / "b").exists()
