@@ -51,6 +51,7 @@ from axis.admin.agencies import AgencyAdmin
 from axis.admin.certificates import CertificateWatch
 from axis.admin.deadletters import DeadLetterApi
 from axis.admin.evidence import EvidenceApi
+from axis.admin.liveness import ServerLiveness
 from axis.admin.probe import DEFAULT_RABBIT_MGMT, Prober
 from axis.admin.reminders import ReminderScheduler
 from axis.admin.uncollected import UncollectedApi
@@ -238,6 +239,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
     evidence = EvidenceApi(settings.evidence_url, settings.ca_path, settings.crl_path, settings.log_check_seconds)
     certificates = CertificateWatch.for_settings(settings)
     dead_letters = DeadLetterApi.for_config(settings.amqp_url, config_or_settings)
+    liveness = ServerLiveness(prober, settings.poll_seconds)
     uncollected = UncollectedApi.for_settings(settings)  # GET /admin/uncollected; reminders (issue 14)
     reminders = ReminderScheduler.for_settings(settings, uncollected)
     per_server: dict[str, list[str]] = {}  # the directory is immutable: group its agencies by server once
@@ -535,6 +537,7 @@ def create_app(config_or_settings: Any) -> FastAPI:
         evidence.register_metrics(registry)
         certificates.register_metrics(registry)
         dead_letters.register_metrics(registry)
+        liveness.register_metrics(registry)
         uncollected.register_metrics(registry)
         reminders.register_metrics(registry)
         body, content_type = render(registry)
