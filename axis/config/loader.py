@@ -19,6 +19,7 @@ from axis.config.model import (
     DEFAULT_STH_INTERVAL_SECONDS,
     AdminConfig,
     AgencyConfig,
+    BlobConfig,
     BrokerConfig,
     Config,
     ConfigError,
@@ -224,6 +225,22 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     return config_from_dict(raw, base=path.parent, path=path, env=env)
 
 
+def _blobs(raw: Any, base: Path) -> BlobConfig:
+    """``blobs: {dir, retention_days, gc_interval_seconds}`` (axis.config.model.BlobConfig)."""
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("blobs must be a mapping")
+    try:
+        blobs = BlobConfig(dir=_resolve(base, raw.get("dir")) or base / "blobs",
+                           retention_days=float(raw.get("retention_days", 30.0)),
+                           gc_interval_seconds=float(raw.get("gc_interval_seconds", 600.0)))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad number in blobs: {exc}") from None
+    if blobs.retention_days < 0 or blobs.gc_interval_seconds <= 0:
+        raise ConfigError("blobs.retention_days must not be negative, blobs.gc_interval_seconds must be positive")
+    return blobs
+
+
 def config_from_dict(
     raw: Mapping[str, Any], *, base: Path, path: Path | None = None, env: Mapping[str, str] | None = None
 ) -> Config:
@@ -251,6 +268,8 @@ def config_from_dict(
             body_min_rate=int(limits_raw.get("body_min_rate", 4096)),
             keep_alive_seconds=float(limits_raw.get("keep_alive_seconds", 5.0)),
             max_connections=int(limits_raw.get("max_connections", 1000)),
+            max_document_bytes=int(limits_raw.get("max_document_bytes", 0)),
+            inline_max_bytes=int(limits_raw.get("inline_max_bytes", 0)),
         )
         routers = int(raw.get("routers", 1))
         hosts = int(raw.get("hosts", 2))
@@ -264,6 +283,8 @@ def config_from_dict(
            limits.keep_alive_seconds, limits.max_connections) <= 0:
         raise ConfigError("limits.header_timeout_seconds, body_timeout_seconds, body_min_rate, keep_alive_seconds "
                           "and max_connections must be positive")
+    if limits.max_document_bytes < 0 or limits.inline_max_bytes < 0:
+        raise ConfigError("limits.max_document_bytes and inline_max_bytes must not be negative")
     if not 1 <= limits.max_recipients <= 1000:
         raise ConfigError("limits.max_recipients must be between 1 and 1000")
 
@@ -348,6 +369,7 @@ def config_from_dict(
         directory=directory,
         broker=_broker(raw.get("broker"), base, amqp_url, pki.ca),
         evidence=_evidence(raw.get("evidence"), base, env),
+        blobs=_blobs(raw.get("blobs"), base),
         tls=tls,
     )
 

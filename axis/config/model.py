@@ -120,6 +120,27 @@ class Limits:
     body_min_rate: int = 4096
     keep_alive_seconds: float = 5.0
     max_connections: int = 1000
+    #: Big documents (axis.core.blobref): a document over ``inline_max_bytes`` (at most ``max_envelope_bytes``) is
+    #: streamed to the blob store at the door and travels by reference, up to ``max_document_bytes``. 0 (the
+    #: default) means ``max_envelope_bytes`` for both: no document travels by reference until the operator sets
+    #: ``max_document_bytes`` (e.g. 209715200 for 200 MiB) and gives the blob store its disk.
+    max_document_bytes: int = 0
+    inline_max_bytes: int = 0
+
+    @property
+    def document_limit(self) -> int:
+        """The largest document accepted (TOO_LARGE above)."""
+        return max(self.max_document_bytes, self.max_envelope_bytes)
+
+    @property
+    def inline_limit(self) -> int:
+        """The largest document that travels inline (its bytes in the messages); larger ones by reference."""
+        return min(self.inline_max_bytes or self.max_envelope_bytes, self.max_envelope_bytes)
+
+    @property
+    def big_documents(self) -> bool:
+        """Whether documents may travel by reference at all."""
+        return self.document_limit > self.inline_limit
 
 
 BROKER_AUTH_USERS = "users"
@@ -162,6 +183,18 @@ class EvidenceConfig:
     key: Path | None = None
     cert: Path | None = None
     sth_interval_seconds: float = DEFAULT_STH_INTERVAL_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class BlobConfig:
+    """The blob store of big documents (axis.blobs): a directory shared by the endpoint hosts and the routers
+    (``dir``, relative to the work directory), and how long a blob is kept at least (``retention_days``: the
+    evidence log names its digest, and the sender may fetch it back) — deleted after that once every recipient
+    acked it. ``gc_interval_seconds``: how often each endpoint host looks for blobs to delete."""
+
+    dir: Path = Path("blobs")
+    retention_days: float = 30.0
+    gc_interval_seconds: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +246,7 @@ class Config:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    blobs: BlobConfig = field(default_factory=BlobConfig)
     _by_code: dict[str, AgencyConfig] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -229,6 +263,11 @@ class Config:
 
     def agency(self, code: str) -> AgencyConfig | None:
         return self._by_code.get(code)
+
+    @property
+    def blob_dir(self) -> Path:
+        """The blob store's directory (``blobs.dir``, relative to the work directory)."""
+        return self.blobs.dir if self.blobs.dir.is_absolute() else self.work_dir / self.blobs.dir
 
     def client_ssl(self) -> ssl.SSLContext | bool:
         """How the axis's own clients (``axis up``'s health checks, the admin's probes, live moves) verify its
