@@ -35,7 +35,10 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(24)
+    """A new token (an agency's or the admin's): 72 URL-safe characters. An agency's token is also the VPCP SDK's
+    secret, the HMAC key of its /vxp requests (endpoints.vxp): longer than HMAC's 64-byte block, so the facade can
+    check it from the SHA-256 digest stored at rest (HMAC hashes such a key)."""
+    return secrets.token_urlsafe(54)
 
 
 def base_url(host: str, port: int, tls: bool) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,12 +27,6 @@ if TYPE_CHECKING:
     from axis.core.pki import Algorithm
 
 CSV_AGENCIES_ABOVE = 5000
-
-
-def new_agency_token() -> str:
-    """An agency's token: 72 characters. Longer than HMAC's 64-byte block, so the VPCP SDK facade (endpoints.vxp),
-    whose MAC key is the token, can check it from the SHA-256 digest stored at rest (HMAC hashes such a key)."""
-    return secrets.token_urlsafe(54)
 
 
 def generate_workdir(
@@ -110,7 +103,7 @@ def generate_workdir(
         clients = {c.code: (str(c.cert_path), str(c.key_path))
                    for c in issue_client_certificates(pki_dir, [(code, name) for code, name, _ in agencies])}
     for (code, name, sid), issued in zip(agencies, every, strict=True):
-        token = new_agency_token()
+        token = new_token()
         key, cert = str(issued.key_path.relative_to(wd)), str(issued.cert_path.relative_to(wd))
         entry: dict[str, Any] = {"code": code, "name": name, "server": sid, "token_sha256": hash_token(token)}
         if server_signs:

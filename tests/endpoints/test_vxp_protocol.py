@@ -8,8 +8,7 @@ import json
 
 import pytest
 
-from axis.config.model import hash_token
-from axis.config.workdir import new_agency_token
+from axis.config.model import hash_token, new_token
 from axis.core.reasons import Reason, Refusal
 from axis.core.vpcp import sdk_hash_file, strip_sdk_body
 from endpoints.vxp.protocol import answer, hmac_key, mac_ok, read_signed
@@ -27,14 +26,14 @@ def sdk_headers(secret: str, **params: str) -> dict[str, str]:
 
 
 def test_the_stored_digest_checks_the_sdk_mac() -> None:
-    token = new_agency_token()
+    token = new_token()
     assert len(token.encode()) > 64
     request = read_signed(raw(sdk_headers(token, docId="abc", status="done")))
     assert request.system_id == "000.00.00.G01"
     assert (request.get("docId"), request.get("status"), request.get("content-type")) == (
         "abc", "done", "application/json")
     assert mac_ok(hmac_key(hash_token(token)), request)
-    assert not mac_ok(hmac_key(hash_token(new_agency_token())), request)
+    assert not mac_ok(hmac_key(hash_token(new_token())), request)
     # a token of 64 bytes or fewer cannot be checked from its digest (documented: re-issue it)
     short = "s" * 32
     assert not mac_ok(hmac_key(hash_token(short)), read_signed(raw(sdk_headers(short))))
