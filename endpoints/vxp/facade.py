@@ -24,7 +24,8 @@ Decisions where the SDK reference is silent or does not fit axis:
 
 - **Credentials.** systemId = the agency code (it must be hosted on this server), secret = the agency's token.
   The server keeps only the token's SHA-256, and HMAC hashes a key longer than 64 bytes, so the stored digest is
-  the MAC key (:func:`endpoints.vxp.protocol.hmac_key`); ``axis init``/``axis demo`` issue 72-character tokens.
+  the MAC key (:func:`endpoints.vxp.protocol.hmac_key`); every token axis issues is 72 characters
+  (``axis.config.new_token``).
   A token of 64 bytes or fewer (issued before) cannot be checked: its calls fail UNAUTHORIZED until it is
   re-issued. The cost: for ``/vxp`` the stored digest is as good as the token (the protocol needs a
   key-equivalent on the server; ``/v1`` bearer tokens stay safe from a leaked digest). The failed-authentication
