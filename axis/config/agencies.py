@@ -1,5 +1,6 @@
 """Edits of ``config.yaml`` for the agency lifecycle (``axis agency add|retire``, :mod:`axis.ops.agencies`): add an
-agency (and its server when new), retire one. Written atomically, only if the result validates; a code change is
+agency (and its server when new), retire one. Written atomically, only if the result validates, and the
+directory's version journal advanced (agency software syncing with ``?since=`` sees the change); a code change is
 :func:`axis.config.renames.rename_agency`, a new certificate changes no configuration (same paths)."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from axis.config.directory_journal import sync_journal
 from axis.config.model import Config, ConfigError
 from axis.config.moves import YamlMap, _agency_entry, _ensure_server, _load_raw, _write_validated
 
@@ -52,7 +54,9 @@ def add_agency(config_path: str | Path, code: str, name: str, server_id: str, *,
     agencies.append(entry)
     if holds_key and key is not None:
         server["keys"] = [*(k for k in server.get("keys") or [] if k != code), code]
-    return _write_validated(raw, path, None)
+    config = _write_validated(raw, path, None)
+    sync_journal(config)  # the directory's next version lists it (axis.config.directory_journal)
+    return config
 
 
 def retire_agency(config_path: str | Path, code: str) -> Config:
@@ -63,7 +67,9 @@ def retire_agency(config_path: str | Path, code: str) -> Config:
     _yaml_agencies(raw, path)
     entry = _agency_entry(raw, code, path)
     entry["active"] = False
-    return _write_validated(raw, path, None)
+    config = _write_validated(raw, path, None)
+    sync_journal(config)  # the directory's next version shows it inactive
+    return config
 
 
 def restore(config_path: str | Path, original: bytes) -> None:

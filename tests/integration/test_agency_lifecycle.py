@@ -102,6 +102,10 @@ async def scenario(wd: Path, conn: dict[str, Any]) -> dict[str, Any]:
         r = await http.post(f"{admin}/admin/agencies", json={"code": G09, "server": "sh"})
         assert r.status_code == 401
 
+        r = await http.get(f"{ag[G22].endpoint}/v1/directory", headers=ag[G22].headers)
+        assert r.status_code == 200, r.text
+        synced = r.json()["version"]  # agency software's last sync
+
         # -- add: G09 on a new dedicated server, G10 on the shared one
         r = await http.post(f"{admin}/admin/agencies", headers=bearer,
                             json={"code": G09, "name": "Bộ Tài chính", "server": "d-g09"})
@@ -187,6 +191,11 @@ async def scenario(wd: Path, conn: dict[str, Any]) -> dict[str, Any]:
         r = await http.get(f"{admin}/admin/certificates", params={"limit": 1000}, headers=bearer)
         out["watched"] = {(i["kind"], i["agency"]) for i in r.json()["items"]}
 
+        # -- agency software syncing the directory sees every change
+        r = await http.get(f"{ag[G22].endpoint}/v1/directory", params={"since": synced}, headers=ag[G22].headers)
+        assert r.status_code == 200, r.text
+        out["directory"] = r.json()
+
         # -- the evidence log and the gauges
         deadline = time.monotonic() + 60
         while True:
@@ -243,6 +252,9 @@ def test_agency_lifecycle_on_a_running_axis(tmp_path: Path, vhost_url: str) -> N
     assert leaves[2]["sha256"] == out["rotated"]["certificate"]["sha256"] and leaves[3]["sha256"] == ""
     assert f'axis_certificate_days_left{{agency="{G09}",kind="agency"}}' in out["metrics"]
     assert f'axis_certificate_days_left{{agency="{G03}",kind="agency"}}' not in out["metrics"]  # retired
+    sync = out["directory"]
+    listed = {a["code"]: (a["active"], a["aliases"]) for a in sync["agencies"]}
+    assert listed == {G09: (True, []), G03: (False, []), G10_NEW: (False, [G10])} and sync["deleted"] == [G10]
     revoked = int(out["revoked"]["revoked_serial"], 16)
     crl = pki.load_crl((wd / "pki" / "crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(revoked) is not None

@@ -11,6 +11,8 @@ import yaml
 
 from axis.config import ConfigError, generate_workdir, load_config
 from axis.config.agencies import add_agency, restore, retire_agency
+from axis.config.directory_journal import journal_path, read_journal, sync_journal
+from axis.core.directory_versions import changes_since
 from axis.core.routing import route_document
 from axis.ops.agencyplan import AddPlan, CertRequest, RenamePlan, RetirePlan, RotatePlan, check_request
 from axis.ops.livemove import MoveError
@@ -68,8 +70,11 @@ def test_refusals(workdir: tuple[Path, dict[str, Any]], request_: dict[str, Any]
 def test_add_then_retire_in_the_file(workdir: tuple[Path, dict[str, Any]]) -> None:
     path, _ = workdir
     original = path.read_bytes()
+    before = sync_journal(load_config(path)).version  # agency software synced at this version
     key, cert = path.parent / "pki" / "k.pem", path.parent / "pki" / "c.pem"
     config = add_agency(path, G09, "BTC", "d-g09", token_sha256="ab" * 32, key=key, cert=cert, port=18790)
+    added = changes_since(read_journal(journal_path(config)), before)  # type: ignore[arg-type]
+    assert added["version"] == before + 1 and [a["code"] for a in added["agencies"]] == [G09]
     assert config.agency(G09).server == "d-g09" and config.server("d-g09").port == 18790  # type: ignore[union-attr]
     assert config.server("d-g09").keys == (G09,) and config.agency(G09).cert == cert  # type: ignore[union-attr]
     raw = yaml.safe_load(path.read_text())
@@ -79,6 +84,8 @@ def test_add_then_retire_in_the_file(workdir: tuple[Path, dict[str, Any]]) -> No
     with pytest.raises(ConfigError, match="dedicated"):
         add_agency(path, "000.00.00.G10", "x", "d1", token_sha256="cd" * 32, key=None, cert=None)
     retired = retire_agency(path, G01)
+    changed = changes_since(read_journal(journal_path(retired)), before + 1)  # type: ignore[arg-type]
+    assert [(a["code"], a["active"]) for a in changed["agencies"]] == [(G01, False)]
     assert retired.agency(G01).active is False and retired.directory.agency(G01).active is False  # type: ignore[union-attr]
     with pytest.raises(MoveError) as e:  # retired: no second retirement, no rename, no new certificate
         check_request(retired, {"op": "agency-retire", "agency": G01})
