@@ -113,7 +113,7 @@ def _name(value: Any, default: str | None) -> str | None:
 def _taken(config: Config, code: str) -> str | None:
     """Who holds ``code`` already: an agency's code, or one of its former codes (None when it is free)."""
     if config.agency(code) is not None:
-        return f"the code {code} is agency {code}'s"
+        return f"agency {code} already exists"
     for a in config.agencies:
         if code in getattr(a, "aliases", ()):
             return f"the code {code} is a former code of agency {a.code}"
