@@ -40,7 +40,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from axis.admin.uncollected import UncollectedApi, UncollectedSource
+from axis.admin.uncollected import UncollectedApi, UncollectedSource, file_stamp
+from axis.config import ConfigError
 from axis.config.reminders import ReminderSettings, SmtpSettings, WebhookSettings, load_reminders
 from axis.core.reminders import (
     CHANNELS,
@@ -205,6 +206,8 @@ class ReminderScheduler:
             webhook_verify = ssl.create_default_context(cafile=str(ca)) if ca else True
         self._verify = webhook_verify
         self._http: httpx.AsyncClient | None = None
+        self.path: Path | None = None
+        self._stamp: tuple[int, int] | None = None
 
     @classmethod
     def for_settings(cls, settings: Any, gauges: UncollectedApi) -> ReminderScheduler:
@@ -213,7 +216,24 @@ class ReminderScheduler:
         reminders = load_reminders(path) if path is not None else None
         directory = getattr(settings, "directory", None)
         names = {code: a.name for code, a in directory.agencies.items()} if directory is not None else {}
-        return cls(reminders, gauges.source, names=names, gauges=gauges)
+        scheduler = cls(reminders, gauges.source, names=names, gauges=gauges)
+        scheduler.path = Path(path) if path is not None else None
+        scheduler._stamp = file_stamp(scheduler.path)
+        return scheduler
+
+    def _reread(self) -> None:
+        """The reminders section again when config.yaml changed (contacts, periods; the sent log stays)."""
+        stamp = file_stamp(self.path)
+        if self.path is None or stamp is None or stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            fresh = load_reminders(self.path)
+        except ConfigError as exc:
+            log.warning("reminders: %s; going on with the previous settings", exc)
+            return
+        if fresh is not None:
+            self.settings = fresh
 
     @property
     def enabled(self) -> bool:
@@ -226,9 +246,12 @@ class ReminderScheduler:
             return {"enabled": False}
         assert self.settings is not None and self.source is not None and self.sent is not None
         async with self._round:
+            await asyncio.to_thread(self._reread)
             at = self.clock() if now is None else now
             policy = self.settings.policy
-            waiting = await self.source.all(policy.after_seconds, now=at)
+            source = await self.gauges.current() if self.gauges is not None else self.source
+            assert source is not None
+            waiting = await source.all(policy.after_seconds, now=at)
             if self.gauges is not None:
                 self.gauges.observe(waiting, at, policy.after_seconds)
             already = await self.sent.among(due_keys(waiting, at, policy, self.settings.contacts))
@@ -292,7 +315,9 @@ class ReminderScheduler:
         while True:
             try:
                 now = self.clock()
-                self.gauges.observe(await self.source.all(policy.after_seconds, now=now), now, policy.after_seconds)
+                source = await self.gauges.current()
+                if source is not None:
+                    self.gauges.observe(await source.all(policy.after_seconds, now=now), now, policy.after_seconds)
             except Exception:  # the gauges must never end the loop (nor the admin app)
                 log.exception("reading the uncollected deliveries failed")
             await asyncio.sleep(OBSERVE_SECONDS)

@@ -177,12 +177,51 @@ class _Gauges(Collector):
         yield o
 
 
-class UncollectedApi:
-    """``GET /admin/uncollected`` and the uncollected gauges (fed by the reminder rounds, :meth:`observe`)."""
+def file_stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_mtime_ns, st.st_size)
 
-    def __init__(self, source: UncollectedSource | None) -> None:
+
+class UncollectedApi:
+    """``GET /admin/uncollected`` and the uncollected gauges (fed by the reminder rounds, :meth:`observe`). The
+    servers and their stores follow config.yaml (``path``): re-read when the file changed (an agency or a server
+    added, a move), the stores still named kept open."""
+
+    def __init__(self, source: UncollectedSource | None, path: Path | None = None) -> None:
         self.source = source
+        self.path = path
+        self._stamp = file_stamp(path)
+        self._reload = asyncio.Lock()
         self.last_count: tuple[int, float, float] | None = None
+
+    async def current(self) -> UncollectedSource | None:
+        """The source for the configuration file as it is now."""
+        stamp = file_stamp(self.path)
+        if self.path is None or stamp == self._stamp or stamp is None:
+            return self.source
+        async with self._reload:
+            if stamp == self._stamp:
+                return self.source
+            from axis.config import ConfigError, load_config
+
+            try:
+                config = await asyncio.to_thread(load_config, self.path)
+            except ConfigError:
+                return self.source  # a file being edited: the previous servers until it loads
+            new = UncollectedSource.from_config(config)
+            old, self.source, self._stamp = self.source, new, stamp
+            if old is not None:
+                async with old._lock:
+                    for url, store in old._open.items():
+                        if url in new.stores:
+                            new._open[url] = store
+                        else:
+                            await store.close()
+                    old._open.clear()
+            return new
 
     @classmethod
     def for_settings(cls, settings: Any) -> UncollectedApi:
@@ -192,7 +231,7 @@ class UncollectedApi:
             return cls(None)
         from axis.config import load_config
 
-        return cls(UncollectedSource.from_config(load_config(path)))
+        return cls(UncollectedSource.from_config(load_config(path)), Path(path))
 
     def observe(self, waiting: list[Waiting], now: float, after: float) -> None:
         oldest = now - waiting[0].received_at if waiting else 0.0
@@ -221,9 +260,10 @@ class UncollectedApi:
             except ValueError:
                 return _problem(400, "older_than, limit and offset must be non-negative numbers",
                                 Reason.SCHEMA_INVALID)
-            if api.source is None:
+            source = await api.current()
+            if source is None:
                 return _problem(503, "no configuration file: the inbox stores are unknown")
-            items, more = await api.source.page(older_than, agency=q.get("agency") or None,
+            items, more = await source.page(older_than, agency=q.get("agency") or None,
                                                 server=q.get("server") or None, limit=limit, offset=offset)
             return JSONResponse({"items": [item_json(w) for w in items],
                                  "next_offset": offset + len(items) if more else None})

@@ -285,3 +285,28 @@ async def test_without_reminders_the_gauges_still_follow(filled: Path) -> None:
         assert (await s.run_once())["enabled"] is False
     finally:
         await s.stop()
+
+
+async def test_a_changed_configuration_is_followed(filled: Path, smtp: tuple[int, Mailbox]) -> None:
+    """Contacts added to config.yaml are used at the next round; a server added is listed by the route."""
+    _, box = smtp
+    s = scheduler(filled, [])
+    try:
+        assert (await s.run_once(NOW))["sent"]["email"] == 2
+        raw = yaml.safe_load(filled.read_text())
+        raw["reminders"]["contacts"][C] = {"email": ["c@h03.example"]}
+        raw["servers"].append({"id": "s9", "kind": "dedicated", "port": free_port(),
+                               "inbox_url": "sqlite+aiosqlite:///inbox-s9.db"})
+        raw["agencies"].append({"code": "000.00.00.H09", "name": "H09", "server": "s9"})
+        filled.write_text(yaml.safe_dump(raw, allow_unicode=True))
+        store = await open_inbox(f"sqlite+aiosqlite:///{filled.parent / 'inbox-s9.db'}")
+        await store.insert_rows("axis_received", [inbox_row(9, "000.00.00.H09", 50 * H)])
+        await store.close()
+        report = await s.run_once(NOW + 60)
+        assert report["sent"]["email"] == 1 and report["waiting"] == 4
+        assert box.messages[-1][1] == ["c@h03.example"] and "doc-5" in box.messages[-1][2].get_content()
+        assert s.gauges is not None
+        source = await s.gauges.current()
+        assert source is not None and "s9" in {sid for ids in source.stores.values() for sid in ids}
+    finally:
+        await s.stop()
