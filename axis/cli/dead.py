@@ -20,7 +20,6 @@ from urllib.parse import quote
 import httpx
 import orjson
 import typer
-from rich.table import Table
 
 from axis.cli._common import EXIT_REFUSED, connection_tls, console, err_console, print_json, safe, usage_error
 from axis.client import tls_verify
@@ -124,14 +123,14 @@ def list_(
         print_json({"ok": True, **page})
         return
     items = page.get("items") or []
-    table = Table(title=f"dead letters ({len(items)} of {page.get('total', len(items))})")
-    table.add_column("id", no_wrap=True)  # what the other commands take: never broken over lines
-    for col in ("at", "reason", "sender", "document id", "server", "detail"):
-        table.add_column(col)
-    for i in items:  # everything here came from a refused message: through safe()
-        table.add_row(safe(i.get("id")), safe(i.get("at")), safe(i.get("reason")), safe(i.get("sender")),
-                      safe(i.get("document_id")), safe(i.get("server")), safe(str(i.get("detail") or "")[:80]))
-    console.print(table)
+    console.print(f"[bold]dead letters[/] ({len(items)} of {page.get('total', len(items))})", highlight=False)
+    for i in items:  # one block each (readable in any terminal width); everything came from a refused message
+        at = safe(str(i.get("at") or "?").replace("T", " ")[:19])
+        console.print(f"{safe(i.get('id'))}  {at}  [bold]{safe(i.get('reason'))}[/]  server {safe(i.get('server'))}",
+                      soft_wrap=True, highlight=False)
+        console.print(f"    {safe(i.get('sender') or '?')} · {safe(i.get('document_id') or '?')}", soft_wrap=True,
+                      highlight=False)
+        console.print(f"    {safe(str(i.get('detail') or ''))}", soft_wrap=True, highlight=False)
     if page.get("next_offset") is not None:
         console.print(f"more: --offset {page['next_offset']}")
 

@@ -289,8 +289,8 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
         deadline = began + timeout
         while pending:
             if progress is not None:
-                progress("starting:", f"{total - len(pending)} of {total} servers and the log writer ready "
-                                      f"({time.monotonic() - began:.0f}s of {timeout:.0f}s)")
+                progress("starting:", f"{total - len(pending)} of {total} ready (the endpoint servers and the log "
+                                      f"writer; {time.monotonic() - began:.0f}s of {timeout:.0f}s)")
             if run.failed():
                 raise StartError("a process exited during start: " + "; ".join(run.failed()))
             if time.monotonic() > deadline:
