@@ -37,15 +37,19 @@ TABLE_ALL_ROWS_UP_TO = 200
 _READ_ERROR = "_read_error"
 
 
-def collect_files(paths: Sequence[Path]) -> list[Path]:
-    """The files to verify: each FILE as given, each directory's ``*.edxml``/``*.xml`` files (not recursive),
-    sorted by name. A path that does not exist is a usage error."""
-    out: list[Path] = []
+def collect_files(paths: Sequence[Path]) -> list[str]:
+    """The files to verify, by name: each FILE as given, each directory's ``*.edxml``/``*.xml`` files (not
+    recursive, symbolic links followed), sorted by name. A path that does not exist is a usage error."""
+    out: list[str] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in (".edxml", ".xml")))
+            base = str(p)
+            with os.scandir(p) as entries:  # no stat per file (d_type), unlike Path.is_file()
+                names = sorted(e.name for e in entries
+                               if os.path.splitext(e.name)[1].lower() in (".edxml", ".xml") and e.is_file())
+            out.extend(os.path.join(base, name) for name in names)
         elif p.is_file():
-            out.append(p)
+            out.append(str(p))
         else:
             _usage_error(f"no such file or directory: {p}")
     return out
@@ -67,13 +71,14 @@ def check_envelope(verifier: Verifier, name: str, data: bytes) -> dict[str, Any]
     return row
 
 
-def check_path(verifier: Verifier, path: Path) -> dict[str, Any]:
+def check_path(verifier: Verifier, name: str) -> dict[str, Any]:
     """:func:`check_envelope` of a file; a file that cannot be read gives a row with ``_READ_ERROR``."""
     try:
-        data = path.read_bytes()
+        with open(name, "rb", buffering=0) as f:  # unbuffered: one read of the whole file
+            data = f.readall()
     except OSError as exc:
-        return {"file": str(path), _READ_ERROR: f"cannot read {path}: {exc}"}
-    return check_envelope(verifier, str(path), data)
+        return {"file": name, _READ_ERROR: f"cannot read {name}: {exc}"}
+    return check_envelope(verifier, name, data)
 
 
 def load_verifier(ca: Path, crl: Path | None) -> Verifier:
@@ -93,10 +98,10 @@ def _init_worker(ca: Path, crl: Path | None) -> None:
 
 
 def _check_chunk(names: list[str]) -> list[dict[str, Any]]:
-    """In a worker: the rows of a chunk of files (named by str: cheaper to send than Path objects)."""
+    """In a worker: the rows of a chunk of files."""
     assert _worker_verifier is not None, "worker not initialized"
     verifier = _worker_verifier
-    return [check_path(verifier, Path(name)) for name in names]
+    return [check_path(verifier, name) for name in names]
 
 
 def chunk_size(files: int, jobs: int) -> int:
@@ -105,7 +110,7 @@ def chunk_size(files: int, jobs: int) -> int:
     return max(1, min(64, -(-files // (jobs * 8))))
 
 
-def verify_paths(files: Sequence[Path], ca: Path, crl: Path | None, jobs: int,
+def verify_paths(files: Sequence[str], ca: Path, crl: Path | None, jobs: int,
                  verifier: Verifier | None = None) -> Iterator[dict[str, Any]]:
     """The rows of ``files`` in their order, from ``jobs`` worker processes (or this one for ``jobs`` 1 or a
     single file). Workers are forked where the platform allows (they inherit the imported modules), started
@@ -121,8 +126,7 @@ def verify_paths(files: Sequence[Path], ca: Path, crl: Path | None, jobs: int,
     context = multiprocessing.get_context(method)
     jobs = min(jobs, len(files))
     size = chunk_size(len(files), jobs)
-    names = [str(f) for f in files]
-    chunks = [names[i:i + size] for i in range(0, len(names), size)]
+    chunks = [list(files[i:i + size]) for i in range(0, len(files), size)]
     with context.Pool(jobs, initializer=_init_worker, initargs=(ca, crl)) as pool:
         for rows in pool.imap(_check_chunk, chunks):
             yield from rows
