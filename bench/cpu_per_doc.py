@@ -42,6 +42,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _published(url: str) -> int | None:
+    """Messages published into the benchmark's vhost so far (the management API's counter; it lags by the
+    statistics interval, ~5 s, so callers wait that long before reading it)."""
+    from urllib.parse import unquote
+
+    import httpx
+
+    from bench._common import RABBIT_AUTH, RABBIT_MGMT
+
+    vhost = unquote(url.rsplit("/", 1)[1])
+    try:
+        r = httpx.get(f"{RABBIT_MGMT}/api/vhosts/{vhost}", auth=RABBIT_AUTH, timeout=10)
+        return int(r.json().get("message_stats", {}).get("publish", 0))
+    except Exception:
+        return None
+
+
+STATS_LAG = 5.5  # seconds: RabbitMQ's default collect_statistics_interval is 5 s
+
+
 def _beam_pid() -> int | None:
     try:
         return int(subprocess.check_output(["pgrep", "-f", "beam.smp"], text=True).split()[0])
@@ -55,6 +75,8 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
         docs = presign(ax.connections, documents + WARM)
         with ax:
             await sustained(ax, docs[:WARM])  # connections, caches: not measured
+            await asyncio.sleep(STATS_LAG)
+            published0 = _published(url)
             procs = [(name, p.pid) for name, p in ax.run.procs]
             beam = _beam_pid()
             if beam is not None:
@@ -77,6 +99,9 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
                 s.send_signal(2)
             for s in spies:
                 s.wait()
+            await asyncio.sleep(STATS_LAG)
+            published1 = _published(url)
+    messages = (published1 - published0) / documents if published0 is not None and published1 is not None else None
     per = {name: 1000 * (after[name] - before[name]) / documents for name, _ in procs}
     # this process runs axis up's supervisor threads and the load generator's event loop: the loop's own CPU
     # time (its thread, submissions and polling) is the generator; the rest is the supervisor's
@@ -89,6 +114,7 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
     axis_ms = sum(ms for name, ms in per.items() if name != "generator")
     return {"documents": documents, "tls": tls, "wall_s": wall, "rate": documents / wall,
             "complete": run["rate"] is not None, "load_average": os.getloadavg(),
+            "amqp_messages_per_doc": messages,
             "ms_per_doc": per, "ms_per_doc_by_kind": groups, "axis_ms_per_doc": axis_ms,
             "generator_ms_per_doc": per["generator"], "total_ms_per_doc": sum(per.values()), "run": run}
 
@@ -107,7 +133,9 @@ def results(r: dict[str, Any], log: Any = print) -> list[Result]:
                   r["axis_ms_per_doc"] if r["complete"] else None, "ms", target="≤ 2 ms",
                   met=r["complete"] and r["axis_ms_per_doc"] <= 2.0,
                   notes=(f"{r['documents']:,} documents, closed loop 64 in flight, {r['rate']:.0f} doc/s, "
-                         f"{'HTTPS' if r['tls'] else 'plain HTTP'}, {loadavg}" if r["complete"]
+                         f"{'HTTPS' if r['tls'] else 'plain HTTP'}, {loadavg}"
+                         + (f", {r['amqp_messages_per_doc']:.2f} AMQP messages published per document"
+                            if r["amqp_messages_per_doc"] is not None else "") if r["complete"]
                          else "incomplete: not every delivery was stored"), extra=r)]
     out += [Result(f"  CPU per document: {label}", by.get(kind), "ms", target="(report)", notes="reported, no target")
             for kind, label in KINDS if kind in by]
@@ -136,6 +164,8 @@ def main() -> None:
     print("  by kind: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["ms_per_doc_by_kind"].items())))
     print(f"  the axis     {r['axis_ms_per_doc']:7.2f} ms CPU/doc (everything but the generator)")
     print(f"  total        {r['total_ms_per_doc']:7.2f} ms CPU/doc; load average {r['load_average'][0]:.1f}")
+    if r["amqp_messages_per_doc"] is not None:
+        print(f"  AMQP messages published per document: {r['amqp_messages_per_doc']:.2f}")
     if args.json:
         write_json(args.json, r)
 

@@ -116,6 +116,20 @@ _ID_PREFIX = uuid.uuid4().hex[:16]
 _ids = itertools.count()
 
 
+def make_properties(out: Outgoing, user_id: str | None = None) -> aiormq.spec.Basic.Properties:
+    """The AMQP properties of ``out`` — what ``make_message(out, user_id).properties`` holds (persistent, bounded
+    headers, content type, a fresh message id, the user id), built directly: constructing an ``aio_pika.Message``
+    only to read its properties cost ~60 µs per publish, ~2 µs this way (bench/README.md)."""
+    return aiormq.spec.Basic.Properties(
+        content_type=out.content_type,
+        delivery_mode=2,  # persistent
+        headers={k: bounded(v) for k, v in out.headers.items()},
+        message_id=out.message_id or f"{_ID_PREFIX}{next(_ids):016x}",
+        priority=0,
+        user_id=user_id,
+    )
+
+
 def make_message(out: Outgoing, user_id: str | None = None) -> aio_pika.Message:
     return aio_pika.Message(
         out.body,
@@ -153,7 +167,7 @@ class Publisher:
         if not isinstance(channel, aiormq.Channel):  # always (narrows to the class whose basic_publish has `wait`)
             raise TypeError(f"not an aiormq Channel: {type(channel).__name__}")
         await channel.basic_publish(out.body, exchange=out.exchange, routing_key=out.routing_key,
-                                    properties=make_message(out, self.user_id).properties, mandatory=True,
+                                    properties=make_properties(out, self.user_id), mandatory=True,
                                     wait=False)
 
     async def publish_all(self, outs: Sequence[Outgoing]) -> None:
