@@ -4,16 +4,18 @@ Any agency token of the server may read it (the directory is what every agency n
 The journal (:mod:`axis.core.directory_versions`) is advanced to the server's current configuration on the first
 request after a start or a reload — off the event loop, under the journal's file lock
 (:func:`axis.config.directory_journal.sync_journal`) — and kept per configuration object: every other request
-answers from memory.
+answers from memory. The full listing (no ``since``) is serialized once per journal (about 11 MB and 0.3 s at
+120,000 agencies); answers to ``since`` are computed per request (milliseconds).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 from axis.config import Config
 from axis.config.directory_journal import sync_journal
@@ -27,6 +29,7 @@ class JournalCache:
     def __init__(self) -> None:
         self._config: Config | None = None
         self._journal: DirectoryJournal | None = None
+        self._full: tuple[DirectoryJournal, bytes] | None = None
         self._lock = asyncio.Lock()
 
     async def get(self, config: Config) -> DirectoryJournal:
@@ -35,6 +38,13 @@ class JournalCache:
                 self._journal = await asyncio.to_thread(sync_journal, config)
                 self._config = config
             return self._journal
+
+    async def full(self, journal: DirectoryJournal) -> bytes:
+        """The full listing of ``journal``, serialized once."""
+        if self._full is None or self._full[0] is not journal:
+            body = await asyncio.to_thread(lambda: orjson.dumps(changes_since(journal)))
+            self._full = (journal, body)
+        return self._full[1]
 
 
 def parse_since(value: str | None) -> int | None:
@@ -52,8 +62,13 @@ def add_directory_routes(app: FastAPI, *, caller: Callable[[Request], str], conf
     configuration (replaced on reloads)."""
     cache = JournalCache()
 
-    @app.get("/v1/directory")
-    async def directory(request: Request, since: str | None = None) -> dict[str, Any]:
+    @app.get("/v1/directory", response_model=None)
+    async def directory(request: Request, since: str | None = None) -> Response:
         caller(request)
         wanted = parse_since(since)
-        return changes_since(await cache.get(config()), wanted)
+        journal = await cache.get(config())
+        if not wanted or wanted > journal.version:
+            body = await cache.full(journal)
+        else:
+            body = orjson.dumps(changes_since(journal, wanted))
+        return Response(body, media_type="application/json")
