@@ -16,8 +16,9 @@ from collections.abc import Callable
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from axis.config import Config
+from axis.config import Config, ConfigError
 from axis.config.directory_journal import sync_journal
 from axis.core.directory_versions import DirectoryJournal, changes_since
 from axis.core.reasons import Reason, Refusal
@@ -66,7 +67,10 @@ def add_directory_routes(app: FastAPI, *, caller: Callable[[Request], str], conf
     async def directory(request: Request, since: str | None = None) -> Response:
         caller(request)
         wanted = parse_since(since)
-        journal = await cache.get(config())
+        try:
+            journal = await cache.get(config())
+        except (OSError, ConfigError) as exc:  # a journal that cannot be read or written: say so, no traceback
+            raise StarletteHTTPException(503, f"the directory journal is unavailable: {exc}") from None
         if not wanted or wanted > journal.version:
             body = await cache.full(journal)
         else:

@@ -67,3 +67,12 @@ async def test_two_servers_publish_the_same_versions(work: tuple[Path, dict[str,
     a, b = EndpointServer(load_config(path), "sh"), EndpointServer(load_config(path), "d1")
     async with client(a, token(conn, G03)) as ca, client(b, token(conn, G01)) as cb:
         assert (await ca.get("/v1/directory")).json() == (await cb.get("/v1/directory")).json()
+
+
+async def test_a_broken_journal_is_a_clear_503(work: tuple[Path, dict[str, Any]], server: EndpointServer) -> None:
+    path, conn = work
+    (path.parent / "directory-journal.json").write_text("{not json")
+    async with client(server, token(conn, G03)) as c:
+        r = await c.get("/v1/directory")
+    assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+    assert "directory-journal.json" in r.json()["detail"]
