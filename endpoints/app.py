@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from axis.broker.transport import BROKER_ERRORS
 from axis.core import envelope, schema
+from axis.core.blobref import read_stored
 from axis.core.evidence import Event
 from axis.core.ratelimit import TooManyFailures
 from axis.core.reasons import Reason, Refusal, http_status
@@ -46,6 +47,7 @@ from axis.core.wire import (
 from axis.log.store import LogStore
 from axis.stats.metrics import process_metrics
 from endpoints.auth import bearer_matches
+from endpoints.bigdoc import TooLarge, acked, blob_response, read_or_spool, stored_head, stored_sha256, submit_big
 from endpoints.checks import checks_for
 from endpoints.cpu import run_cpu_for
 from endpoints.directory import add_directory_routes
@@ -302,7 +304,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             return await _submit(request, agency, got)
         except Refusal as r:
             # A refused document never reaches the router: count it here, committed before the 4xx goes out.
-            size = r.size if isinstance(r, BodyTooLarge) else len(got[0]) if got else 0
+            size = r.size if isinstance(r, BodyTooLarge | TooLarge) else len(got[0]) if got else 0
             srv.metrics.refused.labels(agency, r.reason.value).inc()
             process_metrics().count_refused(r.reason.value)
             record = refused_record(agency, r.reason.value, size)
@@ -321,7 +323,13 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             log.warning("server %s: the evidence of a refusal could not be published", srv.id, exc_info=True)
 
     async def _submit(request: Request, agency: str, got: list[bytes]) -> JSONResponse:
-        body = await read_body(request, limit)
+        if srv.blobs is None:
+            body = await read_body(request, limit)
+        else:  # big documents allowed: one over limits.inline_max_bytes is streamed to the blob store
+            received = await read_or_spool(request, srv.config.limits, srv.blobs)
+            if not isinstance(received, bytes):
+                return await submit_big(srv, agency, received, request, check_related, request.scope.get(SUBMIT_CHECK))
+            body = received
         got.append(body)
         caller = srv.config.agency(agency)
         if caller is not None and not caller.active:  # retired (axis agency retire): reads its inbox, sends nothing
@@ -362,6 +370,9 @@ def create_app(srv: EndpointServer) -> ASGIApp:
     @app.get("/v1/documents/{rid}")
     async def get_document(request: Request, rid: str) -> Response:
         _, row = await own_document(caller(request), rid)
+        ref = read_stored(row.data)
+        if ref is not None:  # a big document: streamed from the blob store, byte ranges served
+            return blob_response(srv.blobs, ref, request)
         return Response(row.data, media_type="application/xml")
 
     @app.post("/v1/documents/{rid}/ack")
@@ -373,9 +384,10 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             raise NotYours(rid)
         # the leaf first (confirmed), then the store: a failure in between leaves an ack the client retries
         await srv.publisher.publish(evidence([Event(
-            "acked", now_ms(), row.sender, row.document_id, row.doc_type, hashlib.sha256(row.data).hexdigest(),
+            "acked", now_ms(), row.sender, row.document_id, row.doc_type, stored_sha256(row.data),
             agency=agency)]))
         await srv.store.ack(agency, rid)
+        await acked(srv, row.data, agency)
         return {"id": rid, "acked": True}
 
     @app.post("/v1/documents/{rid}/status", status_code=202)
@@ -395,10 +407,11 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             raise Refusal(Reason.FORBIDDEN, "status 01 (arrived) is sent automatically by the server")
         if code not in CLIENT_STATUS_CODES:
             raise Refusal(Reason.SCHEMA_INVALID, f"status code {code!r} is not one of {sorted(CLIENT_STATUS_CODES)}")
-        built = await run_cpu_for(len(row.data), status_for, row.data, agency, code, description, limit)
+        head = await stored_head(srv, row.data)  # a big document's header, from its blob
+        built = await run_cpu_for(len(head), status_for, head, agency, code, description, limit)
         await srv.publisher.publish(submission(built, srv.id, KIND_STATUS,
                                                **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms(),
-                                                  H_SHA256: hashlib.sha256(row.data).hexdigest()}))
+                                                  H_SHA256: stored_sha256(row.data)}))
         srv.metrics.sent_statuses.labels(agency, code).inc()
         return JSONResponse({"id": rid, "document_id": row.document_id, "code": code, "to": row.sender},
                             status_code=202)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -38,8 +37,10 @@ import orjson
 
 from axis.broker.transport import Coalescer, IncomingMessage
 from axis.core import bundle, envelope
+from axis.core.blobref import BlobRef
 from axis.core.reasons import Reason, Refusal
 from axis.core.wire import (
+    H_BLOB,
     H_BOUNCES,
     H_DOC_TYPE,
     H_FORWARD_KIND,
@@ -53,11 +54,13 @@ from axis.core.wire import (
     KIND_STATUS,
     KIND_STATUS_BUNDLE,
     Outgoing,
+    blob_of,
     header_codes,
     header_text,
     submission,
 )
 from axis.core.xmlsafe import parse_untrusted
+from endpoints.bigdoc import stored_sha256
 from endpoints.decide import LocalView, decide_delivery, status_refusal
 from endpoints.inbox import InboxStore
 from endpoints.metrics import Metrics
@@ -82,11 +85,15 @@ class DeliveryConsumer:
 
     def __init__(self, *, view: Callable[[], LocalView], store: InboxStore,
                  publish: Callable[[Outgoing], Awaitable[None]],
-                 check: Callable[[bytes], Awaitable[tuple[envelope.DocumentMessage, str]]], metrics: Metrics) -> None:
+                 check: Callable[[bytes], Awaitable[tuple[envelope.DocumentMessage, str]]], metrics: Metrics,
+                 check_blob: Callable[[BlobRef], Awaitable[tuple[envelope.DocumentMessage, str]]] | None = None
+                 ) -> None:
         self.view = view
         self.store = store
         self.publish = publish
         self.check = check
+        #: a document by reference (big documents, endpoints.bigdoc): the full check of the blob's bytes
+        self.check_blob = check_blob
         self.metrics = metrics
         # one bundle per logical server: the router authenticates a bundle as a whole (its publishing server)
         self.statuses: Coalescer[bundle.Item] = Coalescer(self._publish_statuses, inflight=1)
@@ -142,7 +149,9 @@ class DeliveryConsumer:
         if not codes:
             return
         await self.publish(submission(body, self.server_id, KIND_FORWARD, **{
-            H_FORWARD_KIND: kind, H_RECIPIENTS: list(codes), H_BOUNCES: header_text(headers.get(H_BOUNCES)) or "0"}))
+            H_FORWARD_KIND: kind, H_RECIPIENTS: list(codes), H_BOUNCES: header_text(headers.get(H_BOUNCES)) or "0",
+            # a big document by reference: the router routes it again from the blob (axis.router.blobs)
+            **({H_BLOB: header_text(headers[H_BLOB])} if H_BLOB in headers else {})}))
         log.info("server %s forwarded a delivery for %s", self.server_id, list(codes))
 
     async def _document(self, body: bytes, headers: Any) -> list[bundle.Item]:
@@ -154,7 +163,10 @@ class DeliveryConsumer:
             if placed.refusal is not None:
                 raise placed.refusal
             return []
-        msg, digest = await self.check(body)
+        ref = blob_of(headers)
+        if ref is not None and self.check_blob is None:
+            raise Refusal(Reason.TOO_LARGE, "a document by reference, and this server takes no big documents")
+        msg, digest = await (self.check(body) if ref is None or self.check_blob is None else self.check_blob(ref))
         mine = decide_delivery(view, placed.store, {r.organ_id for r in msg.recipients})  # only whom it names
         if mine.refusal is not None:
             raise mine.refusal
@@ -162,7 +174,7 @@ class DeliveryConsumer:
         related = (msg.business.document_id or None) if doc_type else None
         rows = await self.store.store_received(
             mine.store, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
-            related_document_id=related, subject=msg.subject, data=body)
+            related_document_id=related, subject=msg.subject, data=body if ref is None else ref.stored)
         # small status envelopes built from the model already read: no thread hop, whatever the document's size
         arrived = arrival_statuses(msg, [(row.agency, row.received_at) for row in rows])
         for row in rows:
@@ -224,7 +236,7 @@ class DeliveryConsumer:
         if owner not in view.agencies:
             return False
         rows = await self.store.sent_documents(owner, str(info.get("document_id") or ""))
-        return any(hashlib.sha256(row.data).hexdigest() == info.get("sha256") for row in rows)
+        return any(stored_sha256(row.data) == info.get("sha256") for row in rows)
 
     async def _refusal(self, body: bytes, headers: Any) -> None:
         try:

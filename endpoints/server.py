@@ -14,16 +14,19 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from axis.blobs import BlobStore, open_blobs
 from axis.broker.topology import attach_exchanges, attach_queue
 from axis.broker.transport import Connection, Publisher, connect
 from axis.broker.users import component_url, publisher_user_id, server_user
 from axis.config import Config, ServerConfig
 from axis.core import envelope
+from axis.core.blobref import BlobRef
 from axis.core.ratelimit import FailureLimiter
 from axis.core.wire import server_queue
 from axis.log.store import LogStore
 from axis.stats.counting import Counter, open_counter
 from endpoints.auth import TokenTable
+from endpoints.bigdoc import check_blob
 from endpoints.checks import check_delivery
 from endpoints.cpu import run_cpu_for
 from endpoints.decide import LocalView
@@ -88,6 +91,9 @@ class EndpointServer:
         #: deliveries and HTTP requests hold it; :meth:`reload` swaps the configuration between them
         self.gate = Gate()
         self._view = self._make_view()
+        #: big documents (endpoints.bigdoc): the blob store, when the configuration lets documents travel by reference
+        self.blobs: BlobStore | None = open_blobs(config.blob_dir) if config.limits.big_documents else None
+        self._blob_gc: asyncio.Task[None] | None = None
 
     @property
     def view(self) -> LocalView:
@@ -101,6 +107,22 @@ class EndpointServer:
         """The full check of a delivered document's exact bytes, with the current verifier (in the CPU pool when
         large): the message and the hex SHA-256 of the bytes."""
         return await run_cpu_for(len(body), check_delivery, self.verifier, body)
+
+    async def check_blob(self, ref: BlobRef) -> tuple[envelope.DocumentMessage, str]:
+        """The full check of a delivered reference's bytes, read from the blob store (in a worker thread)."""
+        return await asyncio.to_thread(check_blob, self, ref)
+
+    async def _collect_blobs(self) -> None:
+        """Every ``blobs.gc_interval_seconds``: delete the blobs nothing holds any more, past their retention."""
+        assert self.blobs is not None
+        while True:
+            try:
+                deleted = await asyncio.to_thread(self.blobs.collect, self.config.blobs.retention_days * 86400)
+                if deleted:
+                    log.info("server %s: %d blobs deleted", self.id, deleted)
+            except Exception:
+                log.exception("server %s: blob collection failed; tried again later", self.id)
+            await asyncio.sleep(self.config.blobs.gc_interval_seconds)
 
     async def start(self, connection: Connection | None = None, *, prefetch: int = 32) -> None:
         """Attach to the broker and consume. ``connection`` (the host's shared one) is used only when broker users
@@ -122,7 +144,11 @@ class EndpointServer:
         # passive declare (not get_queue): the robust channel restores this consumer after a reconnect
         _, self._queue = await attach_queue(connection, server_queue(self.id), prefetch=prefetch)
         consumer = DeliveryConsumer(view=lambda: self._view, store=self.store, publish=self.publisher.publish,
-                                    check=self.check_delivery, metrics=self.metrics)
+                                    check=self.check_delivery, metrics=self.metrics,
+                                    check_blob=self.check_blob if self.blobs is not None else None)
+        if self.blobs is not None:
+            await asyncio.to_thread(self.blobs.clean_temps)  # what uploads interrupted by a crash left
+            self._blob_gc = asyncio.create_task(self._collect_blobs(), name=f"axis-blob-gc-{self.id}")
         self._consumer_tag = await self._queue.consume(_gated(self.gate, consumer), no_ack=False)
         log.info("server %s (%s, %d agencies) consuming %s", self.id, self.server.kind, len(self.local_agencies),
                  server_queue(self.id))
@@ -169,6 +195,8 @@ class EndpointServer:
                              agency.code, ", ".join(agency.aliases))
 
     async def stop(self) -> None:
+        if self._blob_gc is not None:
+            self._blob_gc.cancel()
         if self._queue is not None and self._consumer_tag is not None:
             try:
                 await self._queue.cancel(self._consumer_tag)

@@ -106,8 +106,8 @@ class BlobStore(abc.ABC):
     def delete(self, sha256: str) -> None: ...
 
     @abc.abstractmethod
-    def blobs(self) -> Iterator[tuple[str, float]]:
-        """(sha256, age in seconds) of every blob."""
+    def blobs(self, sha256: str | None = None) -> Iterator[tuple[str, float]]:
+        """(sha256, age in seconds) of every blob (or of that one, when it is there)."""
 
     def collect(self, retention_seconds: float) -> int:
         """Delete every blob nothing holds any more and older than the retention; how many were deleted."""
@@ -117,6 +117,14 @@ class BlobStore(abc.ABC):
                 self.delete(sha256)
                 deleted += 1
         return deleted
+
+    def collect_one(self, sha256: str, retention_seconds: float) -> bool:
+        """:meth:`collect` for one blob (after the last ack); whether it was deleted."""
+        for name, age in self.blobs(sha256):
+            if removable(holds=len(self.holders(name)), age_seconds=age, retention_seconds=retention_seconds):
+                self.delete(name)
+                return True
+        return False
 
     @abc.abstractmethod
     def clean_temps(self) -> int:
@@ -229,8 +237,12 @@ class FileBlobStore(BlobStore):
             (self.root / blob_path(sha256)).unlink()
         log.info("blob %s deleted (no holder, past its retention)", sha256)
 
-    def blobs(self) -> Iterator[tuple[str, float]]:
+    def blobs(self, sha256: str | None = None) -> Iterator[tuple[str, float]]:
         now = time.time()
+        if sha256 is not None:
+            with contextlib.suppress(FileNotFoundError):
+                yield sha256, now - (self.root / blob_path(sha256)).stat().st_mtime
+            return
         for top in os.scandir(self.root):
             if len(top.name) != 2 or not top.is_dir():
                 continue

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from axis.core.blobref import BlobRef, read_header
 from axis.core.evidence import Event
 
 EX_SUBMIT = "axis.submit"
@@ -95,6 +96,16 @@ def server_queue(server_id: str) -> str:
 
 H_SUBMITTED_AT = "x-axis-submitted-at"  # epoch milliseconds when the endpoint server published the submission
 H_SHA256 = "x-axis-sha256"  # a status: hex SHA-256 of the document's exact bytes as its recipient stored them
+#: a document travelling by reference (axis.core.blobref): ``sha256:<hex>:<size>``, the message body empty; bounded
+#: like every header the axis writes (a few dozen bytes)
+H_BLOB = "x-axis-blob"
+
+
+def blob_of(headers: Mapping[str, Any]) -> BlobRef | None:
+    """The reference a message carries instead of a document's bytes (None: the body is the document);
+    Refusal(SCHEMA_INVALID) when the header is malformed."""
+    value = headers.get(H_BLOB)
+    return None if value is None else read_header(value)
 
 
 def now_ms() -> int:

@@ -21,13 +21,24 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from axis.blobs import open_blobs
 from axis.broker.topology import attach_exchanges, attach_queue
 from axis.broker.transport import Connection, IncomingMessage, Publisher, connect
 from axis.broker.users import ROUTER_USER, authenticated_server, component_url, publisher_user_id
 from axis.config import Config
 from axis.config.verifier import make_verifier
 from axis.core.verify import Verifier
-from axis.core.wire import H_KIND, H_SERVER, KIND_STATUS, KIND_STATUS_BUNDLE, Q_SUBMISSIONS, evidence, header_text
+from axis.core.wire import (
+    H_BLOB,
+    H_KIND,
+    H_SERVER,
+    KIND_STATUS,
+    KIND_STATUS_BUNDLE,
+    Q_SUBMISSIONS,
+    evidence,
+    header_text,
+)
+from axis.router.blobs import BlobRouting
 from axis.router.core import Outcome, RouterCore, coalesce
 from axis.stats.counting import Counter, open_counter
 
@@ -56,6 +67,9 @@ class RouterService:
         self._worker: asyncio.Task[None] | None = None
         self._swap = asyncio.Lock()  # held by each batch; a reload swaps the core between batches
         self.processed = 0  # submissions handled (each status of a bundle counts)
+        #: submissions by reference (big documents, axis.router.blobs), when the configuration allows them
+        self.blobs = (BlobRouting(open_blobs(config.blob_dir), config.limits.document_limit)
+                      if config.limits.big_documents else None)
 
     async def start(self) -> None:
         if self._counter is None:
@@ -125,7 +139,11 @@ class RouterService:
         outcomes: list[Outcome | None] = []
         for m in messages:
             try:
-                outcomes.append(self.core.process(m.body, self._origin(m), m.message_id or f"tag-{m.delivery_tag}"))
+                headers = self._origin(m)
+                if self.blobs is not None and H_BLOB in headers:
+                    outcomes.append(self.blobs.process(self.core, headers, m.message_id or f"tag-{m.delivery_tag}"))
+                    continue
+                outcomes.append(self.core.process(m.body, headers, m.message_id or f"tag-{m.delivery_tag}"))
             except Exception:  # a bug, not a refusal: leave it to redelivery / the delivery limit
                 log.exception("router: unexpected error on message %s", m.message_id)
                 outcomes.append(None)
@@ -178,6 +196,9 @@ class RouterService:
         except Exception:  # the channel closed under us: the broker requeues what it had not seen acked
             log.warning("router: ack of %d messages failed; they will be redelivered", len(done))
         self.processed += sum(o.items for _, o in done)  # submissions: documents and statuses
+        if self.blobs is not None:
+            for _, o in done:
+                self.blobs.settled(o)
 
 
 async def _requeue(messages: Iterable[IncomingMessage]) -> None:
@@ -231,6 +252,8 @@ def _light(messages: list[IncomingMessage]) -> bool:
     so the loop has nothing else to do meanwhile but read frames, which the socket buffers."""
     size, documents = 0, False
     for m in messages:
+        if H_BLOB in (m.headers or {}):  # a big document by reference: read from the blob store
+            return False
         documents = documents or header_text((m.headers or {}).get(H_KIND)) not in LIGHT_KINDS
         size += len(m.body)
     return size <= (LIGHT_DOCUMENT_BYTES if documents else LIGHT_BYTES)

@@ -15,9 +15,12 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from axis.core.signing import raw_signature
+from cryptography import x509
+
+from axis.core.pki import PrivateKey
+from axis.core.signing import raw_signature, sign
 from axis.core.streamverify import _parse
-from tests.support.testing import TestPKI, make_edxml
+from tests.support.testing import make_edxml
 
 _CONTENT = re.compile(rb"(<ContentTransferEncoded>)([^<]*)(</ContentTransferEncoded>)")
 _DIGEST = re.compile(rb"(<ds:DigestValue>)([^<]*)(</ds:DigestValue>)")
@@ -45,10 +48,11 @@ def _parts(head: bytes, tail: bytes, size: int, block: bytes) -> Iterator[bytes]
     yield tail
 
 
-def write_big_document(path: Path, pki: TestPKI, sender: str, recipients: Sequence[str], size: int, *,
-                       number: int = 1, seed: int = 0) -> tuple[str, int]:
-    """Write a signed document of about ``size`` bytes (one base64 attachment) to ``path``; its (sha256, size)."""
-    small = pki.sign(make_edxml(sender, recipients, size=4000, number=number, seed=seed), sender)
+def write_big_document(path: Path, key: PrivateKey, cert: x509.Certificate, sender: str, recipients: Sequence[str],
+                       size: int, *, number: int = 1, seed: int = 0) -> tuple[str, int]:
+    """Write a document of about ``size`` bytes (one base64 attachment) signed with ``key`` and ``cert`` to
+    ``path``; its (sha256, size)."""
+    small = sign(make_edxml(sender, recipients, size=4000, number=number, seed=seed), key, cert)
     content = _CONTENT.search(small)
     assert content is not None
     head, tail = small[:content.start(2)], small[content.end(2):]
@@ -60,7 +64,7 @@ def write_big_document(path: Path, pki: TestPKI, sender: str, recipients: Sequen
     # the SignedInfo as the streaming canonicalizer writes it, from the head alone (it is in the header)
     signed_info = _parse([head.replace(b"<ContentTransferEncoded>", b"<ContentTransferEncoded>AAAA") + tail],
                          max_bytes=1 << 40)[0].signed_info
-    value = raw_signature(pki.key(sender), b"".join(signed_info))
+    value = raw_signature(key, b"".join(signed_info))
     head = _SIGVALUE.sub(lambda m: m.group(1) + base64.b64encode(value) + m.group(3), head, count=1)
     h = hashlib.sha256()
     n = 0
