@@ -19,7 +19,7 @@ def build_app() -> typer.Typer:
     """The whole ``axis`` application, every command group registered (add new groups here)."""
     import typer
 
-    from axis.cli import agency, backup, dead, directory, envelope, evidence, pki, run, sim, stats, trust
+    from axis.cli import agency, backup, dead, directory, envelope, evidence, pki, run, sim, stats, trust, uncollected
 
     app = typer.Typer(
         name="axis",
@@ -38,6 +38,7 @@ def build_app() -> typer.Typer:
     directory.register(app)
     agency.register(app)
     backup.register(app)
+    uncollected.register(app)
     dead.register(app)
     return app
 

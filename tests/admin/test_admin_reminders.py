@@ -310,3 +310,28 @@ async def test_a_changed_configuration_is_followed(filled: Path, smtp: tuple[int
         assert source is not None and "s9" in {sid for ids in source.stores.values() for sid in ids}
     finally:
         await s.stop()
+
+
+def test_cli_uncollected_and_reminders(filled: Path, smtp: tuple[int, Mailbox]) -> None:
+    from typer.testing import CliRunner
+
+    from axis.cli import app as cli
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, list(args))
+        return result.exit_code, result.stdout + result.stderr
+
+    settings = AdminSettings.from_config(load_config(filled), token="t", token_sha256="")
+    with serve(create_app(settings)) as url:
+        code, out = run("uncollected", "--admin", url, "--token", "t", "--older-than", "1d", "--json")
+        assert code == 0, out
+        assert [i["document_id"] for i in orjson.loads(out)["items"]] == ["doc-5", "doc-1", "doc-3"]
+        code, out = run("uncollected", "--admin", url, "--token", "t", "--agency", A, "--limit", "1")
+        assert code == 0 and "doc-1" in out and "doc-2" not in out and "--offset 1" in out
+        code, out = run("reminders", "--admin", url, "--token", "t", "--run", "--json")
+        # the admin app's own first round (at its start) may have sent them already: never twice
+        assert code == 0 and orjson.loads(out)["waiting"] == 3 and len(smtp[1].messages) == 2
+        code, out = run("reminders", "--admin", url, "--token", "t")
+        assert code == 0 and "digests sent" in out and "2 agencies with a" in out and "3 waiting" in out
+        assert run("uncollected", "--admin", url, "--token", "wrong", "--json")[0] == 1
+        assert run("uncollected", "--admin", url, "--token", "t", "--older-than", "soon")[0] == 2
