@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from axis.config import Config, ConfigError, connections_for, load_config, new_token, write_connections
-from axis.config.agencies import add_agency, restore, retire_agency
+from axis.config.agencies import Snapshot, add_agency, retire_agency
 from axis.config.model import hash_token
 from axis.core import pki
 from axis.core.reasons import Reason, Refusal
@@ -108,15 +108,16 @@ class AgencyLifecycle:
     def _hosts(self) -> list[str]:
         return list(self.run.hosts)
 
-    def _apply(self, original: bytes, steps: list[tuple[list[str], str]], spawned: str | None = None) -> None:
-        """Reload ``steps`` in order; on a failure put ``original`` back, reload what was reloaded, and raise."""
+    def _apply(self, original: Snapshot, steps: list[tuple[list[str], str]], spawned: str | None = None) -> None:
+        """Reload ``steps`` in order; on a failure put the files of ``original`` back, reload what was reloaded, and
+        raise."""
         done: list[str] = []
         try:
             for names, what in steps:
                 self.mover._reload(names, what)
                 done += names
         except MoveError as exc:
-            restore(self.path, original)
+            original.restore()
             if spawned is not None:
                 self.run.stop_child(spawned)
                 done = [n for n in done if n != spawned]
@@ -160,7 +161,7 @@ class AgencyLifecycle:
         except pki.PkiError as exc:
             raise MoveError(422, Reason.SCHEMA_INVALID, str(exc)) from None
         token = new_token()
-        original = self.path.read_bytes()
+        original = Snapshot.take(self.path)
         final = self._write(lambda: add_agency(
             self.path, plan.code, plan.name, plan.server, token_sha256=hash_token(token), key=issued.key_path,
             cert=issued.cert_path, holds_key=plan.holds_key, kind=plan.kind, port=plan.port))
@@ -169,7 +170,7 @@ class AgencyLifecycle:
             try:
                 spawned = self.mover._ensure_hosted(plan.server)
             except MoveError as exc:
-                restore(self.path, original)
+                original.restore()
                 raise MoveError(exc.status, exc.reason, f"{exc.detail}; the agency was not added") from None
         self._apply(original, [(self._hosts(), "reload the hosts (add)"),
                                (self.run.router_names(), "reload the routers (add)")], spawned)
@@ -182,14 +183,14 @@ class AgencyLifecycle:
 
     def retire(self, plan: RetirePlan) -> dict[str, Any]:
         config = load_config(self.path)
-        original = self.path.read_bytes()
+        original = Snapshot.take(self.path)
         final = self._write(lambda: retire_agency(self.path, plan.code))
         revoked = None
         if plan.revoke:
             try:
                 revoked = self._ca(config).revoke(plan.code)
             except (Refusal, MoveError) as exc:
-                restore(self.path, original)
+                original.restore()
                 raise MoveError(409, Reason.CERT_UNTRUSTED, getattr(exc, "detail", str(exc))) from None
         self._apply(original, [(self.run.router_names(), "reload the routers (retire)"),
                                (self._hosts(), "reload the hosts (retire)")])
@@ -213,7 +214,7 @@ class AgencyLifecycle:
                       if had_client and config.tls.enabled else None)
         except pki.PkiError as exc:
             raise MoveError(422, Reason.SCHEMA_INVALID, str(exc)) from None
-        original = self.path.read_bytes()
+        original = Snapshot.take(self.path)
         final = self._write(lambda: rename_agency(self.path, plan.old, plan.new, name=plan.name,
                                                   key=issued.key_path, cert=issued.cert_path))
         self._apply(original, [(self._hosts(), "reload the hosts (rename)"),

@@ -3,14 +3,15 @@ agency requests are accepted, what they plan, and the refusals with their HTTP s
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from axis.config import ConfigError, generate_workdir, load_config
-from axis.config.agencies import add_agency, restore, retire_agency
+from axis.config import AGENCY_COLUMNS, ConfigError, generate_workdir, load_config
+from axis.config.agencies import Snapshot, add_agency, retire_agency
 from axis.config.directory_journal import journal_path, read_journal, sync_journal
 from axis.core.directory_versions import changes_since
 from axis.core.routing import route_document
@@ -69,7 +70,7 @@ def test_refusals(workdir: tuple[Path, dict[str, Any]], request_: dict[str, Any]
 
 def test_add_then_retire_in_the_file(workdir: tuple[Path, dict[str, Any]]) -> None:
     path, _ = workdir
-    original = path.read_bytes()
+    original = Snapshot.take(path)
     before = sync_journal(load_config(path)).version  # agency software synced at this version
     key, cert = path.parent / "pki" / "k.pem", path.parent / "pki" / "c.pem"
     config = add_agency(path, G09, "BTC", "d-g09", token_sha256="ab" * 32, key=key, cert=cert, port=18790)
@@ -79,7 +80,7 @@ def test_add_then_retire_in_the_file(workdir: tuple[Path, dict[str, Any]]) -> No
     assert config.server("d-g09").keys == (G09,) and config.agency(G09).cert == cert  # type: ignore[union-attr]
     raw = yaml.safe_load(path.read_text())
     assert next(a for a in raw["agencies"] if a["code"] == G09)["cert"] == "pki/c.pem"  # relative to the file
-    with pytest.raises(ConfigError, match="already"):
+    with pytest.raises(ConfigError, match="taken"):
         add_agency(path, G09, "again", "sh", token_sha256="cd" * 32, key=None, cert=None)
     with pytest.raises(ConfigError, match="dedicated"):
         add_agency(path, "000.00.00.G10", "x", "d1", token_sha256="cd" * 32, key=None, cert=None)
@@ -91,14 +92,37 @@ def test_add_then_retire_in_the_file(workdir: tuple[Path, dict[str, Any]]) -> No
         check_request(retired, {"op": "agency-retire", "agency": G01})
     assert e.value.status == 409 and "retired" in e.value.detail
     assert route_document(retired.directory, G22, [G01, G03]).retired == (G01,)
-    restore(path, original)
+    original.restore()
     assert load_config(path).agency(G09) is None
 
 
-def test_agencies_in_a_csv_are_not_rewritten(workdir: tuple[Path, dict[str, Any]]) -> None:
+def test_a_national_directory_in_agencies_file(workdir: tuple[Path, dict[str, Any]]) -> None:
+    """A large directory is a CSV (generate_workdir writes one above CSV_AGENCIES_ABOVE agencies): a new agency goes
+    to the YAML list (the loader reads both), a retirement rewrites its CSV row (an ``active`` column added); a
+    failed step puts both files back."""
     path, _ = workdir
     raw = yaml.safe_load(path.read_text())
+    rows = [*raw.pop("agencies"), *({"code": f"H{10 + i // 1000:02d}.{i % 1000}", "name": f"A{i}", "server": "sh"}
+                                   for i in range(3000))]
+    with (path.parent / "agencies.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(AGENCY_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     raw["agencies_file"] = "agencies.csv"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match="agencies_file"):
-        retire_agency(path, G01)
+    csv_file = path.parent / "agencies.csv"
+    assert yaml.safe_load(path.read_text())["agencies_file"] == "agencies.csv" and csv_file.is_file()
+    original = Snapshot.take(path)
+    assert original.csv == csv_file.read_bytes()
+    config = add_agency(path, G09, "BTC", "sh", token_sha256="ab" * 32, key=None, cert=None)
+    assert config.agency(G09).server == "sh" and len(config.agencies) == 3004  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="taken"):  # a code of the CSV
+        add_agency(path, "H10.7", "x", "sh", token_sha256="cd" * 32, key=None, cert=None)
+    retired = retire_agency(path, "H12.345")
+    assert retired.agency("H12.345").active is False and retired.agency("H12.346").active is True  # type: ignore[union-attr]
+    assert retire_agency(path, G09).agency(G09).active is False  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="not in"):
+        retire_agency(path, "H99.1")
+    original.restore()
+    restored = load_config(path)
+    assert restored.agency(G09) is None and restored.agency("H12.345").active is True  # type: ignore[union-attr]
