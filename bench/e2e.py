@@ -92,9 +92,12 @@ def _sign_chunk(args: tuple[dict[str, Any], int, int, int]) -> list[tuple[str, l
     return out
 
 
-def presign(connections: dict[str, Any], n: int, size: int = 8000) -> list[tuple[str, list[str], bytes]]:
+def presign(connections: dict[str, Any], n: int, size: int = 8000, start: int = 0
+            ) -> list[tuple[str, list[str], bytes]]:
+    """Documents ``start`` … ``start + n - 1`` (each number its own DocumentId), signed in worker processes."""
     keys = {a["code"]: (a["key"], a["cert"]) for a in connections["agencies"]}
-    jobs = [(keys, a, min(a + 250, n), size) for a in range(0, n, 250)]
+    stop = start + n
+    jobs = [(keys, a, min(a + 250, stop), size) for a in range(start, stop, 250)]
     with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
         return [d for chunk in pool.map(_sign_chunk, jobs) for d in chunk]
 
@@ -118,17 +121,28 @@ def _cpu() -> float:
     return time.thread_time()
 
 
-def _count_rows(config: Any) -> int:
-    """Inbox rows stored so far (``count(*)`` per store: cheap to poll, unlike reading every row)."""
-    total = 0
+def _aggregate(config: Any, sql: str) -> list[Any]:
+    """One aggregate over every server's inbox store (``count(*)``, ``max(...)``: cheap to poll, unlike reading
+    every row)."""
+    out = []
     for s in config.servers:
         path = s.inbox_url.split(":///", 1)[1]
         if not Path(path).exists():
             continue
         with (contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db,
               contextlib.suppress(sqlite3.OperationalError)):  # the table is not there yet
-            total += db.execute("SELECT count(*) FROM axis_received").fetchone()[0]
-    return total
+            out.append(db.execute(sql).fetchone()[0])
+    return [v for v in out if v is not None]
+
+
+def _count_rows(config: Any) -> int:
+    """Inbox rows stored so far."""
+    return sum(_aggregate(config, "SELECT count(*) FROM axis_received"))
+
+
+def _last_stored(config: Any) -> float:
+    """The latest ``received_at`` of any inbox row."""
+    return max(_aggregate(config, "SELECT max(received_at) FROM axis_received"), default=0.0)
 
 
 def _doc_id(body: bytes) -> str:
@@ -136,10 +150,15 @@ def _doc_id(body: bytes) -> str:
     return body[a : body.index(b"</DocumentId>", a)].decode()
 
 
-async def _wait_stored(config: Any, expected: int, timeout: float) -> dict[tuple[str, str], float]:
+async def _wait_count(config: Any, expected: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    while _count_rows(config) < expected and time.monotonic() < deadline:
+    while (n := _count_rows(config)) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
+    return n
+
+
+async def _wait_stored(config: Any, expected: int, timeout: float) -> dict[tuple[str, str], float]:
+    await _wait_count(config, expected, timeout)
     return _inbox_rows(config)
 
 
@@ -213,10 +232,9 @@ async def sustained(ax: Axis, docs: list[tuple[str, list[str], bytes]], concurre
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         t_sent = time.time()
     cpu_sent = _cpu()
-    rows = await _wait_stored(ax.config, before + expected, timeout=600)
+    done = await _wait_count(ax.config, before + expected, timeout=600) - before
+    last = _last_stored(ax.config)
     cpu_end = _cpu()
-    last = max(rows.values())
-    done = len(rows) - before
     ok = len(docs) - len(errors)
     return {"documents": len(docs), "deliveries": done, "expected": expected, "submit_errors": len(errors),
             "first_errors": errors[:3], "submit_rate": ok / (t_sent - t0),
@@ -302,7 +320,7 @@ async def httpx_generator_cost(ax: Axis, docs: list[tuple[str, list[str], bytes]
 
         await asyncio.gather(*(lane() for _ in range(concurrency)))
     cost = 1000 * (_cpu() - cpu0) / len(docs)
-    await _wait_stored(ax.config, before + sum(len(r) for _, r, _ in docs), timeout=300)
+    await _wait_count(ax.config, before + sum(len(r) for _, r, _ in docs), timeout=300)
     return cost
 
 

@@ -1,12 +1,19 @@
-"""Router memory over a long drain: resident set of one router process after 10,000 routed envelopes and then at
-checkpoints up to ``--envelopes`` (1,000,000 for the full figure), while a feeder keeps ``axis.submissions``
-topped up (cycling the cached signed corpus) and purges the delivery queues so the broker stays small.
+"""Memory over time, two runs.
 
-The figure is RSS at the end against RSS at 10,000 (the baseline, same process, same run). When the run is
-shorter than 1,000,000 the growth is also extrapolated linearly from the checkpoints (least squares) and the
-table says so.
+Router: the resident set of one router process (``RouterService`` with its defaults: prefetch 1,024, batches of
+up to 512 waiting up to 150 ms) after 10,000 routed envelopes and then at checkpoints up to ``--envelopes``
+(1,000,000 for the full figure), while a feeder keeps ``axis.submissions`` topped up (cycling the cached signed
+corpus) and purges the delivery queues so the broker stays small. The figure is RSS at the end against RSS at
+10,000 (the baseline, same process, same run). When the run is shorter than 1,000,000 the growth is also
+extrapolated linearly from the checkpoints (least squares) and the table says so.
 
-    python bench/memory.py --envelopes 1000000     # the full figure (hours on this machine)
+Host soak (``--soak N``): a whole axis (``axis up``: 2 routers, 2 endpoint hosts, the log writer; the e2e set-up
+of ``bench/e2e.py``) takes N distinct signed documents over HTTPS in chunks (closed loop, 64 in flight, every
+delivery stored before the next chunk); the RSS of every axis process is sampled after each chunk. The figure per
+process is RSS at the end against RSS after the first 10 % (at least one chunk): flat within 10 %?
+
+    python bench/memory.py --envelopes 1000000     # the router's full figure
+    python bench/memory.py --soak 100000           # the host soak's full figure
     python bench/memory.py                         # 40,000 envelopes, extrapolated
 """
 
@@ -16,6 +23,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -75,7 +83,8 @@ async def run(n: int, *, warm: int = WARM, checkpoints: int = 8, corpus_size: in
                         await q.purge()
                 while marks and routed >= marks[0]:
                     samples.append((marks.pop(0), rss_kb(procs[0].pid)))
-                    log(f"  routed {samples[-1][0]:,}: router RSS {samples[-1][1] / 1024:.1f} MB")
+                    log(f"  routed {samples[-1][0]:,}: router RSS {samples[-1][1] / 1024:.1f} MB "
+                        f"({time.monotonic() - t0:.0f} s, load average {os.getloadavg()[0]:.1f})")
                 await asyncio.sleep(0.2)
         finally:
             stop(procs)
@@ -108,10 +117,62 @@ def analyse(raw: dict[str, Any], full: int = FULL) -> Result:
                   extra=raw)
 
 
+async def soak(n: int, *, chunk: int = 5000, log: Any = print) -> dict[str, Any]:
+    """The host soak: ``n`` distinct documents through a whole axis in chunks; RSS of every process per chunk."""
+    from bench.e2e import WARM as E2E_WARM
+    from bench.e2e import Axis, presign, sustained
+
+    samples: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    with temp_vhost("axis-bench-soak") as url, tempfile.TemporaryDirectory(prefix="axis-bench-soak-") as tmp:
+        ax = Axis(url, Path(tmp))
+        with ax:
+            await sustained(ax, presign(ax.connections, E2E_WARM, start=n))  # numbers past the soak's own
+            procs = [(name, p.pid) for name, p in ax.run.procs]
+            done = 0
+            while done < n:
+                k = min(chunk, n - done)
+                docs = presign(ax.connections, k, start=done)
+                r = await sustained(ax, docs)
+                if r["rate"] is None:
+                    raise RuntimeError(f"soak chunk at {done:,} incomplete: {r}")
+                done += k
+                rss = {name: rss_kb(pid) for name, pid in procs}
+                samples.append({"documents": done, "rss_kb": rss, "rate": r["rate"],
+                                "seconds": round(time.monotonic() - t0, 1)})
+                log(f"  soak {done:,} documents ({r['rate']:.0f} doc/s): "
+                    + ", ".join(f"{name} {kb / 1024:.1f}" for name, kb in rss.items()) + " MB")
+    return {"documents": n, "chunk": chunk, "samples": samples, "seconds": time.monotonic() - t0}
+
+
+def analyse_soak(raw: dict[str, Any], within: float = 0.10) -> list[Result]:
+    """Per process: RSS at the end against RSS after the first tenth of the soak (at least one chunk)."""
+    samples = raw["samples"]
+    n = raw["documents"]
+    base = next(s for s in samples if s["documents"] >= max(raw["chunk"], n // 10))
+    last = samples[-1]
+    out = []
+    for name, r1 in last["rss_kb"].items():
+        r0 = base["rss_kb"][name]
+        peak = max(s["rss_kb"][name] for s in samples)
+        growth = r1 / r0 - 1
+        out.append(Result(f"host soak RSS, {name}, {last['documents']:,} documents vs {base['documents']:,}",
+                          r1 / 1024, "MB", baseline=r0 / 1024, baseline_label=f"RSS at {base['documents']:,}",
+                          target=f"within {within:.0%}", met=abs(growth) <= within,
+                          notes=f"{growth:+.1%}; peak {peak / 1024:.1f} MB; "
+                                f"{len(samples)} samples over {raw['seconds']:.0f} s",
+                          extra={"samples": [(s["documents"], s["rss_kb"][name]) for s in samples]}))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--envelopes", type=int, default=40_000)
     ap.add_argument("--warm", type=int, default=WARM, help="the baseline checkpoint")
+    ap.add_argument("--checkpoints", type=int, default=8, help="router RSS samples after the baseline")
+    ap.add_argument("--soak", type=int, metavar="N", help="run the host soak of N documents instead")
+    ap.add_argument("--chunk", type=int, default=5000, help="documents per soak chunk (one RSS sample each)")
+    ap.add_argument("--json", help="write the raw samples here")
     a = ap.parse_args()
     try:
         import uvloop
@@ -119,11 +180,21 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    from bench._common import table
+    from bench._common import table, write_json
 
-    res = analyse(asyncio.run(run(a.envelopes, warm=a.warm)))
-    print(table([res]))
-    print(res.notes)
+    if a.soak:
+        raw = asyncio.run(soak(a.soak, chunk=a.chunk))
+        results = analyse_soak(raw)
+        print(table(results))
+        for r in results:
+            print(f"- {r.figure}: {r.notes}")
+    else:
+        raw = asyncio.run(run(a.envelopes, warm=a.warm, checkpoints=a.checkpoints))
+        res = analyse(raw)
+        print(table([res]))
+        print(res.notes)
+    if a.json:
+        write_json(a.json, raw)
 
 
 if __name__ == "__main__":
