@@ -162,24 +162,37 @@ class AgencyLifecycle:
             raise MoveError(422, Reason.SCHEMA_INVALID, str(exc)) from None
         token = new_token()
         original = Snapshot.take(self.path)
-        final = self._write(lambda: add_agency(
-            self.path, plan.code, plan.name, plan.server, token_sha256=hash_token(token), key=issued.key_path,
-            cert=issued.cert_path, holds_key=plan.holds_key, kind=plan.kind, port=plan.port))
-        spawned = None
-        if plan.new_server:
-            try:
-                spawned = self.mover._ensure_hosted(plan.server)
-            except MoveError as exc:
-                original.restore()
-                raise MoveError(exc.status, exc.reason, f"{exc.detail}; the agency was not added") from None
-        self._apply(original, [(self._hosts(), "reload the hosts (add)"),
-                               (self.run.router_names(), "reload the routers (add)")], spawned)
+        try:
+            final = self._write(lambda: add_agency(
+                self.path, plan.code, plan.name, plan.server, token_sha256=hash_token(token), key=issued.key_path,
+                cert=issued.cert_path, holds_key=plan.holds_key, kind=plan.kind, port=plan.port))
+            spawned = None
+            if plan.new_server:
+                try:
+                    spawned = self.mover._ensure_hosted(plan.server)
+                except MoveError as exc:
+                    original.restore()
+                    raise MoveError(exc.status, exc.reason, f"{exc.detail}; the agency was not added") from None
+            self._apply(original, [(self._hosts(), "reload the hosts (add)"),
+                                   (self.run.router_names(), "reload the routers (add)")], spawned)
+        except MoveError:  # not added: the certificates issued for it must not stay valid
+            self._revoke_unused(ca, plan.code, client is not None)
+            raise
         self._connections(final, {plan.code: token})
         server = final.server(plan.server)
         return {"action": "agency-add", "agency": plan.code, "name": plan.name, "server": plan.server,
                 "kind": server.kind, "endpoint": server.url, "new_server": plan.new_server, "token": token,
                 "certificate": _cert_json(issued),
                 **({"tls_cert": str(client.cert_path), "tls_key": str(client.key_path)} if client else {})}
+
+    def _revoke_unused(self, ca: pki.CertificateAuthority, code: str, client: bool) -> None:
+        """Revoke the certificates issued for an agency that was not added after all (best effort, logged)."""
+        try:
+            ca.revoke(code)
+            if client:
+                pki.revoke_client_certificate(ca.dir, code)
+        except (Refusal, pki.PkiError, OSError) as exc:
+            self.run.log(f"agency add {code}: revoking its unused certificates failed: {exc}")
 
     def retire(self, plan: RetirePlan) -> dict[str, Any]:
         config = load_config(self.path)

@@ -13,6 +13,7 @@ in real processes (axis.ops.up.start) on its own RabbitMQ vhost. Nothing is rest
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,13 @@ async def scenario(wd: Path, conn: dict[str, Any]) -> dict[str, Any]:
         assert r.status_code == 404 and r.json()["reason"] == "UNKNOWN_RECIPIENT", r.text
         r = await http.post(f"{admin}/admin/agencies", json={"code": G09, "server": "sh"})
         assert r.status_code == 401
+        with socket.socket() as taken:  # the new server cannot start: nothing was added
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            r = await http.post(f"{admin}/admin/agencies", headers=bearer,
+                                json={"code": "000.00.00.G11", "server": "d-bad", "port": taken.getsockname()[1]})
+        assert r.status_code == 500 and "not added" in r.json()["detail"], r.text
+        out["failed_add_config"] = load_config(wd / "config.yaml")
 
         r = await http.get(f"{ag[G22].endpoint}/v1/directory", headers=ag[G22].headers)
         assert r.status_code == 200, r.text
@@ -252,11 +260,17 @@ def test_agency_lifecycle_on_a_running_axis(tmp_path: Path, vhost_url: str) -> N
     assert leaves[2]["sha256"] == out["rotated"]["certificate"]["sha256"] and leaves[3]["sha256"] == ""
     assert f'axis_certificate_days_left{{agency="{G09}",kind="agency"}}' in out["metrics"]
     assert f'axis_certificate_days_left{{agency="{G03}",kind="agency"}}' not in out["metrics"]  # retired
+    failed = out["failed_add_config"]
+    assert failed.agency("000.00.00.G11") is None and "d-bad" not in [sv.id for sv in failed.servers]
+    crl = pki.load_crl((wd / "pki" / "crl.pem").read_bytes())
+    for unused in (wd / "pki" / "agencies" / "000.00.00.G11" / "cert.pem",
+                   wd / "pki" / "tls" / "clients" / "000.00.00.G11" / "cert.pem"):  # issued, then revoked
+        serial = pki.load_certs(unused.read_bytes())[0].serial_number
+        assert crl.get_revoked_certificate_by_serial_number(serial) is not None
     sync = out["directory"]
     listed = {a["code"]: (a["active"], a["aliases"]) for a in sync["agencies"]}
     assert listed == {G09: (True, []), G03: (False, []), G10_NEW: (False, [G10])} and sync["deleted"] == [G10]
     revoked = int(out["revoked"]["revoked_serial"], 16)
-    crl = pki.load_crl((wd / "pki" / "crl.pem").read_bytes())
     assert crl.get_revoked_certificate_by_serial_number(revoked) is not None
     assert ("agency", G10_NEW) not in out["watched"] and ("agency", G22) in out["watched"]
     rows = {a["code"]: a for a in out["agencies"]}
