@@ -110,11 +110,24 @@ def chunk_size(files: int, jobs: int) -> int:
     return max(1, min(64, -(-files // (jobs * 8))))
 
 
+def start_method() -> str:
+    """``fork`` (the workers inherit the imported modules: no start-up) in a single-threaded process, as the CLI
+    is; otherwise ``forkserver`` or ``spawn`` — forking a process with other threads can copy a lock another
+    thread holds (a caller embedding this with threads of its own)."""
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def verify_paths(files: Sequence[str], ca: Path, crl: Path | None, jobs: int,
                  verifier: Verifier | None = None) -> Iterator[dict[str, Any]]:
     """The rows of ``files`` in their order, from ``jobs`` worker processes (or this one for ``jobs`` 1 or a
-    single file). Workers are forked where the platform allows (they inherit the imported modules), started
-    fresh otherwise; each loads the CA/CRL itself. The workers are stopped when the caller stops early."""
+    single file). Workers are started by :func:`start_method`; each loads the CA/CRL itself.
+    The workers are stopped when the caller stops early."""
     if jobs <= 1 or len(files) <= 1:
         verifier = verifier or load_verifier(ca, crl)
         for path in files:
@@ -122,8 +135,7 @@ def verify_paths(files: Sequence[str], ca: Path, crl: Path | None, jobs: int,
         return
     import multiprocessing
 
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    context = multiprocessing.get_context(method)
+    context = multiprocessing.get_context(start_method())
     jobs = min(jobs, len(files))
     size = chunk_size(len(files), jobs)
     chunks = [list(files[i:i + size]) for i in range(0, len(files), size)]

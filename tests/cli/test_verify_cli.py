@@ -186,3 +186,27 @@ def test_chunk_size() -> None:
     assert chunk_size(1, 2) == 1
     assert chunk_size(160, 2) == 10
     assert chunk_size(100_000, 2) == 64
+
+
+def test_jobs_with_other_threads_running(kit: TestPKI, mixed: tuple[Path, list[tuple[str, str | None]]]) -> None:
+    """Embedded in a process with threads of its own, the workers are not forked from it (forkserver/spawn):
+    the same results."""
+    import threading
+
+    from axis.cli.verify import start_method
+
+    d, expected = mixed
+    base = ["envelope", "verify", str(d), "--ca", str(kit.ca_pem), "--crl", str(kit.crl_pem), "--json"]
+    serial = CliRunner().invoke(app, base)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert start_method() != "fork"
+        parallel = CliRunner().invoke(app, [*base, "--jobs", "2"])
+    finally:
+        stop.set()
+        other.join()
+    assert serial.exit_code == parallel.exit_code == 1, parallel.output
+    assert serial.stdout == parallel.stdout
+    assert [(Path(r["file"]).name, r["reason"]) for r in rows(parallel.stdout)] == expected
