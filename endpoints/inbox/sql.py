@@ -15,6 +15,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateIndex
 
 from endpoints.inbox.store import (
     AGENCY_TABLES,
@@ -57,6 +58,9 @@ class SqlInboxStore(InboxStore):
             try:
                 async with engine.begin() as conn:
                     await conn.run_sync(metadata.create_all, checkfirst=True)
+                    for table in metadata.sorted_tables:  # indexes added since a table was created, too
+                        for index in table.indexes:
+                            await conn.execute(CreateIndex(index, if_not_exists=True))
                 break
             except sa.exc.DBAPIError as exc:
                 if attempt == 4 or ("exist" not in str(exc).lower() and "duplicate" not in str(exc).lower()):

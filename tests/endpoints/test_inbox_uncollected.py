@@ -63,3 +63,37 @@ async def test_uncollected(store: InboxStore) -> None:
     assert docs(page1 + page2) == [f"doc-{a}-1", f"doc-{a}-2", f"doc-{a}-3"]
     assert await store.ack(a, rows[0]["id"])
     assert docs(await store.uncollected(now, agency=a)) == [f"doc-{a}-2", f"doc-{a}-3"]
+
+
+async def test_the_unacked_index_exists(db_url: str) -> None:
+    """Also in a database whose tables were created before the index was added."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if db_url.startswith("sqlite"):
+        path = db_url.removeprefix("sqlite:///")
+        import sqlite3
+
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE axis_received (id TEXT PRIMARY KEY, agency TEXT, sender TEXT, document_id TEXT, "
+                   "doc_type INTEGER, related_document_id TEXT, kind TEXT, subject TEXT, size INTEGER, data BLOB, "
+                   "received_at REAL, acked_at REAL)")
+        db.commit()
+        db.close()
+        store = await open_inbox(db_url)
+        await store.close()
+        db = sqlite3.connect(path)
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        db.close()
+    else:
+        from endpoints.inbox.store import normalize_url
+
+        engine = create_async_engine(normalize_url(db_url))
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP INDEX IF EXISTS ix_axis_received_unacked"))
+        store = await open_inbox(db_url)
+        await store.close()
+        async with engine.connect() as conn:
+            names = {r[0] for r in await conn.execute(sa.text("SELECT indexname FROM pg_indexes"))}
+        await engine.dispose()
+    assert "ix_axis_received_unacked" in names
