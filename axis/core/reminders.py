@@ -8,9 +8,9 @@ scheduler (:mod:`axis.admin.reminders`) persists the :func:`reminder_key` of eve
 sends none twice; a digest that could not be delivered leaves its keys unsent and is tried again at the next
 round.
 
-Also here: the digest's e-mail (:func:`email_message`, plain text; a document's id, sender and times, never its
-subject or content) and webhook body (:func:`webhook_body`, JSON), the webhook's HMAC-SHA256 signature
-(:func:`sign_webhook`, :func:`verify_webhook`) and the retry back-off (:func:`retry_delays`).
+Also here: the digest's e-mail (:func:`email_message`, plain text in Vietnamese and English; a document's id,
+sender and times, never its subject or content) and webhook body (:func:`webhook_body`, JSON), the webhook's
+HMAC-SHA256 signature (:func:`sign_webhook`, :func:`verify_webhook`) and the retry back-off (:func:`retry_delays`).
 """
 
 from __future__ import annotations
@@ -144,14 +144,18 @@ def email_message(digest: Digest, now: float, *, sender: str, to: Iterable[str],
     """The digest as a plain-text e-mail (RFC 5322) from ``sender`` to ``to``."""
     msg = EmailMessage()
     count = digest.total
-    msg["Subject"] = (f"[{axis_name}] {count} document{'s' if count != 1 else ''} waiting to be collected by "
-                      f"{digest.agency}")
+    msg["Subject"] = (f"[{axis_name}] {count} văn bản chưa nhận / {count} document{'s' if count != 1 else ''} "
+                      f"waiting to be collected by {digest.agency}")
     msg["From"] = sender
     msg["To"] = ", ".join(to)
     msg["Date"] = format_datetime(datetime.fromtimestamp(now, UTC))
     msg["Message-ID"] = make_msgid(domain="axis.invalid")
     msg["X-Axis-Agency"] = digest.agency
-    lines = [f"Agency {digest.agency}{f' ({name})' if name else ''}:",
+    lines = [f"Kính gửi {name or digest.agency} ({digest.agency}):",
+             "",
+             f"Có {count} văn bản đã đến hộp thư của đơn vị trên trục liên thông nhưng chưa được nhận (xác nhận).",
+             "",
+             f"Agency {digest.agency}{f' ({name})' if name else ''}:",
              "",
              f"{count} document{'s' if count != 1 else ''} delivered to your inbox on the axis "
              f"{'have' if count != 1 else 'has'} not been collected (acknowledged) yet:",

@@ -161,7 +161,8 @@ async def test_reminders_by_email_and_webhook_once_per_period(filled: Path, smtp
     by_to = {tuple(rcpt): (sender, msg, tls) for sender, rcpt, msg, tls in box.messages}
     sender, msg, tls = by_to[("van-thu@h01.example",)]
     assert tls and sender == "axis@axis.example"
-    assert msg["Subject"] == f"[axis] 1 document waiting to be collected by {A}" and msg["X-Axis-Agency"] == A
+    assert msg["Subject"] == f"[axis] 1 văn bản chưa nhận / 1 document waiting to be collected by {A}"
+    assert msg["X-Axis-Agency"] == A
     text = msg.get_content()
     assert "UBND tỉnh A" in text and "doc-1" in text and "doc-2" not in text and "secret subject" not in text
     assert f"id {1:032x}" in text and "(waiting 1 d 6 h)" in text

@@ -77,10 +77,11 @@ def test_email_message() -> None:
     (d,) = plan([w(1, B, 50 * H), w(2, B, 26 * H)], NOW, POLICY, CONTACTS, set())
     msg = email_message(d, NOW, sender="axis@example.gov.vn", to=["b@h02.example"], name="UBND tỉnh Hà Giang")
     parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
-    assert parsed["Subject"] == f"[axis] 2 documents waiting to be collected by {B}"
+    assert parsed["Subject"] == f"[axis] 2 văn bản chưa nhận / 2 documents waiting to be collected by {B}"
     assert parsed["To"] == "b@h02.example" and parsed["From"] == "axis@example.gov.vn"
     text = parsed.get_content()
-    assert "UBND tỉnh Hà Giang" in text and "doc-1  from 000.00.00.G22" in text and "(waiting 2 d 2 h)" in text
+    assert "Kính gửi UBND tỉnh Hà Giang" in text and "Có 2 văn bản" in text
+    assert "doc-1  from 000.00.00.G22" in text and "(waiting 2 d 2 h)" in text
     assert text.index("doc-1") < text.index("doc-2")
 
 
