@@ -17,6 +17,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from axis.core.blobref import read_stored
 from axis.core.evidence import SignedTreeHead, consistency_json, event_from_leaf, inclusion_json
 from axis.core.evidence_bundle import build_bundle, select_leaves
 from axis.core.reasons import Reason, Refusal
@@ -109,6 +110,10 @@ def add_evidence_routes(app: FastAPI, *, log: Callable[[], LogStore], caller: Ca
         owned = await find_document(agency, document_id, sender)
         who, doc = _facts(agency, owned)
         envelope = owned[1].data  # only the leaves about these exact bytes (a DocumentId re-used with others: not)
+        if read_stored(envelope) is not None:  # a big document (endpoints.bigdoc): its bundle would hold all of it
+            raise Refusal(Reason.TOO_LARGE, "this document travels by reference (over limits.inline_max_bytes): its "
+                                            "evidence bundle is not built; take the document (GET /v1/documents/{id}) "
+                                            "and its receipts (GET /v1/documents/{id}/receipts)")
         sth, proved = await _proved(log(), select_leaves(envelope, await log().leaves_of(who, doc)))
         if sth is None or not proved:  # not a refusal: the next tree head will cover them
             return JSONResponse({"type": "about:blank", "title": "not signed yet", "status": 503, "reason": None,

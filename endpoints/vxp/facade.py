@@ -71,6 +71,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from axis.broker.transport import BROKER_ERRORS
 from axis.core import envelope
+from axis.core.blobref import read_stored
 from axis.core.ratelimit import TooManyFailures
 from axis.core.reasons import Reason, Refusal
 from axis.core.vpcp import DOC_TYPES, ITEM_STATES, STATUS, sdk_hash_file, strip_sdk_body
@@ -315,6 +316,9 @@ class VxpFacade:
         row = await self._store.received_row(c.agency, doc_id)
         if row is None:
             raise Failed(Reason.FORBIDDEN.value, "no such document for this agency")
+        if read_stored(row.data) is not None:  # a big document by reference (endpoints.bigdoc): not held in memory
+            raise Failed(Reason.TOO_LARGE.value, "this document is over limits.inline_max_bytes: fetch it with "
+                                                 "GET /v1/documents/{id} (streamed, byte ranges)")
         return doc_id, bytes(row.data)
 
     async def get_edoc(self, c: Call) -> Response:

@@ -24,6 +24,7 @@ from axis.router.service import RouterService
 from axis.stats.counting import open_counter
 from endpoints.server import EndpointServer
 from tests.integration.conftest import AGENCIES, G01, G22, H53, SERVERS, Axis, TeeCounter, wait_for
+from tests.endpoints.test_vxp_flow import sdk
 from tests.support.bigdoc import write_big_document
 
 INLINE = 1024 * 1024
@@ -120,6 +121,14 @@ async def test_big_document_by_reference_end_to_end(big_env: Axis, tmp_path: Pat
     acc = env.counter.mem.accepted[f"{G22}|{sub['document_id']}|0"]
     assert acc.size == len(data)
     await wait_for(lambda: _delivered(env, 2), what="two deliveries counted")
+
+    # no evidence bundle of 12 MB: refused with a reason, not built
+    bundle = await env.client(G22).get("/v1/evidence", params={"document_id": sub["document_id"]})
+    assert bundle.status_code == 413 and bundle.json()["reason"] == "TOO_LARGE"
+
+    # the VPCP SDK facade does not hold it in memory for getEdoc: a clear failure, the /v1 route named
+    got = await sdk(env, G01).get_edoc(items[G01])
+    assert got["status"] == "FAIL" and got["ErrorCode"] == "TOO_LARGE" and "/v1/documents" in got["ErrorDesc"]
 
     # a status about it travels as for any document
     r = await env.client(G01).post(f"/v1/documents/{items[G01]}/status", json={"code": "03", "description": "ok"})
