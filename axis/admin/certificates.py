@@ -9,15 +9,18 @@ What is watched (read from the files the configuration names; :mod:`axis.core.ce
 - ``tls-server`` — the TLS server certificate of the endpoint and admin servers (``tls.cert``);
 - ``agency`` — each agency's current signing certificate (its ``cert`` in the configuration, else
   ``<pki dir>/agencies/<CODE>/cert.pem``);
-- ``tls-client`` — each agency's TLS client certificate (``<pki dir>/tls/clients/<CODE>/cert.pem``) when it has one.
+- ``tls-client`` — each agency's TLS client certificate (``<pki dir>/tls/clients/<CODE>/cert.pem``) when it has one;
+- ``broker-client`` — with ``broker: {tls: true}``, each component's AMQPS client certificate
+  (``broker.certs_dir/<broker user>/cert.pem``; ``axis up`` renews those close to their end when it starts).
 
 Revoked certificates (``index.json``) and retired agencies are left out: nobody needs to renew them. A certificate
 kept valid after ``axis agency rotate-cert`` is not the agency's current one and is not watched either.
 
 Gauges on ``/metrics`` (names in the README's operator section):
 
-- ``axis_certificate_days_left{kind, agency}`` — days until each certificate's notAfter (negative once expired;
-  ``agency`` is "" for ``ca``, ``log`` and ``tls-server``);
+- ``axis_certificate_days_left{kind, agency, component}`` — days until each certificate's notAfter (negative once
+  expired; ``agency`` is the agency code of ``agency`` and ``tls-client`` certificates, ``component`` the broker user
+  of ``broker-client`` ones, "" otherwise);
 - ``axis_crl_days_left`` — days until the CRL's nextUpdate;
 - ``axis_certificates_due{status}`` — how many items are ``warning`` (under 30 days; the CRL under 2) or
   ``expired``.
@@ -89,6 +92,7 @@ class Watched:
     agency: str
     path: str
     max_age: dt.timedelta | None = None
+    component: str = ""
 
 
 def watched_files(config: Any) -> list[Watched]:
@@ -120,6 +124,11 @@ def watched_files(config: Any) -> list[Watched]:
             out.append(Watched("agency", code, path))
         if pki_dir is not None:
             out.append(Watched("tls-client", code, f"{pki_dir}/tls/clients/{code}/cert.pem"))
+    broker = getattr(config, "broker", None)
+    certs_dir = getattr(broker, "certs_dir", None)
+    if getattr(broker, "tls", False) and certs_dir is not None and os.path.isdir(certs_dir):
+        for name in sorted(os.listdir(certs_dir)):  # <certs_dir>/<broker user>/cert.pem (axis up issues them)
+            out.append(Watched("broker-client", "", os.path.join(certs_dir, name, "cert.pem"), component=name))
     return out
 
 
@@ -143,7 +152,7 @@ class ScanState:
     items: tuple[Expiring, ...] = ()
     errors: tuple[str, ...] = ()
     scanned_at: dt.datetime | None = None
-    cache: dict[tuple[str, str, str, dt.timedelta | None], _Parsed] = field(default_factory=dict)
+    cache: dict[tuple[str, str, str, dt.timedelta | None, str], _Parsed] = field(default_factory=dict)
 
 
 def scan(files: Iterable[Watched], revoked: set[str], state: ScanState) -> None:
@@ -151,9 +160,9 @@ def scan(files: Iterable[Watched], revoked: set[str], state: ScanState) -> None:
     certificates are normal (not every agency has one); other missing or unreadable files are ``errors``."""
     items: list[Expiring] = []
     errors: list[str] = []
-    seen: set[tuple[str, str, str, dt.timedelta | None]] = set()
+    seen: set[tuple[str, str, str, dt.timedelta | None, str]] = set()
     for w in files:
-        key = (w.kind, w.agency, w.path, w.max_age)
+        key = (w.kind, w.agency, w.path, w.max_age, w.component)
         seen.add(key)
         try:
             st = os.stat(w.path)
@@ -172,7 +181,8 @@ def scan(files: Iterable[Watched], revoked: set[str], state: ScanState) -> None:
                 with open(w.path, "rb") as f:
                     data = f.read()
                 item = (crl_expiry(x509.load_pem_x509_crl(data), w.max_age) if w.kind == "crl"
-                        else certificate_expiry(w.kind, x509.load_pem_x509_certificates(data)[0], w.agency))
+                        else certificate_expiry(w.kind, x509.load_pem_x509_certificates(data)[0], w.agency,
+                                                w.component))
             except (OSError, ValueError, IndexError) as exc:
                 errors.append(f"{w.kind}{' ' + w.agency if w.agency else ''}: {w.path}: {exc}")
                 state.cache.pop(key, None)
@@ -194,8 +204,8 @@ class _ExpiryCollector(Collector):
     def collect(self) -> Iterable[Any]:
         report = self.watch.report()
         days = GaugeMetricFamily(DAYS_LEFT, "Days until the certificate's notAfter (negative: expired), per kind "
-                                            "(ca, log, tls-server, agency, tls-client) and agency",
-                                 labels=["kind", "agency"])
+                                            "(ca, log, tls-server, agency, tls-client, broker-client), agency and "
+                                            "component (a broker user)", labels=["kind", "agency", "component"])
         crl = GaugeMetricFamily(CRL_DAYS_LEFT, "Days until the CRL's nextUpdate (negative: stale)")
         due = GaugeMetricFamily(DUE, "Certificates and CRLs that need an operator: warning (under the warning "
                                      "threshold) or expired", labels=["status"])
@@ -203,7 +213,7 @@ class _ExpiryCollector(Collector):
             if row.item.kind == "crl":
                 crl.add_metric([], row.days_left)
             else:
-                days.add_metric([row.item.kind, row.item.agency], row.days_left)
+                days.add_metric([row.item.kind, row.item.agency, row.item.component], row.days_left)
         counts = report.counts()
         due.add_metric([WARNING], counts[WARNING])
         due.add_metric([EXPIRED], counts[EXPIRED])

@@ -3,7 +3,8 @@
 An axis stops working in quiet ways when something of its PKI runs out: the CA certificate (nothing verifies any
 more), the CRL's ``nextUpdate`` (verifiers must not trust a stale list), the evidence log's certificate (tree
 heads no longer verify), the TLS server certificate (no client connects), an agency's signing certificate (its
-documents are refused ``CERT_EXPIRED``) or its TLS client certificate (mutual TLS refuses it). X-Road warns
+documents are refused ``CERT_EXPIRED``) or its TLS client certificate (mutual TLS refuses it), a component's AMQPS
+client certificate (``broker: {tls: true}``: the component cannot reach RabbitMQ). X-Road warns
 before its certificates expire, Domibus 60 days ahead; axis warns :attr:`ExpiryPolicy.warn_days` (30) ahead.
 
 :func:`certificate_expiry` and :func:`crl_expiry` turn one certificate or CRL into an :class:`Expiring` (kind,
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from cryptography import x509
 
 #: What an :class:`Expiring` is, in the order the report lists kinds at the same instant.
-KINDS = ("ca", "crl", "log", "tls-server", "agency", "tls-client")
+KINDS = ("ca", "crl", "log", "tls-server", "agency", "tls-client", "broker-client")
 OK, WARNING, EXPIRED = "ok", "warning", "expired"
 SECONDS_PER_DAY = 86_400.0
 
@@ -48,7 +49,8 @@ class ExpiryPolicy:
 @dataclass(frozen=True, slots=True)
 class Expiring:
     """One thing of the PKI that runs out: ``kind`` (one of :data:`KINDS`), ``agency`` (the agency code for an
-    agency's signing or TLS client certificate, else ""), ``serial`` (lower-case hex; "" for a CRL — its number is
+    agency's signing or TLS client certificate, else ""), ``component`` (the broker user of a component's AMQPS
+    client certificate, ``broker-client``, else ""), ``serial`` (lower-case hex; "" for a CRL — its number is
     not what an operator looks for), ``subject`` (the certificate's subject or the CRL's issuer, RFC 4514) and
     ``not_after`` (the certificate's notAfter, the CRL's nextUpdate; aware, UTC)."""
 
@@ -57,6 +59,7 @@ class Expiring:
     serial: str
     subject: str
     not_after: dt.datetime
+    component: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,12 +83,13 @@ class Expiring:
         return WARNING if left < policy.threshold(self.kind) else OK
 
 
-def certificate_expiry(kind: str, cert: x509.Certificate, agency: str = "") -> Expiring:
-    """The expiry of one certificate (``kind``: ``ca``, ``log``, ``tls-server``, ``agency``, ``tls-client``)."""
+def certificate_expiry(kind: str, cert: x509.Certificate, agency: str = "", component: str = "") -> Expiring:
+    """The expiry of one certificate (``kind``: ``ca``, ``log``, ``tls-server``, ``agency``, ``tls-client``,
+    ``broker-client``)."""
     if kind == "crl":
         raise ValueError("a CRL's expiry is crl_expiry()")
     return Expiring(kind, agency, format(cert.serial_number, "x"), cert.subject.rfc4514_string(),
-                    cert.not_valid_after_utc)
+                    cert.not_valid_after_utc, component)
 
 
 def crl_expiry(crl: x509.CertificateRevocationList, max_age: dt.timedelta | None = None) -> Expiring:
@@ -110,7 +114,8 @@ class ExpiryRow:
 
     def as_dict(self) -> dict[str, object]:
         i = self.item
-        return {"kind": i.kind, "agency": i.agency or None, "serial": i.serial or None, "subject": i.subject,
+        return {"kind": i.kind, "agency": i.agency or None, "component": i.component or None,
+                "serial": i.serial or None, "subject": i.subject,
                 "not_after": i.not_after.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
                 "days_left": round(self.days_left, 2), "status": self.status}
 
@@ -148,5 +153,5 @@ def expiry_report(items: Iterable[Expiring], now: dt.datetime, policy: ExpiryPol
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     order = {k: i for i, k in enumerate(KINDS)}
-    ordered = sorted(items, key=lambda e: (e.not_after, order[e.kind], e.agency, e.serial))
+    ordered = sorted(items, key=lambda e: (e.not_after, order[e.kind], e.agency, e.component, e.serial))
     return ExpiryReport(now, policy, tuple(ExpiryRow(e, e.days_left(now), e.status(now, policy)) for e in ordered))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from axis.admin.app import create_app
@@ -77,13 +78,13 @@ def test_metrics_and_report(workdir: tuple[Path, dict[str, Any]]) -> None:
         assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json"
 
         g = gauges(client.get("/metrics", headers=bearer).text)
-        assert 4.9 < g[("axis_certificate_days_left", (("agency", G01), ("kind", "agency")))] <= 5.0
-        assert g[("axis_certificate_days_left", (("agency", G22), ("kind", "agency")))] > 360
-        assert g[("axis_certificate_days_left", (("agency", ""), ("kind", "ca")))] > 3600
+        assert 4.9 < g[("axis_certificate_days_left", (("agency", G01), ("component", ""), ("kind", "agency")))] <= 5.0
+        assert g[("axis_certificate_days_left", (("agency", G22), ("component", ""), ("kind", "agency")))] > 360
+        assert g[("axis_certificate_days_left", (("agency", ""), ("component", ""), ("kind", "ca")))] > 3600
         for kind in ("log", "tls-server"):
-            assert g[("axis_certificate_days_left", (("agency", ""), ("kind", kind)))] > 360
-        assert g[("axis_certificate_days_left", (("agency", G22), ("kind", "tls-client")))] > 360
-        assert ("axis_certificate_days_left", (("agency", G03), ("kind", "agency"))) not in g
+            assert g[("axis_certificate_days_left", (("agency", ""), ("component", ""), ("kind", kind)))] > 360
+        assert g[("axis_certificate_days_left", (("agency", G22), ("component", ""), ("kind", "tls-client")))] > 360
+        assert ("axis_certificate_days_left", (("agency", G03), ("component", ""), ("kind", "agency"))) not in g
         assert 6.9 < g[("axis_crl_days_left", ())] <= 7.0
         assert g[("axis_certificates_due", (("status", "warning"),))] == 1
         assert g[("axis_certificates_due", (("status", "expired"),))] == 0
@@ -108,9 +109,9 @@ def test_scan_parses_a_file_again_only_when_it_changed(tmp_path: Path) -> None:
           Watched("log", "", str(tmp_path / "missing.pem"))], set(), state)
     assert [i.kind for i in state.items] == ["ca"]
     assert state.errors == (f"log: {tmp_path / 'missing.pem'} does not exist",)  # a missing client cert is normal
-    first = state.cache[("ca", "", str(f), None)]
+    first = state.cache[("ca", "", str(f), None, "")]
     scan([Watched("ca", "", str(f))], set(), state)
-    assert state.cache[("ca", "", str(f), None)] is first and len(state.cache) == 1
+    assert state.cache[("ca", "", str(f), None, "")] is first and len(state.cache) == 1
     _, other = pki.make_ca(algorithm="ec", days=10)
     f.write_bytes(pki.cert_pem(other))
     scan([Watched("ca", "", str(f))], set(), state)
@@ -130,3 +131,29 @@ def test_a_crl_max_age_brings_the_crl_due_sooner(workdir: tuple[Path, dict[str, 
     scan(watched_files(SimpleNamespace(pki=pki_cfg)), set(), state)
     [crl] = [i for i in state.items if i.kind == "crl"]
     assert crl.kind == "crl" and 0.9 < crl.days_left(dt.datetime.now(dt.UTC)) <= 1.0
+
+
+def test_components_broker_certificates_with_amqps(workdir: tuple[Path, dict[str, Any]]) -> None:
+    """broker: {tls: true}: every component's AMQPS client certificate is watched, by its broker user."""
+    import dataclasses
+
+    config = load_config(workdir[0])
+    pki_dir = config.pki.ca.parent  # type: ignore[union-attr]
+    certs_dir = pki_dir / "tls" / "broker"
+    pki.issue_broker_certificates(pki_dir, ["axis-router", "axis-server-sh"], certs_dir=certs_dir, days=20)
+    plain = {(w.kind, w.component) for w in watched_files(config)}
+    assert not any(kind == "broker-client" for kind, _ in plain)  # broker.tls off: not watched
+    amqps = dataclasses.replace(config, broker=dataclasses.replace(config.broker, tls=True, certs_dir=certs_dir))
+    state = ScanState()
+    scan(watched_files(amqps), set(), state)
+    broker = sorted((i.component, round(i.days_left(dt.datetime.now(dt.UTC)))) for i in state.items
+                    if i.kind == "broker-client")
+    assert broker == [("axis-router", 20), ("axis-server-sh", 20)]
+    watch = CertificateWatch(lambda: amqps)
+    watch.scan_now()
+    assert [r.item.component for r in watch.report().due] == ["axis-router", "axis-server-sh"]  # under 30 days
+    registry = CollectorRegistry()
+    watch.register_metrics(registry)
+    g = gauges(generate_latest(registry).decode())
+    assert 19.9 < g[("axis_certificate_days_left", (("agency", ""), ("component", "axis-router"),
+                                                    ("kind", "broker-client")))] <= 20.0

@@ -258,8 +258,8 @@ def test_agency_lifecycle_on_a_running_axis(tmp_path: Path, vhost_url: str) -> N
                        ("agency-retire", G10_NEW, G10_NEW)]
     assert {x["admin"] for x in leaves} == {"test-admin", leaves[2]["admin"]} and leaves[2]["admin"]
     assert leaves[2]["sha256"] == out["rotated"]["certificate"]["sha256"] and leaves[3]["sha256"] == ""
-    assert f'axis_certificate_days_left{{agency="{G09}",kind="agency"}}' in out["metrics"]
-    assert f'axis_certificate_days_left{{agency="{G03}",kind="agency"}}' not in out["metrics"]  # retired
+    assert f'axis_certificate_days_left{{agency="{G09}",component="",kind="agency"}}' in out["metrics"]
+    assert f'axis_certificate_days_left{{agency="{G03}",component="",kind="agency"}}' not in out["metrics"]  # retired
     failed = out["failed_add_config"]
     assert failed.agency("000.00.00.G11") is None and "d-bad" not in [sv.id for sv in failed.servers]
     crl = pki.load_crl((wd / "pki" / "crl.pem").read_bytes())

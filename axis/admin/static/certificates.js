@@ -12,6 +12,7 @@
     "tls-server": "TLS server certificate",
     agency: "signing certificate",
     "tls-client": "TLS client certificate",
+    "broker-client": "AMQPS client certificate",
   };
 
   function cell(text, cls) {
@@ -47,7 +48,8 @@
         tr.className = item.status;
         tr.dataset.kind = item.kind;
         tr.dataset.agency = item.agency || "";
-        tr.append(cell(WHAT[item.kind] || item.kind), cell(item.agency || "—", "code"),
+        tr.dataset.component = item.component || "";
+        tr.append(cell(WHAT[item.kind] || item.kind), cell(item.agency || item.component || "—", "code"),
                   cell(item.not_after.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC")),
                   cell(days(item.days_left), "n"));
         return tr;
