@@ -47,7 +47,16 @@ from axis.core.wire import (
 from axis.log.store import LogStore
 from axis.stats.metrics import process_metrics
 from endpoints.auth import bearer_matches
-from endpoints.bigdoc import TooLarge, acked, blob_response, read_or_spool, stored_head, stored_sha256, submit_big
+from endpoints.bigdoc import (
+    RefusedUpload,
+    TooLarge,
+    acked,
+    blob_response,
+    read_or_spool,
+    stored_head,
+    stored_sha256,
+    submit_big,
+)
 from endpoints.checks import checks_for
 from endpoints.cpu import run_cpu_for
 from endpoints.directory import add_directory_routes
@@ -304,14 +313,15 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             return await _submit(request, agency, got)
         except Refusal as r:
             # A refused document never reaches the router: count it here, committed before the 4xx goes out.
-            size = r.size if isinstance(r, BodyTooLarge | TooLarge) else len(got[0]) if got else 0
+            size = r.size if isinstance(r, BodyTooLarge | TooLarge | RefusedUpload) else len(got[0]) if got else 0
             srv.metrics.refused.labels(agency, r.reason.value).inc()
             process_metrics().count_refused(r.reason.value)
             record = refused_record(agency, r.reason.value, size)
             await srv.refusals.record(record)
             # a leaf of the log: the caller's agency (authenticated) and the digest of what it sent; no
             # DocumentId (nothing in refused bytes is proven)
-            await log_event(Event("refused", now_ms(), agency, "", 0, hashlib.sha256(got[0]).hexdigest() if got else "",
+            digest = r.sha256 if isinstance(r, RefusedUpload) else hashlib.sha256(got[0]).hexdigest() if got else ""
+            await log_event(Event("refused", now_ms(), agency, "", 0, digest,
                                   reason=r.reason.value, server=srv.id, ref=record.message_id))
             raise
 

@@ -56,6 +56,16 @@ class TooLarge(Refusal):
         self.size = size
 
 
+class RefusedUpload(Refusal):
+    """A streamed document's refusal, with the size and SHA-256 of what was sent (for the refusal's count and
+    its leaf in the evidence log, as an inline body's)."""
+
+    def __init__(self, refusal: Refusal, size: int, sha256: str) -> None:
+        super().__init__(refusal.reason, refusal.detail)
+        self.size = size
+        self.sha256 = sha256
+
+
 async def read_or_spool(request: Request, limits: Limits, blobs: BlobStore) -> bytes | Spool:
     """The body in memory when it is at most ``limits.inline_limit`` bytes, else a :class:`Spool` holding it."""
     limit, inline = limits.document_limit, limits.inline_limit
@@ -179,6 +189,9 @@ async def submit_big(srv: EndpointServer, agency: str, spool: Spool, request: Re
             submit_check(msg)
         await check_related(srv, agency, msg)
         ref = await asyncio.to_thread(spool.commit)
+    except Refusal as refusal:
+        spool.discard()
+        raise RefusedUpload(refusal, spool.size, spool.sha256) from None
     except BaseException:
         spool.discard()
         raise
