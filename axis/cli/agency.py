@@ -32,6 +32,7 @@ from axis.cli._common import (
     err_console,
     print_json,
     safe,
+    tls_problem,
     usage_error,
 )
 from axis.client import tls_verify
@@ -95,10 +96,11 @@ def _post(target: tuple[str, str, str | None], path: str, body: dict[str, Any], 
         with httpx.Client(base_url=url.rstrip("/"), timeout=TIMEOUT, verify=verify, trust_env=False) as c:
             r = c.post(path, json=body, headers=headers)
     except httpx.HTTPError as exc:
+        detail = f"cannot reach the admin app at {url}: {tls_problem(exc)}"
         if as_json:
-            print_json({"ok": False, "reason": None, "detail": f"cannot reach the admin app at {url}: {exc}"})
+            print_json({"ok": False, "reason": None, "detail": detail})
         else:
-            err_console.print(f"[bold red]error:[/] cannot reach the admin app at {safe(url)}: {safe(str(exc))}")
+            err_console.print(f"[bold red]error:[/] {safe(detail, lines=True)}")
         raise typer.Exit(EXIT_REFUSED) from None
     try:
         answer = r.json()

@@ -147,3 +147,5 @@ def test_cli_exit_codes(setup: tuple[FastAPI, Supervisor, list[list[Event]], lis
         assert result.exit_code == 2 and orjson.loads(result.stdout)["reason"] == "SCHEMA_INVALID"
         result = runner.invoke(cli, ["agency", "rotate-cert", G22, "--connections", str(conn)])
         assert result.exit_code == 0 and "new certificate" in result.stdout and "1f" in result.stdout
+    result = runner.invoke(cli, ["agency", "retire", G22, "--connections", str(conn), "--json"])  # app gone
+    assert result.exit_code == 1 and "cannot reach the admin app" in orjson.loads(result.stdout)["detail"]
