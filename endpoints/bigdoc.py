@@ -188,14 +188,20 @@ async def submit_big(srv: EndpointServer, agency: str, spool: Spool, request: Re
         if submit_check is not None:
             submit_check(msg)
         await check_related(srv, agency, msg)
-        ref = await asyncio.to_thread(spool.commit)
     except Refusal as refusal:
         spool.discard()
         raise RefusedUpload(refusal, spool.size, spool.sha256) from None
     except BaseException:
         spool.discard()
         raise
-    srv.blobs.hold(ref.sha256, submitted_hold(srv.id))  # until the router took it (axis.router.blobs)
+    # held before it exists as a blob, until the router took it (axis.router.blobs): never a moment unheld
+    srv.blobs.hold(spool.sha256, submitted_hold(srv.id))
+    try:
+        ref = await asyncio.to_thread(spool.commit)
+    except BaseException:
+        spool.discard()
+        srv.blobs.release(spool.sha256, submitted_hold(srv.id))
+        raise
     recipients = [r.organ_id for r in msg.recipients]
     rid, _new = await srv.store.store_sent(agency, document_id=msg.document_id, doc_type=int(msg.business.doc_type),
                                            recipients=recipients, subject=msg.subject, data=ref.stored)

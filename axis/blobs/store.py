@@ -112,15 +112,13 @@ class BlobStore(abc.ABC):
     def collect(self, retention_seconds: float) -> int:
         """Delete every blob nothing holds any more and older than the retention; how many were deleted."""
         deleted = 0
-        for sha256, age in list(self.blobs()):
-            if removable(holds=len(self.holders(sha256)), age_seconds=age, retention_seconds=retention_seconds):
-                self.delete(sha256)
-                deleted += 1
+        for sha256, _ in list(self.blobs()):
+            deleted += self.collect_one(sha256, retention_seconds)
         return deleted
 
     def collect_one(self, sha256: str, retention_seconds: float) -> bool:
         """:meth:`collect` for one blob (after the last ack); whether it was deleted."""
-        for name, age in self.blobs(sha256):
+        for name, age in self.blobs(sha256):  # its age and holds read just before deleting it
             if removable(holds=len(self.holders(name)), age_seconds=age, retention_seconds=retention_seconds):
                 self.delete(name)
                 return True
