@@ -47,17 +47,20 @@ CONNECTIONS = typer.Option(None, "--connections", metavar="FILE",
                            help="connections.json of the running axis (default ./axis-work/connections.json)")
 ADMIN = typer.Option(None, "--admin", envvar="AXIS_ADMIN_URL", help="admin app URL (default: from connections.json)")
 TOKEN = typer.Option(None, "--token", envvar="AXIS_ADMIN_TOKEN", help="admin token (default: from connections.json)")
+CA = typer.Option(None, "--ca", metavar="CA_PEM", help="the axis CA the admin app's HTTPS certificate is checked "
+                                                       "against (default: connections.json's ca)")
 JSON = typer.Option(False, "--json", help="Print the answer as one JSON object.")
 DAYS = typer.Option(365, "--days", min=1, max=3650, help="Validity of the signing certificate, in days.")
 ALGORITHM = typer.Option("ec", "--algorithm", help="Key algorithm of the signing certificate: ec (P-256) or rsa.")
 
 
-def _admin(connections: Path | None, admin: str | None, token: str | None) -> tuple[str, str, str | None]:
-    """The admin app's URL, token and the CA to trust."""
+def _admin(connections: Path | None, admin: str | None, token: str | None, ca: Path | None = None
+           ) -> tuple[str, str, str | None]:
+    """The admin app's URL, token and the CA to trust (``ca`` when given)."""
     if admin is not None:
         if not token:
             usage_error("--admin needs --token (or AXIS_ADMIN_TOKEN)")
-        return admin, token, connection_tls(admin, connections=connections)["ca"]
+        return admin, token, str(ca) if ca else connection_tls(admin, connections=connections)["ca"]
     path = connections or DEFAULT_CONNECTIONS
     if not path.is_file():
         usage_error(f"no {path} here (run `axis up` or `axis demo` first, or pass --connections FILE or --admin URL)")
@@ -70,7 +73,7 @@ def _admin(connections: Path | None, admin: str | None, token: str | None) -> tu
         usage_error(f"{path} has no admin.url")
     if not (token or section.get("token")):
         usage_error(f"{path} has no admin.token: pass --token")
-    return str(section["url"]), str(token or section["token"]), raw.get("ca")
+    return str(section["url"]), str(token or section["token"]), str(ca) if ca else raw.get("ca")
 
 
 def _refused(status: int, body: Any, as_json: bool) -> NoReturn:
@@ -144,13 +147,14 @@ def add(
     connections: Path | None = CONNECTIONS,
     admin: str | None = ADMIN,
     token: str | None = TOKEN,
+    ca: Path | None = CA,
 ) -> None:
     """Add an agency to the running axis: its signing certificate, its token, a place on a server, the directory.
     The token is printed once (and kept in connections.json)."""
     body: dict[str, Any] = {"code": code, "server": server, "days": days, "algorithm": algorithm,
                             "holds_key": server_key}
     body |= {k: v for k, v in (("name", name), ("kind", kind), ("port", port)) if v is not None}
-    a = _post(_admin(connections, admin, token), "/admin/agencies", body, as_json)
+    a = _post(_admin(connections, admin, token, ca), "/admin/agencies", body, as_json)
     _show(a, as_json, [
         f"[bold green]added[/] {safe(a.get('agency'))} ({safe(a.get('name'))}) on "
         f"{'new ' if a.get('new_server') else ''}{safe(a.get('kind'))} server {safe(a.get('server'))}",
@@ -170,10 +174,11 @@ def retire(
     connections: Path | None = CONNECTIONS,
     admin: str | None = ADMIN,
     token: str | None = TOKEN,
+    ca: Path | None = CA,
 ) -> None:
     """Retire an agency: documents from it are refused FORBIDDEN, to it UNKNOWN_RECIPIENT; its inbox stays readable
     (its token still lists, fetches and acks) until collected."""
-    a = _post(_admin(connections, admin, token), f"/admin/agencies/{quote(code, safe='')}/retire",
+    a = _post(_admin(connections, admin, token, ca), f"/admin/agencies/{quote(code, safe='')}/retire",
               {"revoke": revoke}, as_json)
     _show(a, as_json, [f"[bold]retired[/] {safe(a.get('agency'))} at {safe(a.get('retired_at'))}"
                        + (f"; certificate {safe(a.get('revoked_serial'))} revoked" if a.get("revoked_serial") else "")])
@@ -190,13 +195,14 @@ def rename(
     connections: Path | None = CONNECTIONS,
     admin: str | None = ADMIN,
     token: str | None = TOKEN,
+    ca: Path | None = CA,
 ) -> None:
     """Change an agency's code: a signing certificate for the new code is issued; envelopes addressed to the old
     code still reach it; its token and server stay."""
     body: dict[str, Any] = {"code": new_code, "days": days, "algorithm": algorithm}
     if name is not None:
         body["name"] = name
-    a = _post(_admin(connections, admin, token), f"/admin/agencies/{quote(code, safe='')}/rename", body, as_json)
+    a = _post(_admin(connections, admin, token, ca), f"/admin/agencies/{quote(code, safe='')}/rename", body, as_json)
     _show(a, as_json, [f"[bold green]renamed[/] {safe(a.get('former'))} → {safe(a.get('agency'))} "
                        f"(the old code is an alias)", _cert_line(a.get("certificate") or {})])
 
@@ -210,10 +216,11 @@ def rotate_cert(
     connections: Path | None = CONNECTIONS,
     admin: str | None = ADMIN,
     token: str | None = TOKEN,
+    ca: Path | None = CA,
 ) -> None:
     """Issue a new signing key and certificate; the previous certificate stays valid until it expires (documents
     signed with either verify)."""
-    a = _post(_admin(connections, admin, token), f"/admin/agencies/{quote(code, safe='')}/rotate-cert",
+    a = _post(_admin(connections, admin, token, ca), f"/admin/agencies/{quote(code, safe='')}/rotate-cert",
               {"days": days, "algorithm": algorithm}, as_json)
     prev = a.get("previous") or {}
     _show(a, as_json, [f"[bold green]new certificate[/] for {safe(a.get('agency'))}", _cert_line(a.get("certificate")

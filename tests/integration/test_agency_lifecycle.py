@@ -136,8 +136,9 @@ async def scenario(wd: Path, conn: dict[str, Any]) -> dict[str, Any]:
         # -- rotate-cert, with the CLI
         pki_dir = wd / "pki"
         old_cert = (pki_dir / "agencies" / G22 / "cert.pem").read_bytes()
-        result = await asyncio.to_thread(CliRunner().invoke, cli, [
-            "agency", "rotate-cert", G22, "--days", "90", "--json", "--connections", str(wd / "connections.json")])
+        result = await asyncio.to_thread(CliRunner().invoke, cli, [  # as an operator elsewhere: URL, token, CA
+            "agency", "rotate-cert", G22, "--days", "90", "--json", "--admin", admin, "--token",
+            conn["admin"]["token"], "--ca", conn["ca"], "--connections", str(wd / "none.json")])
         assert result.exit_code == 0, result.output
         rotated = orjson.loads(result.stdout)
         out["rotated"] = rotated
