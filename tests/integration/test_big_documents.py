@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import hashlib
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from axis.core.pki import load_certs, load_key
 from axis.router.service import RouterService
 from axis.stats.counting import open_counter
 from endpoints.server import EndpointServer
-from tests.integration.conftest import AGENCIES, G01, G22, H53, SERVERS, Axis, TeeCounter, wait_for
 from tests.endpoints.test_vxp_flow import sdk
+from tests.integration.conftest import AGENCIES, G01, G22, H53, SERVERS, Axis, TeeCounter, wait_for
 from tests.support.bigdoc import write_big_document
 
 INLINE = 1024 * 1024
@@ -198,3 +199,22 @@ async def test_upload_cut_mid_way_leaves_nothing(big_env: Axis, tmp_path: Path) 
     await asyncio.sleep(0.2)
     assert blob_files(env) == [] and os.listdir(env.config.blob_dir / "tmp") == []
     assert await inbox(env, H53) == []
+
+
+async def test_a_crashed_upload_is_cleaned_when_a_server_starts(big_env: Axis) -> None:
+    env = big_env
+    tmp = env.config.blob_dir / "tmp"
+    # a host process that died mid-upload: its temporary file stays, nothing was published
+    code = ("import sys; from axis.blobs import FileBlobStore; s = FileBlobStore(sys.argv[1]).spool(); "
+            "s.write(b'<edXML>' + b'A' * 100000); import os; os._exit(9)")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, str(env.config.blob_dir))
+    assert await proc.wait() == 9
+    assert len(os.listdir(tmp)) == 1
+    again = EndpointServer(env.config, "d2")  # the host starting again
+    connection = await connect(env.config.amqp_url)
+    try:
+        await again.start(connection)
+        assert os.listdir(tmp) == [] and blob_files(env) == []
+    finally:
+        await again.stop()
+        await connection.close()
