@@ -138,3 +138,15 @@ def test_big_text_outside_attachments_is_too_large(tmp_path: Path) -> None:
     verifier = pki.verifier()
     data = make_edxml(A, [B], subject="x" * (MAX_TEXT + 10))
     assert streamed(verifier, pki.sign(data, A), 65536) == Reason.TOO_LARGE.value
+
+
+@pytest.mark.parametrize("encoding", ["windows-1258", "utf-16", "iso-8859-1"])
+def test_other_encodings_read_as_the_inline_parser_reads_them(tmp_path: Path, encoding: str) -> None:
+    pki = make_pki(tmp_path, [A, B])
+    verifier = pki.verifier()
+    text = pki.envelope(A, [B], size=3000).decode()
+    data = text.replace("encoding='UTF-8'", f"encoding='{encoding}'").encode(encoding, "xmlcharrefreplace")
+    assert streamed(verifier, data, 7) == inline(verifier, data) == f"ok:{A}"
+    tampered = text.replace("encoding='UTF-8'", f"encoding='{encoding}'").replace("Hà Nội", "Ha Noi", 1).encode(
+        encoding, "xmlcharrefreplace")
+    assert tampered != data and streamed(verifier, tampered, 7) == inline(verifier, tampered) == "SIGNATURE_INVALID"
