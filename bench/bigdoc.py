@@ -83,7 +83,7 @@ async def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
         await asyncio.sleep(0.2)
 
 
-async def run(mb: int, *, log: Callable[[str], None] = print) -> dict[str, Any]:
+async def run(mb: int, *, parallel: int = 1, log: Callable[[str], None] = print) -> dict[str, Any]:
     from axis.config import generate_workdir, load_config
     from axis.core.pki import load_certs, load_key
     from axis.log.store import LogStore
@@ -91,7 +91,7 @@ async def run(mb: int, *, log: Callable[[str], None] = print) -> dict[str, Any]:
     from tests.support.bigdoc import write_big_document
 
     size = mb * 1024 * 1024
-    out: dict[str, Any] = {"mb": mb}
+    out: dict[str, Any] = {"mb": mb, "parallel": parallel}
     with temp_vhost("axis-bench-bigdoc") as url, tempfile.TemporaryDirectory(prefix="axis-bench-bigdoc-") as tmp:
         work = Path(tmp) / "work"
         config_path, connections = generate_workdir(work, AGENCIES, SERVERS, base_port=free_port_block(len(SERVERS)),
@@ -103,10 +103,15 @@ async def run(mb: int, *, log: Callable[[str], None] = print) -> dict[str, Any]:
         a = agencies[SENDER]
         doc = Path(tmp) / "big.xml"
         t = time.monotonic()
-        sha, n = write_big_document(doc, load_key(Path(a["key"]).read_bytes()),
-                                    load_certs(Path(a["cert"]).read_bytes())[0], SENDER, [R1, R2], size - 8192)
+        key, cert = load_key(Path(a["key"]).read_bytes()), load_certs(Path(a["cert"]).read_bytes())[0]
+        sha, n = write_big_document(doc, key, cert, SENDER, [R1, R2], size - 8192)
         out.update(bytes=n, sha256=sha, generate_seconds=round(time.monotonic() - t, 1))
         log(f"  {n / 1e6:.0f} MB document signed in {out['generate_seconds']} s")
+        others = []  # submitted at the same time as the measured one (--parallel)
+        for k in range(2, parallel + 1):
+            other = Path(tmp) / f"big-{k}.xml"
+            write_big_document(other, key, cert, SENDER, [R1, R2], size - 8192, number=k, seed=k)
+            others.append(other)
         ctx = config.client_ssl()
         verify: ssl.SSLContext | bool = ctx
         running = start(config_path, work, connections, routers=1, admin=False)
@@ -121,17 +126,18 @@ async def run(mb: int, *, log: Callable[[str], None] = print) -> dict[str, Any]:
                                          headers={"Authorization": f"Bearer {ag['token']}"})
 
             async with client(SENDER) as snd, client(R1) as r1, client(R2) as r2:
-                t = time.monotonic()
-                r = await snd.post("/v1/documents", content=file_stream(doc),
-                                   headers={"content-type": "application/xml"})
-                if r.status_code != 202:
+                t = t0 = time.monotonic()
+                r, *rest = await asyncio.gather(*(snd.post("/v1/documents", content=file_stream(d),
+                                                           headers={"content-type": "application/xml"})
+                                                  for d in (doc, *others)))
+                if r.status_code != 202 or any(x.status_code != 202 for x in rest):
                     raise RuntimeError(f"submission refused: {r.status_code} {r.text[:300]}")
                 out["upload_seconds"] = round(time.monotonic() - t, 2)
                 sub = r.json()
 
                 async def arrived(c: httpx.AsyncClient) -> Any:
                     items = (await c.get("/v1/inbox")).json()["items"]
-                    return items[0] if items else None
+                    return next((i for i in items if i["document_id"] == sub["document_id"]), None)
 
                 item1 = await wait(lambda: arrived(r1), 600, "the first recipient's inbox")
                 item2 = await wait(lambda: arrived(r2), 600, "the second recipient's inbox")
@@ -163,9 +169,15 @@ async def run(mb: int, *, log: Callable[[str], None] = print) -> dict[str, Any]:
                 out["routed_after_accept_seconds"] = round((at[("routed", None)] - at[("submitted", None)]) / 1000, 2)
                 out["stored_after_routed_seconds"] = {
                     code: round((at[("stored", code)] - at[("routed", None)]) / 1000, 2) for code in (R1, R2)}
-                for c, item in ((r1, item1), (r2, item2)):
-                    if (await c.post(f"/v1/documents/{item['id']}/ack")).status_code != 200:
-                        raise RuntimeError("ack refused")
+                for c in (r1, r2):
+                    async def every(c: httpx.AsyncClient = c) -> Any:
+                        items = (await c.get("/v1/inbox")).json()["items"]
+                        return items if len(items) == parallel else None
+
+                    for item in await wait(every, 900, "every document in the inbox"):
+                        if (await c.post(f"/v1/documents/{item['id']}/ack")).status_code != 200:
+                            raise RuntimeError("ack refused")
+                out["all_delivered_seconds"] = round(time.monotonic() - t0, 2)
 
                 def blobs() -> list[str]:
                     root = config.blob_dir
@@ -191,12 +203,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=int, default=200, help="document size in MiB (default 200)")
     ap.add_argument("--max-rss-mb", type=float, default=300.0, help="the target: each axis process's peak (MB)")
+    ap.add_argument("--parallel", type=int, default=1, help="documents of that size submitted at once (default 1)")
     ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     a = ap.parse_args()
-    res = asyncio.run(run(a.mb, log=lambda s: print(s, file=sys.stderr)))
+    res = asyncio.run(run(a.mb, parallel=a.parallel, log=lambda s: print(s, file=sys.stderr)))
     if a.json:
         print(json.dumps(res, indent=2))
     else:
+        if res["parallel"] > 1:
+            print(f"{res['parallel']} documents submitted at once, all delivered and acked after "
+                  f"{res['all_delivered_seconds']} s; figures of the first one:")
         print(f"{res['bytes'] / 1e6:.0f} MB document: upload {res['upload_seconds']} s, in both inboxes after "
               f"{res['delivered_seconds']} s, download {res['download_seconds']} s (same bytes: "
               f"{res['download_same_bytes']}), range ok: {res['range_ok']}, evidence sha256 = the bytes': "

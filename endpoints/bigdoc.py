@@ -102,6 +102,12 @@ async def read_or_spool(request: Request, limits: Limits, blobs: BlobStore) -> b
     return spool if spool is not None else b"".join(chunks)
 
 
+#: big documents verified at once per host process (each holds its small tree, a chunk and the parser's buffer, ~10-15
+#: MB): the host's memory stays bounded whatever the number of big uploads and deliveries in flight
+BIG_VERIFICATIONS = 2
+_VERIFYING = threading.BoundedSemaphore(BIG_VERIFICATIONS)
+
+
 class BigChecks:
     """References verified by this host process (SHA-256 → message and certificate facts), at most ``size``."""
 
@@ -123,7 +129,8 @@ class BigChecks:
                     check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked,
                                                 self.verifier.crl_fresh_until)
                 return msg, sha256
-        verified, facts = verify_stream(self.verifier, chunks, max_bytes=max_bytes)
+        with _VERIFYING:
+            verified, facts = verify_stream(self.verifier, chunks, max_bytes=max_bytes)
         if sha256 is not None and verified.sha256 != sha256:
             raise Refusal(Reason.SIGNATURE_INVALID, "the stored document does not match its reference's digest")
         schema.validate(verified.root)
