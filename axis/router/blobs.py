@@ -11,6 +11,10 @@ evidence. The outcome is then made *by reference* (:func:`by_reference`): delive
 header and an empty body, and every digest is the blob's (the SHA-256 of the exact signed bytes, as for an inline
 document: the log's leaves are the same).
 
+A forward (``x-axis-kind: forward`` of a document by reference, an agency that moved during a live move) is decided
+as :mod:`axis.router.forward` decides it, from the verified blob: deliveries by reference to the agencies' current
+servers, nothing counted, a refusal to the dead letters only.
+
 Holds (axis.core.blobref): before the deliveries are published the router holds the blob for every recipient agency
 (released by its endpoint server when the agency acks); once the outcome is published and the message acked,
 :meth:`BlobRouting.settled` releases the door's ``submitted.<server>`` hold. A crash in between redelivers the
@@ -36,17 +40,24 @@ from axis.core.wire import (
     EX_DELIVER,
     EX_DLX,
     H_BLOB,
+    H_BOUNCES,
+    H_DOC_TYPE,
     H_DOCUMENT_ID,
+    H_FORWARD_KIND,
     H_KIND,
     H_RECIPIENTS,
     H_SENDER,
     H_SERVER,
     KIND_DOCUMENT,
+    KIND_FORWARD,
     KIND_REFUSAL,
+    Outgoing,
     blob_of,
+    header_codes,
     header_text,
 )
 from axis.router.core import Outcome, RouterCore
+from axis.router.forward import _bounces, _targets
 
 _EMPTY = hashlib.sha256(b"").hexdigest()
 
@@ -105,10 +116,13 @@ class BlobRouting:
             assert ref is not None
         except Refusal as refusal:
             return core._refuse(refusal, b"", headers, message_id, notify=True)
+        forwarded = header_text(headers.get(H_KIND)) == KIND_FORWARD
         try:
-            out = by_reference(self._document(core, ref, headers, message_id), ref)
-        except Refusal as refusal:
-            out = by_reference(core._refuse(refusal, b"", headers, message_id, notify=True), ref, self._claims(ref))
+            decided = self._forward(core, ref, headers) if forwarded else self._document(core, ref, headers, message_id)
+            out = by_reference(decided, ref)
+        except Refusal as refusal:  # a forward's refusal goes to the dead letters only, as inline
+            out = by_reference(core._refuse(refusal, b"", headers, message_id, notify=not forwarded), ref,
+                               self._claims(ref))
         assert isinstance(out, BlobOutcome)
         out.server = server
         for o in out.outgoing:  # held for each recipient before anything is published
@@ -125,7 +139,8 @@ class BlobRouting:
             return None
         return head.sender.organ_id, head.document_id
 
-    def _document(self, core: RouterCore, ref: BlobRef, headers: Mapping[str, Any], message_id: str) -> Outcome:
+    def _verified(self, core: RouterCore, ref: BlobRef) -> tuple[envelope.DocumentMessage, str | None]:
+        """The blob verified (streaming), its schema and model: the message and the signer."""
         try:
             verified, _ = verify_stream(core.verifier, self.store.chunks(ref), max_bytes=self.max_bytes)
         except BlobMissing:
@@ -137,9 +152,32 @@ class BlobRouting:
         msg = envelope.from_element(verified.root)  # the small tree: everything but the attachments' content
         if not isinstance(msg, envelope.DocumentMessage):
             raise Refusal(Reason.SCHEMA_INVALID, "a status message was submitted as a document")
+        return msg, verified.signer
+
+    def _forward(self, core: RouterCore, ref: BlobRef, headers: Mapping[str, Any]) -> Outcome:
+        """A delivery by reference an endpoint server hands back for agencies that moved away from it: as
+        :func:`axis.router.forward.forward` decides for a document, from the verified blob; nothing counted."""
+        via, kind = header_text(headers.get(H_SERVER)), header_text(headers.get(H_FORWARD_KIND))
+        if kind != KIND_DOCUMENT:
+            raise Refusal(Reason.SCHEMA_INVALID, f"a forwarded {kind or 'message'} cannot travel by reference")
+        codes = header_codes(headers.get(H_RECIPIENTS))
+        bounces = _bounces(headers)
+        targets = _targets(core.directory, via, codes, moved=False, bounces=bounces)
+        msg, _ = self._verified(core, ref)
+        stray = set(codes) - {r.organ_id for r in msg.recipients}
+        if stray:
+            raise Refusal(Reason.FORBIDDEN, f"forwarded for {sorted(stray)}, not recipients of the document")
+        base = {H_KIND: KIND_DOCUMENT, H_SENDER: msg.sender.organ_id, H_DOCUMENT_ID: msg.document_id,
+                H_DOC_TYPE: int(msg.business.doc_type) if msg.business is not None else 0}
+        return Outcome(outgoing=[Outgoing(EX_DELIVER, sid, b"", {**base, H_RECIPIENTS: cs,
+                                                                 **({H_BOUNCES: bounces + 1} if sid == via else {})})
+                                 for sid, cs in targets.items()])
+
+    def _document(self, core: RouterCore, ref: BlobRef, headers: Mapping[str, Any], message_id: str) -> Outcome:
+        msg, signer = self._verified(core, ref)
         sender = msg.sender.organ_id
-        if verified.signer != sender:
-            raise Refusal(Reason.SIGNER_MISMATCH, f"signed by {verified.signer}, sent as {sender}")
+        if signer != sender:
+            raise Refusal(Reason.SIGNER_MISMATCH, f"signed by {signer}, sent as {sender}")
         if sender not in core.directory:
             raise Refusal(Reason.UNKNOWN_SENDER, f"{sender} is not in the directory")
         doc_type = int(msg.business.doc_type) if msg.business is not None else 0

@@ -111,3 +111,39 @@ def test_a_blob_that_is_not_its_name_is_refused(pki: TestPKI, core: RouterCore, 
         core, {H_KIND: "document", H_SERVER: "d1", H_BLOB: ref.header}, "m6")
     assert out.reason is not None
     assert not [o for o in out.outgoing if o.headers.get(H_RECIPIENTS)]
+
+
+def test_a_forward_by_reference_is_the_inline_forward(pki: TestPKI, tmp_path: Path) -> None:
+    """A delivery by reference for an agency that moved away from its server, handed back (a live move): the same
+    deliveries as the inline forward (by reference), nothing counted; refused as the inline one is."""
+    from axis.core.directory import Agency, Server
+    from axis.core.wire import H_BOUNCES, H_FORWARD_KIND
+
+    servers = [Server("d1", "dedicated"), Server("d2", "dedicated"), Server("sh", "shared")]
+    moved = RouterCore(Directory(servers, [Agency(G22, "a", "d1"), Agency(G01, "c", "d2", ("sh",)),
+                                           Agency(G03, "d", "sh"), Agency(H53, "b", "sh")]),
+                       pki.verifier(), max_bytes=1_000_000, clock=lambda: NOW)
+    store = FileBlobStore(tmp_path)
+    routing = BlobRouting(store, max_bytes=10_000_000)
+    data = doc(pki, G22, [G01, G03])
+    ref = put(store, data)
+    fwd = {H_KIND: "forward", H_FORWARD_KIND: "document", H_RECIPIENTS: [G01], H_SERVER: "sh"}
+    inline = moved.process(data, fwd, "f1")
+    by_ref = routing.process(moved, {**fwd, H_BLOB: ref.header}, "f1")
+    assert inline.reason is None and comparable(by_ref) == comparable(inline)
+    assert [(o.routing_key, o.headers[H_RECIPIENTS], o.headers[H_BLOB], o.body) for o in by_ref.outgoing] == [
+        ("d2", [G01], ref.header, b"")]
+    assert by_ref.accepted == [] and by_ref.events == []
+    assert G01 in store.holders(ref.sha256)
+    # forwarding for an agency that is not a recipient, or for one the forwarding server hosts: refused as inline
+    for bad in ({**fwd, H_RECIPIENTS: [H53]}, {**fwd, H_RECIPIENTS: [G03]}):
+        inline = moved.process(data, bad, "f2")
+        by_ref = routing.process(moved, {**bad, H_BLOB: ref.header}, "f2")
+        assert inline.reason is not None and by_ref.reason == inline.reason
+        assert [o.exchange for o in by_ref.outgoing] == [o.exchange for o in inline.outgoing] == [EX_DLX]
+    # while the server and this router disagree (a reload), it goes back with one more bounce
+    back = RouterCore(Directory(servers, [Agency(G22, "a", "d1"), Agency(G01, "c", "sh", ("d2",)),
+                                          Agency(G03, "d", "sh")]), pki.verifier(), max_bytes=1_000_000,
+                      clock=lambda: NOW)
+    out = routing.process(back, {**fwd, H_BLOB: ref.header, H_BOUNCES: "3"}, "f3")
+    assert [(o.routing_key, o.headers[H_BOUNCES]) for o in out.outgoing] == [("sh", 4)]
