@@ -129,6 +129,8 @@ def test_limits_and_doctype_across_chunks(tmp_path: Path) -> None:
     doctype = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'
     for size in (1, 3, 5, 100):
         assert streamed(verifier, doctype, size) == Reason.XML_FORBIDDEN.value
+    utf16 = '<?xml version="1.0" encoding="utf-16"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'.encode("utf-16")
+    assert streamed(verifier, utf16, 5) == inline(verifier, utf16) == Reason.XML_FORBIDDEN.value  # not a byte match
     assert streamed(verifier, b"") == inline(verifier, b"")
     assert streamed(verifier, b"<a>") == inline(verifier, b"<a>") == Reason.XML_MALFORMED.value
 
