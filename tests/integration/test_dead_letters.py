@@ -44,7 +44,8 @@ def without(config: Config, code: str) -> Config:
 
 @pytest.fixture
 async def admin(axis_env: Axis) -> AsyncIterator[tuple[DeadLetterApi, httpx.AsyncClient]]:
-    api = DeadLetterApi.for_config(component_url(axis_env.config, ADMIN_USER), axis_env.config)
+    api = DeadLetterApi.for_config(component_url(axis_env.config, ADMIN_USER), axis_env.config,
+                                   scan_seconds=0.2)
     app = FastAPI()
     api.install(app)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as client:
@@ -122,7 +123,8 @@ async def test_refused_document_is_listed_and_resent_after_the_directory_is_fixe
         "resend", "ops on duty", G22, document_id, 1)
     delivered = await wait_for(lambda: inbox(env, H41), what="the resent document in H41's inbox")
     assert [d["document_id"] for d in delivered] == [document_id]
-    assert (await client.get("/admin/dead-letters")).json() == {"items": [], "next_offset": None, "total": 0}
+    empty = (await client.get("/admin/dead-letters")).json()
+    assert (empty["items"], empty["next_offset"], empty["total"]) == ([], None, 0) and empty["scanned_at"]
     assert (await client.post(f"/admin/dead-letters/{item['id']}/resend")).status_code == 404
 
     [event] = await wait_for(lambda: admin_events(env), what="the admin event")
@@ -201,7 +203,7 @@ async def test_the_cli_lists_shows_resends_and_discards(axis_env: Axis, tmp_path
     from axis.cli import build_app
 
     env = axis_env
-    api = DeadLetterApi.for_config(component_url(env.config, ADMIN_USER), env.config)
+    api = DeadLetterApi.for_config(component_url(env.config, ADMIN_USER), env.config, scan_seconds=0.2)
     app = FastAPI()
 
     @app.middleware("http")
