@@ -12,8 +12,9 @@ it is the figure to compare across runs and commits; the wall-clock rate is prin
 HTTPS by default, as ``axis up`` serves (the load generator keeps its connections alive: one handshake per
 connection); ``--plain`` measures the same axis with ``tls: off`` — the difference is the cost of TLS.
 
-``--profile DIR`` also records py-spy raw stacks of every axis process for the measured window (needs
-``pip install py-spy``).
+``--profile DIR`` also records py-spy raw stacks of every axis process for the measured window (py-spy is in the
+dev extras) and prints own and inclusive time per function for each component (hosts, routers, log writer);
+py-spy at 50 Hz costs the processes some CPU, so compare profiled runs with profiled runs.
 """
 
 from __future__ import annotations
@@ -166,6 +167,13 @@ def main() -> None:
     print(f"  total        {r['total_ms_per_doc']:7.2f} ms CPU/doc; load average {r['load_average'][0]:.1f}")
     if r["amqp_messages_per_doc"] is not None:
         print(f"  AMQP messages published per document: {r['amqp_messages_per_doc']:.2f}")
+    if args.profile:
+        from bench.router_drain import summarize
+
+        for kind, label in KINDS:
+            files = sorted(args.profile.glob(f"{kind}*.txt"))
+            if files:
+                print(f"\n== {label} ({', '.join(f.stem for f in files)})\n{summarize(files, top=20)}")
     if args.json:
         write_json(args.json, r)
 

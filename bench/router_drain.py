@@ -114,12 +114,13 @@ async def measure(n: int = DEFAULT_ENVELOPES, *, workers: int = 2, scaling: bool
     return results, raw
 
 
-def summarize(profile_dir: Path, top: int = 25) -> str:
-    """Own time and inclusive time per function over every collapsed-stack file in ``profile_dir``."""
+def summarize(profile: Path | list[Path], top: int = 25) -> str:
+    """Own time and inclusive time per function over every collapsed-stack file in ``profile`` (a directory, or
+    a list of files)."""
     own: dict[str, int] = {}
     incl: dict[str, int] = {}
     total = 0
-    for f in profile_dir.glob("*.txt"):
+    for f in profile if isinstance(profile, list) else profile.glob("*.txt"):
         for line in f.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
             if not stack:
