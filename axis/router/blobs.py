@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from axis.blobs import BlobMissing, BlobStore
+from axis.config.model import Limits
 from axis.core import envelope, schema
 from axis.core.blobref import BlobRef, submitted_hold
 from axis.core.reasons import Reason, Refusal
@@ -100,6 +101,22 @@ def by_reference(out: Outcome, ref: BlobRef, claims: tuple[str, str] | None = No
         reason=out.reason, items=out.items,
         events=[dataclasses.replace(e, sha256=ref.sha256) if e.sha256 == _EMPTY else e for e in out.events],
         ref=ref)
+
+
+#: with big documents on, what the router may hold of inline documents at once: its prefetch is cut to this many
+#: bytes' worth of the largest inline document (axis.config.model.Limits.inline_limit) — a bound by bytes in flight,
+#: not only by message count (documents over the inline limit are ~90-byte references)
+INFLIGHT_BYTES = 256 * 1024 * 1024
+MIN_PREFETCH = 16
+
+
+def prefetch_for(limits: Limits, prefetch: int) -> int:
+    """The router's prefetch: ``prefetch``, cut so that prefetch × the inline limit stays within
+    :data:`INFLIGHT_BYTES` when documents may travel by reference (at least :data:`MIN_PREFETCH`). Without big
+    documents it is unchanged (an inline document may then be as large as ``max_envelope_bytes``)."""
+    if not limits.big_documents:
+        return prefetch
+    return max(MIN_PREFETCH, min(prefetch, INFLIGHT_BYTES // max(1, limits.inline_limit)))
 
 
 class BlobRouting:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from axis.blobs import open_blobs
 from axis.broker.topology import attach_exchanges, attach_queue
@@ -38,11 +38,12 @@ from axis.core.wire import (
     evidence,
     header_text,
 )
-from axis.router.blobs import BlobRouting
+from axis.router.blobs import BlobRouting, prefetch_for
 from axis.router.core import Outcome, RouterCore, coalesce
 from axis.stats.counting import Counter, open_counter
 
 log = logging.getLogger("axis.router")
+T = TypeVar("T")
 LIGHT_KINDS = frozenset({KIND_STATUS, KIND_STATUS_BUNDLE})
 
 
@@ -58,11 +59,11 @@ class RouterService:
         self.core = core_for(config, verifier or make_verifier(config))
         self._counter = counter
         self._own_counter = counter is None
-        self.prefetch = prefetch
+        self.prefetch = prefetch_for(config.limits, prefetch)  # bounded by bytes with big documents
         self.batch = batch
         self.linger = linger
         self._rate = Rate()
-        self._inbox: asyncio.Queue[IncomingMessage] = asyncio.Queue()
+        self._inbox: BatchInbox[IncomingMessage] = BatchInbox()
         self._conn: Connection | None = None
         self._worker: asyncio.Task[None] | None = None
         self._swap = asyncio.Lock()  # held by each batch; a reload swaps the core between batches
@@ -109,7 +110,7 @@ class RouterService:
         while True:
             messages = [await self._inbox.get()]
             if self.linger > 0 and self._rate.per_second >= LINGER_ABOVE_PER_SECOND:
-                await fill(self._inbox, self.batch - 1, self.linger)
+                await self._inbox.fill(self.batch - 1, self.linger)
             while len(messages) < self.batch and not self._inbox.empty():
                 messages.append(self._inbox.get_nowait())
             self._rate.taken(len(messages))
@@ -207,23 +208,42 @@ async def _requeue(messages: Iterable[IncomingMessage]) -> None:
             await m.nack(requeue=True)
 
 
-#: the arrival rate (messages/s, this router) above which a batch waits for more (:func:`fill`)
+#: the arrival rate (messages/s, this router) above which a batch waits for more (:meth:`BatchInbox.fill`)
 LINGER_ABOVE_PER_SECOND = 50.0
-LINGER_STEP = 0.005
 
 
-async def fill(queue: asyncio.Queue[Any], size: int, seconds: float) -> None:
-    """Wait until ``queue`` holds ``size`` items, at most ``seconds``. Under load a batch waits a little for more:
-    a batch costs its thread hop, its publishes (what it sends to one server travels as one bundle), its counting
-    transaction and its ack once, whatever its size — batches of up to 512 and 150 ms took the full seed-2019
-    replay from 138–151 s to 82–86 s (bench/README.md). When messages come slowly (``LINGER_ABOVE_PER_SECOND``),
-    the router does not wait."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while queue.qsize() < size:
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
+class BatchInbox(asyncio.Queue[T]):
+    """The consumed messages, and a wait for a batch to fill that sleeps until the batch is full or its time is up.
+
+    Under load a batch waits a little for more: a batch costs its thread hop, its publishes (what it sends to one
+    server travels as one bundle), its counting transaction and its ack once, whatever its size — batches of up to
+    512 and 150 ms took the full seed-2019 replay from 138–151 s to 82–86 s (bench/README.md). When messages come
+    slowly (``LINGER_ABOVE_PER_SECOND``), the router does not wait. The wait is woken by the arrival that fills
+    the batch (not polled: polling every 5 ms cost a lingering router ~6 ms of CPU a second, bench/README.md)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._want = 0  # the size a waiting fill() is woken at (0: nobody waits)
+        self._full = asyncio.Event()
+
+    def put_nowait(self, item: T) -> None:
+        super().put_nowait(item)  # unbounded: Queue.put() is this, never blocks
+        if self._want and self.qsize() >= self._want:
+            self._full.set()
+
+    async def fill(self, size: int, seconds: float) -> None:
+        """Wait until the inbox holds ``size`` items, at most ``seconds``."""
+        if self.qsize() >= size:
             return
-        await asyncio.sleep(min(remaining, LINGER_STEP))
+        self._want = size
+        self._full.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._full.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._want = 0
 
 
 class Rate:

@@ -147,3 +147,16 @@ def test_a_forward_by_reference_is_the_inline_forward(pki: TestPKI, tmp_path: Pa
                       clock=lambda: NOW)
     out = routing.process(back, {**fwd, H_BLOB: ref.header, H_BOUNCES: "3"}, "f3")
     assert [(o.routing_key, o.headers[H_BOUNCES]) for o in out.outgoing] == [("sh", 4)]
+
+
+def test_prefetch_is_bounded_by_bytes_with_big_documents() -> None:
+    from axis.config.model import Limits
+    from axis.router.blobs import INFLIGHT_BYTES, MIN_PREFETCH, prefetch_for
+
+    assert prefetch_for(Limits(), 1024) == 1024  # no big documents: unchanged
+    small = Limits(max_document_bytes=200 << 20, inline_max_bytes=256 << 10)
+    assert prefetch_for(small, 1024) == 1024 and 1024 * small.inline_limit <= INFLIGHT_BYTES
+    big = Limits(max_document_bytes=200 << 20, inline_max_bytes=8 << 20)
+    assert prefetch_for(big, 1024) == 32 and 32 * big.inline_limit <= INFLIGHT_BYTES
+    assert prefetch_for(Limits(max_document_bytes=200 << 20, inline_max_bytes=25 << 20), 1024) == MIN_PREFETCH
+    assert prefetch_for(small, 64) == 64  # never raised
