@@ -25,6 +25,7 @@ from endpoints.inbox.store import (
     ReceivedRow,
     SentRow,
     Stored,
+    document_size,
     inbox_item,
     item_states,
     metadata,
@@ -84,7 +85,7 @@ class SqlInboxStore(InboxStore):
                 result = await conn.execute(self._ins_received, dict(
                     id=rid, agency=agency, sender=sender, document_id=document_id, doc_type=doc_type,
                     related_document_id=related_document_id, kind=KINDS.get(doc_type, "edoc"), subject=subject,
-                    size=len(data), data=data, received_at=now,
+                    size=document_size(data), data=data, received_at=now,
                 ))
                 if result.rowcount == 1:
                     out.append(Stored(rid, agency, now, True))

@@ -46,6 +46,7 @@ from endpoints.inbox.store import (
     SentRow,
     StoreBusy,
     Stored,
+    document_size,
     iso,
     metadata,
     uncollected_item,
@@ -279,7 +280,7 @@ class SqliteInboxStore(InboxStore):
     ) -> list[Stored]:
         now = time.time()
         kind = KINDS.get(doc_type, "edoc")
-        size = len(data)
+        size = document_size(data)
 
         def body(db: sqlite3.Connection) -> list[Stored]:
             out: list[Stored] = []

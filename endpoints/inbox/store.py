@@ -19,6 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from axis.core.blobref import read_stored
+
 metadata = sa.MetaData()
 
 received = sa.Table(
@@ -99,6 +101,13 @@ def unique_key(table: sa.Table) -> tuple[str, ...]:
             return tuple(col.name for col in c.columns if col.name != "agency")
     return ()
 KINDS = {0: "edoc", 1: "revocation", 2: "update", 3: "replacement"}
+
+
+def document_size(data: bytes) -> int:
+    """The size of the document a row's ``data`` stands for: its bytes, or the blob a big document's reference names
+    (axis.core.blobref)."""
+    ref = read_stored(data)
+    return ref.size if ref is not None else len(data)
 
 
 def is_sqlite(url: str) -> bool:

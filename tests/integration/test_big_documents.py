@@ -104,6 +104,7 @@ async def test_big_document_by_reference_end_to_end(big_env: Axis, tmp_path: Pat
     for code in (H53, G01):
         got = await wait_for(lambda code=code: inbox(env, code), what=f"{code} inbox", timeout=60)
         assert len(got) == 1 and got[0]["document_id"] == sub["document_id"]
+        assert got[0]["size"] == len(data)  # the document's, not its stored reference's
         items[code] = got[0]["id"]
         whole = await env.client(code).get(f"/v1/documents/{items[code]}")
         assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
