@@ -73,24 +73,25 @@ async def read_or_spool(request: Request, limits: Limits, blobs: BlobStore) -> b
     declared = int(length) if length and length.isdigit() else None
     if declared is not None and declared > limit:
         raise TooLarge(declared, f"{declared} bytes is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
+    chunks: list[bytes] = []  # in memory up to the inline limit; then what is not yet written to the spool
+    size = pending = 0
     spool: Spool | None = None
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
                 raise TooLarge(size, f"more than the limit of {limit} bytes")
-            if spool is not None:
-                spool.write(chunk)
-            elif size > inline:
+            chunks.append(chunk)
+            pending += len(chunk)
+            if spool is None and size > inline:
                 spool = blobs.spool()
-                for piece in chunks:
-                    spool.write(piece)
-                chunks = []
-                spool.write(chunk)
-            else:
-                chunks.append(chunk)
+            if spool is not None and pending >= SPOOL_WRITE:
+                # written (and hashed) in a worker thread, 1 MB at a time: a disk under writeback pressure never
+                # stalls the event loop of every server of this host
+                await asyncio.to_thread(spool.write, b"".join(chunks))
+                chunks, pending = [], 0
+        if spool is not None and chunks:
+            await asyncio.to_thread(spool.write, b"".join(chunks))
     except ClientDisconnect:
         if spool is not None:
             spool.discard()
@@ -100,6 +101,10 @@ async def read_or_spool(request: Request, limits: Limits, blobs: BlobStore) -> b
             spool.discard()
         raise
     return spool if spool is not None else b"".join(chunks)
+
+
+#: the door writes a spooled upload in pieces of at least this many bytes
+SPOOL_WRITE = 1024 * 1024
 
 
 #: big documents verified at once per host process (each holds its small tree, a chunk and the parser's buffer, ~10-15
