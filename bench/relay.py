@@ -3,7 +3,7 @@ overhead.
 
 It does on the wire what a router process (``axis.router.service.RouterService``) does, with the same code where
 the code is broker work: consume ``axis.submissions`` (manual acks, the router's prefetch of 1,024), take batches
-of up to 512 the same way (waiting up to 150 ms to fill under load: ``axis.router.service.fill``), build one
+of up to 512 the same way (waiting up to 150 ms to fill under load: ``axis.router.service.BatchInbox``), build one
 delivery per target server with the router's delivery headers, pack a batch's deliveries per server into
 bundles (``axis.router.core.coalesce``), add the batch's evidence message (two events per document, as the
 router), publish them all confirmed (``axis.broker.transport.Publisher``) and ack the batch with one ``multiple``
@@ -80,13 +80,13 @@ async def relay(url: str, progress: Path, *, prefetch: int = PREFETCH, batch: in
     from axis.broker.topology import attach_exchanges, attach_queue
     from axis.broker.transport import IncomingMessage, Publisher, connect
     from axis.core.wire import Q_SUBMISSIONS
-    from axis.router.service import LINGER_ABOVE_PER_SECOND, Rate, fill
+    from axis.router.service import LINGER_ABOVE_PER_SECOND, BatchInbox, Rate
 
     conn = await connect(url)
     _, exchanges = await attach_exchanges(conn)
     publisher = Publisher(exchanges)
     _, queue = await attach_queue(conn, Q_SUBMISSIONS, prefetch=prefetch)
-    inbox: asyncio.Queue[IncomingMessage] = asyncio.Queue()
+    inbox: BatchInbox[IncomingMessage] = BatchInbox()
     rate = Rate()
     fd = os.open(progress / str(os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     acked = 0
@@ -96,7 +96,7 @@ async def relay(url: str, progress: Path, *, prefetch: int = PREFETCH, batch: in
         while True:
             messages = [await inbox.get()]
             if linger > 0 and rate.per_second >= LINGER_ABOVE_PER_SECOND:
-                await fill(inbox, batch - 1, linger)
+                await inbox.fill(batch - 1, linger)
             while len(messages) < batch and not inbox.empty():
                 messages.append(inbox.get_nowait())
             rate.taken(len(messages))

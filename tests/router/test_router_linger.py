@@ -7,30 +7,50 @@ import time
 
 import pytest
 
-from axis.router.service import Rate, fill
+from axis.router.service import BatchInbox, Rate
 
 
 async def test_fill_returns_once_the_batch_is_full() -> None:
-    q: asyncio.Queue[int] = asyncio.Queue()
+    q: BatchInbox[int] = BatchInbox()
 
     async def feed() -> None:
         for i in range(10):
             await asyncio.sleep(0.002)
-            q.put_nowait(i)
+            await q.put(i)  # what aio-pika's consumer callback does
 
     feeder = asyncio.create_task(feed())
     started = time.monotonic()
-    await fill(q, 10, 5.0)
-    assert q.qsize() == 10 and time.monotonic() - started < 1.0  # full long before the 5 s
+    await q.fill(10, 5.0)
+    assert q.qsize() == 10 and time.monotonic() - started < 1.0  # woken by the 10th, long before the 5 s
     await feeder
 
 
 async def test_fill_gives_up_at_the_deadline() -> None:
-    q: asyncio.Queue[int] = asyncio.Queue()
+    q: BatchInbox[int] = BatchInbox()
     q.put_nowait(1)
     started = time.monotonic()
-    await fill(q, 10, 0.05)
+    await q.fill(10, 0.05)
     assert 0.04 <= time.monotonic() - started < 0.5 and q.qsize() == 1
+
+
+async def test_fill_sleeps_until_woken() -> None:
+    # no polling: while it waits nothing runs on the loop unless an arrival fills the batch
+    q: BatchInbox[int] = BatchInbox()
+    waiter = asyncio.create_task(q.fill(3, 5.0))
+    await asyncio.sleep(0.01)
+    q.put_nowait(1)
+    q.put_nowait(2)
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # two of three
+    q.put_nowait(3)
+    await asyncio.wait_for(waiter, 0.5)
+    assert q.qsize() == 3
+    await q.fill(2, 5.0)  # already full enough: returns at once
+    q.put_nowait(4)  # nobody waits: no wake-up is left set for the next fill
+    assert [q.get_nowait() for _ in range(4)] == [1, 2, 3, 4]
+    started = time.monotonic()
+    await q.fill(1, 0.05)
+    assert time.monotonic() - started >= 0.04
 
 
 def test_rate_follows_what_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
