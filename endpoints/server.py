@@ -118,6 +118,7 @@ class EndpointServer:
         while True:
             try:
                 deleted = await asyncio.to_thread(self.blobs.collect, self.config.blobs.retention_days * 86400)
+                await asyncio.to_thread(self.blobs.clean_temps)
                 if deleted:
                     log.info("server %s: %d blobs deleted", self.id, deleted)
             except Exception:

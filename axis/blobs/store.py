@@ -32,6 +32,9 @@ from axis.core.blobref import BlobRef, blob_path, hold_name, removable, temp_own
 
 log = logging.getLogger("axis.blobs")
 CHUNK = 1024 * 1024
+#: a temporary upload file not written to for this long is abandoned whoever wrote it (a process of another machine
+#: or container, whose pid says nothing here): a live upload writes every few seconds at the slowest rate allowed
+STALE_TEMP_SECONDS = 6 * 3600
 
 
 class BlobMissing(FileNotFoundError):
@@ -126,7 +129,8 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     def clean_temps(self) -> int:
-        """Remove what crashed uploads left (temporary files of processes of this host that are gone)."""
+        """Remove what crashed uploads left: temporary files of processes of this host that are gone, and any not
+        written to for :data:`STALE_TEMP_SECONDS`."""
 
 
 class _FileSpool(Spool):
@@ -248,11 +252,17 @@ class FileBlobStore(BlobStore):
                 with contextlib.suppress(FileNotFoundError):
                     yield entry.name, now - entry.stat().st_mtime
 
-    def clean_temps(self) -> int:
+    def clean_temps(self, stale_seconds: float = STALE_TEMP_SECONDS) -> int:
         removed = 0
+        now = time.time()
         for entry in os.scandir(self.tmp):
             owner = temp_owner(entry.name)
-            if owner is None or (owner[0] == self._host and not _alive(owner[1])):
+            try:
+                stale = now - entry.stat().st_mtime > stale_seconds
+            except FileNotFoundError:
+                continue
+            # not ours to judge by pid (another machine or container), untouched for that long: abandoned
+            if owner is None or stale or (owner[0] == self._host and not _alive(owner[1])):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed += 1

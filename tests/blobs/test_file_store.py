@@ -83,3 +83,13 @@ def test_clean_temps_removes_uploads_of_dead_processes_only(tmp_path: Path) -> N
     assert store.clean_temps() == 2
     assert os.listdir(store.tmp) == [mine.path.name]  # the live upload is kept
     mine.discard()
+
+
+def test_clean_temps_removes_abandoned_uploads_of_other_machines(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    other = store.tmp / "another_host.1.abcd"  # pid 1 of another container: its pid says nothing here
+    other.write_bytes(b"half")
+    assert store.clean_temps() == 0  # recent: may be a live upload
+    old = os.stat(other).st_mtime - 7 * 3600
+    os.utime(other, (old, old))
+    assert store.clean_temps() == 1 and os.listdir(store.tmp) == []
