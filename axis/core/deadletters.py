@@ -34,6 +34,7 @@ from axis.core.wire import (
     EX_DELIVER,
     EX_EVIDENCE,
     EX_SUBMIT,
+    H_BLOB,
     H_DETAIL,
     H_DOC_TYPE,
     H_DOCUMENT_ID,
@@ -238,7 +239,7 @@ def check_admin(name: str | None) -> str:
 
 #: headers of the original message a resend keeps (what the router reads of a submission); the rest (reason,
 #: detail, x-death, what the admin app stamped) is the dead letter's, not the submission's
-_SUBMISSION_HEADERS = (H_KIND, H_DOC_TYPE, H_SHA256)
+_SUBMISSION_HEADERS = (H_KIND, H_DOC_TYPE, H_SHA256, H_BLOB)  # H_BLOB: a big document travels by reference
 
 
 def resend(letter: DeadLetter, body: bytes, headers: Mapping[str, Any], *, server: str | None, now_ms: int,

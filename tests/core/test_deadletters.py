@@ -133,3 +133,9 @@ def test_the_admin_event_leaves_out_claims_too_long_for_the_log() -> None:
     headers = {**REFUSAL, "x-axis-sender": "S" * 1000, "x-axis-document-id": "D" * 513}
     leaf = dl.admin_event(dl.read(b"<x/>", headers, "m"), "resend", "alice", 5, "r").as_dict()
     assert (leaf["sender"], leaf["document_id"]) == ("", "")
+
+
+def test_a_big_document_is_resent_by_reference() -> None:
+    headers = {**REFUSAL, "x-axis-blob": "sha256:" + "ab" * 32 + ":123456789"}
+    out = dl.resend(dl.read(b"", headers, "m"), b"", headers, server="d1", now_ms=1, message_id="n")
+    assert out.headers["x-axis-blob"] == headers["x-axis-blob"] and out.body == b""
