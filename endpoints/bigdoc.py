@@ -150,7 +150,8 @@ class BigChecks:
         return kept, verified.sha256
 
 
-_checks: dict[int, BigChecks] = {}
+#: the checks of the last few verifiers of this process (a reload makes a new verifier; older ones are dropped)
+_checks: OrderedDict[int, BigChecks] = OrderedDict()
 _checks_lock = threading.Lock()
 
 
@@ -160,6 +161,8 @@ def big_checks_for(verifier: Any) -> BigChecks:
         checks = _checks.get(id(verifier))
         if checks is None or checks.verifier is not verifier:
             checks = _checks[id(verifier)] = BigChecks(verifier)
+            while len(_checks) > 4:
+                _checks.popitem(last=False)
         return checks
 
 
