@@ -156,10 +156,12 @@ def analyse_soak(raw: dict[str, Any], within: float = 0.10) -> list[Result]:
         r0 = base["rss_kb"][name]
         peak = max(s["rss_kb"][name] for s in samples)
         growth = r1 / r0 - 1
+        half = next(s for s in samples if s["documents"] >= last["documents"] // 2)["rss_kb"][name]
         out.append(Result(f"host soak RSS, {name}, {last['documents']:,} documents vs {base['documents']:,}",
                           r1 / 1024, "MB", baseline=r0 / 1024, baseline_label=f"RSS at {base['documents']:,}",
                           target=f"within {within:.0%}", met=abs(growth) <= within,
-                          notes=f"{growth:+.1%}; peak {peak / 1024:.1f} MB; "
+                          notes=f"{growth:+.1%}; second half {r1 / half - 1:+.1%} "
+                                f"({half / 1024:.1f} → {r1 / 1024:.1f} MB); peak {peak / 1024:.1f} MB; "
                                 f"{len(samples)} samples over {raw['seconds']:.0f} s",
                           extra={"samples": [(s["documents"], s["rss_kb"][name]) for s in samples]}))
     return out
