@@ -3,7 +3,9 @@
 A queue has no random access and no browsing that leaves it untouched: a message read and returned unacked
 counts as a redelivery (quorum queues count deliveries; RabbitMQ 4 drops a message past its default limit of 20
 returns), and one held unacked for long trips the consumer timeout. So :meth:`DeadLetterQueue.scan` ROTATES the
-queue: it takes the messages that were in it when the scan began, one after the other (``basic.get``), asks
+queue: it takes the messages that were in it when the scan began, in batches (a consumer whose prefetch is the
+batch's size, cancelled before the batch is acked: never one message more; ``basic.get`` cost a round trip per
+message), asks
 ``decide`` what to do with each, and
 
 - :class:`Keep`: publishes the message again into ``axis.dead`` (through ``axis.dlx``, confirmed; the same body,
@@ -41,6 +43,8 @@ from axis.core.wire import EX_DLX, Q_DEAD, Outgoing
 
 #: messages taken before their copies are published and acked together
 BATCH = 200
+#: how long a scan waits for a message it counted (a reader elsewhere may have taken it)
+TAKE_WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,26 @@ async def _count(channel: AbstractChannel) -> int:
     underlay = await channel.get_underlay_channel()
     declared = await underlay.queue_declare(Q_DEAD, passive=True)
     return int(declared.message_count or 0)
+
+
+async def _take(channel: AbstractChannel, queue: aio_pika.abc.AbstractQueue, n: int) -> list[AbstractIncomingMessage]:
+    """At most ``n`` messages from the head of the queue, unacked: a consumer with a prefetch of exactly ``n``
+    (the broker sends it no more than that while none is acked), cancelled before anything is acked — the
+    messages come without a round trip each (``basic.get`` cost one) and never one past the ``n``."""
+    await channel.set_qos(prefetch_count=n)  # for the consumer made next
+    inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+    tag = await queue.consume(inbox.put, no_ack=False)
+    batch: list[AbstractIncomingMessage] = []
+    try:
+        while len(batch) < n:
+            batch.append(await asyncio.wait_for(inbox.get(), TAKE_WAIT))
+    except TimeoutError:  # fewer ready than counted (another reader took some)
+        pass
+    finally:
+        await queue.cancel(tag)
+    while not inbox.empty():  # delivered between the timeout and the cancel: still within the prefetch
+        batch.append(inbox.get_nowait())
+    return batch
 
 
 class DeadLetterQueue:
@@ -134,12 +158,7 @@ class DeadLetterQueue:
                 exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
                 taken = 0
                 while taken < todo:
-                    batch: list[AbstractIncomingMessage] = []
-                    while taken + len(batch) < todo and len(batch) < BATCH:
-                        message = await queue.get(no_ack=False, fail=False)
-                        if message is None:
-                            break
-                        batch.append(message)
+                    batch = await _take(channel, queue, min(BATCH, todo - taken))
                     if not batch:
                         break
                     taken += len(batch)
