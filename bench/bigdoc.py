@@ -149,6 +149,9 @@ async def run(mb: int, *, parallel: int = 1, log: Callable[[str], None] = print)
                         h.update(piece)
                 out["download_seconds"] = round(time.monotonic() - t, 2)
                 out["download_same_bytes"] = h.hexdigest() == sha
+                head = await r2.head(f"/v1/documents/{item2['id']}")  # through uvicorn: headers, no body
+                out["head_ok"] = (head.status_code == 200 and head.content == b""
+                                  and head.headers.get("content-length") == str(n))
                 part = await r2.get(f"/v1/documents/{item2['id']}", headers={"Range": "bytes=1000-1999"})
                 with open(doc, "rb") as f:
                     f.seek(1000)

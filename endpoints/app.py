@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from axis.broker.transport import BROKER_ERRORS
 from axis.core import envelope, schema
-from axis.core.blobref import read_stored
 from axis.core.evidence import Event
 from axis.core.ratelimit import TooManyFailures
 from axis.core.reasons import Reason, Refusal, http_status
@@ -51,7 +50,7 @@ from endpoints.bigdoc import (
     RefusedUpload,
     TooLarge,
     acked,
-    blob_response,
+    document_response,
     read_or_spool,
     stored_head,
     stored_sha256,
@@ -377,13 +376,11 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             return "sent", sent
         raise NotYours(rid)
 
-    @app.get("/v1/documents/{rid}")
+    @app.api_route("/v1/documents/{rid}", methods=["GET", "HEAD"])
     async def get_document(request: Request, rid: str) -> Response:
         _, row = await own_document(caller(request), rid)
-        ref = read_stored(row.data)
-        if ref is not None:  # a big document: streamed from the blob store, byte ranges served
-            return blob_response(srv.blobs, ref, request)
-        return Response(row.data, media_type="application/xml")
+        # byte ranges; a big document streamed from the blob store (endpoints.bigdoc)
+        return document_response(srv.blobs, row.data, request)
 
     @app.post("/v1/documents/{rid}/ack")
     async def ack(request: Request, rid: str) -> dict[str, Any]:

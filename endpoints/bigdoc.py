@@ -12,8 +12,8 @@ by reference (axis.core.blobref, axis.blobs).
   removed, nothing was published;
 - :class:`BigChecks`: a delivered reference checked once per host process (like endpoints.checks.DeliveryChecks,
   keyed by the SHA-256, the certificate's time, CRL and usage checked again at every use);
-- :func:`blob_response`: ``GET /v1/documents/{id}`` of a document by reference — the exact signed bytes streamed
-  from the store, with ``Range: bytes=…`` (206, one range; 416 past the end).
+- :func:`document_response`: ``GET``/``HEAD /v1/documents/{id}`` — the exact signed bytes (a big document's streamed
+  from the store) with ``Range: bytes=…`` (206, one range; 416 past the end).
 """
 
 from __future__ import annotations
@@ -241,31 +241,47 @@ async def stored_head(srv: EndpointServer, data: bytes) -> bytes:
     return await asyncio.to_thread(srv.blobs.head, ref)
 
 
-def blob_response(blobs: BlobStore | None, ref: BlobRef, request: Request) -> Response:
-    """The document's exact bytes from the blob store, streamed; one byte range when asked (RFC 9110 14)."""
-    if blobs is None or not blobs.exists(ref):
+def document_response(blobs: BlobStore | None, data: bytes, request: Request) -> Response:
+    """``GET``/``HEAD /v1/documents/{id}``: the document's exact bytes — a row's own, or streamed from the blob store
+    for a big document — with ``Accept-Ranges: bytes`` and one byte range when asked (RFC 9110 section 14: 206 with
+    ``Content-Range``, 416 past the end; several ranges or a malformed header: the whole document). ``HEAD``: the
+    headers alone. A big document no longer kept (past its retention, every recipient acked): 410."""
+    ref = read_stored(data)
+    if ref is not None and (blobs is None or not blobs.exists(ref)):
         return JSONResponse({"type": "about:blank", "title": "gone", "status": 410, "reason": None,
                              "detail": "the document is no longer kept (blob store retention)"}, status_code=410,
                             media_type="application/problem+json")
+    size = ref.size if ref is not None else len(data)
     try:
-        wanted = parse_range(request.headers.get("range"), ref.size)
+        wanted = parse_range(request.headers.get("range"), size)
     except RangeNotSatisfiable:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{ref.size}"})
-    start, end = (wanted.start, wanted.end) if wanted is not None else (0, ref.size - 1)
-    headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1), "ETag": f'"{ref.sha256}"'}
+        return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    start, end = (wanted.start, wanted.end) if wanted is not None else (0, size - 1)
+    status = 206 if wanted is not None else 200
+    headers = {"Accept-Ranges": "bytes", "Content-Length": str(end - start + 1)}
     if wanted is not None:
-        headers["Content-Range"] = f"bytes {start}-{end}/{ref.size}"
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    if ref is not None:
+        headers["ETag"] = f'"{ref.sha256}"'
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type="application/xml")
+    if ref is None:
+        return Response(data if wanted is None else data[start:end + 1], status_code=status, headers=headers,
+                        media_type="application/xml")
+    assert blobs is not None
 
     async def body() -> AsyncIterator[bytes]:
-        pieces = blobs.chunks(ref, start, end, chunk=256 * 1024)
-        while True:
-            piece = await asyncio.to_thread(next, pieces, None)
-            if piece is None:
-                return
-            yield piece
+        pieces = blobs.chunks(ref, start, end)
+        try:
+            while True:
+                piece = await asyncio.to_thread(next, pieces, None)
+                if piece is None:
+                    return
+                yield piece
+        finally:
+            pieces.close()  # the client may go away mid-download: the file is closed now
 
-    return StreamingResponse(body(), status_code=206 if wanted is not None else 200, headers=headers,
-                             media_type="application/xml")
+    return StreamingResponse(body(), status_code=status, headers=headers, media_type="application/xml")
 
 
 async def acked(srv: EndpointServer, data: bytes, agency: str) -> None:

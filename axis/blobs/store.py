@@ -24,7 +24,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -79,7 +79,8 @@ class BlobStore(abc.ABC):
     def open(self, ref: BlobRef) -> BinaryIO:
         """The blob's bytes, readable and seekable (BlobMissing when it is gone)."""
 
-    def chunks(self, ref: BlobRef, start: int = 0, end: int | None = None, chunk: int = CHUNK) -> Iterator[bytes]:
+    def chunks(self, ref: BlobRef, start: int = 0, end: int | None = None, chunk: int = CHUNK
+               ) -> Generator[bytes, None, None]:
         """The bytes ``start`` to ``end`` (inclusive; default: to the last), ``chunk`` at a time."""
         last = ref.size - 1 if end is None else end
         with self.open(ref) as f:

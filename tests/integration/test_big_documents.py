@@ -116,6 +116,9 @@ async def test_big_document_by_reference_end_to_end(big_env: Axis, tmp_path: Pat
     assert tail.status_code == 206 and tail.content == data[-10:]
     past = await env.client(H53).get(f"/v1/documents/{items[H53]}", headers={"Range": f"bytes={len(data)}-"})
     assert past.status_code == 416
+    head = await env.client(H53).head(f"/v1/documents/{items[H53]}")
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-length"] == str(len(data))
+    assert head.headers["etag"] == f'"{sha}"'
     mine = await env.client(G22).get(f"/v1/documents/{sub['id']}", headers={"Range": "bytes=0-99"})
     assert mine.status_code == 206 and mine.content == data[:100]  # the sender's copy too
 
@@ -160,9 +163,18 @@ async def test_small_documents_stay_inline(big_env: Axis, tmp_path: Path) -> Non
                                    headers={"content-type": "application/xml"})
     assert r.status_code == 202, r.text
     sent = await env.servers["d1"].store.sent_row(G22, r.json()["id"])  # type: ignore[union-attr]
-    assert sent is not None and sent.data == path.read_bytes()
+    data = path.read_bytes()
+    assert sent is not None and sent.data == data
     assert blob_files(env) == []
-    await wait_for(lambda: inbox(env, H53), what="inline delivery")
+    items = await wait_for(lambda: inbox(env, H53), what="inline delivery")
+    url = f"/v1/documents/{items[0]['id']}"
+    whole = await env.client(H53).get(url)
+    assert whole.status_code == 200 and whole.content == data and whole.headers["accept-ranges"] == "bytes"
+    part = await env.client(H53).get(url, headers={"Range": "bytes=10-19"})  # ranges on inline documents too
+    assert part.status_code == 206 and part.content == data[10:20]
+    assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
+    head = await env.client(H53).head(url)
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(data))
 
 
 async def test_refused_big_documents_leave_nothing(big_env: Axis, tmp_path: Path) -> None:

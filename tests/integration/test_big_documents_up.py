@@ -15,7 +15,7 @@ async def test_30_mb_document_through_axis_up_within_300_mb_per_process() -> Non
     if not broker_reachable():
         pytest.skip("RabbitMQ management API not reachable on :15672")
     res = await run(30, log=lambda _: None)
-    assert res["download_same_bytes"] and res["range_ok"]
+    assert res["download_same_bytes"] and res["range_ok"] and res["head_ok"]
     assert res["evidence_sha256_same"] and {"submitted", "routed", "stored"} <= set(res["evidence_events"])
     assert res["blob_collected"]
     assert set(res["peak_rss_mb"]) >= {"router-1", "host-1", "host-2", "log-writer"}
