@@ -135,3 +135,36 @@ def test_broker_consumers_keep_servers_seen_with_few_door_probes(vhost_url: str,
 
     with serve(health) as base:
         asyncio.run(scenario(base))
+
+
+def test_the_admin_broker_user_sees_every_server_consuming(tmp_path: Any, vhost_url: str) -> None:
+    """A real axis (router and endpoint servers with their delivery consumers, one least-privilege broker user per
+    component): the admin's own broker user (monitoring tag, no read permission on the delivery queues) sees each
+    server's consumer through the one management call (the broker's statistics catch up within ~10 s)."""
+    from axis.broker.users import ADMIN_USER, component_url
+    from tests.faults.harness import SERVERS, running_axis
+
+    async def scenario() -> None:
+        async with running_axis(tmp_path / "work", vhost_url) as env:
+            assert env.config.broker.per_component
+            admin_url = component_url(env.config, ADMIN_USER)
+            assert "axis-admin" in admin_url
+            ids = [sid for sid, _ in SERVERS]
+            prober = Prober({}, amqp_url=admin_url, interval=0.5)
+            http = await prober._client()
+
+            async def poll_until(cond: Any) -> None:
+                deadline = time.monotonic() + 30
+                while True:
+                    await prober._queues(http)
+                    if prober.state.queues_error is None and cond():
+                        return
+                    assert time.monotonic() < deadline, prober.state
+                    await asyncio.sleep(0.5)
+
+            await poll_until(lambda: all(prober.state.consumers.get(server_queue(s), 0) > 0 for s in ids))
+            assert prober.state.broker(ids, time.time()) == [] and set(prober.state.last_seen) == set(ids)
+            assert all(prober.state.watched(s) for s in ids) and prober.state.last_error == {}
+            await prober.stop()
+
+    asyncio.run(scenario())
