@@ -53,13 +53,15 @@ XML_NS = "http://www.w3.org/XML/1998/namespace"
 #: the one element whose text may be big (an attachment's base64 content): checked on the fly, left out of the tree
 BIG_TEXT_TAG = f"{{{EDXML}}}ContentTransferEncoded"
 #: any other text value (an element's text, or the text between two elements) may be at most this long
-MAX_TEXT = 1024 * 1024
+#: (8 MiB: a value the inline path also reads — libxml2 refuses a text node over 10 MB without huge_tree)
+MAX_TEXT = 8 * 1024 * 1024
 #: the small tree (everything but the attachments' content) may hold at most about this many bytes
 MAX_TREE_BYTES = 32 * 1024 * 1024
 #: the canonical output is kept until the DigestMethod is known (it comes early, in the header), at most this much
 _PENDING_BYTES = 4 * 1024 * 1024
 _SIGNATURE, _SIGNED_INFO = f"{{{DSIG}}}Signature", f"{{{DSIG}}}SignedInfo"
 _REFERENCE, _DIGEST_METHOD = f"{{{DSIG}}}Reference", f"{{{DSIG}}}DigestMethod"
+_VERSION = re.compile(r"1\.[0-9]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _WS = b" \t\r\n"
@@ -343,6 +345,11 @@ class _Target:
         if not self.skip_depth:
             self.canon.text(text)
 
+    def declaration(self, version: str | None, encoding: str | None, standalone: int) -> None:
+        """The XML declaration: a version libxml2 (the inline path) reads, "1." and digits."""
+        if version is not None and not _VERSION.fullmatch(version):
+            self._fail(Refusal(Reason.XML_MALFORMED, f"line 1: Unsupported version '{version}'"))
+
     def doctype(self, *_: Any) -> None:
         self._fail(Refusal(Reason.XML_FORBIDDEN, "a DOCTYPE / DTD is not allowed"))
 
@@ -391,6 +398,7 @@ def _parse(chunks: Iterable[bytes], max_bytes: int) -> tuple[_Target, etree._Ele
     parser.CharacterDataHandler = target.data
     parser.ProcessingInstructionHandler = target.pi
     parser.StartDoctypeDeclHandler = target.doctype
+    parser.XmlDeclHandler = target.declaration
     raw = hashlib.sha256()
     size = 0
     tail = b""

@@ -110,7 +110,7 @@ def test_mutated_envelopes_same_outcome(kit: Kit, data: st.DataObject) -> None:
 def test_big_attachment_verifies_with_bounded_tree(tmp_path: Path) -> None:
     pki = make_pki(tmp_path, [A, B])
     verifier = Verifier(pki.policy(max_bytes=LIMIT))
-    data = pki.sign(make_edxml(A, [B], size=3 * MAX_TEXT), A)  # one attachment text of ~3 MB
+    data = pki.sign(make_edxml(A, [B], size=3 * 1024 * 1024), A)  # one attachment text of ~3 MB
     assert streamed(verifier, data, 65536) == inline(verifier, data) == f"ok:{A}"
     v, _ = verify_stream(verifier, chunks(data, 65536), max_bytes=LIMIT)
     texts = sum(len(el.text or "") for el in v.root.iter())
@@ -152,3 +152,11 @@ def test_other_encodings_read_as_the_inline_parser_reads_them(tmp_path: Path, en
     tampered = text.replace("encoding='UTF-8'", f"encoding='{encoding}'").replace("Hà Nội", "Ha Noi", 1).encode(
         encoding, "xmlcharrefreplace")
     assert tampered != data and streamed(verifier, tampered, 7) == inline(verifier, tampered) == "SIGNATURE_INVALID"
+
+
+@pytest.mark.parametrize("version", ["0.0", "2.0", "1.1", "1.0"])
+def test_xml_declaration_versions_as_the_inline_parser(tmp_path: Path, version: str) -> None:
+    pki = make_pki(tmp_path, [A, B])
+    verifier = pki.verifier()
+    data = pki.envelope(A, [B], size=3000).replace(b"version='1.0'", f"version='{version}'".encode(), 1)
+    assert streamed(verifier, data, 7) == inline(verifier, data)
