@@ -7,8 +7,8 @@ process serving each a ``/healthz`` over HTTPS (uvicorn + FastAPI, EC P-256 cert
 5 s keep-alive, no access log: as endpoints/host.py serves them) and holding a consumer on each server's
 delivery queue ``axis.server.<id>`` (as the hosts do). Then, in turn, for ``--seconds`` each (``--rounds`` times):
 
-- ``before``: the prober as it was (``git show BEFORE:axis/admin/probe.py``: every server's ``/healthz`` through
-  httpx at every poll, logging at INFO as ``axis admin`` configures it);
+- ``before``: the prober as it was (``bench/probe_before.py``, a copy of commit 2cb63d1's: every server's
+  ``/healthz`` through httpx at every poll, logging at INFO as ``axis admin`` configures it);
 - ``after``: :class:`axis.admin.probe.Prober` (the queue poll's consumer counts, each door once a minute);
 
 each in a fresh process (``interval`` 5 s, the admin's default), and measures the prober process's CPU time and
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -34,10 +33,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-#: The last commit with the previous prober (httpx /healthz of every server at every poll).
-BEFORE = "2cb63d1"
-
 
 def proc_cpu(pid: int) -> float:
     """User + system CPU seconds of a running process (Linux /proc)."""
@@ -87,16 +82,9 @@ async def serve_servers(ids: list[str], first_port: int, cert: str, key: str, am
 
 
 def load_before() -> Any:
-    source = subprocess.run(["git", "show", f"{BEFORE}:axis/admin/probe.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp(prefix="axis-bench-probe-")) / "probe_before.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("probe_before", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["probe_before"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    import bench.probe_before as before
+
+    return before
 
 
 async def run_prober(kind: str, endpoints: dict[str, str], amqp_url: str, ca: str, seconds: float,
