@@ -5,7 +5,8 @@ number of servers: ``GET /api/queues/<vhost>?columns=name,messages,consumers`` o
 (credentials and vhost taken from the AMQP URL: ``amqp://user:pass@host/vhost``; an empty path is the default
 vhost ``/``). It gives the queue depths (as before) and, for each endpoint server, whether its delivery queue
 ``axis.server.<id>`` has a consumer — the server's host process is running and holds its broker connection (the
-broker drops the consumer when the process dies or stops answering AMQP heartbeats).
+broker drops the consumer when the process dies or stops answering AMQP heartbeats; the management API's
+statistics show it within ~5–10 s, its ``collect_statistics_interval``).
 
 The HTTP door is still checked, ``GET <server url>/healthz`` (HTTPS checked against the axis CA, ``ca``), through
 one shared client, but each server whose queue the broker reports only once per ``door_interval`` (60 s), a
