@@ -160,3 +160,38 @@ def test_xml_declaration_versions_as_the_inline_parser(tmp_path: Path, version: 
     verifier = pki.verifier()
     data = pki.envelope(A, [B], size=3000).replace(b"version='1.0'", f"version='{version}'".encode(), 1)
     assert streamed(verifier, data, 7) == inline(verifier, data)
+
+
+S = b"<Subject>"
+EDGES = {  # well-formedness corners where two conforming parsers could disagree
+    "standalone maybe": (b"encoding='UTF-8'?>", b"encoding='UTF-8' standalone='maybe'?>"),
+    "standalone yes": (b"encoding='UTF-8'?>", b"encoding='UTF-8' standalone='yes'?>"),
+    "bogus encoding": (b"encoding='UTF-8'", b"encoding='bogus-enc'"),
+    "control char": (S, S + b"\x0c"), "surrogate in UTF-8": (S, S + b"\xed\xa0\x80"), "overlong": (S, S + b"\xc0\xaf"),
+    "char ref 0": (S, S + b"&#0;"), "char ref surrogate": (S, S + b"&#xD800;"), "char ref FFFE": (S, S + b"&#xFFFE;"),
+    "U+FFFE": (S, S + "\ufffe".encode()), "NUL": (S, S + b"\x00"), "]]> in text": (S, S + b"]]>"),
+    "duplicate attribute": (b'<edXMLManifest version="1.0"', b'<edXMLManifest version="1.0" version="2"'),
+    "xml prefix rebound": (b"<edXMLBody>", b'<edXMLBody xmlns:xml="urn:x">'),
+    "xmlns prefix declared": (b"<edXMLBody>", b'<edXMLBody xmlns:xmlns="urn:x">'),
+    "undeclared prefix": (b"<edXMLBody>", b'<edXMLBody q:a="1">'),
+    "empty prefix binding": (b"<edXMLBody>", b'<edXMLBody xmlns:p="">'),
+    "< in attribute": (b'version="1.0">', b'version="1<0">'), "tab in tag": (b"<edXMLBody>", b"<edXMLBody\t>"),
+    "two colons": (b"<edXMLBody>", b"<edXMLBody a:b:c='1'>"),
+    "Latin-1 declared, UTF-8 bytes": (b"encoding='UTF-8'", b"encoding='ISO-8859-1'"),
+    "UTF-16 declared, UTF-8 bytes": (b"encoding='UTF-8'", b"encoding='UTF-16'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGES))
+def test_well_formedness_corners_as_the_inline_parser(kit: Kit, name: str) -> None:
+    old, new = EDGES[name]
+    data = kit.bases[0].replace(old, new, 1)
+    assert data != kit.bases[0]
+    assert streamed(kit.fast, data, 5) == inline(kit.fast, data)
+
+
+@pytest.mark.parametrize("wrap", [lambda d: d + b"junk", lambda d: d + b"<x/>", lambda d: d + b"<!-- c -->",
+                                  lambda d: b"  " + d, lambda d: b"\xef\xbb\xbf" + d, lambda d: d[d.index(b"<edXML"):]])
+def test_around_the_root_as_the_inline_parser(kit: Kit, wrap: object) -> None:
+    data = wrap(kit.bases[0])  # type: ignore[operator]
+    assert streamed(kit.fast, data, 5) == inline(kit.fast, data)
