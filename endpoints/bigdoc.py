@@ -236,9 +236,14 @@ def stored_sha256(data: bytes) -> str:
 async def stored_head(srv: EndpointServer, data: bytes) -> bytes:
     """The beginning of a stored document (its header): the bytes themselves, or the blob's first 4 MB."""
     ref = read_stored(data)
-    if ref is None or srv.blobs is None:
+    if ref is None:
         return data
-    return await asyncio.to_thread(srv.blobs.head, ref)
+    try:
+        if srv.blobs is None:
+            raise BlobMissing(ref.sha256)
+        return await asyncio.to_thread(srv.blobs.head, ref)
+    except BlobMissing:
+        raise StarletteHTTPException(410, "the document is no longer kept (blob store retention)") from None
 
 
 def document_response(blobs: BlobStore | None, data: bytes, request: Request) -> Response:

@@ -21,7 +21,9 @@ reference (:mod:`axis.core.blobref`) and is verified here from chunks of bytes (
 
 The checks and their order are those of :meth:`axis.core.verify.Verifier.verify_with_facts`, differential-tested
 against it (tests/core/test_streamverify.py) on the real samples, the hostile corpus and mutated envelopes. One
-known difference: the detail of an XML_MALFORMED refusal (expat's words, not libxml2's).
+known differences, both refusals: the detail of an XML_MALFORMED refusal (expat's words, not libxml2's), and a
+DOCTYPE naming an external DTD in a UTF-16 document is XML_FORBIDDEN here where libxml2 reports XML_MALFORMED (it
+tries to load the DTD, no_network stops it). The XML declaration's version must be one libxml2 reads (``1.x``).
 """
 
 from __future__ import annotations

@@ -146,6 +146,8 @@ async def test_big_document_by_reference_end_to_end(big_env: Axis, tmp_path: Pat
     await wait_for(lambda: _gone(env), what="the blob deleted after the last ack")
     gone = await env.client(H53).get(f"/v1/documents/{items[H53]}")
     assert gone.status_code == 410 and gone.headers["content-type"] == "application/problem+json"
+    late = await env.client(H53).post(f"/v1/documents/{items[H53]}/status", json={"code": "06", "description": "x"})
+    assert late.status_code == 410 and late.headers["content-type"] == "application/problem+json"
 
 
 async def _delivered(env: Axis, n: int) -> bool:
