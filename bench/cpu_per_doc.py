@@ -43,9 +43,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _published(url: str) -> int | None:
-    """Messages published into the benchmark's vhost so far (the management API's counter; it lags by the
-    statistics interval, ~5 s, so callers wait that long before reading it)."""
+def _published(url: str) -> tuple[int, int] | None:
+    """Messages published so far into the benchmark's vhost and into the whole node (the management API's
+    counters; they lag by the statistics interval, ~5 s, so callers wait that long before reading them). The
+    node's count says how much of the broker's CPU (``beam.smp``: every vhost) other tenants caused."""
     from urllib.parse import unquote
 
     import httpx
@@ -54,8 +55,10 @@ def _published(url: str) -> int | None:
 
     vhost = unquote(url.rsplit("/", 1)[1])
     try:
-        r = httpx.get(f"{RABBIT_MGMT}/api/vhosts/{vhost}", auth=RABBIT_AUTH, timeout=10)
-        return int(r.json().get("message_stats", {}).get("publish", 0))
+        mine = httpx.get(f"{RABBIT_MGMT}/api/vhosts/{vhost}", auth=RABBIT_AUTH, timeout=10).json()
+        node = httpx.get(f"{RABBIT_MGMT}/api/overview", auth=RABBIT_AUTH, timeout=10).json()
+        return (int(mine.get("message_stats", {}).get("publish", 0)),
+                int(node.get("message_stats", {}).get("publish", 0)))
     except Exception:
         return None
 
@@ -102,7 +105,11 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
                 s.wait()
             await asyncio.sleep(STATS_LAG)
             published1 = _published(url)
-    messages = (published1 - published0) / documents if published0 is not None and published1 is not None else None
+    messages = node_share = None
+    if published0 is not None and published1 is not None:
+        messages = (published1[0] - published0[0]) / documents
+        node = published1[1] - published0[1]
+        node_share = (published1[0] - published0[0]) / node if node > 0 else None
     per = {name: 1000 * (after[name] - before[name]) / documents for name, _ in procs}
     # this process runs axis up's supervisor threads and the load generator's event loop: the loop's own CPU
     # time (its thread, submissions and polling) is the generator; the rest is the supervisor's
@@ -116,6 +123,7 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
     return {"documents": documents, "tls": tls, "wall_s": wall, "rate": documents / wall,
             "complete": run["rate"] is not None, "load_average": os.getloadavg(),
             "amqp_messages_per_doc": messages,
+            "broker_share_of_node_messages": node_share,  # < 1: other vhosts used the broker meanwhile
             "ms_per_doc": per, "ms_per_doc_by_kind": groups, "axis_ms_per_doc": axis_ms,
             "generator_ms_per_doc": per["generator"], "total_ms_per_doc": sum(per.values()), "run": run}
 
@@ -136,7 +144,10 @@ def results(r: dict[str, Any], log: Any = print) -> list[Result]:
                   notes=(f"{r['documents']:,} documents, closed loop 64 in flight, {r['rate']:.0f} doc/s, "
                          f"{'HTTPS' if r['tls'] else 'plain HTTP'}, {loadavg}"
                          + (f", {r['amqp_messages_per_doc']:.2f} AMQP messages published per document"
-                            if r["amqp_messages_per_doc"] is not None else "") if r["complete"]
+                            if r["amqp_messages_per_doc"] is not None else "")
+                         + (f"; this bench sent {r['broker_share_of_node_messages']:.0%} of the broker node's messages "
+                            "(its CPU counts every vhost's)" if r["broker_share_of_node_messages"] is not None else "")
+                         if r["complete"]
                          else "incomplete: not every delivery was stored"), extra=r)]
     out += [Result(f"  CPU per document: {label}", by.get(kind), "ms", target="(report)", notes="reported, no target")
             for kind, label in KINDS if kind in by]
@@ -167,6 +178,9 @@ def main() -> None:
     print(f"  total        {r['total_ms_per_doc']:7.2f} ms CPU/doc; load average {r['load_average'][0]:.1f}")
     if r["amqp_messages_per_doc"] is not None:
         print(f"  AMQP messages published per document: {r['amqp_messages_per_doc']:.2f}")
+    if r["broker_share_of_node_messages"] is not None:
+        print(f"  this bench's share of the messages the broker node took meanwhile: "
+              f"{r['broker_share_of_node_messages']:.0%} (RabbitMQ's CPU counts every vhost's)")
     if args.profile:
         from bench.router_drain import summarize
 
