@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -33,13 +33,51 @@ LIMIT = 40 * 1024 * 1024
 SIZE = 12 * 1024 * 1024
 
 
+@pytest.fixture(params=["sqlite"])
+def inbox_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def big_env(tmp_path: Path, vhost_url: str) -> AsyncIterator[Axis]:
+def inbox_url(inbox_backend: str) -> Iterator[str | None]:
+    """None (each server's own SQLite file), or a PostgreSQL database of this test only, dropped afterwards."""
+    if inbox_backend != "postgresql":
+        yield None
+        return
+    import uuid
+
+    import asyncpg
+
+    from tests.conftest import PG_DSN_BASE, _port_open
+
+    if not _port_open("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    name = f"axis_big_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{PG_DSN_BASE}/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_DSN_BASE}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def big_env(tmp_path: Path, vhost_url: str, inbox_url: str | None) -> AsyncIterator[Axis]:
     path, connections = generate_workdir(tmp_path / "work", AGENCIES, SERVERS, base_port=18721, amqp_url=vhost_url)
     config = load_config(path)
     config = dataclasses.replace(
         config, limits=dataclasses.replace(config.limits, max_document_bytes=LIMIT, inline_max_bytes=INLINE),
         blobs=dataclasses.replace(config.blobs, retention_days=0))
+    if inbox_url is not None:  # the references in PostgreSQL rows (bytea), not only SQLite's
+        config = dataclasses.replace(config, servers=tuple(dataclasses.replace(s, inbox_url=inbox_url)
+                                                           for s in config.servers))
     await prepare_broker(config)
     counter = TeeCounter(await open_counter(config.stats_url))
     router = RouterService(config, counter=counter, batch=16)
@@ -87,6 +125,7 @@ def blob_files(env: Axis) -> list[str]:
     return sorted(f for d in os.listdir(root) if len(d) == 2 for f in os.listdir(root / d))
 
 
+@pytest.mark.parametrize("inbox_backend", ["sqlite", "postgresql"], indirect=True)
 async def test_big_document_by_reference_end_to_end(big_env: Axis, tmp_path: Path) -> None:
     env = big_env
     path, sha = big_document(env, tmp_path, [H53, G01])
