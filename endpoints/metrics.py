@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as PromCounter
 
 
@@ -33,3 +33,8 @@ class Metrics:
         self.auth_limited = PromCounter("axis_endpoint_auth_limited",
                                         "requests refused because their address failed authentication too often",
                                         registry=self.registry)
+        # big documents (endpoints.bigdoc): the shared blob store as this server's last collection found it
+        self.blobs = Gauge("axis_endpoint_blobs", "documents kept in the blob store (big documents)",
+                           registry=self.registry)
+        self.blob_bytes = Gauge("axis_endpoint_blob_bytes", "bytes kept in the blob store (big documents)",
+                                registry=self.registry)

@@ -119,6 +119,9 @@ class EndpointServer:
             try:
                 deleted = await asyncio.to_thread(self.blobs.collect, self.config.blobs.retention_days * 86400)
                 await asyncio.to_thread(self.blobs.clean_temps)
+                count, size = await asyncio.to_thread(self.blobs.usage)
+                self.metrics.blobs.set(count)
+                self.metrics.blob_bytes.set(size)
                 if deleted:
                     log.info("server %s: %d blobs deleted", self.id, deleted)
             except Exception:

@@ -113,6 +113,18 @@ class BlobStore(abc.ABC):
     def blobs(self, sha256: str | None = None) -> Iterator[tuple[str, float]]:
         """(sha256, age in seconds) of every blob (or of that one, when it is there)."""
 
+    def usage(self) -> tuple[int, int]:
+        """(blobs, bytes) kept in the store."""
+        count = size = 0
+        for sha256, _ in self.blobs():
+            count += 1
+            with contextlib.suppress(OSError):
+                size += self.size_of(sha256)
+        return count, size
+
+    @abc.abstractmethod
+    def size_of(self, sha256: str) -> int: ...
+
     def collect(self, retention_seconds: float) -> int:
         """Delete every blob nothing holds any more and older than the retention; how many were deleted."""
         deleted = 0
@@ -216,6 +228,9 @@ class FileBlobStore(BlobStore):
             return open(self.root / blob_path(ref.sha256), "rb")
         except FileNotFoundError:
             raise BlobMissing(f"blob {ref.sha256} is not in the store") from None
+
+    def size_of(self, sha256: str) -> int:
+        return (self.root / blob_path(sha256)).stat().st_size
 
     def hold(self, sha256: str, holder: str) -> None:
         d = self.holds / sha256

@@ -93,3 +93,13 @@ def test_clean_temps_removes_abandoned_uploads_of_other_machines(tmp_path: Path)
     old = os.stat(other).st_mtime - 7 * 3600
     os.utime(other, (old, old))
     assert store.clean_temps() == 1 and os.listdir(store.tmp) == []
+
+
+def test_usage(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path)
+    assert store.usage() == (0, 0)
+    for data in (b"<a/>", b"<bb/>"):
+        spool = store.spool()
+        spool.write(data)
+        spool.commit()
+    assert store.usage() == (2, 9)
