@@ -46,6 +46,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,16 +191,31 @@ def provision(mgmt_url: str, auth: tuple[str, str], vhost: str, server_ids: Iter
         return admin.provision(vhost, users)
 
 
-def delete_users_with_prefix(mgmt_url: str, auth: tuple[str, str], prefix: str) -> list[str]:
-    """Delete every broker user whose name starts with ``prefix`` (test and demo clean-up); returns the names."""
+def delete_users_with_prefix(mgmt_url: str, auth: tuple[str, str], prefix: str, *, attempts: int = 4) -> list[str]:
+    """Delete every broker user whose name starts with ``prefix`` (test and demo clean-up); returns the names. A
+    busy management API answers 500 now and then (its internal calls time out under load): each call is tried up to
+    ``attempts`` times, with a growing pause, before the error is raised."""
     if not prefix:
         raise ValueError("refusing to delete users without a prefix")
+
+    def call(http: httpx.Client, method: str, path: str, params: dict[str, str] | None = None) -> httpx.Response:
+        for attempt in range(attempts):
+            try:
+                r = http.request(method, path, params=params)
+                if r.status_code < 500 or attempt == attempts - 1:
+                    return r
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+            time.sleep(0.5 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
     with httpx.Client(base_url=mgmt_url.rstrip("/"), auth=auth, timeout=30) as http:
-        r = http.get("/api/users", params={"columns": "name"})
+        r = call(http, "GET", "/api/users", params={"columns": "name"})
         r.raise_for_status()
         names = [u["name"] for u in r.json() if str(u.get("name", "")).startswith(prefix)]
         for name in names:
-            d = http.delete(f"/api/users/{quote(name, safe='')}")
+            d = call(http, "DELETE", f"/api/users/{quote(name, safe='')}")
             if d.status_code not in (204, 404):
                 d.raise_for_status()
     return names
