@@ -56,6 +56,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from axis.admin.background import stop_task
 from axis.core.certexpiry import (
     EXPIRED,
     WARNING,
@@ -306,11 +307,8 @@ class CertificateWatch:
             self._task = asyncio.create_task(self._run(), name="axis-certificate-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

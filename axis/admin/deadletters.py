@@ -37,7 +37,6 @@ on ``/metrics``. Only one admin app per axis should act on dead letters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -52,6 +51,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from axis.admin.background import stop_task
 from axis.broker.deadletters import DeadLetterQueue, DeadMessage, Keep, Remove
 from axis.broker.transport import BROKER_ERRORS
 from axis.broker.users import server_of_user
@@ -150,11 +150,8 @@ class DeadLetterApi:
             self._task = asyncio.create_task(self._run(), name="axis-dead-letters")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self.queue is not None:
             await self.queue.close()
 

@@ -34,7 +34,6 @@ The admin app only reads the log (the log writer, :mod:`axis.evidence.writer`, i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -49,6 +48,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from axis.admin.background import stop_task
 from axis.core.evidence import (
     EVENT_TYPES,
     SignedTreeHead,
@@ -154,11 +154,8 @@ class EvidenceApi:
             self._task = asyncio.create_task(self._run(), name="axis-log-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -46,6 +46,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
+from axis.admin.background import stop_task
 from axis.core.tlsconfig import client_context
 from axis.core.wire import server_queue
 
@@ -231,11 +232,8 @@ class Prober:
             self._task = asyncio.create_task(self._run(), name="axis-admin-prober")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._http is not None:
             await self._http.aclose()
             self._http = None

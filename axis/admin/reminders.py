@@ -23,7 +23,6 @@ section nothing is sent, but the uncollected gauges (:mod:`axis.admin.uncollecte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import smtplib
 import sqlite3
@@ -40,6 +39,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from axis.admin.background import stop_task
 from axis.admin.uncollected import UncollectedApi, UncollectedSource, file_stamp
 from axis.config import ConfigError
 from axis.config.reminders import ReminderSettings, SmtpSettings, WebhookSettings, load_reminders
@@ -331,11 +331,8 @@ class ReminderScheduler:
             self._task = asyncio.create_task(self._observe_loop(), name="axis-uncollected-gauges")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._http is not None:
             await self._http.aclose()
             self._http = None
