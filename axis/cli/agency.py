@@ -14,34 +14,25 @@ with ``"ok"``.
 
 from __future__ import annotations
 
-import getpass
-import ssl
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-import httpx
-import orjson
 import typer
 
+from axis.cli._admin import Target, admin_target, login_name, send
 from axis.cli._common import (
     EXIT_REFUSED,
     EXIT_USAGE,
-    connection_tls,
     console,
     err_console,
     print_json,
     safe,
-    tls_problem,
-    usage_error,
 )
-from axis.client import tls_verify
 
 app = typer.Typer(help="Add, retire, rename and re-certify agencies of a running axis (no restart).",
                   no_args_is_help=True)
 
-DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
-TIMEOUT = 300.0  # a new server starts a process and waits for it
 
 CONNECTIONS = typer.Option(None, "--connections", metavar="FILE",
                            help="connections.json of the running axis (default ./axis-work/connections.json)")
@@ -52,28 +43,6 @@ CA = typer.Option(None, "--ca", metavar="CA_PEM", help="the axis CA the admin ap
 JSON = typer.Option(False, "--json", help="Print the answer as one JSON object.")
 DAYS = typer.Option(365, "--days", min=1, max=3650, help="Validity of the signing certificate, in days.")
 ALGORITHM = typer.Option("ec", "--algorithm", help="Key algorithm of the signing certificate: ec (P-256) or rsa.")
-
-
-def _admin(connections: Path | None, admin: str | None, token: str | None, ca: Path | None = None
-           ) -> tuple[str, str, str | None]:
-    """The admin app's URL, token and the CA to trust (``ca`` when given)."""
-    if admin is not None:
-        if not token:
-            usage_error("--admin needs --token (or AXIS_ADMIN_TOKEN)")
-        return admin, token, str(ca) if ca else connection_tls(admin, connections=connections)["ca"]
-    path = connections or DEFAULT_CONNECTIONS
-    if not path.is_file():
-        usage_error(f"no {path} here (run `axis up` or `axis demo` first, or pass --connections FILE or --admin URL)")
-    try:
-        raw = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        usage_error(f"{path} cannot be read: {exc}")
-    section = raw.get("admin") if isinstance(raw, dict) else None
-    if not isinstance(section, dict) or not section.get("url"):
-        usage_error(f"{path} has no admin.url")
-    if not (token or section.get("token")):
-        usage_error(f"{path} has no admin.token: pass --token")
-    return str(section["url"]), str(token or section["token"]), str(ca) if ca else raw.get("ca")
 
 
 def _refused(status: int, body: Any, as_json: bool) -> NoReturn:
@@ -87,24 +56,9 @@ def _refused(status: int, body: Any, as_json: bool) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _post(target: tuple[str, str, str | None], path: str, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    url, token, ca = target
-    verify: ssl.SSLContext | bool = tls_verify(ca, None, None) if url.startswith("https://") and ca else True
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "admin"
-    headers = {"Authorization": f"Bearer {token}", "X-Axis-Admin": user}
-    try:
-        with httpx.Client(base_url=url.rstrip("/"), timeout=TIMEOUT, verify=verify, trust_env=False) as c:
-            r = c.post(path, json=body, headers=headers)
-    except httpx.HTTPError as exc:
-        detail = f"cannot reach the admin app at {url}: {tls_problem(exc)}"
-        if as_json:
-            print_json({"ok": False, "reason": None, "detail": detail})
-        else:
-            err_console.print(f"[bold red]error:[/] {safe(detail, lines=True)}")
-        raise typer.Exit(EXIT_REFUSED) from None
+def _post(target: Target, path: str, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    r = send(target, "POST", path, as_json, json=body, headers={"X-Axis-Admin": login_name()},
+             timeout=300.0)  # a new server starts a process and waits for it
     try:
         answer = r.json()
     except ValueError:
@@ -154,7 +108,7 @@ def add(
     body: dict[str, Any] = {"code": code, "server": server, "days": days, "algorithm": algorithm,
                             "holds_key": server_key}
     body |= {k: v for k, v in (("name", name), ("kind", kind), ("port", port)) if v is not None}
-    a = _post(_admin(connections, admin, token, ca), "/admin/agencies", body, as_json)
+    a = _post(admin_target(connections, admin, token, ca), "/admin/agencies", body, as_json)
     _show(a, as_json, [
         f"[bold green]added[/] {safe(a.get('agency'))} ({safe(a.get('name'))}) on "
         f"{'new ' if a.get('new_server') else ''}{safe(a.get('kind'))} server {safe(a.get('server'))}",
@@ -178,7 +132,7 @@ def retire(
 ) -> None:
     """Retire an agency: documents from it are refused FORBIDDEN, to it UNKNOWN_RECIPIENT; its inbox stays readable
     (its token still lists, fetches and acks) until collected."""
-    a = _post(_admin(connections, admin, token, ca), f"/admin/agencies/{quote(code, safe='')}/retire",
+    a = _post(admin_target(connections, admin, token, ca), f"/admin/agencies/{quote(code, safe='')}/retire",
               {"revoke": revoke}, as_json)
     _show(a, as_json, [f"[bold]retired[/] {safe(a.get('agency'))} at {safe(a.get('retired_at'))}"
                        + (f"; certificate {safe(a.get('revoked_serial'))} revoked" if a.get("revoked_serial") else "")])
@@ -202,7 +156,8 @@ def rename(
     body: dict[str, Any] = {"code": new_code, "days": days, "algorithm": algorithm}
     if name is not None:
         body["name"] = name
-    a = _post(_admin(connections, admin, token, ca), f"/admin/agencies/{quote(code, safe='')}/rename", body, as_json)
+    target = admin_target(connections, admin, token, ca)
+    a = _post(target, f"/admin/agencies/{quote(code, safe='')}/rename", body, as_json)
     _show(a, as_json, [f"[bold green]renamed[/] {safe(a.get('former'))} → {safe(a.get('agency'))} "
                        f"(the old code is an alias)", _cert_line(a.get("certificate") or {})])
 
@@ -220,7 +175,7 @@ def rotate_cert(
 ) -> None:
     """Issue a new signing key and certificate; the previous certificate stays valid until it expires (documents
     signed with either verify)."""
-    a = _post(_admin(connections, admin, token, ca), f"/admin/agencies/{quote(code, safe='')}/rotate-cert",
+    a = _post(admin_target(connections, admin, token, ca), f"/admin/agencies/{quote(code, safe='')}/rotate-cert",
               {"days": days, "algorithm": algorithm}, as_json)
     prev = a.get("previous") or {}
     _show(a, as_json, [f"[bold green]new certificate[/] for {safe(a.get('agency'))}", _cert_line(a.get("certificate")

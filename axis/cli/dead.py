@@ -11,24 +11,19 @@ cannot be reached; ``--json``: ``{"ok": false, "reason": null, "detail", "status
 
 from __future__ import annotations
 
-import getpass
-import ssl
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-import orjson
 import typer
 
-from axis.cli._common import EXIT_REFUSED, connection_tls, console, err_console, print_json, safe, usage_error
-from axis.client import tls_verify
+from axis.cli._admin import Target, admin_target, login_name, ok_or_fail, send
+from axis.cli._common import console, print_json, safe, usage_error
 
 app = typer.Typer(help="List, inspect, resend and discard the dead letters (refused and poison messages) of a "
                        "running axis.", no_args_is_help=True)
 
-DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
-TIMEOUT = 120.0  # a scan of a long queue
 CONNECTIONS = typer.Option(None, "--connections", metavar="FILE",
                            help="connections.json of the running axis (default ./axis-work/connections.json)")
 ADMIN = typer.Option(None, "--admin", envvar="AXIS_ADMIN_URL", help="admin app URL (default: from connections.json)")
@@ -38,63 +33,10 @@ AS = typer.Option(None, "--as", metavar="NAME", help="the administrator named in
                   "login name)")
 
 
-def _target(connections: Path | None, admin: str | None, token: str | None) -> tuple[str, str, str | None]:
-    """The admin app's URL, token and the CA to trust."""
-    if admin is not None:
-        if not token:
-            usage_error("--admin needs --token (or AXIS_ADMIN_TOKEN)")
-        return admin, token, connection_tls(admin, connections=connections)["ca"]
-    path = connections or DEFAULT_CONNECTIONS
-    if not path.is_file():
-        usage_error(f"no {path} here (run `axis up` or `axis demo` first, or pass --connections FILE or --admin URL)")
-    try:
-        raw = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        usage_error(f"{path} cannot be read: {exc}")
-    section = raw.get("admin") if isinstance(raw, dict) else None
-    if not isinstance(section, dict) or not section.get("url"):
-        usage_error(f"{path} has no admin.url")
-    if not (token or section.get("token")):
-        usage_error(f"{path} has no admin.token: pass --token")
-    return str(section["url"]), str(token or section["token"]), raw.get("ca")
-
-
-def _failed(detail: str, as_json: bool, status: int | None = None) -> NoReturn:
-    if as_json:
-        print_json({"ok": False, "reason": None, "detail": detail, "status": status})
-    else:
-        err_console.print(f"[bold red]error:[/] {safe(detail, lines=True)}")
-    raise typer.Exit(EXIT_REFUSED)
-
-
-def _request(target: tuple[str, str, str | None], method: str, path: str, as_json: bool, *,
-             params: dict[str, Any] | None = None, admin_name: str | None = None) -> httpx.Response:
-    url, token, ca = target
-    verify: ssl.SSLContext | bool = tls_verify(ca, None, None) if url.startswith("https://") and ca else True
-    headers = {"Authorization": f"Bearer {token}"}
-    body = None
-    if admin_name is not None:
-        body = {"admin": admin_name}
-    try:
-        with httpx.Client(base_url=url.rstrip("/"), timeout=TIMEOUT, verify=verify, trust_env=False) as c:
-            r = c.request(method, path, params=params, headers=headers, json=body)
-    except httpx.HTTPError as exc:
-        _failed(f"cannot reach the admin app at {url}: {exc}", as_json)
-    if r.status_code != 200:
-        try:
-            problem = r.json()
-            detail = str(problem.get("detail") or problem.get("title")) if isinstance(problem, dict) else r.text
-        except ValueError:
-            detail = r.text[:300]
-        _failed(f"{method} {path}: {r.status_code} {detail}", as_json, r.status_code)
-    return r
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "admin"
+def _request(target: Target, method: str, path: str, as_json: bool, *, params: dict[str, Any] | None = None,
+             admin_name: str | None = None) -> httpx.Response:
+    body = None if admin_name is None else {"admin": admin_name}
+    return ok_or_fail(send(target, method, path, as_json, params=params, json=body), method, path, as_json)
 
 
 def _path(letter_id: str, suffix: str = "") -> str:
@@ -118,7 +60,8 @@ def list_(
     """The dead letters, oldest first (one page: --limit, --offset)."""
     params = {k: v for k, v in {"reason": reason, "sender": sender, "server": server, "document_id": document_id,
                                 "limit": limit, "offset": offset}.items() if v is not None}
-    page = _request(_target(connections, admin, token), "GET", "/admin/dead-letters", as_json, params=params).json()
+    target = admin_target(connections, admin, token)
+    page = _request(target, "GET", "/admin/dead-letters", as_json, params=params).json()
     if as_json:
         print_json({"ok": True, **page})
         return
@@ -145,7 +88,7 @@ def show(
     token: str | None = TOKEN,
 ) -> None:
     """One dead letter: its fields and headers (-o FILE: its bytes, exactly as refused)."""
-    target = _target(connections, admin, token)
+    target = admin_target(connections, admin, token)
     letter = _request(target, "GET", _path(letter_id), as_json).json()
     if output is not None:
         raw = _request(target, "GET", _path(letter_id, "/bytes"), as_json).content
@@ -167,8 +110,8 @@ def show(
 
 def _act(action: str, letter_id: str, name: str | None, as_json: bool, connections: Path | None,
          admin: str | None, token: str | None) -> None:
-    target = _target(connections, admin, token)
-    done = _request(target, "POST", _path(letter_id, f"/{action}"), as_json, admin_name=name or _login()).json()
+    target = admin_target(connections, admin, token)
+    done = _request(target, "POST", _path(letter_id, f"/{action}"), as_json, admin_name=name or login_name()).json()
     if as_json:
         print_json({"ok": True, **done})
         return

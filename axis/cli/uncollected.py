@@ -8,72 +8,25 @@ cannot be reached; 2 for usage errors.
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import httpx
-import orjson
 import typer
 from rich.table import Table
 
+from axis.cli._admin import Target, admin_target, ok_or_fail, send
 from axis.cli._common import (
-    DEFAULT_CONNECTIONS_PATH,
-    EXIT_REFUSED,
-    connection_tls,
     console,
-    err_console,
     print_json,
     safe,
     usage_error,
 )
-from axis.client import tls_verify
 
 TIMEOUT = 120.0
 
 
-def _target(connections: Path | None, admin: str | None, token: str | None, ca: Path | None
-            ) -> tuple[str, str, str | None]:
-    if admin is not None:
-        if not token:
-            usage_error("--admin needs --token (or AXIS_ADMIN_TOKEN)")
-        return admin, token, str(ca) if ca else connection_tls(admin, connections=connections)["ca"]
-    path = connections or Path(DEFAULT_CONNECTIONS_PATH)
-    try:
-        raw = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        usage_error(f"no readable {path} (run `axis up` first, or pass --connections FILE or --admin URL): {exc}")
-    section = raw.get("admin") if isinstance(raw, dict) else None
-    if not isinstance(section, dict) or not section.get("url") or not (token or section.get("token")):
-        usage_error(f"{path} has no admin url and token")
-    return str(section["url"]), str(token or section["token"]), str(ca) if ca else raw.get("ca")
-
-
-def _failed(detail: str, as_json: bool, status: int | None = None) -> NoReturn:
-    if as_json:
-        print_json({"ok": False, "reason": None, "detail": detail, "status": status})
-    else:
-        err_console.print(f"[bold red]error:[/] {safe(detail, lines=True)}")
-    raise typer.Exit(EXIT_REFUSED)
-
-
-def _call(target: tuple[str, str, str | None], method: str, path: str, as_json: bool,
-          params: dict[str, Any] | None = None) -> Any:
-    url, token, ca = target
-    verify: ssl.SSLContext | bool = tls_verify(ca, None, None) if url.startswith("https://") and ca else True
-    try:
-        with httpx.Client(base_url=url.rstrip("/"), timeout=TIMEOUT, verify=verify, trust_env=False) as c:
-            r = c.request(method, path, params=params, headers={"Authorization": f"Bearer {token}"})
-    except httpx.HTTPError as exc:
-        _failed(f"cannot reach the admin app at {url}: {exc}", as_json)
-    if r.status_code != 200:
-        try:
-            body = r.json()
-            detail = str(body.get("detail") or body.get("title")) if isinstance(body, dict) else r.text[:300]
-        except ValueError:
-            detail = r.text[:300]
-        _failed(f"{method} {path}: {r.status_code} {detail}", as_json, r.status_code)
-    return r.json()
+def _call(target: Target, method: str, path: str, as_json: bool, params: dict[str, Any] | None = None) -> Any:
+    return ok_or_fail(send(target, method, path, as_json, params=params), method, path, as_json).json()
 
 
 CONNECTIONS = typer.Option(None, "--connections", help="connections.json of a running axis (default "
@@ -113,7 +66,7 @@ def register(app: typer.Typer) -> None:
             params["agency"] = agency
         if server:
             params["server"] = server
-        answer = _call(_target(connections, admin, token, ca), "GET", "/admin/uncollected", as_json, params)
+        answer = _call(admin_target(connections, admin, token, ca), "GET", "/admin/uncollected", as_json, params)
         if as_json:
             print_json(answer)
             return
@@ -137,7 +90,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the JSON answer"),
     ) -> None:
         """The reminders' settings (no secrets) and last round; --run sends what is due now."""
-        target = _target(connections, admin, token, ca)
+        target = admin_target(connections, admin, token, ca)
         answer = _call(target, "POST" if run else "GET", "/admin/reminders/run" if run else "/admin/reminders",
                        as_json)
         if as_json:
