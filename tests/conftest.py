@@ -7,6 +7,7 @@ that need them skip with a visible reason (CI starts them first: scripts/service
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
@@ -94,16 +95,17 @@ def vhost_url(amqp_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> I
             delete_users_with_prefix(base, auth, f"{vhost}.")  # the axis's broker users (axis.broker.users)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (asyncpg-style URL); dropped afterwards."""
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str = "axis_test") -> Iterator[str]:
+    """A PostgreSQL database of its own (asyncpg-style URL ``postgresql://…/<prefix>_<random>``), dropped afterwards
+    (connections still open are closed: WITH FORCE); skips the test when PostgreSQL cannot be reached."""
     if not _port_open("127.0.0.1", 5432):
         pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
     import asyncio
 
     import asyncpg
 
-    name = f"axis_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(f"{PG_DSN_BASE}/postgres")
@@ -120,3 +122,10 @@ def pg_url() -> Iterator[str]:
         yield f"{PG_DSN_BASE}/{name}"
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (asyncpg-style URL); dropped afterwards."""
+    with fresh_pg_database() as url:
+        yield url

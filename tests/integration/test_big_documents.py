@@ -44,28 +44,10 @@ def inbox_url(inbox_backend: str) -> Iterator[str | None]:
     if inbox_backend != "postgresql":
         yield None
         return
-    import uuid
+    from tests.conftest import fresh_pg_database
 
-    import asyncpg
-
-    from tests.conftest import PG_DSN_BASE, _port_open
-
-    if not _port_open("127.0.0.1", 5432):
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    name = f"axis_big_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{PG_DSN_BASE}/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_DSN_BASE}/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_pg_database("axis_big") as url:
+        yield url
 
 
 @pytest.fixture

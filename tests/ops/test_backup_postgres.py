@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from axis.cli import app
 from axis.config import generate_workdir
 from axis.stats.records import Accepted
 from axis.stats.store import StatsStore
-from tests.conftest import PG_DSN_BASE, _port_open
+from tests.conftest import fresh_pg_database
 
 pytestmark = pytest.mark.postgres
 PASS = "postgres backup passphrase"
@@ -28,24 +27,10 @@ PASS = "postgres backup passphrase"
 @pytest.fixture
 def database() -> Iterator[str]:
     """A database of this test's own (asyncpg-style URL), dropped afterwards."""
-    if not _port_open("127.0.0.1", 5432) or shutil.which("pg_dump") is None:
-        pytest.skip("PostgreSQL or pg_dump is not available")
-    import asyncpg
-
-    name = f"axis_backup_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{PG_DSN_BASE}/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_DSN_BASE.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    if shutil.which("pg_dump") is None:
+        pytest.skip("pg_dump is not available")
+    with fresh_pg_database("axis_backup") as url:
+        yield url.replace("postgresql://", "postgresql+asyncpg://")
 
 
 def accepted(n: int) -> Accepted:
