@@ -68,7 +68,8 @@ STATS_LAG = 5.5  # seconds: RabbitMQ's default collect_statistics_interval is 5 
 
 def _beam_pid() -> int | None:
     try:
-        return int(subprocess.check_output(["pgrep", "-f", "beam.smp"], text=True).split()[0])
+        # the process named beam.smp (-x), not any command line that mentions it (-f: a shell, a grep)
+        return int(subprocess.check_output(["pgrep", "-x", "beam.smp"], text=True).split()[0])
     except (subprocess.CalledProcessError, IndexError, FileNotFoundError):
         return None
 
