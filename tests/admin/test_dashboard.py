@@ -22,6 +22,7 @@ import pytest
 
 from axis.admin.app import AdminSettings, create_app
 from axis.stats.store import Accepted, Delivered, Refused, StatsStore
+from tests.admin.dashboard_page import signed_in
 from tests.stats.stats_data import DIRECTORY, G01, G02, H01, H03, KIND, fill
 from tests.stats.stats_live import serve
 
@@ -122,22 +123,7 @@ def test_dashboard_shows_the_stats_live(browser: Any, tmp_path: Path) -> None:
     )
     with serve(create_app(settings)) as admin:
         api = httpx.Client(base_url=admin, headers={"Authorization": f"Bearer {TOKEN}"}, trust_env=False)
-        context = browser.new_context(viewport={"width": 1400, "height": 1200}, locale="vi-VN")
-        page = context.new_page()
-        outside: list[str] = []
-
-        def guard(route: Any) -> None:
-            if route.request.url.startswith(admin):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
-        page.route("**/*", guard)
-        page.goto(f"{admin}/")  # the URL `axis up` prints: the sign-in form
-        page.fill("input[name=token]", TOKEN)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{admin}/")
+        page, outside = signed_in(browser, admin, TOKEN, locale="vi-VN")  # the URL `axis up` prints, its form
         assert "token" not in page.url  # the token never was in a URL; the cookie carries the session
         page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1", timeout=15000)
         page.evaluate("window.__noReload = 42")
@@ -184,7 +170,7 @@ def test_dashboard_shows_the_stats_live(browser: Any, tmp_path: Path) -> None:
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 20_000
         print(f"dashboard screenshot: {shot}")
-        context.close()
+        page.context.close()
         api.close()
 
 

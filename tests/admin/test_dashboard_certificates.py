@@ -13,6 +13,7 @@ import pytest
 from axis.admin.app import create_app
 from axis.config import generate_workdir, load_config
 from axis.core import pki
+from tests.admin.dashboard_page import signed_in
 from tests.admin.test_admin_certificates import short_lived
 from tests.admin.test_dashboard import browser  # noqa: F401  (the module's Chromium fixture)
 from tests.stats.stats_live import serve
@@ -36,21 +37,7 @@ def test_certificate_warning(browser: Any, tmp_path: Path) -> None:  # noqa: F81
     pki_dir = path.parent / "pki"
     app = create_app(load_config(path))
     with serve(app) as admin:
-        page = browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
-        outside: list[str] = []
-
-        def guard(route: Any) -> None:
-            if route.request.url.startswith(admin):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
-        page.route("**/*", guard)
-        page.goto(f"{admin}/")
-        page.fill("input[name=token]", conn["admin"]["token"])
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{admin}/")
+        page, outside = signed_in(browser, admin, conn["admin"]["token"])
         page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1", timeout=15000)
         page.wait_for_timeout(500)  # certificates.js has polled once
         assert page.locator("#cert-warning").is_hidden()  # every certificate is fresh

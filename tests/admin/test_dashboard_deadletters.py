@@ -17,6 +17,7 @@ import pytest
 from axis.admin.app import AdminSettings, create_app
 from axis.broker.transport import declare_topology
 from axis.core.wire import EX_DLX, H_SERVER, Q_DEAD, Q_SUBMISSIONS, read_events
+from tests.admin.dashboard_page import signed_in
 from tests.admin.test_dashboard import browser  # noqa: F401  (the module's Chromium fixture)
 from tests.stats.stats_live import serve
 
@@ -66,19 +67,7 @@ def test_dead_letters_panel_resend_and_discard(browser: Any, vhost_url: str, tmp
     _run(_prepare(vhost_url))
     settings = AdminSettings(stats_url=f"sqlite:///{tmp_path / 'stats.sqlite3'}", token=TOKEN, amqp_url=vhost_url)
     with serve(create_app(settings)) as admin:
-        context = browser.new_context(viewport={"width": 1400, "height": 1600})
-        page = context.new_page()
-        outside: list[str] = []
-
-        def guard(route: Any) -> None:
-            if route.request.url.startswith(admin):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
-        page.route("**/*", guard)
-        page.goto(f"{admin}/?token={TOKEN}")
+        page, outside = signed_in(browser, admin, TOKEN, height=1600)
         page.wait_for_function("document.querySelectorAll('#dead-letters tbody tr').length === 3", timeout=20000)
         rows = page.locator("#dead-letters tbody tr")
         assert [rows.nth(i).get_attribute("data-reason") for i in range(3)] == [r for _, _, r in LETTERS]
@@ -104,7 +93,7 @@ def test_dead_letters_panel_resend_and_discard(browser: Any, vhost_url: str, tmp
         shot = Path(os.environ.get("AXIS_DASHBOARD_DEAD_LETTERS_SCREENSHOT") or tmp_path / "dead-letters.png")
         page.screenshot(path=str(shot), full_page=True)
         print(f"dead letters panel screenshot: {shot}")
-        context.close()
+        page.context.close()
 
     resent = _run(_drain(vhost_url, Q_SUBMISSIONS))
     assert [m.body for m in resent] == [b"<doc n='0'/>"]

@@ -14,6 +14,7 @@ import pytest
 
 from axis.admin.app import AdminSettings, create_app
 from axis.core.evidence import Event, sign_sth
+from tests.admin.dashboard_page import signed_in
 from tests.admin.test_admin_evidence import DOC, DOC2, G22, H41, H42, T0, Log, events
 from tests.admin.test_dashboard import browser  # noqa: F401  (the module's Chromium fixture)
 from tests.stats.stats_live import serve
@@ -42,19 +43,7 @@ def test_search_and_timeline(browser: Any, log: Log, tmp_path: Path) -> None:  #
                              amqp_url="amqp://guest:guest@127.0.0.1/axis-no-such-vhost", evidence_url=log.url,
                              ca_path=log.pki.ca_pem, crl_path=log.pki.crl_pem, log_check_seconds=0.1)
     with serve(create_app(settings)) as admin:
-        context = browser.new_context(viewport={"width": 1400, "height": 1400})
-        page = context.new_page()
-        outside: list[str] = []
-
-        def guard(route: Any) -> None:
-            if route.request.url.startswith(admin):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
-        page.route("**/*", guard)
-        page.goto(f"{admin}/?token={TOKEN}")
+        page, outside = signed_in(browser, admin, TOKEN, height=1400)
         page.wait_for_function("document.getElementById('log-status').textContent.includes('9 leaves')",
                                timeout=15000)
         assert "consistent" in page.inner_text("#log-status")
@@ -110,4 +99,4 @@ def test_search_and_timeline(browser: Any, log: Log, tmp_path: Path) -> None:  #
         shot = Path(os.environ.get("AXIS_DASHBOARD_EVIDENCE_SCREENSHOT") or tmp_path / "evidence.png")
         page.screenshot(path=str(shot), full_page=True)
         print(f"evidence panel screenshot: {shot}")
-        context.close()
+        page.context.close()
