@@ -173,6 +173,15 @@ class BrokerAdmin:
         if r.status_code not in (204, 404):
             r.raise_for_status()
 
+    def recreate_vhost(self, vhost: str, user: str) -> None:
+        """Delete ``vhost`` with everything in it (queues, messages, dead letters) and create it empty, with every
+        permission for ``user`` (the provisioning account): a throw-away axis's fresh start."""
+        r = self._http.delete(f"/api/vhosts/{quote(vhost, safe='')}")
+        if r.status_code not in (204, 404):
+            r.raise_for_status()
+        self._http.put(f"/api/vhosts/{quote(vhost, safe='')}").raise_for_status()
+        self.set_permissions(vhost, user, Permissions(configure=".*", write=".*", read=".*"))
+
     def provision(self, vhost: str, users: Iterable[BrokerUser]) -> list[BrokerUser]:
         """Create (or update) each user and set its permissions on ``vhost``; idempotent."""
         done = []

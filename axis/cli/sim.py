@@ -161,8 +161,8 @@ def register(app: typer.Typer) -> None:
             _finish(report, as_json)
             code = EXIT_OK if report.agree else EXIT_REFUSED
             if not exit_after:
-                token = f"  (sign in with the admin token {conns.admin_token})" if conns.admin_token else ""
-                log.print(f"[bold]dashboard:[/] {safe(f'{conns.admin_url}/{token}')}  — Ctrl-C to stop")
+                token = f"; sign in with the admin token {conns.admin_token}" if conns.admin_token else ""
+                log.print(f"[bold]the dashboard stays up[/] at {safe(f'{conns.admin_url}/{token}')} — Ctrl-C to stop")
                 try:
                     while axis.alive():
                         time.sleep(0.5)

@@ -42,6 +42,7 @@ import orjson
 
 from axis.broker.waiting import DEFAULT_BROKER_WAIT, ENV_BROKER_WAIT
 from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
+from axis.config.directory_journal import sync_journal
 from axis.config.reload import ENV_CONTROL_DIR, read_ack
 from axis.ops.control import ControlServer, control_dir_for
 from axis.ops.trustwatch import TrustWatch, refresh_crl, trust_files
@@ -253,6 +254,9 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
     servers to answer. ``progress`` hears what is waited for (one line, see :class:`axis.ops.progress.ProgressLine`).
     """
     config = load_config(config_path)
+    # the directory's version journal from the start: the directory as it starts is a version, so the first change
+    # made on the running axis (axis agency add/retire/rename) is the next one (axis.config.directory_journal)
+    sync_journal(config)
     problem = config.tls.missing()
     if problem is not None:  # every server would exit at once: say why here
         raise StartError(problem)

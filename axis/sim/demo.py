@@ -50,6 +50,31 @@ def fresh_workdir(work_dir: Path) -> None:
     (work_dir / MARKER).write_text("made by `axis demo`; wiped by the next demo run in this directory\n")
 
 
+#: The demo's own RabbitMQ vhost (when neither --amqp-url nor AXIS_AMQP_URL names one), emptied at every run.
+DEMO_VHOST = "axis-demo"
+
+
+def fresh_demo_vhost(host: str = "127.0.0.1", auth: tuple[str, str] = ("guest", "guest"), vhost: str = DEMO_VHOST
+                     ) -> str | None:
+    """The AMQP URL of an empty ``axis-demo`` vhost, re-created through the management API: the demo starts with
+    empty queues, as with an empty work dir — no dead letter or half-routed document of an earlier run, and no
+    other axis's queues touched (an axis on the default vhost is not this demo's). None (the default vhost, with a
+    warning) when the management API cannot do it."""
+    import logging
+
+    from axis.broker.users import BrokerAdmin
+
+    try:
+        with BrokerAdmin(f"http://{host}:15672", auth, timeout=60) as admin:
+            admin.recreate_vhost(vhost, auth[0])
+    except httpx.HTTPError as exc:
+        logging.getLogger("axis.sim.demo").warning(
+            "cannot give the demo a fresh vhost %r (%s): using the default vhost, with whatever an earlier run left "
+            "in its queues", vhost, exc)
+        return None
+    return f"amqp://{auth[0]}:{auth[1]}@{host}/{vhost}"
+
+
 def prepare(
     sc: Scenario, work_dir: Path, *, base_port: int, amqp_url: str | None = None, routers: int | None = None
 ) -> tuple[Path, dict[str, Any]]:
@@ -61,7 +86,7 @@ def prepare(
 
     fresh_workdir(work_dir)
     agencies = sc.agency_list()
-    kw: dict[str, Any] = {"amqp_url": amqp_url or os.environ.get("AXIS_AMQP_URL"),
+    kw: dict[str, Any] = {"amqp_url": amqp_url or os.environ.get("AXIS_AMQP_URL") or fresh_demo_vhost(),
                           "client_certs": len(agencies) <= CSV_AGENCIES_ABOVE}
     if routers:
         kw["routers"] = routers

@@ -36,6 +36,10 @@ def test_up_send_inbox(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, t
         names = sorted(n for n, _ in run.procs)
         assert names == ["admin", "host-1", "host-2", "log-writer", "router-1", "router-2"]  # one log writer
         assert run.ready("log-writer")  # start() returned once it consumed axis.evidence
+        # the directory as it starts is version 1, so that the first change on the running axis is version 2
+        # (a journal first written by that change would list it as version 1, unseen by software synced at 1)
+        journal = json.loads((work / "directory-journal.json").read_text())
+        assert journal["version"] == 1 and len(journal["agencies"]) == len(AGENCIES)
         by = {a["code"]: a for a in conn["agencies"]}
         assert by[G01]["kind"] == "shared" and by[G22]["kind"] == "dedicated" and by[G22]["token"]
         # HTTPS everywhere (contract section 6): every URL, the CA to trust, each agency's TLS client certificate
