@@ -63,6 +63,7 @@ class RouterService:
         self.batch = batch
         self.linger = linger
         self._rate = Rate()
+        self._busy = Busy()
         self._inbox: BatchInbox[IncomingMessage] = BatchInbox()
         self._conn: Connection | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -109,13 +110,16 @@ class RouterService:
     async def _work(self) -> None:
         while True:
             messages = [await self._inbox.get()]
-            if self.linger > 0 and self._rate.per_second >= LINGER_ABOVE_PER_SECOND:
-                await self._inbox.fill(self.batch - 1, self.linger)
+            wait = linger_for(self.linger, self._rate.per_second, self._busy.fraction)
+            if wait > 0:
+                await self._inbox.fill(self.batch - 1, wait)
             while len(messages) < self.batch and not self._inbox.empty():
                 messages.append(self._inbox.get_nowait())
             self._rate.taken(len(messages))
+            started = time.monotonic()
             async with self._swap:
                 await self._handle(messages)
+            self._busy.add(time.monotonic() - started)
 
     async def reload(self, config: Config) -> None:
         """Hot reload (SIGHUP, axis.config.reload): the new directory and verifier apply from the next batch on; the
@@ -210,6 +214,19 @@ async def _requeue(messages: Iterable[IncomingMessage]) -> None:
 
 #: the arrival rate (messages/s, this router) above which a batch waits for more (:meth:`BatchInbox.fill`)
 LINGER_ABOVE_PER_SECOND = 50.0
+#: the share of its time a router spends handling batches at which a batch waits the whole ``linger``
+BUSY_FOR_FULL_LINGER = 0.5
+
+
+def linger_for(linger: float, per_second: float, busy: float) -> float:
+    """How long a batch waits for more (seconds): not at all when messages come slowly; else ``linger`` scaled by
+    how busy the router is, reaching all of it at :data:`BUSY_FOR_FULL_LINGER`. Waiting buys throughput (a batch
+    costs its thread hop, publishes, counting transaction and ack once) only when throughput is short; a router
+    with time to spare handles small batches at once, so that latency stays low at moderate load (measured:
+    bench/README.md)."""
+    if linger <= 0 or per_second < LINGER_ABOVE_PER_SECOND:
+        return 0.0
+    return linger * min(1.0, busy / BUSY_FOR_FULL_LINGER)
 
 
 class BatchInbox(asyncio.Queue[T]):
@@ -261,6 +278,23 @@ class Rate:
         if elapsed >= 0.25:
             self.per_second = 0.5 * self.per_second + 0.5 * self._count / elapsed
             self._count, self._since = 0, now
+
+
+class Busy:
+    """The share of wall time spent handling batches: an exponentially weighted average over ~1 s."""
+
+    def __init__(self) -> None:
+        self.fraction = 0.0
+        self._busy = 0.0
+        self._since = time.monotonic()
+
+    def add(self, seconds: float) -> None:
+        self._busy += seconds
+        now = time.monotonic()
+        elapsed = now - self._since
+        if elapsed >= 0.25:
+            self.fraction = 0.5 * self.fraction + 0.5 * min(1.0, self._busy / elapsed)
+            self._busy, self._since = 0.0, now
 
 
 LIGHT_BYTES = 64 * 1024  # statuses: ~60 µs each for ~1 KB

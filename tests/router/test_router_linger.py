@@ -65,3 +65,32 @@ def test_rate_follows_what_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
         now[0] += 0.25
         rate.taken(100)
     assert rate.per_second > 390
+
+
+def test_a_router_with_time_to_spare_does_not_wait() -> None:
+    """The wait grows with how busy the router is: none when messages come slowly or the router is idle, all of
+    ``linger`` from BUSY_FOR_FULL_LINGER on (latency at moderate load, throughput under load)."""
+    from axis.router.service import BUSY_FOR_FULL_LINGER, LINGER_ABOVE_PER_SECOND, linger_for
+
+    fast = LINGER_ABOVE_PER_SECOND * 4
+    assert linger_for(0.15, LINGER_ABOVE_PER_SECOND / 2, 1.0) == 0.0  # slow arrivals: never
+    assert linger_for(0.0, fast, 1.0) == 0.0  # lingering off
+    assert linger_for(0.15, fast, 0.0) == 0.0  # an idle router handles what it has at once
+    assert linger_for(0.15, fast, BUSY_FOR_FULL_LINGER / 2) == pytest.approx(0.075)
+    assert linger_for(0.15, fast, BUSY_FOR_FULL_LINGER) == linger_for(0.15, fast, 1.0) == 0.15
+
+
+def test_busy_follows_the_time_spent_handling(monkeypatch: pytest.MonkeyPatch) -> None:
+    from axis.router.service import Busy
+
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    busy = Busy()
+    for _ in range(12):  # 0.05 s of work in every 0.25 s: 20 %
+        now[0] += 0.25
+        busy.add(0.05)
+    assert 0.19 < busy.fraction <= 0.2
+    for _ in range(12):  # then saturated
+        now[0] += 0.25
+        busy.add(0.25)
+    assert busy.fraction > 0.99
