@@ -151,7 +151,11 @@ class SqliteInboxStore(InboxStore):
         def setup() -> sqlite3.Connection:
             db = _open(path)
             try:
-                _create_schema(db)  # several servers may create it in one database at once: the lock orders them
+                # several servers (in several host processes) may create it in one database at once: the write
+                # lock orders them, and this worker thread may wait for it (the event loop never does)
+                db.execute(f"PRAGMA busy_timeout={PATIENT_BUSY_MS}")
+                _create_schema(db)
+                db.execute("PRAGMA busy_timeout=0")
             except BaseException:
                 db.close()
                 raise

@@ -90,3 +90,23 @@ async def test_writes_of_one_loop_turn_share_a_transaction_and_a_bad_one_fails_a
         assert await store.count_received(A) == 21
     finally:
         await store.close()
+
+
+async def test_opening_waits_for_another_process_creating_the_schema(tmp_path: Path) -> None:
+    """Several servers of several host processes share one SQLite inbox file and create its schema at start: the
+    one that finds the write lock taken waits for it (in its worker thread) instead of exiting with "database is
+    locked" (seen in CI: a host process exited during `axis demo`'s start)."""
+    path = tmp_path / "shared-inbox.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")  # another process is creating the schema right now
+    opening = asyncio.create_task(inbox_sqlite.SqliteInboxStore.open_path(str(path)))
+    await asyncio.sleep(0.3)
+    assert not opening.done()  # waiting, not failed
+    other.execute("COMMIT")
+    other.close()
+    store = await asyncio.wait_for(opening, 10)
+    try:
+        assert await store.count_received() == 0
+    finally:
+        await store.close()
