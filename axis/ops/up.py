@@ -285,21 +285,22 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
         n = -(-len(ids) // servers_per_host) if servers_per_host else min(config.hosts, len(ids))
         for h in range(n):
             run.spawn_host(ids[h::n])
+        pending = {s.url for s in config.servers} | {LOG_WRITER}
         if admin and importlib.util.find_spec("axis.admin.app") is not None:
             run.spawn("admin", ["admin", "--config", cfg])
-        pending = {s.url for s in config.servers} | {LOG_WRITER}
+            pending.add(config.admin.url)  # the dashboard axis up prints answers when start() returns
         total = len(pending)
         began = time.monotonic()
         deadline = began + timeout
         while pending:
             if progress is not None:
-                progress("starting:", f"{total - len(pending)} of {total} ready (the endpoint servers and the log "
-                                      f"writer; {time.monotonic() - began:.0f}s of {timeout:.0f}s)")
+                progress("starting:", f"{total - len(pending)} of {total} ready (the endpoint servers, the log "
+                                      f"writer and the admin app; {time.monotonic() - began:.0f}s of {timeout:.0f}s)")
             if run.failed():
                 raise StartError("a process exited during start: " + "; ".join(run.failed()))
             if time.monotonic() > deadline:
-                raise StartError(f"servers did not answer /healthz (or the log writer did not start) within "
-                                 f"{timeout:.0f}s: {sorted(pending)}")
+                raise StartError(f"servers or the admin app did not answer /healthz (or the log writer did not "
+                                 f"start) within {timeout:.0f}s: {sorted(pending)}")
             pending = {u for u in pending if not (run.ready(u) if u == LOG_WRITER else _healthy(u, verify))}
             if pending:
                 time.sleep(0.2)
