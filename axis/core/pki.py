@@ -555,6 +555,13 @@ def issue_client_cert(
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
     ])
     usage = x509.ExtendedKeyUsageOID.CLIENT_AUTH if client_auth else x509.ExtendedKeyUsageOID.SERVER_AUTH
+    return _tls_client_cert(ca_key, ca_cert, subject, public_key, start, days, usage)
+
+
+def _tls_client_cert(ca_key: PrivateKey, ca_cert: x509.Certificate, subject: x509.Name,
+                     public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey, start: dt.datetime, days: int,
+                     usage: x509.ObjectIdentifier = x509.ExtendedKeyUsageOID.CLIENT_AUTH) -> x509.Certificate:
+    """What an agency's and a component's TLS client certificates share: key usage for TLS, one extended usage."""
     return (
         _end_entity(ca_cert, subject, public_key, start, days)
         .add_extension(_tls_key_usage(public_key), critical=True)
@@ -683,26 +690,24 @@ def issue_broker_client_cert(
     """A component's AMQPS client certificate: CN = its broker user (RabbitMQ's ``ssl_cert_login_from =
     common_name`` makes it that user), OU "axis broker client", O = axis, extendedKeyUsage clientAuth only, no
     UID — it names no agency, so it neither signs documents nor passes an endpoint server's mutual TLS."""
-    if not _BROKER_USER.fullmatch(user):
-        raise PkiError(f"broker user {user!r}: letters, digits, '_', '.', '@', '-' only")
-    start = not_before or (_now() - dt.timedelta(minutes=5))
+    _check_broker_user(user)
     subject = x509.Name([
         _cn(user),
         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "axis broker client"),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "axis"),
     ])
-    return (
-        _end_entity(ca_cert, subject, public_key, start, days)
-        .add_extension(_tls_key_usage(public_key), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, _hash_for(ca_key))
-    )
+    return _tls_client_cert(ca_key, ca_cert, subject, public_key, not_before or (_now() - dt.timedelta(minutes=5)),
+                            days)
+
+
+def _check_broker_user(user: str) -> None:
+    if not _BROKER_USER.fullmatch(user):
+        raise PkiError(f"broker user {user!r}: letters, digits, '_', '.', '@', '-' only")
 
 
 def broker_client_dir(certs_dir: Path | str, user: str) -> Path:
     """Where a broker user's key and certificate are (``<certs_dir>/<user>/{key,cert}.pem``)."""
-    if not _BROKER_USER.fullmatch(user):
-        raise PkiError(f"broker user {user!r}: letters, digits, '_', '.', '@', '-' only")
+    _check_broker_user(user)
     return Path(certs_dir) / user
 
 
