@@ -16,7 +16,10 @@ The router packs the deliveries of one batch bound for one server into a ``docum
 handled one by one exactly as single deliveries, their 01s leave together and the bundle is acked once.
 
 Statuses and refusals (status 02 from the axis) about documents this server's agencies sent are stored for
-``GET /v1/documents/{id}/status``; a ``status-bundle`` is stored item by item. An item refused here (never
+``GET /v1/documents/{id}/status``; a ``status-bundle`` is stored item by item. A status is stored from the fields
+the router read from it (``x-axis-status``, :class:`axis.core.wire.StatusFields`): statuses are unsigned, the
+router parsed and checked them, and only the router can publish to this server's queue — parsing the XML a second
+time here would check nothing more (it is parsed, hardened, only when a delivery lacks them). An item refused here (never
 expected: the router checked it) sends the whole bundle to the dead letters after the others were stored.
 
 Where each delivery goes (stored, forwarded, refused) is decided by :mod:`endpoints.decide`, without I/O; the
@@ -54,9 +57,11 @@ from axis.core.wire import (
     KIND_STATUS,
     KIND_STATUS_BUNDLE,
     Outgoing,
+    StatusFields,
     blob_of,
     header_codes,
     header_text,
+    status_fields,
     submission,
 )
 from axis.core.xmlsafe import parse_untrusted
@@ -69,6 +74,17 @@ log = logging.getLogger("axis.endpoint")
 #: seconds before a delivery that failed for a non-refusal reason goes back to its queue
 REQUEUE_PAUSE = 2.0
 AXIS_FROM = "axis"  # "from" of statuses the axis itself issues (refusals)
+
+
+def read_status(body: bytes, max_bytes: int) -> StatusFields:
+    """The fields of a delivered status read from its XML (hardened parse): for a delivery that does not carry
+    them in ``x-axis-status`` (a status the router forwarded for an agency that moved, a router of an earlier
+    version)."""
+    st = envelope.from_element(parse_untrusted(body, max_bytes=max_bytes))
+    if not isinstance(st, envelope.StatusMessage):
+        raise Refusal(Reason.SCHEMA_INVALID, "a document was delivered as a status")
+    return StatusFields(st.response_for.organ_id, st.sender.organ_id, st.response_for.document_id, st.status_code,
+                        st.description, st.timestamp)
 
 
 def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]]) -> list[bytes]:
@@ -185,10 +201,8 @@ class DeliveryConsumer:
 
     async def _status(self, body: bytes, headers: Any) -> None:
         view = self.view()
-        st = envelope.from_element(parse_untrusted(body, max_bytes=view.max_bytes))
-        if not isinstance(st, envelope.StatusMessage):
-            raise Refusal(Reason.SCHEMA_INVALID, "a document was delivered as a status")
-        owner, reporter, document_id = st.response_for.organ_id, st.sender.organ_id, st.response_for.document_id
+        st = status_fields(headers) or read_status(body, view.max_bytes)
+        owner, reporter, document_id = st.owner, st.reporter, st.document_id
         owner = view.directory.current_code(owner)  # a document sent before the owner's code changed
         placed = decide_delivery(view, [owner])
         await self._forward(body, KIND_STATUS, headers, placed.forward)
@@ -200,9 +214,9 @@ class DeliveryConsumer:
                                  await self.store.sent_recipients(owner, document_id))
         if refusal is not None:
             raise refusal
-        await self.store.store_status(owner, document_id=document_id, from_code=reporter, code=st.status_code,
+        await self.store.store_status(owner, document_id=document_id, from_code=reporter, code=st.code,
                                       description=st.description, timestamp=st.timestamp)
-        self.metrics.statuses.labels(owner, st.status_code).inc()
+        self.metrics.statuses.labels(owner, st.code).inc()
 
     async def _bundle(self, body: bytes, kind: str, headers: Any) -> None:
         """Every item of a bundle the router packed and checked: documents (each item with its own delivery
@@ -213,7 +227,7 @@ class DeliveryConsumer:
         items = bundle.unpack(body)  # bad framing: the whole message is dead-lettered
         # all at once: their inbox writes reach the store in one event-loop turn and commit together
         results = await asyncio.gather(*(self._document(item.body, item.meta) if kind == KIND_DOCUMENT_BUNDLE
-                                         else self._status(item.body, headers) for item in items),
+                                         else self._status(item.body, item.meta) for item in items),
                                        return_exceptions=True)
         refused: list[tuple[int, Refusal]] = []
         arrived: list[bundle.Item] = []

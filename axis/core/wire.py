@@ -96,6 +96,11 @@ def server_queue(server_id: str) -> str:
 
 H_SUBMITTED_AT = "x-axis-submitted-at"  # epoch milliseconds when the endpoint server published the submission
 H_SHA256 = "x-axis-sha256"  # a status: hex SHA-256 of the document's exact bytes as its recipient stored them
+#: a status delivered to the server of the document's sender: the fields the router read from it (its hardened
+#: parse, the schema, the model), as compact JSON, so that the server stores them without parsing the XML again
+#: (statuses are unsigned: the router, whose deliveries only it can publish, is their authority either way). Only
+#: set when it fits a header (:data:`HEADER_TEXT_BYTES`); a server without it parses the status itself.
+H_STATUS = "x-axis-status"
 #: a document travelling by reference (axis.core.blobref): ``sha256:<hex>:<size>``, the message body empty; bounded
 #: like every header the axis writes (a few dozen bytes)
 H_BLOB = "x-axis-blob"
@@ -106,6 +111,38 @@ def blob_of(headers: Mapping[str, Any]) -> BlobRef | None:
     Refusal(SCHEMA_INVALID) when the header is malformed."""
     value = headers.get(H_BLOB)
     return None if value is None else read_header(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusFields:
+    """What an endpoint server stores of a status about one of its agencies' documents (:data:`H_STATUS`)."""
+
+    owner: str  # ResponseFor/OrganId: the agency whose document the status is about
+    reporter: str  # From/OrganId: the agency that reports it
+    document_id: str  # ResponseFor/DocumentId
+    code: str
+    description: str
+    timestamp: str
+
+    def header(self) -> dict[str, str]:
+        """``{H_STATUS: json}``, or nothing when it does not fit a header (the server then parses the status)."""
+        value = orjson.dumps([self.owner, self.reporter, self.document_id, self.code, self.description,
+                              self.timestamp]).decode()
+        return {H_STATUS: value} if len(value.encode()) <= HEADER_TEXT_BYTES else {}
+
+
+def status_fields(headers: Mapping[str, Any]) -> StatusFields | None:
+    """The :data:`H_STATUS` fields of a delivered status (None when absent or not exactly six strings)."""
+    value = headers.get(H_STATUS)
+    if value is None:
+        return None
+    try:
+        fields = orjson.loads(header_text(value))
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(fields, list) or len(fields) != 6 or not all(isinstance(f, str) for f in fields):
+        return None
+    return StatusFields(*fields)
 
 
 def now_ms() -> int:

@@ -80,6 +80,7 @@ from axis.core.wire import (
     KIND_STATUS,
     KIND_STATUS_BUNDLE,
     Outgoing,
+    StatusFields,
     header_text,
 )
 from axis.core.xmlsafe import parse_untrusted
@@ -219,8 +220,10 @@ class RouterCore:
         doc_id = st.response_for.document_id
         check_document_id(doc_id, "ResponseFor/DocumentId")
         out = Outcome()
+        fields = StatusFields(original, reporter, doc_id, st.status_code, st.description, st.timestamp)
         out.outgoing.append(Outgoing(EX_DELIVER, route.server.id, body,
-                                     {H_KIND: KIND_STATUS, H_SENDER: reporter, H_DOCUMENT_ID: doc_id}))
+                                     {H_KIND: KIND_STATUS, H_SENDER: reporter, H_DOCUMENT_ID: doc_id,
+                                      **fields.header()}))
         doc_type = _int(headers.get(H_DOC_TYPE))
         at = int(self.clock().timestamp() * 1000)
         digest = _hex_digest(headers.get(H_SHA256))
@@ -336,8 +339,10 @@ def coalesce(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoin
             if len(chunk) == 1:
                 rest.append(chunk[0])
             else:
-                rest.append(Outgoing(EX_DELIVER, server_id, bundle.pack([bundle.Item(o.body) for o in chunk]),
-                                     {H_KIND: KIND_STATUS_BUNDLE}, content_type="application/octet-stream"))
+                # each item keeps its delivery headers (the status's fields, x-axis-status) as its meta
+                packed = bundle.pack([bundle.Item(o.body, o.headers) for o in chunk])
+                rest.append(Outgoing(EX_DELIVER, server_id, packed, {H_KIND: KIND_STATUS_BUNDLE},
+                                     content_type="application/octet-stream"))
     for server_id, group in documents.items():
         batch: list[Outgoing] = []
         size = 0

@@ -139,3 +139,38 @@ async def test_delivery_queued_for_an_old_server_is_forwarded(axis_env: Axis) ->
     [item] = await wait_for(lambda: inbox(env, H53), what="forwarded delivery")
     assert item["from"] == G22
     await wait_for(lambda: _n_delivered(env, 1), what="delivery counted")
+
+
+async def test_a_status_is_stored_from_the_routers_fields_or_from_its_xml(axis_env: Axis) -> None:
+    """The router hands the sender's server the fields it read from a status (``x-axis-status``); a delivery
+    without them (a status the router forwarded, an earlier router) is read from its XML: both store the same."""
+    import aio_pika
+
+    from axis.core.wire import EX_DELIVER, H_KIND, StatusFields
+
+    env = axis_env
+    r = await env.client(G22).post("/v1/documents", content=unsigned(G22, [H53]),
+                                   headers={"content-type": "application/xml"})
+    assert r.status_code == 202, r.text
+    sub = r.json()
+    await wait_for(lambda: _codes(env, sub["id"], "01", 1), what="status 01")  # through the router: the fields
+    original = envelope.parse((await env.client(G22).get(f"/v1/documents/{sub['id']}")).content)
+    assert isinstance(original, envelope.DocumentMessage)
+    xml_only = envelope.build(envelope.new_status(H53, original, "04", "phân công xử lý"))
+    fields = StatusFields(G22, H53, original.document_id, "05", "đang xử lý", "2019/05/10 08:00:00")
+    conn = await aio_pika.connect(env.config.amqp_url)
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        ex = await ch.get_exchange(EX_DELIVER)
+        await ex.publish(aio_pika.Message(xml_only, headers={H_KIND: "status"}), routing_key="d1")
+        # the fields win over the XML: the router, whose deliveries only it can publish, read them
+        await ex.publish(aio_pika.Message(xml_only, headers={H_KIND: "status", **fields.header()}), routing_key="d1")
+    finally:
+        await conn.close()
+    sts = await wait_for(lambda: _codes(env, sub["id"], "05", 1), what="status 05")
+    sts = await wait_for(lambda: _codes(env, sub["id"], "04", 1), what="status 04")
+    by_code = {s["code"]: s for s in sts}
+    assert (by_code["04"]["from"], by_code["04"]["description"]) == (H53, "phân công xử lý")
+    assert (by_code["05"]["from"], by_code["05"]["description"], by_code["05"]["timestamp"]) == (
+        H53, "đang xử lý", "2019/05/10 08:00:00")
+    assert (by_code["01"]["from"], by_code["01"]["description"]) == (H53, "arrived")

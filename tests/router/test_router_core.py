@@ -11,7 +11,19 @@ import pytest
 
 from axis.core import envelope
 from axis.core.directory import Directory
-from axis.core.wire import EX_DELIVER, EX_DLX, H_DOC_TYPE, H_KIND, H_REASON, H_RECIPIENTS, H_SERVER, H_SUBMITTED_AT
+from axis.core.wire import (
+    EX_DELIVER,
+    EX_DLX,
+    H_DOC_TYPE,
+    H_KIND,
+    H_REASON,
+    H_RECIPIENTS,
+    H_SERVER,
+    H_STATUS,
+    H_SUBMITTED_AT,
+    StatusFields,
+    status_fields,
+)
 from axis.router.core import RouterCore
 from tests.support.testing import TestPKI, make_pki
 
@@ -210,6 +222,24 @@ def test_status_bundle_items_are_checked_counted_and_refused_alone(pki: TestPKI,
     [bundled] = coalesce(forwarded)
     assert bundled.routing_key == "d1" and bundled.headers[H_KIND] == "status-bundle"
     assert [i.body for i in unpack(bundled.body)] == [ok1, ok2]
+    # each item keeps the fields the router read, for the sender's server to store without parsing again
+    assert [status_fields(i.meta) for i in unpack(bundled.body)] == [
+        StatusFields(G22, code, original.document_id, "01", "arrived", status.timestamp)
+        for code, status in ((G01, envelope.parse(ok1)), (G03, envelope.parse(ok2)))]
+
+
+def test_a_status_carries_the_fields_the_router_read_when_they_fit_a_header(pki: TestPKI, core: RouterCore) -> None:
+    original = envelope.parse(doc(pki, G22, [G01]))
+    st = envelope.build(envelope.new_status(G01, original, "03", "Đã giao cho chuyên viên xử lý"))
+    [delivered] = core.process(st, {H_KIND: "status", H_SERVER: "sh"}, "s1").outgoing
+    parsed = envelope.parse(st)
+    assert isinstance(parsed, envelope.StatusMessage)
+    assert status_fields(delivered.headers) == StatusFields(
+        G22, G01, original.document_id, "03", "Đã giao cho chuyên viên xử lý", parsed.timestamp)
+    # a description too long for a header: no fields, the server parses the status itself
+    long = envelope.build(envelope.new_status(G01, original, "03", "x" * 2000))
+    [plain] = core.process(long, {H_KIND: "status", H_SERVER: "sh"}, "s2").outgoing
+    assert plain.body == long and H_STATUS not in plain.headers and status_fields(plain.headers) is None
 
 
 def test_coalesce_per_server_and_lone_statuses_stay_plain(core: RouterCore) -> None:
