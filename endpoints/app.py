@@ -123,7 +123,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 def check_submission(srv: EndpointServer, agency: str, body: bytes) -> tuple[bytes, envelope.DocumentMessage]:
     """The CPU part of a submission (run in the CPU pool): hardened parse, full check of a present signature,
     schema, sender = caller, signing when the server holds the key. Returns (bytes to publish, the message)."""
-    checks = checks_for(srv.verifier)  # remembered: a recipient server of this process will not check again
+    # remembered: a recipient server of this process (or, through the records, of this machine) will not check again
+    checks = checks_for(srv.verifier, srv.checked_records)
     try:
         msg: envelope.Message | None = checks.check(body)
     except Refusal as refusal:

@@ -1,5 +1,6 @@
 """The signed-document checks of an endpoint host process: every recipient server verifies the exact bytes it
-stores (signature, chain, signer, schema), once per process for the same bytes (:class:`DeliveryChecks`)."""
+stores (signature, chain, signer, schema), once per process for the same bytes (:class:`DeliveryChecks`) and,
+through the work directory's records (:mod:`endpoints.checked`), once per machine."""
 
 from __future__ import annotations
 
@@ -8,17 +9,19 @@ import hashlib
 import threading
 import weakref
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from axis.core import envelope, schema
 from axis.core.reasons import Reason, Refusal
 from axis.core.verify import CertFacts, check_time_revocation_usage
+from endpoints.checked import CheckedRecords
 
 
-def check_delivery(verifier: Any, body: bytes) -> tuple[envelope.DocumentMessage, str]:
+def check_delivery(verifier: Any, body: bytes, records: Path | None = None) -> tuple[envelope.DocumentMessage, str]:
     """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model; with
     the hex SHA-256 of those bytes (the check's own cache key: what the ``stored`` leaf of the log names)."""
-    msg, key = checks_for(verifier).check_keyed(body)
+    msg, key = checks_for(verifier, records).check_keyed(body)
     if not isinstance(msg, envelope.DocumentMessage):
         raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
     return msg, key.hex()
@@ -36,11 +39,15 @@ class DeliveryChecks:
     (its trust anchors and CRLs): a reload makes a new verifier, hence an empty cache. Only successes are kept
     (a refusal is never expected here), without attachment data (the delivery stores the exact bytes), at most
     ``size`` entries. Thread-safe: large documents are checked in the CPU pool.
+
+    With ``records`` (:class:`endpoints.checked.CheckedRecords`), a miss here looks for what another host process
+    of the machine checked before checking in full, and a full check is recorded for the others.
     """
 
-    def __init__(self, verifier: Any, size: int = 1024) -> None:
+    def __init__(self, verifier: Any, size: int = 1024, records: CheckedRecords | None = None) -> None:
         self.verifier = verifier
         self.size = size
+        self.records = records
         self._done: OrderedDict[bytes, tuple[envelope.Message, CertFacts | None]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -63,25 +70,40 @@ class DeliveryChecks:
                                             self.verifier.crl_fresh_until)
             self.hits += 1
             return msg, key
+        recorded = self.records.get(key) if self.records is not None else None
+        if recorded is not None:  # checked in full by another process of this machine, under the same policy
+            msg, facts = recorded
+            check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked,
+                                        self.verifier.crl_fresh_until)
+            self._keep(key, msg, facts)
+            return msg, key
         verified, facts = self.verifier.verify_with_facts(body)
         schema.validate(verified.root)
         msg = envelope.from_element(verified.root)
         kept = dataclasses.replace(msg, attachments=()) if isinstance(msg, envelope.DocumentMessage) else msg
+        self._keep(key, kept, facts)
+        if self.records is not None and facts is not None and isinstance(kept, envelope.DocumentMessage):
+            self.records.put(key, kept, facts)
+        return msg, key
+
+    def _keep(self, key: bytes, kept: envelope.Message, facts: CertFacts | None) -> None:
         with self._lock:
             self._done[key] = (kept, facts)
             if len(self._done) > self.size:
                 self._done.popitem(last=False)
-        return msg, key
 
 
 _checks: weakref.WeakKeyDictionary[Any, DeliveryChecks] = weakref.WeakKeyDictionary()
 _checks_lock = threading.Lock()
 
 
-def checks_for(verifier: Any) -> DeliveryChecks:
-    """The process's :class:`DeliveryChecks` for ``verifier`` (one per verifier: a reload starts afresh)."""
+def checks_for(verifier: Any, records: Path | None = None) -> DeliveryChecks:
+    """The process's :class:`DeliveryChecks` for ``verifier`` (one per verifier: a reload starts afresh), sharing
+    what it checks with the other host processes through the records in ``records`` (the work directory's
+    ``checked``, :mod:`endpoints.checked`) when given."""
     with _checks_lock:
         checks = _checks.get(verifier)
         if checks is None:
-            checks = _checks[verifier] = DeliveryChecks(verifier)
+            shared = CheckedRecords(records, verifier) if records is not None else None
+            checks = _checks[verifier] = DeliveryChecks(verifier, records=shared)
         return checks

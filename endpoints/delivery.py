@@ -19,8 +19,8 @@ Statuses and refusals (status 02 from the axis) about documents this server's ag
 ``GET /v1/documents/{id}/status``; a ``status-bundle`` is stored item by item. A status is stored from the fields
 the router read from it (``x-axis-status``, :class:`axis.core.wire.StatusFields`): statuses are unsigned, the
 router parsed and checked them, and only the router can publish to this server's queue — parsing the XML a second
-time here would check nothing more (it is parsed, hardened, only when a delivery lacks them). An item refused here (never
-expected: the router checked it) sends the whole bundle to the dead letters after the others were stored.
+time here would check nothing more (it is parsed, hardened, only when a delivery lacks them). An item refused here
+(never expected: the router checked it) sends the whole bundle to the dead letters after the others were stored.
 
 Where each delivery goes (stored, forwarded, refused) is decided by :mod:`endpoints.decide`, without I/O; the
 consumer gets only what it acts with: the current :class:`~endpoints.decide.LocalView`, the store, a publish

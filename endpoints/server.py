@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from axis.blobs import BlobStore, open_blobs
@@ -96,6 +97,12 @@ class EndpointServer:
         self._blob_gc: asyncio.Task[None] | None = None
 
     @property
+    def checked_records(self) -> Path:
+        """Where the host processes of this work directory record the documents they checked in full
+        (:mod:`endpoints.checked`): a document is verified once per machine."""
+        return self.config.work_dir / "checked"
+
+    @property
     def view(self) -> LocalView:
         """What deliveries are decided with (:mod:`endpoints.decide`); a reload replaces it whole."""
         return self._view
@@ -106,7 +113,7 @@ class EndpointServer:
     async def check_delivery(self, body: bytes) -> tuple[envelope.DocumentMessage, str]:
         """The full check of a delivered document's exact bytes, with the current verifier (in the CPU pool when
         large): the message and the hex SHA-256 of the bytes."""
-        return await run_cpu_for(len(body), check_delivery, self.verifier, body)
+        return await run_cpu_for(len(body), check_delivery, self.verifier, body, self.checked_records)
 
     async def check_blob(self, ref: BlobRef) -> tuple[envelope.DocumentMessage, str]:
         """The full check of a delivered reference's bytes, read from the blob store (in a worker thread)."""

@@ -1,0 +1,201 @@
+"""What the endpoint host processes of one machine have checked: a record per document's exact bytes, so that a
+document is verified once per machine (one work directory), not once per host process.
+
+With several host processes (``axis up`` starts two on two cores), nearly every document reaches a process
+other than the one whose door checked it: with the seed's traffic shape the second full check (signature, chain,
+signer, schema, model) was ~16 % of the hosts' CPU (bench/README.md). The processes of one work directory are
+one trust domain: same operating-system user, same configuration and trust anchors, the same agencies' keys and
+inbox stores, which any of them could write directly. A record one of them wrote after a full check therefore
+tells another nothing it could not have done itself, and is as good as its own cache
+(:class:`endpoints.checks.DeliveryChecks`): what the check decides is a function of the bytes and the policy,
+except the certificate's validity window, the CRL and the key usage at this moment, which the reader checks
+again at every use from the record's certificates.
+
+Layout: ``<work dir>/checked/<generation>/<bucket>/<sha256 hex>``, directories 0700, files 0600.
+
+- ``generation`` names the policy the check was made under (trust anchors, algorithms, size limit, this format):
+  a process with another policy never reads another policy's records.
+- ``bucket`` is the record's ten-minute slot; a reader looks in the current slot and the one before, so a record
+  lives 10–20 minutes — the time a delivery takes to reach the other process is seconds. The writer that first
+  writes into a new slot removes the slots before the previous one.
+- A record is JSON: the signer's certificate path (base64 DER, signer first, without the anchor) and the
+  message as the check read it, without attachments (the delivery stores the exact bytes, not the model).
+
+Never in the way of delivery: a record that cannot be written, read or understood is a miss, and the document
+is checked in full as before (logged once per process).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from axis.core import envelope
+from axis.core.reasons import Refusal
+from axis.core.verify import CertFacts, Verifier, cert_facts, load_chain
+
+log = logging.getLogger("axis.endpoint")
+
+#: the record format: a change of it is a new generation
+FORMAT = b"axis-checked-1"
+#: seconds of one bucket (records live one to two of them)
+BUCKET_SECONDS = 600
+
+
+def generation(verifier: Verifier) -> str:
+    """The name of the policy a check was made under: the trust anchors, the allowed algorithms, the size limit
+    and the record format. CRLs and the clock are not in it: they are checked again at every use."""
+    policy = verifier.policy
+    digest = hashlib.sha256(FORMAT)
+    for anchor in sorted(a.public_bytes(Encoding.DER) for a in policy.trust_anchors):
+        digest.update(hashlib.sha256(anchor).digest())
+    digest.update(orjson.dumps([sorted(policy.digest_algorithms), sorted(policy.signature_algorithms),
+                                policy.max_bytes, policy.require_signature]))
+    return digest.hexdigest()[:32]
+
+
+class CheckedRecords:
+    """The records of one work directory for one verifier's policy (see the module docstring)."""
+
+    def __init__(self, root: Path, verifier: Verifier, *, clock: typing.Callable[[], float] = time.time) -> None:
+        self.verifier = verifier
+        self.root = root
+        self.dir = root / generation(verifier)
+        self.clock = clock
+        self.hits = 0
+        self._swept_bucket = -1
+        self._warned = False
+        self._facts = functools.lru_cache(maxsize=256)(self._facts_uncached)
+
+    # -- reading ----------------------------------------------------------------------------------------------
+    def get(self, key: bytes) -> tuple[envelope.DocumentMessage, CertFacts] | None:
+        """The message and certificate facts another process recorded for these bytes, or None. The caller still
+        checks the moment-dependent part (:func:`axis.core.verify.check_time_revocation_usage`)."""
+        name = key.hex()
+        bucket = self._bucket()
+        for slot in (bucket, bucket - 1):
+            try:
+                raw = (self.dir / str(slot) / name).read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self._warn("read", exc)
+                return None
+            found = self._decode(raw)
+            if found is not None:
+                self.hits += 1
+            return found
+        return None
+
+    def _decode(self, raw: bytes) -> tuple[envelope.DocumentMessage, CertFacts] | None:
+        try:
+            record = orjson.loads(raw)
+            certs = tuple(base64.b64decode(c, validate=True) for c in record["certs"])
+            msg = revive(envelope.DocumentMessage, record["message"])
+            facts = self._facts(certs)
+        except Refusal:  # the chain no longer holds under this policy: check in full, which says why
+            return None
+        except Exception:  # half-written (a writer in progress) or foreign: a miss, never an error
+            return None
+        return msg, facts
+
+    def _facts_uncached(self, certs: tuple[bytes, ...]) -> CertFacts:
+        return cert_facts(load_chain(certs), self.verifier.policy.trust_anchors)
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    def put(self, key: bytes, msg: envelope.DocumentMessage, facts: CertFacts) -> None:
+        """Record a document that passed the full check (``msg`` without attachments)."""
+        bucket = self._bucket()
+        record = orjson.dumps({
+            "certs": [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in facts.path[:-1]],
+            "message": msg,
+        })
+        slot = self.dir / str(bucket)
+        try:
+            if bucket != self._swept_bucket:
+                self._sweep(bucket)
+            slot.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(slot / key.hex(), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # recorded already (another process checked the same bytes)
+            return
+        except OSError as exc:
+            self._warn("write", exc)
+            return
+        try:
+            os.write(fd, record)
+        except OSError as exc:
+            self._warn("write", exc)
+        finally:
+            os.close(fd)
+
+    def _sweep(self, bucket: int) -> None:
+        """Remove the slots before the previous one, and other generations' directories past their life."""
+        self._swept_bucket = bucket
+        for gen in _listdir(self.root):
+            if gen.name != self.dir.name:
+                if gen.stat().st_mtime < self.clock() - 2 * BUCKET_SECONDS:
+                    shutil.rmtree(gen, ignore_errors=True)
+                continue
+            for slot in _listdir(gen):
+                if not slot.name.isdigit() or int(slot.name) < bucket - 1:
+                    shutil.rmtree(slot, ignore_errors=True)
+
+    def _bucket(self) -> int:
+        return int(self.clock() // BUCKET_SECONDS)
+
+    def _warn(self, what: str, exc: OSError) -> None:
+        if not self._warned:  # once per process: the documents are checked in full meanwhile, nothing is lost
+            self._warned = True
+            log.warning("the checked-documents records in %s cannot be %s (%s): documents are checked in full",
+                        self.dir, "read" if what == "read" else "written", exc)
+
+
+def _listdir(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except OSError:
+        return []
+
+
+def revive(cls: type[Any], data: Any) -> Any:
+    """A frozen dataclass of the envelope model back from its JSON form (what ``orjson.dumps`` made of it)."""
+    hints = _hints(cls)
+    return cls(**{f.name: _value(hints[f.name], data[f.name]) for f in dataclasses.fields(cls) if f.name in data})
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
+def _value(hint: Any, data: Any) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return revive(typing.cast(type[Any], hint), data)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item, _) = typing.get_args(hint)
+        return tuple(_value(item, x) for x in data)
+    if origin is types.UnionType or origin is typing.Union:  # X | None
+        if data is None:
+            return None
+        (kind,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _value(kind, data)
+    return data

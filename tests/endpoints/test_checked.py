@@ -1,0 +1,140 @@
+"""The work directory's records of checked documents (endpoints.checked): a document checked in full by one host
+process is not checked again by another of the same machine — what the check decided about the bytes is taken
+from the record, the certificate's moment-dependent part (validity, CRL, usage) is checked again, and anything
+wrong with a record makes it a miss, never an error."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from axis.core import envelope
+from axis.core.reasons import Reason, Refusal
+from endpoints.checked import BUCKET_SECONDS, CheckedRecords, generation, revive
+from endpoints.checks import DeliveryChecks
+from tests.support.testing import TestPKI, make_pki
+
+A, B = "000.00.00.G01", "000.00.00.H01"
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    return make_pki(tmp_path_factory.mktemp("pki"), [A, B], algorithm="ec")
+
+
+def two_processes(kit: TestPKI, root: Path, **verifier: object) -> tuple[DeliveryChecks, DeliveryChecks]:
+    """Two host processes' checks: each its own verifier and cache, one records directory."""
+    first, second = kit.verifier(**verifier), kit.verifier(**verifier)
+    return (DeliveryChecks(first, records=CheckedRecords(root, first)),
+            DeliveryChecks(second, records=CheckedRecords(root, second)))
+
+
+def test_checked_once_per_machine_with_the_same_model(kit: TestPKI, tmp_path: Path) -> None:
+    door, recipient = two_processes(kit, tmp_path)
+    body = kit.envelope(A, [B], subject="Về việc kiểm tra một lần")
+    full = door.check(body)
+    assert isinstance(full, envelope.DocumentMessage)
+    assert recipient.records is not None and recipient.records.hits == 0
+    recorded = recipient.check(body)
+    assert recipient.records.hits == 1  # from the record: no second signature check
+    assert recorded == dataclasses.replace(full, attachments=())  # the whole header model, without attachments
+    assert recipient.check(body) == recorded and recipient.hits == 1  # then from its own cache
+    [record] = (tmp_path / generation(recipient.verifier)).glob("*/*")
+    assert record.stat().st_mode & 0o777 == 0o600 and record.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_record_hit_still_checks_the_certificate_at_this_moment(kit: TestPKI, tmp_path: Path) -> None:
+    now = [dt.datetime.now(dt.UTC)]
+    door, recipient = two_processes(kit, tmp_path, clock=lambda: now[0])
+    body = kit.envelope(A, [B])
+    door.check(body)
+    now[0] += dt.timedelta(days=365 * 30)  # past the certificate's end
+    with pytest.raises(Refusal) as exc:
+        recipient.check(body)
+    assert exc.value.reason is Reason.CERT_EXPIRED
+
+
+def test_a_revocation_applies_to_what_was_recorded_before_it(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki", [A, B], algorithm="ec")
+    body = pki.envelope(A, [B])
+    before = pki.verifier()
+    DeliveryChecks(before, records=CheckedRecords(tmp_path / "checked", before)).check(body)
+    pki.revoke(A)
+    after = pki.verifier()  # the new CRL: same trust anchors, so the same generation of records
+    assert generation(after) == generation(before)
+    checks = DeliveryChecks(after, records=CheckedRecords(tmp_path / "checked", after))
+    with pytest.raises(Refusal) as exc:
+        checks.check(body)
+    assert exc.value.reason is Reason.CERT_REVOKED
+
+
+def test_another_policy_never_reads_the_records(kit: TestPKI, tmp_path: Path) -> None:
+    other = make_pki(tmp_path / "other", [A, B], algorithm="ec")  # another axis CA
+    body = kit.envelope(A, [B])
+    door = DeliveryChecks(kit.verifier(), records=CheckedRecords(tmp_path / "checked", kit.verifier()))
+    door.check(body)
+    foreign = other.verifier()
+    assert generation(foreign) != generation(kit.verifier())
+    stranger = DeliveryChecks(foreign, records=CheckedRecords(tmp_path / "checked", foreign))
+    with pytest.raises(Refusal) as exc:
+        stranger.check(body)  # checked in full under its own anchors: not theirs
+    assert exc.value.reason is Reason.CERT_UNTRUSTED
+    assert stranger.records is not None and stranger.records.hits == 0
+
+
+def test_a_damaged_or_half_written_record_is_a_miss(kit: TestPKI, tmp_path: Path) -> None:
+    door, recipient = two_processes(kit, tmp_path)
+    body = kit.envelope(A, [B])
+    door.check(body)
+    [record] = (tmp_path / generation(door.verifier)).glob("*/*")
+    record.write_bytes(record.read_bytes()[:100])  # a writer still at work, or a damaged file
+    assert recipient.check(body).sender.organ_id == A  # checked in full
+    assert recipient.records is not None and recipient.records.hits == 0
+
+
+def test_records_live_one_to_two_buckets_and_older_ones_are_swept(kit: TestPKI, tmp_path: Path) -> None:
+    now = [1_000 * BUCKET_SECONDS + 1.0]
+    verifier = kit.verifier()
+    records = CheckedRecords(tmp_path, verifier, clock=lambda: now[0])
+    door = DeliveryChecks(verifier, records=records)
+    old = kit.envelope(A, [B], subject="cũ")
+    door.check(old)
+    reader = CheckedRecords(tmp_path, verifier, clock=lambda: now[0])
+    key = hashlib.sha256(old).digest()
+    now[0] += BUCKET_SECONDS
+    assert reader.get(key) is not None  # the previous bucket is still read
+    now[0] += BUCKET_SECONDS
+    assert reader.get(key) is None  # two buckets on: gone for readers
+    door.check(kit.envelope(A, [B], subject="mới"))  # the first write into a new bucket sweeps
+    assert sorted(p.name for p in records.dir.iterdir()) == [str(1_002)]
+    stale = tmp_path / "0123456789abcdef"  # another (old) policy's records
+    stale.mkdir()
+    os.utime(stale, (now[0] - 3 * BUCKET_SECONDS,) * 2)
+    now[0] += BUCKET_SECONDS
+    door.check(kit.envelope(A, [B], subject="sau"))
+    assert not stale.exists() and records.dir.exists()
+
+
+def test_an_unwritable_directory_only_costs_the_full_check(kit: TestPKI, tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    verifier = kit.verifier()
+    checks = DeliveryChecks(verifier, records=CheckedRecords(blocked, verifier))
+    body = kit.envelope(A, [B])
+    assert checks.check(body).sender.organ_id == A
+    assert DeliveryChecks(verifier, records=CheckedRecords(blocked, verifier)).check(body).sender.organ_id == A
+
+
+def test_revive_rebuilds_every_nested_record_of_the_model() -> None:
+    import orjson
+
+    msg = envelope.new_document(A, [B, "000.00.00.H02"], "Về việc", doc_type=3,
+                                related_document_id="000.00.00.G01,2019/01/01,1")
+    msg = dataclasses.replace(msg, other_info=envelope.OtherInfo(priority="1", appendixes=("a", "b")),
+                              trace_headers=(envelope.TraceHeader(A, "2019/05/10 08:00:00"),))
+    assert revive(envelope.DocumentMessage, orjson.loads(orjson.dumps(msg))) == msg
