@@ -74,6 +74,24 @@ def _beam_pid() -> int | None:
         return None
 
 
+def _document_checks(ax: Axis) -> dict[str, float]:
+    """``axis_endpoint_document_checks_total`` of every endpoint host process (one of its servers answers for the
+    process), summed: documents checked in full, from a process's own cache, from another process's record."""
+    import httpx
+
+    urls = {s.id: s.url for s in ax.config.servers}
+    totals: dict[str, float] = {}
+    for server_ids in ax.run.hosts.values():
+        r = httpx.get(f"{urls[server_ids[0]]}/metrics", verify=ax.verify, timeout=10,
+                      headers={"Authorization": f"Bearer {ax.connections['admin']['token']}"})
+        r.raise_for_status()
+        for line in r.text.splitlines():
+            if line.startswith('axis_endpoint_document_checks_total{how="'):
+                how, value = line.split('"')[1], float(line.rsplit(" ", 1)[1])
+                totals[how] = totals.get(how, 0.0) + value
+    return totals
+
+
 async def measure(documents: int, profile: Path | None = None, *, tls: bool = True) -> dict[str, Any]:
     with temp_vhost("axis-bench-cpu") as url, tempfile.TemporaryDirectory(prefix="axis-bench-cpu-") as tmp:
         ax = Axis(url, Path(tmp), tls=tls)
@@ -95,11 +113,13 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
                                            "-f", "raw", "-r", "50", "--nonblocking"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                          for name, pid in procs if name not in ("rabbitmq", "supervisor")]
+            checks0 = _document_checks(ax)
             before = {name: cpu_seconds(pid) for name, pid in procs}
             t0 = time.time()
             run = await sustained(ax, docs[WARM:])
             wall = time.time() - t0
             after = {name: cpu_seconds(pid) for name, pid in procs}
+            checks1 = _document_checks(ax)
             for s in spies:
                 s.send_signal(2)
             for s in spies:
@@ -124,6 +144,10 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
     return {"documents": documents, "tls": tls, "wall_s": wall, "rate": documents / wall,
             "complete": run["rate"] is not None, "load_average": os.getloadavg(),
             "amqp_messages_per_doc": messages,
+            # the endpoint hosts' signed-document checks per document (door and deliveries): in full, from a
+            # process's own cache, from another host process's record (endpoints.checked)
+            "host_checks_per_doc": {how: (checks1.get(how, 0.0) - checks0.get(how, 0.0)) / documents
+                                    for how in sorted(checks1)},
             "broker_share_of_node_messages": node_share,  # < 1: other vhosts used the broker meanwhile
             "ms_per_doc": per, "ms_per_doc_by_kind": groups, "axis_ms_per_doc": axis_ms,
             "generator_ms_per_doc": per["generator"], "total_ms_per_doc": sum(per.values()), "run": run}
@@ -146,6 +170,9 @@ def results(r: dict[str, Any], log: Any = print) -> list[Result]:
                          f"{'HTTPS' if r['tls'] else 'plain HTTP'}, {loadavg}"
                          + (f", {r['amqp_messages_per_doc']:.2f} AMQP messages published per document"
                             if r["amqp_messages_per_doc"] is not None else "")
+                         + (", host checks per document " + ", ".join(
+                             f"{how} {n:.2f}" for how, n in r["host_checks_per_doc"].items())
+                            if r.get("host_checks_per_doc") else "")
                          + (f"; this bench sent {r['broker_share_of_node_messages']:.0%} of the broker node's messages "
                             "(its CPU counts every vhost's)" if r["broker_share_of_node_messages"] is not None else "")
                          if r["complete"]
@@ -179,6 +206,9 @@ def main() -> None:
     print(f"  total        {r['total_ms_per_doc']:7.2f} ms CPU/doc; load average {r['load_average'][0]:.1f}")
     if r["amqp_messages_per_doc"] is not None:
         print(f"  AMQP messages published per document: {r['amqp_messages_per_doc']:.2f}")
+    if r["host_checks_per_doc"]:
+        print("  endpoint hosts' document checks per document: "
+              + ", ".join(f"{how} {n:.2f}" for how, n in r["host_checks_per_doc"].items()))
     if r["broker_share_of_node_messages"] is not None:
         print(f"  this bench's share of the messages the broker node took meanwhile: "
               f"{r['broker_share_of_node_messages']:.0%} (RabbitMQ's CPU counts every vhost's)")

@@ -17,6 +17,16 @@ from axis.core.reasons import Reason, Refusal
 from axis.core.verify import CertFacts, check_time_revocation_usage
 from endpoints.checked import CheckedRecords
 
+#: documents the signed-document checks of this process answered, by how (for ``axis_endpoint_document_checks``):
+#: ``full`` checked here, ``process`` from this process's cache, ``machine`` from another process's record
+TOTALS: dict[str, int] = {"full": 0, "process": 0, "machine": 0}
+_totals_lock = threading.Lock()
+
+
+def _count(how: str) -> None:
+    with _totals_lock:
+        TOTALS[how] += 1
+
 
 def check_delivery(verifier: Any, body: bytes, records: Path | None = None) -> tuple[envelope.DocumentMessage, str]:
     """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model; with
@@ -69,6 +79,7 @@ class DeliveryChecks:
                 check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked,
                                             self.verifier.crl_fresh_until)
             self.hits += 1
+            _count("process")
             return msg, key
         recorded = self.records.get(key) if self.records is not None else None
         if recorded is not None:  # checked in full by another process of this machine, under the same policy
@@ -76,12 +87,14 @@ class DeliveryChecks:
             check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked,
                                         self.verifier.crl_fresh_until)
             self._keep(key, msg, facts)
+            _count("machine")
             return msg, key
         verified, facts = self.verifier.verify_with_facts(body)
         schema.validate(verified.root)
         msg = envelope.from_element(verified.root)
         kept = dataclasses.replace(msg, attachments=()) if isinstance(msg, envelope.DocumentMessage) else msg
         self._keep(key, kept, facts)
+        _count("full")
         if self.records is not None and facts is not None and isinstance(kept, envelope.DocumentMessage):
             self.records.put(key, kept, facts)
         return msg, key

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client import Counter as PromCounter
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from endpoints.checks import TOTALS
 
 
 class Metrics:
@@ -38,3 +44,17 @@ class Metrics:
                            registry=self.registry)
         self.blob_bytes = Gauge("axis_endpoint_blob_bytes", "bytes kept in the blob store (big documents)",
                                 registry=self.registry)
+        self.registry.register(DocumentChecks())
+
+
+class DocumentChecks(Collector):
+    """``axis_endpoint_document_checks_total{how}``: signed documents the host process checked (door and
+    deliveries, all its servers alike: the figure is the process's) — ``full`` verified here, ``process`` from its
+    own cache, ``machine`` from a record another host process of the machine wrote (:mod:`endpoints.checked`)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("axis_endpoint_document_checks",
+                                     "signed documents checked by this host process, by how", labels=["how"])
+        for how, count in TOTALS.items():
+            family.add_metric([how], count)
+        yield family

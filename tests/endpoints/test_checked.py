@@ -16,7 +16,7 @@ import pytest
 from axis.core import envelope
 from axis.core.reasons import Reason, Refusal
 from endpoints.checked import BUCKET_SECONDS, CheckedRecords, generation, revive
-from endpoints.checks import DeliveryChecks
+from endpoints.checks import TOTALS, DeliveryChecks
 from tests.support.testing import TestPKI, make_pki
 
 A, B = "000.00.00.G01", "000.00.00.H01"
@@ -37,6 +37,7 @@ def two_processes(kit: TestPKI, root: Path, **verifier: object) -> tuple[Deliver
 def test_checked_once_per_machine_with_the_same_model(kit: TestPKI, tmp_path: Path) -> None:
     door, recipient = two_processes(kit, tmp_path)
     body = kit.envelope(A, [B], subject="Về việc kiểm tra một lần")
+    before = dict(TOTALS)
     full = door.check(body)
     assert isinstance(full, envelope.DocumentMessage)
     assert recipient.records is not None and recipient.records.hits == 0
@@ -44,6 +45,8 @@ def test_checked_once_per_machine_with_the_same_model(kit: TestPKI, tmp_path: Pa
     assert recipient.records.hits == 1  # from the record: no second signature check
     assert recorded == dataclasses.replace(full, attachments=())  # the whole header model, without attachments
     assert recipient.check(body) == recorded and recipient.hits == 1  # then from its own cache
+    # what axis_endpoint_document_checks_total reports (here both "processes" are this one)
+    assert {how: TOTALS[how] - before[how] for how in TOTALS} == {"full": 1, "machine": 1, "process": 1}
     [record] = (tmp_path / generation(recipient.verifier)).glob("*/*")
     assert record.stat().st_mode & 0o777 == 0o600 and record.parent.stat().st_mode & 0o777 == 0o700
 
