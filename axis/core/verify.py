@@ -57,7 +57,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -79,10 +79,12 @@ from axis.core.dsig import (
     exc_c14n,
     q,
 )
-from axis.core.envelope import Message, from_element
 from axis.core.pki import cert_uid, is_tls_certificate, issuer_public_key, load_trust
 from axis.core.reasons import Reason, Refusal
 from axis.core.xmlsafe import DEFAULT_MAX_BYTES, parse_untrusted
+
+if TYPE_CHECKING:
+    from axis.core.envelope import Message
 
 
 def _utcnow() -> dt.datetime:
@@ -146,7 +148,10 @@ class Verified:
 
     @functools.cached_property
     def message(self) -> Message:
-        """The parsed DocumentMessage / StatusMessage, read from ``root`` (computed on first use)."""
+        """The parsed DocumentMessage / StatusMessage, read from ``root`` (computed on first use; the envelope model
+        is imported only then: ``axis envelope verify`` never needs it)."""
+        from axis.core.envelope import from_element
+
         return from_element(self.root)
 
 
@@ -203,6 +208,10 @@ _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 #: The only elements of the Signature with character content (base64); everywhere else only whitespace.
 _VALUE_ELEMENTS = frozenset({q("DigestValue"), q("SignatureValue"), q("X509Certificate")})
 _DSIG_OPEN = "{" + DSIG + "}"
+_ANY_SIGNATURE = "{*}Signature"  # lxml: in any namespace or in none
+_SIGNATURE, _TRANSFORM, _X509_DATA, _X509_CERTIFICATE = (q(n) for n in ("Signature", "Transform", "X509Data",
+                                                                         "X509Certificate"))
+_EDXML, _ENVELOPE, _HEADER = e("edXML"), e("edXMLEnvelope"), e("edXMLHeader")
 
 #: The only attributes the profile allows inside the Signature (XML-DSig allows more; axis needs none of them).
 _ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
@@ -227,30 +236,48 @@ def _expect(children: list[etree._Element], names: tuple[str, ...], where: str) 
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{where} must contain {', '.join(names)}; found: {shown or 'nothing'}")
 
 
-def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
-    """Steps 2-5 of the module docstring: find the one Signature and enforce the profile. None = unsigned."""
-    candidates = []
-    dsig_count = 0
-    for el in root.iter("{*}Signature", _DSIG_ANY):  # one walk: Signature in any namespace (or none), all of ds:*
+def _scan_signature(signature: etree._Element) -> tuple[int, str | None, str | None]:
+    """One walk over the Signature's subtree: (how many XML-DSig elements it holds, the first attribute the profile
+    does not allow, the first character content outside the base64 values). Raises nothing: :func:`locate`
+    reports each finding at its own step."""
+    dsig_inside = 0
+    attribute_problem = text_problem = None
+    for el in signature.iter():  # elements (the hardened parser drops comments and refuses PIs inside the root)
         tag = el.tag
-        if not isinstance(tag, str):  # pragma: no cover - a tag selector yields elements, whose tag is a str
-            continue
-        if tag.startswith(_DSIG_OPEN):
-            dsig_count += 1
-        if tag.endswith("}Signature") or tag == "Signature":
-            candidates.append(el)
-    if not candidates and not dsig_count:
+        if isinstance(tag, str):
+            if tag.startswith(_DSIG_OPEN):
+                dsig_inside += 1
+            keys = el.keys()
+            if (attribute_problem is None and keys
+                    and not _ALLOWED_ATTRIBUTES.get(tag, frozenset()).issuperset(keys)):
+                attribute_problem = f"unexpected attributes on {etree.QName(el).localname}"
+            if text_problem is None and tag not in _VALUE_ELEMENTS and el.text and el.text.strip(_XML_SPACE):
+                text_problem = f"text inside {etree.QName(el).localname}"
+        if text_problem is None and el is not signature and el.tail and el.tail.strip(_XML_SPACE):
+            text_problem = "text between the elements of the Signature"
+    return dsig_inside, attribute_problem, text_problem
+
+
+def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
+    """Steps 2-5 of the module docstring: find the one Signature and enforce the profile. None = unsigned.
+
+    Two walks over the whole tree, each matching tags in lxml's C code (only the matches become Python objects),
+    and one over the Signature; the lists keep the Signature's elements alive for the checks that follow."""
+    candidates = list(root.iter(_ANY_SIGNATURE))  # Signature in any namespace, or in none
+    dsig = list(root.iter(_DSIG_ANY))  # every XML-DSig element of the document
+    if not candidates and not dsig:
         if policy.require_signature:
             raise Refusal(Reason.SIGNATURE_MISSING, "the document carries no signature")
         return None
     for el in candidates:
-        if el.tag != q("Signature"):
+        if el.tag != _SIGNATURE:
             ns = etree.QName(el).namespace or "no namespace"
             raise Refusal(Reason.SIGNATURE_PROFILE, f"Signature is in {ns}, not the XML-DSig namespace")
     if len(candidates) != 1:
         raise Refusal(Reason.SIGNATURE_PROFILE, f"{len(candidates) or 'no'} Signature elements; exactly one is allowed")
     signature = candidates[0]
-    if sum(1 for _ in signature.iter(_DSIG_ANY)) != dsig_count:
+    dsig_inside, attribute_problem, text_problem = _scan_signature(signature)  # text_problem: reported at step 5
+    if dsig_inside != len(dsig):
         raise Refusal(Reason.SIGNATURE_PROFILE, "XML-DSig elements outside the Signature")
     for sibling in (*root.itersiblings(preceding=True), *root.itersiblings()):
         if isinstance(sibling, etree._ProcessingInstruction):
@@ -258,27 +285,18 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
             raise Refusal(Reason.SIGNATURE_PROFILE, "a processing instruction outside the root element is not signed")
     header = signature.getparent()
     envelope = header.getparent() if header is not None else None
-    if (header is None or header.tag != e("edXMLHeader") or envelope is None or envelope.tag != e("edXMLEnvelope")
-            or envelope.getparent() is not root or root.tag != e("edXML")):
+    if (header is None or header.tag != _HEADER or envelope is None or envelope.tag != _ENVELOPE
+            or envelope.getparent() is not root or root.tag != _EDXML):
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be a child of edXML/edXMLEnvelope/edXMLHeader")
-    if _children(header)[-1] is not signature:
+    if next(signature.itersiblings("*"), None) is not None:  # an element after it
         raise Refusal(Reason.SIGNATURE_PROFILE, "the Signature must be the last child of edXMLHeader")
     if signature.tail and signature.tail.strip(_XML_SPACE):
         raise Refusal(Reason.SIGNATURE_PROFILE, "text after the Signature")
     sig_id = signature.get("Id")
     if sig_id is not None and not _ID.fullmatch(sig_id):
         raise Refusal(Reason.SIGNATURE_PROFILE, "Signature/@Id must be an ASCII XML name")
-    text_problem = None  # reported at step 5
-    for el in signature.iter():  # elements, comments, PIs: one walk for attributes and character content
-        tag = el.tag
-        if isinstance(tag, str):
-            keys = el.keys()
-            if keys and not _ALLOWED_ATTRIBUTES.get(tag, frozenset()).issuperset(keys):
-                raise Refusal(Reason.SIGNATURE_PROFILE, f"unexpected attributes on {etree.QName(el).localname}")
-            if text_problem is None and tag not in _VALUE_ELEMENTS and el.text and el.text.strip(_XML_SPACE):
-                text_problem = f"text inside {etree.QName(el).localname}"
-        if text_problem is None and el is not signature and el.tail and el.tail.strip(_XML_SPACE):
-            text_problem = "text between the elements of the Signature"
+    if attribute_problem:
+        raise Refusal(Reason.SIGNATURE_PROFILE, attribute_problem)
 
     kids = _children(signature)
     _expect(kids, ("SignedInfo", "SignatureValue", "KeyInfo"), "Signature")
@@ -310,14 +328,14 @@ def locate(root: etree._Element, policy: VerifyPolicy) -> Located | None:
         raise Refusal(Reason.SIGNATURE_PROFILE, "SignatureMethod/DigestMethod take no parameters")
     transforms = _children(transforms_el)
     algs = tuple(t.get("Algorithm") for t in transforms)
-    if (algs != PROFILE_TRANSFORMS or any(t.tag != q("Transform") or _children(t) or len(t.attrib) != 1
+    if (algs != PROFILE_TRANSFORMS or any(t.tag != _TRANSFORM or _children(t) or len(t.attrib) != 1
                                           for t in transforms) or transforms_el.attrib):
         raise Refusal(Reason.SIGNATURE_PROFILE, "transforms must be exactly enveloped-signature then exclusive C14N")
     x509_data = _children(key_info)
-    if len(x509_data) != 1 or x509_data[0].tag != q("X509Data"):
+    if len(x509_data) != 1 or x509_data[0].tag != _X509_DATA:
         raise Refusal(Reason.SIGNATURE_PROFILE, "KeyInfo must hold exactly one X509Data")
     cert_els = _children(x509_data[0])
-    if not cert_els or any(c.tag != q("X509Certificate") for c in cert_els):
+    if not cert_els or any(c.tag != _X509_CERTIFICATE for c in cert_els):
         raise Refusal(Reason.SIGNATURE_PROFILE, "X509Data must hold only X509Certificate elements (signer first)")
     certs_der = tuple(_text_b64(c, "X509Certificate") for c in cert_els)
     return Located(
@@ -378,12 +396,18 @@ def check_key_strength(cert: x509.Certificate) -> None:
         raise Refusal(Reason.WEAK_ALGORITHM, f"{type(key).__name__} keys are not allowed")
 
 
+#: The hash algorithms of :data:`SIGNATURES` and the RSA padding (immutable: made once, not per signature).
+_HASHES: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
+                                            "sha512": hashes.SHA512()}
+_PKCS1V15 = padding.PKCS1v15()
+
+
 def check_signature_value(key: object, method: str, signed_info_c14n: bytes, value: bytes) -> None:
     kind, hash_name = SIGNATURES[method]
-    algorithm = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}[hash_name]
+    algorithm = _HASHES[hash_name]
     try:
         if kind == "rsa" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(value, signed_info_c14n, padding.PKCS1v15(), algorithm)
+            key.verify(value, signed_info_c14n, _PKCS1V15, algorithm)
             return
         if kind == "ec" and isinstance(key, ec.EllipticCurvePublicKey):
             width = (key.curve.key_size + 7) // 8
