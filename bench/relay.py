@@ -3,7 +3,7 @@ overhead.
 
 It does on the wire what a router process (``axis.router.service.RouterService``) does, with the same code where
 the code is broker work: consume ``axis.submissions`` (manual acks, the router's prefetch of 1,024), take batches
-of up to 512 the same way (waiting up to 150 ms to fill under load: ``axis.router.service.BatchInbox``), build one
+of up to 512 the same way (waiting up to 150 ms to fill when the machine is short of CPU: ``axis.router.batching``), build one
 delivery per target server with the router's delivery headers, pack a batch's deliveries per server into
 bundles (``axis.router.core.coalesce``), add the batch's evidence message (two events per document, as the
 router), publish them all confirmed (``axis.broker.transport.Publisher``) and ack the batch with one ``multiple``
@@ -80,7 +80,7 @@ async def relay(url: str, progress: Path, *, prefetch: int = PREFETCH, batch: in
     from axis.broker.topology import attach_exchanges, attach_queue
     from axis.broker.transport import IncomingMessage, Publisher, connect
     from axis.core.wire import Q_SUBMISSIONS
-    from axis.router.service import LINGER_ABOVE_PER_SECOND, BatchInbox, Rate
+    from axis.router.batching import BatchInbox, MachineBusy, Rate, linger_for
 
     conn = await connect(url)
     _, exchanges = await attach_exchanges(conn)
@@ -88,6 +88,7 @@ async def relay(url: str, progress: Path, *, prefetch: int = PREFETCH, batch: in
     _, queue = await attach_queue(conn, Q_SUBMISSIONS, prefetch=prefetch)
     inbox: BatchInbox[IncomingMessage] = BatchInbox()
     rate = Rate()
+    machine = MachineBusy()
     fd = os.open(progress / str(os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     acked = 0
 
@@ -95,8 +96,9 @@ async def relay(url: str, progress: Path, *, prefetch: int = PREFETCH, batch: in
         nonlocal acked
         while True:
             messages = [await inbox.get()]
-            if linger > 0 and rate.per_second >= LINGER_ABOVE_PER_SECOND:
-                await inbox.fill(batch - 1, linger)
+            wait = linger_for(linger, rate.per_second, machine.fraction())  # as the router waits
+            if wait > 0:
+                await inbox.fill(batch - 1, wait)
             while len(messages) < batch and not inbox.empty():
                 messages.append(inbox.get_nowait())
             rate.taken(len(messages))

@@ -1,7 +1,7 @@
 """The router process: consume ``axis.submissions``, decide (RouterCore), publish confirmed, count, then ack.
 
-Several router processes may consume the same queue (competing consumers). Messages are taken in small
-batches: the CPU work of a batch runs in a worker thread (the event loop keeps heartbeats and confirms
+Several router processes may consume the same queue (competing consumers). Messages are taken in batches (how
+long a batch waits to fill: :mod:`axis.router.batching`): the CPU work of a batch runs in a worker thread (the event loop keeps heartbeats and confirms
 flowing), its deliveries are packed per server (:func:`axis.router.core.coalesce`), all its publishes go out
 concurrently and are confirmed together, its counts are recorded in one
 transaction, and only then are the messages acked (one ack, ``multiple``). A batch with little to check
@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from axis.blobs import open_blobs
 from axis.broker.topology import attach_exchanges, attach_queue
@@ -38,12 +37,12 @@ from axis.core.wire import (
     evidence,
     header_text,
 )
+from axis.router.batching import BatchInbox, MachineBusy, Rate, linger_for
 from axis.router.blobs import BlobRouting, prefetch_for
 from axis.router.core import Outcome, RouterCore, coalesce
 from axis.stats.counting import Counter, open_counter
 
 log = logging.getLogger("axis.router")
-T = TypeVar("T")
 LIGHT_KINDS = frozenset({KIND_STATUS, KIND_STATUS_BUNDLE})
 
 
@@ -63,7 +62,7 @@ class RouterService:
         self.batch = batch
         self.linger = linger
         self._rate = Rate()
-        self._busy = Busy()
+        self._machine = MachineBusy()
         self._inbox: BatchInbox[IncomingMessage] = BatchInbox()
         self._conn: Connection | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -110,16 +109,14 @@ class RouterService:
     async def _work(self) -> None:
         while True:
             messages = [await self._inbox.get()]
-            wait = linger_for(self.linger, self._rate.per_second, self._busy.fraction)
+            wait = linger_for(self.linger, self._rate.per_second, self._machine.fraction())
             if wait > 0:
                 await self._inbox.fill(self.batch - 1, wait)
             while len(messages) < self.batch and not self._inbox.empty():
                 messages.append(self._inbox.get_nowait())
             self._rate.taken(len(messages))
-            started = time.monotonic()
             async with self._swap:
                 await self._handle(messages)
-            self._busy.add(time.monotonic() - started)
 
     async def reload(self, config: Config) -> None:
         """Hot reload (SIGHUP, axis.config.reload): the new directory and verifier apply from the next batch on; the
@@ -210,91 +207,6 @@ async def _requeue(messages: Iterable[IncomingMessage]) -> None:
     for m in messages:
         with contextlib.suppress(Exception):
             await m.nack(requeue=True)
-
-
-#: the arrival rate (messages/s, this router) above which a batch waits for more (:meth:`BatchInbox.fill`)
-LINGER_ABOVE_PER_SECOND = 50.0
-#: the share of its time a router spends handling batches at which a batch waits the whole ``linger``
-BUSY_FOR_FULL_LINGER = 0.5
-
-
-def linger_for(linger: float, per_second: float, busy: float) -> float:
-    """How long a batch waits for more (seconds): not at all when messages come slowly; else ``linger`` scaled by
-    how busy the router is, reaching all of it at :data:`BUSY_FOR_FULL_LINGER`. Waiting buys throughput (a batch
-    costs its thread hop, publishes, counting transaction and ack once) only when throughput is short; a router
-    with time to spare handles small batches at once, so that latency stays low at moderate load (measured:
-    bench/README.md)."""
-    if linger <= 0 or per_second < LINGER_ABOVE_PER_SECOND:
-        return 0.0
-    return linger * min(1.0, busy / BUSY_FOR_FULL_LINGER)
-
-
-class BatchInbox(asyncio.Queue[T]):
-    """The consumed messages, and a wait for a batch to fill that sleeps until the batch is full or its time is up.
-
-    Under load a batch waits a little for more: a batch costs its thread hop, its publishes (what it sends to one
-    server travels as one bundle), its counting transaction and its ack once, whatever its size — batches of up to
-    512 and 150 ms took the full seed-2019 replay from 138–151 s to 82–86 s (bench/README.md). When messages come
-    slowly (``LINGER_ABOVE_PER_SECOND``), the router does not wait. The wait is woken by the arrival that fills
-    the batch (not polled: polling every 5 ms cost a lingering router ~6 ms of CPU a second, bench/README.md)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._want = 0  # the size a waiting fill() is woken at (0: nobody waits)
-        self._full = asyncio.Event()
-
-    def put_nowait(self, item: T) -> None:
-        super().put_nowait(item)  # unbounded: Queue.put() is this, never blocks
-        if self._want and self.qsize() >= self._want:
-            self._full.set()
-
-    async def fill(self, size: int, seconds: float) -> None:
-        """Wait until the inbox holds ``size`` items, at most ``seconds``."""
-        if self.qsize() >= size:
-            return
-        self._want = size
-        self._full.clear()
-        try:
-            async with asyncio.timeout(seconds):
-                await self._full.wait()
-        except TimeoutError:
-            pass
-        finally:
-            self._want = 0
-
-
-class Rate:
-    """Messages per second taken by the work loop: an exponentially weighted average over ~1 s."""
-
-    def __init__(self) -> None:
-        self.per_second = 0.0
-        self._count = 0
-        self._since = time.monotonic()
-
-    def taken(self, n: int) -> None:
-        self._count += n
-        now = time.monotonic()
-        elapsed = now - self._since
-        if elapsed >= 0.25:
-            self.per_second = 0.5 * self.per_second + 0.5 * self._count / elapsed
-            self._count, self._since = 0, now
-
-
-class Busy:
-    """The share of wall time spent handling batches: an exponentially weighted average over ~1 s."""
-
-    def __init__(self) -> None:
-        self.fraction = 0.0
-        self._busy = 0.0
-        self._since = time.monotonic()
-
-    def add(self, seconds: float) -> None:
-        self._busy += seconds
-        now = time.monotonic()
-        elapsed = now - self._since
-        if elapsed >= 0.25:
-            self.fraction = 0.5 * self.fraction + 0.5 * min(1.0, self._busy / elapsed)
-            self._busy, self._since = 0.0, now
 
 
 LIGHT_BYTES = 64 * 1024  # statuses: ~60 µs each for ~1 KB

@@ -1,0 +1,125 @@
+"""How a router forms its batches: take what has arrived, and wait a little for more only when the machine is short
+of CPU.
+
+A batch costs its thread hop, its publishes (what it sends to one server travels as one bundle), its counting
+transaction and its ack once, whatever its size; and fewer, fuller bundles cost RabbitMQ and the endpoint hosts
+less per document. Waiting for a batch to fill buys that — batches of up to 512 and 150 ms took the full
+seed-2019 replay from 138–151 s to 82–86 s (bench/README.md) — and costs latency: every document of the batch
+waits. So a router waits only when CPU is what is short (:func:`linger_for`):
+
+- messages coming slowly (under :data:`LINGER_ABOVE_PER_SECOND` a router): never;
+- otherwise in proportion to how busy the machine's CPUs are (:class:`MachineBusy`): not at all below
+  :data:`MACHINE_BUSY_FROM`, all of ``linger`` from :data:`MACHINE_BUSY_FULL` on.
+
+The machine's CPU, not the router's own busy time: with the endpoint hosts on the same cores, the router is seldom
+the bottleneck when the machine is — its batches are then small unless it waits, and the hosts and RabbitMQ pay
+per message. And a router's wall time "busy" with a batch is mostly waiting for publisher confirms (idle CPU):
+measured by it, a router at a moderate 100 documents/s lingered ~100 ms (bench/README.md, session 6). When the
+router itself is the bottleneck, batches fill from the backlog without any wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: the arrival rate (messages/s, this router) below which a batch never waits for more
+LINGER_ABOVE_PER_SECOND = 50.0
+#: the share of the machine's CPU time in use from which a batch starts to wait for more …
+MACHINE_BUSY_FROM = 0.6
+#: … and from which it waits the whole ``linger``
+MACHINE_BUSY_FULL = 0.9
+
+
+def linger_for(linger: float, per_second: float, machine_busy: float) -> float:
+    """How long a batch waits for more (seconds), see the module docstring."""
+    if linger <= 0 or per_second < LINGER_ABOVE_PER_SECOND:
+        return 0.0
+    share = (machine_busy - MACHINE_BUSY_FROM) / (MACHINE_BUSY_FULL - MACHINE_BUSY_FROM)
+    return linger * min(1.0, max(0.0, share))
+
+
+class BatchInbox(asyncio.Queue[T]):
+    """The consumed messages, and a wait for a batch to fill that sleeps until the batch is full or its time is up:
+    woken by the arrival that fills the batch, not polled (polling every 5 ms cost a lingering router ~6 ms of CPU
+    a second, bench/README.md)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._want = 0  # the size a waiting fill() is woken at (0: nobody waits)
+        self._full = asyncio.Event()
+
+    def put_nowait(self, item: T) -> None:
+        super().put_nowait(item)  # unbounded: Queue.put() is this, never blocks
+        if self._want and self.qsize() >= self._want:
+            self._full.set()
+
+    async def fill(self, size: int, seconds: float) -> None:
+        """Wait until the inbox holds ``size`` items, at most ``seconds``."""
+        if self.qsize() >= size:
+            return
+        self._want = size
+        self._full.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._full.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._want = 0
+
+
+class Rate:
+    """Messages per second taken by the work loop: an exponentially weighted average over ~1 s."""
+
+    def __init__(self) -> None:
+        self.per_second = 0.0
+        self._count = 0
+        self._since = time.monotonic()
+
+    def taken(self, n: int) -> None:
+        self._count += n
+        now = time.monotonic()
+        elapsed = now - self._since
+        if elapsed >= 0.25:
+            self.per_second = 0.5 * self.per_second + 0.5 * self._count / elapsed
+            self._count, self._since = 0, now
+
+
+class MachineBusy:
+    """The share of the machine's CPU time in use (all cores, every process): from ``/proc/stat``, read at most every
+    0.25 s and averaged over ~1 s; where there is no ``/proc/stat``, the load average per core."""
+
+    def __init__(self, stat: str = "/proc/stat") -> None:
+        self.stat = stat
+        self._fraction = 0.0
+        self._last = self._times()
+        self._at = time.monotonic()
+
+    def fraction(self) -> float:
+        now = time.monotonic()
+        if now - self._at >= 0.25:
+            times = self._times()
+            if times is not None and self._last is not None:
+                busy, total = times[0] - self._last[0], times[1] - self._last[1]
+                if total > 0:
+                    self._fraction = 0.5 * self._fraction + 0.5 * min(1.0, max(0.0, busy / total))
+            elif times is None:
+                self._fraction = min(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+            self._last, self._at = times, now
+        return self._fraction
+
+    def _times(self) -> tuple[int, int] | None:
+        """(busy, total) clock ticks of all CPUs since boot; None without ``/proc/stat``."""
+        try:
+            with open(self.stat, "rb") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        total = sum(fields[:8])  # user … steal; guest time is already counted in user
+        return total - idle, total

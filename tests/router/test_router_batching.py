@@ -1,0 +1,136 @@
+"""Router batching: a batch waits (at most ``linger``) for more messages only when they come fast and the machine is
+short of CPU; the wait sleeps until the batch is full; the rates and the machine's busy share it is decided by."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from axis.router.batching import (
+    LINGER_ABOVE_PER_SECOND,
+    MACHINE_BUSY_FROM,
+    MACHINE_BUSY_FULL,
+    BatchInbox,
+    MachineBusy,
+    Rate,
+    linger_for,
+)
+
+
+async def test_fill_returns_once_the_batch_is_full() -> None:
+    q: BatchInbox[int] = BatchInbox()
+
+    async def feed() -> None:
+        for i in range(10):
+            await asyncio.sleep(0.002)
+            await q.put(i)  # what aio-pika's consumer callback does
+
+    feeder = asyncio.create_task(feed())
+    started = time.monotonic()
+    await q.fill(10, 5.0)
+    assert q.qsize() == 10 and time.monotonic() - started < 1.0  # woken by the 10th, long before the 5 s
+    await feeder
+
+
+async def test_fill_gives_up_at_the_deadline() -> None:
+    q: BatchInbox[int] = BatchInbox()
+    q.put_nowait(1)
+    started = time.monotonic()
+    await q.fill(10, 0.05)
+    assert 0.04 <= time.monotonic() - started < 0.5 and q.qsize() == 1
+
+
+async def test_fill_sleeps_until_woken() -> None:
+    # no polling: while it waits nothing runs on the loop unless an arrival fills the batch
+    q: BatchInbox[int] = BatchInbox()
+    waiter = asyncio.create_task(q.fill(3, 5.0))
+    await asyncio.sleep(0.01)
+    q.put_nowait(1)
+    q.put_nowait(2)
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # two of three
+    q.put_nowait(3)
+    await asyncio.wait_for(waiter, 0.5)
+    assert q.qsize() == 3
+    await q.fill(2, 5.0)  # already full enough: returns at once
+    q.put_nowait(4)  # nobody waits: no wake-up is left set for the next fill
+    assert [q.get_nowait() for _ in range(4)] == [1, 2, 3, 4]
+    started = time.monotonic()
+    await q.fill(1, 0.05)
+    assert time.monotonic() - started >= 0.04
+
+
+def test_rate_follows_what_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    rate = Rate()
+    for _ in range(10):  # 40 messages/s for 2.5 s
+        now[0] += 0.25
+        rate.taken(10)
+    assert 35 < rate.per_second <= 40
+    for _ in range(10):  # then 400/s
+        now[0] += 0.25
+        rate.taken(100)
+    assert rate.per_second > 390
+
+
+def test_a_batch_waits_only_when_the_machine_is_short_of_cpu() -> None:
+    """No wait when messages come slowly or the machine has CPU to spare (latency at low and moderate load); all of
+    ``linger`` from MACHINE_BUSY_FULL on (throughput when CPU is what is short)."""
+    fast = LINGER_ABOVE_PER_SECOND * 4
+    assert linger_for(0.15, LINGER_ABOVE_PER_SECOND / 2, 1.0) == 0.0  # slow arrivals: never
+    assert linger_for(0.0, fast, 1.0) == 0.0  # lingering off
+    assert linger_for(0.15, fast, 0.0) == linger_for(0.15, fast, MACHINE_BUSY_FROM) == 0.0  # CPU to spare
+    halfway = (MACHINE_BUSY_FROM + MACHINE_BUSY_FULL) / 2
+    assert linger_for(0.15, fast, halfway) == pytest.approx(0.075)
+    assert linger_for(0.15, fast, MACHINE_BUSY_FULL) == linger_for(0.15, fast, 1.0) == 0.15
+
+
+def stat_line(busy: int, idle: int, iowait: int = 0) -> str:
+    # cpu  user nice system idle iowait irq softirq steal guest guest_nice (clock ticks since boot)
+    return f"cpu  {busy} 0 0 {idle} {iowait} 0 0 0 {busy // 2} 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
+
+
+def test_machine_busy_follows_proc_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    stat = tmp_path / "stat"
+    ticks = {"busy": 1000, "idle": 1000}
+    stat.write_text(stat_line(**ticks))
+    machine = MachineBusy(str(stat))
+    for _ in range(12):  # 20 % busy (iowait counts as idle; guest time is inside user already)
+        now[0] += 0.25
+        ticks["busy"] += 10
+        ticks["idle"] += 40
+        stat.write_text(stat_line(**ticks))
+        machine.fraction()
+    assert 0.19 < machine.fraction() <= 0.2
+    for _ in range(12):  # then saturated
+        now[0] += 0.25
+        ticks["busy"] += 50
+        stat.write_text(stat_line(**ticks))
+        machine.fraction()
+    assert machine.fraction() > 0.99
+    reads = machine.fraction()
+    stat.write_text(stat_line(0, 0))
+    assert machine.fraction() == reads  # read at most every 0.25 s
+
+
+def test_without_proc_stat_the_load_average_per_core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 0.0, 0.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    machine = MachineBusy(str(tmp_path / "missing"))
+    now[0] += 0.3
+    assert machine.fraction() == 0.75
+
+
+def test_proc_stat_is_readable_here() -> None:
+    machine = MachineBusy()
+    assert machine._times() is not None  # Linux: the router's signal is the real one
