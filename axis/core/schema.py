@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from axis.core.envelope.parse import is_status
+from axis.core.dsig import e
 from axis.core.reasons import Reason, Refusal
 
 #: Where the XSD files live: repository root ``schemas/``, linked into the package as ``axis/schemas``.
@@ -37,6 +37,25 @@ def _compile(name: str) -> etree.XMLSchema:
 def _schemas(name: str) -> tuple[etree.XMLSchema, etree.XMLSchema]:
     """(fast instance, reporting instance) for one XSD, compiled once."""
     return _compile(name), _compile(name)
+
+
+_ENVELOPE, _HEADER, _MESSAGE_HEADER, _STATUS_CODE = (e(n) for n in ("edXMLEnvelope", "edXMLHeader", "MessageHeader",
+                                                                     "StatusCode"))
+
+
+def _first(el: etree._Element, tag: str) -> etree._Element | None:
+    """The first child ``tag`` (lxml matches the tag in C: the other children never become Python objects)."""
+    return next(el.iterchildren(tag), None)
+
+
+def is_status(root: etree._Element) -> bool:
+    """True when the root's MessageHeader carries a StatusCode (a status message); also
+    ``axis.core.envelope.is_status``. It lives here so that validating does not import the envelope model
+    (``axis envelope verify`` never builds one)."""
+    env = _first(root, _ENVELOPE)
+    header = _first(env, _HEADER) if env is not None else None
+    mh = _first(header, _MESSAGE_HEADER) if header is not None else None
+    return mh is not None and _first(mh, _STATUS_CODE) is not None
 
 
 def schema_for(root: etree._Element) -> str:

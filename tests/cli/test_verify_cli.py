@@ -168,7 +168,8 @@ def test_big_directory_table_lists_the_refused_only(kit: TestPKI, tmp_path: Path
 
 
 def test_the_first_file_does_not_wait_for_the_whole_cli(kit: TestPKI, tmp_path: Path) -> None:
-    """`axis envelope verify` imports neither the other command groups nor typer, httpx or rich (one good file)."""
+    """`axis envelope verify` imports neither the other command groups nor typer, httpx or rich (one good file), nor
+    the envelope model (nothing reads a message)."""
     good = tmp_path / "good.edxml"
     good.write_bytes(kit.envelope(A, [B], size=1_500))
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "axis", "envelope", "verify", str(good),
@@ -178,7 +179,7 @@ def test_the_first_file_does_not_wait_for_the_whole_cli(kit: TestPKI, tmp_path: 
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
     assert "axis.core.verify" in imported and "axis.cli.verify" in imported
     for heavy in ("typer", "rich", "httpx", "pydantic", "axis.cli.sim", "axis.cli.agency", "axis.cli.envelope",
-                  "axis.cli.trust"):
+                  "axis.cli.trust", "axis.core.envelope"):
         assert heavy not in imported, heavy
 
 

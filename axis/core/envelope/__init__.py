@@ -8,18 +8,12 @@
 See :mod:`axis.core.envelope.model` for the field conventions (strings in wire formats, ``""`` = absent).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from axis.core.envelope.build import build
-from axis.core.envelope.compose import (
-    DEFAULT_REASONS,
-    OFFICIAL_LETTER,
-    attachment_from_file,
-    check_agency_code,
-    format_date,
-    format_timestamp,
-    is_agency_code,
-    new_document,
-    new_status,
-)
 from axis.core.envelope.model import (
     DOC_TYPE_KINDS,
     DS_NS,
@@ -43,7 +37,35 @@ from axis.core.envelope.model import (
     TraceHeader,
     message_kind,
 )
-from axis.core.envelope.parse import document_head, from_element, is_status, parse
+from axis.core.envelope.parse import document_head, from_element, parse
+from axis.core.schema import is_status
+
+if TYPE_CHECKING:
+    from axis.core.envelope.compose import (
+        DEFAULT_REASONS,
+        OFFICIAL_LETTER,
+        attachment_from_file,
+        check_agency_code,
+        format_date,
+        format_timestamp,
+        is_agency_code,
+        new_document,
+        new_status,
+    )
+
+#: Imported on first use (PEP 562): reading envelopes (the verifier, the router) does not compose new ones, and
+#: the composer's imports (uuid, platform, mimetypes, secrets) would only lengthen ``axis envelope verify``'s start-up.
+_COMPOSE = frozenset({"DEFAULT_REASONS", "OFFICIAL_LETTER", "attachment_from_file", "check_agency_code", "format_date",
+                      "format_timestamp", "is_agency_code", "new_document", "new_status"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _COMPOSE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("axis.core.envelope.compose"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_REASONS",

@@ -395,14 +395,6 @@ def from_element(root: etree._Element, *, attachments: bool = True) -> Message:
     return _document(root, env, header, mh, attachments)
 
 
-def is_status(root: etree._Element) -> bool:
-    """True when the root's MessageHeader carries a StatusCode (a status message)."""
-    env = _children(root).get(ENVELOPE)
-    header = _children(env).get(HEADER) if env is not None else None
-    mh = _children(header).get(MESSAGE_HEADER) if header is not None else None
-    return mh is not None and any(el.tag == STATUS_CODE for el in mh)
-
-
 def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     """Parse untrusted edXML bytes (through :func:`axis.core.xmlsafe.parse_untrusted`) into the model."""
     return from_element(parse_untrusted(data, max_bytes=max_bytes))
