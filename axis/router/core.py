@@ -34,6 +34,7 @@ Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -362,10 +363,13 @@ def _doc_type(msg: envelope.DocumentMessage) -> int:
     return int(msg.business.doc_type) if msg.business is not None else 0
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def _hex_digest(value: object) -> str:
     """A SHA-256 hex digest from a header ("" when absent or not one: the log's field must be exactly that)."""
     text = header_text(value).lower()
-    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else ""
+    return text if _HEX64.fullmatch(text) else ""
 
 
 def _int(value: object) -> int:
