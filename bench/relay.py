@@ -1,14 +1,14 @@
 """The relay: the router's broker work and nothing else — the baseline that makes "router / relay" the routing
 overhead.
 
-It does on the wire what a router process (``axis.router.service.RouterService``) does, with the same code where
-the code is broker work: consume ``axis.submissions`` (manual acks, the router's prefetch of 1,024), take batches
-of up to 512 the same way (waiting up to 150 ms to fill when the machine is short of CPU: ``axis.router.batching``), build one
-delivery per target server with the router's delivery headers, pack a batch's deliveries per server into
-bundles (``axis.router.core.coalesce``), add the batch's evidence message (two events per document, as the
-router), publish them all confirmed (``axis.broker.transport.Publisher``) and ack the batch with one ``multiple``
-ack. It does not parse, verify, validate, route from the directory or count: the targets, recipients, sender,
-document id and digest come from the ``x-bench-meta`` header the pre-fill wrote (the router ignores it).
+It does on the wire what a router process (``axis.router.service.RouterService``) does, with the same code where the
+code is broker work: consume ``axis.submissions`` (manual acks, the router's prefetch of 1,024), take batches of up to
+512 the same way (waiting up to 150 ms to fill when the machine is short of CPU: ``axis.router.batching``), build one
+delivery per target server with the router's delivery headers, pack a batch's deliveries per server into bundles
+(``axis.router.core.coalesce``), add the batch's evidence message (two events per document, as the router), publish
+them all confirmed (``axis.broker.transport.Publisher``) and ack the batch with one ``multiple`` ack. It does not
+parse, verify, validate, route from the directory or count: the targets, recipients, sender, document id and digest
+come from the ``x-bench-meta`` header the pre-fill wrote (the router ignores it).
 
 Progress: each worker writes the number of envelopes it has acked into ``<progress dir>/<pid>`` (the drain
 harness sums them; the relay's deliveries travel in bundles, so queue depths do not count them).
