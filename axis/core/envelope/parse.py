@@ -389,9 +389,8 @@ def from_element(root: etree._Element, *, attachments: bool = True) -> Message:
     mh = header.get(MESSAGE_HEADER)
     if mh is None:
         raise _bad(f"line {header_el.sourceline}: no MessageHeader")
-    for el in mh:
-        if el.tag == STATUS_CODE:
-            return _status(mh)
+    if next(mh.iterchildren(STATUS_CODE), None) is not None:  # a tag match in C: no Python object per child
+        return _status(mh)
     return _document(root, env, header, mh, attachments)
 
 
