@@ -124,7 +124,7 @@ def check_submission(srv: EndpointServer, agency: str, body: bytes) -> tuple[byt
     """The CPU part of a submission (run in the CPU pool): hardened parse, full check of a present signature,
     schema, sender = caller, signing when the server holds the key. Returns (bytes to publish, the message)."""
     # remembered: a recipient server of this process (or, through the records, of this machine) will not check again
-    checks = checks_for(srv.verifier, srv.checked_records)
+    checks = checks_for(srv.verifier, srv.work_dir)
     try:
         msg: envelope.Message | None = checks.check(body)
     except Refusal as refusal:

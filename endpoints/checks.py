@@ -15,7 +15,7 @@ from typing import Any
 from axis.core import envelope, schema
 from axis.core.reasons import Reason, Refusal
 from axis.core.verify import CertFacts, check_time_revocation_usage
-from endpoints.checked import CheckedRecords
+from endpoints.checked import CheckedRecords, records_root
 
 #: documents the signed-document checks of this process answered, by how (for ``axis_endpoint_document_checks``):
 #: ``full`` checked here, ``process`` from this process's cache, ``machine`` from another process's record
@@ -28,10 +28,10 @@ def _count(how: str) -> None:
         TOTALS[how] += 1
 
 
-def check_delivery(verifier: Any, body: bytes, records: Path | None = None) -> tuple[envelope.DocumentMessage, str]:
+def check_delivery(verifier: Any, body: bytes, work_dir: Path | None = None) -> tuple[envelope.DocumentMessage, str]:
     """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model; with
     the hex SHA-256 of those bytes (the check's own cache key: what the ``stored`` leaf of the log names)."""
-    msg, key = checks_for(verifier, records).check_keyed(body)
+    msg, key = checks_for(verifier, work_dir).check_keyed(body)
     if not isinstance(msg, envelope.DocumentMessage):
         raise Refusal(Reason.SCHEMA_INVALID, "a status was delivered as a document")
     return msg, key.hex()
@@ -63,11 +63,14 @@ class DeliveryChecks:
         self.hits = 0
 
     def check(self, body: bytes) -> envelope.Message:
-        """The message of a signed envelope that passes the full check (else Refusal, never remembered)."""
-        return self.check_keyed(body)[0]
+        """The message of a signed envelope that passes the full check (else Refusal, never remembered): what the
+        door asks of a submission — new bytes, as a rule, so the machine's records are not looked up (they are
+        written: the recipients' processes will look)."""
+        return self.check_keyed(body, look_up=False)[0]
 
-    def check_keyed(self, body: bytes) -> tuple[envelope.Message, bytes]:
-        """:meth:`check`, with the SHA-256 of ``body`` it is remembered by."""
+    def check_keyed(self, body: bytes, *, look_up: bool = True) -> tuple[envelope.Message, bytes]:
+        """:meth:`check`, with the SHA-256 of ``body`` it is remembered by; ``look_up``: try the records of the
+        machine's other host processes before checking in full."""
         key = hashlib.sha256(body).digest()
         with self._lock:
             done = self._done.get(key)
@@ -81,7 +84,7 @@ class DeliveryChecks:
             self.hits += 1
             _count("process")
             return msg, key
-        recorded = self.records.get(key) if self.records is not None else None
+        recorded = self.records.get(key) if self.records is not None and look_up else None
         if recorded is not None:  # checked in full by another process of this machine, under the same policy
             msg, facts = recorded
             check_time_revocation_usage(facts, self.verifier.policy.clock(), self.verifier.revoked,
@@ -110,13 +113,13 @@ _checks: weakref.WeakKeyDictionary[Any, DeliveryChecks] = weakref.WeakKeyDiction
 _checks_lock = threading.Lock()
 
 
-def checks_for(verifier: Any, records: Path | None = None) -> DeliveryChecks:
+def checks_for(verifier: Any, work_dir: Path | None = None) -> DeliveryChecks:
     """The process's :class:`DeliveryChecks` for ``verifier`` (one per verifier: a reload starts afresh), sharing
-    what it checks with the other host processes through the records in ``records`` (the work directory's
-    ``checked``, :mod:`endpoints.checked`) when given."""
+    what it checks with the other host processes of ``work_dir`` (:mod:`endpoints.checked`) when given."""
     with _checks_lock:
         checks = _checks.get(verifier)
         if checks is None:
-            shared = CheckedRecords(records, verifier) if records is not None else None
+            root = records_root(work_dir) if work_dir is not None else None
+            shared = CheckedRecords(root, verifier) if root is not None else None
             checks = _checks[verifier] = DeliveryChecks(verifier, records=shared)
         return checks

@@ -97,10 +97,9 @@ class EndpointServer:
         self._blob_gc: asyncio.Task[None] | None = None
 
     @property
-    def checked_records(self) -> Path:
-        """Where the host processes of this work directory record the documents they checked in full
-        (:mod:`endpoints.checked`): a document is verified once per machine."""
-        return self.config.work_dir / "checked"
+    def work_dir(self) -> Path:
+        """The work directory: its host processes share what they checked in full (:mod:`endpoints.checked`)."""
+        return self.config.work_dir
 
     @property
     def view(self) -> LocalView:
@@ -113,7 +112,7 @@ class EndpointServer:
     async def check_delivery(self, body: bytes) -> tuple[envelope.DocumentMessage, str]:
         """The full check of a delivered document's exact bytes, with the current verifier (in the CPU pool when
         large): the message and the hex SHA-256 of the bytes."""
-        return await run_cpu_for(len(body), check_delivery, self.verifier, body, self.checked_records)
+        return await run_cpu_for(len(body), check_delivery, self.verifier, body, self.work_dir)
 
     async def check_blob(self, ref: BlobRef) -> tuple[envelope.DocumentMessage, str]:
         """The full check of a delivered reference's bytes, read from the blob store (in a worker thread)."""

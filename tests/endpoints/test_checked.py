@@ -15,7 +15,7 @@ import pytest
 
 from axis.core import envelope
 from axis.core.reasons import Reason, Refusal
-from endpoints.checked import BUCKET_SECONDS, CheckedRecords, generation, revive
+from endpoints.checked import BUCKET_SECONDS, CheckedRecords, generation, records_root, revive
 from endpoints.checks import TOTALS, DeliveryChecks
 from tests.support.testing import TestPKI, make_pki
 
@@ -28,7 +28,8 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 
 
 def two_processes(kit: TestPKI, root: Path, **verifier: object) -> tuple[DeliveryChecks, DeliveryChecks]:
-    """Two host processes' checks: each its own verifier and cache, one records directory."""
+    """Two host processes' checks: each its own verifier and cache, one records directory (the door's ``check``
+    records, a delivery's ``check_keyed`` looks up)."""
     first, second = kit.verifier(**verifier), kit.verifier(**verifier)
     return (DeliveryChecks(first, records=CheckedRecords(root, first)),
             DeliveryChecks(second, records=CheckedRecords(root, second)))
@@ -41,14 +42,24 @@ def test_checked_once_per_machine_with_the_same_model(kit: TestPKI, tmp_path: Pa
     full = door.check(body)
     assert isinstance(full, envelope.DocumentMessage)
     assert recipient.records is not None and recipient.records.hits == 0
-    recorded = recipient.check(body)
-    assert recipient.records.hits == 1  # from the record: no second signature check
+    recorded, key = recipient.check_keyed(body)
+    assert recipient.records.hits == 1 and key == hashlib.sha256(body).digest()  # no second signature check
     assert recorded == dataclasses.replace(full, attachments=())  # the whole header model, without attachments
-    assert recipient.check(body) == recorded and recipient.hits == 1  # then from its own cache
+    assert recipient.check_keyed(body)[0] == recorded and recipient.hits == 1  # then from its own cache
     # what axis_endpoint_document_checks_total reports (here both "processes" are this one)
     assert {how: TOTALS[how] - before[how] for how in TOTALS} == {"full": 1, "machine": 1, "process": 1}
     [record] = (tmp_path / generation(recipient.verifier)).glob("*/*")
     assert record.stat().st_mode & 0o777 == 0o600 and record.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_door_records_but_does_not_look_up(kit: TestPKI, tmp_path: Path) -> None:
+    """A submission is new bytes as a rule: the door checks in full without trying the records (each try is a
+    missing file) and records what it checked for the recipients' processes."""
+    door, other_door = two_processes(kit, tmp_path)
+    body = kit.envelope(A, [B])
+    door.check(body)
+    other_door.check(body)
+    assert other_door.records is not None and other_door.records.hits == 0
 
 
 def test_a_record_hit_still_checks_the_certificate_at_this_moment(kit: TestPKI, tmp_path: Path) -> None:
@@ -58,7 +69,7 @@ def test_a_record_hit_still_checks_the_certificate_at_this_moment(kit: TestPKI, 
     door.check(body)
     now[0] += dt.timedelta(days=365 * 30)  # past the certificate's end
     with pytest.raises(Refusal) as exc:
-        recipient.check(body)
+        recipient.check_keyed(body)
     assert exc.value.reason is Reason.CERT_EXPIRED
 
 
@@ -72,7 +83,7 @@ def test_a_revocation_applies_to_what_was_recorded_before_it(tmp_path: Path) -> 
     assert generation(after) == generation(before)
     checks = DeliveryChecks(after, records=CheckedRecords(tmp_path / "checked", after))
     with pytest.raises(Refusal) as exc:
-        checks.check(body)
+        checks.check_keyed(body)
     assert exc.value.reason is Reason.CERT_REVOKED
 
 
@@ -85,7 +96,7 @@ def test_another_policy_never_reads_the_records(kit: TestPKI, tmp_path: Path) ->
     assert generation(foreign) != generation(kit.verifier())
     stranger = DeliveryChecks(foreign, records=CheckedRecords(tmp_path / "checked", foreign))
     with pytest.raises(Refusal) as exc:
-        stranger.check(body)  # checked in full under its own anchors: not theirs
+        stranger.check_keyed(body)  # checked in full under its own anchors: not theirs
     assert exc.value.reason is Reason.CERT_UNTRUSTED
     assert stranger.records is not None and stranger.records.hits == 0
 
@@ -96,7 +107,7 @@ def test_a_damaged_or_half_written_record_is_a_miss(kit: TestPKI, tmp_path: Path
     door.check(body)
     [record] = (tmp_path / generation(door.verifier)).glob("*/*")
     record.write_bytes(record.read_bytes()[:100])  # a writer still at work, or a damaged file
-    assert recipient.check(body).sender.organ_id == A  # checked in full
+    assert recipient.check_keyed(body)[0].sender.organ_id == A  # checked in full
     assert recipient.records is not None and recipient.records.hits == 0
 
 
@@ -130,7 +141,7 @@ def test_an_unwritable_directory_only_costs_the_full_check(kit: TestPKI, tmp_pat
     checks = DeliveryChecks(verifier, records=CheckedRecords(blocked, verifier))
     body = kit.envelope(A, [B])
     assert checks.check(body).sender.organ_id == A
-    assert DeliveryChecks(verifier, records=CheckedRecords(blocked, verifier)).check(body).sender.organ_id == A
+    assert DeliveryChecks(verifier, records=CheckedRecords(blocked, verifier)).check_keyed(body)[0].sender.organ_id == A
 
 
 def test_revive_rebuilds_every_nested_record_of_the_model() -> None:
@@ -141,3 +152,41 @@ def test_revive_rebuilds_every_nested_record_of_the_model() -> None:
     msg = dataclasses.replace(msg, other_info=envelope.OtherInfo(priority="1", appendixes=("a", "b")),
                               trace_headers=(envelope.TraceHeader(A, "2019/05/10 08:00:00"),))
     assert revive(envelope.DocumentMessage, orjson.loads(orjson.dumps(msg))) == msg
+
+
+def test_records_live_in_shared_memory_in_a_directory_only_this_user_can_use(tmp_path: Path) -> None:
+    shm, work = tmp_path / "shm", tmp_path / "work"
+    shm.mkdir()
+    work.mkdir()
+    root = records_root(work, shm)
+    assert root is not None and root.parent == shm and root.name.startswith(f"axis-checked-{os.getuid()}-")
+    assert root.stat().st_mode & 0o777 == 0o700
+    assert records_root(work, shm) == root  # the same for every host process of the work directory
+    assert records_root(tmp_path / "another", shm) != root
+    root.chmod(0o777)  # opened to others (or made by someone else): not used
+    assert records_root(work, shm) is None
+    root.rmdir()
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    root.symlink_to(tmp_path / "elsewhere")  # a link planted where the directory goes: not followed
+    assert records_root(work, shm) is None
+    assert records_root(work, tmp_path / "no-shm") == work / "checked"  # no shared memory: the work directory
+
+
+def test_records_of_ended_runs_are_removed_from_shared_memory(kit: TestPKI, tmp_path: Path) -> None:
+    now = [1_000 * BUCKET_SECONDS + 1.0]
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    root = records_root(tmp_path / "work", shm)
+    assert root is not None
+    ended, running, foreign = (shm / f"axis-checked-{os.getuid()}-ended", shm / f"axis-checked-{os.getuid()}-running",
+                               shm / "something-else")
+    for d in (ended / "gen" / "999", running / "gen" / "1000", foreign):
+        d.mkdir(parents=True)
+    for d in (ended, ended / "gen", foreign):
+        os.utime(d, (now[0] - 4 * BUCKET_SECONDS,) * 2)
+    for d in (running, running / "gen"):
+        os.utime(d, (now[0] - 4 * BUCKET_SECONDS,) * 2)
+    os.utime(running / "gen", (now[0] - 60,) * 2)  # a bucket made a minute ago: still in use
+    verifier = kit.verifier()
+    DeliveryChecks(verifier, records=CheckedRecords(root, verifier, clock=lambda: now[0])).check(kit.envelope(A, [B]))
+    assert sorted(p.name for p in shm.iterdir()) == sorted([root.name, running.name, foreign.name])
