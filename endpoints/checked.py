@@ -12,10 +12,10 @@ except the certificate's validity window, the CRL and the key usage at this mome
 again at every use from the record's certificates.
 
 Layout: ``<root>/<generation>/<bucket>/<sha256 hex>``, directories 0700, files 0600, where ``<root>``
-(:func:`records_root`) is ``/dev/shm/axis-checked-<uid>-<hash of the work directory>``: memory, as the records
-are short-lived and creating a file there costs ~17 µs of CPU where a disk-backed ``/tmp`` took ~420 µs on the
-reference machine (``<work dir>/checked`` where there is no usable ``/dev/shm``). ``/dev/shm`` is shared by every
-user, so the directory is used only if it is ours, a real directory (not a link) and closed to others; otherwise
+(:func:`records_root`) is ``/dev/shm/axis-checked-<uid>-<hash of the work directory>``: memory, as the records are
+short-lived and creating a file there costs ~17 µs of CPU where a disk-backed directory took 300–740 µs on the
+reference machine (ext4) (``<work dir>/checked`` where there is no usable ``/dev/shm``). ``/dev/shm`` is shared by
+every user, so the directory is used only if it is ours, a real directory (not a link) and closed to others; otherwise
 there are no records (every document is checked in full).
 
 - ``generation`` names the policy the check was made under (trust anchors, algorithms, size limit, this format):
