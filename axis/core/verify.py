@@ -70,6 +70,7 @@ from axis.core.dsig import (
     DIGESTS,
     DSIG,
     EC_CURVES,
+    EDXML,
     EXC_C14N,
     MIN_RSA_BITS,
     PROFILE_TRANSFORMS,
@@ -527,19 +528,16 @@ def check_time_revocation_usage(facts: CertFacts, now: dt.datetime, revoked: fro
         raise Refusal(Reason.CERT_USAGE, facts.usage_problem)
 
 
-_MH, _FROM, _ORGAN = e("MessageHeader"), e("From"), e("OrganId")
+#: Every MessageHeader/From/OrganId of the document (each step on the child axis, in document order), found by
+#: libxml2 in one call. lxml serializes concurrent calls of one XPath object with a lock of its own.
+_SENDER_ORGAN_IDS = etree.XPath("x:edXMLEnvelope/x:edXMLHeader/x:MessageHeader/x:From/x:OrganId",
+                                namespaces={"x": EDXML})
 
 
 def check_signer(root: etree._Element, uid: str | None) -> str:
     """Step 11: the certificate UID equals MessageHeader/From/OrganId (read from the verified root)."""
-    organ_ids = [
-        oid
-        for env in root.iterchildren(e("edXMLEnvelope"))
-        for header in env.iterchildren(e("edXMLHeader"))
-        for mh in header.iterchildren(_MH)
-        for frm in mh.iterchildren(_FROM)
-        for oid in frm.iterchildren(_ORGAN)
-    ]
+    organ_ids = _SENDER_ORGAN_IDS(root)
+    assert isinstance(organ_ids, list)  # a location path gives a node-set
     if len(organ_ids) != 1:
         raise Refusal(Reason.SIGNER_MISMATCH, "the document has no single MessageHeader/From/OrganId")
     sender = (organ_ids[0].text or "").strip()
