@@ -160,7 +160,9 @@ class CheckedRecords:
         try:
             if bucket != self._swept_bucket:
                 self._sweep(bucket)
-            slot.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not os.path.isdir(slot):  # the root is never re-created here: only records_root() checks it
+                self.dir.mkdir(mode=0o700, exist_ok=True)
+                slot.mkdir(mode=0o700, exist_ok=True)
             fd = os.open(slot / key.hex(), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # recorded already (another process checked the same bytes)
             return

@@ -41,6 +41,21 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_check_records_left() -> Iterator[None]:
+    """The endpoint hosts' records of checked documents (endpoints.checked) live in shared memory, one directory per
+    work directory: the ones this run made are removed after it (nothing left in /dev/shm)."""
+    import shutil
+
+    from endpoints.checked import SHM
+
+    pattern = f"axis-checked-{os.getuid()}-*"
+    before = set(SHM.glob(pattern))
+    yield
+    for made in set(SHM.glob(pattern)) - before:
+        shutil.rmtree(made, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     if not SAMPLES.is_dir():

@@ -77,6 +77,7 @@ def test_a_revocation_applies_to_what_was_recorded_before_it(tmp_path: Path) -> 
     pki = make_pki(tmp_path / "pki", [A, B], algorithm="ec")
     body = pki.envelope(A, [B])
     before = pki.verifier()
+    (tmp_path / "checked").mkdir()
     DeliveryChecks(before, records=CheckedRecords(tmp_path / "checked", before)).check(body)
     pki.revoke(A)
     after = pki.verifier()  # the new CRL: same trust anchors, so the same generation of records
@@ -85,11 +86,13 @@ def test_a_revocation_applies_to_what_was_recorded_before_it(tmp_path: Path) -> 
     with pytest.raises(Refusal) as exc:
         checks.check_keyed(body)
     assert exc.value.reason is Reason.CERT_REVOKED
+    assert checks.records is not None and checks.records.hits == 1  # refused at the record's re-check
 
 
 def test_another_policy_never_reads_the_records(kit: TestPKI, tmp_path: Path) -> None:
     other = make_pki(tmp_path / "other", [A, B], algorithm="ec")  # another axis CA
     body = kit.envelope(A, [B])
+    (tmp_path / "checked").mkdir()
     door = DeliveryChecks(kit.verifier(), records=CheckedRecords(tmp_path / "checked", kit.verifier()))
     door.check(body)
     foreign = other.verifier()
@@ -99,6 +102,7 @@ def test_another_policy_never_reads_the_records(kit: TestPKI, tmp_path: Path) ->
         stranger.check_keyed(body)  # checked in full under its own anchors: not theirs
     assert exc.value.reason is Reason.CERT_UNTRUSTED
     assert stranger.records is not None and stranger.records.hits == 0
+    assert len(list((tmp_path / "checked").glob("*/*/*"))) == 1  # the door's record was there to be misread
 
 
 def test_a_damaged_or_half_written_record_is_a_miss(kit: TestPKI, tmp_path: Path) -> None:
@@ -132,6 +136,14 @@ def test_records_live_one_to_two_buckets_and_older_ones_are_swept(kit: TestPKI, 
     now[0] += BUCKET_SECONDS
     door.check(kit.envelope(A, [B], subject="sau"))
     assert not stale.exists() and records.dir.exists()
+
+
+def test_records_are_never_written_without_their_root(kit: TestPKI, tmp_path: Path) -> None:
+    """Only records_root() makes (and checks) the root: a root removed meanwhile is not re-created by a write."""
+    verifier = kit.verifier()
+    checks = DeliveryChecks(verifier, records=CheckedRecords(tmp_path / "gone", verifier))
+    assert checks.check(kit.envelope(A, [B])).sender.organ_id == A
+    assert not (tmp_path / "gone").exists()
 
 
 def test_an_unwritable_directory_only_costs_the_full_check(kit: TestPKI, tmp_path: Path) -> None:
