@@ -60,6 +60,7 @@ AGENCIES = [
 #: documents pushed before anything is measured, 64 in flight: every lane's keep-alive connection to every server
 #: is open (one TLS handshake each, ~0.4 ms of the generator's CPU) and the axis's caches are warm
 WARM = 256
+LOG_LAG = 1.0  # seconds: the log writer's last batch reaches the store
 
 
 def _route(i: int) -> tuple[str, list[str]]:
@@ -114,6 +115,39 @@ def _inbox_rows(config: Any) -> dict[tuple[str, str], float]:
             for agency, doc_id, at in db.execute("SELECT agency, document_id, received_at FROM axis_received"):
                 rows[(agency, doc_id)] = at
     return rows
+
+
+def _log_times(config: Any, doc_ids: set[str]) -> dict[str, dict[str, float]]:
+    """document_id → {"submitted": s, "routed": s} (epoch seconds) from the evidence log's leaves: ``submitted`` is
+    when the door published the document (the router's clock minus the door's own latency header), ``routed`` when a
+    router decided it. Read from the SQLite log store (empty for another store)."""
+    from axis.core.evidence import EVENT_TYPES
+    from axis.log.store import _sqlite_path
+
+    path = _sqlite_path(config.evidence.url)
+    if path is None or not Path(path).exists():
+        return {}
+    kinds = {EVENT_TYPES.index("submitted"): "submitted", EVENT_TYPES.index("routed"): "routed"}
+    out: dict[str, dict[str, float]] = {}
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        for kind, at, doc_id in db.execute("SELECT kind, at, document_id FROM axis_log_leaves WHERE kind IN (?, ?)",
+                                           tuple(kinds)):
+            if doc_id in doc_ids:
+                out.setdefault(doc_id, {})[kinds[kind]] = at / 1000
+    return out
+
+
+def stages(starts: dict[str, float], last: dict[str, float], log: dict[str, dict[str, float]]) -> dict[str, float]:
+    """p50 of each stage of the end-to-end latency (ms): the door (scheduled start → published), the router
+    (published → routed: the submission's confirm, queue and batch wait, the decision), the delivery (routed → the
+    last recipient's inbox commit: the router's publishes and their confirm, the host's check and commit)."""
+    parts: dict[str, list[float]] = {"door": [], "to_router": [], "to_inbox": []}
+    for doc_id, times in log.items():
+        if doc_id in last and {"submitted", "routed"} <= times.keys():
+            parts["door"].append(1000 * (times["submitted"] - starts[doc_id]))
+            parts["to_router"].append(1000 * (times["routed"] - times["submitted"]))
+            parts["to_inbox"].append(1000 * (last[doc_id] - times["routed"]))
+    return {f"{name}_p50_ms": round(_pct(xs, 50), 1) for name, xs in parts.items() if xs}
 
 
 def _cpu() -> float:
@@ -291,12 +325,14 @@ async def open_loop(ax: Axis, docs: list[tuple[str, list[str], bytes]], rate: fl
             last[doc_id] = max(last.get(doc_id, 0.0), at)
     lat = [1000 * (last[d] - starts[d]) for d in last]
     missing = len(docs) - len(lat)
+    await asyncio.sleep(LOG_LAG)  # the log writer's last batch
+    breakdown = stages(starts, last, _log_times(ax.config, set(last)))
     return {"offered": rate, "documents": len(docs), "complete": missing == 0, "missing": missing,
             "generator_lag_ms": round(1000 * lag, 1), "submit_errors": len(errors), "first_errors": errors[:3],
             "p50_ms": _pct(lat, 50) if lat else None, "p99_ms": _pct(lat, 99) if lat else None,
             "http_p50_ms": 1000 * _pct(http, 50) if http else None,
             "http_p99_ms": 1000 * _pct(http, 99) if http else None,
-            "generator_cpu_ms_per_doc": 1000 * (cpu_sent - cpu0) / len(docs)}
+            "generator_cpu_ms_per_doc": 1000 * (cpu_sent - cpu0) / len(docs), **breakdown}
 
 
 async def httpx_generator_cost(ax: Axis, docs: list[tuple[str, list[str], bytes]],
@@ -383,9 +419,18 @@ async def measure(documents: int = 3000, seconds: float = 10, log: Any = print) 
             results.append(Result(f"e2e latency {p} at {label} offered", v, "ms", baseline=r[f"http_{p}_ms"],
                                   baseline_label="POST → 202 alone",
                                   target=f"≤ {target:.0f} ms" if met is not None else "(report)", met=met,
-                                  notes=("reported, no target" if met is None else "") if r["complete"] else
+                                  notes=(("reported, no target" if met is None else "") + _stage_note(r, p))
+                                  if r["complete"] else
                                   f"{r['missing']} documents never stored ({r['submit_errors']} submits failed)"))
     return results
+
+
+def _stage_note(r: dict[str, Any], p: str) -> str:
+    """Where the p50 goes (the evidence log's timestamps): door, to the router's decision, to the inbox commit."""
+    if p != "p50" or "door_p50_ms" not in r:
+        return ""
+    return (f"; p50 by stage: door {r['door_p50_ms']:.0f}, to the router's decision {r['to_router_p50_ms']:.0f}, "
+            f"to the last inbox commit {r['to_inbox_p50_ms']:.0f} ms")
 
 
 def main() -> None:
