@@ -50,6 +50,7 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from axis.config.workdir import CHECK_RECORDS_PREFIX, SHM, check_records_dir
 from axis.core import envelope
 from axis.core.reasons import Refusal
 from axis.core.verify import CertFacts, Verifier, cert_facts, load_chain
@@ -62,17 +63,10 @@ FORMAT = b"axis-checked-1"
 BUCKET_SECONDS = 600
 
 
-_PREFIX = "axis-checked-"
-#: where shared memory is (Linux); :func:`records_root` falls back to the work directory without it
-SHM = Path("/dev/shm")
-
-
 def records_root(work_dir: Path, shm: Path = SHM) -> Path | None:
-    """The records' directory for the host processes of ``work_dir`` (see the module docstring), created 0700; None
-    when the place exists but is not safely ours (someone else's, a link, open to others)."""
-    name = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:16]
-    root = shm / f"{_PREFIX}{os.getuid()}-{name}" if shm.is_dir() and os.access(shm, os.W_OK) \
-        else work_dir / "checked"
+    """The records' directory for the host processes of ``work_dir`` (:func:`axis.config.workdir.check_records_dir`),
+    created 0700; None when the place exists but is not safely ours (someone else's, a link, open to others)."""
+    root = check_records_dir(work_dir, shm)
     try:
         root.mkdir(mode=0o700, parents=root.parent != shm, exist_ok=True)
         info = root.lstat()
@@ -190,9 +184,9 @@ class CheckedRecords:
             for slot in _listdir(gen):
                 if not slot.name.isdigit() or int(slot.name) < bucket - 1:
                     shutil.rmtree(slot, ignore_errors=True)
-        if self.root.name.startswith(_PREFIX):
+        if self.root.name.startswith(CHECK_RECORDS_PREFIX):
             for other in _listdir(self.root.parent):
-                if (other.name.startswith(f"{_PREFIX}{os.getuid()}-") and other != self.root
+                if (other.name.startswith(f"{CHECK_RECORDS_PREFIX}{os.getuid()}-") and other != self.root
                         and max([_newest(other), *map(_newest, _listdir(other))]) < stale):
                     shutil.rmtree(other, ignore_errors=True)
 

@@ -47,9 +47,9 @@ def _no_check_records_left() -> Iterator[None]:
     work directory: the ones this run made are removed after it (nothing left in /dev/shm)."""
     import shutil
 
-    from endpoints.checked import SHM
+    from axis.config.workdir import CHECK_RECORDS_PREFIX, SHM
 
-    pattern = f"axis-checked-{os.getuid()}-*"
+    pattern = f"{CHECK_RECORDS_PREFIX}{os.getuid()}-*"
     before = set(SHM.glob(pattern))
     yield
     for made in set(SHM.glob(pattern)) - before:

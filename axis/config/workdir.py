@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -236,3 +237,19 @@ def write_connections(work_dir: str | Path, connections: Mapping[str, Any]) -> P
         f.write(orjson.dumps(connections, option=orjson.OPT_INDENT_2))
     tmp.replace(path)
     return path
+
+
+#: where shared memory is (Linux); :func:`check_records_dir` falls back to the work directory without it
+SHM = Path("/dev/shm")
+CHECK_RECORDS_PREFIX = "axis-checked-"
+
+
+def check_records_dir(work_dir: Path, shm: Path = SHM) -> Path:
+    """Where the endpoint host processes of ``work_dir`` record the documents they checked in full
+    (``endpoints.checked``): ``<shm>/axis-checked-<uid>-<hash of the work directory>`` in shared memory, else
+    ``<work dir>/checked``. ``axis up`` removes it when it stops."""
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        name = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:16]
+        return shm / f"{CHECK_RECORDS_PREFIX}{os.getuid()}-{name}"
+    return work_dir / "checked"
+

@@ -44,6 +44,7 @@ from axis.broker.waiting import DEFAULT_BROKER_WAIT, ENV_BROKER_WAIT
 from axis.config import Config, connections_for, generate_workdir, load_config, write_connections
 from axis.config.directory_journal import sync_journal
 from axis.config.reload import ENV_CONTROL_DIR, read_ack
+from axis.config.workdir import check_records_dir
 from axis.ops.control import ControlServer, control_dir_for
 from axis.ops.trustwatch import TrustWatch, refresh_crl, trust_files
 
@@ -205,6 +206,8 @@ class Running:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        # the hosts' records of what they checked (endpoints.checked, in shared memory): nothing left behind
+        shutil.rmtree(check_records_dir(self.work_dir), ignore_errors=True)
 
     def wait(self) -> None:
         """Block until a child exits (then report it) — the foreground of ``axis up``."""

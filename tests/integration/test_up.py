@@ -16,6 +16,7 @@ import pytest
 
 from axis.client import AxisError, Client
 from axis.config import generate_workdir
+from axis.config.workdir import check_records_dir
 from axis.core import envelope
 from axis.core.tlsconfig import client_context
 from axis.ops.up import start
@@ -94,6 +95,9 @@ def test_up_send_inbox(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, t
         # (the admin app connects as axis-admin for the dead letters: its own user too)
         assert expected <= set(users) <= expected | {f"{vhost}.axis-admin"}, users
         assert users.count(f"{vhost}.axis-router") == 2, users
+        # the door's full check, recorded for the other host process (endpoints.checked): in shared memory
+        assert list(check_records_dir(work).glob("*/*/*"))
     finally:
         run.stop()
     assert all(p.poll() is not None for _, p in run.procs)
+    assert not check_records_dir(work).exists()  # nothing left behind in /dev/shm
