@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh
 bash scripts/browser.sh
+bash scripts/promtool.sh                         # the alert rules' own test tool (promtool only)
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/mypy                                    # types: strict on axis.core, checked on the rest (pyproject.toml)
