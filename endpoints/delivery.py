@@ -87,11 +87,18 @@ def read_status(body: bytes, max_bytes: int) -> StatusFields:
                         st.description, st.timestamp)
 
 
-def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]]) -> list[bytes]:
-    """Status 01 envelopes, one per (recipient, inbox row time): the row's time makes a re-send identical."""
-    return [envelope.build(envelope.new_status(agency, msg, "01", "arrived",
-                                               timestamp=datetime.fromtimestamp(int(at), UTC)))
-            for agency, at in rows]
+def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]],
+                     meta: dict[str, Any]) -> list[bundle.Item]:
+    """Status 01s, one per (recipient, inbox row time) — the row's time makes a re-send identical: each the XML
+    envelope and, in its meta (with ``meta``), the same fields as ``x-axis-status``, which the router routes it by
+    without parsing the XML (:func:`axis.router.core.arrival_fields`)."""
+    items = []
+    for agency, at in rows:
+        st = envelope.new_status(agency, msg, "01", "arrived", timestamp=datetime.fromtimestamp(int(at), UTC))
+        fields = StatusFields(st.response_for.organ_id, st.sender.organ_id, st.response_for.document_id,
+                              st.status_code, st.description, st.timestamp)
+        items.append(bundle.Item(envelope.build(st), {**meta, **fields.header()}))
+    return items
 
 
 class DeliveryConsumer:
@@ -191,13 +198,13 @@ class DeliveryConsumer:
         rows = await self.store.store_received(
             mine.store, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
             related_document_id=related, subject=msg.subject, data=body if ref is None else ref.stored)
-        # small status envelopes built from the model already read: no thread hop, whatever the document's size
-        arrived = arrival_statuses(msg, [(row.agency, row.received_at) for row in rows])
         for row in rows:
             if row.new:
                 self.metrics.received.labels(row.agency).inc()
+        # small status envelopes built from the model already read: no thread hop, whatever the document's size;
         # the digest of the exact bytes stored: the router logs it in the ``stored`` leaf (the sender's receipt)
-        return [bundle.Item(st, {H_DOC_TYPE: doc_type, H_SHA256: digest}) for st in arrived]
+        return arrival_statuses(msg, [(row.agency, row.received_at) for row in rows],
+                                {H_DOC_TYPE: doc_type, H_SHA256: digest})
 
     async def _status(self, body: bytes, headers: Any) -> None:
         view = self.view()

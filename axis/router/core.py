@@ -72,6 +72,7 @@ from axis.core.wire import (
     H_SENDER,
     H_SERVER,
     H_SHA256,
+    H_STATUS,
     H_SUBMITTED_AT,
     H_UNKNOWN,
     KIND_DOCUMENT,
@@ -83,6 +84,7 @@ from axis.core.wire import (
     Outgoing,
     StatusFields,
     header_text,
+    status_fields,
 )
 from axis.core.xmlsafe import parse_untrusted
 from axis.router.forward import forward
@@ -147,6 +149,9 @@ class RouterCore:
             return self._bundle(body, headers, message_id)
         try:
             if kind == KIND_STATUS:
+                arrival = arrival_fields(headers)
+                if arrival is not None:  # a status 01 as its recipient's server read it: no XML to parse
+                    return self._route_status(arrival, body, headers)
                 root = parse_untrusted(body, max_bytes=self.max_bytes)
                 schema.validate(root)
                 return self._status(root, body, headers)
@@ -216,23 +221,28 @@ class RouterCore:
         st = envelope.from_element(root)
         if not isinstance(st, envelope.StatusMessage):
             raise Refusal(Reason.SCHEMA_INVALID, "a document was submitted as a status")
-        reporter, original = st.sender.organ_id, st.response_for.organ_id
+        return self._route_status(StatusFields(st.response_for.organ_id, st.sender.organ_id,
+                                               st.response_for.document_id, st.status_code, st.description,
+                                               st.timestamp), body, headers)
+
+    def _route_status(self, fields: StatusFields, body: bytes, headers: Mapping[str, Any]) -> Outcome:
+        """Route a status read from its XML or, for a status 01, taken from its server's ``x-axis-status``
+        (:func:`arrival_fields`): authenticated, routed, logged and counted alike."""
+        reporter, original, doc_id = fields.reporter, fields.owner, fields.document_id
         route = route_status(self.directory, reporter, original, header_text(headers.get(H_SERVER)) or None)
-        doc_id = st.response_for.document_id
         check_document_id(doc_id, "ResponseFor/DocumentId")
         out = Outcome()
-        fields = StatusFields(original, reporter, doc_id, st.status_code, st.description, st.timestamp)
         out.outgoing.append(Outgoing(EX_DELIVER, route.server.id, body,
                                      {H_KIND: KIND_STATUS, H_SENDER: reporter, H_DOCUMENT_ID: doc_id,
                                       **fields.header()}))
         doc_type = _int(headers.get(H_DOC_TYPE))
         at = int(self.clock().timestamp() * 1000)
         digest = _hex_digest(headers.get(H_SHA256))
-        if st.status_code == "01":  # the recipient's inbox committed it: stored, then the status itself
+        if fields.code == "01":  # the recipient's inbox committed it: stored, then the status itself
             out.events.append(Event("stored", at, original, doc_id, doc_type, digest, agency=reporter))
         out.events.append(Event("status", at, original, doc_id, doc_type, digest, agency=reporter,
-                                code=st.status_code))
-        if st.status_code == "01":
+                                code=fields.code))
+        if fields.code == "01":
             out.delivered.append(Delivered(
                 key=document_key(original, doc_id, doc_type), sender=original, sender_kind=route.server.kind,
                 recipient=reporter, recipient_kind=self.directory.servers[route.reporter.server].kind,
@@ -249,7 +259,8 @@ class RouterCore:
         for i, item in enumerate(items):
             # the publishing server is the bundle's (authenticated) one; nothing in an item can change it
             one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: server, H_DOC_TYPE: item.meta.get(H_DOC_TYPE),
-                                           H_SHA256: item.meta.get(H_SHA256)}, f"{message_id}#{i}")
+                                           H_SHA256: item.meta.get(H_SHA256), H_STATUS: item.meta.get(H_STATUS)},
+                               f"{message_id}#{i}")
             out.outgoing += one.outgoing
             out.delivered += one.delivered
             out.refused += one.refused
@@ -364,6 +375,24 @@ def _doc_type(msg: envelope.DocumentMessage) -> int:
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: ``yyyy/MM/dd HH:mm:ss``, the schema's TimestampType
+_TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}")
+#: the longest Description a status 01 taken from its fields may carry (the servers write "arrived")
+ARRIVAL_DESCRIPTION_CHARS = 200
+
+
+def arrival_fields(headers: Mapping[str, Any]) -> StatusFields | None:
+    """The fields of a status 01 as the server that built it states them (``x-axis-status``, next to the XML it
+    built from the same values), when they are what a status 01 may be: code 01, a timestamp of the schema's form,
+    a short description. The router then routes it from them without parsing the XML — as for any status, the
+    publishing server must host the reporter, both agencies must be in the directory and the DocumentId is bounded
+    (:meth:`RouterCore._route_status`); statuses are unsigned, so the XML would prove nothing more. Anything else
+    (an agency's own status, other codes, odd values) is None: parsed and validated from its XML."""
+    fields = status_fields(headers)
+    if (fields is None or fields.code != "01" or not _TIMESTAMP.fullmatch(fields.timestamp)
+            or len(fields.description) > ARRIVAL_DESCRIPTION_CHARS or not fields.owner or not fields.reporter):
+        return None
+    return fields
 
 
 def _hex_digest(value: object) -> str:

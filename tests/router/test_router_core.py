@@ -19,6 +19,7 @@ from axis.core.wire import (
     H_REASON,
     H_RECIPIENTS,
     H_SERVER,
+    H_SHA256,
     H_STATUS,
     H_SUBMITTED_AT,
     StatusFields,
@@ -313,3 +314,37 @@ def test_an_overlong_document_id_is_refused_and_every_leaf_stays_loggable(pki: T
     # a status about such an id is refused too
     status = envelope.build(envelope.new_status(H53, envelope.ResponseFor(G22, "Đ" * 600), "03"))
     assert core.process(status, {H_KIND: "status", H_SERVER: "d2"}, "st").reason == "SCHEMA_INVALID"
+
+
+def test_a_status_01_is_routed_from_its_servers_fields_as_from_its_xml(pki: TestPKI, core: RouterCore) -> None:
+    """A recipient's server states the fields of the status 01 it built (``x-axis-status``, beside the XML): the
+    router routes, logs and counts it from them without parsing the XML — with the same checks as any status."""
+    from axis.core.bundle import Item, pack
+
+    original = envelope.parse(doc(pki, G22, [G01, G03]))
+    assert isinstance(original, envelope.DocumentMessage)
+    st = envelope.new_status(G01, original, "01", "arrived", timestamp="2019/05/10 08:00:00")
+    xml = envelope.build(st)
+    fields = StatusFields(G22, G01, original.document_id, "01", "arrived", "2019/05/10 08:00:00")
+    meta = {H_DOC_TYPE: 0, H_SHA256: "ab" * 32}
+    by_xml = core.process(pack([Item(xml, meta)]), {H_KIND: "status-bundle", H_SERVER: "sh"}, "b1")
+    by_fields = core.process(pack([Item(b"<not parsed", {**meta, **fields.header()})]),
+                             {H_KIND: "status-bundle", H_SERVER: "sh"}, "b2")
+    assert by_fields.refused == [] and by_fields.events == by_xml.events  # stored + status leaves, same digest
+    assert [(d.key, d.recipient) for d in by_fields.delivered] == [(d.key, d.recipient) for d in by_xml.delivered]
+    [out] = by_fields.outgoing
+    assert (out.routing_key, status_fields(out.headers)) == ("d1", fields)
+    # the same checks: the publishing server must host the reporter (G01 is on sh, not d2)
+    forged = core.process(pack([Item(xml, {**meta, **fields.header()})]), {H_KIND: "status-bundle", H_SERVER: "d2"},
+                          "b3")
+    assert [r.reason for r in forged.refused] == ["FORBIDDEN"] and forged.delivered == []
+    # anything but a plain status 01 is read from its XML (here: broken, so refused as such)
+    for odd in (dataclasses.replace(fields, code="05"), dataclasses.replace(fields, timestamp="hôm nay"),
+                dataclasses.replace(fields, description="x" * 500)):
+        out_odd = core.process(pack([Item(b"<broken", {**meta, **odd.header()})]),
+                               {H_KIND: "status-bundle", H_SERVER: "sh"}, "b4")
+        assert [r.reason for r in out_odd.refused] == ["XML_MALFORMED"], odd
+    unknown = dataclasses.replace(fields, owner="000.00.00.Z99")
+    out_unknown = core.process(pack([Item(xml, {**meta, **unknown.header()})]),
+                               {H_KIND: "status-bundle", H_SERVER: "sh"}, "b5")
+    assert [r.reason for r in out_unknown.refused] == ["UNKNOWN_RECIPIENT"]
