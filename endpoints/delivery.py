@@ -83,8 +83,7 @@ def read_status(body: bytes, max_bytes: int) -> StatusFields:
     st = envelope.from_element(parse_untrusted(body, max_bytes=max_bytes))
     if not isinstance(st, envelope.StatusMessage):
         raise Refusal(Reason.SCHEMA_INVALID, "a document was delivered as a status")
-    return StatusFields(st.response_for.organ_id, st.sender.organ_id, st.response_for.document_id, st.status_code,
-                        st.description, st.timestamp)
+    return StatusFields.of(st)
 
 
 def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]],
@@ -95,9 +94,7 @@ def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]
     items = []
     for agency, at in rows:
         st = envelope.new_status(agency, msg, "01", "arrived", timestamp=datetime.fromtimestamp(int(at), UTC))
-        fields = StatusFields(st.response_for.organ_id, st.sender.organ_id, st.response_for.document_id,
-                              st.status_code, st.description, st.timestamp)
-        items.append(bundle.Item(envelope.build(st), {**meta, **fields.header()}))
+        items.append(bundle.Item(envelope.build(st), {**meta, **StatusFields.of(st).header()}))
     return items
 
 

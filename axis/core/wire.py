@@ -16,12 +16,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from axis.core.blobref import BlobRef, read_header
 from axis.core.evidence import Event
+
+if TYPE_CHECKING:
+    from axis.core.envelope import StatusMessage
 
 EX_SUBMIT = "axis.submit"
 Q_SUBMISSIONS = "axis.submissions"
@@ -123,6 +126,12 @@ class StatusFields:
     code: str
     description: str
     timestamp: str
+
+    @classmethod
+    def of(cls, st: StatusMessage) -> StatusFields:
+        """The fields of a status message (as read from its XML, or as built)."""
+        return cls(st.response_for.organ_id, st.sender.organ_id, st.response_for.document_id, st.status_code,
+                   st.description, st.timestamp)
 
     def header(self) -> dict[str, str]:
         """``{H_STATUS: json}``, or nothing when it does not fit a header (the server then parses the status)."""

@@ -221,9 +221,7 @@ class RouterCore:
         st = envelope.from_element(root)
         if not isinstance(st, envelope.StatusMessage):
             raise Refusal(Reason.SCHEMA_INVALID, "a document was submitted as a status")
-        return self._route_status(StatusFields(st.response_for.organ_id, st.sender.organ_id,
-                                               st.response_for.document_id, st.status_code, st.description,
-                                               st.timestamp), body, headers)
+        return self._route_status(StatusFields.of(st), body, headers)
 
     def _route_status(self, fields: StatusFields, body: bytes, headers: Mapping[str, Any]) -> Outcome:
         """Route a status read from its XML or, for a status 01, taken from its server's ``x-axis-status``

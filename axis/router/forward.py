@@ -130,11 +130,9 @@ def forward(directory: Directory, verifier: Verifier, max_bytes: int, body: byte
         if st.response_for.organ_id != codes[0]:
             raise Refusal(Reason.FORBIDDEN, f"the status is about a document of {st.response_for.organ_id}, "
                                             f"not of {codes[0]}")
-        fields = StatusFields(st.response_for.organ_id, st.sender.organ_id, st.response_for.document_id,
-                              st.status_code, st.description, st.timestamp)
         return [Outgoing(EX_DELIVER, sid, body, {H_KIND: KIND_STATUS, H_SENDER: st.sender.organ_id,
-                                                 H_DOCUMENT_ID: st.response_for.document_id, **fields.header(),
-                                                 **again})]
+                                                 H_DOCUMENT_ID: st.response_for.document_id,
+                                                 **StatusFields.of(st).header(), **again})]
     if kind == KIND_REFUSAL:
         try:
             info = orjson.loads(body)
