@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
-import orjson
 import typer
 
 from axis.cli._common import (
-    DEFAULT_CONNECTIONS_PATH,
     EXIT_REFUSED,
     connection_tls,
     err_console,
     print_json,
+    read_connections,
     safe,
     tls_problem,
     usage_error,
@@ -36,14 +35,8 @@ def admin_target(connections: Path | None, admin: str | None, token: str | None,
         if not token:
             usage_error("--admin needs --token (or AXIS_ADMIN_TOKEN)")
         return admin, token, str(ca) if ca else connection_tls(admin, connections=connections)["ca"]
-    path = connections or Path(DEFAULT_CONNECTIONS_PATH)
-    if not path.is_file():
-        usage_error(f"no {path} here (run `axis up` or `axis demo` first, or pass --connections FILE or --admin URL)")
-    try:
-        raw = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        usage_error(f"{path} cannot be read: {exc}")
-    section = raw.get("admin") if isinstance(raw, dict) else None
+    raw, path = read_connections(connections, alternative="--connections FILE or --admin URL")
+    section = raw.get("admin")
     if not isinstance(section, dict) or not section.get("url"):
         usage_error(f"{path} has no admin.url")
     if not (token or section.get("token")):

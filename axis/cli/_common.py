@@ -58,6 +58,22 @@ def usage_error(message: str) -> NoReturn:
 DEFAULT_CONNECTIONS_PATH = "axis-work/connections.json"
 
 
+def read_connections(path: Path | None, *, alternative: str = "--connections FILE") -> tuple[dict[str, Any], Path]:
+    """connections.json (``path``, else ./axis-work/connections.json) as a JSON object, with where it was read; a usage
+    error (exit 2) naming the file when it is missing, unreadable or not an object (``alternative``: what else the
+    command takes instead)."""
+    p = path or Path(DEFAULT_CONNECTIONS_PATH)
+    if not p.is_file():
+        usage_error(f"no {p} here (run `axis up` or `axis demo` first, or pass {alternative})")
+    try:
+        raw = orjson.loads(p.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        usage_error(f"{p} cannot be read: {exc}")
+    if not isinstance(raw, dict):
+        usage_error(f"{p} is not a connections object")
+    return raw, p
+
+
 def _origin(url: str) -> str:
     from urllib.parse import urlsplit
 

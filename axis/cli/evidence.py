@@ -43,14 +43,24 @@ from typing import Any, NoReturn
 from urllib.parse import quote
 
 import httpx
-import orjson
 import typer
 
-from axis.cli._common import EXIT_REFUSED, connection_tls, console, err_console, fail, print_json, safe, usage_error
+from axis.cli._common import (
+    DEFAULT_CONNECTIONS_PATH,
+    EXIT_REFUSED,
+    connection_tls,
+    console,
+    err_console,
+    fail,
+    print_json,
+    read_connections,
+    safe,
+    usage_error,
+)
 from axis.client import tls_verify
 from axis.core.reasons import Reason, Refusal
 
-DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
+DEFAULT_CONNECTIONS = Path(DEFAULT_CONNECTIONS_PATH)
 TIMEOUT = 60.0
 
 evidence_app = typer.Typer(help="The evidence of a document's life: export its bundle, verify one offline.",
@@ -73,17 +83,6 @@ def _error(message: str, as_json: bool, **extra: Any) -> NoReturn:
     raise typer.Exit(EXIT_REFUSED)
 
 
-def _connections(path: Path | None) -> tuple[dict[str, Any], Path]:
-    p = path or DEFAULT_CONNECTIONS
-    if not p.is_file():
-        usage_error(f"no {p} here (run `axis up` or `axis demo` first, or pass --connections FILE)")
-    try:
-        raw = orjson.loads(p.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        usage_error(f"{p} cannot be read: {exc}")
-    if not isinstance(raw, dict):
-        usage_error(f"{p} is not a connections object")
-    return raw, p
 
 
 def _client(url: str, ca: str | None, cert: tuple[str, str] | None = None) -> httpx.Client:
@@ -209,7 +208,7 @@ def register(app: typer.Typer) -> None:
         """A document's life, from the evidence log: every event in log order."""
         ca = connection_tls(admin, connections=connections)["ca"] if admin else None
         if admin is None:
-            raw, _ = _connections(connections)
+            raw, _ = read_connections(connections)
             section = raw.get("admin")
             if not isinstance(section, dict):
                 usage_error("connections.json has no admin section")
@@ -295,7 +294,7 @@ def evidence_export(
     """Export a document's evidence bundle (envelope, leaves with proofs, tree head, certificates, CRL)."""
     from axis.core.evidence_bundle import verify_bundle
 
-    raw, where = _connections(connections)
+    raw, where = read_connections(connections)
     agency = next((a for a in raw.get("agencies") or [] if isinstance(a, dict) and a.get("code") == sender), None)
     if agency is None or not agency.get("endpoint") or not agency.get("token"):
         usage_error(f"agency {sender} (with an endpoint and a token) is not in {where}")
@@ -369,7 +368,7 @@ def _log_config(connections: Path | None, config: Path | None, as_json: bool) ->
     from axis.config import ConfigError, load_config
 
     if config is None:
-        _, where = _connections(connections)
+        _, where = read_connections(connections)
         config = where.parent / "config.yaml"
     try:
         cfg = load_config(config)
