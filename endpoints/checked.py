@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from axis.config.workdir import CHECK_RECORDS_PREFIX, SHM, check_records_dir
 from axis.core import envelope
 from axis.core.reasons import Refusal
-from axis.core.verify import CertFacts, Verifier, cert_facts, load_chain
+from axis.core.verify import CertFacts, Verifier
 
 log = logging.getLogger("axis.endpoint")
 
@@ -104,7 +104,6 @@ class CheckedRecords:
         self.hits = 0
         self._swept_bucket = -1
         self._warned = False
-        self._facts = functools.lru_cache(maxsize=256)(self._facts_uncached)
 
     # -- reading ----------------------------------------------------------------------------------------------
     def get(self, key: bytes) -> tuple[envelope.DocumentMessage, CertFacts] | None:
@@ -132,15 +131,12 @@ class CheckedRecords:
             record = orjson.loads(raw)
             certs = tuple(base64.b64decode(c, validate=True) for c in record["certs"])
             msg = revive(envelope.DocumentMessage, record["message"])
-            facts = self._facts(certs)
+            facts = self.verifier.chain_facts(certs)
         except Refusal:  # the chain no longer holds under this policy: check in full, which says why
             return None
         except Exception:  # half-written (a writer in progress) or foreign: a miss, never an error
             return None
         return msg, facts
-
-    def _facts_uncached(self, certs: tuple[bytes, ...]) -> CertFacts:
-        return cert_facts(load_chain(certs), self.verifier.policy.trust_anchors)
 
     # -- writing ----------------------------------------------------------------------------------------------
     def put(self, key: bytes, msg: envelope.DocumentMessage, facts: CertFacts) -> None:

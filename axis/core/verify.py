@@ -569,6 +569,12 @@ class Verifier:
     def _facts_uncached(self, certs_der: tuple[bytes, ...]) -> CertFacts:
         return cert_facts(load_chain(certs_der), self.policy.trust_anchors)
 
+    def chain_facts(self, certs_der: tuple[bytes, ...]) -> CertFacts:
+        """The time-independent facts of a certificate chain (signer first), from this verifier's cache; Refusal
+        when it does not chain to a trust anchor or cannot be read. The moment-dependent part is
+        :func:`check_time_revocation_usage`."""
+        return self._facts(certs_der)
+
     def _certificate(self, certs_der: tuple[bytes, ...]) -> CertFacts | Refusal:
         try:
             return self._facts(certs_der)
