@@ -16,6 +16,13 @@ the bottleneck when the machine is — its batches are then small unless it wait
 per message. And a router's wall time "busy" with a batch is mostly waiting for publisher confirms (idle CPU):
 measured by it, a router at a moderate 100 documents/s lingered ~100 ms (bench/README.md, session 6). When the
 router itself is the bottleneck, batches fill from the backlog without any wait.
+
+Why from 80 % and not lower: small batches cost more CPU per document, so a machine at half its capacity in
+documents (250/s on a machine that sustains ~580/s, bench/README.md, session 7) is already 60-80 % busy. Waiting
+from 60 % there added up to 100 ms to most documents (p50 65-68 ms, p99 224-230 ms at 250/s; 20-24 / 77-84 ms at
+100/s); waiting from 80 % gave 52-59 / 140-152 ms and 14 / 35-42 ms, the sustained rate unchanged. Waiting only
+from 90 % saved no more latency at 100/s and made 250/s worse (the hosts then pay per message: POST → 202 p99
+128-180 ms). A saturated machine (the replay, or any rate over capacity) is above 95 % and waits the whole linger.
 """
 
 from __future__ import annotations
@@ -30,9 +37,9 @@ T = TypeVar("T")
 #: the arrival rate (messages/s, this router) below which a batch never waits for more
 LINGER_ABOVE_PER_SECOND = 50.0
 #: the share of the machine's CPU time in use from which a batch starts to wait for more …
-MACHINE_BUSY_FROM = 0.6
+MACHINE_BUSY_FROM = 0.8
 #: … and from which it waits the whole ``linger``
-MACHINE_BUSY_FULL = 0.9
+MACHINE_BUSY_FULL = 0.95
 
 
 def linger_for(linger: float, per_second: float, machine_busy: float) -> float:
