@@ -39,6 +39,7 @@ from axis.core.wire import (
     H_SUBMITTED_AT,
     KIND_DOCUMENT,
     KIND_STATUS,
+    StatusFields,
     evidence,
     now_ms,
     submission,
@@ -173,10 +174,12 @@ async def check_related(srv: EndpointServer, agency: str, msg: envelope.Document
                                             "revoke, update or replace it")
 
 
-def status_for(data: bytes, agency: str, code: str, description: str, limit: int) -> bytes:
-    """The status envelope ``agency`` sends about a received document (its stored bytes, verified on arrival)."""
+def status_for(data: bytes, agency: str, code: str, description: str, limit: int) -> tuple[bytes, StatusFields]:
+    """The status envelope ``agency`` sends about a received document (its stored bytes, verified on arrival), and
+    its fields: the router routes it from them (``x-axis-status``, :func:`axis.router.core.server_fields`)."""
     original = envelope.document_head(data, max_bytes=limit)  # parsed up to its MessageHeader only
-    return envelope.build(envelope.new_status(agency, original, code, description))
+    st = envelope.new_status(agency, original, code, description)
+    return envelope.build(st), StatusFields.of(st)
 
 
 #: A handler of the fast path: the request and the path's groups → the response.
@@ -416,10 +419,10 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         if code not in CLIENT_STATUS_CODES:
             raise Refusal(Reason.SCHEMA_INVALID, f"status code {code!r} is not one of {sorted(CLIENT_STATUS_CODES)}")
         head = await stored_head(srv, row.data)  # a big document's header, from its blob
-        built = await run_cpu_for(len(head), status_for, head, agency, code, description, limit)
+        built, fields = await run_cpu_for(len(head), status_for, head, agency, code, description, limit)
         await srv.publisher.publish(submission(built, srv.id, KIND_STATUS,
                                                **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms(),
-                                                  H_SHA256: stored_sha256(row.data)}))
+                                                  H_SHA256: stored_sha256(row.data), **fields.header()}))
         srv.metrics.sent_statuses.labels(agency, code).inc()
         return JSONResponse({"id": rid, "document_id": row.document_id, "code": code, "to": row.sender},
                             status_code=202)

@@ -90,7 +90,7 @@ def arrival_statuses(msg: envelope.DocumentMessage, rows: list[tuple[str, float]
                      meta: dict[str, Any]) -> list[bundle.Item]:
     """Status 01s, one per (recipient, inbox row time) — the row's time makes a re-send identical: each the XML
     envelope and, in its meta (with ``meta``), the same fields as ``x-axis-status``, which the router routes it by
-    without parsing the XML (:func:`axis.router.core.arrival_fields`)."""
+    without parsing the XML (:func:`axis.router.core.server_fields`)."""
     items = []
     for agency, at in rows:
         st = envelope.new_status(agency, msg, "01", "arrived", timestamp=datetime.fromtimestamp(int(at), UTC))

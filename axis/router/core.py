@@ -149,9 +149,9 @@ class RouterCore:
             return self._bundle(body, headers, message_id)
         try:
             if kind == KIND_STATUS:
-                arrival = arrival_fields(headers)
-                if arrival is not None:  # a status 01 as its recipient's server read it: no XML to parse
-                    return self._route_status(arrival, body, headers)
+                stated = server_fields(headers)
+                if stated is not None:  # a status as the server that built it states it: no XML to parse
+                    return self._route_status(stated, body, headers)
                 root = parse_untrusted(body, max_bytes=self.max_bytes)
                 schema.validate(root)
                 return self._status(root, body, headers)
@@ -224,8 +224,8 @@ class RouterCore:
         return self._route_status(StatusFields.of(st), body, headers)
 
     def _route_status(self, fields: StatusFields, body: bytes, headers: Mapping[str, Any]) -> Outcome:
-        """Route a status read from its XML or, for a status 01, taken from its server's ``x-axis-status``
-        (:func:`arrival_fields`): authenticated, routed, logged and counted alike."""
+        """Route a status read from its XML or taken from the ``x-axis-status`` of the server that built it
+        (:func:`server_fields`): authenticated, routed, logged and counted alike."""
         reporter, original, doc_id = fields.reporter, fields.owner, fields.document_id
         route = route_status(self.directory, reporter, original, header_text(headers.get(H_SERVER)) or None)
         check_document_id(doc_id, "ResponseFor/DocumentId")
@@ -375,20 +375,23 @@ def _doc_type(msg: envelope.DocumentMessage) -> int:
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: ``yyyy/MM/dd HH:mm:ss``, the schema's TimestampType
 _TIMESTAMP = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}")
-#: the longest Description a status 01 taken from its fields may carry (the servers write "arrived")
-ARRIVAL_DESCRIPTION_CHARS = 200
+#: the longest Description a status taken from its server's fields may carry (longer ones are read from the XML)
+STATED_DESCRIPTION_CHARS = 200
 
 
-def arrival_fields(headers: Mapping[str, Any]) -> StatusFields | None:
-    """The fields of a status 01 as the server that built it states them (``x-axis-status``, next to the XML it
-    built from the same values), when they are what a status 01 may be: code 01, a timestamp of the schema's form,
-    a short description. The router then routes it from them without parsing the XML — as for any status, the
-    publishing server must host the reporter, both agencies must be in the directory and the DocumentId is bounded
-    (:meth:`RouterCore._route_status`); statuses are unsigned, so the XML would prove nothing more. Anything else
-    (an agency's own status, other codes, odd values) is None: parsed and validated from its XML."""
+def server_fields(headers: Mapping[str, Any]) -> StatusFields | None:
+    """The fields of a status as the endpoint server that built it states them (``x-axis-status``, next to the XML
+    it built from the same values: the 01 of every delivery, and the statuses agencies send through ``POST
+    /v1/documents/{id}/status``), when they are what a status may be: a code of the schema, a timestamp of the
+    schema's form, a short description. The router then routes it from them without parsing the XML — as for any
+    status, the publishing server must host the reporter, both agencies must be in the directory and the
+    DocumentId is bounded (:meth:`RouterCore._route_status`). Statuses are unsigned, so the XML would prove nothing
+    more: a server that lied in its fields could as well have built that lie in XML, and only about the agencies it
+    hosts. Anything else (a status an agency built itself, as ``/vxp`` takes them; odd values) is None: parsed and
+    validated from its XML."""
     fields = status_fields(headers)
-    if (fields is None or fields.code != "01" or not _TIMESTAMP.fullmatch(fields.timestamp)
-            or len(fields.description) > ARRIVAL_DESCRIPTION_CHARS or not fields.owner or not fields.reporter):
+    if (fields is None or fields.code not in envelope.STATUS_CODES or not _TIMESTAMP.fullmatch(fields.timestamp)
+            or len(fields.description) > STATED_DESCRIPTION_CHARS or not fields.owner or not fields.reporter):
         return None
     return fields
 

@@ -316,9 +316,10 @@ def test_an_overlong_document_id_is_refused_and_every_leaf_stays_loggable(pki: T
     assert core.process(status, {H_KIND: "status", H_SERVER: "d2"}, "st").reason == "SCHEMA_INVALID"
 
 
-def test_a_status_01_is_routed_from_its_servers_fields_as_from_its_xml(pki: TestPKI, core: RouterCore) -> None:
-    """A recipient's server states the fields of the status 01 it built (``x-axis-status``, beside the XML): the
-    router routes, logs and counts it from them without parsing the XML — with the same checks as any status."""
+def test_a_status_is_routed_from_its_servers_fields_as_from_its_xml(pki: TestPKI, core: RouterCore) -> None:
+    """A server states the fields of the status it built (``x-axis-status``, beside the XML): the 01 of a delivery,
+    or a status an agency sent through the REST API. The router routes, logs and counts it from them without
+    parsing the XML — with the same checks as any status."""
     from axis.core.bundle import Item, pack
 
     original = envelope.parse(doc(pki, G22, [G01, G03]))
@@ -334,12 +335,23 @@ def test_a_status_01_is_routed_from_its_servers_fields_as_from_its_xml(pki: Test
     assert [(d.key, d.recipient) for d in by_fields.delivered] == [(d.key, d.recipient) for d in by_xml.delivered]
     [out] = by_fields.outgoing
     assert (out.routing_key, status_fields(out.headers)) == ("d1", fields)
+    # an agency's status 05, sent alone: the same leaves and route from its fields as from its XML, never counted
+    # as a delivery
+    st05 = envelope.new_status(G01, original, "05", "Đang xử lý", timestamp="2019/05/10 09:00:00")
+    f05 = StatusFields.of(st05)
+    lone = {H_KIND: "status", H_SERVER: "sh", H_DOC_TYPE: "0", H_SHA256: "cd" * 32}
+    xml05 = core.process(envelope.build(st05), lone, "s1")
+    by_f05 = core.process(b"<not parsed", {**lone, **f05.header()}, "s2")
+    assert by_f05.refused == [] and by_f05.delivered == [] and by_f05.events == xml05.events
+    assert [e.code for e in by_f05.events] == ["05"]
+    assert [(o.routing_key, status_fields(o.headers)) for o in by_f05.outgoing] == [("d1", f05)]
     # the same checks: the publishing server must host the reporter (G01 is on sh, not d2)
     forged = core.process(pack([Item(xml, {**meta, **fields.header()})]), {H_KIND: "status-bundle", H_SERVER: "d2"},
                           "b3")
     assert [r.reason for r in forged.refused] == ["FORBIDDEN"] and forged.delivered == []
-    # anything but a plain status 01 is read from its XML (here: broken, so refused as such)
-    for odd in (dataclasses.replace(fields, code="05"), dataclasses.replace(fields, timestamp="hôm nay"),
+    # a code outside the schema, a timestamp not of its form, a long description: read from the XML (here: broken,
+    # so refused as such)
+    for odd in (dataclasses.replace(fields, code="99"), dataclasses.replace(fields, timestamp="hôm nay"),
                 dataclasses.replace(fields, description="x" * 500)):
         out_odd = core.process(pack([Item(b"<broken", {**meta, **odd.header()})]),
                                {H_KIND: "status-bundle", H_SERVER: "sh"}, "b4")
