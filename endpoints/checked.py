@@ -104,6 +104,7 @@ class CheckedRecords:
         self.hits = 0
         self._swept_bucket = -1
         self._warned = False
+        self._certs: dict[tuple[Any, ...], list[str]] = {}
 
     # -- reading ----------------------------------------------------------------------------------------------
     def get(self, key: bytes) -> tuple[envelope.DocumentMessage, CertFacts] | None:
@@ -142,18 +143,11 @@ class CheckedRecords:
     def put(self, key: bytes, msg: envelope.DocumentMessage, facts: CertFacts) -> None:
         """Record a document that passed the full check (``msg`` without attachments)."""
         bucket = self._bucket()
-        record = orjson.dumps({
-            "certs": [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in facts.path[:-1]],
-            "message": msg,
-        })
-        slot = self.dir / str(bucket)
+        record = orjson.dumps({"certs": self._encoded(facts), "message": msg})
         try:
             if bucket != self._swept_bucket:
                 self._sweep(bucket)
-            if not os.path.isdir(slot):  # the root is never re-created here: only records_root() checks it
-                self.dir.mkdir(mode=0o700, exist_ok=True)
-                slot.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(slot / key.hex(), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = self._create(bucket, key.hex())
         except FileExistsError:  # recorded already (another process checked the same bytes)
             return
         except OSError as exc:
@@ -165,6 +159,28 @@ class CheckedRecords:
             self._warn("write", exc)
         finally:
             os.close(fd)
+
+    def _create(self, bucket: int, name: str) -> int:
+        """The new record's file, open for writing; its slot is made on the first miss (the root is never
+        re-created here: only :func:`records_root` checks it)."""
+        path = f"{self._dir}/{bucket}/{name}"  # str paths: no Path objects per record
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # a new slot (or the generation's directory) to make first
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+            (self.dir / str(bucket)).mkdir(mode=0o700, exist_ok=True)
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def _encoded(self, facts: CertFacts) -> list[str]:
+        """The signer's certificate path as the record holds it (base64 DER, without the anchor): the same few
+        chains sign every document, so each is encoded once (``facts`` come from the verifier's own cache)."""
+        certs = facts.path[:-1]
+        encoded = self._certs.get(certs)
+        if encoded is None:
+            if len(self._certs) >= 4096:  # bounded: many signers, or a directory reloaded many times
+                self._certs.clear()
+            encoded = self._certs[certs] = [base64.b64encode(c.public_bytes(Encoding.DER)).decode() for c in certs]
+        return encoded
 
     def _sweep(self, bucket: int) -> None:
         """Remove the slots before the previous one, other generations' directories past their life and, in shared

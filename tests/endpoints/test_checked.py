@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,17 @@ def test_records_of_ended_runs_are_removed_from_shared_memory(kit: TestPKI, tmp_
     verifier = kit.verifier()
     DeliveryChecks(verifier, records=CheckedRecords(root, verifier, clock=lambda: now[0])).check(kit.envelope(A, [B]))
     assert sorted(p.name for p in shm.iterdir()) == sorted([root.name, running.name, foreign.name])
+
+
+def test_a_slot_removed_meanwhile_is_made_again_by_the_next_record(kit: TestPKI, tmp_path: Path) -> None:
+    """The slot is made on the first write that misses it, also after it was removed under a running process."""
+    verifier = kit.verifier()
+    records = CheckedRecords(tmp_path, verifier)
+    door = DeliveryChecks(verifier, records=records)
+    first, second = kit.envelope(A, [B], subject="một"), kit.envelope(A, [B], subject="hai")
+    door.check(first)
+    shutil.rmtree(records.dir)
+    door.check(second)
+    reader = CheckedRecords(tmp_path, kit.verifier())
+    assert reader.get(hashlib.sha256(second).digest()) is not None
+    assert reader.get(hashlib.sha256(first).digest()) is None
