@@ -37,6 +37,7 @@ import orjson
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from axis.stats.store import is_busy
 from endpoints.inbox.store import (
     AGENCY_TABLES,
     KINDS,
@@ -77,14 +78,6 @@ def _status_of(row: Sequence[Any]) -> dict[str, Any]:
     i, doc, f, c, d, ts, r, at = row
     return {"id": i, "document_id": doc, "from": f, "code": c, "description": d, "timestamp": ts, "reason": r,
             "received_at": iso(at)}
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 def _open(path: str) -> sqlite3.Connection:
@@ -188,7 +181,7 @@ class SqliteInboxStore(InboxStore):
             try:
                 result = op(self._connection())
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
+                if not is_busy(exc):
                     raise
             else:
                 if write:
@@ -256,7 +249,7 @@ class SqliteInboxStore(InboxStore):
         try:
             return op(db)
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
+            if is_busy(exc):
                 raise StoreBusy(f"the inbox database {self.path} stayed locked by another writer") from exc
             raise
         finally:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -174,3 +176,48 @@ async def test_sqlite_store_closes_twice_and_is_usable_after_close(tmp_path) -> 
 
         assert (await conn.execute(sa.text("SELECT count(*) FROM axis_refused"))).scalar() == 2
     await store.close()
+
+
+async def test_sqlite_counts_are_written_in_the_loop_and_wait_for_another_writers_lock_in_a_thread(
+        tmp_path: Path) -> None:
+    """A counting transaction runs in the event loop; when another process holds the write lock, it is run again
+    in a worker thread that waits for the lock, while the loop goes on (and later writes queue behind it)."""
+    url = f"sqlite:///{tmp_path / 'stats.sqlite3'}"
+    store = await StatsStore.open(url)
+    try:
+        await store.record(accepted=[acc(0)])  # the first write connects (in a thread)
+        writer = store._writer
+        assert writer is not None and writer._db is not None
+        patient = writer._write_patiently
+        in_threads: list[int] = []
+
+        def counted(batches: Any) -> None:
+            in_threads.append(len(batches))
+            patient(batches)
+
+        writer._write_patiently = counted
+        await store.record(accepted=[acc(1)])  # inline: nothing else holds the lock
+        assert in_threads == []
+        other = sqlite3.connect(str(tmp_path / "stats.sqlite3"), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another router in the middle of its transaction
+        ticks = 0
+
+        async def loop_goes_on() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(loop_goes_on())
+        waiting = asyncio.gather(store.record(accepted=[acc(2)]), store.record(delivered=[dlv(2)]))
+        await asyncio.sleep(0.3)
+        assert not waiting.done() and ticks >= 10  # waiting in a thread, not in the loop
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.wait_for(waiting, 10)
+        ticker.cancel()
+        assert await counts(store) == (3, 1, 0) and in_threads == [1, 1]
+        await store.record(accepted=[acc(3)])  # back in the loop
+        assert in_threads == [1, 1] and await counts(store) == (4, 1, 0)
+    finally:
+        await store.close()
