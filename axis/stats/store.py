@@ -293,16 +293,7 @@ class SqliteWriter:
     def _wrote(self) -> None:
         self._writes += 1
         if self._writes % CHECKPOINT_EVERY == 0 and (self._checkpoint is None or self._checkpoint.done()):
-            self._checkpoint = asyncio.ensure_future(asyncio.to_thread(self._checkpoint_now))
-
-    def _checkpoint_now(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
-        try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.OperationalError:
-            pass  # busy: the next one will do it
-        finally:
-            db.close()
+            self._checkpoint = asyncio.ensure_future(asyncio.to_thread(checkpoint, self.path))
 
     async def close(self) -> None:  # idempotent: a store may be closed by more than one owner
         if self._checkpoint is not None:
@@ -318,6 +309,18 @@ class SqliteWriter:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def checkpoint(path: str) -> None:
+    """A PASSIVE checkpoint of the SQLite database at ``path`` (WAL back into the file, with its ``fsync``), on a
+    connection of its own: for a worker thread, never the event loop. Busy: the next one will do it."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=1.0)
+    try:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.OperationalError:
+        pass
+    finally:
+        db.close()
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:

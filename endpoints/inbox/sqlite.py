@@ -37,7 +37,7 @@ import orjson
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from axis.stats.store import is_busy
+from axis.stats.store import checkpoint, is_busy
 from endpoints.inbox.store import (
     AGENCY_TABLES,
     KINDS,
@@ -259,16 +259,7 @@ class SqliteInboxStore(InboxStore):
         self._writes += 1
         if (self._writes % CHECKPOINT_EVERY == 0 and self.path and self.path != ":memory:"
                 and (self._checkpoint is None or self._checkpoint.done())):
-            self._checkpoint = asyncio.get_running_loop().create_task(asyncio.to_thread(self._checkpoint_now))
-
-    def _checkpoint_now(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
-        try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.OperationalError:
-            pass  # busy: the next one will do it
-        finally:
-            db.close()
+            self._checkpoint = asyncio.get_running_loop().create_task(asyncio.to_thread(checkpoint, self.path))
 
     # -- received ----------------------------------------------------------------------------------------------
     async def store_received(
