@@ -7,7 +7,11 @@ supervisor (threads of this process) and the load generator (this process's even
 client, ``axis.sim.http``). CPU time per document hardly moves with what else runs on the machine, unlike rates, so
 it is the figure to compare across runs and commits; the wall-clock rate is printed beside it.
 
-    python bench/cpu_per_doc.py [--documents 3000] [--json out.json] [--profile DIR] [--plain]
+    python bench/cpu_per_doc.py [--documents 3000] [--rate R] [--json out.json] [--profile DIR] [--plain]
+
+``--rate R`` offers the documents open loop at R per second instead (``bench/e2e.py``'s open loop): what a
+document costs at that load, when batches do not fill — at 100/s on the reference machine 4–5× the saturated
+figure (bench/README.md, session 7). The p50/p99 of that run are printed with it.
 
 HTTPS by default, as ``axis up`` serves (the load generator keeps its connections alive: one handshake per
 connection); ``--plain`` measures the same axis with ``tls: off`` — the difference is the cost of TLS.
@@ -34,7 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import Result, temp_vhost, write_json
-from bench.e2e import WARM, Axis, presign, sustained
+from bench.e2e import WARM, Axis, open_loop, presign, sustained
 
 
 def cpu_seconds(pid: int) -> float:
@@ -92,7 +96,8 @@ def _document_checks(ax: Axis) -> dict[str, float]:
     return totals
 
 
-async def measure(documents: int, profile: Path | None = None, *, tls: bool = True) -> dict[str, Any]:
+async def measure(documents: int, profile: Path | None = None, *, tls: bool = True,
+                  rate: float | None = None) -> dict[str, Any]:
     with temp_vhost("axis-bench-cpu") as url, tempfile.TemporaryDirectory(prefix="axis-bench-cpu-") as tmp:
         ax = Axis(url, Path(tmp), tls=tls)
         docs = presign(ax.connections, documents + WARM)
@@ -116,7 +121,12 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
             checks0 = _document_checks(ax)
             before = {name: cpu_seconds(pid) for name, pid in procs}
             t0 = time.time()
-            run = await sustained(ax, docs[WARM:])
+            if rate is None:
+                run = await sustained(ax, docs[WARM:])
+            else:
+                run = await open_loop(ax, docs[WARM:], rate)
+                run["rate"] = rate if run["complete"] else None
+                run["generator_cpu_ms_per_doc_with_polling"] = run["generator_cpu_ms_per_doc"]
             wall = time.time() - t0
             after = {name: cpu_seconds(pid) for name, pid in procs}
             checks1 = _document_checks(ax)
@@ -141,7 +151,7 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
         key = name.split("-")[0]
         groups[key] = groups.get(key, 0.0) + ms
     axis_ms = sum(ms for name, ms in per.items() if name != "generator")
-    return {"documents": documents, "tls": tls, "wall_s": wall, "rate": documents / wall,
+    return {"documents": documents, "tls": tls, "wall_s": wall, "rate": documents / wall, "offered": rate,
             "complete": run["rate"] is not None, "load_average": os.getloadavg(),
             "amqp_messages_per_doc": messages,
             # the endpoint hosts' signed-document checks per document (door and deliveries): in full, from a
@@ -191,13 +201,18 @@ def main() -> None:
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--profile", type=Path, help="py-spy raw stacks of every axis process into this directory")
     ap.add_argument("--plain", action="store_true", help="tls: off (plain HTTP), to measure what TLS costs")
+    ap.add_argument("--rate", type=float, help="offer the documents open loop at this many per second")
     args = ap.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    r = asyncio.run(measure(args.documents, args.profile, tls=not args.plain))
-    print(f"{r['documents']} documents in {r['wall_s']:.1f} s ({r['rate']:.1f} doc/s), "
+    r = asyncio.run(measure(args.documents, args.profile, tls=not args.plain, rate=args.rate))
+    how = "closed loop"
+    if args.rate is not None:
+        p50, p99 = r["run"]["p50_ms"], r["run"]["p99_ms"]
+        how = f"open loop at {args.rate:g}/s" + (f", p50 {p50:.1f} ms, p99 {p99:.1f} ms" if p50 is not None else "")
+    print(f"{r['documents']} documents in {r['wall_s']:.1f} s ({r['rate']:.1f} doc/s, {how}), "
           f"{'HTTPS' if r['tls'] else 'plain HTTP'}, complete: {r['complete']}")
     for name, ms in sorted(r["ms_per_doc"].items()):
         print(f"  {name:12s} {ms:7.2f} ms CPU/doc")
