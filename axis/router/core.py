@@ -387,8 +387,8 @@ def server_fields(headers: Mapping[str, Any]) -> StatusFields | None:
     status, the publishing server must host the reporter, both agencies must be in the directory and the
     DocumentId is bounded (:meth:`RouterCore._route_status`). Statuses are unsigned, so the XML would prove nothing
     more: a server that lied in its fields could as well have built that lie in XML, and only about the agencies it
-    hosts. Anything else (a status an agency built itself, as ``/vxp`` takes them; odd values) is None: parsed and
-    validated from its XML."""
+    hosts. Anything else (a status from a server of an earlier version, a long description, odd values) is None:
+    parsed and validated from its XML."""
     fields = status_fields(headers)
     if (fields is None or fields.code not in envelope.STATUS_CODES or not _TIMESTAMP.fullmatch(fields.timestamp)
             or len(fields.description) > STATED_DESCRIPTION_CHARS or not fields.owner or not fields.reporter):
