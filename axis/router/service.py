@@ -37,7 +37,7 @@ from axis.core.wire import (
     evidence,
     header_text,
 )
-from axis.router.batching import BatchInbox, MachineBusy, Rate, linger_for
+from axis.router.batching import STATUS_GATHER_SECONDS, BatchInbox, MachineBusy, Rate, linger_for
 from axis.router.blobs import BlobRouting, prefetch_for
 from axis.router.core import Outcome, RouterCore, coalesce
 from axis.stats.counting import Counter, open_counter
@@ -53,7 +53,8 @@ def core_for(config: Config, verifier: Verifier) -> RouterCore:
 
 class RouterService:
     def __init__(self, config: Config, *, counter: Counter | None = None, verifier: Verifier | None = None,
-                 prefetch: int = 1024, batch: int = 512, linger: float = 0.15) -> None:
+                 prefetch: int = 1024, batch: int = 512, linger: float = 0.15,
+                 status_gather: float = STATUS_GATHER_SECONDS) -> None:
         self.config = config
         self.core = core_for(config, verifier or make_verifier(config))
         self._counter = counter
@@ -61,6 +62,7 @@ class RouterService:
         self.prefetch = prefetch_for(config.limits, prefetch)  # bounded by bytes with big documents
         self.batch = batch
         self.linger = linger
+        self.status_gather = status_gather
         self._rate = Rate()
         self._machine = MachineBusy()
         self._inbox: BatchInbox[IncomingMessage] = BatchInbox()
@@ -112,6 +114,8 @@ class RouterService:
             wait = linger_for(self.linger, self._rate.per_second, self._machine.fraction())
             if wait > 0:
                 await self._inbox.fill(self.batch - 1, wait)
+            elif self.status_gather > 0 and not _is_document(messages[0]):  # see axis.router.batching
+                await self._inbox.fill(self.batch - 1, self.status_gather, until=_is_document)
             while len(messages) < self.batch and not self._inbox.empty():
                 messages.append(self._inbox.get_nowait())
             self._rate.taken(len(messages))
@@ -213,6 +217,11 @@ LIGHT_BYTES = 64 * 1024  # statuses: ~60 µs each for ~1 KB
 LIGHT_DOCUMENT_BYTES = 512 * 1024  # documents: ~0.5 ms each for 10 KB (signature check)
 
 
+def _is_document(message: IncomingMessage) -> bool:
+    """A document (or a forward, a refusal): anything but a status or a bundle of them."""
+    return header_text((message.headers or {}).get(H_KIND)) not in LIGHT_KINDS
+
+
 def _light(messages: list[IncomingMessage]) -> bool:
     """Little to check (a few ms): decided on the event loop itself. Batches are handled one after the other,
     so the loop has nothing else to do meanwhile but read frames, which the socket buffers."""
@@ -220,7 +229,7 @@ def _light(messages: list[IncomingMessage]) -> bool:
     for m in messages:
         if H_BLOB in (m.headers or {}):  # a big document by reference: read from the blob store
             return False
-        documents = documents or header_text((m.headers or {}).get(H_KIND)) not in LIGHT_KINDS
+        documents = documents or _is_document(m)
         size += len(m.body)
     return size <= (LIGHT_DOCUMENT_BYTES if documents else LIGHT_BYTES)
 

@@ -35,6 +35,25 @@ async def test_fill_returns_once_the_batch_is_full() -> None:
     await feeder
 
 
+async def test_fill_until_an_awaited_item_arrives() -> None:
+    """A gathering batch (statuses) stops waiting the moment an awaited item (a document) arrives, not before."""
+    q: BatchInbox[str] = BatchInbox()
+    waiter = asyncio.create_task(q.fill(100, 5.0, until=lambda item: item == "document"))
+    await asyncio.sleep(0.01)
+    q.put_nowait("status")
+    q.put_nowait("status")
+    await asyncio.sleep(0.01)
+    assert not waiter.done()  # statuses gather
+    started = time.monotonic()
+    q.put_nowait("document")
+    await asyncio.wait_for(waiter, 0.5)
+    assert time.monotonic() - started < 0.1 and q.qsize() == 3
+    q.put_nowait("document")  # nobody waits any more: nothing is left set for the next fill
+    started = time.monotonic()
+    await q.fill(100, 0.05)  # without until, a document is just an item
+    assert time.monotonic() - started >= 0.04
+
+
 async def test_fill_gives_up_at_the_deadline() -> None:
     q: BatchInbox[int] = BatchInbox()
     q.put_nowait(1)
