@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import typer
 from rich.table import Table
 
@@ -30,6 +29,7 @@ from axis.cli._common import (
     err_console,
     fail,
     print_json,
+    read_connections,
     safe,
     tls_problem,
     usage_error,
@@ -37,17 +37,18 @@ from axis.cli._common import (
 from axis.client import tls_verify
 from axis.core.reasons import Reason, Refusal
 
-DEFAULT_CONNECTIONS = Path("axis-work") / "connections.json"
 BY_CHOICES = ("agency", "server", "day")
 
 
-def _from_connections(path: Path) -> tuple[str | None, str | None]:
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None, None
-    admin = data.get("admin") or {}
-    return admin.get("url"), admin.get("token")
+def _admin_from_connections() -> tuple[str, str | None]:
+    """The admin URL and token of ./axis-work/connections.json; a usage error (exit 2) naming the file when it is
+    missing, unreadable, or names no admin URL."""
+    raw, path = read_connections(None, alternative="--admin URL or --db")
+    admin = raw.get("admin")
+    url, token = (admin.get("url"), admin.get("token")) if isinstance(admin, dict) else (None, None)
+    if not isinstance(url, str) or not url:
+        usage_error(f"{path} names no admin URL (pass --admin URL or --db)")
+    return url, token if isinstance(token, str) else None
 
 
 def _params(by: str, since: str | None, until: str | None, agency: str | None) -> dict[str, str]:
@@ -224,10 +225,8 @@ def register(app: typer.Typer) -> None:
                 _error(f"cannot read the statistics store {db}: {type(exc).__name__}: {exc}", as_json)
         else:
             if admin is None:
-                admin, known_token = _from_connections(DEFAULT_CONNECTIONS)
+                admin, known_token = _admin_from_connections()
                 token = token or known_token
-            if admin is None:
-                usage_error(f"no --admin URL, no --db and no {DEFAULT_CONNECTIONS} here (run axis up first)")
             s = _fetch(admin, token, params, as_json, ca)
         if as_json:
             print_json(s)

@@ -110,3 +110,16 @@ def test_offline_table_rows(filled: str) -> None:
     # no directory offline: the name/server columns are left out, kinds come from the traffic
     assert cells[G01] == ["dedicated", "2", "2", "0"]
     assert cells["000.00.00.H02"] == ["shared", "0", "1", "1"]
+
+
+@pytest.mark.parametrize("content", [b"[]", b'{"admin": "x"}', b'{"admin": {"url": 5}}', b"not json"])
+def test_a_broken_connections_file_is_a_usage_error_naming_it(content: bytes, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read through the CLI's one reader of connections.json: exit 2 and the file named, never a traceback."""
+    monkeypatch.delenv("AXIS_ADMIN_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "axis-work").mkdir()
+    (tmp_path / "axis-work" / "connections.json").write_bytes(content)
+    result = CliRunner().invoke(app, ["stats"])
+    assert result.exit_code == 2, result.output  # an uncaught exception would be exit code 1
+    assert "axis-work/connections.json" in " ".join(result.output.split())
