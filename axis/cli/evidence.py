@@ -83,8 +83,6 @@ def _error(message: str, as_json: bool, **extra: Any) -> NoReturn:
     raise typer.Exit(EXIT_REFUSED)
 
 
-
-
 def _client(url: str, ca: str | None, cert: tuple[str, str] | None = None) -> httpx.Client:
     verify: ssl.SSLContext | bool = True
     if url.startswith("https://") and (ca or cert):
