@@ -1,23 +1,23 @@
-"""The router process: consume ``axis.submissions``, decide (RouterCore), publish confirmed, count, then ack.
+"""The router process: consume ``axis.submissions``, decide (RouterCore), publish confirmed, then log, count, ack.
 
 Several router processes may consume the same queue (competing consumers). Messages are taken in batches (how long a
 batch waits to fill: :mod:`axis.router.batching`): the CPU work of a batch runs in a worker thread (the event loop
-keeps heartbeats and confirms flowing), its deliveries are packed per server (:func:`axis.router.core.coalesce`), all
-its publishes go out concurrently and are confirmed together, its counts are recorded in one transaction, and only
-then are the messages acked (one ack, ``multiple``). A batch with little to check (:func:`_light`) is decided on the
-event loop, without the two thread switches. Any failure after the decision (broker, store) settles the batch's
-messages again one by one, so a message that cannot be published goes back to the queue alone and never takes the
-others with it (each redelivery counts towards a message's delivery limit): redelivery is safe because deliveries are
-deduplicated at the inbox and counts are idempotent. A message that keeps failing is dead-lettered by RabbitMQ after
-``x-delivery-limit`` tries.
+keeps heartbeats and confirms flowing), its deliveries are packed per server (:func:`axis.router.core.coalesce`), and
+all its publishes go out concurrently and are confirmed together. Then the batch waits in the settler
+(:mod:`axis.router.settle`) with those decided after it, up to 250 ms: their events go to the log as one message,
+their counts are recorded in one transaction, and only then are their messages acked (one ack, ``multiple``). A batch
+with little to check (:func:`_light`) is decided on the event loop, without the two thread switches. Any failure
+after the decision (broker, store) settles the batch's messages again one by one, so a message that cannot be
+published goes back to the queue alone and never takes the others with it (each redelivery counts towards a
+message's delivery limit): redelivery is safe because deliveries are deduplicated at the inbox, events at the log,
+and counts are idempotent. A message that keeps failing is dead-lettered by RabbitMQ after ``x-delivery-limit`` tries.
 """
-
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from axis.blobs import open_blobs
@@ -34,12 +34,12 @@ from axis.core.wire import (
     KIND_STATUS,
     KIND_STATUS_BUNDLE,
     Q_SUBMISSIONS,
-    evidence,
     header_text,
 )
 from axis.router.batching import STATUS_GATHER_SECONDS, BatchInbox, MachineBusy, Rate, linger_for
 from axis.router.blobs import BlobRouting, prefetch_for
 from axis.router.core import Outcome, RouterCore, coalesce
+from axis.router.settle import SETTLE_LINGER_SECONDS, Decided, Settler, requeue
 from axis.stats.counting import Counter, open_counter
 
 log = logging.getLogger("axis.router")
@@ -54,7 +54,8 @@ def core_for(config: Config, verifier: Verifier) -> RouterCore:
 class RouterService:
     def __init__(self, config: Config, *, counter: Counter | None = None, verifier: Verifier | None = None,
                  prefetch: int = 1024, batch: int = 512, linger: float = 0.15,
-                 status_gather: float = STATUS_GATHER_SECONDS) -> None:
+                 status_gather: float = STATUS_GATHER_SECONDS,
+                 settle_linger: float = SETTLE_LINGER_SECONDS) -> None:
         self.config = config
         self.core = core_for(config, verifier or make_verifier(config))
         self._counter = counter
@@ -68,6 +69,8 @@ class RouterService:
         self._inbox: BatchInbox[IncomingMessage] = BatchInbox()
         self._conn: Connection | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._settler: Settler | None = None
+        self.settle_linger = settle_linger
         self._swap = asyncio.Lock()  # held by each batch; a reload swaps the core between batches
         self.processed = 0  # submissions handled (each status of a bundle counts)
         #: submissions by reference (big documents, axis.router.blobs), when the configuration allows them
@@ -83,6 +86,9 @@ class RouterService:
         _, exchanges = await attach_exchanges(self._conn, declare=[s.id for s in self.config.servers] if shared
                                               else None)
         self._publisher = Publisher(exchanges, user_id=publisher_user_id(self.config, ROUTER_USER))
+        # unacked messages count against the prefetch: settle before half of it waits
+        self._settler = Settler(self._publisher, self._counter, max_messages=self.prefetch // 2,
+                                linger=self.settle_linger, on_settled=self._settled)
         # declare_queue(passive=True), not get_queue(ensure=False): only a declared queue is restored with its
         # consumer when the robust connection reconnects (else the router silently stops consuming)
         _, queue = await attach_queue(self._conn, Q_SUBMISSIONS, prefetch=self.prefetch)
@@ -95,6 +101,8 @@ class RouterService:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        if self._settler is not None:
+            await self._settler.close()
         if self._conn is not None:
             await self._conn.close()
         if self._counter is not None and self._own_counter:
@@ -162,7 +170,7 @@ class RouterService:
             outcomes = await asyncio.to_thread(self._decide, messages)
         done = [(m, o) for m, o in zip(messages, outcomes, strict=True) if o is not None]
         # nacked first: the batch's ack (``multiple``) must not cover them
-        await _requeue(m for m, o in zip(messages, outcomes, strict=True) if o is None)
+        await requeue(m for m, o in zip(messages, outcomes, strict=True) if o is None)
         try:
             await self._settle(done)
         except Exception:
@@ -175,42 +183,21 @@ class RouterService:
                     await self._settle([(m, o)])
                 except Exception:
                     log.exception("router: message %s could not be settled; it goes back to the queue", m.message_id)
-                    await _requeue([m])
+                    await requeue([m])
 
-    async def _settle(self, done: list[tuple[IncomingMessage, Outcome]]) -> None:
-        """Publish the outcomes (confirmed), record their counts (one transaction), then ack the messages."""
+    async def _settle(self, done: list[Decided]) -> None:
+        """Publish the outcomes (confirmed); their evidence, counts and acks follow in the settler."""
         if not done:
             return
-        outgoing = coalesce([x for _, o in done for x in o.outgoing])
-        events = [e for _, o in done for e in o.events]
-        if events:  # the batch's events for the log, one message, confirmed with the rest before the ack
-            outgoing.append(evidence(events))
-        await self._publisher.publish_all(outgoing)
-        assert self._counter is not None
-        await self._counter.record(
-            accepted=[a for _, o in done for a in o.accepted],
-            delivered=[d for _, o in done for d in o.delivered],
-            refused=[r for _, o in done for r in o.refused],
-        )
-        try:
-            if len(done) == 1:
-                await done[0][0].ack()
-            else:
-                # One ack for the batch: batches are taken in delivery order and settled one after the other, so
-                # every unsettled delivery up to the last one of this batch belongs to it.
-                await done[-1][0].ack(multiple=True)
-        except Exception:  # the channel closed under us: the broker requeues what it had not seen acked
-            log.warning("router: ack of %d messages failed; they will be redelivered", len(done))
-        self.processed += sum(o.items for _, o in done)  # submissions: documents and statuses
+        await self._publisher.publish_all(coalesce([x for _, o in done for x in o.outgoing]))
+        assert self._settler is not None
+        await self._settler.add(done)
+
+    def _settled(self, decided: Sequence[Decided]) -> None:
+        self.processed += sum(o.items for _, o in decided)  # submissions: documents and statuses
         if self.blobs is not None:
-            for _, o in done:
+            for _, o in decided:
                 self.blobs.settled(o)
-
-
-async def _requeue(messages: Iterable[IncomingMessage]) -> None:
-    for m in messages:
-        with contextlib.suppress(Exception):
-            await m.nack(requeue=True)
 
 
 LIGHT_BYTES = 64 * 1024  # statuses: ~60 µs each for ~1 KB

@@ -175,6 +175,7 @@ async def test_status_origin_is_the_broker_user_not_the_header(tmp_path: Path, v
         dead = got
         assert [(m.headers or {}).get(H_REASON) for m in dead] == ["FORBIDDEN"] * 3
         assert {(m.headers or {}).get(H_SERVER) for m in dead} <= {"d1", ""}  # the authenticated origin
+        await wait_for(lambda: len(env.counter.refused) >= 3, what="three refusals counted")  # axis.router.settle
         assert {r.reason for r in env.counter.refused.values()} == {"FORBIDDEN"} and len(env.counter.refused) == 3
         statuses = env.servers["d1"].metrics.statuses
         assert statuses.labels(G22, "03")._value.get() == 0  # nothing reached G22's server

@@ -69,6 +69,7 @@ async def test_consumers_resume_after_the_broker_drops_every_connection(
                                      f"{len(env.counter.accepted)} processed {env.router.processed}; "
                                      f"received {await env.received()}") from None
             print(f"FAULTS-REPORT reconnect round={round_} connections_closed={len(live)} http={statuses}")
+        await wait_for(lambda: len(env.counter.accepted) >= 2, what="both documents counted")  # axis.router.settle
         assert len(env.counter.accepted) == 2
 
 
