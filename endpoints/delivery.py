@@ -73,6 +73,8 @@ from endpoints.metrics import Metrics
 log = logging.getLogger("axis.endpoint")
 #: seconds before a delivery that failed for a non-refusal reason goes back to its queue
 REQUEUE_PAUSE = 2.0
+#: how long the first status 01 of a quiet moment waits for others of this server to share its message
+STATUS_LINGER_SECONDS = 0.05
 AXIS_FROM = "axis"  # "from" of statuses the axis itself issues (refusals)
 
 
@@ -116,7 +118,8 @@ class DeliveryConsumer:
         self.check_blob = check_blob
         self.metrics = metrics
         # one bundle per logical server: the router authenticates a bundle as a whole (its publishing server)
-        self.statuses: Coalescer[bundle.Item] = Coalescer(self._publish_statuses, inflight=1)
+        self.statuses: Coalescer[bundle.Item] = Coalescer(self._publish_statuses, inflight=1,
+                                                          linger=STATUS_LINGER_SECONDS)
 
     @property
     def server_id(self) -> str:

@@ -182,14 +182,16 @@ class Coalescer(Generic[T]):
 
     ``send(items)`` returns once ``flush`` (which publishes one message holding them, confirmed) has returned for
     them, or raises what it raised, so a caller may ack what the items stand for. The first items of a quiet
-    period go out at once; under load one message carries everything that arrived during the previous confirm
-    (at most ``max_items``; at most ``inflight`` flushes at a time).
+    period go out at once (or, with ``linger``, after waiting that long for company); under load one message carries
+    everything that arrived during the previous confirm (at most ``max_items``; at most ``inflight`` flushes at a
+    time).
     """
 
     def __init__(self, flush: Callable[[list[T]], Awaitable[None]], *, max_items: int = 512,
-                 inflight: int = 2) -> None:
+                 inflight: int = 2, linger: float = 0.0) -> None:
         self._flush_items = flush
         self.max_items = max_items
+        self.linger = linger
         self._pending: list[tuple[list[T], asyncio.Future[None]]] = []
         self._slots = inflight
         self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
@@ -218,7 +220,7 @@ class Coalescer(Generic[T]):
 
     async def _flush(self) -> None:
         try:
-            await asyncio.sleep(0)  # let the items of this loop iteration join
+            await asyncio.sleep(self.linger)  # let the items of this loop iteration (or of the linger) join
             while self._pending:
                 items, futs = self._take()
                 try:

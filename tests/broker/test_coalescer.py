@@ -61,3 +61,21 @@ async def test_a_failed_flush_fails_its_senders_only() -> None:
         await a
     await b  # flushed in the next message, which succeeded
     assert calls == 2
+
+
+async def test_linger_lets_the_first_sender_wait_for_company() -> None:
+    """With ``linger``, the first items of a quiet moment wait that long, and what comes meanwhile shares their
+    message; without it, each send of a quiet moment is its own message."""
+    for linger, expected in ((0.05, [[0, 1, 2]]), (0.0, [[0], [1], [2]])):
+        flushed: list[list[int]] = []
+
+        async def flush(items: list[int], flushed: list[list[int]] = flushed) -> None:
+            flushed.append(items)
+
+        c: Coalescer[int] = Coalescer(flush, inflight=1, linger=linger)
+        sends = []
+        for i in range(3):
+            sends.append(asyncio.create_task(c.send([i])))
+            await asyncio.sleep(0.01)  # each a loop turn (and 10 ms) after the previous
+        await asyncio.gather(*sends)
+        assert flushed == expected, linger
