@@ -323,6 +323,11 @@ BUNDLE_DOCUMENT_BYTES = 256 * 1024
 BUNDLE_BYTES = 1024 * 1024
 
 
+def is_status_delivery(o: Outgoing) -> bool:
+    """A status on its way to the server of the agency it reports to (what :func:`coalesce` bundles per server)."""
+    return o.exchange == EX_DELIVER and o.headers.get(H_KIND) == KIND_STATUS and H_BOUNCES not in o.headers
+
+
 def coalesce(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoing]:
     """The same messages, fewer of them: the statuses bound for one server packed into one ``status-bundle``,
     the documents bound for one server into ``document-bundle``s (each item keeps its own delivery headers as
@@ -334,12 +339,11 @@ def coalesce(outgoing: list[Outgoing], *, max_items: int = 1000) -> list[Outgoin
     documents: dict[str, list[Outgoing]] = {}
     rest: list[Outgoing] = []
     for o in outgoing:
-        kind = o.headers.get(H_KIND)
-        if o.exchange != EX_DELIVER or H_BOUNCES in o.headers:
-            rest.append(o)
-        elif kind == KIND_STATUS:
+        if is_status_delivery(o):
             statuses.setdefault(o.routing_key, []).append(o)
-        elif kind == KIND_DOCUMENT and len(o.body) <= BUNDLE_DOCUMENT_BYTES:
+        elif o.exchange != EX_DELIVER or H_BOUNCES in o.headers:
+            rest.append(o)
+        elif o.headers.get(H_KIND) == KIND_DOCUMENT and len(o.body) <= BUNDLE_DOCUMENT_BYTES:
             documents.setdefault(o.routing_key, []).append(o)
         else:
             rest.append(o)

@@ -38,7 +38,7 @@ from axis.core.wire import (
 )
 from axis.router.batching import STATUS_GATHER_SECONDS, BatchInbox, MachineBusy, Rate, linger_for
 from axis.router.blobs import BlobRouting, prefetch_for
-from axis.router.core import Outcome, RouterCore, coalesce
+from axis.router.core import Outcome, RouterCore, coalesce, is_status_delivery
 from axis.router.settle import SETTLE_LINGER_SECONDS, Decided, Settler, requeue
 from axis.stats.counting import Counter, open_counter
 
@@ -186,10 +186,12 @@ class RouterService:
                     await requeue([m])
 
     async def _settle(self, done: list[Decided]) -> None:
-        """Publish the outcomes (confirmed); their evidence, counts and acks follow in the settler."""
+        """Publish the outcomes (confirmed) but the statuses; those, the evidence, counts and acks follow in the
+        settler."""
         if not done:
             return
-        await self._publisher.publish_all(coalesce([x for _, o in done for x in o.outgoing]))
+        await self._publisher.publish_all(coalesce([x for _, o in done for x in o.outgoing
+                                                    if not is_status_delivery(x)]))
         assert self._settler is not None
         await self._settler.add(done)
 

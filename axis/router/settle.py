@@ -1,27 +1,30 @@
-"""How a router settles what it decided, after the deliveries are out: the evidence, the counts and the acks of
-several batches together (:class:`Settler`).
+"""How a router settles what it decided, after the documents are out: the statuses it forwards, the evidence, the
+counts and the acks of several batches together (:class:`Settler`).
 
-A batch's deliveries and status forwards are published (and confirmed) as soon as it is decided: they are what
-agencies wait for. What remains of the batch — its events for the log, its counts, the ack of its messages — waits
-in the settler for up to :data:`SETTLE_LINGER_SECONDS` and is then done for every batch that waited, in order:
+A batch's deliveries of documents (and its refusals, dead letters, bounces) are published and confirmed as soon as
+it is decided: they are what agencies wait for. What remains of the batch waits in the settler for up to
+:data:`SETTLE_LINGER_SECONDS` and is then done for every batch that waited, in order:
 
-1. one evidence message for all their events, confirmed;
+1. the statuses bound for each server (:func:`axis.router.core.is_status_delivery`), packed per server
+   (:func:`axis.router.core.coalesce`), and one evidence message for all their events, confirmed together;
 2. one counting transaction;
 3. one ack (``multiple``: the batches were taken in delivery order, so every unsettled delivery up to the last one
    belongs to them; a message the router sent back to the queue was nacked before its batch got here).
 
-The order is the one a single batch always had — log and counts before the ack — so a crash anywhere loses nothing:
-what was not acked is delivered again, decided again and published again; the inbox stores one copy of a document
-delivered twice, the log one leaf of an event published twice, and counts are idempotent.
+The order is the one a single batch always had — published, logged and counted before the ack — so a crash anywhere
+loses nothing: what was not acked is delivered again, decided again and published again; the inbox stores one copy
+of a document delivered twice, a sender's server one row of a status delivered twice, the log one leaf of an event
+published twice, and counts are idempotent.
 
-Why wait: at low and moderate load a batch is one or two messages, and each paid its own evidence message (a
-quorum-queue message RabbitMQ persists, and one more batch and commit for the log writer), its own counting
-transaction and its own ack. At 10 documents/s on the reference machine those evidence messages were 2.7 of the
-11.7 AMQP messages a document cost, and a document cost ~7× its saturated CPU (bench/README.md, session 8). The
-price: the log and the counters learn of a document up to :data:`SETTLE_LINGER_SECONDS` later (the log writer adds
-its own 50 ms), and a crashed router's messages of that window are redelivered rather than lost. The settler
-flushes early when its batches hold :data:`SETTLE_MAX_EVENTS` events or half the router's prefetch in messages (so
-unacked messages never starve the consumer), and on :meth:`Settler.close`.
+Why wait: at low and moderate load a batch is one or two messages, and each paid its own forward of statuses to the
+sender's server, its own evidence message (each a quorum-queue message RabbitMQ persists, and work for the
+consumer), its own counting transaction and its own ack. At 10 documents/s on the reference machine the evidence
+messages alone were 2.7 of the 11.7 AMQP messages a document cost, and a document cost ~7× its saturated CPU
+(bench/README.md, session 8). The price: a status reaches the sender's server, and the log and the counters learn
+of a document, up to :data:`SETTLE_LINGER_SECONDS` later (the log writer adds its own 50 ms); a crashed router's
+messages of that window are redelivered rather than lost. No document waits. The settler settles early when its
+batches hold :data:`SETTLE_MAX_EVENTS` events or half the router's prefetch in messages (so unacked messages never
+starve the consumer), and on :meth:`Settler.close`.
 
 If settling fails (the broker, the statistics store), the batches are settled again one at a time, and a batch that
 still fails goes back to the queue alone (nack, requeue): one batch's trouble never costs another its delivery limit.
@@ -36,7 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from axis.broker.transport import IncomingMessage, Publisher
 from axis.core.wire import evidence
-from axis.router.core import Outcome
+from axis.router.core import Outcome, coalesce, is_status_delivery
 from axis.stats.counting import Counter
 
 log = logging.getLogger("axis.router")
@@ -122,9 +125,12 @@ class Settler:
                 await task
 
     async def _settle(self, decided: list[Decided]) -> None:
+        outgoing = coalesce([x for _, o in decided for x in o.outgoing if is_status_delivery(x)])
         events = [e for _, o in decided for e in o.events]
         if events:
-            await self.publisher.publish_all([evidence(events)])
+            outgoing.append(evidence(events))
+        if outgoing:
+            await self.publisher.publish_all(outgoing)
         await self.counter.record(
             accepted=[a for _, o in decided for a in o.accepted],
             delivered=[d for _, o in decided for d in o.delivered],

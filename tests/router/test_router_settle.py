@@ -1,5 +1,6 @@
-"""The router's settler: the evidence, counts and acks of several decided batches together, in order — log and
-counts before the ack, one ack covering them — and, when that fails, each batch on its own."""
+"""The router's settler: the forwarded statuses, evidence, counts and acks of several decided batches together, in
+order — published, logged and counted before the ack, one ack covering them — and, when that fails, each batch on
+its own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 import orjson
 
+from axis.core import bundle
 from axis.core.evidence import Event
+from axis.core.wire import EX_DELIVER, EX_EVIDENCE, H_KIND, KIND_STATUS, KIND_STATUS_BUNDLE, Outgoing
 from axis.router.core import Outcome
 from axis.router.settle import Settler
 
@@ -35,7 +38,11 @@ class FakePublisher:
             self.fail -= 1
             raise ConnectionError("broker gone")
         for o in outgoing:
-            self.log.append(("evidence", [e["document_id"] for e in orjson.loads(o.body)]))
+            if o.exchange == EX_EVIDENCE:
+                self.log.append(("evidence", [e["document_id"] for e in orjson.loads(o.body)]))
+            else:
+                items = bundle.unpack(o.body) if o.headers[H_KIND] == KIND_STATUS_BUNDLE else [o]
+                self.log.append(("statuses", o.routing_key, [i.body for i in items]))
 
 
 class FakeCounter:
@@ -46,10 +53,15 @@ class FakeCounter:
         self.log.append(("count", len(accepted)))
 
 
-def decided(tag: int, log: list[Any]) -> tuple[Any, Outcome]:
+def decided(tag: int, log: list[Any], outgoing: list[Outgoing] | None = None) -> tuple[Any, Outcome]:
     event = Event(type="submitted", at=1_700_000_000_000, sender="000.00.00.G22", document_id=f"doc-{tag}",
                   doc_type=0, sha256="")
-    return FakeMessage(tag, log), Outcome(outgoing=[], accepted=[object()], events=[event])  # type: ignore[list-item]
+    return FakeMessage(tag, log), Outcome(outgoing=outgoing or [], accepted=[object()],  # type: ignore[list-item]
+                                          events=[event])
+
+
+def status_to(server: str, body: bytes) -> Outgoing:
+    return Outgoing(EX_DELIVER, server, body, {H_KIND: KIND_STATUS})
 
 
 def settler(log: list[Any], **kw: Any) -> tuple[Settler, list[int]]:
@@ -98,3 +110,15 @@ async def test_a_failed_settlement_is_retried_batch_by_batch() -> None:
     # the together attempt and the first batch alone fail (requeued), the second batch alone works
     assert log == [("nack", 3, True), ("evidence", ["doc-4", "doc-5"]), ("count", 2), ("ack", 5, True)]
     assert settled == [1, 2, 4, 5]
+
+
+async def test_the_statuses_of_the_batches_travel_in_one_bundle_per_server_before_the_ack() -> None:
+    """Statuses are forwarded at settlement: those of every waiting batch bound for one server share a message."""
+    log: list[Any] = []
+    s, _ = settler(log, max_messages=100, linger=0.05)
+    await s.add([decided(1, log, [status_to("d1", b"<a/>"), status_to("d2", b"<b/>")])])
+    await s.add([decided(2, log, [status_to("d1", b"<c/>")])])
+    assert log == []  # not before the linger
+    await asyncio.sleep(0.1)
+    assert log == [("statuses", "d1", [b"<a/>", b"<c/>"]), ("statuses", "d2", [b"<b/>"]),
+                   ("evidence", ["doc-1", "doc-2"]), ("count", 2), ("ack", 2, True)]
