@@ -6,8 +6,8 @@ keeps heartbeats and confirms flowing), its deliveries are packed per server (:f
 its documents, refusals and dead letters go out concurrently and are confirmed together. Then the batch waits in the
 settler (:mod:`axis.router.settle`) with those decided after it, up to 250 ms: their statuses go to the senders'
 servers (a bundle per server) and their events to the log as one message, their counts are recorded in one
-transaction, and only then are their messages acked (one ack, ``multiple``). A batch
-with little to check (:func:`_light`) is decided on the event loop, without the two thread switches. Any failure
+transaction, and only then are their messages acked (one ack, ``multiple``). A batch with little to check
+(:func:`_light`) is decided on the event loop, without the two thread switches. Any failure
 after the decision (broker, store) settles the batch's messages again one by one, so a message that cannot be
 published goes back to the queue alone and never takes the others with it (each redelivery counts towards a
 message's delivery limit): redelivery is safe because deliveries are deduplicated at the inbox, events at the log,

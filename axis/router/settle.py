@@ -44,7 +44,8 @@ from axis.stats.counting import Counter
 
 log = logging.getLogger("axis.router")
 
-#: how long a decided batch waits for others to share its evidence message, counting transaction and ack
+#: how long a decided batch waits for others to share its forwards of statuses, evidence message, counting
+#: transaction and ack
 SETTLE_LINGER_SECONDS = 0.25
 #: settle at once when the waiting batches hold this many events (the log writer's batch)
 SETTLE_MAX_EVENTS = 2000
@@ -54,7 +55,8 @@ Decided = tuple[IncomingMessage, Outcome]
 
 
 class Settler:
-    """Evidence, counts and acks of a router's decided batches, several batches at a time (see the module)."""
+    """Forwarded statuses, evidence, counts and acks of a router's decided batches, several batches at a time (see
+    the module)."""
 
     def __init__(self, publisher: Publisher, counter: Counter, *, max_messages: int,
                  linger: float = SETTLE_LINGER_SECONDS, max_events: int = SETTLE_MAX_EVENTS,
