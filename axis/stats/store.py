@@ -220,8 +220,8 @@ class SqliteWriter:
     """Batched writes on one persistent sqlite3 connection, run in the event loop itself: a counting transaction
     takes ~10 µs of CPU (WAL at ``synchronous=NORMAL``: a ``write()``, no ``fsync``), where handing it to a thread
     and back cost ~90 µs (bench/README.md, session 7) — once per router settlement (the batches of up to 250 ms,
-    :mod:`axis.router.settle`). The loop never waits for a lock: the busy timeout is 0, and a write that finds the database
-    locked (the other router writing) is rolled back and run again in a worker thread that waits for it; writes
+    :mod:`axis.router.settle`). The loop never waits for a lock: the busy timeout is 0, and a write that finds the
+    database locked (the other router writing) is rolled back and run again in a worker thread that waits for it; writes
     arriving meanwhile queue behind it. Checkpoints (with their ``fsync``) run in a worker thread too, every
     :data:`CHECKPOINT_EVERY` writes, on a connection of their own. The same design as the inbox store
     (:mod:`endpoints.inbox.sqlite`)."""
