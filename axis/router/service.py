@@ -71,7 +71,8 @@ class RouterService:
         self._inbox: BatchInbox[IncomingMessage] = BatchInbox()
         self._conn: Connection | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._settler: Settler | None = None
+        #: what a decided batch waits in (axis.router.settle): made by start()
+        self.settler: Settler | None = None
         self.settle_linger = settle_linger
         self._swap = asyncio.Lock()  # held by each batch; a reload swaps the core between batches
         self.processed = 0  # submissions handled (each status of a bundle counts)
@@ -89,7 +90,7 @@ class RouterService:
                                               else None)
         self._publisher = Publisher(exchanges, user_id=publisher_user_id(self.config, ROUTER_USER))
         # unacked messages count against the prefetch: settle before half of it waits
-        self._settler = Settler(self._publisher, self._counter, max_messages=self.prefetch // 2,
+        self.settler = Settler(self._publisher, self._counter, max_messages=self.prefetch // 2,
                                 linger=self.settle_linger, on_settled=self._settled)
         # declare_queue(passive=True), not get_queue(ensure=False): only a declared queue is restored with its
         # consumer when the robust connection reconnects (else the router silently stops consuming)
@@ -103,8 +104,8 @@ class RouterService:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        if self._settler is not None:
-            await self._settler.close()
+        if self.settler is not None:
+            await self.settler.close()
         if self._conn is not None:
             await self._conn.close()
         if self._counter is not None and self._own_counter:
@@ -194,8 +195,8 @@ class RouterService:
             return
         await self._publisher.publish_all(coalesce([x for _, o in done for x in o.outgoing
                                                     if not is_status_delivery(x)]))
-        assert self._settler is not None
-        await self._settler.add(done)
+        assert self.settler is not None
+        await self.settler.add(done)
 
     def _settled(self, decided: Sequence[Decided]) -> None:
         self.processed += sum(o.items for _, o in decided)  # submissions: documents and statuses
