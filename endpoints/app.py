@@ -37,7 +37,6 @@ from axis.core.wire import (
     H_DOC_TYPE,
     H_SHA256,
     H_SUBMITTED_AT,
-    KIND_DOCUMENT,
     KIND_STATUS,
     StatusFields,
     evidence,
@@ -357,7 +356,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         assert srv.store is not None
         rid, _new = await srv.store.store_sent(agency, document_id=msg.document_id, doc_type=doc_type,
                                                recipients=recipients, subject=msg.subject, data=body)
-        await srv.publisher.publish(submission(body, srv.id, KIND_DOCUMENT, **{H_SUBMITTED_AT: now_ms()}))
+        await srv.submit(body, {H_SUBMITTED_AT: now_ms()})
         srv.metrics.submitted.labels(agency).inc()
         return JSONResponse({"id": rid, "document_id": msg.document_id, "recipients": recipients}, status_code=202)
 

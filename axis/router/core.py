@@ -15,7 +15,8 @@ is committed: it is counted as ``Delivered``.
 
 Status bundles (``status-bundle``, :mod:`axis.core.bundle`): each item is handled as the single status it stands for,
 with the bundle's ``x-axis-server`` (items cannot name another) and its own ``x-axis-doc-type`` (message id
-``<bundle id>#<index>``): an item that fails is refused alone.
+``<bundle id>#<index>``): an item that fails is refused alone. Document bundles a server's door submitted
+(``document-bundle``, :meth:`RouterCore._documents`) likewise: each item decided as the single document it is.
 :func:`coalesce` then packs the statuses, and the documents, of a whole batch bound for one server into bundles.
 
 Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and a refusal
@@ -147,6 +148,8 @@ class RouterCore:
         root = None
         if kind == KIND_STATUS_BUNDLE:
             return self._bundle(body, headers, message_id)
+        if kind == KIND_DOCUMENT_BUNDLE:
+            return self._documents(body, headers, message_id)
         try:
             if kind == KIND_STATUS:
                 stated = server_fields(headers)
@@ -260,6 +263,27 @@ class RouterCore:
                                            H_SHA256: item.meta.get(H_SHA256), H_STATUS: item.meta.get(H_STATUS)},
                                f"{message_id}#{i}")
             out.outgoing += one.outgoing
+            out.delivered += one.delivered
+            out.refused += one.refused
+            out.events += one.events
+        return out
+
+    def _documents(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
+        """The documents a server's door submitted together (:meth:`endpoints.server.EndpointServer.submit`): each
+        item decided exactly as the single document it is (verified, routed or refused alone, message id
+        ``<bundle id>#<index>``), with the bundle's authenticated server; an item's meta brings only its
+        ``x-axis-submitted-at``."""
+        try:
+            items = bundle.unpack(body)
+        except Refusal as refusal:  # the framing itself is bad: the whole message is refused
+            return self._refuse(refusal, body, headers, message_id, notify=False)
+        server = header_text(headers.get(H_SERVER))
+        out = Outcome(items=len(items))
+        for i, item in enumerate(items):
+            one = self.process(item.body, {H_KIND: KIND_DOCUMENT, H_SERVER: server,
+                                           H_SUBMITTED_AT: item.meta.get(H_SUBMITTED_AT)}, f"{message_id}#{i}")
+            out.outgoing += one.outgoing
+            out.accepted += one.accepted
             out.delivered += one.delivered
             out.refused += one.refused
             out.events += one.events

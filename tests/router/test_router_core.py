@@ -360,3 +360,29 @@ def test_a_status_is_routed_from_its_servers_fields_as_from_its_xml(pki: TestPKI
     out_unknown = core.process(pack([Item(xml, {**meta, **unknown.header()})]),
                                {H_KIND: "status-bundle", H_SERVER: "sh"}, "b5")
     assert [r.reason for r in out_unknown.refused] == ["UNKNOWN_RECIPIENT"]
+
+
+def test_a_document_bundle_from_a_door_is_decided_item_by_item(pki: TestPKI, core: RouterCore) -> None:
+    """The documents a server's door submitted together: each verified, routed, counted or refused alone, exactly as
+    if it had come as its own message; nothing in an item can change the publishing server."""
+    from axis.core.bundle import Item, pack
+
+    a, b = doc(pki, G22, [G01]), doc(pki, G03, [H53])
+    forged = envelope.build(envelope.new_document(G01, [H53], "unsigned"))
+    at = int(NOW.timestamp() * 1000) - 40
+    body = pack([Item(a, {H_SUBMITTED_AT: at}), Item(forged, {H_SUBMITTED_AT: at, H_SERVER: "d2"}),
+                 Item(b, {H_SUBMITTED_AT: at})])
+    out = core.process(body, {H_KIND: "document-bundle", H_SERVER: "sh"}, "s1")
+    assert out.items == 3 and out.reason is None
+    assert [(acc.sender, acc.latency_ms) for acc in out.accepted] == [(G22, 40), (G03, 40)]
+    assert [(o.routing_key, o.body) for o in out.outgoing if o.exchange == EX_DELIVER and o.body in (a, b)] == [
+        ("sh", a), ("d2", b)]
+    # the unsigned item alone is refused, under its own id; the refusal goes to the bundle's server, not to "d2"
+    [refused] = out.refused
+    assert refused.message_id == "s1#1" and refused.reason == "SIGNATURE_MISSING"
+    [dead] = [o for o in out.outgoing if o.exchange == EX_DLX]
+    assert dead.body == forged and dead.headers[H_SERVER] == "sh" and dead.message_id == "s1#1"
+    assert sorted(e.type for e in out.events) == ["refused", "routed", "routed", "submitted", "submitted"]
+    # a bundle whose framing is bad is refused whole
+    bad = core.process(b"AXB1\x00\x00\x00\x02junk", {H_KIND: "document-bundle", H_SERVER: "sh"}, "s2")
+    assert bad.reason == "XML_MALFORMED" and [r.message_id for r in bad.refused] == ["s2"]
