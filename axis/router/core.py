@@ -16,7 +16,7 @@ is committed: it is counted as ``Delivered``.
 Status bundles (``status-bundle``, :mod:`axis.core.bundle`): each item is handled as the single status it stands for,
 with the bundle's ``x-axis-server`` (items cannot name another) and its own ``x-axis-doc-type`` (message id
 ``<bundle id>#<index>``): an item that fails is refused alone. Document bundles a server's door submitted
-(``document-bundle``, :meth:`RouterCore._documents`) likewise: each item decided as the single document it is.
+(``document-bundle``) likewise: each item decided as the single document it is (:meth:`RouterCore._bundle`).
 :func:`coalesce` then packs the statuses, and the documents, of a whole batch bound for one server into bundles.
 
 Refused messages go to the dead-letter exchange with ``x-axis-reason``/``x-axis-detail`` headers, and a refusal
@@ -131,6 +131,10 @@ def _claimed(root: etree._Element | None) -> tuple[str | None, str | None]:
     return msg.sender.organ_id, msg.document_id
 
 
+#: what an item of a bundle may state in its meta, by the kind of its items (the rest is the bundle's)
+BUNDLE_ITEM_META = {KIND_STATUS: (H_DOC_TYPE, H_SHA256, H_STATUS), KIND_DOCUMENT: (H_SUBMITTED_AT,)}
+
+
 class RouterCore:
     """Stateless per message; one instance (one Verifier, one Directory) serves every message of a process."""
 
@@ -147,9 +151,9 @@ class RouterCore:
         kind = header_text(headers.get(H_KIND)) or KIND_DOCUMENT
         root = None
         if kind == KIND_STATUS_BUNDLE:
-            return self._bundle(body, headers, message_id)
+            return self._bundle(body, headers, message_id, KIND_STATUS)
         if kind == KIND_DOCUMENT_BUNDLE:
-            return self._documents(body, headers, message_id)
+            return self._bundle(body, headers, message_id, KIND_DOCUMENT)
         try:
             if kind == KIND_STATUS:
                 stated = server_fields(headers)
@@ -250,38 +254,22 @@ class RouterCore:
                 document_id=doc_id, at=self.clock()))
         return out
 
-    def _bundle(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
+    def _bundle(self, body: bytes, headers: Mapping[str, Any], message_id: str, kind: str) -> Outcome:
+        """A bundle's items, each decided exactly as the single message of ``kind`` it stands for (a status, or a
+        document a server's door submitted with others: :meth:`endpoints.server.EndpointServer.submit`), message id
+        ``<bundle id>#<index>``, so an item that fails is refused alone. The publishing server is the bundle's
+        authenticated one — nothing in an item can change it — and an item's meta brings only what
+        :data:`BUNDLE_ITEM_META` allows for its kind. A bundle whose framing is bad is refused whole."""
         try:
             items = bundle.unpack(body)
-        except Refusal as refusal:  # the framing itself is bad: the whole message is refused
+        except Refusal as refusal:
             return self._refuse(refusal, body, headers, message_id, notify=False)
         server = header_text(headers.get(H_SERVER))
         out = Outcome(items=len(items))
         for i, item in enumerate(items):
-            # the publishing server is the bundle's (authenticated) one; nothing in an item can change it
-            one = self.process(item.body, {H_KIND: KIND_STATUS, H_SERVER: server, H_DOC_TYPE: item.meta.get(H_DOC_TYPE),
-                                           H_SHA256: item.meta.get(H_SHA256), H_STATUS: item.meta.get(H_STATUS)},
+            one = self.process(item.body, {H_KIND: kind, H_SERVER: server,
+                                           **{h: item.meta.get(h) for h in BUNDLE_ITEM_META[kind]}},
                                f"{message_id}#{i}")
-            out.outgoing += one.outgoing
-            out.delivered += one.delivered
-            out.refused += one.refused
-            out.events += one.events
-        return out
-
-    def _documents(self, body: bytes, headers: Mapping[str, Any], message_id: str) -> Outcome:
-        """The documents a server's door submitted together (:meth:`endpoints.server.EndpointServer.submit`): each
-        item decided exactly as the single document it is (verified, routed or refused alone, message id
-        ``<bundle id>#<index>``), with the bundle's authenticated server; an item's meta brings only its
-        ``x-axis-submitted-at``."""
-        try:
-            items = bundle.unpack(body)
-        except Refusal as refusal:  # the framing itself is bad: the whole message is refused
-            return self._refuse(refusal, body, headers, message_id, notify=False)
-        server = header_text(headers.get(H_SERVER))
-        out = Outcome(items=len(items))
-        for i, item in enumerate(items):
-            one = self.process(item.body, {H_KIND: KIND_DOCUMENT, H_SERVER: server,
-                                           H_SUBMITTED_AT: item.meta.get(H_SUBMITTED_AT)}, f"{message_id}#{i}")
             out.outgoing += one.outgoing
             out.accepted += one.accepted
             out.delivered += one.delivered
