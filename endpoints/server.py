@@ -118,10 +118,11 @@ class EndpointServer:
 
     async def submit(self, body: bytes, headers: dict[str, Any]) -> None:
         """Hand a document the door checked to the router (``axis.submit``); returns once the broker confirmed it.
-        The documents submitted while this server's previous submission awaits its confirm travel together in one
-        ``document-bundle`` (each item with its own headers as its meta): the router decides each item as the
-        single document it is, so a bundle changes nothing but the number of messages. None over
-        :data:`SUBMIT_BUNDLE_DOCUMENT_BYTES` is bundled."""
+        The documents submitted while this server's previous submissions await their confirms (two at a time, the
+        :class:`~axis.broker.transport.Coalescer`'s ``inflight``) travel together in one ``document-bundle`` (each
+        item with its own headers as its meta): the router decides each item as the single document it is, so a
+        bundle changes nothing but the number of messages. None over :data:`SUBMIT_BUNDLE_DOCUMENT_BYTES` is
+        bundled."""
         if len(body) > SUBMIT_BUNDLE_DOCUMENT_BYTES:
             await self.publisher.publish(submission(body, self.id, KIND_DOCUMENT, **headers))
         else:
