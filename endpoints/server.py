@@ -40,10 +40,16 @@ from endpoints.refusals import RefusalRecorder
 
 log = logging.getLogger("axis.endpoint")
 
-#: a document submitted at the door is bundled with the others of the moment (EndpointServer.submit) up to this size
-SUBMIT_BUNDLE_DOCUMENT_BYTES = 256 * 1024
-#: at most this many documents a bundle (8 MB at most)
-SUBMIT_BUNDLE_ITEMS = 32
+
+
+def submit_bundle_bytes(config: Config) -> int:
+    """The most bytes of documents a door's bundle holds: :data:`axis.core.bundle.BUNDLE_BYTES`, and never more than
+    one inline document may be — the router's prefetch is sized by that (``axis.router.blobs.prefetch_for``)."""
+    return min(bundle.BUNDLE_BYTES, config.limits.inline_limit)
+
+
+def _body_size(item: bundle.Item) -> int:
+    return len(item.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +98,8 @@ class EndpointServer:
         self.refusals: RefusalRecorder = None  # type: ignore[assignment]
         self.publisher: Publisher = None  # type: ignore[assignment]
         #: the documents this server's door submits, shared out as document-bundles (:meth:`submit`)
-        self.submissions: Coalescer[bundle.Item] = Coalescer(self._publish_documents, max_items=SUBMIT_BUNDLE_ITEMS)
+        self.submissions: Coalescer[bundle.Item] = Coalescer(self._publish_documents, size=_body_size,
+                                                             max_bytes=submit_bundle_bytes(config))
         self._consumer_tag: str | None = None
         self._queue: Any = None
         self._own_connection: Connection | None = None
@@ -121,12 +128,14 @@ class EndpointServer:
         The documents submitted while this server's previous submissions await their confirms (two at a time, the
         :class:`~axis.broker.transport.Coalescer`'s ``inflight``) travel together in one ``document-bundle`` (each
         item with its own headers as its meta): the router decides each item as the single document it is, so a
-        bundle changes nothing but the number of messages. None over :data:`SUBMIT_BUNDLE_DOCUMENT_BYTES` is
-        bundled."""
-        if len(body) > SUBMIT_BUNDLE_DOCUMENT_BYTES:
-            await self.publisher.publish(submission(body, self.id, KIND_DOCUMENT, **headers))
+        bundle changes nothing but the number of messages. A bundle is never larger than one inline document may
+        be (:func:`submit_bundle_bytes`), so the router's bytes in flight keep their bound; a document over
+        :data:`axis.core.bundle.BUNDLE_DOCUMENT_BYTES` goes alone."""
+        item = bundle.Item(body, headers)
+        if len(body) > min(bundle.BUNDLE_DOCUMENT_BYTES, self.submissions.max_bytes):
+            await self._publish_documents([item])
         else:
-            await self.submissions.send([bundle.Item(body, headers)])
+            await self.submissions.send([item])
 
     async def _publish_documents(self, items: list[bundle.Item]) -> None:
         if len(items) == 1:

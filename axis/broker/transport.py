@@ -183,15 +183,18 @@ class Coalescer(Generic[T]):
     ``send(items)`` returns once ``flush`` (which publishes one message holding them, confirmed) has returned for
     them, or raises what it raised, so a caller may ack what the items stand for. The first items of a quiet
     period go out at once (or, with ``linger``, after waiting that long for company); under load one message carries
-    everything that arrived during the previous confirm (at most ``max_items``; at most ``inflight`` flushes at a
-    time).
+    everything that arrived during the previous confirm (at most ``max_items``, and with ``size`` at most
+    ``max_bytes`` unless one send alone is larger; at most ``inflight`` flushes at a time).
     """
 
     def __init__(self, flush: Callable[[list[T]], Awaitable[None]], *, max_items: int = 512,
-                 inflight: int = 2, linger: float = 0.0) -> None:
+                 inflight: int = 2, linger: float = 0.0, size: Callable[[T], int] | None = None,
+                 max_bytes: int = 0) -> None:
         self._flush_items = flush
         self.max_items = max_items
         self.linger = linger
+        self.size = size
+        self.max_bytes = max_bytes
         self._pending: list[tuple[list[T], asyncio.Future[None]]] = []
         self._slots = inflight
         self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
@@ -212,10 +215,15 @@ class Coalescer(Generic[T]):
     def _take(self) -> tuple[list[T], list[asyncio.Future[None]]]:
         items: list[T] = []
         futs: list[asyncio.Future[None]] = []
-        while self._pending and (not items or len(items) + len(self._pending[0][0]) <= self.max_items):
-            its, fut = self._pending.pop(0)
+        size = 0
+        while self._pending:
+            its = self._pending[0][0]
+            more = sum(map(self.size, its)) if self.size is not None else 0
+            if items and (len(items) + len(its) > self.max_items or (self.size and size + more > self.max_bytes)):
+                break
             items += its
-            futs.append(fut)
+            futs.append(self._pending.pop(0)[1])
+            size += more
         return items, futs
 
     async def _flush(self) -> None:

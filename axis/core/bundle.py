@@ -1,4 +1,4 @@
-"""Status bundles: several status messages in ONE AMQP message (internal wire format, not the public contract).
+"""Bundles: several status or document messages in ONE AMQP message (internal wire format, not the public contract).
 
 A status 01 per recipient and a forward per status made the status path most of the axis's AMQP traffic. The
 endpoint servers publish the statuses of the deliveries they commit together as one ``status-bundle`` message,
@@ -27,6 +27,11 @@ from axis.core.reasons import Reason, Refusal
 
 MAGIC = b"AXB1"
 MAX_ITEMS = 10_000
+#: documents up to this size travel in document bundles (the router's deliveries, a door's submissions); a larger one
+#: goes alone (a bundle is read whole)
+BUNDLE_DOCUMENT_BYTES = 256 * 1024
+#: a document bundle holds at most this many bytes of documents
+BUNDLE_BYTES = 1024 * 1024
 _COUNT = struct.Struct(">I")
 _META = struct.Struct(">H")
 _BODY = struct.Struct(">I")

@@ -45,6 +45,7 @@ import orjson
 from lxml import etree
 
 from axis.core import bundle, envelope, schema
+from axis.core.bundle import BUNDLE_BYTES, BUNDLE_DOCUMENT_BYTES
 from axis.core.deadletters import H_DEAD_AT
 from axis.core.directory import Directory
 from axis.core.evidence import Event
@@ -327,12 +328,6 @@ class RouterCore:
             proven[2] if proven else 0, hashlib.sha256(body).hexdigest(), reason=refusal.reason.value,
             server=None if proven is not None else server_id or None, ref=message_id))
         return out
-
-
-#: documents up to this size travel in document bundles; a larger one goes alone (a bundle is read whole)
-BUNDLE_DOCUMENT_BYTES = 256 * 1024
-#: a document bundle holds at most this many bytes of documents
-BUNDLE_BYTES = 1024 * 1024
 
 
 def is_status_delivery(o: Outgoing) -> bool:

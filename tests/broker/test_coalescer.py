@@ -79,3 +79,14 @@ async def test_linger_lets_the_first_sender_wait_for_company() -> None:
             await asyncio.sleep(0.01)  # each a loop turn (and 10 ms) after the previous
         await asyncio.gather(*sends)
         assert flushed == expected, linger
+
+
+async def test_max_bytes_bounds_a_message_and_a_larger_send_goes_alone() -> None:
+    flushed: list[list[bytes]] = []
+
+    async def flush(items: list[bytes]) -> None:
+        flushed.append(items)
+
+    c: Coalescer[bytes] = Coalescer(flush, inflight=1, size=len, max_bytes=100)
+    await asyncio.gather(*(c.send([b"x" * n]) for n in (40, 40, 40, 250, 10)))
+    assert [[len(i) for i in f] for f in flushed] == [[40, 40], [40], [250], [10]]
