@@ -173,12 +173,23 @@ async def check_related(srv: EndpointServer, agency: str, msg: envelope.Document
                                             "revoke, update or replace it")
 
 
-def status_for(data: bytes, agency: str, code: str, description: str, limit: int) -> tuple[bytes, StatusFields]:
-    """The status envelope ``agency`` sends about a received document (its stored bytes, verified on arrival), and
-    its fields: the router routes it from them (``x-axis-status``, :func:`axis.router.core.server_fields`)."""
-    original = envelope.document_head(data, max_bytes=limit)  # parsed up to its MessageHeader only
+def status_about(original: envelope.DocumentMessage | envelope.ResponseFor, agency: str, code: str,
+                 description: str) -> tuple[bytes, StatusFields]:
+    """The status envelope ``agency`` sends about a received document, and its fields: the router routes it from
+    them (``x-axis-status``, :func:`axis.router.core.server_fields`)."""
     st = envelope.new_status(agency, original, code, description)
     return envelope.build(st), StatusFields.of(st)
+
+
+def status_for(data: bytes, agency: str, code: str, description: str, limit: int) -> tuple[bytes, StatusFields]:
+    """:func:`status_about` a received document read from its stored bytes (verified on arrival), parsed up to
+    its MessageHeader only: for a row stored before its head was kept (:class:`endpoints.inbox.ReceivedHead`)."""
+    return status_about(envelope.document_head(data, max_bytes=limit), agency, code, description)
+
+
+def row_sha256(row: ReceivedRow) -> str:
+    """The hex SHA-256 of a received document's exact bytes: kept at its delivery, or computed for an older row."""
+    return row.sha256 or stored_sha256(row.data)
 
 
 #: A handler of the fast path: the request and the path's groups → the response.
@@ -394,7 +405,7 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             raise NotYours(rid)
         # the leaf first (confirmed), then the store: a failure in between leaves an ack the client retries
         await srv.publisher.publish(evidence([Event(
-            "acked", now_ms(), row.sender, row.document_id, row.doc_type, stored_sha256(row.data),
+            "acked", now_ms(), row.sender, row.document_id, row.doc_type, row_sha256(row),
             agency=agency)]))
         await srv.store.ack(agency, rid)
         await acked(srv, row.data, agency)
@@ -417,11 +428,17 @@ def create_app(srv: EndpointServer) -> ASGIApp:
             raise Refusal(Reason.FORBIDDEN, "status 01 (arrived) is sent automatically by the server")
         if code not in CLIENT_STATUS_CODES:
             raise Refusal(Reason.SCHEMA_INVALID, f"status code {code!r} is not one of {sorted(CLIENT_STATUS_CODES)}")
-        head = await stored_head(srv, row.data)  # a big document's header, from its blob
-        built, fields = await run_cpu_for(len(head), status_for, head, agency, code, description, limit)
+        kept = row.head
+        if kept is not None:  # what the status needs was kept at delivery: no XML to read
+            built, fields = status_about(envelope.ResponseFor(
+                organ_id=row.sender, document_id=row.document_id, code=kept.doc_code,
+                promulgation_date=kept.promulgation_date), agency, code, description)
+        else:
+            head = await stored_head(srv, row.data)  # a big document's header, from its blob
+            built, fields = await run_cpu_for(len(head), status_for, head, agency, code, description, limit)
         await srv.publisher.publish(submission(built, srv.id, KIND_STATUS,
                                                **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms(),
-                                                  H_SHA256: stored_sha256(row.data), **fields.header()}))
+                                                  H_SHA256: row_sha256(row), **fields.header()}))
         srv.metrics.sent_statuses.labels(agency, code).inc()
         return JSONResponse({"id": rid, "document_id": row.document_id, "code": code, "to": row.sender},
                             status_code=202)

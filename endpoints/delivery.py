@@ -67,7 +67,7 @@ from axis.core.wire import (
 from axis.core.xmlsafe import parse_untrusted
 from endpoints.bigdoc import stored_sha256
 from endpoints.decide import LocalView, decide_delivery, status_refusal
-from endpoints.inbox import InboxStore
+from endpoints.inbox import InboxStore, ReceivedHead
 from endpoints.metrics import Metrics
 
 log = logging.getLogger("axis.endpoint")
@@ -195,9 +195,11 @@ class DeliveryConsumer:
             raise mine.refusal
         doc_type = int(msg.business.doc_type)
         related = (msg.business.document_id or None) if doc_type else None
+        answers = envelope.response_for(msg)  # kept for its statuses: sending one then parses nothing
         rows = await self.store.store_received(
             mine.store, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
-            related_document_id=related, subject=msg.subject, data=body if ref is None else ref.stored)
+            related_document_id=related, subject=msg.subject, data=body if ref is None else ref.stored,
+            head=ReceivedHead(digest, answers.code, answers.promulgation_date))
         for row in rows:
             if row.new:
                 self.metrics.received.labels(row.agency).inc()

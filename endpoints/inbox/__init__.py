@@ -6,6 +6,7 @@ from __future__ import annotations
 from endpoints.inbox.store import (
     TABLES,
     InboxStore,
+    ReceivedHead,
     ReceivedRow,
     SentRow,
     StoreBusy,
@@ -15,7 +16,7 @@ from endpoints.inbox.store import (
     sqlite_path,
 )
 
-__all__ = ["TABLES", "InboxStore", "ReceivedRow", "SentRow", "StoreBusy", "Stored", "open_inbox"]
+__all__ = ["TABLES", "InboxStore", "ReceivedHead", "ReceivedRow", "SentRow", "StoreBusy", "Stored", "open_inbox"]
 
 
 async def open_inbox(url: str) -> InboxStore:

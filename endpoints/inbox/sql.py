@@ -18,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex
 
 from endpoints.inbox.store import (
+    ADDED_COLUMNS,
     AGENCY_TABLES,
     KINDS,
     TABLES,
     InboxStore,
+    ReceivedHead,
     ReceivedRow,
     SentRow,
     Stored,
@@ -36,6 +38,17 @@ from endpoints.inbox.store import (
     uncollected_item,
     unique_key,
 )
+
+
+def _add_missing_columns(conn: sa.Connection) -> None:
+    """The columns added since a store was created (:data:`endpoints.inbox.store.ADDED_COLUMNS`), nullable."""
+    inspector = sa.inspect(conn)
+    for table, columns in ADDED_COLUMNS.items():
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for name in columns:
+            if name not in present:
+                column = table.c[name].type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {column}"))
 
 
 class SqlInboxStore(InboxStore):
@@ -59,6 +72,7 @@ class SqlInboxStore(InboxStore):
             try:
                 async with engine.begin() as conn:
                     await conn.run_sync(metadata.create_all, checkfirst=True)
+                    await conn.run_sync(_add_missing_columns)
                     for table in metadata.sorted_tables:  # indexes added since a table was created, too
                         for index in table.indexes:
                             await conn.execute(CreateIndex(index, if_not_exists=True))
@@ -75,17 +89,19 @@ class SqlInboxStore(InboxStore):
     # -- received ----------------------------------------------------------------------------------------------
     async def store_received(
         self, agencies: Sequence[str], *, sender: str, document_id: str, doc_type: int,
-        related_document_id: str | None, subject: str, data: bytes,
+        related_document_id: str | None, subject: str, data: bytes, head: ReceivedHead | None = None,
     ) -> list[Stored]:
         now = time.time()
         out: list[Stored] = []
+        kept = {"sha256": head.sha256, "doc_code": head.doc_code,
+                "promulgation_date": head.promulgation_date} if head is not None else {}
         async with self.engine.begin() as conn:
             for agency in agencies:
                 rid = uuid.uuid4().hex
                 result = await conn.execute(self._ins_received, dict(
                     id=rid, agency=agency, sender=sender, document_id=document_id, doc_type=doc_type,
                     related_document_id=related_document_id, kind=KINDS.get(doc_type, "edoc"), subject=subject,
-                    size=document_size(data), data=data, received_at=now,
+                    size=document_size(data), data=data, received_at=now, **kept,
                 ))
                 if result.rowcount == 1:
                     out.append(Stored(rid, agency, now, True))

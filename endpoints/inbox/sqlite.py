@@ -39,10 +39,12 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from axis.stats.store import checkpoint, is_busy
 from endpoints.inbox.store import (
+    ADDED_COLUMNS,
     AGENCY_TABLES,
     KINDS,
     TABLES,
     InboxStore,
+    ReceivedHead,
     ReceivedRow,
     SentRow,
     StoreBusy,
@@ -59,10 +61,11 @@ PATIENT_BUSY_MS = 30_000  # how long the worker-thread retry waits for another p
 CHECKPOINT_EVERY = 256  # write transactions between background checkpoints
 
 _RECEIVED_COLS = ("id, agency, sender, document_id, doc_type, related_document_id, kind, subject, size, data, "
-                  "received_at, acked_at")
+                  "received_at, acked_at, sha256, doc_code, promulgation_date")
 _SENT_COLS = "id, agency, document_id, doc_type, recipients, subject, data, created_at"
 _INS_RECEIVED = ("INSERT INTO axis_received (id, agency, sender, document_id, doc_type, related_document_id, kind, "
-                 "subject, size, data, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+                 "subject, size, data, received_at, sha256, doc_code, promulgation_date) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
 _SEL_RECEIVED_KEY = ("SELECT id, received_at FROM axis_received "
                      "WHERE agency = ? AND sender = ? AND document_id = ? AND doc_type = ?")
 _INS_SENT = ("INSERT INTO axis_sent (id, agency, document_id, doc_type, recipients, subject, data, created_at) "
@@ -104,6 +107,12 @@ def _create_schema(db: sqlite3.Connection) -> None:
             db.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
             for index in table.indexes:
                 db.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+        for table, columns in ADDED_COLUMNS.items():  # a store created before these columns existed
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table.name})")}
+            for name in columns:
+                if name not in present:
+                    column = str(table.c[name].type.compile(dialect=dialect))
+                    db.execute(f"ALTER TABLE {table.name} ADD COLUMN {name} {column}")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -264,18 +273,19 @@ class SqliteInboxStore(InboxStore):
     # -- received ----------------------------------------------------------------------------------------------
     async def store_received(
         self, agencies: Sequence[str], *, sender: str, document_id: str, doc_type: int,
-        related_document_id: str | None, subject: str, data: bytes,
+        related_document_id: str | None, subject: str, data: bytes, head: ReceivedHead | None = None,
     ) -> list[Stored]:
         now = time.time()
         kind = KINDS.get(doc_type, "edoc")
         size = document_size(data)
+        kept = (head.sha256, head.doc_code, head.promulgation_date) if head is not None else (None, None, None)
 
         def body(db: sqlite3.Connection) -> list[Stored]:
             out: list[Stored] = []
             for agency in agencies:
                 rid = uuid.uuid4().hex
                 cur = db.execute(_INS_RECEIVED, (rid, agency, sender, document_id, doc_type, related_document_id,
-                                                 kind, subject, size, data, now))
+                                                 kind, subject, size, data, now, *kept))
                 if cur.rowcount == 1:
                     out.append(Stored(rid, agency, now, True))
                     continue

@@ -38,6 +38,11 @@ received = sa.Table(
     sa.Column("data", sa.LargeBinary, nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Column("acked_at", sa.Float, nullable=True),
+    # what a status about the document needs, kept at its delivery (ReceivedHead): sending a status then reads no
+    # XML. Added after the first release: NULL in rows stored before, whose head is read from the bytes instead
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("doc_code", sa.String(512), nullable=True),
+    sa.Column("promulgation_date", sa.String(64), nullable=True),
     sa.UniqueConstraint("agency", "sender", "document_id", "doc_type", name="uq_axis_received_delivery"),
 )
 sa.Index("ix_axis_received_inbox", received.c.agency, received.c.received_at)
@@ -89,6 +94,9 @@ item_states = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
 )
 
+#: columns added after a store may already have been created: each backend adds the missing ones (nullable) at open
+ADDED_COLUMNS = {received: ("sha256", "doc_code", "promulgation_date")}
+
 TABLES = {t.name: t for t in (received, sent, statuses)}  # what endpoints.migrate moves
 #: what a code change (InboxStore.rename_agency) gives the new code: every table of the agency's rows
 AGENCY_TABLES = {**TABLES, item_states.name: item_states}
@@ -138,6 +146,17 @@ class Stored:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceivedHead:
+    """What a status about a received document needs besides the row's sender and DocumentId, kept at its delivery
+    from the checked message: the hex SHA-256 of the exact stored bytes (what the ``stored`` leaf names), and the
+    ``ResponseFor`` fields ``Code`` (CodeNumber/CodeNotation) and ``PromulgationDate``."""
+
+    sha256: str
+    doc_code: str
+    promulgation_date: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReceivedRow:
     id: str
     agency: str
@@ -151,6 +170,16 @@ class ReceivedRow:
     data: bytes
     received_at: float
     acked_at: float | None
+    sha256: str | None = None
+    doc_code: str | None = None
+    promulgation_date: str | None = None
+
+    @property
+    def head(self) -> ReceivedHead | None:
+        """What was kept at delivery for its statuses; None for a row stored before it was kept."""
+        if self.sha256 is None or self.doc_code is None or self.promulgation_date is None:
+            return None
+        return ReceivedHead(self.sha256, self.doc_code, self.promulgation_date)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +212,10 @@ class InboxStore(abc.ABC):
     @abc.abstractmethod
     async def store_received(
         self, agencies: Sequence[str], *, sender: str, document_id: str, doc_type: int,
-        related_document_id: str | None, subject: str, data: bytes,
+        related_document_id: str | None, subject: str, data: bytes, head: ReceivedHead | None = None,
     ) -> list[Stored]:
         """Insert the document into each agency's inbox in ONE transaction; existing rows are kept as they are
-        (their id and received_at are returned, ``new`` False)."""
+        (their id and received_at are returned, ``new`` False). ``head``: what its statuses will need."""
 
     @abc.abstractmethod
     async def inbox(self, agency: str, *, unread: bool = False, limit: int = 100, offset: int = 0

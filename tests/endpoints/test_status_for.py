@@ -3,12 +3,14 @@ beside it (``x-axis-status``), which the router routes it by without parsing the
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from axis.core import envelope
 from axis.core.wire import H_STATUS, StatusFields
 from axis.router.core import STATED_DESCRIPTION_CHARS, server_fields
-from endpoints.app import status_for
+from endpoints.app import status_about, status_for
 
 G01, G22, H53 = "000.00.00.G01", "000.00.00.G22", "000.00.00.H53"
 
@@ -30,3 +32,24 @@ def test_a_long_description_travels_in_the_xml_only() -> None:
     assert fields.description in xml.decode()
     assert server_fields(fields.header()) is None  # read from its XML at the router
     assert H_STATUS not in StatusFields(*["y" * 300] * 6).header()  # over a header's size: not stated at all
+
+
+def test_a_status_from_the_head_kept_at_delivery_is_the_one_read_from_the_bytes() -> None:
+    """What a delivery keeps for its statuses (:class:`endpoints.inbox.ReceivedHead`: Code, PromulgationDate; the row
+    has the sender and DocumentId) makes the same status as reading the stored bytes' head, which rows stored before
+    it was kept still need."""
+    stored = envelope.build(envelope.new_document(G22, [G01], "Công văn", number="12", notation="UBND-VP",
+                                                  date="2019-03-12"))
+    checked = envelope.parse(stored)
+    assert isinstance(checked, envelope.DocumentMessage)
+    answers = envelope.response_for(checked)  # what endpoints.delivery keeps
+    assert (answers.code, answers.promulgation_date) == ("12/UBND-VP", "2019-03-12")
+    kept = envelope.ResponseFor(organ_id=checked.sender.organ_id, document_id=checked.document_id,
+                                code=answers.code, promulgation_date=answers.promulgation_date)
+    from_row, row_fields = status_about(kept, G01, "03", "vào sổ")
+    from_bytes, byte_fields = status_for(stored, G01, "03", "vào sổ", 1 << 20)
+    a, b = envelope.parse(from_row), envelope.parse(from_bytes)
+    assert isinstance(a, envelope.StatusMessage) and isinstance(b, envelope.StatusMessage)
+    assert a.response_for == b.response_for == kept
+    assert (a.sender, a.status_code, a.description) == (b.sender, b.status_code, b.description)
+    assert dataclasses.replace(row_fields, timestamp="") == dataclasses.replace(byte_fields, timestamp="")

@@ -86,6 +86,46 @@ async def test_document_to_dedicated_and_shared_recipients(axis_env: Axis) -> No
     assert (await env.client(G01).get("/v1/inbox", params={"unread": "true"})).json()["items"] == []
 
 
+async def test_a_status_needs_no_parse_and_an_older_row_still_gets_one(axis_env: Axis) -> None:
+    """A delivery keeps what its statuses need (the hex SHA-256 of the stored bytes, Code, PromulgationDate), so
+    ``POST /v1/documents/{id}/status`` reads no XML; a row stored before that was kept (NULL there) still gets its
+    status, read from the stored bytes' head. Both reach the sender."""
+    import hashlib
+    import sqlite3
+
+    env = axis_env
+    r = await env.client(G22).post("/v1/documents", content=unsigned(G22, [H53, H41]),
+                                   headers={"content-type": "application/xml"})
+    assert r.status_code == 202, r.text
+    sub = r.json()
+    signed = (await env.client(G22).get(f"/v1/documents/{sub['id']}")).content
+    original = envelope.parse(signed)
+    assert isinstance(original, envelope.DocumentMessage)
+    rows = {}
+    for code in (H53, H41):
+        [item] = await wait_for(lambda code=code: inbox(env, code), what=f"{code} inbox")
+        store = env.servers[env.agency(code)["server"]].store
+        assert store is not None
+        rows[code] = row = await store.received_row(code, item["id"])
+        assert row is not None and row.head is not None
+        assert row.head.sha256 == hashlib.sha256(signed).hexdigest()
+        assert (row.head.doc_code, row.head.promulgation_date) == (
+            envelope.response_for(original).code, original.promulgation_date)
+    older = env.servers[env.agency(H41)["server"]].store
+    db = sqlite3.connect(older.path, timeout=10)  # type: ignore[union-attr]
+    with db:
+        db.execute("UPDATE axis_received SET sha256 = NULL, doc_code = NULL, promulgation_date = NULL WHERE id = ?",
+                   (rows[H41].id,))
+    db.close()
+    assert (await older.received_row(H41, rows[H41].id)).head is None  # type: ignore[union-attr]
+    for code, description in ((H53, "kept"), (H41, "read")):
+        r = await env.client(code).post(f"/v1/documents/{rows[code].id}/status",
+                                        json={"code": "03", "description": description})
+        assert r.status_code == 202, r.text
+    sts = await wait_for(lambda: _codes(env, sub["id"], "03", 2), what="two statuses 03")
+    assert {(s["from"], s["description"]) for s in sts if s["code"] == "03"} == {(H53, "kept"), (H41, "read")}
+
+
 async def _codes(env: Axis, rid: str, code: str, n: int) -> list[dict] | None:  # type: ignore[type-arg]
     sts = await statuses(env, G22, rid)
     return sts if sum(1 for s in sts if s["code"] == code) >= n else None

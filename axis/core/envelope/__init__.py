@@ -51,12 +51,14 @@ if TYPE_CHECKING:
         is_agency_code,
         new_document,
         new_status,
+        response_for,
     )
 
 #: Imported on first use (PEP 562): reading envelopes (the verifier, the router) does not compose new ones, and
 #: the composer's imports (uuid, platform, mimetypes, secrets) would only lengthen ``axis envelope verify``'s start-up.
 _COMPOSE = frozenset({"DEFAULT_REASONS", "OFFICIAL_LETTER", "attachment_from_file", "check_agency_code", "format_date",
-                      "format_timestamp", "is_agency_code", "new_document", "new_status"})
+                      "format_timestamp", "is_agency_code", "new_document", "new_status",
+                      "response_for"})
 
 
 def __getattr__(name: str) -> Any:
@@ -103,4 +105,5 @@ __all__ = [
     "new_document",
     "new_status",
     "parse",
+    "response_for",
 ]

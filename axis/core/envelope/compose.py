@@ -171,6 +171,17 @@ def new_document(
     )
 
 
+def response_for(document: DocumentMessage) -> ResponseFor:
+    """What a status about ``document`` answers for: its sender, DocumentId, Code (CodeNumber/CodeNotation) and
+    PromulgationDate."""
+    return ResponseFor(
+        organ_id=document.sender.organ_id,
+        document_id=document.document_id,
+        code="/".join(p for p in (document.code_number, document.code_notation) if p),
+        promulgation_date=document.promulgation_date,
+    )
+
+
 def new_status(
     sender: str | Organization,
     document: DocumentMessage | ResponseFor,
@@ -183,16 +194,7 @@ def new_status(
     """A status message from ``sender`` about ``document`` (a received DocumentMessage or a ResponseFor)."""
     if code not in STATUS_CODES:
         raise ValueError(f"unknown status code {code!r} (one of {', '.join(STATUS_CODES)})")
-    if isinstance(document, DocumentMessage):
-        num = "/".join(p for p in (document.code_number, document.code_notation) if p)
-        rf = ResponseFor(
-            organ_id=document.sender.organ_id,
-            document_id=document.document_id,
-            code=num,
-            promulgation_date=document.promulgation_date,
-        )
-    else:
-        rf = document
+    rf = response_for(document) if isinstance(document, DocumentMessage) else document
     return StatusMessage(
         sender=_org(sender),
         response_for=rf,
