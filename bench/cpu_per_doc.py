@@ -1,13 +1,15 @@
 """CPU time per document, per component, through a whole axis (the e2e set-up of ``bench/e2e.py``).
 
-Brings an axis up (2 routers, endpoint-server hosts) on its own vhost, warms it, then pushes N pre-signed documents
-through it (closed loop, 64 in flight) and reads every process's CPU time (``/proc/<pid>/stat``, user + system)
-before and after: routers, endpoint hosts, the log writer, the RabbitMQ node (``beam.smp``), ``axis up``'s
-supervisor (threads of this process) and the load generator (this process's event loop thread: the simulator's HTTP
-client, ``axis.sim.http``). CPU time per document hardly moves with what else runs on the machine, unlike rates, so
-it is the figure to compare across runs and commits; the wall-clock rate is printed beside it.
+Brings an axis up (endpoint-server hosts and as many routers as ``axis up`` runs, ``config.routers``, unless
+``--routers N``) on its own vhost, warms it, then pushes N pre-signed documents through it (closed loop, 64 in
+flight) and reads every process's CPU time (``/proc/<pid>/stat``, user + system) before and after: routers, endpoint
+hosts, the log writer, the RabbitMQ node (``beam.smp``), ``axis up``'s supervisor (threads of this process) and the
+load generator (this process's event loop thread: the simulator's HTTP client, ``axis.sim.http``). CPU time per
+document hardly moves with what else runs on the machine, unlike rates, so it is the figure to compare across runs
+and commits; the wall-clock rate is printed beside it.
 
-    python bench/cpu_per_doc.py [--documents 3000] [--rate R] [--json out.json] [--profile DIR] [--plain]
+    python bench/cpu_per_doc.py [--documents 3000] [--rate R] [--routers N] [--json out.json] [--profile DIR]
+                                [--plain]
 
 ``--rate R`` offers the documents open loop at R per second instead (``bench/e2e.py``'s open loop): what a
 document costs at that load, when batches do not fill — at 100/s on the reference machine 4–5× the saturated
@@ -97,9 +99,9 @@ def _document_checks(ax: Axis) -> dict[str, float]:
 
 
 async def measure(documents: int, profile: Path | None = None, *, tls: bool = True,
-                  rate: float | None = None) -> dict[str, Any]:
+                  rate: float | None = None, routers: int | None = None) -> dict[str, Any]:
     with temp_vhost("axis-bench-cpu") as url, tempfile.TemporaryDirectory(prefix="axis-bench-cpu-") as tmp:
-        ax = Axis(url, Path(tmp), tls=tls)
+        ax = Axis(url, Path(tmp), routers, tls=tls)
         docs = presign(ax.connections, documents + WARM)
         with ax:
             await sustained(ax, docs[:WARM])  # connections, caches: not measured
@@ -202,12 +204,14 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, help="py-spy raw stacks of every axis process into this directory")
     ap.add_argument("--plain", action="store_true", help="tls: off (plain HTTP), to measure what TLS costs")
     ap.add_argument("--rate", type=float, help="offer the documents open loop at this many per second")
+    ap.add_argument("--routers", type=int, help="router processes (default: as axis up runs, config.routers)")
     args = ap.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
-    r = asyncio.run(measure(args.documents, args.profile, tls=not args.plain, rate=args.rate))
+    r = asyncio.run(measure(args.documents, args.profile, tls=not args.plain, rate=args.rate,
+                            routers=args.routers))
     how = "closed loop"
     if args.rate is not None:
         p50, p99 = r["run"]["p50_ms"], r["run"]["p99_ms"]

@@ -1,5 +1,6 @@
 """End to end: HTTP submit → stored in every recipient's inbox, through a whole axis brought up like ``axis up``
-(2 router processes, endpoint-server hosts) on its own vhost and work directory.
+(endpoint-server hosts and its routers: as many as ``axis up`` runs, ``config.routers``, unless ``--routers N``) on
+its own vhost and work directory.
 
 The load generator is the simulator's HTTP client (``axis.sim.http.Pool``: ~0.1 ms of CPU per request, where
 httpx costs ~3-5 ms and would take a large share of a 2-core machine from the axis it measures). Every phase
@@ -212,17 +213,17 @@ def _pct(xs: list[float], p: float) -> float:
 class Axis:
     """A whole axis (``axis.ops.up.start``) on a fresh vhost and work directory."""
 
-    def __init__(self, url: str, work: Path, routers: int = 2, *, tls: bool = True) -> None:
+    def __init__(self, url: str, work: Path, routers: int | None = None, *, tls: bool = True) -> None:
         from axis.config import generate_workdir, load_config
 
         base = free_port_block(len(SERVERS))
-        self.config_path, self.connections = generate_workdir(work, AGENCIES, SERVERS, base_port=base,
-                                                              algorithm="rsa", amqp_url=url, routers=routers,
-                                                              server_signs=False, tls=tls, client_certs=False)
+        self.config_path, self.connections = generate_workdir(
+            work, AGENCIES, SERVERS, base_port=base, algorithm="rsa", amqp_url=url, server_signs=False, tls=tls,
+            client_certs=False, **({"routers": routers} if routers is not None else {}))  # None: as axis up runs
         self.config = load_config(self.config_path)
         self.verify = self.config.client_ssl()  # HTTPS (the default): the axis CA
         self.work = work
-        self.routers = routers
+        self.routers = self.config.routers
         self.endpoints = {a["code"]: (a["endpoint"], a["token"]) for a in self.connections["agencies"]}
         self.run: Any = None
 
@@ -374,9 +375,11 @@ async def httpx_generator_cost(ax: Axis, docs: list[tuple[str, list[str], bytes]
     return cost
 
 
-async def measure(documents: int = 3000, seconds: float = 10, log: Any = print) -> list[Result]:
+async def measure(documents: int = 3000, seconds: float = 10, log: Any = print, *,
+                  routers: int | None = None) -> list[Result]:
     with temp_vhost("axis-bench-e2e") as url, tempfile.TemporaryDirectory(prefix="axis-bench-e2e-") as tmp:
-        ax = Axis(url, Path(tmp))
+        ax = Axis(url, Path(tmp), routers)
+        log(f"e2e: {ax.routers} router process(es)")
         n10, n100, n250 = max(20, int(10 * seconds)), int(100 * seconds), int(250 * seconds)
         n_httpx = min(300, max(20, documents // 5))
         log(f"e2e: signing {WARM + documents + n10 + n100 + n250 + n_httpx} documents …")
@@ -447,6 +450,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--documents", type=int, default=3000, help="documents for the sustained figure")
     ap.add_argument("--seconds", type=float, default=10, help="duration of each open-loop rate")
+    ap.add_argument("--routers", type=int, help="router processes (default: as axis up runs, config.routers)")
     a = ap.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
@@ -454,7 +458,7 @@ def main() -> None:
         uvloop.install()
     from bench._common import table
 
-    results = asyncio.run(measure(a.documents, a.seconds))
+    results = asyncio.run(measure(a.documents, a.seconds, routers=a.routers))
     print(table(results))
     print(json.dumps(results[0].extra, indent=1))
 
