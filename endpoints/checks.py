@@ -28,6 +28,13 @@ def _count(how: str) -> None:
         TOTALS[how] += 1
 
 
+#: documents a process remembers. An entry must outlive the time from a document's door to its last delivery in the
+#: process, which a saturated router's batches of 512 stretch to seconds: with one router at ~240 documents/s, 1,024
+#: entries let 0.62 deliveries a document miss and read the machine's records again (bench/README.md, session 9).
+#: ~4.6 KB an entry (a message without attachments): ~19 MB at most.
+CACHE_ENTRIES = 4096
+
+
 def check_delivery(verifier: Any, body: bytes, work_dir: Path | None = None) -> tuple[envelope.DocumentMessage, str]:
     """CPU part of a delivery (run in the CPU pool): full signature check of the exact bytes, schema, model; with
     the hex SHA-256 of those bytes (the check's own cache key: what the ``stored`` leaf of the log names)."""
@@ -48,15 +55,15 @@ class DeliveryChecks:
     (:func:`axis.core.verify.check_time_revocation_usage`). The cache belongs to one :class:`~axis.core.verify.Verifier`
     (its trust anchors and CRLs): a reload makes a new verifier, hence an empty cache. Only successes are kept
     (a refusal is never expected here), without attachment data (the delivery stores the exact bytes), at most
-    ``size`` entries. Thread-safe: large documents are checked in the CPU pool.
+    ``size`` entries (:data:`CACHE_ENTRIES`). Thread-safe: large documents are checked in the CPU pool.
 
     With ``records`` (:class:`endpoints.checked.CheckedRecords`), a miss here looks for what another host process
     of the machine checked before checking in full, and a full check is recorded for the others.
     """
 
-    def __init__(self, verifier: Any, size: int = 1024, records: CheckedRecords | None = None) -> None:
+    def __init__(self, verifier: Any, size: int = 0, records: CheckedRecords | None = None) -> None:
         self.verifier = verifier
-        self.size = size
+        self.size = size or CACHE_ENTRIES
         self.records = records
         self._done: OrderedDict[bytes, tuple[envelope.Message, CertFacts | None]] = OrderedDict()
         self._lock = threading.Lock()
