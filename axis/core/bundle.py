@@ -83,3 +83,12 @@ def unpack(data: bytes, *, max_items: int = MAX_ITEMS) -> list[Item]:
     if pos != len(view):
         raise Refusal(Reason.XML_MALFORMED, f"{len(view) - pos} bytes after the last bundle item")
     return items
+
+
+def declared_items(data: bytes) -> int:
+    """How many items a bundle says it holds (its count field, without reading them; at least 1): a figure for
+    rates, never for trust — :func:`unpack` decides what a bundle holds."""
+    if len(data) < 8 or data[:4] != MAGIC:
+        return 1
+    count: int = _COUNT.unpack_from(data, 4)[0]
+    return max(1, min(MAX_ITEMS, count))

@@ -7,7 +7,8 @@ less per document. Waiting for a batch to fill buys that — batches of up to 51
 seed-2019 replay from 138–151 s to 82–86 s (bench/README.md) — and costs latency: every document of the batch
 waits. So a router waits only when CPU is what is short (:func:`linger_for`):
 
-- messages coming slowly (under :data:`LINGER_ABOVE_PER_SECOND` a router): never;
+- traffic coming slowly (under :data:`LINGER_ABOVE_PER_SECOND` documents and statuses a second, a bundle's items
+  each, to this router): never;
 - otherwise in proportion to how busy the machine's CPUs are (:class:`MachineBusy`): not at all below
   :data:`MACHINE_BUSY_FROM`, all of ``linger`` from :data:`MACHINE_BUSY_FULL` on.
 
@@ -48,7 +49,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-#: the arrival rate (messages/s, this router) below which a batch never waits for more
+#: the arrival rate (documents and statuses a second, a bundle's items each; this router) below which a batch never
+#: waits for more. Counted in messages, it undercounted bundled traffic: with the doors' bundles of ~3 documents, two
+#: routers sharing ~170 documents/s saw fewer than 50 messages a second each and never waited (bench/README.md,
+#: session 9)
 LINGER_ABOVE_PER_SECOND = 50.0
 #: the share of the machine's CPU time in use from which a batch starts to wait for more …
 MACHINE_BUSY_FROM = 0.8
@@ -99,7 +103,7 @@ class BatchInbox(asyncio.Queue[T]):
 
 
 class Rate:
-    """Messages per second taken by the work loop: an exponentially weighted average over ~1 s."""
+    """Items (documents and statuses) per second taken by the work loop: an exponentially weighted average over ~1 s."""
 
     def __init__(self) -> None:
         self.per_second = 0.0

@@ -153,3 +153,31 @@ def test_without_proc_stat_the_load_average_per_core(tmp_path: Path, monkeypatch
 def test_proc_stat_is_readable_here() -> None:
     machine = MachineBusy()
     assert machine._times() is not None  # Linux: the router's signal is the real one
+
+
+def test_the_rate_counts_a_bundles_items_not_its_message() -> None:
+    """Two routers sharing ~170 documents/s in the doors' bundles of ~3 saw under 50 messages/s each and never waited
+    for fuller batches (bench/README.md, session 9): the rate counts the documents and statuses a message carries."""
+    from axis.core import bundle
+    from axis.core.wire import H_KIND, KIND_DOCUMENT, KIND_DOCUMENT_BUNDLE, KIND_STATUS_BUNDLE
+    from axis.router.service import _items
+
+    class Message:
+        def __init__(self, kind: str, body: bytes) -> None:
+            self.headers, self.body = {H_KIND: kind}, body
+
+    three = bundle.pack([bundle.Item(b"<a/>"), bundle.Item(b"<b/>"), bundle.Item(b"<c/>")])
+    assert bundle.declared_items(three) == 3 == len(bundle.unpack(three))
+    assert _items(Message(KIND_DOCUMENT_BUNDLE, three)) == 3  # type: ignore[arg-type]
+    assert _items(Message(KIND_STATUS_BUNDLE, three)) == 3  # type: ignore[arg-type]
+    assert _items(Message(KIND_DOCUMENT, three)) == 1  # type: ignore[arg-type]
+    # a figure for the rate only: a broken or lying bundle counts at least 1 and at most MAX_ITEMS (unpack refuses it)
+    assert _items(Message(KIND_DOCUMENT_BUNDLE, b"<edXML/>")) == 1  # type: ignore[arg-type]
+    assert bundle.declared_items(bundle.MAGIC + b"\xff\xff\xff\xff") == bundle.MAX_ITEMS
+    assert bundle.declared_items(bundle.MAGIC + b"\x00\x00\x00\x00") == 1
+    rate = Rate()
+    rate.taken(sum(_items(m) for m in [Message(KIND_DOCUMENT_BUNDLE, three)] * 20))  # type: ignore[arg-type]
+    rate._since -= 0.5  # half a second ago
+    rate.taken(0)
+    assert rate.per_second == pytest.approx(60, rel=0.05)  # 60 items/s from 20 messages: over the 50/s threshold
+    assert linger_for(0.15, rate.per_second, 0.95) == pytest.approx(0.15)
