@@ -41,7 +41,6 @@ from endpoints.refusals import RefusalRecorder
 log = logging.getLogger("axis.endpoint")
 
 
-
 def submit_bundle_bytes(config: Config) -> int:
     """The most bytes of documents a door's bundle holds: :data:`axis.core.bundle.BUNDLE_BYTES`, and never more than
     one inline document may be — the router's prefetch is sized by that (``axis.router.blobs.prefetch_for``)."""

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -336,11 +336,24 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
 ADDED_COLUMNS = ((refused_table, "server"),)
 
 
-def _add_missing_columns(conn: sa.Connection) -> None:
+def missing_columns(added: Iterable[tuple[sa.Table, str]], present: Callable[[str], set[str]],
+                    dialect: sa.Dialect) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` (nullable, the column's type in ``dialect``) for each ``(table, column)`` of
+    ``added`` that the database lacks (``present``: a table's column names): a store created before those columns
+    existed. Shared by the statistics store and both inbox stores."""
+    return [f"ALTER TABLE {table.name} ADD COLUMN {column} {table.c[column].type.compile(dialect=dialect)}"
+            for table, column in added if column not in present(table.name)]
+
+
+def add_missing_columns(conn: sa.Connection, added: Iterable[tuple[sa.Table, str]]) -> None:
+    """:func:`missing_columns` on a SQLAlchemy connection, executed."""
     inspector = sa.inspect(conn)
-    for table, column in ADDED_COLUMNS:
-        if column not in {c["name"] for c in inspector.get_columns(table.name)}:
-            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column} VARCHAR"))
+    for ddl in missing_columns(added, lambda name: {c["name"] for c in inspector.get_columns(name)}, conn.dialect):
+        conn.execute(sa.text(ddl))
+
+
+def _add_missing_columns(conn: sa.Connection) -> None:
+    add_missing_columns(conn, ADDED_COLUMNS)
 
 
 class StatsStore:

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex
 
+from axis.stats.store import add_missing_columns
 from endpoints.inbox.store import (
     ADDED_COLUMNS,
     AGENCY_TABLES,
@@ -40,17 +41,6 @@ from endpoints.inbox.store import (
 )
 
 
-def _add_missing_columns(conn: sa.Connection) -> None:
-    """The columns added since a store was created (:data:`endpoints.inbox.store.ADDED_COLUMNS`), nullable."""
-    inspector = sa.inspect(conn)
-    for table, columns in ADDED_COLUMNS.items():
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for name in columns:
-            if name not in present:
-                column = table.c[name].type.compile(dialect=conn.dialect)
-                conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {column}"))
-
-
 class SqlInboxStore(InboxStore):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -72,7 +62,7 @@ class SqlInboxStore(InboxStore):
             try:
                 async with engine.begin() as conn:
                     await conn.run_sync(metadata.create_all, checkfirst=True)
-                    await conn.run_sync(_add_missing_columns)
+                    await conn.run_sync(add_missing_columns, ADDED_COLUMNS)
                     for table in metadata.sorted_tables:  # indexes added since a table was created, too
                         for index in table.indexes:
                             await conn.execute(CreateIndex(index, if_not_exists=True))

@@ -37,7 +37,7 @@ import orjson
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from axis.stats.store import checkpoint, is_busy
+from axis.stats.store import checkpoint, is_busy, missing_columns
 from endpoints.inbox.store import (
     ADDED_COLUMNS,
     AGENCY_TABLES,
@@ -107,12 +107,9 @@ def _create_schema(db: sqlite3.Connection) -> None:
             db.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
             for index in table.indexes:
                 db.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
-        for table, columns in ADDED_COLUMNS.items():  # a store created before these columns existed
-            present = {row[1] for row in db.execute(f"PRAGMA table_info({table.name})")}
-            for name in columns:
-                if name not in present:
-                    column = str(table.c[name].type.compile(dialect=dialect))
-                    db.execute(f"ALTER TABLE {table.name} ADD COLUMN {name} {column}")
+        for ddl in missing_columns(ADDED_COLUMNS, lambda name: {row[1] for row in db.execute(
+                f"PRAGMA table_info({name})")}, dialect):  # a store created before these columns existed
+            db.execute(ddl)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

@@ -95,7 +95,7 @@ item_states = sa.Table(
 )
 
 #: columns added after a store may already have been created: each backend adds the missing ones (nullable) at open
-ADDED_COLUMNS = {received: ("sha256", "doc_code", "promulgation_date")}
+ADDED_COLUMNS = ((received, "sha256"), (received, "doc_code"), (received, "promulgation_date"))
 
 TABLES = {t.name: t for t in (received, sent, statuses)}  # what endpoints.migrate moves
 #: what a code change (InboxStore.rename_agency) gives the new code: every table of the agency's rows
