@@ -199,7 +199,7 @@ class DeliveryConsumer:
         rows = await self.store.store_received(
             mine.store, sender=msg.sender.organ_id, document_id=msg.document_id, doc_type=doc_type,
             related_document_id=related, subject=msg.subject, data=body if ref is None else ref.stored,
-            head=ReceivedHead(digest, answers.code, answers.promulgation_date))
+            head=ReceivedHead.of(digest, answers.code, answers.promulgation_date))
         for row in rows:
             if row.new:
                 self.metrics.received.labels(row.agency).inc()

@@ -155,6 +155,18 @@ class ReceivedHead:
     doc_code: str
     promulgation_date: str
 
+    @classmethod
+    def of(cls, sha256: str, doc_code: str, promulgation_date: str) -> ReceivedHead | None:
+        """The head to keep, or None when a value is longer than its column: the schema does not bound CodeNumber
+        and CodeNotation, and PostgreSQL would refuse the row (and with it the delivery). Such a row's statuses read
+        the stored bytes, as a row stored before heads were kept."""
+        head = cls(sha256, doc_code, promulgation_date)
+        for name in ("sha256", "doc_code", "promulgation_date"):
+            length = received.c[name].type.length  # type: ignore[attr-defined]
+            if len(getattr(head, name)) > length:
+                return None
+        return head
+
 
 @dataclass(frozen=True, slots=True)
 class ReceivedRow:

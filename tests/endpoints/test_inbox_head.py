@@ -66,6 +66,24 @@ async def test_the_head_kept_at_delivery_is_read_back_with_the_row(fresh_url: st
         await store.close()
 
 
+async def test_a_code_longer_than_its_column_is_not_kept_and_the_delivery_still_stored(fresh_url: str) -> None:
+    """CodeNumber and CodeNotation are unbounded in the schema: a head that does not fit its columns is not kept
+    (PostgreSQL would refuse the row, and with it the delivery); the row is stored and its statuses read the bytes.
+    The longest value that fits is kept."""
+    assert ReceivedHead.of("ab" * 32, "x" * 513, "2019-03-12") is None
+    longest = ReceivedHead.of("ab" * 32, "x" * 512, "2019-03-12")
+    assert longest is not None
+    store = await open_inbox(fresh_url)
+    try:
+        [fits] = await store.store_received([A], **_kw(4), head=longest)  # type: ignore[arg-type]
+        [over] = await store.store_received([A], **_kw(5), head=ReceivedHead.of(  # type: ignore[arg-type]
+            "ab" * 32, "x" * 100_000, "2019-03-12"))
+        assert (await store.received_row(A, fits.id)).head == longest  # type: ignore[union-attr]
+        assert (await store.received_row(A, over.id)).head is None  # type: ignore[union-attr]
+    finally:
+        await store.close()
+
+
 async def _old_store_gains_the_columns(url: str, columns: Callable[[], Awaitable[set[str]]]) -> None:
     assert not ADDED & await columns()
     store = await open_inbox(url)
