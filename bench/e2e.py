@@ -58,8 +58,11 @@ AGENCIES = [
 
 
 
-#: documents pushed before anything is measured, 64 in flight: every lane's keep-alive connection to every server
-#: is open (one TLS handshake each, ~0.4 ms of the generator's CPU) and the axis's caches are warm
+#: documents pushed before anything is measured, 64 in flight: the axis's caches are warm. Connections are not all
+#: kept: each phase has a pool of its own, and a server closes a connection idle for ``limits.keep_alive_seconds``
+#: (5 s), which the pool's least recently used ones reach. A closed loop of 3,000 documents at 64 in flight opens
+#: ~150 connections (TLS handshakes, ~1.2 ms of a host's CPU each: ~1.5 % of the axis's CPU), as a real client with
+#: a varying number of requests in flight would (bench/README.md, session 10)
 WARM = 256
 LOG_LAG = 1.0  # seconds: the log writer's last batch reaches the store
 
