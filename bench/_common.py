@@ -135,6 +135,23 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def beam_pid() -> int | None:
+    """The RabbitMQ node's process (``beam.smp``) on this machine, or None."""
+    import subprocess
+
+    try:
+        # the process named beam.smp (-x), not any command line that mentions it (-f: a shell, a grep)
+        return int(subprocess.check_output(["pgrep", "-x", "beam.smp"], text=True).split()[0])
+    except (subprocess.CalledProcessError, IndexError, FileNotFoundError):
+        return None
+
+
 # -- a throwaway vhost ---------------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ import orjson
 
 from axis.broker.transport import declare_topology
 from axis.core.wire import EX_SUBMIT, Q_DEAD, Q_SUBMISSIONS, server_queue
-from bench._common import H_META, H_TARGETS, SERVERS, Corpus, plan, rss_kb, server_id
+from bench._common import H_META, H_TARGETS, SERVERS, Corpus, cpu_seconds, plan, rss_kb, server_id
 
 SERVER_IDS = [server_id(j) for j in range(SERVERS)]
 
@@ -81,11 +81,6 @@ async def _depths(ch: Any, names: Sequence[str]) -> list[int]:
         q = await ch.declare_queue(name, passive=True)
         out.append(q.declaration_result.message_count or 0)
     return out
-
-
-def _cpu_seconds(pid: int) -> float:
-    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -161,9 +156,9 @@ async def watch(url: str, expected: int, procs: Sequence[subprocess.Popen[bytes]
                     t5, cpu5 = below
                 else:
                     t5 = now
-                    cpu5 = [_cpu_seconds(p.pid) for p in procs]
+                    cpu5 = [cpu_seconds(p.pid) for p in procs]
             elif t5 is None:
-                below = (now, [_cpu_seconds(p.pid) for p in procs])  # the last poll before the 5 % mark
+                below = (now, [cpu_seconds(p.pid) for p in procs])  # the last poll before the 5 % mark
             if total >= expected:
                 t100 = now
                 break
@@ -233,7 +228,7 @@ async def drain(url: str, c: Corpus, n: int, cmd: Sequence[str], k: int, *, time
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in procs]
         t5, t100, total, cpu5 = await watch(url, expected, procs, timeout=timeout, stats_db=stats_db,
                                             progress=progress, n=n)
-        cpu = [_cpu_seconds(p.pid) for p in procs]
+        cpu = [cpu_seconds(p.pid) for p in procs]
         rss = [rss_kb(p.pid) for p in procs]
     finally:
         stop(procs)

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import hashlib
 import json
-import os
 import ssl
 import sys
 import tempfile
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import yaml
 
-from bench._common import temp_vhost
+from bench._common import cpu_seconds, temp_vhost
 from tests.support.testing import free_port_block
 
 SENDER, R1, R2 = "000.00.00.G22", "000.00.00.H53", "000.00.00.G01"
@@ -47,12 +46,6 @@ def peak_kb(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmHWM for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def self_peak_kb() -> int:

@@ -39,14 +39,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import Result, temp_vhost, write_json
+from bench._common import Result, beam_pid, cpu_seconds, temp_vhost, write_json
 from bench.e2e import WARM, Axis, open_loop, presign, sustained
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _published(url: str) -> tuple[int, int] | None:
@@ -70,14 +64,6 @@ def _published(url: str) -> tuple[int, int] | None:
 
 
 STATS_LAG = 5.5  # seconds: RabbitMQ's default collect_statistics_interval is 5 s
-
-
-def _beam_pid() -> int | None:
-    try:
-        # the process named beam.smp (-x), not any command line that mentions it (-f: a shell, a grep)
-        return int(subprocess.check_output(["pgrep", "-x", "beam.smp"], text=True).split()[0])
-    except (subprocess.CalledProcessError, IndexError, FileNotFoundError):
-        return None
 
 
 def _document_checks(ax: Axis) -> dict[str, float]:
@@ -108,7 +94,7 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
             await asyncio.sleep(STATS_LAG)
             published0 = _published(url)
             procs = [(name, p.pid) for name, p in ax.run.procs]
-            beam = _beam_pid()
+            beam = beam_pid()
             if beam is not None:
                 procs.append(("rabbitmq", beam))
             procs.append(("supervisor", os.getpid()))  # axis up's threads; the generator's loop is taken out below

@@ -20,6 +20,7 @@ Baselines, same run: for throughput, the relay's envelope rate from the router d
 which already includes the endpoint's verification and the confirmed publish).
 
     python bench/e2e.py [--documents 3000] [--seconds 10]
+    python bench/e2e.py --rate 250 [--rounds 3] [--seconds 10]   # only open-loop rounds at one rate, one axis
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from axis.sim.http import Pool, TransportError
-from bench._common import Result, temp_vhost
+from bench._common import Result, beam_pid, cpu_seconds, temp_vhost
 from tests.support.testing import free_port_block
 
 SERVERS = [("d-a", "dedicated"), ("d-b", "dedicated"), ("sh-1", "shared"), ("sh-2", "shared")]
@@ -439,6 +440,41 @@ async def measure(documents: int = 3000, seconds: float = 10, log: Any = print, 
     return results
 
 
+async def rounds(rate: float, count: int, seconds: float, log: Any = print, *,
+                 routers: int | None = None) -> list[dict[str, Any]]:
+    """``count`` open-loop rounds at ``rate`` (``seconds`` each, 2 s apart) in one warm axis: how much p50 and p99
+    vary from round to round at one load (at 250/s on 2 cores p99 ranged 65–370 ms, bench/README.md, session 10),
+    each round with its stages and every component's CPU time per document (``/proc``, the RabbitMQ node's
+    included: it counts every vhost's work)."""
+    with temp_vhost("axis-bench-e2e") as url, tempfile.TemporaryDirectory(prefix="axis-bench-e2e-") as tmp:
+        ax = Axis(url, Path(tmp), routers)
+        n = int(rate * seconds)
+        log(f"e2e: {count} rounds of {n} documents at {rate:g}/s; signing {WARM + n * count} documents …")
+        docs = presign(ax.connections, WARM + n * count)
+        out: list[dict[str, Any]] = []
+        with ax:
+            await sustained(ax, docs[:WARM])  # connections, caches; not counted
+            procs = [(name.rstrip("-0123456789"), p.pid) for name, p in ax.run.procs]
+            beam = beam_pid()
+            if beam is not None:
+                procs.append(("rabbitmq", beam))
+            for i in range(count):
+                await asyncio.sleep(2)
+                before = [cpu_seconds(pid) for _, pid in procs]
+                r = await open_loop(ax, docs[WARM + i * n : WARM + (i + 1) * n], rate)
+                cpu: dict[str, float] = {}
+                for (kind, pid), t0 in zip(procs, before, strict=True):
+                    cpu[kind] = cpu.get(kind, 0.0) + 1000 * (cpu_seconds(pid) - t0) / n
+                r["cpu_ms_per_doc"] = {kind: round(ms, 2) for kind, ms in cpu.items()}
+                p50, p99 = r["p50_ms"], r["p99_ms"]
+                log(f"  round {i + 1}: p50 {p50 or 0:.0f} ms, p99 {p99 or 0:.0f} ms"
+                    + ("" if r["complete"] else f" ({r['missing']} documents never stored)")
+                    + f"; {_stage_note(r, 'p99')}; CPU per document "
+                    + ", ".join(f"{kind} {ms:.2f}" for kind, ms in r["cpu_ms_per_doc"].items()) + " ms")
+                out.append(r)
+    return out
+
+
 def _stage_note(r: dict[str, Any], p: str) -> str:
     """Where the p50 and the p99 go (the evidence log's timestamps): door, to the router's decision, to the inbox
     commit — for the p99, the median of each stage over the slowest 1 % of documents."""
@@ -454,12 +490,18 @@ def main() -> None:
     ap.add_argument("--documents", type=int, default=3000, help="documents for the sustained figure")
     ap.add_argument("--seconds", type=float, default=10, help="duration of each open-loop rate")
     ap.add_argument("--routers", type=int, help="router processes (default: as axis up runs, config.routers)")
+    ap.add_argument("--rate", type=float, help="only open-loop rounds at this rate (documents/s) …")
+    ap.add_argument("--rounds", type=int, default=3, help="… this many, --seconds each, in one axis")
     a = ap.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop.install()
     from bench._common import table
+
+    if a.rate is not None:
+        asyncio.run(rounds(a.rate, a.rounds, a.seconds, routers=a.routers))
+        return
 
     results = asyncio.run(measure(a.documents, a.seconds, routers=a.routers))
     print(table(results))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._common import machine, temp_vhost  # noqa: E402
+from bench._common import cpu_seconds, machine, temp_vhost  # noqa: E402
 from bench.evidence_log import events as background_events  # noqa: E402
 
 SENDER, R1, R2 = "000.00.00.G01", "000.00.00.H01", "000.00.00.H02"
@@ -60,11 +59,6 @@ def free_ports(n: int) -> int:
             for s in socks:
                 s.close()
     raise RuntimeError("no free ports")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def populate(config: Any, leaves: int, documents: int) -> list[str]:

@@ -91,3 +91,17 @@ def test_e2e_and_cpu_smoke(tmp_path: Path, amqp_url: str) -> None:
     kinds = cpu["extra"]["ms_per_doc_by_kind"]
     assert {"host", "router", "rabbitmq", "generator"} <= kinds.keys()
     assert cpu["measured"] == pytest.approx(sum(v for k, v in kinds.items() if k != "generator"))
+
+
+def test_e2e_rounds_smoke(tmp_path: Path, amqp_url: str) -> None:
+    # open-loop rounds at one rate in one axis: each round's latency and every component's CPU per document
+    pytest.importorskip("axis.ops.up", reason="the axis lands with ops")
+    env = {**os.environ, "AXIS_BENCH_CACHE": str(tmp_path / "cache")}
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "e2e.py"), "--rate", "20", "--rounds", "2",
+                        "--seconds", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = [line for line in p.stdout.splitlines() if "round " in line]
+    assert [line.split(":")[0].strip() for line in lines] == ["round 1", "round 2"], p.stdout
+    for line in lines:
+        assert "p99" in line and "never stored" not in line, line
+        assert "host " in line and "router " in line, line
