@@ -96,7 +96,7 @@ async def relay(url: str, progress: Path, *, prefetch: int = PREFETCH, batch: in
         nonlocal acked
         while True:
             messages = [await inbox.get()]
-            wait = linger_for(linger, rate.per_second, machine.fraction())  # as the router waits
+            wait = linger_for(linger, rate.per_second, machine.fraction(), machine.sustained())  # as the router waits
             if wait > 0:
                 await inbox.fill(batch - 1, wait)
             while len(messages) < batch and not inbox.empty():

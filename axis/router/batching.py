@@ -9,8 +9,9 @@ waits. So a router waits only when CPU is what is short (:func:`linger_for`):
 
 - traffic coming slowly (under :data:`LINGER_ABOVE_PER_SECOND` documents and statuses a second, a bundle's items
   each, to this router): never;
-- otherwise in proportion to how busy the machine's CPUs are (:class:`MachineBusy`): not at all below
-  :data:`MACHINE_BUSY_FROM`, all of ``linger`` from :data:`MACHINE_BUSY_FULL` on.
+- otherwise by how busy the machine's CPUs are (:class:`MachineBusy`): not at all below :data:`MACHINE_BUSY_FROM`
+  over the last second; up to :data:`BUSY_LINGER_SECONDS` (50 ms), in proportion, when it is busy; all of ``linger``
+  (150 ms) only once it has been saturated for seconds (:data:`MACHINE_SATURATED` over ~3 s).
 
 The machine's CPU, not the router's own busy time: with the endpoint hosts on the same cores, the router is seldom
 the bottleneck when the machine is — its batches are then small unless it waits, and the hosts and RabbitMQ pay
@@ -24,6 +25,15 @@ from 60 % there added up to 100 ms to most documents (p50 65-68 ms, p99 224-230 
 100/s); waiting from 80 % gave 52-59 / 140-152 ms and 14 / 35-42 ms, the sustained rate unchanged. Waiting only
 from 90 % saved no more latency at 100/s and made 250/s worse (the hosts then pay per message: POST → 202 p99
 128-180 ms). A saturated machine (the replay, or any rate over capacity) is above 95 % and waits the whole linger.
+
+**Busy is not saturated** (session 10, bench/README.md). 250/s on 2 cores keeps the machine 80–92 % busy second
+by second, with moments above 95 %; the replay and a closed loop stay at 97–100 %. Waiting up to 150 ms whenever
+one second was over 95 % made much of the tail at 250/s; never waiting more than 50 ms halved it (median p99 of 9
+rounds 84 against 133 ms) but cost the replay 11–18 % (smaller batches where the hosts, not the router, saturate
+the machine). So the whole linger waits for a ~3 s average over :data:`MACHINE_SATURATED`, which the replay reaches
+within seconds and brief peaks at 250/s less often: interleaved, 9 rounds each, p99 at 250/s 85–384 ms (median
+171) against 142–481 (213), p50 29–67 against 36–126 ms; the replay 104.6 and 99.0 s against 102.1 and 97.8 s
+(submit phases alike); a saturated closed loop 3.05–3.15 against 3.03–3.13 ms of CPU per document.
 
 **Statuses gather, documents do not wait for them.** A batch that starts with a status (the status 01s a
 recipient's server sends as it stores a delivery, an agency's status) waits up to :data:`STATUS_GATHER_SECONDS`
@@ -54,20 +64,27 @@ T = TypeVar("T")
 #: routers sharing ~170 documents/s saw fewer than 50 messages a second each and never waited (bench/README.md,
 #: session 9)
 LINGER_ABOVE_PER_SECOND = 50.0
-#: the share of the machine's CPU time in use from which a batch starts to wait for more …
+#: the share of the machine's CPU time in use (over ~1 s) from which a batch starts to wait for more …
 MACHINE_BUSY_FROM = 0.8
-#: … and from which it waits the whole ``linger``
+#: … and from which it waits :data:`BUSY_LINGER_SECONDS` (at most ``linger``)
 MACHINE_BUSY_FULL = 0.95
+#: the longest wait of a machine that is busy but not saturated
+BUSY_LINGER_SECONDS = 0.05
+#: the share over ~3 s from which the machine counts as saturated: a batch then waits the whole ``linger``
+MACHINE_SATURATED = 0.95
 #: how long a batch that starts with a status waits for more statuses (a document's arrival ends the wait)
 STATUS_GATHER_SECONDS = 0.02
 
 
-def linger_for(linger: float, per_second: float, machine_busy: float) -> float:
-    """How long a batch waits for more (seconds), see the module docstring."""
-    if linger <= 0 or per_second < LINGER_ABOVE_PER_SECOND:
+def linger_for(linger: float, per_second: float, machine_busy: float, sustained_busy: float = 0.0) -> float:
+    """How long a batch waits for more (seconds), see the module docstring: ``machine_busy`` is the busy share
+    over ~1 s, ``sustained_busy`` over ~3 s (:class:`MachineBusy`)."""
+    if linger <= 0 or per_second < LINGER_ABOVE_PER_SECOND or machine_busy < MACHINE_BUSY_FROM:
         return 0.0
+    if sustained_busy >= MACHINE_SATURATED:
+        return linger
     share = (machine_busy - MACHINE_BUSY_FROM) / (MACHINE_BUSY_FULL - MACHINE_BUSY_FROM)
-    return linger * min(1.0, max(0.0, share))
+    return min(linger, BUSY_LINGER_SECONDS) * min(1.0, share)
 
 
 class BatchInbox(asyncio.Queue[T]):
@@ -121,11 +138,13 @@ class Rate:
 
 class MachineBusy:
     """The share of the machine's CPU time in use (all cores, every process): from ``/proc/stat``, read at most every
-    0.25 s and averaged over ~1 s; where there is no ``/proc/stat``, the load average per core."""
+    0.25 s and averaged over ~1 s (:meth:`fraction`) and over ~3 s (:meth:`sustained`); where there is no
+    ``/proc/stat``, the load average per core (both)."""
 
     def __init__(self, stat: str = "/proc/stat") -> None:
         self.stat = stat
         self._fraction = 0.0
+        self._sustained = 0.0
         self._last = self._times()
         self._at = time.monotonic()
 
@@ -136,11 +155,17 @@ class MachineBusy:
             if times is not None and self._last is not None:
                 busy, total = times[0] - self._last[0], times[1] - self._last[1]
                 if total > 0:
-                    self._fraction = 0.5 * self._fraction + 0.5 * min(1.0, max(0.0, busy / total))
+                    share = min(1.0, max(0.0, busy / total))
+                    self._fraction = 0.5 * self._fraction + 0.5 * share
+                    self._sustained = 0.9 * self._sustained + 0.1 * share
             elif times is None:
-                self._fraction = min(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+                self._fraction = self._sustained = min(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
             self._last, self._at = times, now
         return self._fraction
+
+    def sustained(self) -> float:
+        """The busy share over ~3 s (an average of the samples of :meth:`fraction`, 0.1 each)."""
+        return self._sustained
 
     def _times(self) -> tuple[int, int] | None:
         """(busy, total) clock ticks of all CPUs since boot; None without ``/proc/stat``."""

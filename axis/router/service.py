@@ -125,7 +125,7 @@ class RouterService:
     async def _work(self) -> None:
         while True:
             messages = [await self._inbox.get()]
-            wait = linger_for(self.linger, self._rate.per_second, self._machine.fraction())
+            wait = linger_for(self.linger, self._rate.per_second, self._machine.fraction(), self._machine.sustained())
             if wait > 0:
                 await self._inbox.fill(self.batch - 1, wait)
             elif self.status_gather > 0 and not _is_document(messages[0]):  # see axis.router.batching
