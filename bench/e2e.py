@@ -443,7 +443,7 @@ async def measure(documents: int = 3000, seconds: float = 10, log: Any = print, 
 async def rounds(rate: float, count: int, seconds: float, log: Any = print, *,
                  routers: int | None = None) -> list[dict[str, Any]]:
     """``count`` open-loop rounds at ``rate`` (``seconds`` each, 2 s apart) in one warm axis: how much p50 and p99
-    vary from round to round at one load (at 250/s on 2 cores p99 ranged 65–370 ms, bench/README.md, session 10),
+    vary from round to round at one load (at 250/s on 2 cores p99 ranged 65–480 ms, bench/README.md, session 10),
     each round with its stages and every component's CPU time per document (``/proc``, the RabbitMQ node's
     included: it counts every vhost's work)."""
     with temp_vhost("axis-bench-e2e") as url, tempfile.TemporaryDirectory(prefix="axis-bench-e2e-") as tmp:
