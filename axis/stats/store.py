@@ -352,9 +352,6 @@ def add_missing_columns(conn: sa.Connection, added: Iterable[tuple[sa.Table, str
         conn.execute(sa.text(ddl))
 
 
-def _add_missing_columns(conn: sa.Connection) -> None:
-    add_missing_columns(conn, ADDED_COLUMNS)
-
 
 class StatsStore:
     """Async handle on the statistics store. Open with :meth:`open`, close with :meth:`close`."""
@@ -398,7 +395,7 @@ class StatsStore:
                         await conn.execute(CreateTable(table, if_not_exists=True))
                         for index in sorted(table.indexes, key=lambda i: str(i.name)):
                             await conn.execute(CreateIndex(index, if_not_exists=True))
-                    await conn.run_sync(_add_missing_columns)
+                    await conn.run_sync(add_missing_columns, ADDED_COLUMNS)
                 return
             except sa.exc.DBAPIError:
                 if attempt == 5:

@@ -160,12 +160,15 @@ class ReceivedHead:
         """The head to keep, or None when a value is longer than its column: the schema does not bound CodeNumber
         and CodeNotation, and PostgreSQL would refuse the row (and with it the delivery). Such a row's statuses read
         the stored bytes, as a row stored before heads were kept."""
-        head = cls(sha256, doc_code, promulgation_date)
-        for name in ("sha256", "doc_code", "promulgation_date"):
-            length = received.c[name].type.length  # type: ignore[attr-defined]
-            if len(getattr(head, name)) > length:
-                return None
-        return head
+        if any(len(value) > limit for value, limit in zip((sha256, doc_code, promulgation_date), _HEAD_LENGTHS,
+                                                           strict=True)):
+            return None
+        return cls(sha256, doc_code, promulgation_date)
+
+
+#: the column lengths of ReceivedHead's fields, in its order (read once: ReceivedHead.of runs at every delivery)
+_HEAD_LENGTHS: tuple[int, ...] = tuple(received.c[name].type.length  # type: ignore[attr-defined]
+                                       for name in ("sha256", "doc_code", "promulgation_date"))
 
 
 @dataclass(frozen=True, slots=True)
