@@ -26,8 +26,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from axis import envelope  # noqa: E402
 from axis.config import generate_workdir  # noqa: E402
+from axis.core import envelope  # noqa: E402
 from axis.core.pki import load_certs, load_key  # noqa: E402
 from axis.core.signing import sign  # noqa: E402
 from axis.core.tlsconfig import client_context  # noqa: E402

@@ -14,7 +14,7 @@ Authentication is the admin token (contract section 4), checked in constant time
 Without valid credentials every protected path answers 401 ``application/problem+json`` with reason
 ``UNAUTHORIZED`` (the dashboard page answers 401 with the HTML form instead). Failed checks are limited per
 client address as on the endpoint servers (``limits.auth_failures`` within ``limits.auth_window_seconds``,
-:class:`endpoints.auth.FailureLimiter`): a wrong bearer token, a wrong session cookie or a wrong ``?token=``
+:class:`axis.core.ratelimit.FailureLimiter`): a wrong bearer token, a wrong session cookie or a wrong ``?token=``
 counts (a request with no credentials at all guesses nothing and does not); past the limit every protected path
 and the dashboard answer 429 (reason ``UNAUTHORIZED``, ``Retry-After``) without looking at the credentials.
 

@@ -59,7 +59,7 @@ def check_envelope(verifier: Verifier, name: str, data: bytes) -> dict[str, Any]
     """The verify result object of one file's bytes (no I/O): ``{"file", "ok", "reason", "detail", "signer"}``.
 
     One hardened parse; the edXML schema is checked on that tree first, then profile, signature, certificate
-    and signer (:meth:`Verifier.verify`)."""
+    and signer (:meth:`axis.core.verify.Verifier.verify`)."""
     from axis.core.reasons import Refusal
     from axis.core.schema import validate
 

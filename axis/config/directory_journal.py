@@ -3,7 +3,7 @@
 
 :func:`sync_journal` advances the stored journal to a loaded configuration's directory and returns it. Every
 process that serves ``GET /v1/directory`` (the endpoint hosts, at start and on each reload) and every command
-that changes the directory (``axis.config.rename_agency``, the agency lifecycle commands) calls it; advancing is
+that changes the directory (``axis.config.renames.rename_agency``, the agency lifecycle commands) calls it; advancing is
 idempotent, and an exclusive lock on ``directory-journal.lock`` serializes the read-advance-write, so processes
 reloading the same file at once agree on one version. Changes made by editing config.yaml by hand are picked
 up the same way, at the next reload. Without a configuration file (a configuration built in memory) the journal

@@ -110,7 +110,7 @@ class Limits:
     auth_clients: int = 100_000
     #: Recipients (``To``) one document may name: refused with TOO_LARGE above it, at the endpoint server's door
     #: and again at the router. At most 1,000, so that a delivery's recipient list always fits an AMQP header
-    #: (``axis.broker.transport.HEADER_LIST_ITEMS``).
+    #: (``axis.core.wire.HEADER_LIST_ITEMS``).
     max_recipients: int = 500
     #: Slow and idle HTTP clients of the endpoint servers (endpoints/host.py, where the choices are explained):
     #: the request line and headers must arrive within ``header_timeout_seconds`` of the connection opening (or
@@ -228,7 +228,7 @@ class AgencyConfig:
     key: Path | None = None
     cert: Path | None = None
     moved_from: tuple[str, ...] = ()  # servers that hosted it before (axis.config.move_agency)
-    aliases: tuple[str, ...] = ()  # former codes (axis.config.rename_agency): still route to it
+    aliases: tuple[str, ...] = ()  # former codes (axis.config.renames.rename_agency): still route to it
     active: bool = True  # False: retired, still listed in the directory for agency software
 
 

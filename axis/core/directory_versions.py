@@ -16,7 +16,7 @@ last changed, and for every code that left the directory the version at which it
   version (a journal restored from an older backup, another axis) answers the full listing too, marked
   ``"full": true``, so the client resyncs instead of missing changes.
 
-A code change (``axis.config.rename_agency``): the new code is a new entry carrying the old code in its
+A code change (``axis.config.renames.rename_agency``): the new code is a new entry carrying the old code in its
 ``aliases``, and the old code is ``deleted`` — the VPCP SDK's ``oldCode`` → new code mapping. Routing accepts the
 alias (:meth:`axis.core.directory.Directory.resolve`).
 """

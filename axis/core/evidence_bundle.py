@@ -126,9 +126,9 @@ def _canonical_json(obj: Any) -> bytes:
 
 
 def select_leaves(envelope: bytes, leaves: Sequence[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-    """The leaves (``(index, leaf)``, e.g. :meth:`LogStore.leaves_of`) that belong in ``envelope``'s bundle: those
-    whose ``sha256`` is the envelope's or empty (the same DocumentId submitted again with other bytes is another
-    document's evidence)."""
+    """The leaves (``(index, leaf)``, e.g. :meth:`axis.log.store.LogStore.leaves_of`) that belong in
+    ``envelope``'s bundle: those whose ``sha256`` is the envelope's or empty (the same DocumentId submitted again
+    with other bytes is another document's evidence)."""
     digest = hashlib.sha256(envelope).hexdigest()
     out = []
     for index, leaf in leaves:

@@ -99,7 +99,7 @@ def _open(path: str) -> sqlite3.Connection:
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
-    """The tables and indexes of :data:`endpoints.inbox.metadata`, as SQLAlchemy would create them (same DDL)."""
+    """The tables and indexes of :data:`endpoints.inbox.store.metadata`, as SQLAlchemy would create them (same DDL)."""
     dialect = sqlite_dialect.dialect()
     db.execute("BEGIN IMMEDIATE")
     try:

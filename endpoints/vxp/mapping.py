@@ -69,9 +69,10 @@ def sent_entries(doc: Mapping[str, Any], notation: str, statuses: Sequence[Mappi
                  received: Mapping[str, tuple[str, str]]) -> list[dict[str, Any]]:
     """getSentEdocList's rows (the SDK's ``StatusResult``) of one document the caller sent: one per recipient.
 
-    ``statuses``: every status about the document (:meth:`InboxStore.statuses_of` rows); ``received``: recipient →
-    (its inbox id, its item state) for recipients whose inbox is in this server's store (elsewhere axis does not
-    know the recipient's id: ``receiverDocId`` stays ``""`` and ``receiveStatus`` follows its statuses)."""
+    ``statuses``: every status about the document (:meth:`endpoints.inbox.store.InboxStore.statuses_of` rows);
+    ``received``: recipient → (its inbox id, its item state) for recipients whose inbox is in this server's store
+    (elsewhere axis does not know the recipient's id: ``receiverDocId`` stays ``""`` and ``receiveStatus`` follows
+    its statuses)."""
     refusals = [s for s in statuses if s.get("reason")]
     rows = []
     for recipient in doc["recipients"]:

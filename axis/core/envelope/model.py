@@ -5,8 +5,9 @@ Conventions (so that ``parse(build(m)) == m`` holds exactly):
 - Text fields are ``str``; ``""`` means "absent" (``build`` omits the element, ``parse`` gives ``""`` for a
   missing or empty element). Values are kept verbatim, never stripped.
 - Dates and timestamps stay strings in their wire formats: dates ``yyyy/MM/dd``, timestamps
-  ``yyyy/MM/dd HH:mm:ss`` (see :func:`axis.core.envelope.format_date` / :func:`format_timestamp`). Real files carry
-  impossible dates (``2014/02/30``), which a ``date`` type could not hold.
+  ``yyyy/MM/dd HH:mm:ss`` (see :func:`axis.core.envelope.format_date` /
+  :func:`axis.core.envelope.format_timestamp`). Real files carry impossible dates (``2014/02/30``), which a
+  ``date`` type could not hold.
 - Nested records with only empty fields are omitted on the wire and parse back to their defaults.
 - ``Business.doc_type`` is an ``int`` 0..3 (new, revocation, update, replacement).
 """
