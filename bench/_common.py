@@ -141,6 +141,103 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def door_check(config: Any) -> Any:
+    """What a door runs on a signed submission (:meth:`endpoints.checks.DeliveryChecks.check_keyed`, without its
+    caches): the full check against the axis's CA, the schema, the model."""
+    from axis.config.verifier import make_verifier
+    from axis.core import envelope, schema
+
+    verifier = make_verifier(config)
+
+    def check(document: bytes) -> Any:
+        verified, _ = verifier.verify_with_facts(document)
+        schema.validate(verified.root)
+        return envelope.from_element(verified.root)
+
+    return check
+
+
+def _probe(config_path: str, document: bytes, interval: float, per_sample: int, stop: Any, out: Any) -> None:
+    """The speed probe's process (:class:`SpeedProbe`): every ``interval`` s, the CPU time of ``per_sample`` door
+    checks; the samples (µs per check) go to ``out`` once ``stop`` is set."""
+    from axis.config import load_config
+
+    check = door_check(load_config(config_path))
+    check(document)  # imports, caches
+    out.send("ready")
+    samples: list[float] = []
+    spent = 0.0
+    while not stop.wait(interval) or not samples:  # a window shorter than the interval still gets its sample
+        t0 = time.process_time()
+        for _ in range(per_sample):
+            check(document)
+        spent += time.process_time() - t0
+        samples.append(1e6 * (time.process_time() - t0) / per_sample)
+    out.send((samples, spent))
+
+
+class SpeedProbe:
+    """The machine's speed during a measurement, in the axis's own currency: µs of CPU for one door check
+    (:func:`door_check`: hardened parse, signature and chain, schema, model — interpreter, lxml and OpenSSL work in
+    about the axis's own mix), sampled in a process of its own every ``interval`` s (``per_sample`` checks: 1–2 %
+    of one core) while the axis runs.
+
+    Why: on a shared VM the CPU time of the same work is not constant. On session 11's machine one door check took
+    414–1,250 µs within ten seconds with nothing else running, and one commit measured 2.9–4.4 ms of CPU per
+    document within an hour (session 10), 4.0–5.9 the next day. CPU per document divided by the median check of
+    the same window — the axis's cost counted in door checks — keeps what the code costs and divides out most of
+    how fast the machine was meanwhile (four runs in a row: 4.61–5.86 ms, 5.12–5.71 checks). The probe's checks
+    start cache-cold after each pause, so its level depends on ``interval`` and ``per_sample``: compare the
+    figure only with itself, measured the same way.
+
+        with SpeedProbe(config_path, document) as probe:
+            ...  # the measured window
+        probe.median_us, probe.spread, probe.cpu_seconds
+    """
+
+    def __init__(self, config_path: str | Path, document: bytes, *, interval: float = 0.25,
+                 per_sample: int = 4) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # the caller runs threads and an event loop: no fork
+        self._stop = context.Event()
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_probe, daemon=True, name="axis-bench-speed-probe",
+                                        args=(str(config_path), document, interval, per_sample, self._stop, send))
+        self.samples: list[float] = []
+        #: the probe's CPU time while sampling (its start-up not included): the harness's own cost
+        self.cpu_seconds = 0.0
+
+    def __enter__(self) -> SpeedProbe:
+        self._process.start()
+        if not self._receive.poll(60) or self._receive.recv() != "ready":
+            raise RuntimeError("the speed probe did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._receive.poll(30):
+            self.samples, self.cpu_seconds = self._receive.recv()
+        self._process.join(10)
+
+    @property
+    def median_us(self) -> float | None:
+        """µs of CPU per door check during the window (the median sample), or None without samples."""
+        import statistics
+
+        return statistics.median(self.samples) if self.samples else None
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        """The 10th and 90th percentiles of the samples (µs): how much the machine's speed moved meanwhile."""
+        import statistics
+
+        if len(self.samples) < 2:
+            return None
+        deciles = statistics.quantiles(self.samples, n=10)
+        return deciles[0], deciles[-1]
+
+
 def beam_pid() -> int | None:
     """The RabbitMQ node's process (``beam.smp``) on this machine, or None."""
     import subprocess

@@ -15,6 +15,10 @@ and commits; the wall-clock rate is printed beside it.
 document costs at that load, when batches do not fill — at 100/s on the reference machine 4–5× the saturated
 figure (bench/README.md, session 7). The p50/p99 of that run are printed with it.
 
+The machine's speed during the same window is sampled beside it (:class:`bench._common.SpeedProbe`: a door check's
+CPU time, in a process of its own): the axis's CPU per document divided by it — its cost counted in door checks —
+is the figure to compare across hours on a machine whose speed drifts.
+
 HTTPS by default, as ``axis up`` serves (the load generator keeps its connections alive: one handshake per
 connection); ``--plain`` measures the same axis with ``tls: off`` — the difference is the cost of TLS.
 
@@ -39,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import Result, beam_pid, cpu_seconds, temp_vhost, write_json
+from bench._common import Result, SpeedProbe, beam_pid, cpu_seconds, temp_vhost, write_json
 from bench.e2e import WARM, Axis, open_loop, presign, sustained
 
 
@@ -107,16 +111,17 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                          for name, pid in procs if name not in ("rabbitmq", "supervisor")]
             checks0 = _document_checks(ax)
-            before = {name: cpu_seconds(pid) for name, pid in procs}
-            t0 = time.time()
-            if rate is None:
-                run = await sustained(ax, docs[WARM:])
-            else:
-                run = await open_loop(ax, docs[WARM:], rate)
-                run["rate"] = rate if run["complete"] else None
-                run["generator_cpu_ms_per_doc_with_polling"] = run["generator_cpu_ms_per_doc"]
-            wall = time.time() - t0
-            after = {name: cpu_seconds(pid) for name, pid in procs}
+            with SpeedProbe(ax.config_path, docs[0][2]) as probe:
+                before = {name: cpu_seconds(pid) for name, pid in procs}
+                t0 = time.time()
+                if rate is None:
+                    run = await sustained(ax, docs[WARM:])
+                else:
+                    run = await open_loop(ax, docs[WARM:], rate)
+                    run["rate"] = rate if run["complete"] else None
+                    run["generator_cpu_ms_per_doc_with_polling"] = run["generator_cpu_ms_per_doc"]
+                wall = time.time() - t0
+                after = {name: cpu_seconds(pid) for name, pid in procs}
             checks1 = _document_checks(ax)
             for s in spies:
                 s.send_signal(2)
@@ -139,7 +144,11 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
         key = name.split("-")[0]
         groups[key] = groups.get(key, 0.0) + ms
     axis_ms = sum(ms for name, ms in per.items() if name != "generator")
-    return {"documents": documents, "tls": tls, "wall_s": wall, "rate": documents / wall, "offered": rate,
+    unit = probe.median_us
+    return {"door_check_us": unit, "door_check_spread_us": probe.spread, "probe_cpu_s": probe.cpu_seconds,
+            # the axis's cost counted in door checks of the same window: the machine's speed divided out
+            "axis_door_checks_per_doc": 1000 * axis_ms / unit if unit else None,
+            "documents": documents, "tls": tls, "wall_s": wall, "rate": documents / wall, "offered": rate,
             "complete": run["rate"] is not None, "load_average": os.getloadavg(),
             "amqp_messages_per_doc": messages,
             # the endpoint hosts' signed-document checks per document (door and deliveries): in full, from a
@@ -149,6 +158,17 @@ async def measure(documents: int, profile: Path | None = None, *, tls: bool = Tr
             "broker_share_of_node_messages": node_share,  # < 1: other vhosts used the broker meanwhile
             "ms_per_doc": per, "ms_per_doc_by_kind": groups, "axis_ms_per_doc": axis_ms,
             "generator_ms_per_doc": per["generator"], "total_ms_per_doc": sum(per.values()), "run": run}
+
+
+def speed_line(r: dict[str, Any]) -> str:
+    """The machine's speed during the window and the axis's cost counted in door checks (:class:`SpeedProbe`)."""
+    unit, spread = r.get("door_check_us"), r.get("door_check_spread_us")
+    if not unit:
+        return "the speed probe took no sample"
+    return (f"one door check took {unit:.0f} µs of CPU meanwhile"
+            + (f" (p10–p90 {spread[0]:.0f}–{spread[1]:.0f})" if spread else "")
+            + f": the axis costs {r['axis_door_checks_per_doc']:.2f} door checks per document "
+            f"(the probe's own CPU {1000 * r['probe_cpu_s'] / r['documents']:.3f} ms/doc, not counted)")
 
 
 #: components in the order of the table; "generator" is the load generator, not the axis
@@ -175,6 +195,9 @@ def results(r: dict[str, Any], log: Any = print) -> list[Result]:
                             "(its CPU counts every vhost's)" if r["broker_share_of_node_messages"] is not None else "")
                          if r["complete"]
                          else "incomplete: not every delivery was stored"), extra=r)]
+    if r.get("axis_door_checks_per_doc"):
+        out.append(Result("  the same, counted in door checks (the machine's speed divided out)",
+                          r["axis_door_checks_per_doc"], "checks", target="(report)", notes=speed_line(r)))
     out += [Result(f"  CPU per document: {label}", by.get(kind), "ms", target="(report)", notes="reported, no target")
             for kind, label in KINDS if kind in by]
     out.append(Result("  CPU per document: load generator (not the axis)", r["generator_ms_per_doc"], "ms",
@@ -209,6 +232,7 @@ def main() -> None:
     print("  by kind: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["ms_per_doc_by_kind"].items())))
     print(f"  the axis     {r['axis_ms_per_doc']:7.2f} ms CPU/doc (everything but the generator)")
     print(f"  total        {r['total_ms_per_doc']:7.2f} ms CPU/doc; load average {r['load_average'][0]:.1f}")
+    print("  " + speed_line(r))
     if r["amqp_messages_per_doc"] is not None:
         print(f"  AMQP messages published per document: {r['amqp_messages_per_doc']:.2f}")
     if r["host_checks_per_doc"]:

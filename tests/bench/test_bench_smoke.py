@@ -91,6 +91,12 @@ def test_e2e_and_cpu_smoke(tmp_path: Path, amqp_url: str) -> None:
     kinds = cpu["extra"]["ms_per_doc_by_kind"]
     assert {"host", "router", "rabbitmq", "generator"} <= kinds.keys()
     assert cpu["measured"] == pytest.approx(sum(v for k, v in kinds.items() if k != "generator"))
+    # the speed probe sampled the same window: the axis's cost counted in door checks is that division
+    extra = cpu["extra"]
+    assert extra["door_check_us"] > 0 and extra["probe_cpu_s"] > 0
+    assert extra["axis_door_checks_per_doc"] == pytest.approx(1000 * cpu["measured"] / extra["door_check_us"])
+    assert results["  the same, counted in door checks (the machine's speed divided out)"]["measured"] == \
+        pytest.approx(extra["axis_door_checks_per_doc"])
 
 
 def test_e2e_rounds_smoke(tmp_path: Path, amqp_url: str) -> None:
