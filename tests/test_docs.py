@@ -9,7 +9,9 @@ A reference is checked when it is unambiguous:
   package's entry-point groups (``axis.endpoints``) are names of their own, not modules;
 - a short Sphinx role inside a module (:func:`check_signer`, :meth:`close`) resolves in that module: a global, an
   attribute of one of its globals (``Class.method``) or, alone, a method or field of a class it defines;
-- a path in backticks (``axis/core/verify.py``, ``docs/core.md``) exists in the repository.
+- a path in backticks (``axis/core/verify.py``, ``docs/core.md``) exists in the repository;
+- a command line in the Markdown docs — ``axis <command> … --option`` and ``python bench/<script>.py … --option`` —
+  names a command that exists and options that command takes.
 
 When it was written it found 23 references to where files and names were before the restructuring, and a
 benchmark (``bench/endpoint_submit.py``) that no longer imported.
@@ -129,6 +131,55 @@ def test_docstrings_name_what_exists() -> None:
     assert wrong == []
 
 
+AXIS_COMMAND = re.compile(r"(?:^|[`$ ])axis ([a-z][a-z-]*(?: [a-z][a-z-]*)*)([^`\n|#]*)")
+BENCH_COMMAND = re.compile(r"python bench/([a-z_]+)\.py([^`|)\n#]*)")
+OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+
+
+def _cli_options() -> dict[tuple[str, ...], set[str]]:
+    """Every ``axis`` command (as its words) → the options it takes, from the click tree typer builds."""
+    import typer.main
+
+    from axis.cli import build_app
+
+    commands: dict[tuple[str, ...], set[str]] = {}
+
+    def walk(command: Any, words: tuple[str, ...]) -> None:
+        commands[words] = {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, (*words, name))
+
+    walk(typer.main.get_command(build_app()), ())
+    return commands
+
+
+def wrong_command_lines(text: str, commands: dict[tuple[str, ...], set[str]]) -> list[str]:
+    """The ``axis …`` and ``python bench/….py`` command lines of ``text`` naming options their command lacks (or,
+    for the benchmarks, a script that does not exist)."""
+    wrong: list[str] = []
+    for match in AXIS_COMMAND.finditer(text):
+        words: tuple[str, ...] = ()
+        for word in match.group(1).split():
+            if (*words, word) not in commands:
+                break
+            words = (*words, word)
+        if words:  # prose that says "axis" before a word that is no command is not a command line
+            wrong += [f"axis {' '.join(words)} {o}" for o in OPTION.findall(match.group(2)) if o not in commands[words]]
+    for name, rest in BENCH_COMMAND.findall(text):
+        script = ROOT / "bench" / f"{name}.py"
+        if not script.exists():
+            wrong.append(f"bench/{name}.py")
+            continue
+        source = script.read_text(encoding="utf-8")  # argparse: the option's string is in the script
+        wrong += [f"bench/{name}.py {o}" for o in OPTION.findall(rest) if f'"{o}"' not in source and o != "--help"]
+    return sorted(set(wrong))
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_rel)
+def test_command_lines_in_the_docs_work(doc: Path) -> None:
+    assert wrong_command_lines(doc.read_text(encoding="utf-8"), _cli_options()) == []
+
+
 def test_the_check_finds_what_is_wrong() -> None:
     """The resolvers are not vacuous: each kind of stale reference is caught, each kind of good one passes."""
     assert resolves("axis.core.verify.Verifier.verify")
@@ -144,3 +195,10 @@ def test_the_check_finds_what_is_wrong() -> None:
     assert _missing_paths("see `axis/core/verify.py` and `docs/core.md`") == []
     assert _missing_paths("see `axis/verify.py`") == ["axis/verify.py"]
     assert "axis.submit" in NOT_MODULES and "axis.endpoints" in NOT_MODULES
+    commands = _cli_options()
+    assert wrong_command_lines("run `axis envelope verify --jobs 2 DIR` then `axis up --config c.yaml`", commands) == []
+    assert wrong_command_lines("`axis envelope verify --no-such-flag DIR`", commands) == [
+        "axis envelope verify --no-such-flag"]
+    assert wrong_command_lines("`python bench/cpu_per_doc.py --documents 10 --nope`", commands) == [
+        "bench/cpu_per_doc.py --nope"]
+    assert wrong_command_lines("`python bench/gone.py`", commands) == ["bench/gone.py"]
