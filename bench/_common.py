@@ -184,11 +184,11 @@ class SpeedProbe:
 
     Why: on a shared VM the CPU time of the same work is not constant. On session 11's machine one door check took
     414–1,250 µs within ten seconds with nothing else running, and one commit measured 2.9–4.4 ms of CPU per
-    document within an hour (session 10), 4.0–5.9 the next day. CPU per document divided by the median check of
+    document within an hour (session 10), 3.9–5.9 the next day. CPU per document divided by the median check of
     the same window — the axis's cost counted in door checks — keeps what the code costs and divides out most of
-    how fast the machine was meanwhile (four runs in a row: 4.61–5.86 ms, 5.12–5.71 checks). The probe's checks
-    start cache-cold after each pause, so its level depends on ``interval`` and ``per_sample``: compare the
-    figure only with itself, measured the same way.
+    how fast the machine was meanwhile (three runs of one commit: 3.94, 4.14 and 5.12 ms; 4.78, 4.81 and 5.17
+    checks). The probe's checks start cache-cold after each pause, so its level depends on ``interval`` and
+    ``per_sample``: compare the figure only with itself, measured the same way.
 
         with SpeedProbe(config_path, document) as probe:
             ...  # the measured window

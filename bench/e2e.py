@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from axis.sim.http import Pool, TransportError
-from bench._common import Result, beam_pid, cpu_seconds, temp_vhost
+from bench._common import Result, SpeedProbe, beam_pid, cpu_seconds, temp_vhost
 from tests.support.testing import free_port_block
 
 SERVERS = [("d-a", "dedicated"), ("d-b", "dedicated"), ("sh-1", "shared"), ("sh-2", "shared")]
@@ -444,8 +444,9 @@ async def rounds(rate: float, count: int, seconds: float, log: Any = print, *,
                  routers: int | None = None) -> list[dict[str, Any]]:
     """``count`` open-loop rounds at ``rate`` (``seconds`` each, 2 s apart) in one warm axis: how much p50 and p99
     vary from round to round at one load (at 250/s on 2 cores p99 ranged 65–480 ms, bench/README.md, session 10),
-    each round with its stages and every component's CPU time per document (``/proc``, the RabbitMQ node's
-    included: it counts every vhost's work)."""
+    each round with its stages, every component's CPU time per document (``/proc``, the RabbitMQ node's
+    included: it counts every vhost's work) and the machine's speed meanwhile (:class:`bench._common.SpeedProbe`:
+    a door check's CPU time), which tells a slow round on a slow machine from a slow round of the axis."""
     with temp_vhost("axis-bench-e2e") as url, tempfile.TemporaryDirectory(prefix="axis-bench-e2e-") as tmp:
         ax = Axis(url, Path(tmp), routers)
         n = int(rate * seconds)
@@ -460,17 +461,20 @@ async def rounds(rate: float, count: int, seconds: float, log: Any = print, *,
                 procs.append(("rabbitmq", beam))
             for i in range(count):
                 await asyncio.sleep(2)
-                before = [cpu_seconds(pid) for _, pid in procs]
-                r = await open_loop(ax, docs[WARM + i * n : WARM + (i + 1) * n], rate)
-                cpu: dict[str, float] = {}
-                for (kind, pid), t0 in zip(procs, before, strict=True):
-                    cpu[kind] = cpu.get(kind, 0.0) + 1000 * (cpu_seconds(pid) - t0) / n
+                with SpeedProbe(ax.config_path, docs[0][2]) as probe:
+                    before = [cpu_seconds(pid) for _, pid in procs]
+                    r = await open_loop(ax, docs[WARM + i * n : WARM + (i + 1) * n], rate)
+                    cpu: dict[str, float] = {}
+                    for (kind, pid), t0 in zip(procs, before, strict=True):
+                        cpu[kind] = cpu.get(kind, 0.0) + 1000 * (cpu_seconds(pid) - t0) / n
                 r["cpu_ms_per_doc"] = {kind: round(ms, 2) for kind, ms in cpu.items()}
+                r["door_check_us"] = probe.median_us
                 p50, p99 = r["p50_ms"], r["p99_ms"]
                 log(f"  round {i + 1}: p50 {p50 or 0:.0f} ms, p99 {p99 or 0:.0f} ms"
                     + ("" if r["complete"] else f" ({r['missing']} documents never stored)")
                     + f"; {_stage_note(r, 'p99')}; CPU per document "
-                    + ", ".join(f"{kind} {ms:.2f}" for kind, ms in r["cpu_ms_per_doc"].items()) + " ms")
+                    + ", ".join(f"{kind} {ms:.2f}" for kind, ms in r["cpu_ms_per_doc"].items()) + " ms"
+                    + f"; a door check {probe.median_us or 0:.0f} µs meanwhile")
                 out.append(r)
     return out
 
