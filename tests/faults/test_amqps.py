@@ -22,6 +22,7 @@ import aio_pika
 import httpx
 import pytest
 import yaml
+from aio_pika.connection import make_url
 from aiormq.exceptions import AMQPConnectionError, ChannelAccessRefused
 
 from axis.broker.tlsconf import EXTERNAL_AUTH_PLUGIN, rabbitmq_tls_conf
@@ -144,7 +145,16 @@ async def _ignore(message: aio_pika.abc.AbstractIncomingMessage) -> None:
 
 
 async def _connect(url: str) -> aio_pika.abc.AbstractConnection:
-    return await aio_pika.connect(url, timeout=10)
+    """``aio_pika.connect``, closing the connection object itself when the broker refuses it: aio-pika's own
+    ``__del__`` would schedule that close from the garbage collector, where no loop runs ("coroutine
+    'Connection.close' was never awaited")."""
+    connection = aio_pika.Connection(make_url(url))
+    try:
+        await connection.connect(timeout=10)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
 
 
 async def test_no_valid_certificate_no_connection(tls_node: TlsNode, tmp_path: Path) -> None:
@@ -166,7 +176,7 @@ async def test_no_valid_certificate_no_connection(tls_node: TlsNode, tmp_path: P
             pytest.fail(f"connected with {what}")
     # and plain AMQP to the TLS port gets no broker either
     with pytest.raises((AMQPConnectionError, ConnectionError, OSError, asyncio.TimeoutError)):
-        await aio_pika.connect(f"amqp://guest:guest@127.0.0.1:{tls_node.node.amqp_port}/", timeout=5)
+        await _connect(f"amqp://guest:guest@127.0.0.1:{tls_node.node.amqp_port}/")
 
 
 async def test_a_leaked_server_certificate_has_only_that_servers_rights(tls_node: TlsNode) -> None:
