@@ -171,8 +171,9 @@ def _probe(config_path: str, document: bytes, interval: float, per_sample: int, 
         t0 = time.process_time()
         for _ in range(per_sample):
             check(document)
-        spent += time.process_time() - t0
-        samples.append(1e6 * (time.process_time() - t0) / per_sample)
+        took = time.process_time() - t0
+        spent += took
+        samples.append(1e6 * took / per_sample)
     out.send((samples, spent))
 
 
