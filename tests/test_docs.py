@@ -10,8 +10,8 @@ A reference is checked when it is unambiguous:
 - a short Sphinx role inside a module (:func:`check_signer`, :meth:`close`) resolves in that module: a global, an
   attribute of one of its globals (``Class.method``) or, alone, a method or field of a class it defines;
 - a path in backticks (``axis/core/verify.py``, ``docs/core.md``) exists in the repository;
-- a command line in the Markdown docs — ``axis <command> … --option`` and ``python bench/<script>.py … --option`` —
-  names a command that exists and options that command takes.
+- a command line in the Markdown docs and in the public contract — ``axis <command> … --option`` and
+  ``python bench/<script>.py … --option`` — names a command that exists and options that command takes.
 
 When it was written it found 23 references to where files and names were before the restructuring, and a
 benchmark (``bench/endpoint_submit.py``) that no longer imported.
@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from axis.core import wire
+from tests.conftest import SAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
@@ -178,6 +179,32 @@ def wrong_command_lines(text: str, commands: dict[tuple[str, ...], set[str]]) ->
 @pytest.mark.parametrize("doc", DOCS, ids=_rel)
 def test_command_lines_in_the_docs_work(doc: Path) -> None:
     assert wrong_command_lines(doc.read_text(encoding="utf-8"), _cli_options()) == []
+
+
+def test_the_contracts_command_lines_work() -> None:
+    """The public contract (``../shared/reference/contract.md``, section 3 and the rest): outside tools call these
+    command lines, so every option it shows must be one the command takes."""
+    contract = SAMPLES.parent / "reference" / "contract.md"
+    if not contract.is_file():
+        pytest.skip(f"the contract is not at {contract} (../shared beside the clone)")
+    assert wrong_command_lines(contract.read_text(encoding="utf-8"), _cli_options()) == []
+
+
+def test_the_reason_codes_are_the_contracts() -> None:
+    """Every refusal carries a code of the contract (section 2's table, and the two the evidence section adds), and
+    every code the contract names exists: a tool written against the contract can match on all of them."""
+    from axis.core.reasons import Reason
+
+    contract = SAMPLES.parent / "reference" / "contract.md"
+    if not contract.is_file():
+        pytest.skip(f"the contract is not at {contract} (../shared beside the clone)")
+    text = contract.read_text(encoding="utf-8")
+    table = text.split("## 2. Reason codes", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^\| ([A-Z_]+) \|", table, re.M))
+    evidence = text.split("## 5.", 1)[1].split("\n## ", 1)[0]  # its refusals of proofs and tree heads
+    named |= set(re.findall(r"`([A-Z]+_[A-Z_]+)`", evidence))
+    assert len(named) >= 15, "the contract's table was not found"
+    assert {r.value for r in Reason} == named
 
 
 def test_the_check_finds_what_is_wrong() -> None:
