@@ -44,6 +44,15 @@ def check_delivery(verifier: Any, body: bytes, work_dir: Path | None = None) -> 
     return msg, key.hex()
 
 
+def full_check(verifier: Any, body: bytes) -> tuple[envelope.Message, CertFacts | None]:
+    """The whole check of a signed envelope, nothing remembered: hardened parse, profile, signature, chain and
+    signer (``verifier``), then the schema, then the model; with the certificate facts a later moment checks
+    again. Raises Refusal."""
+    verified, facts = verifier.verify_with_facts(body)
+    schema.validate(verified.root)
+    return envelope.from_element(verified.root), facts
+
+
 class DeliveryChecks:
     """The signed-document checks of one host process, remembered by the SHA-256 of the exact bytes.
 
@@ -99,9 +108,7 @@ class DeliveryChecks:
             self._keep(key, msg, facts)
             _count("machine")
             return msg, key
-        verified, facts = self.verifier.verify_with_facts(body)
-        schema.validate(verified.root)
-        msg = envelope.from_element(verified.root)
+        msg, facts = full_check(self.verifier, body)
         kept = dataclasses.replace(msg, attachments=()) if isinstance(msg, envelope.DocumentMessage) else msg
         self._keep(key, kept, facts)
         _count("full")

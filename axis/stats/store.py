@@ -352,7 +352,6 @@ def add_missing_columns(conn: sa.Connection, added: Iterable[tuple[sa.Table, str
         conn.execute(sa.text(ddl))
 
 
-
 class StatsStore:
     """Async handle on the statistics store. Open with :meth:`open`, close with :meth:`close`."""
 
