@@ -37,11 +37,9 @@ from axis.core.wire import (
     H_DOC_TYPE,
     H_SHA256,
     H_SUBMITTED_AT,
-    KIND_STATUS,
     StatusFields,
     evidence,
     now_ms,
-    submission,
 )
 from axis.log.store import LogStore
 from axis.stats.metrics import process_metrics
@@ -436,9 +434,8 @@ def create_app(srv: EndpointServer) -> ASGIApp:
         else:
             head = await stored_head(srv, row.data)  # a big document's header, from its blob
             built, fields = await run_cpu_for(len(head), status_for, head, agency, code, description, limit)
-        await srv.publisher.publish(submission(built, srv.id, KIND_STATUS,
-                                               **{H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms(),
-                                                  H_SHA256: row_sha256(row), **fields.header()}))
+        await srv.send_status(built, {H_DOC_TYPE: row.doc_type, H_SUBMITTED_AT: now_ms(), H_SHA256: row_sha256(row),
+                                      **fields.header()})
         srv.metrics.sent_statuses.labels(agency, code).inc()
         return JSONResponse({"id": rid, "document_id": row.document_id, "code": code, "to": row.sender},
                             status_code=202)

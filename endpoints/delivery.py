@@ -9,7 +9,8 @@ Order matters (at-least-once, never lose, never double count):
    delivery; its timestamp is the inbox row's, so a redelivery re-sends an identical status (stored once).
    The statuses of deliveries committed while a previous bundle is being confirmed travel together in one
    ``status-bundle`` message (:class:`axis.broker.transport.Coalescer`, :mod:`axis.core.bundle`), one coalescer
-   per logical server (a bundle is authenticated as a whole, as its publishing server),
+   per logical server (a bundle is authenticated as a whole, as its publishing server) or, with a host user, one
+   for all the servers of the host process (:mod:`endpoints.link`: each item names its server),
 4. only then is the message acked. A crash anywhere before 4 means redelivery, which changes nothing stored.
 
 The router packs the deliveries of one batch bound for one server into a ``document-bundle``: its items are
@@ -108,8 +109,8 @@ class DeliveryConsumer:
     def __init__(self, *, view: Callable[[], LocalView], store: InboxStore,
                  publish: Callable[[Outgoing], Awaitable[None]],
                  check: Callable[[bytes], Awaitable[tuple[envelope.DocumentMessage, str]]], metrics: Metrics,
-                 check_blob: Callable[[BlobRef], Awaitable[tuple[envelope.DocumentMessage, str]]] | None = None
-                 ) -> None:
+                 check_blob: Callable[[BlobRef], Awaitable[tuple[envelope.DocumentMessage, str]]] | None = None,
+                 send_statuses: Callable[[list[bundle.Item]], Awaitable[None]] | None = None) -> None:
         self.view = view
         self.store = store
         self.publish = publish
@@ -117,9 +118,12 @@ class DeliveryConsumer:
         #: a document by reference (big documents, endpoints.bigdoc): the full check of the blob's bytes
         self.check_blob = check_blob
         self.metrics = metrics
-        # one bundle per logical server: the router authenticates a bundle as a whole (its publishing server)
+        # one bundle per logical server (the router authenticates a bundle as a whole, its publishing server) —
+        # unless the host's link bundles the statuses of all its servers (endpoints.link; ``send_statuses``)
         self.statuses: Coalescer[bundle.Item] = Coalescer(self._publish_statuses, inflight=1,
                                                           linger=STATUS_LINGER_SECONDS)
+        #: hands status 01s to the router; returns once the message holding them is confirmed
+        self.send_statuses = send_statuses or self.statuses.send
 
     @property
     def server_id(self) -> str:
@@ -133,7 +137,7 @@ class DeliveryConsumer:
         kind = header_text(headers.get(H_KIND))
         try:
             if kind == KIND_DOCUMENT:
-                await self.statuses.send(await self._document(message.body, headers))
+                await self.send_statuses(await self._document(message.body, headers))
             elif kind == KIND_STATUS:
                 await self._status(message.body, headers)
             elif kind in (KIND_DOCUMENT_BUNDLE, KIND_STATUS_BUNDLE):
@@ -248,7 +252,7 @@ class DeliveryConsumer:
                 raise result  # not a refusal (the store, the broker): the whole bundle is requeued
             elif result:
                 arrived += result
-        await self.statuses.send(arrived)  # returns once the bundle holding them is confirmed
+        await self.send_statuses(arrived)  # returns once the bundle holding them is confirmed
         if refused:
             raise Refusal(refused[0][1].reason,
                           "; ".join(f"item {i}: {r.reason.value} {r.detail}" for i, r in refused)[:1000])

@@ -1,10 +1,12 @@
 """A host process for one or several logical endpoint servers, each a FastAPI app on its own port.
 
-Each server has its own store, channels, consumer and uvicorn server, and — with per-component broker users
-(``broker.auth: users``) — its own AMQP connection as its own broker user (least privilege is per endpoint
-server, not per process; a dozen connections per host cost the broker little). In development mode
-(``shared``) the servers of a host share one robust AMQP connection. SIGINT/SIGTERM stop them cleanly (uvicorn
-finishes in-flight requests; consumers are cancelled, unacked deliveries go back to their queues).
+Each server has its own store, channels, consumer and uvicorn server. The servers of a host share one AMQP
+connection as the host's own broker user, and their submissions and status 01s travel in the host's bundles
+(:mod:`endpoints.link`; ``axis up`` provisions that user, allowed what the servers may do together); a host
+without one (a single server, or a set started by hand) connects each server as its own broker user. In
+development mode (``shared``) the servers of a host share one robust AMQP connection, bundled alike.
+SIGINT/SIGTERM stop them cleanly (uvicorn finishes in-flight requests; consumers are cancelled, unacked deliveries
+go back to their queues).
 
 Slow and idle clients (``limits`` in the config; :class:`ConnectionGuard`). Dozens of logical servers share one
 process's file descriptors, and uvicorn alone closes nothing that has not yet sent a whole request (its only
@@ -53,7 +55,6 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from axis.broker.transport import connect
 from axis.config import Config, Limits
 from axis.config.reload import install_sighup
 from axis.config.verifier import make_verifier
@@ -62,6 +63,7 @@ from axis.core.tlsconfig import PLAINTEXT_WARNING, reload_server_contexts, serve
 from axis.stats.counting import open_counter
 from endpoints.app import create_app
 from endpoints.gate import GatedApp
+from endpoints.link import HostLink
 from endpoints.mtls import tls_extension
 from endpoints.server import EndpointServer
 
@@ -405,9 +407,12 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
                                    client_ca=new.pki.ca)
 
     install_sighup(config, apply, "host " + ",".join(server_ids))
-    connection = None if config.broker.per_component else await connect(config.amqp_url)
+    link = await HostLink.open(config, server_ids)  # None: each server connects as its own broker user
+    if link is not None:
+        log.info("host of %d servers: one broker connection, their submissions and statuses bundled together",
+                 len(link.server_ids))
     for s in servers:
-        await s.start(connection)
+        await s.start(link=link)
     uvis = [uvicorn_server(GatedApp(create_app(s), s.gate),  # requests vs. hot reloads
                            s.server.host, s.server.port, guard, log_level=log_level, ssl_context=contexts[s.id])
             for s in servers]
@@ -426,6 +431,6 @@ async def serve(config: Config, server_ids: Sequence[str], *, log_level: str = "
         await asyncio.gather(*tasks, return_exceptions=True)
         for s in servers:
             await s.stop()
-        if connection is not None:
-            await connection.close()
+        if link is not None:
+            await link.close()
         await stats.close()

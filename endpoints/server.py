@@ -1,10 +1,12 @@
 """One logical endpoint server: its agencies, tokens, store, verifier, signing keys, publisher and consumer.
 
 A host process may run several logical servers (each its own FastAPI app on its own port); see
-:mod:`endpoints.host`. With per-component broker users (``broker.auth: users``) every logical server opens its
-own AMQP connection as its own user ``axis-server-<id>`` — it can publish to ``axis.submit`` (with ``user_id`` =
-that user, so the router knows which server a status comes from) and consume ``axis.server.<id>``, nothing else,
-even though several servers share a process. In development mode (``shared``) they share the host's connection.
+:mod:`endpoints.host`. With per-component broker users (``broker.auth: users``) the servers of a host share its
+link (:mod:`endpoints.link`: one connection as the host's broker user, allowed what its servers may do together,
+every message naming the server it is for). A server without one opens its own AMQP connection as its own user
+``axis-server-<id>`` — it can publish to ``axis.submit`` (with ``user_id`` = that user, so the router knows which
+server a status comes from) and consume ``axis.server.<id>``, nothing else. In development mode (``shared``) they
+share the host's connection.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from axis.config import Config, ServerConfig
 from axis.core import bundle, envelope
 from axis.core.blobref import BlobRef
 from axis.core.ratelimit import FailureLimiter
-from axis.core.wire import KIND_DOCUMENT, KIND_DOCUMENT_BUNDLE, server_queue, submission
+from axis.core.wire import H_SERVER, KIND_DOCUMENT, KIND_DOCUMENT_BUNDLE, KIND_STATUS, server_queue, submission
 from axis.log.store import LogStore
 from axis.stats.counting import Counter, open_counter
 from endpoints.auth import TokenTable
@@ -34,21 +36,12 @@ from endpoints.decide import LocalView
 from endpoints.delivery import DeliveryConsumer
 from endpoints.gate import Gate
 from endpoints.inbox import InboxStore, open_inbox
+from endpoints.link import HostLink, body_size, submit_bundle_bytes
 from endpoints.metrics import Metrics
 from endpoints.mtls import ClientAuth
 from endpoints.refusals import RefusalRecorder
 
 log = logging.getLogger("axis.endpoint")
-
-
-def submit_bundle_bytes(config: Config) -> int:
-    """The most bytes of documents a door's bundle holds: :data:`axis.core.bundle.BUNDLE_BYTES`, and never more than
-    one inline document may be — the router's prefetch is sized by that (``axis.router.blobs.prefetch_for``)."""
-    return min(bundle.BUNDLE_BYTES, config.limits.inline_limit)
-
-
-def _body_size(item: bundle.Item) -> int:
-    return len(item.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +90,11 @@ class EndpointServer:
         self.refusals: RefusalRecorder = None  # type: ignore[assignment]
         self.publisher: Publisher = None  # type: ignore[assignment]
         #: the documents this server's door submits, shared out as document-bundles (:meth:`submit`)
-        self.submissions: Coalescer[bundle.Item] = Coalescer(self._publish_documents, size=_body_size,
+        self.submissions: Coalescer[bundle.Item] = Coalescer(self._publish_documents, size=body_size,
                                                              max_bytes=submit_bundle_bytes(config))
+        #: the host's shared link (endpoints.link), when it has a broker user of its own: submissions and status 01s
+        #: then travel in the host's bundles
+        self.link: HostLink | None = None
         self._consumer_tag: str | None = None
         self._queue: Any = None
         self._own_connection: Connection | None = None
@@ -128,19 +124,34 @@ class EndpointServer:
         :class:`~axis.broker.transport.Coalescer`'s ``inflight``) travel together in one ``document-bundle`` (each
         item with its own headers as its meta): the router decides each item as the single document it is, so a
         bundle changes nothing but the number of messages. A bundle is never larger than one inline document may
-        be (:func:`submit_bundle_bytes`), so the router's bytes in flight keep their bound; a document over
-        :data:`axis.core.bundle.BUNDLE_DOCUMENT_BYTES` goes alone."""
-        item = bundle.Item(body, headers)
+        be (:func:`~endpoints.link.submit_bundle_bytes`), so the router's bytes in flight keep their bound; a
+        document over :data:`axis.core.bundle.BUNDLE_DOCUMENT_BYTES` goes alone. With the host's link
+        (:mod:`endpoints.link`) the bundle holds the submissions of every server of the host, each naming its own."""
         if len(body) > min(bundle.BUNDLE_DOCUMENT_BYTES, self.submissions.max_bytes):
-            await self._publish_documents([item])
+            await self._publish_documents([bundle.Item(body, headers)])
+        elif self.link is not None:
+            await self.link.documents.send([bundle.Item(body, {**headers, H_SERVER: self.id})])
         else:
-            await self.submissions.send([item])
+            await self.submissions.send([bundle.Item(body, headers)])
 
     async def _publish_documents(self, items: list[bundle.Item]) -> None:
         if len(items) == 1:
             await self.publisher.publish(submission(items[0].body, self.id, KIND_DOCUMENT, **items[0].meta))
         else:
             await self.publisher.publish(submission(bundle.pack(items), self.id, KIND_DOCUMENT_BUNDLE))
+
+    async def send_status(self, body: bytes, headers: dict[str, Any]) -> None:
+        """Hand an agency's status (built by this server) to the router; returns once the broker confirmed it. With
+        the host's link, the statuses that arrive while its previous ones await their confirm travel together
+        (:attr:`endpoints.link.HostLink.agency_statuses`: no wait of their own)."""
+        if self.link is not None:
+            await self.link.agency_statuses.send([bundle.Item(body, {**headers, H_SERVER: self.id})])
+        else:
+            await self.publisher.publish(submission(body, self.id, KIND_STATUS, **headers))
+
+    async def _link_statuses(self, items: list[bundle.Item]) -> None:
+        assert self.link is not None
+        await self.link.statuses.send([bundle.Item(i.body, {**i.meta, H_SERVER: self.id}) for i in items])
 
     async def check_delivery(self, body: bytes) -> tuple[envelope.DocumentMessage, str]:
         """The full check of a delivered document's exact bytes, with the current verifier (in the CPU pool when
@@ -167,9 +178,10 @@ class EndpointServer:
                 log.exception("server %s: blob collection failed; tried again later", self.id)
             await asyncio.sleep(self.config.blobs.gc_interval_seconds)
 
-    async def start(self, connection: Connection | None = None, *, prefetch: int = 32) -> None:
-        """Attach to the broker and consume. ``connection`` (the host's shared one) is used only when broker users
-        are shared; with per-component users the server connects as its own user."""
+    async def start(self, connection: Connection | None = None, *, prefetch: int = 32,
+                    link: HostLink | None = None) -> None:
+        """Attach to the broker and consume: through the host's ``link`` when there is one (:mod:`endpoints.link`),
+        else ``connection`` (the host's shared one) when broker users are shared, else as its own user."""
         if self.store is None:
             self.store = await open_inbox(self.server.inbox_url)
         await self._follow_code_changes(self.config)
@@ -178,17 +190,22 @@ class EndpointServer:
         if self.stats is None:
             self.stats = await open_counter(self.config.stats_url)
         self.refusals = RefusalRecorder(self.stats)
-        user = server_user(self.id)
-        if self.config.broker.per_component or connection is None:
-            connection = self._own_connection = await connect(component_url(self.config, user))
-        shared = not self.config.broker.per_component
-        _, exchanges = await attach_exchanges(connection, declare=[self.id] if shared else None)
-        self.publisher = Publisher(exchanges, user_id=publisher_user_id(self.config, user))
+        self.link = link
+        if link is not None:
+            connection, self.publisher = link.connection, link.publisher
+        else:
+            user = server_user(self.id)
+            if self.config.broker.per_component or connection is None:
+                connection = self._own_connection = await connect(component_url(self.config, user))
+            shared = not self.config.broker.per_component
+            _, exchanges = await attach_exchanges(connection, declare=[self.id] if shared else None)
+            self.publisher = Publisher(exchanges, user_id=publisher_user_id(self.config, user))
         # passive declare (not get_queue): the robust channel restores this consumer after a reconnect
         _, self._queue = await attach_queue(connection, server_queue(self.id), prefetch=prefetch)
         consumer = DeliveryConsumer(view=lambda: self._view, store=self.store, publish=self.publisher.publish,
                                     check=self.check_delivery, metrics=self.metrics,
-                                    check_blob=self.check_blob if self.blobs is not None else None)
+                                    check_blob=self.check_blob if self.blobs is not None else None,
+                                    send_statuses=self._link_statuses if link is not None else None)
         if self.blobs is not None:
             await asyncio.to_thread(self.blobs.clean_temps)  # what uploads interrupted by a crash left
             self._blob_gc = asyncio.create_task(self._collect_blobs(), name=f"axis-blob-gc-{self.id}")

@@ -54,9 +54,9 @@ from prometheus_client.registry import Collector
 from axis.admin.background import stop_task
 from axis.broker.deadletters import DeadLetterQueue, DeadMessage, Keep, Remove
 from axis.broker.transport import BROKER_ERRORS
-from axis.broker.users import server_of_user
+from axis.broker.users import host_servers, server_of_user
 from axis.core import deadletters as dl
-from axis.core.wire import evidence, now_ms
+from axis.core.wire import H_HOST_SERVERS, evidence, now_ms
 from axis.stats.query import iso
 
 log = logging.getLogger("axis.admin.deadletters")
@@ -231,13 +231,21 @@ class DeadLetterApi:
         return found[0]
 
     # -- acting -----------------------------------------------------------------------------------------------------
-    def _server_for(self, letter: dl.DeadLetter) -> str | None:
-        """The endpoint server a resend names: a refusal's (the router wrote what the broker authenticated); a
-        poison submission's from its publisher's broker user when components have their own (its header is only
-        what the publisher claimed), else its header."""
-        if letter.source != "router" and self.per_component:
-            return server_of_user(letter.user_id, prefix=self.user_prefix)
-        return letter.server
+    def _origin_of(self, letter: dl.DeadLetter, headers: Mapping[str, Any]) -> tuple[str | None, list[str] | None]:
+        """The endpoint server a resend names, and the servers of the host process that published it (a host's
+        bundle names its server per item: :mod:`endpoints.link`): a refusal's server (the router wrote what the
+        broker authenticated); a poison submission's from its publisher's broker user when components have their
+        own (its headers are only what the publisher claimed: a host's list only from that host's user), else its
+        headers."""
+        listed = headers.get(H_HOST_SERVERS)
+        if letter.source == "router":
+            return letter.server, None
+        if not self.per_component:
+            return letter.server, listed if isinstance(listed, list) else None
+        host = host_servers(letter.user_id, listed, prefix=self.user_prefix)
+        if host is not None:
+            return (letter.server if letter.server in host else None), sorted(host)
+        return server_of_user(letter.user_id, prefix=self.user_prefix), None
 
     async def act(self, letter_id: str, action: str, admin: str) -> dict[str, Any]:
         """Resend or discard every copy of dead letter ``letter_id``; NotFound when it is not in the queue."""
@@ -262,8 +270,9 @@ class DeadLetterApi:
                                           "reason": letter.reason, "message_id": None}
                 if action == "resend":
                     message_id = f"resend-{uuid.uuid4().hex}"
-                    publish.insert(0, dl.resend(letter, m.body, m.headers, server=self._server_for(letter),
-                                                now_ms=at, message_id=message_id))
+                    server, host = self._origin_of(letter, m.headers or {})
+                    publish.insert(0, dl.resend(letter, m.body, m.headers, server=server, host=host, now_ms=at,
+                                                message_id=message_id))
                     result["message_id"] = message_id
                 done.append(result)
                 return Remove(publish)

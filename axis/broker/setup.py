@@ -2,8 +2,8 @@
 
 1. declare the topology (every exchange and queue, one delivery queue per configured server), retrying while the
    broker starts or its quorum queues elect leaders (:func:`axis.broker.topology.declare_with_retry`);
-2. with ``broker.auth: users``, create or update one least-privilege user per component and write their
-   passwords to ``broker.users_file`` (:func:`axis.broker.users.provision_config`).
+2. with ``broker.auth: users``, create or update one least-privilege user per component (and one per host process
+   of several servers) and write their passwords to ``broker.users_file`` (:func:`axis.broker.users.provision_config`).
 
 With ``broker.tls`` (AMQPS), every component's client certificate — and the provisioning account's — is issued
 (or renewed) from the axis CA first (:func:`axis.broker.users.issue_component_certificates`), and only
@@ -17,28 +17,35 @@ message that says what to do.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from axis.broker.topology import declare_with_retry
 from axis.broker.users import BrokerUser, issue_component_certificates, provision_config, provisioning_url, users_of
 from axis.config import Config
 
 
-async def prepare_broker(config: Config, *, timeout: float = 60.0) -> list[BrokerUser]:
+async def prepare_broker(config: Config, *, timeout: float = 60.0,
+                         host_groups: Sequence[Sequence[str]] | None = None) -> list[BrokerUser]:
+    """``host_groups``: the server sets of the host processes about to run, each of more than one server gets its
+    host user (default: what ``axis up`` starts, :func:`axis.broker.users.default_host_groups`)."""
     if config.broker.tls:  # the provisioning account needs its certificate before it can declare anything
-        await asyncio.to_thread(issue_component_certificates, config, [u.name for u in users_of(config)])
+        names = [u.name for u in users_of(config, host_groups)]
+        await asyncio.to_thread(issue_component_certificates, config, names)
     await declare_with_retry(provisioning_url(config), [s.id for s in config.servers], timeout=timeout)
     if not config.broker.per_component:
         return []
-    return await asyncio.to_thread(provision_config, config)
+    return await asyncio.to_thread(provision_config, config, host_groups)
 
 
-def prepare_broker_sync(config: Config, *, timeout: float = 60.0) -> list[BrokerUser]:
+def prepare_broker_sync(config: Config, *, timeout: float = 60.0,
+                        host_groups: Sequence[Sequence[str]] | None = None) -> list[BrokerUser]:
     """:func:`prepare_broker` from synchronous code (in a worker thread when an event loop runs in this one)."""
+    job = prepare_broker(config, timeout=timeout, host_groups=host_groups)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(prepare_broker(config, timeout=timeout))
+        return asyncio.run(job)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, prepare_broker(config, timeout=timeout)).result()
+        return pool.submit(asyncio.run, job).result()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -116,14 +116,19 @@ _ID_PREFIX = uuid.uuid4().hex[:16]
 _ids = itertools.count()
 
 
-def make_properties(out: Outgoing, user_id: str | None = None) -> aiormq.spec.Basic.Properties:
+def make_properties(out: Outgoing, user_id: str | None = None,
+                    extra: Mapping[str, Any] | None = None) -> aiormq.spec.Basic.Properties:
     """The AMQP properties of ``out`` — what ``make_message(out, user_id).properties`` holds (persistent, bounded
     headers, content type, a fresh message id, the user id), built directly: constructing an ``aio_pika.Message``
-    only to read its properties cost ~60 µs per publish, ~2 µs this way (bench/README.md)."""
+    only to read its properties cost ~60 µs per publish, ~2 µs this way (bench/README.md). ``extra``: headers
+    added as they are (already bounded by whoever made them)."""
+    headers = {k: bounded(v) for k, v in out.headers.items()}
+    if extra:
+        headers.update(extra)
     return aiormq.spec.Basic.Properties(
         content_type=out.content_type,
         delivery_mode=2,  # persistent
-        headers={k: bounded(v) for k, v in out.headers.items()},
+        headers=headers,
         message_id=out.message_id or f"{_ID_PREFIX}{next(_ids):016x}",
         priority=0,
         user_id=user_id,
@@ -152,12 +157,15 @@ def _channel_bound(exchange: AbstractExchange) -> aio_pika.Exchange:
 class Publisher:
     """Confirmed publishing on one channel; ``publish_all`` publishes concurrently and waits for every confirm.
     ``user_id`` (the connection's broker user; RabbitMQ refuses any other) is set on every message when given:
-    it tells the router, unforgeably, which endpoint server published (:mod:`axis.broker.users`)."""
+    it tells the router, unforgeably, which endpoint server published (:mod:`axis.broker.users`). ``headers`` go
+    on every message as they are (a host process's list of its servers, :mod:`endpoints.link`)."""
 
-    def __init__(self, exchanges: Exchanges, *, user_id: str | None = None) -> None:
+    def __init__(self, exchanges: Exchanges, *, user_id: str | None = None,
+                 headers: Mapping[str, Any] | None = None) -> None:
         self._ex = {EX_SUBMIT: _channel_bound(exchanges.submit), EX_DELIVER: _channel_bound(exchanges.deliver),
                     EX_DLX: _channel_bound(exchanges.dlx), EX_EVIDENCE: _channel_bound(exchanges.evidence)}
         self.user_id = user_id
+        self.headers = {k: bounded(v) for k, v in (headers or {}).items()}
 
     async def publish(self, out: Outgoing) -> None:
         # aiormq directly, with wait=False: the channel lock is released once the frames are queued, not after
@@ -167,7 +175,7 @@ class Publisher:
         if not isinstance(channel, aiormq.Channel):  # always (narrows to the class whose basic_publish has `wait`)
             raise TypeError(f"not an aiormq Channel: {type(channel).__name__}")
         await channel.basic_publish(out.body, exchange=out.exchange, routing_key=out.routing_key,
-                                    properties=make_properties(out, self.user_id), mandatory=True,
+                                    properties=make_properties(out, self.user_id, self.headers), mandatory=True,
                                     wait=False)
 
     async def publish_all(self, outs: Sequence[Outgoing]) -> None:

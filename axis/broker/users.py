@@ -8,6 +8,7 @@ user                          configure   write (publish to exchange)           
 ``axis-router``               nothing     ``axis.deliver``, ``axis.dlx``, ``axis.submit``,       ``axis.submissions``
                                           ``axis.evidence``
 ``axis-server-<id>``          nothing     ``axis.submit``, ``axis.evidence``                    ``axis.server.<id>``
+``axis-host-<digest>``        nothing     ``axis.submit``, ``axis.evidence``                    its servers' queues
 ``axis-admin`` (monitoring)   nothing     ``axis.evidence`` (operators' actions are logged),    ``axis.dead``
                                           ``axis.dlx``, ``axis.submit``, ``axis.deliver``
                                           (dead letters kept, resent)
@@ -26,6 +27,17 @@ Origin of submissions: every endpoint server publishes with AMQP ``user_id`` = i
 ``message.user_id`` — not a header the publisher wrote — to know which server a status came from
 (:func:`server_of_user`).
 
+Host users: one host process serving several endpoint servers holds every one of their credentials anyway. ``axis
+up`` also gives it one user for the whole set, ``axis-host-<SHA-256 of the sorted server ids>`` (:func:`host_user`),
+allowed exactly what its servers are allowed together. With it the host opens one connection instead of one per
+server, and the submissions and statuses of all its servers travel together in one bundle
+(:mod:`endpoints.link`): the doors' one message per submission was most of the replay's AMQP traffic. Every message
+it publishes lists its servers (``x-axis-host-servers``); the router believes the list only when the
+broker-validated ``user_id`` is the host user of exactly that list (:func:`host_servers`) — the name commits to the
+set, so nothing needs to be shared with the router but the configuration — and then believes each item's (or the
+message's) ``x-axis-server`` only if it is in the list. A host user speaks for no server outside its set: not one
+added later, not another host's.
+
 A configured axis (``config.yaml``, section ``broker``; :class:`axis.config.BrokerConfig`):
 
 - ``auth: users`` — :func:`provision_config` (run by ``axis up`` with the account of ``amqp_url``, the
@@ -43,11 +55,13 @@ than ``/``) keeps several axes on one broker apart.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,6 +80,10 @@ ROUTER_USER = "axis-router"
 ADMIN_USER = "axis-admin"
 EVIDENCE_USER = "axis-evidence"
 SERVER_USER_PREFIX = "axis-server-"
+HOST_USER_PREFIX = "axis-host-"
+#: hex digits of the server set's SHA-256 in a host user's name (128 bits: finding another set with the same name
+#: is a second pre-image, not a birthday search)
+HOST_DIGEST_HEX = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +126,34 @@ def server_of_user(user_id: str | None, *, prefix: str = "") -> str | None:
     return None
 
 
+def host_user(server_ids: Iterable[str]) -> str:
+    """The broker user of a host process serving exactly ``server_ids`` (order and repetition do not matter)."""
+    return _host_user(tuple(sorted(set(server_ids))))
+
+
+@functools.lru_cache(maxsize=256)  # the router asks for every message of a host: the same few sets
+def _host_user(ids: tuple[str, ...]) -> str:
+    digest = hashlib.sha256(orjson.dumps(ids)).hexdigest()[:HOST_DIGEST_HEX]  # JSON: no two lists encode alike
+    return f"{HOST_USER_PREFIX}{digest}"
+
+
+def host_servers(user_id: str | None, listed: object, *, prefix: str = "") -> frozenset[str] | None:
+    """The endpoint servers a message may speak for when it lists ``listed`` (its ``x-axis-host-servers``) and was
+    published by broker user ``user_id`` (broker-validated): the list, when ``user_id`` is the host user of exactly
+    that list; else None."""
+    ids = _listed(listed)
+    if not ids or not user_id or not user_id.startswith(prefix + HOST_USER_PREFIX):
+        return None
+    return frozenset(ids) if user_id == prefix + host_user(ids) else None
+
+
+def _listed(value: object) -> list[str]:
+    if not isinstance(value, (list, tuple)):
+        return []
+    ids = [v.decode() if isinstance(v, bytes) else v for v in value]
+    return [v for v in ids if isinstance(v, str)] if all(isinstance(v, str) for v in ids) else []
+
+
 def router_permissions() -> Permissions:
     return Permissions(write=_exact(EX_DELIVER, EX_DLX, EX_SUBMIT, EX_EVIDENCE), read=_exact(Q_SUBMISSIONS))
 
@@ -116,6 +162,14 @@ def server_permissions(server_id: str) -> Permissions:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", server_id):
         raise ValueError(f"server id {server_id!r} must be letters, digits, '_', '.', '-'")
     return Permissions(write=_exact(EX_SUBMIT, EX_EVIDENCE), read=_exact(server_queue(server_id)))
+
+
+def host_permissions(server_ids: Iterable[str]) -> Permissions:
+    """What a host process's user may do: what its servers may do together, nothing more."""
+    ids = sorted(set(server_ids))
+    for sid in ids:
+        server_permissions(sid)  # the same check of each id
+    return Permissions(write=_exact(EX_SUBMIT, EX_EVIDENCE), read=_exact(*(server_queue(s) for s in ids)))
 
 
 def admin_permissions() -> Permissions:
@@ -130,8 +184,10 @@ def evidence_permissions() -> Permissions:
     return Permissions(read=_exact(Q_EVIDENCE))
 
 
-def plan(server_ids: Iterable[str], *, password: str | None = None) -> list[BrokerUser]:
-    """The users of an axis with these endpoint servers (fresh random passwords unless ``password`` is given)."""
+def plan(server_ids: Iterable[str], *, password: str | None = None,
+         host_groups: Iterable[Sequence[str]] = ()) -> list[BrokerUser]:
+    """The users of an axis with these endpoint servers (fresh random passwords unless ``password`` is given), and
+    one host user for each of ``host_groups`` of more than one server (:func:`host_user`)."""
 
     def pw() -> str:
         return password or secrets.token_urlsafe(24)
@@ -140,6 +196,8 @@ def plan(server_ids: Iterable[str], *, password: str | None = None) -> list[Brok
              BrokerUser(ADMIN_USER, pw(), "monitoring", admin_permissions()),
              BrokerUser(EVIDENCE_USER, pw(), "", evidence_permissions())]
     users += [BrokerUser(server_user(s), pw(), "", server_permissions(s)) for s in server_ids]
+    groups = {host_user(g): tuple(g) for g in host_groups if len(set(g)) > 1}
+    users += [BrokerUser(name, pw(), "", host_permissions(ids)) for name, ids in groups.items()]
     return users
 
 
@@ -279,14 +337,16 @@ def save_passwords(path: Path, passwords: Mapping[str, str]) -> Path:
     return path
 
 
-def users_of(config: Config) -> list[BrokerUser]:
-    """The users of this axis, prefixed, with the passwords of the users file (new random ones for new users).
-    With ``broker.tls`` only ``axis-admin`` has a password (for the management HTTP API, which knows no
-    certificates); every other user has none: its certificate is its only credential."""
+def users_of(config: Config, host_groups: Iterable[Sequence[str]] | None = None) -> list[BrokerUser]:
+    """The users of this axis, prefixed, with the passwords of the users file (new random ones for new users);
+    ``host_groups``: the server sets of the host processes to be started (default: :func:`host_groups`, what ``axis
+    up`` starts). With ``broker.tls`` only ``axis-admin`` has a password (for the management HTTP API, which knows
+    no certificates); every other user has none: its certificate is its only credential."""
     known = load_passwords(config.broker.users_file)
     prefix = config.broker.user_prefix
     users = []
-    for u in plan(s.id for s in config.servers):
+    groups = default_host_groups(config) if host_groups is None else host_groups
+    for u in plan((s.id for s in config.servers), host_groups=groups):
         name = prefix + u.name
         password = known.get(name) or u.password
         if config.broker.tls and u.name != ADMIN_USER:
@@ -295,12 +355,22 @@ def users_of(config: Config) -> list[BrokerUser]:
     return users
 
 
-def provision_config(config: Config) -> list[BrokerUser]:
+def default_host_groups(config: Config, servers_per_host: int | None = None) -> list[tuple[str, ...]]:
+    """The server sets of the host processes ``axis up`` starts: ``config.hosts`` processes (or as many as hold
+    ``servers_per_host`` each), shared servers first, then dealt round-robin, so that the busiest servers (a
+    shared one carries the traffic of many agencies) land in different host processes."""
+    ids = [s.id for s in sorted(config.servers, key=lambda s: s.kind != "shared")]
+    n = -(-len(ids) // servers_per_host) if servers_per_host else min(config.hosts, len(ids))
+    return [tuple(ids[h::n]) for h in range(n)]
+
+
+def provision_config(config: Config, host_groups: Iterable[Sequence[str]] | None = None) -> list[BrokerUser]:
     """Create or update every component's user on the config's vhost (management API, provisioning account =
-    the ``amqp_url`` user) and write their passwords to ``broker.users_file``. Idempotent: passwords already in
-    the file are kept. Raises :class:`BrokerAuthError` with what to do when the broker refuses or is absent."""
+    the ``amqp_url`` user), the host users of ``host_groups`` included (:func:`users_of`), and write their
+    passwords to ``broker.users_file``. Idempotent: passwords already in the file are kept. Raises
+    :class:`BrokerAuthError` with what to do when the broker refuses or is absent."""
     vhost, auth = provisioning_auth(config.amqp_url)
-    users = users_of(config)
+    users = users_of(config, host_groups)
     mgmt = config.broker.management_url
     try:
         with BrokerAdmin(mgmt, auth) as admin:
@@ -393,13 +463,31 @@ def publisher_user_id(config: Config, user: str) -> str | None:
     return config.broker.user_prefix + user if config.broker.per_component else None
 
 
-def authenticated_server(config: Config, user_id: str | None, header: str | None) -> str | None:
+def authenticated_server(config: Config, user_id: str | None, header: str | None, listed: object = None
+                         ) -> str | None:
     """Which endpoint server published a submission: from the broker-validated ``user_id`` when components have
     their own users (the ``x-axis-server`` header is then only information), else from the header. An
     administrator's resend of a dead letter (published by ``axis-admin``) names the server that first submitted
-    it, which the router had authenticated then: the header is believed from that user alone."""
+    it, which the router had authenticated then: the header is believed from that user alone. A host process's
+    user (:func:`host_user`) is believed for a ``header`` among the servers it lists (``listed``, its
+    ``x-axis-host-servers``) when it is the host user of exactly that list (:func:`authenticated_host`)."""
     if config.broker.per_component:
         if user_id is not None and user_id == config.broker.user_prefix + ADMIN_USER:
             return header
+        host = authenticated_host(config, user_id, listed)
+        if host is not None:
+            return header if header in host else None
         return server_of_user(user_id, prefix=config.broker.user_prefix)
     return header
+
+
+def authenticated_host(config: Config, user_id: str | None, listed: object) -> frozenset[str] | None:
+    """The endpoint servers a message of a host process may speak for (a bundle's items each name one of them):
+    with per-component users, its ``x-axis-host-servers`` when ``user_id`` is their host user (:func:`host_servers`);
+    with shared users (development only), or from ``axis-admin`` (a resend of a host's dead letter, whose list the
+    admin app authenticated), the list as written, like ``x-axis-server``. None: not a host's message."""
+    if config.broker.per_component:
+        if user_id is not None and user_id == config.broker.user_prefix + ADMIN_USER:  # a resend, as for the header
+            return frozenset(_listed(listed)) or None
+        return host_servers(user_id, listed, prefix=config.broker.user_prefix)
+    return frozenset(_listed(listed)) or None

@@ -38,6 +38,7 @@ from axis.core.wire import (
     H_DETAIL,
     H_DOC_TYPE,
     H_DOCUMENT_ID,
+    H_HOST_SERVERS,
     H_KIND,
     H_REASON,
     H_SENDER,
@@ -243,9 +244,11 @@ _SUBMISSION_HEADERS = (H_KIND, H_DOC_TYPE, H_SHA256, H_BLOB)  # H_BLOB: a big do
 
 
 def resend(letter: DeadLetter, body: bytes, headers: Mapping[str, Any], *, server: str | None, now_ms: int,
-           message_id: str) -> Outgoing:
+           message_id: str, host: Sequence[str] | None = None) -> Outgoing:
     """The message that puts ``letter`` back where it came from, as if just submitted: a refusal or a poison
-    submission to the router (``axis.submit``, ``x-axis-server`` = ``server``, a new ``x-axis-submitted-at``); a
+    submission to the router (``axis.submit``, ``x-axis-server`` = ``server``, ``x-axis-host-servers`` = ``host``
+    — the servers of the host process that published it, which the caller authenticated —, a new
+    ``x-axis-submitted-at``); a
     poison delivery back to its server's queue; a poison evidence message back to the log writer. A new message
     id: the router logs a refusal once per message id, and a resend refused again is a new refusal."""
     if letter.source == Q_EVIDENCE:
@@ -260,6 +263,8 @@ def resend(letter: DeadLetter, body: bytes, headers: Mapping[str, Any], *, serve
     out.setdefault(H_KIND, letter.kind or KIND_DOCUMENT)
     if server:
         out[H_SERVER] = server
+    if host:
+        out[H_HOST_SERVERS] = list(host)
     out[H_SUBMITTED_AT] = now_ms
     return Outgoing(EX_SUBMIT, "", body, out, message_id=message_id,
                     content_type=letter.content_type or "application/xml")

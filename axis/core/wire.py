@@ -37,6 +37,9 @@ DELIVERY_LIMIT = 5
 # Message headers (all ours start with x-axis-).
 H_KIND = "x-axis-kind"  # "document" | "status" | "status-bundle" | "document-bundle" | "refusal" | "forward"
 H_SERVER = "x-axis-server"  # the endpoint server that published a submission
+#: the endpoint servers of the host process that published a message (a list; endpoints.link): the router believes
+#: it only from their host user (axis.broker.users.host_servers), and then an x-axis-server among them
+H_HOST_SERVERS = "x-axis-host-servers"
 H_RECIPIENTS = "x-axis-recipients"  # recipient agency codes on the destination server (deliveries)
 H_REASON = "x-axis-reason"  # reason code of a refusal (contract section 2)
 H_DETAIL = "x-axis-detail"  # human-readable detail of a refusal

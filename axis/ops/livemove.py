@@ -195,8 +195,10 @@ class LiveMove:
             return None
         started = time.monotonic()
         config = load_config(self.path)
-        try:  # its queue (and, with per-component users, its broker user) must exist before it starts
-            prepare_broker_sync(config, timeout=self.step_timeout)
+        try:  # its queue (and, with per-component users, its broker user) must exist before it starts; the host users
+            # of the hosts that run keep their passwords (the users file is rewritten with what is provisioned)
+            prepare_broker_sync(config, timeout=self.step_timeout,
+                                host_groups=[*self.run.hosts.values(), (server_id,)])
         except (TopologyError, BrokerAuthError) as exc:
             raise MoveError(500, None, f"preparing RabbitMQ for {server_id}: {exc}") from None
         name = self.run.spawn_host([server_id])

@@ -271,23 +271,20 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
     cfg = str(config_path)
     from axis.broker.setup import prepare_broker_sync
     from axis.broker.topology import TopologyError
-    from axis.broker.users import BrokerAuthError
+    from axis.broker.users import BrokerAuthError, default_host_groups
 
     _wait_for_broker(config, broker_wait, progress)
+    groups = default_host_groups(config, servers_per_host)  # each of several servers gets its host user
     try:
-        prepare_broker_sync(config, timeout=timeout)
+        prepare_broker_sync(config, timeout=timeout, host_groups=groups)
     except (TopologyError, BrokerAuthError) as exc:
         raise StartError(f"preparing RabbitMQ: {exc}") from None
     try:
         for i in range(routers or config.routers):
             run.spawn(f"router-{i + 1}", ["router", "--config", cfg])
         run.spawn(LOG_WRITER, ["log-writer", "--config", cfg])
-        # shared servers first, then dealt round-robin: the busiest servers (a shared one carries the traffic of
-        # many agencies) land in different host processes
-        ids = [s.id for s in sorted(config.servers, key=lambda s: s.kind != "shared")]
-        n = -(-len(ids) // servers_per_host) if servers_per_host else min(config.hosts, len(ids))
-        for h in range(n):
-            run.spawn_host(ids[h::n])
+        for group in groups:
+            run.spawn_host(group)
         pending = {s.url for s in config.servers} | {LOG_WRITER}
         if admin and importlib.util.find_spec("axis.admin.app") is not None:
             run.spawn("admin", ["admin", "--config", cfg])

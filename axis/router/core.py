@@ -14,7 +14,8 @@ back to the server of ``ResponseFor/OrganId``. A status 01 is the recipient serv
 is committed: it is counted as ``Delivered``.
 
 Status bundles (``status-bundle``, :mod:`axis.core.bundle`): each item is handled as the single status it stands for,
-with the bundle's ``x-axis-server`` (items cannot name another) and its own ``x-axis-doc-type`` (message id
+with the bundle's ``x-axis-server`` (items cannot name another; a host process's bundle names one per item, among
+the servers its broker user proves: :mod:`endpoints.link`) and its own ``x-axis-doc-type`` (message id
 ``<bundle id>#<index>``): an item that fails is refused alone. Document bundles a server's door submitted
 (``document-bundle``) likewise: each item decided as the single document it is (:meth:`RouterCore._bundle`).
 :func:`coalesce` then packs the statuses, and the documents, of a whole batch bound for one server into bundles.
@@ -68,6 +69,7 @@ from axis.core.wire import (
     H_DETAIL,
     H_DOC_TYPE,
     H_DOCUMENT_ID,
+    H_HOST_SERVERS,
     H_KIND,
     H_REASON,
     H_RECIPIENTS,
@@ -260,15 +262,30 @@ class RouterCore:
         document a server's door submitted with others: :meth:`endpoints.server.EndpointServer.submit`), message id
         ``<bundle id>#<index>``, so an item that fails is refused alone. The publishing server is the bundle's
         authenticated one — nothing in an item can change it — and an item's meta brings only what
-        :data:`BUNDLE_ITEM_META` allows for its kind. A bundle whose framing is bad is refused whole."""
+        :data:`BUNDLE_ITEM_META` allows for its kind. A host process's bundle (``x-axis-host-servers``, which the
+        service sets only for the host's own broker user: :mod:`endpoints.link`) has no server of its own: each
+        item names its server, which must be one of the host's (else the item alone is refused, FORBIDDEN). A
+        bundle whose framing is bad is refused whole."""
         try:
             items = bundle.unpack(body)
         except Refusal as refusal:
             return self._refuse(refusal, body, headers, message_id, notify=False)
         server = header_text(headers.get(H_SERVER))
+        host = headers.get(H_HOST_SERVERS)  # set by the service only from the host's own broker user
         out = Outcome(items=len(items))
         for i, item in enumerate(items):
-            one = self.process(item.body, {H_KIND: kind, H_SERVER: server,
+            item_server = server
+            if not server and host:
+                item_server = header_text(item.meta.get(H_SERVER))
+                if item_server not in host:
+                    one = self._refuse(Refusal(Reason.FORBIDDEN, f"a bundle item names server {item_server!r}, not "
+                                                                 "one of the servers its host's broker user serves"),
+                                       item.body, {H_KIND: kind}, f"{message_id}#{i}", notify=False)
+                    out.outgoing += one.outgoing
+                    out.refused += one.refused
+                    out.events += one.events
+                    continue
+            one = self.process(item.body, {H_KIND: kind, H_SERVER: item_server,
                                            **{h: item.meta.get(h) for h in BUNDLE_ITEM_META[kind]}},
                                f"{message_id}#{i}")
             out.outgoing += one.outgoing

@@ -25,13 +25,20 @@ from typing import Any
 from axis.blobs import open_blobs
 from axis.broker.topology import attach_exchanges, attach_queue
 from axis.broker.transport import Connection, IncomingMessage, Publisher, connect
-from axis.broker.users import ROUTER_USER, authenticated_server, component_url, publisher_user_id
+from axis.broker.users import (
+    ROUTER_USER,
+    authenticated_host,
+    authenticated_server,
+    component_url,
+    publisher_user_id,
+)
 from axis.config import Config
 from axis.config.verifier import make_verifier
 from axis.core import bundle
 from axis.core.verify import Verifier
 from axis.core.wire import (
     H_BLOB,
+    H_HOST_SERVERS,
     H_KIND,
     H_SERVER,
     KIND_DOCUMENT_BUNDLE,
@@ -146,13 +153,20 @@ class RouterService:
 
     def _origin(self, m: IncomingMessage) -> dict[str, Any]:
         """The headers with ``x-axis-server`` = the authenticated publishing server (from the broker-validated
-        ``user_id`` when components have their own users; absent when the publisher is not an endpoint server)."""
-        headers = dict(m.headers or {})
+        ``user_id`` when components have their own users; absent when the publisher is not an endpoint server) and
+        ``x-axis-host-servers`` = the servers a host process's broker user proves it serves (absent otherwise):
+        what the publisher wrote in either is never passed on as it is."""
+        headers: dict[str, Any] = dict(m.headers or {})
         claimed = headers.pop(H_SERVER, None)
+        listed = headers.pop(H_HOST_SERVERS, None)
         server = authenticated_server(self.config, m.user_id, claimed.decode() if isinstance(claimed, bytes)
-                                      else None if claimed is None else str(claimed))
+                                      else None if claimed is None else str(claimed), listed)
         if server:
             headers[H_SERVER] = server
+        if listed is not None:
+            host = authenticated_host(self.config, m.user_id, listed)
+            if host:
+                headers[H_HOST_SERVERS] = host
         return headers
 
     def _decide(self, messages: list[IncomingMessage]) -> list[Outcome | None]:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from axis.core.bundle import BUNDLE_BYTES
-from endpoints.server import submit_bundle_bytes
+from endpoints.link import submit_bundle_bytes
 
 
 def config(inline_limit: int) -> Any:

@@ -17,11 +17,13 @@ import httpx
 
 from axis.broker.setup import prepare_broker
 from axis.broker.transport import connect
+from axis.broker.users import default_host_groups
 from axis.config import Config, Limits, generate_workdir, load_config
 from axis.core import pki as pkimod
 from axis.router.service import RouterService
 from axis.stats.counting import MemoryCounter
 from endpoints.app import create_app
+from endpoints.link import HostLink
 from endpoints.server import EndpointServer
 from tests.support.testing import TestPKI
 
@@ -58,6 +60,7 @@ class Env:
     router: RouterService | None = None
     servers: dict[str, EndpointServer] = field(default_factory=dict)
     connection: Any = None
+    links: list[HostLink] = field(default_factory=list)
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     def agency(self, code: str) -> dict[str, Any]:
@@ -79,12 +82,17 @@ class Env:
         await self.router.start()
         return self.router
 
-    async def start_servers(self) -> None:
-        # with per-component broker users each server connects as itself; a shared connection only in dev mode
+    async def start_servers(self, *, linked: bool = False) -> None:
+        """With per-component broker users each server connects as itself, or — ``linked`` — the servers of each
+        host group ``axis up`` would start share its host link (endpoints.link); a shared connection in dev mode."""
         self.connection = None if self.config.broker.per_component else await connect(self.amqp_url)
         self.servers = {sid: EndpointServer(self.config, sid) for sid, _ in SERVERS}
-        for s in self.servers.values():
-            await s.start(self.connection)
+        for group in default_host_groups(self.config) if linked else [[sid] for sid, _ in SERVERS]:
+            link = await HostLink.open(self.config, group) if linked else None
+            if link is not None:
+                self.links.append(link)
+            for sid in group:
+                await self.servers[sid].start(self.connection, link=link)
 
 
 #: size limit of the test axes (the default is 25 MiB; smaller keeps TOO_LARGE tests light)
@@ -99,16 +107,17 @@ def prepare(work: Path, amqp_url: str, *, server_signs: bool = False) -> tuple[C
 
 
 @asynccontextmanager
-async def running_axis(work: Path, amqp_url: str, *, server_signs: bool = False,
+async def running_axis(work: Path, amqp_url: str, *, server_signs: bool = False, linked: bool = False,
                        before_start: Callable[[TestPKI], None] | None = None) -> AsyncIterator[Env]:
-    """Router + every endpoint server. ``before_start`` runs before any verifier is built (e.g. it may revoke)."""
+    """Router + every endpoint server (``linked``: on the host links ``axis up`` gives them). ``before_start`` runs
+    before any verifier is built (e.g. it may revoke)."""
     config, connections, pki = prepare(work, amqp_url, server_signs=server_signs)
     if before_start is not None:
         before_start(pki)
     env = Env(work, config, connections, pki, MemoryCounter(), amqp_url)
     await prepare_broker(config)  # topology + one least-privilege broker user per component, as `axis up` does
     await env.start_router()
-    await env.start_servers()
+    await env.start_servers(linked=linked)
     try:
         yield env
     finally:
@@ -118,6 +127,8 @@ async def running_axis(work: Path, amqp_url: str, *, server_signs: bool = False,
             await s.stop()
         if env.connection is not None:
             await env.connection.close()
+        for link in env.links:
+            await link.close()
         if env.router is not None:
             await env.router.stop()
 

@@ -26,7 +26,7 @@ from aio_pika.connection import make_url
 from aiormq.exceptions import AMQPConnectionError, ChannelAccessRefused
 
 from axis.broker.tlsconf import EXTERNAL_AUTH_PLUGIN, rabbitmq_tls_conf
-from axis.broker.users import ROUTER_USER, server_user
+from axis.broker.users import ROUTER_USER, default_host_groups, host_user, server_user
 from axis.client import Client
 from axis.config import generate_workdir, load_config
 from axis.core import envelope
@@ -123,8 +123,12 @@ def test_axis_up_over_amqps(tls_node: TlsNode, tmp_path: Path) -> None:
                 while not (items := c.inbox()) and time.monotonic() < deadline:
                     time.sleep(0.2)
                 assert [i["document_id"] for i in items] == [sub["document_id"]]
-        # every component is on AMQPS, authenticated by EXTERNAL as the user its certificate names
-        expected = {"axis-router", "axis-evidence", *(f"axis-server-{sid}" for sid, _ in SERVERS)}
+        # every component is on AMQPS, authenticated by EXTERNAL as the user its certificate names: a host process
+        # of two servers as its host user (endpoints.link), a host of one as that server's user
+        groups = default_host_groups(config, servers_per_host=2)
+        assert sorted(len(g) for g in groups) == [1, 2]
+        expected = {"axis-router", "axis-evidence",
+                    *(host_user(g) if len(g) > 1 else server_user(g[0]) for g in groups)}
         deadline = time.monotonic() + 30
         while True:
             conns = httpx.get(f"{tls_node.mgmt}/api/connections", auth=("guest", "guest"), timeout=10).json()

@@ -35,7 +35,7 @@ from axis.core.wire import (
     Q_SUBMISSIONS,
     server_queue,
 )
-from tests.faults.harness import G01, G22, H53, Env, drain, running_axis, wait_for
+from tests.faults.harness import G01, G03, G22, H53, Env, drain, running_axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -66,8 +66,9 @@ async def test_components_run_on_their_own_users(tmp_path: Path, vhost_url: str,
         assert stat.S_IMODE(os.stat(users_file).st_mode) == 0o600
         names = set(brokerauth.load_passwords(users_file))
         prefix = env.config.broker.user_prefix
+        # and the host user of the host process axis up would start for sh and d2 (endpoints.link)
         assert names == {prefix + n for n in ("axis-router", "axis-admin", "axis-evidence", "axis-server-d1",
-                                              "axis-server-d2", "axis-server-sh")}
+                                              "axis-server-d2", "axis-server-sh", brokerauth.host_user(["sh", "d2"]))}
         base, auth, _ = rabbit_mgmt
         vhost = vhost_url.rsplit("/", 1)[1]
 
@@ -184,3 +185,78 @@ async def test_status_origin_is_the_broker_user_not_the_header(tmp_path: Path, v
         await _publish_as(sh_url, sh_user, forged, {H_KIND: KIND_STATUS})
         await wait_for(lambda: statuses.labels(G22, "03")._value.get() == 1, 20, "the genuine status")
         print("FAULTS-REPORT broker-users forged-statuses=3 refused=3 (FORBIDDEN) genuine=1 delivered=1")
+
+
+async def test_a_host_link_bundles_its_servers_and_speaks_for_them_alone(tmp_path: Path, vhost_url: str) -> None:
+    """Servers sh and d2 on their host's link (one connection as the host's user, endpoints.link), d1 on its own:
+    documents and statuses of both servers travel in the host's bundles and arrive; the host's credentials cannot
+    speak for d1 — not by naming it in an item, not by adding it to the list, not by its user_id — nor read its
+    queue; and d1's credentials cannot borrow the host's list."""
+    from axis.core.bundle import Item, pack
+    from axis.core.wire import H_DOC_TYPE, H_HOST_SERVERS, KIND_STATUS_BUNDLE
+
+    async with running_axis(tmp_path / "work", vhost_url, linked=True) as env:
+        [link] = env.links
+        assert sorted(link.server_ids) == ["d2", "sh"] and env.servers["d1"].link is None
+        # traffic from both of the host's servers at once, to d1 (its 01s travel on d1's own connection) and across
+        docs = [(G01, [G22, H53]), (H53, [G22, G03]), (G03, [H53]), (H53, [G01])] * 3
+        signed_docs = [(sender, env.pki.sign(envelope.build(envelope.new_document(sender, to, f"Về việc {i}")), sender))
+                       for i, (sender, to) in enumerate(docs)]
+        posted = await asyncio.gather(*(env.client(sender).post("/v1/documents", content=body,
+                                                                headers={"content-type": "application/xml"})
+                                        for sender, body in signed_docs))
+        assert [r.status_code for r in posted] == [202] * len(docs)
+        deliveries = sum(len(to) for _, to in docs)
+        await wait_for(lambda: len(env.counter.delivered) >= deliveries, 30, "every delivery counted")
+        assert len(env.counter.accepted) == len(docs) and not env.counter.refused
+        assert await env.received() == deliveries
+        assert link.documents.messages < len(docs)  # several submissions of the two servers in one message
+
+        host_user = brokerauth.host_user(["sh", "d2"])
+        host_url = brokerauth.component_url(env.config, host_user)
+        host_id = env.config.broker.user_prefix + host_user
+        about = envelope.new_document(G22, [G01, H53], "Về việc thử")
+        signed = env.pki.sign(envelope.build(about), G22)
+        assert (await env.client(G22).post("/v1/documents", content=signed,
+                                           headers={"content-type": "application/xml"})).status_code == 202
+        forged = _status(G22, about, "03")  # G22 is on d1, not on the host
+        genuine = _status(G01, about, "03")
+        listed = ["d2", "sh"]
+        # 1. an item naming d1, under the host's own (true) list
+        await _publish_as(host_url, host_id, pack([Item(forged, {H_SERVER: "d1", H_DOC_TYPE: 0})]),
+                          {H_KIND: KIND_STATUS_BUNDLE, H_HOST_SERVERS: listed})
+        # 2. d1 added to the list: the list is no longer the one the host user's name commits to
+        await _publish_as(host_url, host_id, forged, {H_KIND: KIND_STATUS, H_SERVER: "d1",
+                                                      H_HOST_SERVERS: [*listed, "d1"]})
+        # 3. d1's own credentials with the host's list, claiming sh per item
+        d1_url, d1_user = leaked(env, "d1")
+        await _publish_as(d1_url, d1_user, pack([Item(genuine, {H_SERVER: "sh", H_DOC_TYPE: 0})]),
+                          {H_KIND: KIND_STATUS_BUNDLE, H_HOST_SERVERS: listed})
+        got: list[Any] = []
+
+        async def three_dead() -> bool:
+            got.extend(await drain(env.amqp_url, Q_DEAD))
+            return len(got) >= 3
+
+        await wait_for(three_dead, 30, "three dead letters")
+        assert [(m.headers or {}).get(H_REASON) for m in got] == ["FORBIDDEN"] * 3
+        statuses = env.servers["d1"].metrics.statuses
+        assert statuses.labels(G22, "03")._value.get() == 0  # nothing reached G22's server
+        # 4. the host's user reads only its servers' queues, and cannot pose as d1's user
+        conn = await aio_pika.connect(host_url)
+        try:
+            ch = await conn.channel()
+            q = await ch.declare_queue(server_queue("d1"), passive=True)
+            await refused(q.get(timeout=5))
+            ch = await conn.channel()
+            submit = await ch.get_exchange(EX_SUBMIT, ensure=False)
+            await refused(submit.publish(aio_pika.Message(forged, user_id=d1_user), routing_key=""),
+                          "PRECONDITION_FAILED")
+        finally:
+            await conn.close()
+        # control: the host's genuine status for its own server sh arrives
+        await _publish_as(host_url, host_id, pack([Item(genuine, {H_SERVER: "sh", H_DOC_TYPE: 0})]),
+                          {H_KIND: KIND_STATUS_BUNDLE, H_HOST_SERVERS: listed})
+        await wait_for(lambda: statuses.labels(G22, "03")._value.get() == 1, 20, "the genuine status")
+        print(f"FAULTS-REPORT host-link documents={len(docs)} messages={link.documents.messages} "
+              f"deliveries={deliveries} forged=3 refused=3 (FORBIDDEN) genuine=1 delivered=1")

@@ -386,3 +386,34 @@ def test_a_document_bundle_from_a_door_is_decided_item_by_item(pki: TestPKI, cor
     # a bundle whose framing is bad is refused whole
     bad = core.process(b"AXB1\x00\x00\x00\x02junk", {H_KIND: "document-bundle", H_SERVER: "sh"}, "s2")
     assert bad.reason == "XML_MALFORMED" and [r.message_id for r in bad.refused] == ["s2"]
+
+
+def test_a_host_bundle_names_a_server_per_item_among_the_hosts_proven_servers(pki: TestPKI, core: RouterCore) -> None:
+    """A host process's bundle (endpoints.link): no server of its own, each item names one; the service passes the
+    host's servers (x-axis-host-servers) only when the host's broker user proved them. An item naming a server
+    outside them is refused alone (FORBIDDEN); without a proven list an item's server is nobody's."""
+    from axis.core.bundle import Item, pack
+    from axis.core.wire import H_HOST_SERVERS
+
+    original = envelope.parse(doc(pki, G22, [G01, H53]))
+    from_sh = envelope.build(envelope.new_status(G01, original, "01", "arrived"))  # G01 is on sh
+    from_d2 = envelope.build(envelope.new_status(H53, original, "01", "arrived"))  # H53 is on d2
+    body = pack([Item(from_sh, {H_SERVER: "sh", H_DOC_TYPE: 0}), Item(from_d2, {H_SERVER: "d2", H_DOC_TYPE: 0}),
+                 Item(from_d2, {H_SERVER: "d1", H_DOC_TYPE: 0}), Item(from_sh, {H_DOC_TYPE: 0})])
+    out = core.process(body, {H_KIND: "status-bundle", H_HOST_SERVERS: frozenset({"sh", "d2"})}, "h1")
+    assert out.items == 4
+    assert sorted(d.recipient for d in out.delivered) == sorted([G01, H53])  # each from its own server
+    assert {r.message_id: (r.reason, r.server) for r in out.refused} == {"h1#2": ("FORBIDDEN", None),
+                                                                         "h1#3": ("FORBIDDEN", None)}
+    # documents alike: an item is decided as a submission of the server it names
+    a, b = doc(pki, G01, [G22]), doc(pki, H53, [G22])
+    docs = core.process(pack([Item(a, {H_SERVER: "sh"}), Item(b, {H_SERVER: "d2"}), Item(b, {H_SERVER: "d1"})]),
+                        {H_KIND: "document-bundle", H_HOST_SERVERS: frozenset({"sh", "d2"})}, "h2")
+    assert [e.server for e in docs.events if e.type == "submitted"] == ["sh", "d2"]
+    assert [(r.message_id, r.reason) for r in docs.refused] == [("h2#2", "FORBIDDEN")]
+    # no proven list (a server's own bundle, or a list the service did not believe): the items' names count for
+    # nothing, the bundle's own server decides
+    plain = core.process(body, {H_KIND: "status-bundle", H_SERVER: "sh"}, "p1")
+    assert [d.recipient for d in plain.delivered] == [G01, G01]
+    anonymous = core.process(body, {H_KIND: "status-bundle"}, "p2")
+    assert anonymous.delivered == [] and {r.reason for r in anonymous.refused} == {"FORBIDDEN"}
