@@ -143,7 +143,7 @@ class EndpointServer:
     async def send_status(self, body: bytes, headers: dict[str, Any]) -> None:
         """Hand an agency's status (built by this server) to the router; returns once the broker confirmed it. With
         the host's link, the statuses that arrive while its previous ones await their confirm travel together
-        (:attr:`endpoints.link.HostLink.agency_statuses`: no wait of their own)."""
+        (its ``agency_statuses``, :class:`endpoints.link.HostLink`: no wait of their own)."""
         if self.link is not None:
             await self.link.agency_statuses.send([bundle.Item(body, {**headers, H_SERVER: self.id})])
         else:

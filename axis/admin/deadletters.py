@@ -91,6 +91,22 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
+def resend_origin(letter: dl.DeadLetter, headers: Mapping[str, Any], *, per_component: bool,
+                  prefix: str = "") -> tuple[str | None, list[str] | None]:
+    """The endpoint server a resend names, and the servers of the host process that published it (a host's bundle
+    names its server per item: :mod:`endpoints.link`): a refusal's server (the router wrote what the broker
+    authenticated); a poison submission's from its publisher's broker user when components have their own (its
+    headers are only what the publisher claimed: a host's list only from that host's own user), else its headers."""
+    listed = headers.get(H_HOST_SERVERS)
+    if letter.source == "router":
+        return letter.server, None
+    if not per_component:
+        return letter.server, listed if isinstance(listed, list) else None
+    host = host_servers(letter.user_id, listed, prefix=prefix)
+    if host is not None:
+        return (letter.server if letter.server in host else None), sorted(host)
+    return server_of_user(letter.user_id, prefix=prefix), None
+
 class _Collector(Collector):
     def __init__(self, api: DeadLetterApi) -> None:
         self.api = api
@@ -231,22 +247,6 @@ class DeadLetterApi:
         return found[0]
 
     # -- acting -----------------------------------------------------------------------------------------------------
-    def _origin_of(self, letter: dl.DeadLetter, headers: Mapping[str, Any]) -> tuple[str | None, list[str] | None]:
-        """The endpoint server a resend names, and the servers of the host process that published it (a host's
-        bundle names its server per item: :mod:`endpoints.link`): a refusal's server (the router wrote what the
-        broker authenticated); a poison submission's from its publisher's broker user when components have their
-        own (its headers are only what the publisher claimed: a host's list only from that host's user), else its
-        headers."""
-        listed = headers.get(H_HOST_SERVERS)
-        if letter.source == "router":
-            return letter.server, None
-        if not self.per_component:
-            return letter.server, listed if isinstance(listed, list) else None
-        host = host_servers(letter.user_id, listed, prefix=self.user_prefix)
-        if host is not None:
-            return (letter.server if letter.server in host else None), sorted(host)
-        return server_of_user(letter.user_id, prefix=self.user_prefix), None
-
     async def act(self, letter_id: str, action: str, admin: str) -> dict[str, Any]:
         """Resend or discard every copy of dead letter ``letter_id``; NotFound when it is not in the queue."""
         if action not in dl.ACTIONS:
@@ -270,7 +270,8 @@ class DeadLetterApi:
                                           "reason": letter.reason, "message_id": None}
                 if action == "resend":
                     message_id = f"resend-{uuid.uuid4().hex}"
-                    server, host = self._origin_of(letter, m.headers or {})
+                    server, host = resend_origin(letter, m.headers or {}, per_component=self.per_component,
+                                                 prefix=self.user_prefix)
                     publish.insert(0, dl.resend(letter, m.body, m.headers, server=server, host=host, now_ms=at,
                                                 message_id=message_id))
                     result["message_id"] = message_id

@@ -339,9 +339,9 @@ def save_passwords(path: Path, passwords: Mapping[str, str]) -> Path:
 
 def users_of(config: Config, host_groups: Iterable[Sequence[str]] | None = None) -> list[BrokerUser]:
     """The users of this axis, prefixed, with the passwords of the users file (new random ones for new users);
-    ``host_groups``: the server sets of the host processes to be started (default: :func:`host_groups`, what ``axis
-    up`` starts). With ``broker.tls`` only ``axis-admin`` has a password (for the management HTTP API, which knows
-    no certificates); every other user has none: its certificate is its only credential."""
+    ``host_groups``: the server sets of the host processes to be started (default: :func:`default_host_groups`, what
+    ``axis up`` starts). With ``broker.tls`` only ``axis-admin`` has a password (for the management HTTP API, which
+    knows no certificates); every other user has none: its certificate is its only credential."""
     known = load_passwords(config.broker.users_file)
     prefix = config.broker.user_prefix
     users = []

@@ -144,7 +144,12 @@ async def test_big_document_by_reference_end_to_end(big_env: Axis, tmp_path: Pat
     assert mine.status_code == 206 and mine.content == data[:100]  # the sender's copy too
 
     # counted as any document, with its real size; the 01s name the blob's digest (the log's "stored" leaves)
-    acc = env.counter.mem.accepted[f"{G22}|{sub['document_id']}|0"]
+    key = f"{G22}|{sub['document_id']}|0"  # the router counts after it published (axis.router.settle): wait for it
+
+    async def counted() -> object:
+        return env.counter.mem.accepted.get(key)
+
+    acc = await wait_for(counted, what="the document counted")
     assert acc.size == len(data)
     await wait_for(lambda: _delivered(env, 2), what="two deliveries counted")
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from axis.broker import users as brokerauth
+from axis.broker.users import host_user
 from axis.client import AxisError, Client
 from axis.config import generate_workdir
 from axis.config.workdir import check_records_dir
@@ -78,12 +80,15 @@ def test_up_send_inbox(tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, t
         assert (e.value.status, e.value.reason) == (401, "UNAUTHORIZED")
 
         # least privilege: `axis up` provisioned one broker user per component (passwords in a 0600 file), and
-        # every child connects as its own user — each logical server too, though sh and d2 share a host process
+        # every child connects as its own user — the host process of sh and d2 as its host user (endpoints.link),
+        # the host of d1 alone as d1's user
         users_file = work / "broker-users.json"
         assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
         vhost = vhost_url.rsplit("/", 1)[1]
-        expected = {f"{vhost}.axis-router", f"{vhost}.axis-evidence",
-                    *(f"{vhost}.axis-server-{sid}" for sid, _ in SERVERS)}
+        assert sorted(sorted(ids) for ids in run.hosts.values()) == [["d1"], ["d2", "sh"]]
+        expected = {f"{vhost}.axis-router", f"{vhost}.axis-evidence", f"{vhost}.axis-server-d1",
+                    f"{vhost}.{host_user(['sh', 'd2'])}"}
+        assert expected <= set(brokerauth.load_passwords(users_file))
         base, auth, _ = rabbit_mgmt
         deadline = time.monotonic() + 30
         while True:
