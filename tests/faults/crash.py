@@ -79,7 +79,9 @@ class Axis:
         self.cfg_path = cfg
         self.config: Config = load_config(cfg)
         self.verify = self.config.client_ssl()  # HTTPS (the default): the servers' certificates are the axis CA's
-        prepare_broker_sync(self.config)  # as `axis up` does: topology + least-privilege users per component
+        # as `axis up` does: topology + least-privilege users per component, and the user of the one host process
+        # below, whose servers share its link (endpoints.link): the crashes hit the bundled path
+        prepare_broker_sync(self.config, host_groups=[[s for s, _ in SERVERS]])
         self.pki: TestPKI = pki_of(work, CODES)
         self.run = Running(self.config, work)
         self.args: dict[str, list[str]] = {

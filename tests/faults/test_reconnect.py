@@ -33,11 +33,15 @@ def force_close(mgmt: str, auth: tuple[str, str], names: list[str]) -> int:
     return closed
 
 
+@pytest.mark.parametrize("linked", [False, True], ids=["own-connections", "host-link"])
 async def test_consumers_resume_after_the_broker_drops_every_connection(
-        tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str]) -> None:
+        tmp_path: Path, vhost_url: str, rabbit_mgmt: tuple[str, tuple[str, str], str], linked: bool) -> None:
+    """Every connection closed by the broker, twice: each server on its own, or sh and d2 on their host's link
+    (endpoints.link: one connection for both, their consumers restored together)."""
     base, auth, _ = rabbit_mgmt
     vhost = vhost_url.rsplit("/", 1)[1]
-    async with running_axis(tmp_path / "work", vhost_url) as env:
+    async with running_axis(tmp_path / "work", vhost_url, linked=linked) as env:
+        assert len(env.links) == int(linked)
         seen: set[str] = set()
         for round_ in range(2):
             # the management API lists connections with a delay: wait for the current (new) ones
