@@ -7,7 +7,7 @@ each server saw a few documents a second, so the doors published one message per
 
 A :class:`HostLink` is one connection as the host's own broker user (:func:`axis.broker.users.host_user`: the
 SHA-256 of its sorted server ids names it, and ``axis up`` gives it exactly what its servers may do together) and
-two :class:`~axis.broker.transport.Coalescer` shared by all the servers of the host:
+three :class:`~axis.broker.transport.Coalescer` shared by all the servers of the host:
 
 - ``documents``: what the doors checked and submit, as ``document-bundle`` messages (a document over
   :data:`axis.core.bundle.BUNDLE_DOCUMENT_BYTES` goes alone, as before);

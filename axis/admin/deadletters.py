@@ -107,6 +107,7 @@ def resend_origin(letter: dl.DeadLetter, headers: Mapping[str, Any], *, per_comp
         return (letter.server if letter.server in host else None), sorted(host)
     return server_of_user(letter.user_id, prefix=prefix), None
 
+
 class _Collector(Collector):
     def __init__(self, api: DeadLetterApi) -> None:
         self.api = api

@@ -151,7 +151,7 @@ def _listed(value: object) -> list[str]:
     if not isinstance(value, (list, tuple)):
         return []
     ids = [v.decode() if isinstance(v, bytes) else v for v in value]
-    return [v for v in ids if isinstance(v, str)] if all(isinstance(v, str) for v in ids) else []
+    return ids if all(isinstance(v, str) for v in ids) else []
 
 
 def router_permissions() -> Permissions:
