@@ -17,6 +17,7 @@ message that says what to do.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 
 from axis.broker.topology import declare_with_retry
@@ -25,22 +26,25 @@ from axis.config import Config
 
 
 async def prepare_broker(config: Config, *, timeout: float = 60.0,
-                         host_groups: Sequence[Sequence[str]] | None = None) -> list[BrokerUser]:
+                         host_groups: Sequence[Sequence[str]] | None = None,
+                         prune_hosts: bool = False) -> list[BrokerUser]:
     """``host_groups``: the server sets of the host processes about to run, each of more than one server gets its
-    host user (default: what ``axis up`` starts, :func:`axis.broker.users.default_host_groups`)."""
+    host user (default: what ``axis up`` starts, :func:`axis.broker.users.default_host_groups`); ``prune_hosts``:
+    the axis's other host users are deleted (:func:`axis.broker.users.provision_config`)."""
     if config.broker.tls:  # the provisioning account needs its certificate before it can declare anything
         names = [u.name for u in users_of(config, host_groups)]
         await asyncio.to_thread(issue_component_certificates, config, names)
     await declare_with_retry(provisioning_url(config), [s.id for s in config.servers], timeout=timeout)
     if not config.broker.per_component:
         return []
-    return await asyncio.to_thread(provision_config, config, host_groups)
+    return await asyncio.to_thread(functools.partial(provision_config, config, host_groups, prune_hosts=prune_hosts))
 
 
 def prepare_broker_sync(config: Config, *, timeout: float = 60.0,
-                        host_groups: Sequence[Sequence[str]] | None = None) -> list[BrokerUser]:
+                        host_groups: Sequence[Sequence[str]] | None = None,
+                        prune_hosts: bool = False) -> list[BrokerUser]:
     """:func:`prepare_broker` from synchronous code (in a worker thread when an event loop runs in this one)."""
-    job = prepare_broker(config, timeout=timeout, host_groups=host_groups)
+    job = prepare_broker(config, timeout=timeout, host_groups=host_groups, prune_hosts=prune_hosts)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -240,6 +240,12 @@ class BrokerAdmin:
         self._http.put(f"/api/vhosts/{quote(vhost, safe='')}").raise_for_status()
         self.set_permissions(vhost, user, Permissions(configure=".*", write=".*", read=".*"))
 
+    def user_names(self, prefix: str) -> list[str]:
+        """The names of the broker's users that start with ``prefix``."""
+        r = self._http.get("/api/users", params={"columns": "name"})
+        r.raise_for_status()
+        return [str(u["name"]) for u in r.json() if str(u.get("name", "")).startswith(prefix)]
+
     def provision(self, vhost: str, users: Iterable[BrokerUser]) -> list[BrokerUser]:
         """Create (or update) each user and set its permissions on ``vhost``; idempotent."""
         done = []
@@ -364,10 +370,13 @@ def default_host_groups(config: Config, servers_per_host: int | None = None) -> 
     return [tuple(ids[h::n]) for h in range(n)]
 
 
-def provision_config(config: Config, host_groups: Iterable[Sequence[str]] | None = None) -> list[BrokerUser]:
+def provision_config(config: Config, host_groups: Iterable[Sequence[str]] | None = None, *,
+                     prune_hosts: bool = False) -> list[BrokerUser]:
     """Create or update every component's user on the config's vhost (management API, provisioning account =
     the ``amqp_url`` user), the host users of ``host_groups`` included (:func:`users_of`), and write their
-    passwords to ``broker.users_file``. Idempotent: passwords already in the file are kept. Raises
+    passwords to ``broker.users_file``. Idempotent: passwords already in the file are kept. ``prune_hosts`` (``axis
+    up`` as it starts, when no host of this axis runs): delete this axis's host users that are not among these —
+    a host user of an earlier set of servers may read their queues, and nothing needs it any more. Raises
     :class:`BrokerAuthError` with what to do when the broker refuses or is absent."""
     vhost, auth = provisioning_auth(config.amqp_url)
     users = users_of(config, host_groups)
@@ -375,6 +384,11 @@ def provision_config(config: Config, host_groups: Iterable[Sequence[str]] | None
     try:
         with BrokerAdmin(mgmt, auth) as admin:
             admin.provision(vhost, users)
+            if prune_hosts:
+                keep = {u.name for u in users}
+                for name in admin.user_names(config.broker.user_prefix + HOST_USER_PREFIX):
+                    if name not in keep:
+                        admin.delete_user(name)
     except httpx.HTTPStatusError as exc:
         raise BrokerAuthError(
             f"the RabbitMQ management API at {mgmt} refused to create the broker users as {auth[0]!r} "

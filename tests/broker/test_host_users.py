@@ -7,6 +7,8 @@ import dataclasses
 import re
 from pathlib import Path
 
+import pytest
+
 from axis.broker import users as brokerauth
 from axis.config import Config, generate_workdir, load_config
 from axis.config.model import BROKER_AUTH_SHARED, BROKER_AUTH_USERS
@@ -85,3 +87,31 @@ def test_authenticated_server_from_a_host_user(tmp_path: Path) -> None:
     shared = _config(tmp_path / "shared", BROKER_AUTH_SHARED)
     assert brokerauth.authenticated_host(shared, None, ids) == frozenset(ids)
     assert brokerauth.authenticated_host(shared, None, None) is None
+
+
+@pytest.mark.rabbitmq
+def test_axis_up_prunes_the_host_users_of_earlier_server_sets(tmp_path: Path, vhost_url: str,
+                                                               rabbit_mgmt: tuple[str, tuple[str, str], str]) -> None:
+    """Against the real broker: the host users of an earlier set of servers stay until ``axis up`` starts again
+    (``prune_hosts``), which deletes them — they could still read their old servers' queues; other users stay."""
+    agencies = [("000.00.00.G22", "A", "d1"), ("000.00.00.H53", "B", "d2"), ("000.00.00.G01", "C", "sh")]
+    path, _ = generate_workdir(tmp_path, agencies, [("d1", "dedicated"), ("d2", "dedicated"), ("sh", "shared")],
+                               base_port=18911, amqp_url=vhost_url)
+    config = load_config(path)
+    prefix = config.broker.user_prefix
+    assert prefix  # a test vhost: its users are apart from every other axis's
+    base, auth, _ = rabbit_mgmt
+    earlier, now = [("d1", "d2"), ("sh",)], [("d1", "sh"), ("d2",)]
+    brokerauth.provision_config(config, earlier)
+    brokerauth.provision_config(config, now)  # a live move's provisioning: nothing deleted
+
+    def hosts() -> set[str]:
+        with brokerauth.BrokerAdmin(base, auth) as admin:
+            return set(admin.user_names(prefix + brokerauth.HOST_USER_PREFIX))
+
+    both = {prefix + brokerauth.host_user(["d1", "d2"]), prefix + brokerauth.host_user(["d1", "sh"])}
+    assert hosts() == both
+    brokerauth.provision_config(config, now, prune_hosts=True)
+    assert hosts() == {prefix + brokerauth.host_user(["d1", "sh"])}
+    with brokerauth.BrokerAdmin(base, auth) as admin:
+        assert prefix + "axis-server-d2" in admin.user_names(prefix)  # the other users are left alone
