@@ -218,7 +218,8 @@ def serve(
     config: Path = typer.Option(..., "--config"),
     server: list[str] = typer.Option(..., "--server", help="server id (repeat to host several)"),
 ) -> None:
-    """Run endpoint server(s) of the config in this process."""
+    """Run endpoint server(s) of the config in this process. Several servers share one broker connection when `axis
+    up` provisioned a host user for exactly that set (endpoints.link); otherwise each connects as its own user."""
     from axis.ops.entrypoints import endpoints_entry
 
     serve_hosts = endpoints_entry("serve")
