@@ -19,6 +19,7 @@ from axis.broker.setup import prepare_broker
 from axis.broker.transport import connect
 from axis.broker.users import default_host_groups
 from axis.config import Config, Limits, generate_workdir, load_config
+from axis.config.model import BROKER_AUTH_USERS
 from axis.core import pki as pkimod
 from axis.router.service import RouterService
 from axis.stats.counting import MemoryCounter
@@ -99,19 +100,21 @@ class Env:
 MAX_BYTES = 1024 * 1024
 
 
-def prepare(work: Path, amqp_url: str, *, server_signs: bool = False) -> tuple[Config, dict[str, Any], TestPKI]:
+def prepare(work: Path, amqp_url: str, *, server_signs: bool = False,
+            broker_auth: str = BROKER_AUTH_USERS) -> tuple[Config, dict[str, Any], TestPKI]:
     path, connections = generate_workdir(work, AGENCIES, SERVERS, base_port=18801, amqp_url=amqp_url,
-                                         server_signs=server_signs)
+                                         server_signs=server_signs, broker_auth=broker_auth)
     config = dataclasses.replace(load_config(path), limits=Limits(max_envelope_bytes=MAX_BYTES))
     return config, connections, pki_of(work, CODES)
 
 
 @asynccontextmanager
 async def running_axis(work: Path, amqp_url: str, *, server_signs: bool = False, linked: bool = False,
+                       broker_auth: str = BROKER_AUTH_USERS,
                        before_start: Callable[[TestPKI], None] | None = None) -> AsyncIterator[Env]:
-    """Router + every endpoint server (``linked``: on the host links ``axis up`` gives them). ``before_start`` runs
-    before any verifier is built (e.g. it may revoke)."""
-    config, connections, pki = prepare(work, amqp_url, server_signs=server_signs)
+    """Router + every endpoint server (``linked``: on the host links ``axis up`` gives them; ``broker_auth``: the
+    config's ``broker.auth``). ``before_start`` runs before any verifier is built (e.g. it may revoke)."""
+    config, connections, pki = prepare(work, amqp_url, server_signs=server_signs, broker_auth=broker_auth)
     if before_start is not None:
         before_start(pki)
     env = Env(work, config, connections, pki, MemoryCounter(), amqp_url)
