@@ -111,3 +111,20 @@ def test_e2e_rounds_smoke(tmp_path: Path, amqp_url: str) -> None:
     for line in lines:
         assert "p99" in line and "never stored" not in line, line
         assert "host " in line and "router " in line, line
+
+
+def test_replay_smoke(vhost_url: str) -> None:
+    # the seed replay at a tiny size, on this test's own vhost: every process's CPU and every exchange's messages
+    from tests.support.testing import free_port_block
+
+    env = {**os.environ, "AXIS_AMQP_URL": vhost_url}
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "sim_replay.py"), "--documents", "60", "--json",
+                        "--base-port", str(free_port_block(80))], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["agree"] is True and out["documents"] == 60
+    assert {"hosts", "router", "log writer", "admin", "rabbitmq", "simulator"} <= out["cpu_seconds"].keys()
+    axis = sum(out["cpu_seconds"][k] for k in ("hosts", "router", "log writer", "admin", "rabbitmq"))
+    assert out["axis_cpu_ms_per_document"] == pytest.approx(1000 * axis / 60, abs=0.01)
+    assert out["messages_published"]["axis.submit"] > 0 and out["messages_published"]["axis.deliver"] > 0
