@@ -20,12 +20,13 @@ three :class:`~axis.broker.transport.Coalescer` shared by all the servers of the
 Every item names its server (``x-axis-server`` in its meta) and every message of the link lists the host's
 servers (``x-axis-host-servers``, :class:`~axis.broker.transport.Publisher`'s ``headers``). The router believes
 the list only from the host user of exactly that list, and an item's server only when it is in the list
-(:func:`axis.broker.users.authenticated_server`, :meth:`axis.router.core.RouterCore._bundle`): a host can speak for
+(:func:`axis.broker.users.authenticated_origin`, :meth:`axis.router.core.RouterCore._bundle`): a host can speak for
 its own servers, which it could anyway (it holds their credentials), and for no other. Each item is still decided
 alone; a bundle changes nothing but the number of messages.
 
 When there is no host user to connect as (a single server, or ``axis serve`` started by hand for a set ``axis up``
-did not provision), :meth:`HostLink.open` returns None and each server connects as its own user, as before. With
+did not provision), or the list of servers would not fit a message's headers (:data:`HOST_LIST_BYTES`),
+:meth:`HostLink.open` returns None and each server connects as its own user, as before. With
 shared broker users (development), the link is the host's one connection and the router trusts the headers.
 """
 
@@ -54,6 +55,19 @@ from axis.core.wire import (
 from endpoints.delivery import STATUS_LINGER_SECONDS
 
 log = logging.getLogger("axis.endpoint")
+
+#: the most bytes the list of a host's servers may take in a message's headers (AMQP: a 5-byte prefix per id): every
+#: header of a message travels in one content-header frame, 128 KiB by default, beside the message's own headers
+#: (a refusal names up to 1,000 agencies). A longer list — hundreds of servers with long ids — and the host's
+#: servers connect each as its own user instead
+HOST_LIST_BYTES = 32 * 1024
+
+
+def list_fits(server_ids: Sequence[str]) -> bool:
+    """Whether ``x-axis-host-servers`` naming ``server_ids`` fits the headers of every message (see
+    :data:`HOST_LIST_BYTES`) and is never cut (:data:`axis.core.wire.HEADER_LIST_ITEMS`)."""
+    return (len(server_ids) <= HEADER_LIST_ITEMS
+            and sum(5 + len(sid.encode()) for sid in server_ids) <= HOST_LIST_BYTES)
 
 
 def submit_bundle_bytes(config: Config) -> int:
@@ -84,8 +98,12 @@ class HostLink:
     async def open(cls, config: Config, server_ids: Sequence[str]) -> HostLink | None:
         """The link of a host serving ``server_ids``, connected; None when each server must connect as itself."""
         ids = sorted(set(server_ids))
+        if not list_fits(ids):
+            log.info("host of %d servers: their list is too long for a message's headers; each server connects "
+                     "as its own user", len(ids))
+            return None
         if config.broker.per_component:
-            if len(ids) < 2 or len(ids) > HEADER_LIST_ITEMS:
+            if len(ids) < 2:
                 return None
             user = host_user(ids)
             try:

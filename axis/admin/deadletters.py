@@ -54,7 +54,7 @@ from prometheus_client.registry import Collector
 from axis.admin.background import stop_task
 from axis.broker.deadletters import DeadLetterQueue, DeadMessage, Keep, Remove
 from axis.broker.transport import BROKER_ERRORS
-from axis.broker.users import host_servers, server_of_user
+from axis.broker.users import message_origin
 from axis.core import deadletters as dl
 from axis.core.wire import H_HOST_SERVERS, evidence, now_ms
 from axis.stats.query import iso
@@ -95,17 +95,13 @@ def resend_origin(letter: dl.DeadLetter, headers: Mapping[str, Any], *, per_comp
                   prefix: str = "") -> tuple[str | None, list[str] | None]:
     """The endpoint server a resend names, and the servers of the host process that published it (a host's bundle
     names its server per item: :mod:`endpoints.link`): a refusal's server (the router wrote what the broker
-    authenticated); a poison submission's from its publisher's broker user when components have their own (its
-    headers are only what the publisher claimed: a host's list only from that host's own user), else its headers."""
-    listed = headers.get(H_HOST_SERVERS)
+    authenticated); a poison submission's as the router would have believed its publisher
+    (:func:`axis.broker.users.message_origin`: its headers are only what the publisher claimed)."""
     if letter.source == "router":
         return letter.server, None
-    if not per_component:
-        return letter.server, listed if isinstance(listed, list) else None
-    host = host_servers(letter.user_id, listed, prefix=prefix)
-    if host is not None:
-        return (letter.server if letter.server in host else None), sorted(host)
-    return server_of_user(letter.user_id, prefix=prefix), None
+    origin = message_origin(letter.user_id, letter.server, headers.get(H_HOST_SERVERS), per_component=per_component,
+                            prefix=prefix)
+    return origin.server, sorted(origin.host) if origin.host else None
 
 
 class _Collector(Collector):

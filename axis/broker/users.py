@@ -141,10 +141,10 @@ def host_servers(user_id: str | None, listed: object, *, prefix: str = "") -> fr
     """The endpoint servers a message may speak for when it lists ``listed`` (its ``x-axis-host-servers``) and was
     published by broker user ``user_id`` (broker-validated): the list, when ``user_id`` is the host user of exactly
     that list; else None."""
+    if not user_id or not user_id.startswith(prefix + HOST_USER_PREFIX):
+        return None  # before reading the list: only a host's user gets its list read and hashed
     ids = _listed(listed)
-    if not ids or not user_id or not user_id.startswith(prefix + HOST_USER_PREFIX):
-        return None
-    return frozenset(ids) if user_id == prefix + host_user(ids) else None
+    return frozenset(ids) if ids and user_id == prefix + host_user(ids) else None
 
 
 def _listed(value: object) -> list[str]:
@@ -477,31 +477,34 @@ def publisher_user_id(config: Config, user: str) -> str | None:
     return config.broker.user_prefix + user if config.broker.per_component else None
 
 
-def authenticated_server(config: Config, user_id: str | None, header: str | None, listed: object = None
-                         ) -> str | None:
-    """Which endpoint server published a submission: from the broker-validated ``user_id`` when components have
-    their own users (the ``x-axis-server`` header is then only information), else from the header. An
-    administrator's resend of a dead letter (published by ``axis-admin``) names the server that first submitted
-    it, which the router had authenticated then: the header is believed from that user alone. A host process's
-    user (:func:`host_user`) is believed for a ``header`` among the servers it lists (``listed``, its
-    ``x-axis-host-servers``) when it is the host user of exactly that list (:func:`authenticated_host`)."""
-    if config.broker.per_component:
-        if user_id is not None and user_id == config.broker.user_prefix + ADMIN_USER:
-            return header
-        host = authenticated_host(config, user_id, listed)
-        if host is not None:
-            return header if header in host else None
-        return server_of_user(user_id, prefix=config.broker.user_prefix)
-    return header
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who published a message, as far as the broker proves it: the endpoint server it speaks for (None: not an
+    endpoint server's, or a claim nothing proves) and, for a host process's message, the servers its items may
+    name (None: not a host's)."""
+
+    server: str | None
+    host: frozenset[str] | None = None
 
 
-def authenticated_host(config: Config, user_id: str | None, listed: object) -> frozenset[str] | None:
-    """The endpoint servers a message of a host process may speak for (a bundle's items each name one of them):
-    with per-component users, its ``x-axis-host-servers`` when ``user_id`` is their host user (:func:`host_servers`);
-    with shared users (development only), or from ``axis-admin`` (a resend of a host's dead letter, whose list the
-    admin app authenticated), the list as written, like ``x-axis-server``. None: not a host's message."""
-    if config.broker.per_component:
-        if user_id is not None and user_id == config.broker.user_prefix + ADMIN_USER:  # a resend, as for the header
-            return frozenset(_listed(listed)) or None
-        return host_servers(user_id, listed, prefix=config.broker.user_prefix)
-    return frozenset(_listed(listed)) or None
+def message_origin(user_id: str | None, header: str | None, listed: object, *, per_component: bool,
+                   prefix: str = "") -> Origin:
+    """The :class:`Origin` of a message published by broker user ``user_id`` (broker-validated) with ``header`` as
+    its ``x-axis-server`` and ``listed`` as its ``x-axis-host-servers``. With per-component users the user decides:
+    a server's own user is that server whatever the headers say; a host's user (:func:`host_user`) is believed for
+    the list its name commits to (:func:`host_servers`) and for a ``header`` in that list; ``axis-admin`` (a resend
+    of a dead letter, whose origin the admin app authenticated) and, in development mode (shared users), anyone
+    are believed as written."""
+    if not per_component or (user_id is not None and user_id == prefix + ADMIN_USER):
+        return Origin(header, frozenset(_listed(listed)) or None)
+    host = host_servers(user_id, listed, prefix=prefix)
+    if host is not None:
+        return Origin(header if header in host else None, host)
+    return Origin(server_of_user(user_id, prefix=prefix))
+
+
+def authenticated_origin(config: Config, user_id: str | None, header: str | None, listed: object) -> Origin:
+    """:func:`message_origin` under the configuration's ``broker.auth`` and user prefix: what the router believes
+    of a submission's publisher."""
+    return message_origin(user_id, header, listed, per_component=config.broker.per_component,
+                          prefix=config.broker.user_prefix)

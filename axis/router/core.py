@@ -274,20 +274,15 @@ class RouterCore:
         host = headers.get(H_HOST_SERVERS)  # set by the service only from the host's own broker user
         out = Outcome(items=len(items))
         for i, item in enumerate(items):
-            item_server = server
-            if not server and host:
-                item_server = header_text(item.meta.get(H_SERVER))
-                if item_server not in host:
-                    one = self._refuse(Refusal(Reason.FORBIDDEN, f"a bundle item names server {item_server!r}, not "
-                                                                 "one of the servers its host's broker user serves"),
-                                       item.body, {H_KIND: kind}, f"{message_id}#{i}", notify=False)
-                    out.outgoing += one.outgoing
-                    out.refused += one.refused
-                    out.events += one.events
-                    continue
-            one = self.process(item.body, {H_KIND: kind, H_SERVER: item_server,
-                                           **{h: item.meta.get(h) for h in BUNDLE_ITEM_META[kind]}},
-                               f"{message_id}#{i}")
+            item_server = server or (header_text(item.meta.get(H_SERVER)) if host else None)
+            if host and not server and item_server not in host:
+                one = self._refuse(Refusal(Reason.FORBIDDEN, f"a bundle item names server {item_server!r}, not one "
+                                                             "of the servers its host's broker user serves"),
+                                   item.body, {H_KIND: kind}, f"{message_id}#{i}", notify=False)
+            else:
+                one = self.process(item.body, {H_KIND: kind, H_SERVER: item_server,
+                                               **{h: item.meta.get(h) for h in BUNDLE_ITEM_META[kind]}},
+                                   f"{message_id}#{i}")
             out.outgoing += one.outgoing
             out.accepted += one.accepted
             out.delivered += one.delivered

@@ -8,7 +8,7 @@ publishes a *forward* (``x-axis-kind: forward``, ``x-axis-forward-kind``: the ki
 router confirmed the forward — nothing is lost; a crash in between forwards twice, and the inbox and status
 stores keep one copy.
 
-The forwarding server is the broker-validated ``user_id`` (:func:`axis.broker.users.authenticated_server`); no
+The forwarding server is the broker-validated ``user_id`` (:func:`axis.broker.users.authenticated_origin`); no
 named agency may be on it. A forwarded document is re-verified (signature, schema) and the agencies must be
 among its signed recipients — which gives a server no more than re-submitting the signed document would (the
 inbox keeps one copy), so any server may forward a document (also after a hand-edited move without

@@ -25,13 +25,7 @@ from typing import Any
 from axis.blobs import open_blobs
 from axis.broker.topology import attach_exchanges, attach_queue
 from axis.broker.transport import Connection, IncomingMessage, Publisher, connect
-from axis.broker.users import (
-    ROUTER_USER,
-    authenticated_host,
-    authenticated_server,
-    component_url,
-    publisher_user_id,
-)
+from axis.broker.users import ROUTER_USER, authenticated_origin, component_url, publisher_user_id
 from axis.config import Config
 from axis.config.verifier import make_verifier
 from axis.core import bundle
@@ -158,15 +152,12 @@ class RouterService:
         what the publisher wrote in either is never passed on as it is."""
         headers: dict[str, Any] = dict(m.headers or {})
         claimed = headers.pop(H_SERVER, None)
-        listed = headers.pop(H_HOST_SERVERS, None)
-        server = authenticated_server(self.config, m.user_id, claimed.decode() if isinstance(claimed, bytes)
-                                      else None if claimed is None else str(claimed), listed)
-        if server:
-            headers[H_SERVER] = server
-        if listed is not None:
-            host = authenticated_host(self.config, m.user_id, listed)
-            if host:
-                headers[H_HOST_SERVERS] = host
+        origin = authenticated_origin(self.config, m.user_id, claimed.decode() if isinstance(claimed, bytes)
+                                      else None if claimed is None else str(claimed), headers.pop(H_HOST_SERVERS, None))
+        if origin.server:
+            headers[H_SERVER] = origin.server
+        if origin.host:
+            headers[H_HOST_SERVERS] = origin.host
         return headers
 
     def _decide(self, messages: list[IncomingMessage]) -> list[Outcome | None]:

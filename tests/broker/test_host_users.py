@@ -68,25 +68,25 @@ def test_plan_and_users_of_include_the_host_users_of_several_servers(tmp_path: P
     assert sum(n.startswith("v." + brokerauth.HOST_USER_PREFIX) for n in single) == 1
 
 
-def test_authenticated_server_from_a_host_user(tmp_path: Path) -> None:
+def test_authenticated_origin_of_a_host_user(tmp_path: Path) -> None:
     config = _config(tmp_path)
     ids = ["sh", "d2"]
     host = "v." + brokerauth.host_user(ids)
-    assert brokerauth.authenticated_server(config, host, "sh", ids) == "sh"
-    assert brokerauth.authenticated_server(config, host, "d1", ids) is None  # not one of its servers
+    assert brokerauth.authenticated_origin(config, host, "sh", ids).server == "sh"
+    assert brokerauth.authenticated_origin(config, host, "d1", ids).server is None  # not one of its servers
     # a list its name does not commit to
-    assert brokerauth.authenticated_server(config, host, "d1", [*ids, "d1"]) is None
-    assert brokerauth.authenticated_server(config, host, "sh", None) is None
+    assert brokerauth.authenticated_origin(config, host, "d1", [*ids, "d1"]).server is None
+    assert brokerauth.authenticated_origin(config, host, "sh", None).server is None
     # a server's own user cannot borrow a host's list
-    assert brokerauth.authenticated_server(config, "v.axis-server-d1", "sh", ids) == "d1"
-    assert brokerauth.authenticated_host(config, "v.axis-server-d1", ids) is None
-    assert brokerauth.authenticated_host(config, host, ids) == frozenset(ids)
+    assert brokerauth.authenticated_origin(config, "v.axis-server-d1", "sh", ids).server == "d1"
+    assert brokerauth.authenticated_origin(config, "v.axis-server-d1", None, ids).host is None
+    assert brokerauth.authenticated_origin(config, host, None, ids).host == frozenset(ids)
     # a resend by the admin app carries the list it authenticated (axis.admin.deadletters)
-    assert brokerauth.authenticated_host(config, "v.axis-admin", ids) == frozenset(ids)
+    assert brokerauth.authenticated_origin(config, "v.axis-admin", None, ids).host == frozenset(ids)
     # development mode (shared users): the headers as written, as for x-axis-server
     shared = _config(tmp_path / "shared", BROKER_AUTH_SHARED)
-    assert brokerauth.authenticated_host(shared, None, ids) == frozenset(ids)
-    assert brokerauth.authenticated_host(shared, None, None) is None
+    assert brokerauth.authenticated_origin(shared, None, None, ids).host == frozenset(ids)
+    assert brokerauth.authenticated_origin(shared, None, None, None).host is None
 
 
 @pytest.mark.rabbitmq

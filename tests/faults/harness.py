@@ -20,6 +20,7 @@ from axis.broker.transport import connect
 from axis.broker.users import default_host_groups
 from axis.config import Config, Limits, generate_workdir, load_config
 from axis.config.model import BROKER_AUTH_USERS
+from axis.core import envelope
 from axis.core import pki as pkimod
 from axis.router.service import RouterService
 from axis.stats.counting import MemoryCounter
@@ -134,6 +135,23 @@ async def running_axis(work: Path, amqp_url: str, *, server_signs: bool = False,
             await link.close()
         if env.router is not None:
             await env.router.stop()
+
+
+async def deliver_all(env: Env, docs: list[tuple[str, list[str]]]) -> int:
+    """Sign and POST every (sender, recipients) document at once, each answered 202; wait until every delivery is
+    counted, and check that each document was accepted once, nothing refused, every delivery in an inbox. Returns
+    the deliveries."""
+    signed = [(sender, env.pki.sign(envelope.build(envelope.new_document(sender, to, f"Về việc {i}")), sender))
+              for i, (sender, to) in enumerate(docs)]
+    posted = await asyncio.gather(*(env.client(sender).post("/v1/documents", content=body,
+                                                            headers={"content-type": "application/xml"})
+                                    for sender, body in signed))
+    assert [r.status_code for r in posted] == [202] * len(docs)
+    deliveries = sum(len(to) for _, to in docs)
+    await wait_for(lambda: len(env.counter.delivered) >= deliveries, 30, "every delivery counted")
+    assert len(env.counter.accepted) == len(docs) and not env.counter.refused
+    assert await env.received() == deliveries
+    return deliveries
 
 
 async def wait_for(check: Callable[[], Awaitable[Any] | Any], timeout: float = 20.0, what: str = "condition") -> Any:

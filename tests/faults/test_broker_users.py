@@ -35,7 +35,7 @@ from axis.core.wire import (
     Q_SUBMISSIONS,
     server_queue,
 )
-from tests.faults.harness import G01, G03, G22, H53, Env, drain, running_axis, wait_for
+from tests.faults.harness import G01, G03, G22, H53, Env, deliver_all, drain, running_axis, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -200,16 +200,7 @@ async def test_a_host_link_bundles_its_servers_and_speaks_for_them_alone(tmp_pat
         assert sorted(link.server_ids) == ["d2", "sh"] and env.servers["d1"].link is None
         # traffic from both of the host's servers at once, to d1 (its 01s travel on d1's own connection) and across
         docs = [(G01, [G22, H53]), (H53, [G22, G03]), (G03, [H53]), (H53, [G01])] * 3
-        signed_docs = [(sender, env.pki.sign(envelope.build(envelope.new_document(sender, to, f"Về việc {i}")), sender))
-                       for i, (sender, to) in enumerate(docs)]
-        posted = await asyncio.gather(*(env.client(sender).post("/v1/documents", content=body,
-                                                                headers={"content-type": "application/xml"})
-                                        for sender, body in signed_docs))
-        assert [r.status_code for r in posted] == [202] * len(docs)
-        deliveries = sum(len(to) for _, to in docs)
-        await wait_for(lambda: len(env.counter.delivered) >= deliveries, 30, "every delivery counted")
-        assert len(env.counter.accepted) == len(docs) and not env.counter.refused
-        assert await env.received() == deliveries
+        deliveries = await deliver_all(env, docs)  # each accepted once, every delivery counted and in an inbox
         assert link.documents.messages < len(docs)  # several submissions of the two servers in one message
 
         host_user = brokerauth.host_user(["sh", "d2"])
