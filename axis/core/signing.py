@@ -85,8 +85,7 @@ def sign(
         raise ValueError("the private key does not match the certificate")
     root = parse_untrusted(data, max_bytes=max_bytes)
     header = _header(root)
-    existing = [el for el in root.iter() if isinstance(el.tag, str) and (
-        el.tag == q("Signature") or etree.QName(el).localname == "Signature")]
+    existing = list(root.iter("{*}Signature"))  # in any namespace or none; the tag match runs in C
     if existing:
         if not replace:
             raise Refusal(Reason.SIGNATURE_PROFILE, "already signed (re-sign: --replace)")
