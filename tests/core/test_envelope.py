@@ -98,6 +98,35 @@ def test_status_round_trip(msg: StatusMessage) -> None:
     assert env.parse(env.build(msg)) == msg
 
 
+def test_status_layout_is_pinned() -> None:
+    """Statuses are written in one pass (not through the documents' writer): the bytes are pinned, since a
+    redelivered delivery re-sends a status 01 that must be identical to the first."""
+    rf = env.ResponseFor(organ_id="000.00.00.H53", document_id="d<1>", code="1/QĐ", promulgation_date="")
+    minimal = env.new_status("000.00.00.G01", rf, "01", timestamp="2019-01-01T00:00:00Z")
+    head = ('<?xml version="1.0" encoding="UTF-8"?>\n<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">\n'
+            '  <edXML:edXMLEnvelope xmlns:edXML="http://www.mic.gov.vn/TBT/QCVN_102_2016">\n'
+            "    <edXML:edXMLHeader>\n      <edXML:MessageHeader>\n"
+            "        <edXML:From>\n          <edXML:OrganId>000.00.00.G01</edXML:OrganId>\n")
+    tail = "      </edXML:MessageHeader>\n    </edXML:edXMLHeader>\n  </edXML:edXMLEnvelope>\n</edXML>\n"
+    answer = ("        <edXML:ResponseFor>\n          <edXML:OrganId>000.00.00.H53</edXML:OrganId>\n"
+              "          <edXML:Code>1/QĐ</edXML:Code>\n          <edXML:DocumentId>d&lt;1&gt;</edXML:DocumentId>\n"
+              "        </edXML:ResponseFor>\n")
+    assert env.build(minimal).decode() == (
+        head + "        </edXML:From>\n" + answer + "        <edXML:StatusCode>01</edXML:StatusCode>\n"
+        "        <edXML:Timestamp>2019-01-01T00:00:00Z</edXML:Timestamp>\n" + tail)
+    full = env.new_status(Organization("000.00.00.G01", organ_name="Sở & Ban", fax="1"), rf, "03", "r\r",
+                          "2019-01-01T00:00:00Z", staff_info=StaffInfo(staff="A", mobile="0"))
+    assert env.build(full).decode() == (
+        head + "          <edXML:OrganName>Sở &amp; Ban</edXML:OrganName>\n          <edXML:Fax>1</edXML:Fax>\n"
+        "        </edXML:From>\n" + answer + "        <edXML:StaffInfo>\n          <edXML:Staff>A</edXML:Staff>\n"
+        "          <edXML:Mobile>0</edXML:Mobile>\n        </edXML:StaffInfo>\n"
+        "        <edXML:StatusCode>03</edXML:StatusCode>\n        <edXML:Description>r&#13;</edXML:Description>\n"
+        "        <edXML:Timestamp>2019-01-01T00:00:00Z</edXML:Timestamp>\n" + tail)
+    assert env.parse(env.build(full)) == full
+    with pytest.raises(ValueError):
+        env.build(dataclasses.replace(full, description="bad \x01"))
+
+
 def test_build_layout_matches_samples() -> None:
     msg = env.new_document(
         "000.00.00.G22",
