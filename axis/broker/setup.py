@@ -27,24 +27,24 @@ from axis.config import Config
 
 async def prepare_broker(config: Config, *, timeout: float = 60.0,
                          host_groups: Sequence[Sequence[str]] | None = None,
-                         prune_hosts: bool = False) -> list[BrokerUser]:
+                         prune: bool = False) -> list[BrokerUser]:
     """``host_groups``: the server sets of the host processes about to run, each of more than one server gets its
-    host user (default: what ``axis up`` starts, :func:`axis.broker.users.default_host_groups`); ``prune_hosts``:
-    the axis's other host users are deleted (:func:`axis.broker.users.provision_config`)."""
+    host user (default: what ``axis up`` starts, :func:`axis.broker.users.default_host_groups`); ``prune``:
+    the axis's other host and server users are deleted (:func:`axis.broker.users.provision_config`)."""
     if config.broker.tls:  # the provisioning account needs its certificate before it can declare anything
         names = [u.name for u in users_of(config, host_groups)]
         await asyncio.to_thread(issue_component_certificates, config, names)
     await declare_with_retry(provisioning_url(config), [s.id for s in config.servers], timeout=timeout)
     if not config.broker.per_component:
         return []
-    return await asyncio.to_thread(functools.partial(provision_config, config, host_groups, prune_hosts=prune_hosts))
+    return await asyncio.to_thread(functools.partial(provision_config, config, host_groups, prune=prune))
 
 
 def prepare_broker_sync(config: Config, *, timeout: float = 60.0,
                         host_groups: Sequence[Sequence[str]] | None = None,
-                        prune_hosts: bool = False) -> list[BrokerUser]:
+                        prune: bool = False) -> list[BrokerUser]:
     """:func:`prepare_broker` from synchronous code (in a worker thread when an event loop runs in this one)."""
-    job = prepare_broker(config, timeout=timeout, host_groups=host_groups, prune_hosts=prune_hosts)
+    job = prepare_broker(config, timeout=timeout, host_groups=host_groups, prune=prune)
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -231,6 +231,22 @@ class BrokerAdmin:
         if r.status_code not in (204, 404):
             r.raise_for_status()
 
+    def retire(self, vhost: str, name: str) -> None:
+        """Take user ``name``'s rights on ``vhost`` away: the user is deleted when it has no rights elsewhere, and
+        only loses this vhost's when it also serves another (a broker shared by several axes whose users are not
+        told apart by a prefix: another axis's user of the same name keeps working)."""
+        user = quote(name, safe="")
+        r = self._http.get(f"/api/users/{user}/permissions")
+        if r.status_code == 404:
+            return
+        r.raise_for_status()
+        if any(p.get("vhost") != vhost for p in r.json()):
+            gone = self._http.delete(f"/api/permissions/{quote(vhost, safe='')}/{user}")
+            if gone.status_code not in (204, 404):
+                gone.raise_for_status()
+        else:
+            self.delete_user(name)
+
     def recreate_vhost(self, vhost: str, user: str) -> None:
         """Delete ``vhost`` with everything in it (queues, messages, dead letters) and create it empty, with every
         permission for ``user`` (the provisioning account): a throw-away axis's fresh start."""
@@ -371,12 +387,15 @@ def default_host_groups(config: Config, servers_per_host: int | None = None) -> 
 
 
 def provision_config(config: Config, host_groups: Iterable[Sequence[str]] | None = None, *,
-                     prune_hosts: bool = False) -> list[BrokerUser]:
+                     prune: bool = False) -> list[BrokerUser]:
     """Create or update every component's user on the config's vhost (management API, provisioning account =
     the ``amqp_url`` user), the host users of ``host_groups`` included (:func:`users_of`), and write their
-    passwords to ``broker.users_file``. Idempotent: passwords already in the file are kept. ``prune_hosts`` (``axis
-    up`` as it starts, when no host of this axis runs): delete this axis's host users that are not among these —
-    a host user of an earlier set of servers may read their queues, and nothing needs it any more. Raises
+    passwords to ``broker.users_file``. Idempotent: passwords already in the file are kept. ``prune`` (``axis
+    up`` as it starts, when no host of this axis runs): delete this axis's host and server users that are not
+    among these — a host user of an earlier set of servers may read their queues, the user of a server removed
+    from the configuration may still publish as it and read its queue, and nothing needs either any more (a
+    removed server's queue and what it holds stay: only the credentials go; a user that also has rights on
+    another vhost only loses this one's, :meth:`BrokerAdmin.retire`). Raises
     :class:`BrokerAuthError` with what to do when the broker refuses or is absent."""
     vhost, auth = provisioning_auth(config.amqp_url)
     users = users_of(config, host_groups)
@@ -384,11 +403,12 @@ def provision_config(config: Config, host_groups: Iterable[Sequence[str]] | None
     try:
         with BrokerAdmin(mgmt, auth) as admin:
             admin.provision(vhost, users)
-            if prune_hosts:
+            if prune:
                 keep = {u.name for u in users}
-                for name in admin.user_names(config.broker.user_prefix + HOST_USER_PREFIX):
-                    if name not in keep:
-                        admin.delete_user(name)
+                for kind in (HOST_USER_PREFIX, SERVER_USER_PREFIX):
+                    for name in admin.user_names(config.broker.user_prefix + kind):
+                        if name not in keep:
+                            admin.retire(vhost, name)
     except httpx.HTTPStatusError as exc:
         raise BrokerAuthError(
             f"the RabbitMQ management API at {mgmt} refused to create the broker users as {auth[0]!r} "

@@ -276,7 +276,7 @@ def start(config_path: Path, work_dir: Path, known: Mapping[str, Any] | None = N
     _wait_for_broker(config, broker_wait, progress)
     groups = default_host_groups(config, servers_per_host)  # each of several servers gets its host user
     try:
-        prepare_broker_sync(config, timeout=timeout, host_groups=groups, prune_hosts=True)
+        prepare_broker_sync(config, timeout=timeout, host_groups=groups, prune=True)
     except (TopologyError, BrokerAuthError) as exc:
         raise StartError(f"preparing RabbitMQ: {exc}") from None
     try:

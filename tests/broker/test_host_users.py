@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from axis.broker import users as brokerauth
@@ -90,10 +92,12 @@ def test_authenticated_origin_of_a_host_user(tmp_path: Path) -> None:
 
 
 @pytest.mark.rabbitmq
-def test_axis_up_prunes_the_host_users_of_earlier_server_sets(tmp_path: Path, vhost_url: str,
+def test_axis_up_prunes_the_host_users_of_earlier_server_sets_and_removed_servers(tmp_path: Path, vhost_url: str,
                                                                rabbit_mgmt: tuple[str, tuple[str, str], str]) -> None:
-    """Against the real broker: the host users of an earlier set of servers stay until ``axis up`` starts again
-    (``prune_hosts``), which deletes them — they could still read their old servers' queues; other users stay."""
+    """Against the real broker: the host users of an earlier set of servers, and the user of a server since removed
+    from the configuration, stay until ``axis up`` starts again (``prune``), which deletes them — they could still
+    read those queues, or publish as the removed server; the current users stay, and a stale name that also has
+    rights on another vhost (a broker shared by axes without prefixes) only loses this vhost's."""
     agencies = [("000.00.00.G22", "A", "d1"), ("000.00.00.H53", "B", "d2"), ("000.00.00.G01", "C", "sh")]
     path, _ = generate_workdir(tmp_path, agencies, [("d1", "dedicated"), ("d2", "dedicated"), ("sh", "shared")],
                                base_port=18911, amqp_url=vhost_url)
@@ -111,7 +115,26 @@ def test_axis_up_prunes_the_host_users_of_earlier_server_sets(tmp_path: Path, vh
 
     both = {prefix + brokerauth.host_user(["d1", "d2"]), prefix + brokerauth.host_user(["d1", "sh"])}
     assert hosts() == both
-    brokerauth.provision_config(config, now, prune_hosts=True)
-    assert hosts() == {prefix + brokerauth.host_user(["d1", "sh"])}
-    with brokerauth.BrokerAdmin(base, auth) as admin:
-        assert prefix + "axis-server-d2" in admin.user_names(prefix)  # the other users are left alone
+    vhost = brokerauth.provisioning_auth(config.amqp_url)[0]
+    removed, shared = prefix + "axis-server-gone", prefix + "axis-server-elsewhere"
+    other_vhost = vhost + "-other"
+    mgmt = httpx.Client(base_url=base, auth=auth, timeout=30)
+    mgmt.put(f"/api/vhosts/{quote(other_vhost, safe='')}").raise_for_status()
+    with brokerauth.BrokerAdmin(base, auth) as admin:  # a removed server's user, and one another vhost uses too
+        for name in (removed, shared):
+            admin.provision(vhost, [brokerauth.BrokerUser(name, "pw", "", brokerauth.server_permissions("gone"))])
+        admin.set_permissions(other_vhost, shared, brokerauth.server_permissions("gone"))
+    try:
+        brokerauth.provision_config(config, now, prune=True)
+        assert hosts() == {prefix + brokerauth.host_user(["d1", "sh"])}
+        with brokerauth.BrokerAdmin(base, auth) as admin:
+            names = set(admin.user_names(prefix))
+            assert {prefix + "axis-server-d2", prefix + "axis-router"} <= names  # the current users are left alone
+            assert removed not in names
+            assert shared in names
+        rights = mgmt.get(f"/api/users/{quote(shared, safe='')}/permissions").json()
+        assert [p["vhost"] for p in rights] == [other_vhost]
+    finally:
+        mgmt.delete(f"/api/users/{quote(shared, safe='')}")
+        mgmt.delete(f"/api/vhosts/{quote(other_vhost, safe='')}")
+        mgmt.close()
