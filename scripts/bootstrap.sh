@@ -4,9 +4,11 @@
 # The interpreter: $PYTHON when set; else the distribution's /usr/bin/python3 when it is 3.11 or newer (installing
 # Debian's python3-venv if its venv lacks ensurepip); else python3 from PATH. Why the distribution's first: Debian,
 # Ubuntu and Fedora build CPython with PGO and LTO and link the interpreter statically, while a default pyenv build
-# (what `python3` often is on a developer's machine) has neither and loads a shared libpython. The axis is half
-# interpreter: on the reference machine the distribution's 3.11 ran it with 0.92 of the CPU per document and pure
-# Python in 0.80-0.83 of the time (bench/README.md, session 13). An existing .venv is kept as it is.
+# (what `python3` often is on a developer's machine) has neither and loads a shared libpython. Half of the axis's
+# CPU is the interpreter: on the reference machine Debian's 3.11 ran pure Python in 0.80-0.83 of the time and the
+# saturated axis with 0.92 of the CPU per document (median of five pairs; the seed replay within the noise), see
+# bench/README.md, session 13. The Docker image's python:3.11-slim is such a build already. An existing .venv is
+# kept as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
