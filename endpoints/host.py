@@ -62,6 +62,7 @@ from axis.core import schema
 from axis.core.tlsconfig import PLAINTEXT_WARNING, reload_server_contexts, server_context, set_client_auth
 from axis.stats.counting import open_counter
 from endpoints.app import create_app
+from endpoints.corked import CorkedTransport
 from endpoints.gate import GatedApp
 from endpoints.link import HostLink
 from endpoints.mtls import tls_extension
@@ -164,6 +165,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         tls = tls_extension(transport.get_extra_info("ssl_object"))  # the handshake is over: read its peer once
         if tls is not None:
             self._extensions = {"tls": tls}
+        self.transport = CorkedTransport(transport)  # a response's head and body in one write (endpoints.corked)
         self._enter(_HEADERS, begun=False)
 
     def connection_lost(self, exc: Exception | None) -> None:
