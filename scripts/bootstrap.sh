@@ -2,8 +2,8 @@
 # Create .venv and install axis with its dev extras (idempotent, quick when nothing changed).
 #
 # The interpreter: $PYTHON when set; else the distribution's /usr/bin/python3 when it is 3.11 or newer (installing
-# Debian's python3-venv if its venv lacks ensurepip); else python3 from PATH. Why the distribution's first: Debian,
-# Ubuntu and Fedora build CPython with PGO and LTO and link the interpreter statically, while a default pyenv build
+# Debian's python3-venv if its venv lacks ensurepip); else python3 from PATH. Why the distribution's first: Debian
+# and Ubuntu build CPython with PGO and LTO and link the interpreter statically, while a default pyenv build
 # (what `python3` often is on a developer's machine) has neither and loads a shared libpython. Half of the axis's
 # CPU is the interpreter: on the reference machine Debian's 3.11 ran pure Python in 0.80-0.83 of the time and the
 # saturated axis with 0.92 of the CPU per document (median of five pairs; the seed replay within the noise), see

@@ -219,7 +219,7 @@ class Pool:
         w, r = conn.writer, conn.reader
         if body and len(body) > _JOIN_LIMIT:
             w.writelines((head, body))
-        else:  # one write, so one TLS record and one system call, and the server reads the request at once
+        else:  # one write: one TLS record, which the server decrypts and reads at once
             w.write(head + body if body else head)
         # the server may answer before reading the whole body (413) and close: then read what it said
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
