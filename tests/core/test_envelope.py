@@ -99,8 +99,8 @@ def test_status_round_trip(msg: StatusMessage) -> None:
 
 
 def test_status_layout_is_pinned() -> None:
-    """Statuses are written in one pass (not through the documents' writer): the bytes are pinned, since a
-    redelivered delivery re-sends a status 01 that must be identical to the first."""
+    """A status's bytes are pinned: a redelivered delivery re-sends a status 01 that must be identical to the
+    first, whatever writes it."""
     rf = env.ResponseFor(organ_id="000.00.00.H53", document_id="d<1>", code="1/QĐ", promulgation_date="")
     minimal = env.new_status("000.00.00.G01", rf, "01", timestamp="2019-01-01T00:00:00Z")
     head = ('<?xml version="1.0" encoding="UTF-8"?>\n<edXML xmlns="http://www.mic.gov.vn/TBT/QCVN_102_2016">\n'
