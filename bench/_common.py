@@ -263,6 +263,22 @@ def temp_vhost(prefix: str = "axis-bench") -> Iterator[str]:
             http.delete(f"/api/vhosts/{vhost}")
 
 
+@contextlib.contextmanager
+def temp_pg_database(prefix: str = "axis_bench", base: str = "postgresql://postgres@127.0.0.1:5432"
+                     ) -> Iterator[str]:
+    """A fresh PostgreSQL database for one benchmark (on ``base``'s server); yields its URL, drops it after."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def broker_reachable() -> bool:
     try:
         httpx.get(f"{RABBIT_MGMT}/api/overview", auth=RABBIT_AUTH, timeout=3).raise_for_status()

@@ -10,12 +10,14 @@ each; the client's own peak is reported apart (it holds 1 MB at a time).
 
     python bench/bigdoc.py             # 200 MB
     python bench/bigdoc.py --mb 30     # what the slow test runs (tests/integration/test_big_documents_up.py)
+    python bench/bigdoc.py --blobs postgres   # the blobs in PostgreSQL large objects (a throwaway database)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import ssl
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import yaml
 
-from bench._common import cpu_seconds, temp_vhost
+from bench._common import cpu_seconds, temp_pg_database, temp_vhost
 from tests.support.testing import free_port_block
 
 SENDER, R1, R2 = "000.00.00.G22", "000.00.00.H53", "000.00.00.G01"
@@ -52,10 +54,10 @@ def self_peak_kb() -> int:
     return peak_kb(int(Path("/proc/self/stat").read_text().split()[0]))
 
 
-def enable_big_documents(config_path: Path, max_mb: int) -> None:
+def enable_big_documents(config_path: Path, max_mb: int, blobs_url: str = "") -> None:
     raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     raw.setdefault("limits", {}).update({"max_document_bytes": max_mb * 1024 * 1024, "inline_max_bytes": INLINE})
-    raw["blobs"] = {"retention_days": 0, "gc_interval_seconds": 5}
+    raw["blobs"] = {"retention_days": 0, "gc_interval_seconds": 5, **({"url": blobs_url} if blobs_url else {})}
     config_path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
@@ -76,7 +78,10 @@ async def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
         await asyncio.sleep(0.2)
 
 
-async def run(mb: int, *, parallel: int = 1, log: Callable[[str], None] = print) -> dict[str, Any]:
+async def run(mb: int, *, parallel: int = 1, blobs_url: str = "", log: Callable[[str], None] = print
+              ) -> dict[str, Any]:
+    """``blobs_url``: keep the blobs in that PostgreSQL database (axis.blobs.postgres) instead of the directory."""
+    from axis.blobs import open_blobs
     from axis.config import generate_workdir, load_config
     from axis.core.pki import load_certs, load_key
     from axis.log.store import LogStore
@@ -84,13 +89,13 @@ async def run(mb: int, *, parallel: int = 1, log: Callable[[str], None] = print)
     from tests.support.bigdoc import write_big_document
 
     size = mb * 1024 * 1024
-    out: dict[str, Any] = {"mb": mb, "parallel": parallel}
+    out: dict[str, Any] = {"mb": mb, "parallel": parallel, "blobs": "postgres" if blobs_url else "file"}
     with temp_vhost("axis-bench-bigdoc") as url, tempfile.TemporaryDirectory(prefix="axis-bench-bigdoc-") as tmp:
         work = Path(tmp) / "work"
         config_path, connections = generate_workdir(work, AGENCIES, SERVERS, base_port=free_port_block(len(SERVERS)),
                                                     algorithm="rsa", amqp_url=url, routers=1, server_signs=False,
                                                     client_certs=False)
-        enable_big_documents(config_path, mb + 16)
+        enable_big_documents(config_path, mb + 16, blobs_url)
         config = load_config(config_path)
         agencies = {a["code"]: a for a in connections["agencies"]}
         a = agencies[SENDER]
@@ -175,9 +180,10 @@ async def run(mb: int, *, parallel: int = 1, log: Callable[[str], None] = print)
                             raise RuntimeError("ack refused")
                 out["all_delivered_seconds"] = round(time.monotonic() - t0, 2)
 
+                store = open_blobs(config.blob_dir, config.blobs.url)
+
                 def blobs() -> list[str]:
-                    root = config.blob_dir
-                    return [f.name for d in root.iterdir() if len(d.name) == 2 for f in d.iterdir()]
+                    return [name for name, _ in store.blobs()]
 
                 async def collected() -> bool:
                     return not blobs()
@@ -201,15 +207,20 @@ def main() -> None:
     ap.add_argument("--max-rss-mb", type=float, default=300.0, help="the target: each axis process's peak (MB)")
     ap.add_argument("--parallel", type=int, default=1, help="documents of that size submitted at once (default 1)")
     ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    ap.add_argument("--blobs", choices=("file", "postgres"), default="file",
+                    help="the blob store: the directory (default) or PostgreSQL large objects (a throwaway "
+                         "database on 127.0.0.1:5432)")
     a = ap.parse_args()
-    res = asyncio.run(run(a.mb, parallel=a.parallel, log=lambda s: print(s, file=sys.stderr)))
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(temp_pg_database("axis_bench_blobs")) if a.blobs == "postgres" else ""
+        res = asyncio.run(run(a.mb, parallel=a.parallel, blobs_url=url, log=lambda s: print(s, file=sys.stderr)))
     if a.json:
         print(json.dumps(res, indent=2))
     else:
         if res["parallel"] > 1:
             print(f"{res['parallel']} documents submitted at once, all delivered and acked after "
                   f"{res['all_delivered_seconds']} s; figures of the first one:")
-        print(f"{res['bytes'] / 1e6:.0f} MB document: upload {res['upload_seconds']} s, in both inboxes after "
+        print(f"{res['bytes'] / 1e6:.0f} MB document ({res['blobs']} blob store): upload {res['upload_seconds']} s, in both inboxes after "
               f"{res['delivered_seconds']} s, download {res['download_seconds']} s (same bytes: "
               f"{res['download_same_bytes']}), range ok: {res['range_ok']}, evidence sha256 = the bytes': "
               f"{res['evidence_sha256_same']}, blob collected after both acks: {res['blob_collected']}")

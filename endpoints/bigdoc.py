@@ -210,12 +210,13 @@ async def submit_big(srv: EndpointServer, agency: str, spool: Spool, request: Re
         spool.discard()
         raise
     # held before it exists as a blob, until the router took it (axis.router.blobs): never a moment unheld
-    srv.blobs.hold(spool.sha256, submitted_hold(srv.id))
+    # (in a worker thread, as every blob store call here: a PostgreSQL store goes over the network)
+    await asyncio.to_thread(srv.blobs.hold, spool.sha256, submitted_hold(srv.id))
     try:
         ref = await asyncio.to_thread(spool.commit)
     except BaseException:
         spool.discard()
-        srv.blobs.release(spool.sha256, submitted_hold(srv.id))
+        await asyncio.to_thread(srv.blobs.release, spool.sha256, submitted_hold(srv.id))
         raise
     recipients = [r.organ_id for r in msg.recipients]
     rid, _new = await srv.store.store_sent(agency, document_id=msg.document_id, doc_type=int(msg.business.doc_type),

@@ -102,7 +102,8 @@ class EndpointServer:
         self.gate = Gate()
         self._view = self._make_view()
         #: big documents (endpoints.bigdoc): the blob store, when the configuration lets documents travel by reference
-        self.blobs: BlobStore | None = open_blobs(config.blob_dir) if config.limits.big_documents else None
+        self.blobs: BlobStore | None = (open_blobs(config.blob_dir, config.blobs.url) if config.limits.big_documents
+                                        else None)
         self._blob_gc: asyncio.Task[None] | None = None
 
     @property

@@ -24,7 +24,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -68,6 +68,9 @@ class Spool(abc.ABC):
 
 class BlobStore(abc.ABC):
     """Content-addressed storage of big documents, shared by every process of an axis."""
+
+    #: where this process's uploads spool (local temporary files, :func:`clean_temps`)
+    tmp: Path
 
     @abc.abstractmethod
     def spool(self) -> Spool: ...
@@ -146,9 +149,14 @@ class BlobStore(abc.ABC):
         written to for :data:`STALE_TEMP_SECONDS`."""
 
 
-class _FileSpool(Spool):
-    def __init__(self, store: FileBlobStore, path: Path) -> None:
-        self._store = store
+class FileSpool(Spool):
+    """An upload spooled to a local temporary file (``<host>.<pid>.<random>``, see :func:`clean_temps`);
+    ``place`` makes the file a blob at the commit (it is gone from ``path`` afterwards); ``sync``: the file is
+    synced to disk first (it becomes the blob itself; not when its bytes are copied into a database)."""
+
+    def __init__(self, path: Path, place: Callable[[Path, BlobRef], None], *, sync: bool = True) -> None:
+        self._place = place
+        self._sync = sync
         self.path = path
         self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed by commit/discard
         self._hash = hashlib.sha256()
@@ -167,7 +175,8 @@ class _FileSpool(Spool):
     def _close(self) -> None:
         if self._file is not None:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            if self._sync:
+                os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
 
@@ -181,10 +190,7 @@ class _FileSpool(Spool):
     def commit(self) -> BlobRef:
         self._close()
         ref = BlobRef(self.sha256, self.size)
-        final = self._store.root / blob_path(ref.sha256)
-        final.parent.mkdir(exist_ok=True)
-        os.replace(self.path, final)  # the same bytes already there: replaced by themselves
-        _fsync_dir(final.parent)
+        self._place(self.path, ref)
         return ref
 
     def discard(self) -> None:
@@ -212,10 +218,16 @@ class FileBlobStore(BlobStore):
         self.holds = self.root / "holds"
         for d in (self.root, self.tmp, self.holds):
             d.mkdir(parents=True, exist_ok=True)
-        self._host = hold_name(socket.gethostname().replace(".", "_"))
+        self._host = this_host()
 
     def spool(self) -> Spool:
-        return _FileSpool(self, self.tmp / f"{self._host}.{os.getpid()}.{secrets.token_hex(8)}")
+        return FileSpool(temp_path(self.tmp, self._host), self._place)
+
+    def _place(self, path: Path, ref: BlobRef) -> None:
+        final = self.root / blob_path(ref.sha256)
+        final.parent.mkdir(exist_ok=True)
+        os.replace(path, final)  # the same bytes already there: replaced by themselves
+        _fsync_dir(final.parent)
 
     def exists(self, ref: BlobRef) -> bool:
         try:
@@ -269,22 +281,38 @@ class FileBlobStore(BlobStore):
                     yield entry.name, now - entry.stat().st_mtime
 
     def clean_temps(self, stale_seconds: float = STALE_TEMP_SECONDS) -> int:
-        removed = 0
-        now = time.time()
-        for entry in os.scandir(self.tmp):
-            owner = temp_owner(entry.name)
-            try:
-                stale = now - entry.stat().st_mtime > stale_seconds
-            except FileNotFoundError:
-                continue
-            # not ours to judge by pid (another machine or container), untouched for that long: abandoned
-            if owner is None or stale or (owner[0] == self._host and not _alive(owner[1])):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed += 1
-        if removed:
-            log.info("blob store: %d temporary files of interrupted uploads removed", removed)
-        return removed
+        return clean_temps(self.tmp, self._host, stale_seconds)
+
+
+def this_host() -> str:
+    """This machine's name as the first part of a temporary upload's name (no dots: :func:`temp_owner` splits there)."""
+    return hold_name(socket.gethostname().replace(".", "_"))
+
+
+def temp_path(tmp: Path, host: str) -> Path:
+    """A new temporary upload file's path in ``tmp``: ``<host>.<pid>.<random>`` (:func:`clean_temps` reads it)."""
+    return tmp / f"{host}.{os.getpid()}.{secrets.token_hex(8)}"
+
+
+def clean_temps(tmp: Path, host: str, stale_seconds: float = STALE_TEMP_SECONDS) -> int:
+    """Remove from ``tmp`` the temporary uploads of processes of ``host`` that are gone, and any file not written
+    to for ``stale_seconds``; how many were removed."""
+    removed = 0
+    now = time.time()
+    for entry in os.scandir(tmp):
+        owner = temp_owner(entry.name)
+        try:
+            stale = now - entry.stat().st_mtime > stale_seconds
+        except FileNotFoundError:
+            continue
+        # not ours to judge by pid (another machine or container), untouched for that long: abandoned
+        if owner is None or stale or (owner[0] == host and not _alive(owner[1])):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    if removed:
+        log.info("blob store: %d temporary files of interrupted uploads removed", removed)
+    return removed
 
 
 def _alive(pid: int) -> bool:
@@ -295,8 +323,3 @@ def _alive(pid: int) -> bool:
     except OSError as exc:
         return exc.errno == errno.EPERM
     return True
-
-
-def open_blobs(root: Path | str) -> FileBlobStore:
-    """The blob store at ``root`` (created when missing)."""
-    return FileBlobStore(root)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -225,15 +226,19 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     return config_from_dict(raw, base=path.parent, path=path, env=env)
 
 
-def _blobs(raw: Any, base: Path) -> BlobConfig:
-    """``blobs: {dir, retention_days, gc_interval_seconds}`` (axis.config.model.BlobConfig)."""
+def _blobs(raw: Any, base: Path, env: Mapping[str, str]) -> BlobConfig:
+    """``blobs: {dir, retention_days, gc_interval_seconds, url}`` (axis.config.model.BlobConfig)."""
     raw = raw or {}
     if not isinstance(raw, Mapping):
         raise ConfigError("blobs must be a mapping")
+    url = str(raw.get("url") or env.get("AXIS_BLOBS_URL") or "")
+    if url and not re.match(r"^postgres(?:ql)?(?:\+[a-z0-9_]+)?://", url):
+        raise ConfigError("blobs.url must be a PostgreSQL URL (postgresql://user@host/database); leave it out "
+                          "for the blobs directory (blobs.dir)")
     try:
         blobs = BlobConfig(dir=_resolve(base, raw.get("dir")) or base / "blobs",
                            retention_days=float(raw.get("retention_days", 30.0)),
-                           gc_interval_seconds=float(raw.get("gc_interval_seconds", 600.0)))
+                           gc_interval_seconds=float(raw.get("gc_interval_seconds", 600.0)), url=url)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad number in blobs: {exc}") from None
     if blobs.retention_days < 0 or blobs.gc_interval_seconds <= 0:
@@ -369,7 +374,7 @@ def config_from_dict(
         directory=directory,
         broker=_broker(raw.get("broker"), base, amqp_url, pki.ca),
         evidence=_evidence(raw.get("evidence"), base, env),
-        blobs=_blobs(raw.get("blobs"), base),
+        blobs=_blobs(raw.get("blobs"), base, env),
         tls=tls,
     )
 

@@ -193,11 +193,14 @@ class BlobConfig:
     """The blob store of big documents (axis.blobs): a directory shared by the endpoint hosts and the routers
     (``dir``, relative to the work directory), and how long a blob is kept at least (``retention_days``: the
     evidence log names its digest, and the sender may fetch it back) — deleted after that once every recipient
-    acked it. ``gc_interval_seconds``: how often each endpoint host looks for blobs to delete."""
+    acked it. ``gc_interval_seconds``: how often each endpoint host looks for blobs to delete. ``url``
+    (``postgresql://…``, or ``AXIS_BLOBS_URL``): the blobs in that PostgreSQL database's large objects instead
+    (axis.blobs.postgres), for processes on machines that share no filesystem; uploads still spool in ``dir``."""
 
     dir: Path = Path("blobs")
     retention_days: float = 30.0
     gc_interval_seconds: float = 600.0
+    url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

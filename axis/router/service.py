@@ -81,7 +81,7 @@ class RouterService:
         self._swap = asyncio.Lock()  # held by each batch; a reload swaps the core between batches
         self.processed = 0  # submissions handled (each status of a bundle counts)
         #: submissions by reference (big documents, axis.router.blobs), when the configuration allows them
-        self.blobs = (BlobRouting(open_blobs(config.blob_dir), config.limits.document_limit)
+        self.blobs = (BlobRouting(open_blobs(config.blob_dir, config.blobs.url), config.limits.document_limit)
                       if config.limits.big_documents else None)
 
     async def start(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from axis.blobs import open_blobs
 from axis.broker.setup import prepare_broker
 from axis.broker.transport import connect
 from axis.config import generate_workdir, load_config
@@ -50,13 +51,30 @@ def inbox_url(inbox_backend: str) -> Iterator[str | None]:
         yield url
 
 
+@pytest.fixture(params=["file"])
+def blob_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def big_env(tmp_path: Path, vhost_url: str, inbox_url: str | None) -> AsyncIterator[Axis]:
+def blobs_url(blob_backend: str) -> Iterator[str]:
+    """'' (the blobs directory), or the URL of a PostgreSQL database of this test only (large objects)."""
+    if blob_backend != "postgres":
+        yield ""
+        return
+    from tests.conftest import fresh_pg_database
+
+    with fresh_pg_database("axis_big_blobs") as url:
+        yield url
+
+
+@pytest.fixture
+async def big_env(tmp_path: Path, vhost_url: str, inbox_url: str | None, blobs_url: str) -> AsyncIterator[Axis]:
     path, connections = generate_workdir(tmp_path / "work", AGENCIES, SERVERS, base_port=18721, amqp_url=vhost_url)
     config = load_config(path)
     config = dataclasses.replace(
         config, limits=dataclasses.replace(config.limits, max_document_bytes=LIMIT, inline_max_bytes=INLINE),
-        blobs=dataclasses.replace(config.blobs, retention_days=0))
+        blobs=dataclasses.replace(config.blobs, retention_days=0, url=blobs_url))
     if inbox_url is not None:  # the references in PostgreSQL rows (bytea), not only SQLite's
         config = dataclasses.replace(config, servers=tuple(dataclasses.replace(s, inbox_url=inbox_url)
                                                            for s in config.servers))
@@ -103,11 +121,13 @@ async def inbox(env: Axis, code: str) -> list[dict]:  # type: ignore[type-arg]
 
 
 def blob_files(env: Axis) -> list[str]:
-    root = env.config.blob_dir
-    return sorted(f for d in os.listdir(root) if len(d) == 2 for f in os.listdir(root / d))
+    """The digests of the blobs in the axis's blob store (a directory or PostgreSQL)."""
+    return sorted(name for name, _ in open_blobs(env.config.blob_dir, env.config.blobs.url).blobs())
 
 
-@pytest.mark.parametrize("inbox_backend", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize(("inbox_backend", "blob_backend"),
+                         [("sqlite", "file"), ("postgresql", "file"),
+                          pytest.param("sqlite", "postgres", marks=pytest.mark.postgres)], indirect=True)
 async def test_big_document_by_reference_end_to_end(big_env: Axis, tmp_path: Path) -> None:
     env = big_env
     path, sha = big_document(env, tmp_path, [H53, G01])
@@ -232,6 +252,8 @@ async def test_refused_big_documents_leave_nothing(big_env: Axis, tmp_path: Path
     assert await inbox(env, H53) == []
 
 
+@pytest.mark.parametrize("blob_backend", ["file", pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
 async def test_upload_cut_mid_way_leaves_nothing(big_env: Axis, tmp_path: Path) -> None:
     env = big_env
     path, _ = big_document(env, tmp_path, [H53])

@@ -1,0 +1,135 @@
+"""axis.blobs.postgres.PostgresBlobStore on a real PostgreSQL: a crash mid-commit leaves neither a blob nor a large
+object, the same bytes committed at once make one blob, a blob deleted under a reader is BlobMissing, a hold and a
+collection of one blob wait for each other, two stores (two machines) share the blobs, and the configuration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from axis.blobs import BlobMissing, open_blobs
+from axis.blobs.postgres import PostgresBlobStore, libpq_url, shared_store
+from axis.config import ConfigError
+from axis.config.loader import config_from_dict
+
+pytestmark = pytest.mark.postgres
+
+
+def large_objects(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_a_crash_mid_commit_leaves_no_blob_and_no_large_object(tmp_path: Path, pg_blobs_url: str) -> None:
+    # the process dies after a first megabyte went into the large object, inside the commit's transaction
+    code = """
+import os, sys
+import axis.blobs.postgres as pg
+from axis.blobs.postgres import PostgresBlobStore
+store = PostgresBlobStore(sys.argv[1], sys.argv[2])
+spool = store.spool()
+spool.write(os.urandom(3 * 1024 * 1024))
+real_open = open
+class Dying:
+    def __init__(self, path, mode): self.f = real_open(path, mode); self.reads = 0
+    def __enter__(self): return self
+    def __exit__(self, *a): self.f.close()
+    def read(self, n):
+        self.reads += 1
+        if self.reads == 2:
+            os._exit(3)
+        return self.f.read(n)
+pg.open = Dying
+spool.commit()
+"""
+    spool_dir = tmp_path / "tmp"
+    done = subprocess.run([sys.executable, "-c", code, pg_blobs_url, str(spool_dir)], check=False)
+    assert done.returncode == 3
+    store = PostgresBlobStore(pg_blobs_url, spool_dir)
+    try:
+        assert not any(store.blobs()) and large_objects(pg_blobs_url) == 0
+        assert len(os.listdir(spool_dir)) == 1  # the spooled upload of the dead process …
+        assert store.clean_temps() == 1 and os.listdir(spool_dir) == []  # … removed at the next start
+    finally:
+        store.close()
+
+
+def test_the_same_bytes_committed_at_once_make_one_blob(tmp_path: Path, pg_blobs_url: str) -> None:
+    data = os.urandom(2 * 1024 * 1024)
+    stores = [PostgresBlobStore(pg_blobs_url, tmp_path / f"m{i}") for i in range(4)]
+    refs = []
+
+    def commit(store: PostgresBlobStore) -> None:
+        spool = store.spool()
+        spool.write(data)
+        refs.append(spool.commit())
+        store.close()
+
+    threads = [threading.Thread(target=commit, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(refs) == 4 and len(set(refs)) == 1
+    assert stores[0].usage() == (1, len(data)) and large_objects(pg_blobs_url) == 1
+    assert b"".join(stores[1].chunks(refs[0])) == data  # another machine's store reads it
+    stores[0].close()
+    stores[1].close()
+
+
+def test_a_blob_deleted_under_a_reader_is_missing(tmp_path: Path, pg_blobs_url: str) -> None:
+    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
+    spool = store.spool()
+    spool.write(os.urandom(3 * 1024 * 1024))
+    ref = spool.commit()
+    pieces = store.chunks(ref)
+    next(pieces)
+    store.delete(ref.sha256)
+    assert large_objects(pg_blobs_url) == 0
+    with pytest.raises(BlobMissing):
+        list(pieces)
+    store.close()
+
+
+def test_a_collection_waits_for_a_hold_of_the_same_blob(tmp_path: Path, pg_blobs_url: str) -> None:
+    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
+    spool = store.spool()
+    spool.write(b"<doc/>")
+    ref = spool.commit()
+    result: list[bool] = []
+    # another process holds the blob's lock (as hold() does while it inserts its row)
+    with psycopg.connect(libpq_url(pg_blobs_url)) as other, other.transaction():
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (ref.sha256,))
+        collector = threading.Thread(target=lambda: result.append(store.collect_one(ref.sha256, 0)))
+        collector.start()
+        time.sleep(0.5)
+        assert result == [] and collector.is_alive()  # waiting for the lock
+        other.execute("INSERT INTO axis_blob_holds (sha256, holder) VALUES (%s, 'x')", (ref.sha256,))
+    collector.join(10)
+    assert result == [False] and store.exists(ref)  # it saw the hold: kept
+    store.close()
+
+
+def test_one_store_per_database_in_a_process(tmp_path: Path, pg_blobs_url: str) -> None:
+    a = open_blobs(tmp_path / "blobs", pg_blobs_url)
+    assert a is open_blobs(tmp_path / "blobs", pg_blobs_url) is shared_store(pg_blobs_url, tmp_path / "blobs" / "tmp")
+    assert isinstance(a, PostgresBlobStore) and a.tmp == tmp_path / "blobs" / "tmp"
+
+
+def test_configuration(tmp_path: Path) -> None:
+    url = "postgresql+asyncpg://axis@127.0.0.1/axis"
+    assert config_from_dict({"blobs": {"url": url}}, base=tmp_path, env={}).blobs.url == url
+    assert config_from_dict({}, base=tmp_path, env={"AXIS_BLOBS_URL": url}).blobs.url == url
+    assert config_from_dict({}, base=tmp_path, env={}).blobs.url == ""
+    assert libpq_url(url) == "postgresql://axis@127.0.0.1/axis"
+    with pytest.raises(ConfigError, match=r"blobs\.url must be a PostgreSQL URL"):
+        config_from_dict({"blobs": {"url": "s3://bucket"}}, base=tmp_path, env={})
