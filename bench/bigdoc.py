@@ -220,8 +220,8 @@ def main() -> None:
         if res["parallel"] > 1:
             print(f"{res['parallel']} documents submitted at once, all delivered and acked after "
                   f"{res['all_delivered_seconds']} s; figures of the first one:")
-        print(f"{res['bytes'] / 1e6:.0f} MB document ({res['blobs']} blob store): upload {res['upload_seconds']} s, in both inboxes after "
-              f"{res['delivered_seconds']} s, download {res['download_seconds']} s (same bytes: "
+        print(f"{res['bytes'] / 1e6:.0f} MB document ({res['blobs']} blob store): upload {res['upload_seconds']} s, "
+              f"in both inboxes after {res['delivered_seconds']} s, download {res['download_seconds']} s (same bytes: "
               f"{res['download_same_bytes']}), range ok: {res['range_ok']}, evidence sha256 = the bytes': "
               f"{res['evidence_sha256_same']}, blob collected after both acks: {res['blob_collected']}")
         print(f"by the evidence log: routed {res['routed_after_accept_seconds']} s after the door accepted it, "
