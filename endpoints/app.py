@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from axis.blobs import BlobStoreUnavailable
 from axis.broker.transport import BROKER_ERRORS
 from axis.core import envelope, schema
 from axis.core.evidence import Event
@@ -260,6 +261,13 @@ def create_app(srv: EndpointServer) -> ASGIApp:
 
     for broker_error in BROKER_ERRORS:
         app.add_exception_handler(broker_error, _broker_unavailable)
+
+    @app.exception_handler(BlobStoreUnavailable)
+    async def _blobs_unavailable(request: Request, exc: BlobStoreUnavailable) -> JSONResponse:
+        # a big document's store (blobs.url's database) is down: nothing was kept or published, retry (where the
+        # database is stays in the server's log)
+        log.warning("server %s: %s", srv.id, exc)
+        return unavailable("the blob store is unavailable, retry shortly")
 
     @app.exception_handler(StoreBusy)
     async def _store_busy(request: Request, exc: StoreBusy) -> JSONResponse:

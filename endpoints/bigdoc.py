@@ -19,6 +19,7 @@ by reference (axis.core.blobref, axis.blobs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -32,7 +33,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from axis.blobs import BlobMissing, BlobStore, Spool
+from axis.blobs import BlobMissing, BlobStore, BlobStoreUnavailable, Spool
 from axis.config.model import Limits
 from axis.core import envelope, schema
 from axis.core.blobref import BlobRef, RangeNotSatisfiable, parse_range, read_stored, submitted_hold
@@ -211,12 +212,17 @@ async def submit_big(srv: EndpointServer, agency: str, spool: Spool, request: Re
         raise
     # held before it exists as a blob, until the router took it (axis.router.blobs): never a moment unheld
     # (in a worker thread, as every blob store call here: a PostgreSQL store goes over the network)
-    await asyncio.to_thread(srv.blobs.hold, spool.sha256, submitted_hold(srv.id))
+    try:
+        await asyncio.to_thread(srv.blobs.hold, spool.sha256, submitted_hold(srv.id))
+    except BaseException:
+        spool.discard()
+        raise
     try:
         ref = await asyncio.to_thread(spool.commit)
     except BaseException:
         spool.discard()
-        await asyncio.to_thread(srv.blobs.release, spool.sha256, submitted_hold(srv.id))
+        with contextlib.suppress(BlobStoreUnavailable):  # else a stale hold row stays (bytes kept, not collected)
+            await asyncio.to_thread(srv.blobs.release, spool.sha256, submitted_hold(srv.id))
         raise
     recipients = [r.organ_id for r in msg.recipients]
     rid, _new = await srv.store.store_sent(agency, document_id=msg.document_id, doc_type=int(msg.business.doc_type),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from axis.blobs import BlobStore, open_blobs
+from axis.blobs import BlobStore, BlobStoreUnavailable, open_blobs
 from axis.broker.topology import attach_exchanges, attach_queue
 from axis.broker.transport import Coalescer, Connection, Publisher, connect
 from axis.broker.users import component_url, publisher_user_id, server_user
@@ -175,6 +175,8 @@ class EndpointServer:
                 self.metrics.blob_bytes.set(size)
                 if deleted:
                     log.info("server %s: %d blobs deleted", self.id, deleted)
+            except BlobStoreUnavailable as exc:
+                log.warning("server %s: blob collection skipped, tried again later: %s", self.id, exc)
             except Exception:
                 log.exception("server %s: blob collection failed; tried again later", self.id)
             await asyncio.sleep(self.config.blobs.gc_interval_seconds)

@@ -6,7 +6,7 @@ directory (``blobs.dir``); :class:`axis.blobs.postgres.PostgresBlobStore` Postgr
 from pathlib import Path
 
 from axis.blobs.postgres import PostgresBlobStore, shared_store
-from axis.blobs.store import BlobMissing, BlobStore, FileBlobStore, Spool
+from axis.blobs.store import BlobMissing, BlobStore, BlobStoreUnavailable, FileBlobStore, Spool
 
 
 def open_blobs(root: Path | str, url: str = "") -> BlobStore:
@@ -17,4 +17,5 @@ def open_blobs(root: Path | str, url: str = "") -> BlobStore:
     return FileBlobStore(root)
 
 
-__all__ = ["BlobMissing", "BlobStore", "FileBlobStore", "PostgresBlobStore", "Spool", "open_blobs"]
+__all__ = ["BlobMissing", "BlobStore", "BlobStoreUnavailable", "FileBlobStore", "PostgresBlobStore", "Spool",
+           "open_blobs"]

@@ -28,17 +28,28 @@ import io
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from axis.blobs.store import CHUNK, BlobMissing, BlobStore, FileSpool, Spool, clean_temps, temp_path, this_host
+from axis.blobs.store import (
+    CHUNK,
+    BlobMissing,
+    BlobStore,
+    BlobStoreUnavailable,
+    FileSpool,
+    Spool,
+    clean_temps,
+    temp_path,
+    this_host,
+)
 from axis.core.blobref import BlobRef, hold_name, removable
 
 if TYPE_CHECKING:
     import psycopg
 
 log = logging.getLogger("axis.blobs")
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS axis_blobs (
@@ -75,29 +86,45 @@ class PostgresBlobStore(BlobStore):
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._host = this_host()
         self._local = threading.local()
-        with self._transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            conn.execute(SCHEMA)
+
+        def create(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                conn.execute(SCHEMA)
+
+        self._run(create)
 
     # -- connections ---------------------------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
-        return self._psycopg.connect(self.url, autocommit=True)
+        try:
+            return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except self._psycopg.OperationalError as exc:
+            raise BlobStoreUnavailable(f"the blob store's database is unreachable: {_first_line(exc)}") from None
 
-    def _conn(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._local.conn = self._connect()
-        return conn
+    def _run(self, op: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``op`` (one transaction at most) on this thread's connection; run again once on a new connection when
+        that one had broken (PostgreSQL restarted, the connection killed): safe, as ``op`` either committed nothing
+        or is idempotent. :class:`BlobStoreUnavailable` when the database cannot be reached."""
+        for attempt in (1, 2):
+            conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+            if conn is None or conn.closed:
+                conn = self._local.conn = self._connect()
+            try:
+                return op(conn)
+            except self._psycopg.OperationalError as exc:
+                if not conn.broken and not conn.closed:
+                    raise  # the statement failed, not the connection: a bug or a server limit, as it is
+                self._local.conn = None
+                if attempt == 2:
+                    raise BlobStoreUnavailable(f"the blob store's database is unavailable: {_first_line(exc)}"
+                                               ) from None
+        raise AssertionError("unreachable")
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        conn = self._conn()
-        with conn.transaction():
-            yield conn
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        return self._run(lambda conn: conn.execute(sql, params).fetchone())
 
-    def _one(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        row: tuple[Any, ...] | None = self._conn().execute(sql, params).fetchone()
-        return row
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._run(lambda conn: conn.execute(sql, params).fetchall())
 
     def close(self) -> None:
         """Close this thread's connection (others close with their threads, or at exit)."""
@@ -113,8 +140,9 @@ class PostgresBlobStore(BlobStore):
     def _import(self, path: Path, ref: BlobRef) -> None:
         """The spooled file into a new large object and its row, in one transaction (kept as it is when the same
         bytes are there already); the file is removed."""
-        try:
-            with self._transaction() as conn:
+
+        def copy(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
                 conn.execute(_LOCK, (ref.sha256,))
                 if conn.execute("SELECT 1 FROM axis_blobs WHERE sha256 = %s", (ref.sha256,)).fetchone():
                     return
@@ -128,6 +156,9 @@ class PostgresBlobStore(BlobStore):
                     raise OSError(f"spooled upload {path.name} has {offset} bytes, not {ref.size}")
                 conn.execute("INSERT INTO axis_blobs (sha256, oid, size) VALUES (%s, %s, %s)",
                              (ref.sha256, oid, ref.size))
+
+        try:
+            self._run(copy)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -155,38 +186,42 @@ class PostgresBlobStore(BlobStore):
     def blobs(self, sha256: str | None = None) -> Iterator[tuple[str, float]]:
         age = "extract(epoch FROM now() - created_at)::float8"
         if sha256 is None:
-            rows = self._conn().execute(f"SELECT sha256, {age} FROM axis_blobs ORDER BY sha256").fetchall()
+            rows = self._all(f"SELECT sha256, {age} FROM axis_blobs ORDER BY sha256")
         else:
-            rows = self._conn().execute(f"SELECT sha256, {age} FROM axis_blobs WHERE sha256 = %s",
-                                        (sha256,)).fetchall()
+            rows = self._all(f"SELECT sha256, {age} FROM axis_blobs WHERE sha256 = %s", (sha256,))
         for name, seconds in rows:
             yield name, float(seconds)
 
     def usage(self) -> tuple[int, int]:
-        row = self._one("SELECT count(*), coalesce(sum(size), 0) FROM axis_blobs", ())
+        row = self._one("SELECT count(*), coalesce(sum(size), 0) FROM axis_blobs")
         assert row is not None
         return int(row[0]), int(row[1])
 
     # -- holds and collection ------------------------------------------------------------------------------------
     def hold(self, sha256: str, holder: str) -> None:
-        with self._transaction() as conn:
-            conn.execute(_LOCK, (sha256,))
-            conn.execute("INSERT INTO axis_blob_holds (sha256, holder) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                         (sha256, hold_name(holder)))
-
-    def release(self, sha256: str, holder: str) -> None:
-        self._conn().execute("DELETE FROM axis_blob_holds WHERE sha256 = %s AND holder = %s",
+        def insert(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(_LOCK, (sha256,))
+                conn.execute("INSERT INTO axis_blob_holds (sha256, holder) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                              (sha256, hold_name(holder)))
 
+        self._run(insert)
+
+    def release(self, sha256: str, holder: str) -> None:
+        self._run(lambda conn: conn.execute("DELETE FROM axis_blob_holds WHERE sha256 = %s AND holder = %s",
+                                            (sha256, hold_name(holder))))
+
     def holders(self, sha256: str) -> list[str]:
-        rows = self._conn().execute("SELECT holder FROM axis_blob_holds WHERE sha256 = %s ORDER BY holder",
-                                    (sha256,)).fetchall()
-        return [r[0] for r in rows]
+        return [r[0] for r in self._all("SELECT holder FROM axis_blob_holds WHERE sha256 = %s ORDER BY holder",
+                                        (sha256,))]
 
     def delete(self, sha256: str) -> None:
-        with self._transaction() as conn:
-            conn.execute(_LOCK, (sha256,))
-            self._delete(conn, sha256)
+        def delete(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(_LOCK, (sha256,))
+                self._delete(conn, sha256)
+
+        self._run(delete)
 
     def _delete(self, conn: psycopg.Connection[Any], sha256: str) -> None:
         row = conn.execute("DELETE FROM axis_blobs WHERE sha256 = %s RETURNING oid", (sha256,)).fetchone()
@@ -196,26 +231,34 @@ class PostgresBlobStore(BlobStore):
 
     def collect(self, retention_seconds: float) -> int:
         """:meth:`BlobStore.collect` asking the database for the candidates (unheld, old enough) only."""
-        rows = self._conn().execute(
-            "SELECT b.sha256 FROM axis_blobs b WHERE b.created_at <= now() - make_interval(secs => %s) "
-            "AND NOT EXISTS (SELECT 1 FROM axis_blob_holds h WHERE h.sha256 = b.sha256)",
-            (retention_seconds,)).fetchall()
+        rows = self._all("SELECT b.sha256 FROM axis_blobs b WHERE b.created_at <= now() - make_interval(secs => %s) "
+                         "AND NOT EXISTS (SELECT 1 FROM axis_blob_holds h WHERE h.sha256 = b.sha256)",
+                         (retention_seconds,))
         return sum(self.collect_one(r[0], retention_seconds) for r in rows)
 
     def collect_one(self, sha256: str, retention_seconds: float) -> bool:
         """Decided and done under the blob's lock (see the module docstring)."""
-        with self._transaction() as conn:
-            conn.execute(_LOCK, (sha256,))
-            row = conn.execute("SELECT extract(epoch FROM now() - created_at)::float8 FROM axis_blobs "
-                               "WHERE sha256 = %s", (sha256,)).fetchone()
-            if row is None:
-                return False
-            holds = conn.execute("SELECT count(*) FROM axis_blob_holds WHERE sha256 = %s", (sha256,)).fetchone()
-            assert holds is not None
-            if not removable(holds=int(holds[0]), age_seconds=float(row[0]), retention_seconds=retention_seconds):
-                return False
-            self._delete(conn, sha256)
-            return True
+
+        def collect(conn: psycopg.Connection[Any]) -> bool:
+            with conn.transaction():
+                conn.execute(_LOCK, (sha256,))
+                row = conn.execute("SELECT extract(epoch FROM now() - created_at)::float8 FROM axis_blobs "
+                                   "WHERE sha256 = %s", (sha256,)).fetchone()
+                if row is None:
+                    return False
+                holds = conn.execute("SELECT count(*) FROM axis_blob_holds WHERE sha256 = %s", (sha256,)).fetchone()
+                assert holds is not None
+                if not removable(holds=int(holds[0]), age_seconds=float(row[0]),
+                                 retention_seconds=retention_seconds):
+                    return False
+                self._delete(conn, sha256)
+                return True
+
+        return self._run(collect)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 _shared: dict[tuple[str, Path], PostgresBlobStore] = {}
@@ -239,7 +282,8 @@ class _LargeObjectReader(io.RawIOBase):
     def __init__(self, store: PostgresBlobStore, sha256: str, oid: int, size: int) -> None:
         super().__init__()
         self._conn = store._connect()
-        self._errors = store._psycopg.errors.UndefinedObject
+        self._missing = store._psycopg.errors.UndefinedObject
+        self._down = store._psycopg.OperationalError
         self.sha256, self.oid, self.size = sha256, oid, int(size)
         self.pos = 0
 
@@ -265,8 +309,11 @@ class _LargeObjectReader(io.RawIOBase):
             return 0
         try:
             row = self._conn.execute("SELECT lo_get(%s, %s, %s)", (self.oid, self.pos, want)).fetchone()
-        except self._errors:
+        except self._missing:
             raise BlobMissing(f"blob {self.sha256} was deleted while being read") from None
+        except self._down as exc:
+            raise BlobStoreUnavailable(f"the blob store's database went away mid-read: {_first_line(exc)}"
+                                       ) from None
         data = bytes(row[0]) if row is not None else b""
         buffer[:len(data)] = data
         self.pos += len(data)

@@ -41,6 +41,11 @@ class BlobMissing(FileNotFoundError):
     """The blob is not (or no longer) in the store."""
 
 
+class BlobStoreUnavailable(ConnectionError):
+    """The blob store cannot be reached (its database is down): nothing was done, the caller may retry — never
+    taken for a missing blob (which refuses a document)."""
+
+
 class Spool(abc.ABC):
     """An upload being received: written chunk by chunk and hashed as it comes; then committed as a blob (its
     name checked against the digest) or discarded."""

@@ -334,18 +334,25 @@ def _run_until_signal(coro: Coroutine[object, None, None]) -> None:
 
 def _asyncio_run(coro: Coroutine[object, None, None]) -> None:
     """``asyncio.run`` on uvloop when it is installed — a cheaper event loop and socket I/O for the long-running
-    router and endpoint-host processes — else on the standard loop."""
+    router and endpoint-host processes — else on the standard loop. A blob store that cannot be reached as the
+    process starts (``blobs.url``'s database down) ends it with one line and status 1, not a traceback."""
     import gc
+
+    from axis.blobs import BlobStoreUnavailable
 
     gc.freeze()  # what start-up allocated (modules, schemas, configuration) is never scanned again
     gc.set_threshold(50_000, 20, 20)  # per message, thousands of short-lived objects: collect less often
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is optional on some platforms
-        asyncio.run(coro)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(coro)
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is optional on some platforms
+            asyncio.run(coro)
+            return
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(coro)
+    except BlobStoreUnavailable as exc:
+        err_console.print(f"[bold red]error:[/] {safe(str(exc))}")
+        raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from axis.blobs import BlobMissing, BlobStore
+from axis.blobs import BlobMissing, BlobStore, BlobStoreUnavailable
 from axis.config.model import Limits
 from axis.core import envelope, schema
 from axis.core.blobref import BlobRef, submitted_hold
@@ -61,6 +62,8 @@ from axis.router.core import Outcome, RouterCore
 from axis.router.forward import _bounces, _targets
 
 _EMPTY = hashlib.sha256(b"").hexdigest()
+
+log = logging.getLogger("axis.router")
 
 
 @dataclasses.dataclass(slots=True)
@@ -206,6 +209,10 @@ class BlobRouting:
                                 proven=(sender, msg.document_id, doc_type))
 
     def settled(self, out: Outcome) -> None:
-        """The outcome is published and its message acked: the door's hold goes."""
+        """The outcome is published and its message acked: the door's hold goes (never failing the settling: with
+        the blob store unreachable the hold stays, and the blob is kept rather than collected)."""
         if isinstance(out, BlobOutcome) and out.ref is not None and out.server:
-            self.store.release(out.ref.sha256, submitted_hold(out.server))
+            try:
+                self.store.release(out.ref.sha256, submitted_hold(out.server))
+            except BlobStoreUnavailable as exc:
+                log.warning("router: the door's hold on blob %s stays: %s", out.ref.sha256, exc)

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from axis.blobs import open_blobs
+from axis.blobs import BlobStoreUnavailable, open_blobs
 from axis.broker.topology import attach_exchanges, attach_queue
 from axis.broker.transport import Connection, IncomingMessage, Publisher, connect
 from axis.broker.users import ROUTER_USER, authenticated_origin, component_url, publisher_user_id
@@ -169,6 +169,9 @@ class RouterService:
                     outcomes.append(self.blobs.process(self.core, headers, m.message_id or f"tag-{m.delivery_tag}"))
                     continue
                 outcomes.append(self.core.process(m.body, headers, m.message_id or f"tag-{m.delivery_tag}"))
+            except BlobStoreUnavailable as exc:  # the blob store's database is down: redelivered, retried
+                log.warning("router: message %s waits for the blob store: %s", m.message_id, exc)
+                outcomes.append(None)
             except Exception:  # a bug, not a refusal: leave it to redelivery / the delivery limit
                 log.exception("router: unexpected error on message %s", m.message_id)
                 outcomes.append(None)

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from axis.blobs import BlobMissing, open_blobs
+from axis.blobs import BlobMissing, BlobStoreUnavailable, open_blobs
 from axis.blobs.postgres import PostgresBlobStore, libpq_url, shared_store
 from axis.config import ConfigError
 from axis.config.loader import config_from_dict
@@ -133,3 +133,65 @@ def test_configuration(tmp_path: Path) -> None:
     assert libpq_url(url) == "postgresql://axis@127.0.0.1/axis"
     with pytest.raises(ConfigError, match=r"blobs\.url must be a PostgreSQL URL"):
         config_from_dict({"blobs": {"url": "s3://bucket"}}, base=tmp_path, env={})
+
+
+def _db_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def _admin(url: str, *statements: str) -> None:
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        for sql in statements:
+            admin.execute(sql)
+
+
+def cut_database(url: str, allow: bool) -> None:
+    """The database refuses new connections (and its open ones are killed), or takes them again."""
+    name = _db_name(url)
+    if allow:
+        _admin(url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    else:
+        _admin(url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+               f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+
+
+def test_a_killed_connection_is_replaced(tmp_path: Path, pg_blobs_url: str) -> None:
+    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
+    spool = store.spool()
+    spool.write(b"<doc/>")
+    ref = spool.commit()
+    cut_database(pg_blobs_url, allow=False)  # e.g. PostgreSQL restarted under the store
+    cut_database(pg_blobs_url, allow=True)
+    assert store.exists(ref)  # the broken connection replaced, the statement run again
+    store.hold(ref.sha256, "000.00.00.H41")
+    assert store.holders(ref.sha256) == ["000.00.00.H41"]
+    store.close()
+
+
+def test_an_unreachable_database_is_unavailable_never_missing(tmp_path: Path, pg_blobs_url: str) -> None:
+    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
+    spool = store.spool()
+    spool.write(b"<doc/>")
+    ref = spool.commit()
+    reader = store.open(ref)
+    cut_database(pg_blobs_url, allow=False)
+    try:
+        for call in (lambda: store.exists(ref), lambda: store.open(ref), lambda: store.hold(ref.sha256, "x"),
+                     lambda: store.collect_one(ref.sha256, 0), reader.read):
+            with pytest.raises(BlobStoreUnavailable) as caught:
+                call()
+            assert not isinstance(caught.value, BlobMissing)  # a missing blob refuses a document: an outage must not
+        again = store.spool()
+        again.write(b"<other/>")
+        with pytest.raises(BlobStoreUnavailable):
+            again.commit()
+        assert os.listdir(store.tmp) == []  # the spooled upload is not left behind
+    finally:
+        cut_database(pg_blobs_url, allow=True)
+    assert store.exists(ref) and store.holders(ref.sha256) == []
+    store.close()
+
+
+def test_a_store_that_cannot_start_says_so(tmp_path: Path) -> None:
+    with pytest.raises(BlobStoreUnavailable, match="unreachable"):
+        PostgresBlobStore("postgresql://postgres@127.0.0.1:1/nothing", tmp_path / "tmp")

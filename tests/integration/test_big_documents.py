@@ -271,6 +271,32 @@ async def test_upload_cut_mid_way_leaves_nothing(big_env: Axis, tmp_path: Path) 
     assert await inbox(env, H53) == []
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("blob_backend", ["postgres"], indirect=True)
+async def test_a_blob_store_outage_answers_503_and_keeps_nothing(big_env: Axis, tmp_path: Path) -> None:
+    """blobs.url's database refuses connections: the door answers 503 (retry), nothing is spooled, stored or
+    published; once it is back, the same upload goes through."""
+    from tests.blobs.test_postgres_store import cut_database
+
+    env = big_env
+    path, sha = big_document(env, tmp_path, [H53])
+    cut_database(env.config.blobs.url, allow=False)
+    try:
+        r = await env.client(G22).post("/v1/documents", content=chunks(path),
+                                       headers={"content-type": "application/xml"})
+        assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json", r.text
+        assert r.json()["detail"] == "the blob store is unavailable, retry shortly" and r.headers["retry-after"]
+        assert os.listdir(env.config.blob_dir / "tmp") == []
+    finally:
+        cut_database(env.config.blobs.url, allow=True)
+    await asyncio.sleep(0.5)
+    assert await inbox(env, H53) == [] and blob_files(env) == []
+    r = await env.client(G22).post("/v1/documents", content=chunks(path), headers={"content-type": "application/xml"})
+    assert r.status_code == 202, r.text
+    await wait_for(lambda: _delivered(env, 1), what="the retried upload delivered")
+    assert [i["document_id"] for i in await inbox(env, H53)] and blob_files(env) == [sha]
+
+
 async def test_a_crashed_upload_is_cleaned_when_a_server_starts(big_env: Axis) -> None:
     env = big_env
     tmp = env.config.blob_dir / "tmp"

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from axis.blobs import FileBlobStore
+from axis.blobs import BlobStore, FileBlobStore
 from axis.core.blobref import BlobRef, submitted_hold
 from axis.core.directory import Directory
 from axis.core.wire import EX_DELIVER, EX_DLX, H_BLOB, H_DETAIL, H_KIND, H_REASON, H_RECIPIENTS, H_SERVER
@@ -33,7 +33,7 @@ def core(pki: TestPKI) -> RouterCore:
     return RouterCore(d, pki.verifier(), max_bytes=1_000_000, clock=lambda: NOW)
 
 
-def put(store: FileBlobStore, data: bytes) -> BlobRef:
+def put(store: BlobStore, data: bytes) -> BlobRef:
     spool = store.spool()
     spool.write(data)
     ref = spool.commit()
@@ -160,3 +160,28 @@ def test_prefetch_is_bounded_by_bytes_with_big_documents() -> None:
     assert prefetch_for(big, 1024) == 32 and 32 * big.inline_limit <= INFLIGHT_BYTES
     assert prefetch_for(Limits(max_document_bytes=200 << 20, inline_max_bytes=25 << 20), 1024) == MIN_PREFETCH
     assert prefetch_for(small, 64) == 64  # never raised
+
+
+@pytest.mark.postgres
+def test_an_unreachable_blob_store_is_no_refusal(pki: TestPKI, core: RouterCore, tmp_path: Path) -> None:
+    """blobs.url's database down while a reference waits: the message is not refused (it is redelivered, see
+    RouterService._decide), and settling never fails on the door's hold."""
+    from axis.blobs import BlobStoreUnavailable, PostgresBlobStore
+    from tests.blobs.test_postgres_store import cut_database
+    from tests.conftest import fresh_pg_database
+
+    with fresh_pg_database("axis_router_blobs") as url:
+        store = PostgresBlobStore(url, tmp_path / "tmp")
+        ref = put(store, doc(pki, G22, [H53]))
+        routing = BlobRouting(store, max_bytes=10_000_000)
+        decided = routing.process(core, {H_KIND: "document", H_SERVER: "d1", H_BLOB: ref.header}, "m1")
+        assert decided.accepted and not decided.refused
+        cut_database(url, allow=False)
+        try:
+            with pytest.raises(BlobStoreUnavailable):
+                routing.process(core, {H_KIND: "document", H_SERVER: "d1", H_BLOB: ref.header}, "m2")
+            routing.settled(decided)  # logged, not raised: the door's hold stays
+        finally:
+            cut_database(url, allow=True)
+        assert submitted_hold("d1") in store.holders(ref.sha256)
+        store.close()
