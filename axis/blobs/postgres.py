@@ -18,7 +18,10 @@ on the digest): a hold taken while a collection looks at the blob either comes f
 locks, leaves that moment open. Ages are the database's clock, the same for every machine.
 
 Connections: one per thread (the store is called from the event loop and from worker threads), autocommit, opened
-on first use and again after one broke; a reader (:meth:`PostgresBlobStore.open`) has its own for its lifetime.
+on first use; an operation whose connection broke (PostgreSQL restarted) runs once more on a new one. A database
+that cannot be reached is :class:`~axis.blobs.store.BlobStoreUnavailable` — retry later —, never
+:class:`~axis.blobs.store.BlobMissing`, which refuses a document. A reader (:meth:`PostgresBlobStore.open`) has a
+connection of its own for its lifetime.
 """
 
 from __future__ import annotations
