@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,8 +19,16 @@ from axis.blobs import BlobMissing, BlobStoreUnavailable, open_blobs
 from axis.blobs.postgres import PostgresBlobStore, libpq_url, shared_store
 from axis.config import ConfigError
 from axis.config.loader import config_from_dict
+from tests.blobs.test_store import put
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_store(tmp_path: Path, pg_blobs_url: str) -> Iterator[PostgresBlobStore]:
+    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
+    yield store
+    store.close()
 
 
 def large_objects(url: str) -> int:
@@ -86,25 +95,19 @@ def test_the_same_bytes_committed_at_once_make_one_blob(tmp_path: Path, pg_blobs
     stores[1].close()
 
 
-def test_a_blob_deleted_under_a_reader_is_missing(tmp_path: Path, pg_blobs_url: str) -> None:
-    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
-    spool = store.spool()
-    spool.write(os.urandom(3 * 1024 * 1024))
-    ref = spool.commit()
-    pieces = store.chunks(ref)
+def test_a_blob_deleted_under_a_reader_is_missing(pg_store: PostgresBlobStore, pg_blobs_url: str) -> None:
+    ref = put(pg_store, os.urandom(3 * 1024 * 1024))
+    pieces = pg_store.chunks(ref)
     next(pieces)
-    store.delete(ref.sha256)
+    pg_store.delete(ref.sha256)
     assert large_objects(pg_blobs_url) == 0
     with pytest.raises(BlobMissing):
         list(pieces)
-    store.close()
 
 
-def test_a_collection_waits_for_a_hold_of_the_same_blob(tmp_path: Path, pg_blobs_url: str) -> None:
-    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
-    spool = store.spool()
-    spool.write(b"<doc/>")
-    ref = spool.commit()
+def test_a_collection_waits_for_a_hold_of_the_same_blob(pg_store: PostgresBlobStore, pg_blobs_url: str) -> None:
+    store = pg_store
+    ref = put(store, b"<doc/>")
     result: list[bool] = []
     # another process holds the blob's lock (as hold() does while it inserts its row)
     with psycopg.connect(libpq_url(pg_blobs_url)) as other, other.transaction():
@@ -116,7 +119,6 @@ def test_a_collection_waits_for_a_hold_of_the_same_blob(tmp_path: Path, pg_blobs
         other.execute("INSERT INTO axis_blob_holds (sha256, holder) VALUES (%s, 'x')", (ref.sha256,))
     collector.join(10)
     assert result == [False] and store.exists(ref)  # it saw the hold: kept
-    store.close()
 
 
 def test_one_store_per_database_in_a_process(tmp_path: Path, pg_blobs_url: str) -> None:
@@ -155,24 +157,19 @@ def cut_database(url: str, allow: bool) -> None:
                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
 
 
-def test_a_killed_connection_is_replaced(tmp_path: Path, pg_blobs_url: str) -> None:
-    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
-    spool = store.spool()
-    spool.write(b"<doc/>")
-    ref = spool.commit()
+def test_a_killed_connection_is_replaced(pg_store: PostgresBlobStore, pg_blobs_url: str) -> None:
+    ref = put(pg_store, b"<doc/>")
     cut_database(pg_blobs_url, allow=False)  # e.g. PostgreSQL restarted under the store
     cut_database(pg_blobs_url, allow=True)
-    assert store.exists(ref)  # the broken connection replaced, the statement run again
-    store.hold(ref.sha256, "000.00.00.H41")
-    assert store.holders(ref.sha256) == ["000.00.00.H41"]
-    store.close()
+    assert pg_store.exists(ref)  # the broken connection replaced, the statement run again
+    pg_store.hold(ref.sha256, "000.00.00.H41")
+    assert pg_store.holders(ref.sha256) == ["000.00.00.H41"]
 
 
-def test_an_unreachable_database_is_unavailable_never_missing(tmp_path: Path, pg_blobs_url: str) -> None:
-    store = PostgresBlobStore(pg_blobs_url, tmp_path / "tmp")
-    spool = store.spool()
-    spool.write(b"<doc/>")
-    ref = spool.commit()
+def test_an_unreachable_database_is_unavailable_never_missing(pg_store: PostgresBlobStore, pg_blobs_url: str
+                                                             ) -> None:
+    store = pg_store
+    ref = put(store, b"<doc/>")
     reader = store.open(ref)
     cut_database(pg_blobs_url, allow=False)
     try:
@@ -189,7 +186,6 @@ def test_an_unreachable_database_is_unavailable_never_missing(tmp_path: Path, pg
     finally:
         cut_database(pg_blobs_url, allow=True)
     assert store.exists(ref) and store.holders(ref.sha256) == []
-    store.close()
 
 
 def test_a_store_that_cannot_start_says_so(tmp_path: Path) -> None:
