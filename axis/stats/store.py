@@ -311,13 +311,27 @@ class SqliteWriter:
             self._db = None
 
 
-def checkpoint(path: str) -> None:
+#: a write-ahead log larger than this after a PASSIVE checkpoint is checkpointed again and truncated (TRUNCATE)
+WAL_RESET_BYTES = 64 * 1024 * 1024
+
+
+def checkpoint(path: str, reset_bytes: int | None = None) -> None:
     """A PASSIVE checkpoint of the SQLite database at ``path`` (WAL back into the file, with its ``fsync``), on a
-    connection of its own: for a worker thread, never the event loop. Busy: the next one will do it."""
+    connection of its own: for a worker thread, never the event loop. Busy: the next one will do it.
+
+    SQLite starts the WAL over only when a checkpoint has copied every frame and no reader still uses it; a PASSIVE
+    checkpoint in another thread, beside a connection that keeps writing, almost never catches up with it, so under
+    steady traffic the WAL grew without end — 3 to 7.5 GB per inbox after 350,000 documents, its index mapped into
+    every process that has the database open, every read slower (bench/README.md, session 14). So once the WAL is
+    over ``reset_bytes`` (default :data:`WAL_RESET_BYTES`) a TRUNCATE checkpoint follows: it waits (up to the connection's 1 s busy timeout) for the
+    writer's transaction and the readers of old frames to finish — the event loop's writes meanwhile are BUSY and
+    re-run in a waiting thread, as for any lock —, copies the rest and truncates the WAL to nothing."""
     db = sqlite3.connect(path, isolation_level=None, timeout=1.0)
     try:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    except sqlite3.OperationalError:
+        if os.path.getsize(f"{path}-wal") > (WAL_RESET_BYTES if reset_bytes is None else reset_bytes):
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except (sqlite3.OperationalError, FileNotFoundError):
         pass
     finally:
         db.close()

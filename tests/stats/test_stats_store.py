@@ -19,6 +19,7 @@ from axis.stats.store import (
     Refused,
     StatsStore,
     accepted_table,
+    checkpoint,
     delivered_table,
     normalize_url,
     refused_table,
@@ -221,3 +222,62 @@ async def test_sqlite_counts_are_written_in_the_loop_and_wait_for_another_writer
         assert in_threads == [1, 1] and await counts(store) == (4, 1, 0)
     finally:
         await store.close()
+
+
+def _write_while_checkpointing(path: Path, reset_bytes: int, rows: int = 2000) -> int:
+    """A connection writing 8 KB rows (a short pause between transactions, as an event loop's group commits
+    have), two readers whose read transactions overlap (an inbox being listed, counted, fetched) and a thread
+    checkpointing as the stores do (:func:`checkpoint`); the largest WAL seen."""
+    import threading
+    import time
+
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)")
+    done = threading.Event()
+
+    def checkpoints() -> None:
+        while not done.is_set():
+            checkpoint(str(path), reset_bytes)
+            done.wait(0.005)
+
+    def reader(offset: float) -> None:
+        db = sqlite3.connect(path, isolation_level=None)
+        time.sleep(offset)
+        while not done.is_set():
+            db.execute("BEGIN")
+            db.execute("SELECT max(id) FROM t").fetchone()
+            time.sleep(0.004)
+            db.execute("COMMIT")
+        db.close()
+
+    threads = [threading.Thread(target=checkpoints), threading.Thread(target=reader, args=(0.0,)),
+               threading.Thread(target=reader, args=(0.002,))]
+    for t in threads:
+        t.start()
+    largest, blob = 0, os.urandom(8000)
+    try:
+        for i in range(rows):
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("INSERT INTO t (data) VALUES (?)", (blob,))
+            writer.execute("COMMIT")
+            time.sleep(0.0002)
+            if i % 50 == 0:
+                largest = max(largest, os.path.getsize(f"{path}-wal"))
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+        writer.close()
+    return largest
+
+
+def test_checkpoints_beside_a_busy_writer_keep_the_wal_bounded(tmp_path: Path) -> None:
+    """A PASSIVE checkpoint beside a writer and overlapping readers never lets the WAL start over: it grows with
+    everything written (how the inboxes' WALs reached gigabytes); past ``reset_bytes`` the checkpoint truncates it."""
+    mib = 1024 * 1024
+    starved = _write_while_checkpointing(tmp_path / "passive.db", reset_bytes=1 << 40)
+    bounded = _write_while_checkpointing(tmp_path / "reset.db", reset_bytes=mib)
+    assert starved > 20 * mib  # 2,000 × 8 KB written (3 pages each), the WAL never started over
+    assert bounded < 8 * mib
