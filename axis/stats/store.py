@@ -323,9 +323,10 @@ def checkpoint(path: str, reset_bytes: int | None = None) -> None:
     checkpoint in another thread, beside a connection that keeps writing, almost never catches up with it, so under
     steady traffic the WAL grew without end — 3 to 7.5 GB per inbox after 350,000 documents, its index mapped into
     every process that has the database open, every read slower (bench/README.md, session 14). So once the WAL is
-    over ``reset_bytes`` (default :data:`WAL_RESET_BYTES`) a TRUNCATE checkpoint follows: it waits (up to the connection's 1 s busy timeout) for the
-    writer's transaction and the readers of old frames to finish — the event loop's writes meanwhile are BUSY and
-    re-run in a waiting thread, as for any lock —, copies the rest and truncates the WAL to nothing."""
+    over ``reset_bytes`` (default :data:`WAL_RESET_BYTES`) a TRUNCATE checkpoint follows: it waits (up to the
+    connection's 1 s busy timeout) for the writer's transaction and the readers of old frames to finish — the event
+    loop's writes meanwhile are BUSY and re-run in a waiting thread, as for any lock —, copies the rest and
+    truncates the WAL to nothing."""
     db = sqlite3.connect(path, isolation_level=None, timeout=1.0)
     try:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
