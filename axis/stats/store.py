@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -212,8 +213,38 @@ _SQL = {t.name: _insert_sql(t) for t in (accepted_table, delivered_table, refuse
 
 #: how long a write handed to a worker thread waits for another process's lock (the event loop never waits)
 PATIENT_BUSY_MS = 30_000
-#: write transactions between background checkpoints
+#: write transactions between background checkpoints …
 CHECKPOINT_EVERY = 256
+#: … or seconds, whichever comes first (a router writes its counts four times a second: 256 writes were a minute
+#: and ~100 MB of WAL)
+CHECKPOINT_SECONDS = 10.0
+
+
+class Checkpoints:
+    """A store's background checkpoints (:func:`checkpoint` in a worker thread, one at a time): due every
+    :data:`CHECKPOINT_EVERY` write transactions or :data:`CHECKPOINT_SECONDS`, whichever comes first. Shared by
+    the statistics store and the inbox store (:mod:`endpoints.inbox.sqlite`)."""
+
+    def __init__(self, path: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.clock = clock
+        self._writes = 0
+        self._last = clock()
+        self._task: asyncio.Future[None] | None = None
+
+    def wrote(self) -> None:
+        """One write transaction committed (on the event loop): start a checkpoint when one is due."""
+        self._writes += 1
+        due = self._writes >= CHECKPOINT_EVERY or self.clock() - self._last >= CHECKPOINT_SECONDS
+        if due and (self._task is None or self._task.done()):
+            self._writes, self._last = 0, self.clock()
+            self._task = asyncio.ensure_future(asyncio.to_thread(checkpoint, self.path))
+
+    async def close(self) -> None:
+        """Wait for the checkpoint in progress, if any (its failure is the next one's to fix)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
 
 
 class SqliteWriter:
@@ -223,7 +254,8 @@ class SqliteWriter:
     :mod:`axis.router.settle`). The loop never waits for a lock: the busy timeout is 0, and a write that finds the
     database locked (the other router writing) is rolled back and run again in a worker thread that waits for it; writes
     arriving meanwhile queue behind it. Checkpoints (with their ``fsync``) run in a worker thread too, every
-    :data:`CHECKPOINT_EVERY` writes, on a connection of their own. The same design as the inbox store
+    :data:`CHECKPOINT_EVERY` writes or :data:`CHECKPOINT_SECONDS`, on a connection of their own
+    (:class:`Checkpoints`). The same design as the inbox store
     (:mod:`endpoints.inbox.sqlite`)."""
 
     def __init__(self, path: str) -> None:
@@ -231,8 +263,7 @@ class SqliteWriter:
         self._db: sqlite3.Connection | None = None
         self._patient: asyncio.Lock | None = None  # held while a worker thread owns the connection
         self._in_thread = False
-        self._writes = 0
-        self._checkpoint: asyncio.Future[None] | None = None
+        self._checkpoints = Checkpoints(path)
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
@@ -291,14 +322,10 @@ class SqliteWriter:
         self._wrote()
 
     def _wrote(self) -> None:
-        self._writes += 1
-        if self._writes % CHECKPOINT_EVERY == 0 and (self._checkpoint is None or self._checkpoint.done()):
-            self._checkpoint = asyncio.ensure_future(asyncio.to_thread(checkpoint, self.path))
+        self._checkpoints.wrote()
 
     async def close(self) -> None:  # idempotent: a store may be closed by more than one owner
-        if self._checkpoint is not None:
-            with contextlib.suppress(Exception):
-                await self._checkpoint
+        await self._checkpoints.close()
         if self._patient is not None:
             async with self._patient:
                 self._close()

@@ -17,14 +17,14 @@ a worker thread that does wait (``busy_timeout``); while it does, the store's ot
 (HTTP 503 + Retry-After; a delivery is requeued) — "database is locked" is never an internal error.
 
 Checkpoints (copying the WAL back into the database file, with an ``fsync``) are taken out of the loop too:
-automatic checkpoints are off on the loop's connection and a worker thread runs a PASSIVE checkpoint on its own
-connection every few hundred write transactions.
+automatic checkpoints are off on the loop's connection and a worker thread runs one on its own connection every
+few hundred write transactions or ten seconds (:class:`axis.stats.store.Checkpoints`; the WAL is truncated once
+it is over 64 MiB: :func:`axis.stats.store.checkpoint`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import sqlite3
@@ -37,7 +37,7 @@ import orjson
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from axis.stats.store import checkpoint, is_busy, missing_columns
+from axis.stats.store import Checkpoints, is_busy, missing_columns
 from endpoints.inbox.store import (
     ADDED_COLUMNS,
     AGENCY_TABLES,
@@ -58,7 +58,6 @@ from endpoints.inbox.store import (
 T = TypeVar("T")
 
 PATIENT_BUSY_MS = 30_000  # how long the worker-thread retry waits for another process's lock
-CHECKPOINT_EVERY = 256  # write transactions between background checkpoints
 
 _RECEIVED_COLS = ("id, agency, sender, document_id, doc_type, related_document_id, kind, subject, size, data, "
                   "received_at, acked_at, sha256, doc_code, promulgation_date")
@@ -137,8 +136,8 @@ class SqliteInboxStore(InboxStore):
         self.location = f"sqlite:///{os.path.abspath(path)}" if path and path != ":memory:" else f"memory:{id(db)}"
         self._patient = asyncio.Lock()  # held while a worker thread owns the connection (see the docstring)
         self._in_thread = False
-        self._writes = 0
-        self._checkpoint: asyncio.Task[None] | None = None
+        self.transactions = 0  # write transactions committed (group commits count once)
+        self._checkpoints = Checkpoints(path) if path and path != ":memory:" else None
         self._group: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []  # see _write_grouped
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -164,9 +163,8 @@ class SqliteInboxStore(InboxStore):
 
     async def close(self) -> None:
         """Release the connection (like an engine's dispose: a later call reconnects)."""
-        if self._checkpoint is not None:
-            with contextlib.suppress(Exception):
-                await self._checkpoint
+        if self._checkpoints is not None:
+            await self._checkpoints.close()
         async with self._patient:
             if self._db is not None:
                 self._db.close()
@@ -262,10 +260,9 @@ class SqliteInboxStore(InboxStore):
             db.execute("PRAGMA busy_timeout=0")
 
     def _wrote(self) -> None:
-        self._writes += 1
-        if (self._writes % CHECKPOINT_EVERY == 0 and self.path and self.path != ":memory:"
-                and (self._checkpoint is None or self._checkpoint.done())):
-            self._checkpoint = asyncio.get_running_loop().create_task(asyncio.to_thread(checkpoint, self.path))
+        self.transactions += 1
+        if self._checkpoints is not None:
+            self._checkpoints.wrote()
 
     # -- received ----------------------------------------------------------------------------------------------
     async def store_received(

@@ -72,11 +72,11 @@ async def test_writes_of_one_loop_turn_share_a_transaction_and_a_bad_one_fails_a
     assert isinstance(store, inbox_sqlite.SqliteInboxStore)
     try:
         kw = {"sender": S, "doc_type": 0, "related_document_id": None, "subject": "s", "data": b"<edXML/>"}
-        before = store._writes
+        before = store.transactions
         stored = await asyncio.gather(*(store.store_received([A], document_id=f"{S},2019/03/12,{i}/VPCP", **kw)
                                         for i in range(20)))
         assert [s.new for [s] in stored] == [True] * 20
-        assert store._writes - before == 1  # one transaction for the twenty
+        assert store.transactions - before == 1  # one transaction for the twenty
         assert await store.count_received(A) == 20
 
         bad = {**kw, "subject": None}  # NOT NULL: this row cannot be written

@@ -281,3 +281,28 @@ def test_checkpoints_beside_a_busy_writer_keep_the_wal_bounded(tmp_path: Path) -
     bounded = _write_while_checkpointing(tmp_path / "reset.db", reset_bytes=mib)
     assert starved > 20 * mib  # 2,000 × 8 KB written (3 pages each), the WAL never started over
     assert bounded < 8 * mib
+
+
+async def test_checkpoints_are_due_by_writes_or_by_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from axis.stats import store as stats_store
+
+    ran: list[str] = []
+    monkeypatch.setattr(stats_store, "checkpoint", lambda path: ran.append(path))
+    now = [0.0]
+    checkpoints = stats_store.Checkpoints(str(tmp_path / "s.db"), clock=lambda: now[0])
+    for _ in range(stats_store.CHECKPOINT_EVERY - 1):
+        checkpoints.wrote()
+    await asyncio.sleep(0.05)
+    assert ran == []
+    checkpoints.wrote()  # the 256th write
+    await checkpoints.close()
+    assert len(ran) == 1
+    checkpoints.wrote()
+    now[0] += stats_store.CHECKPOINT_SECONDS - 1
+    checkpoints.wrote()
+    await asyncio.sleep(0.05)
+    assert len(ran) == 1  # neither many writes nor long enough
+    now[0] += 1
+    checkpoints.wrote()  # ten seconds since the last one: a slow writer's WAL is checkpointed too
+    await checkpoints.close()
+    assert len(ran) == 2
