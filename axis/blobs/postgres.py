@@ -279,14 +279,14 @@ def shared_store(url: str, spool_dir: Path) -> PostgresBlobStore:
 
 
 class _LargeObjectReader(io.RawIOBase):
-    """A blob's large object as a readable, seekable raw file: each read one ``lo_get`` on a connection of its own
-    (closed with the reader); a blob deleted meanwhile is :class:`BlobMissing`."""
+    """A blob's large object as a readable, seekable raw file: each read one ``lo_get`` on the reading thread's
+    connection of the store — no connection held between reads, so a slow download (or many) never holds
+    PostgreSQL's connections; a blob deleted meanwhile is :class:`BlobMissing`."""
 
     def __init__(self, store: PostgresBlobStore, sha256: str, oid: int, size: int) -> None:
         super().__init__()
-        self._conn = store._connect()
+        self._store = store
         self._missing = store._psycopg.errors.UndefinedObject
-        self._down = store._psycopg.OperationalError
         self.sha256, self.oid, self.size = sha256, oid, int(size)
         self.pos = 0
 
@@ -311,18 +311,10 @@ class _LargeObjectReader(io.RawIOBase):
         if want <= 0:
             return 0
         try:
-            row = self._conn.execute("SELECT lo_get(%s, %s, %s)", (self.oid, self.pos, want)).fetchone()
+            row = self._store._one("SELECT lo_get(%s, %s, %s)", (self.oid, self.pos, want))
         except self._missing:
             raise BlobMissing(f"blob {self.sha256} was deleted while being read") from None
-        except self._down as exc:
-            raise BlobStoreUnavailable(f"the blob store's database went away mid-read: {_first_line(exc)}"
-                                       ) from None
         data = bytes(row[0]) if row is not None else b""
         buffer[:len(data)] = data
         self.pos += len(data)
         return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._conn.close()
-        super().close()

@@ -148,6 +148,10 @@ class BlobStore(abc.ABC):
                 return True
         return False
 
+    def close(self) -> None:
+        """Release what this thread holds of the store (a database connection; nothing for a directory)."""
+        return None
+
     @abc.abstractmethod
     def clean_temps(self) -> int:
         """Remove what crashed uploads left: temporary files of processes of this host that are gone, and any not

@@ -29,6 +29,4 @@ def store_url(request: pytest.FixtureRequest) -> str:
 def store(tmp_path: Path, store_url: str) -> Iterator[BlobStore]:
     blobs = open_blobs(tmp_path / "blobs", store_url)
     yield blobs
-    close = getattr(blobs, "close", None)
-    if close is not None:
-        close()
+    blobs.close()

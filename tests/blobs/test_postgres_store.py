@@ -191,3 +191,16 @@ def test_an_unreachable_database_is_unavailable_never_missing(pg_store: Postgres
 def test_a_store_that_cannot_start_says_so(tmp_path: Path) -> None:
     with pytest.raises(BlobStoreUnavailable, match="unreachable"):
         PostgresBlobStore("postgresql://postgres@127.0.0.1:1/nothing", tmp_path / "tmp")
+
+
+def test_readers_hold_no_connection(pg_store: PostgresBlobStore, pg_blobs_url: str) -> None:
+    """Slow downloads (each an open reader) do not take PostgreSQL's connections: reads use the thread's."""
+    ref = put(pg_store, os.urandom(2 * 1024 * 1024))
+    readers = [pg_store.open(ref) for _ in range(50)]
+    for r in readers:
+        assert len(r.read(1000)) == 1000  # each started, none finished
+    with psycopg.connect(libpq_url(pg_blobs_url)) as admin:
+        row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").fetchone()
+    assert row is not None and row[0] <= 2  # this thread's and the count's own
+    for r in readers:
+        r.close()
